@@ -1,0 +1,288 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// DNS configures the authoritative nameservers (step 1).
+type DNS struct {
+	// Zones the nameservers are authoritative for; every role name must lie
+	// in one of them. Defaults to the parent zone of each role name.
+	Zones []string      `toml:"zones"`
+	TTL   time.Duration `toml:"ttl"`
+	// LBTTL is the TTL of lb.mcs answers, short so failover is quick.
+	LBTTL time.Duration `toml:"lb_ttl"`
+	// Hostmaster is the SOA RNAME as an e-mail address.
+	Hostmaster string `toml:"hostmaster"`
+	// RateLimit is the response rate limit per client /24 (/56 for IPv6)
+	// in responses per second; 0 turns it off.
+	RateLimit int `toml:"rate_limit"`
+	// UDPSize is the largest UDP response we send to EDNS0 clients.
+	UDPSize int `toml:"udp_size"`
+}
+
+func (d *DNS) applyDefaults(c *Config) {
+	if d.TTL == 0 {
+		d.TTL = 5 * time.Minute
+	}
+	if d.LBTTL == 0 {
+		d.LBTTL = 10 * time.Second
+	}
+	if d.RateLimit == 0 {
+		d.RateLimit = 50
+	}
+	if d.UDPSize == 0 {
+		d.UDPSize = 1232 // the DNS flag day 2020 value: no fragmentation
+	}
+	for i, z := range d.Zones {
+		d.Zones[i] = CanonicalName(z)
+	}
+	if len(d.Zones) == 0 {
+		for _, n := range []string{c.Names.ZDial, c.Names.LBMCS, c.Names.SIPDomain} {
+			z := parentZone(CanonicalName(n))
+			if z != "" && !contains(d.Zones, z) {
+				d.Zones = append(d.Zones, z)
+			}
+		}
+	}
+	if d.Hostmaster == "" && len(d.Zones) > 0 {
+		d.Hostmaster = "hostmaster@" + d.Zones[0]
+	}
+}
+
+// parentZone is the registrable-looking zone of a name: its last two labels
+// ("zdial.champvrs.com" -> "champvrs.com", "mcs.z5.test" -> "z5.test").
+func parentZone(name string) string {
+	dots := 0
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '.' {
+			dots++
+			if dots == 2 {
+				return name[i+1:]
+			}
+		}
+	}
+	return name
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *DNS) validate(c *Config) Errors {
+	var errs Errors
+	for i, z := range d.Zones {
+		if !validHostname(z) {
+			errs = append(errs, &Error{Key: fmt.Sprintf("dns.zones"), Msg: fmt.Sprintf("zone %d: %q is not a valid DNS name", i, z)})
+		}
+	}
+	check := func(key, name string) {
+		if name == "" {
+			return
+		}
+		for _, z := range d.Zones {
+			if InZone(name, z) {
+				return
+			}
+		}
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%q is in none of the served zones %v", name, d.Zones)})
+	}
+	check("names.zdial", c.Names.ZDial)
+	check("names.lb_mcs", c.Names.LBMCS)
+	check("names.sip_domain", c.Names.SIPDomain)
+	for i, s := range c.Sites {
+		for j, n := range s.Nodes {
+			for _, h := range n.Hosts {
+				check(fmt.Sprintf("site[%d].node[%d].hosts", i, j), h)
+			}
+		}
+	}
+	if d.TTL < time.Second || d.LBTTL < time.Second {
+		errs = append(errs, &Error{Key: "dns.ttl", Msg: "TTLs must be at least 1s"})
+	}
+	if d.RateLimit < 0 {
+		errs = append(errs, &Error{Key: "dns.rate_limit", Msg: "must be >= 0"})
+	}
+	if d.UDPSize < 512 || d.UDPSize > 4096 {
+		errs = append(errs, &Error{Key: "dns.udp_size", Msg: fmt.Sprintf("%d outside 512-4096", d.UDPSize)})
+	}
+	return errs
+}
+
+// ZDial configures login and number selection (step 2).
+type ZDial struct {
+	SessionTTL time.Duration `toml:"session_ttl"`
+	// MaxFailures failed logins for one account lock it for Lockout.
+	MaxFailures int           `toml:"max_failures"`
+	Lockout     time.Duration `toml:"lockout"`
+	// PerIPRate is the sustained login attempts per minute from one IP.
+	PerIPRate int `toml:"per_ip_rate"`
+}
+
+func (z *ZDial) applyDefaults() {
+	if z.SessionTTL == 0 {
+		z.SessionTTL = 30 * 24 * time.Hour
+	}
+	if z.MaxFailures == 0 {
+		z.MaxFailures = 5
+	}
+	if z.Lockout == 0 {
+		z.Lockout = 15 * time.Minute
+	}
+	if z.PerIPRate == 0 {
+		z.PerIPRate = 30
+	}
+}
+
+func (z *ZDial) validate() Errors {
+	var errs Errors
+	if z.SessionTTL < time.Minute {
+		errs = append(errs, &Error{Key: "zdial.session_ttl", Msg: "must be at least 1m"})
+	}
+	if z.MaxFailures < 1 {
+		errs = append(errs, &Error{Key: "zdial.max_failures", Msg: "must be at least 1"})
+	}
+	if z.PerIPRate < 1 {
+		errs = append(errs, &Error{Key: "zdial.per_ip_rate", Msg: "must be at least 1"})
+	}
+	return errs
+}
+
+// MCS configures the MCS HTTPS API (step 3).
+type MCS struct {
+	LicenseTTL time.Duration `toml:"license_ttl"`
+	// Features granted in every license.
+	Features []string `toml:"features"`
+	// MaxContacts per number, MaxBody bytes per request body.
+	MaxContacts int `toml:"max_contacts"`
+	MaxBody     int `toml:"max_body"`
+}
+
+func (m *MCS) applyDefaults() {
+	if m.LicenseTTL == 0 {
+		m.LicenseTTL = 7 * 24 * time.Hour
+	}
+	if m.Features == nil {
+		m.Features = []string{"video", "audio", "addressbook"}
+	}
+	if m.MaxContacts == 0 {
+		m.MaxContacts = 5000
+	}
+	if m.MaxBody == 0 {
+		m.MaxBody = 4 << 20
+	}
+}
+
+func (m *MCS) validate() Errors {
+	var errs Errors
+	if m.LicenseTTL < time.Minute {
+		errs = append(errs, &Error{Key: "mcs.license_ttl", Msg: "must be at least 1m"})
+	}
+	if m.MaxContacts < 1 {
+		errs = append(errs, &Error{Key: "mcs.max_contacts", Msg: "must be at least 1"})
+	}
+	if m.MaxBody < 1024 {
+		errs = append(errs, &Error{Key: "mcs.max_body", Msg: "must be at least 1024"})
+	}
+	return errs
+}
+
+// SIP configures the registrar and proxy (step 4).
+type SIP struct {
+	Realm           string        `toml:"realm"` // defaults to the SIP domain
+	NonceTTL        time.Duration `toml:"nonce_ttl"`
+	MinExpires      int           `toml:"min_expires"`
+	MaxExpires      int           `toml:"max_expires"`
+	DefaultExpires  int           `toml:"default_expires"`
+	NoAnswerTimeout time.Duration `toml:"no_answer_timeout"`
+	MaxMessageSize  int           `toml:"max_message_size"`
+	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
+	IdleTimeout     time.Duration `toml:"idle_timeout"`
+	// TLSCert and TLSKey serve SIP over TLS when ports.sip_tls is set; empty
+	// means a certificate from the deployment CA.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+}
+
+func (s *SIP) applyDefaults(c *Config) {
+	if s.Realm == "" {
+		s.Realm = c.Names.SIPDomain
+	}
+	if s.NonceTTL == 0 {
+		s.NonceTTL = 5 * time.Minute
+	}
+	if s.MinExpires == 0 {
+		s.MinExpires = 60
+	}
+	if s.MaxExpires == 0 {
+		s.MaxExpires = 3600
+	}
+	if s.DefaultExpires == 0 {
+		s.DefaultExpires = 600
+	}
+	if s.NoAnswerTimeout == 0 {
+		s.NoAnswerTimeout = 3 * time.Minute
+	}
+	if s.MaxMessageSize == 0 {
+		s.MaxMessageSize = 64 << 10
+	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = 64
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = 2 * time.Minute
+	}
+}
+
+func (s *SIP) validate() Errors {
+	var errs Errors
+	if s.MinExpires < 1 || s.MinExpires > s.MaxExpires {
+		errs = append(errs, &Error{Key: "sip.min_expires", Msg: fmt.Sprintf("need 1 <= min_expires (%d) <= max_expires (%d)", s.MinExpires, s.MaxExpires)})
+	}
+	if s.DefaultExpires < s.MinExpires || s.DefaultExpires > s.MaxExpires {
+		errs = append(errs, &Error{Key: "sip.default_expires", Msg: fmt.Sprintf("%d outside min..max expires", s.DefaultExpires)})
+	}
+	if s.NoAnswerTimeout < time.Second {
+		errs = append(errs, &Error{Key: "sip.no_answer_timeout", Msg: "must be at least 1s"})
+	}
+	if s.MaxMessageSize < 1500 {
+		errs = append(errs, &Error{Key: "sip.max_message_size", Msg: "must be at least 1500"})
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		errs = append(errs, &Error{Key: "sip.tls_cert", Msg: "tls_cert and tls_key go together"})
+	}
+	return errs
+}
+
+// Relay configures the RTP media relay (step 5). The port range is
+// ports.rtp.
+type Relay struct {
+	// MediaTimeout without packets on an answered call ends it.
+	MediaTimeout time.Duration `toml:"media_timeout"`
+	// ProbeRate is how many network-check echo replies per second one
+	// source may get.
+	ProbeRate int `toml:"probe_rate"`
+}
+
+func (r *Relay) applyDefaults() {
+	if r.MediaTimeout == 0 {
+		r.MediaTimeout = 30 * time.Second
+	}
+	if r.ProbeRate == 0 {
+		r.ProbeRate = 200
+	}
+}
+
+func (r *Relay) validate() Errors {
+	var errs Errors
+	if r.MediaTimeout < time.Second {
+		errs = append(errs, &Error{Key: "relay.media_timeout", Msg: "must be at least 1s"})
+	}
+	return errs
+}

@@ -1,0 +1,275 @@
+// Package store is the one storage interface behind every role: customers,
+// their phone numbers, devices and SIP credentials, sessions, contacts,
+// licenses, registrations, MCS node membership and call records.
+//
+// Implementations (sqlite/ for one machine, postgres/ for several nodes and
+// sites) must make every successful write durable before returning: the API
+// acknowledges only what survives kill -9. storetest/ holds the conformance
+// suite both run.
+package store
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+)
+
+// Sentinel errors; implementations wrap them with context.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a unique value (username, number, SIP username) is taken.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: an If-Match version did not match (no lost updates).
+	ErrConflict = errors.New("version conflict")
+	// ErrLimit: a configured count limit would be exceeded.
+	ErrLimit = errors.New("limit reached")
+)
+
+// Store is everything the provider keeps. All methods are safe for
+// concurrent use.
+type Store interface {
+	// Customers.
+	CreateCustomer(ctx context.Context, c Customer) (Customer, error)
+	Customer(ctx context.Context, id int64) (Customer, error)
+	CustomerByUsername(ctx context.Context, username string) (Customer, error)
+	ListCustomers(ctx context.Context) ([]Customer, error)
+	SetPasswordHash(ctx context.Context, customerID int64, hash string) error
+	// RecordLoginFailure counts a failed login for the account and, once
+	// failures reach maxFailures, locks it until now+lockout. It returns
+	// the account as updated.
+	RecordLoginFailure(ctx context.Context, customerID int64, now time.Time, maxFailures int, lockout time.Duration) (Customer, error)
+	ResetLoginFailures(ctx context.Context, customerID int64) error
+
+	// Phone numbers; a customer may hold several.
+	AddNumber(ctx context.Context, n Number) error
+	Number(ctx context.Context, number string) (Number, error)
+	NumbersOf(ctx context.Context, customerID int64) ([]Number, error)
+
+	// Devices and their SIP credentials.
+	CreateDevice(ctx context.Context, d Device) (Device, error)
+	Device(ctx context.Context, id int64) (Device, error)
+	DeviceBySIPUser(ctx context.Context, sipUser string) (Device, error)
+	DevicesOf(ctx context.Context, number string) ([]Device, error)
+	// UpdateDeviceCredentials replaces the digest HA1 values (new password).
+	UpdateDeviceCredentials(ctx context.Context, id int64, cred Credentials) error
+
+	// Sessions (ZDial login tokens and MCS API tokens), by token hash.
+	CreateSession(ctx context.Context, s Session) error
+	Session(ctx context.Context, tokenHash []byte) (Session, error)
+	// RevokeSession revokes a session and every session made from it
+	// (ParentHash): logging out of ZDial also ends its MCS tokens.
+	RevokeSession(ctx context.Context, tokenHash []byte, now time.Time) error
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
+
+	// Address book of one number.
+	ListContacts(ctx context.Context, owner string) ([]Contact, error)
+	Contact(ctx context.Context, owner, id string) (Contact, error)
+	// CreateContact assigns ID (when empty), UID (when empty), Version and
+	// Rev. maxContacts bounds the book (ErrLimit).
+	CreateContact(ctx context.Context, c Contact, maxContacts int) (Contact, error)
+	// UpdateContact replaces a contact if its current Version equals
+	// ifVersion (0: unconditional), else ErrConflict.
+	UpdateContact(ctx context.Context, c Contact, ifVersion int64) (Contact, error)
+	DeleteContact(ctx context.Context, owner, id string, ifVersion int64) error
+	// ContactChanges lists contacts changed or deleted after rev, in Rev
+	// order, and the book's current rev (CardDAV sync-collection).
+	ContactChanges(ctx context.Context, owner string, sinceRev int64) (changes []ContactChange, rev int64, err error)
+
+	// Licenses issued (audit trail; the signature itself is verifiable
+	// offline).
+	RecordLicense(ctx context.Context, l License) error
+
+	// Registrations: which node holds a device's live SIP flow, so a call
+	// reaching another node can be forwarded there.
+	PutRegistration(ctx context.Context, r Registration) error
+	DeleteRegistration(ctx context.Context, number string, deviceID int64, node, flowID string) error
+	Registrations(ctx context.Context, number string, now time.Time) ([]Registration, error)
+
+	// Node membership: MCS nodes heartbeat; DNS hands out live ones.
+	Heartbeat(ctx context.Context, n NodeStatus) error
+	Nodes(ctx context.Context) ([]NodeStatus, error)
+
+	// Call detail records.
+	CreateCall(ctx context.Context, c Call) error
+	UpdateCall(ctx context.Context, c Call) error
+	Call(ctx context.Context, callID string) (Call, error)
+	ListCalls(ctx context.Context, f CallFilter) ([]Call, error)
+
+	Close() error
+}
+
+// NumberPattern is a 10-digit NANP number: NXX-NXX-XXXX.
+var NumberPattern = regexp.MustCompile(`^[2-9][0-9]{2}[2-9][0-9]{6}$`)
+
+// Customer is an account that logs in to ZDial.
+type Customer struct {
+	ID           int64
+	Username     string
+	DisplayName  string
+	PasswordHash string // argon2id, PHC string format
+	Failures     int
+	LockedUntil  time.Time
+	CreatedAt    time.Time
+}
+
+// Number is a phone number held by a customer.
+type Number struct {
+	Number     string // 10 digits
+	CustomerID int64
+	Label      string
+	CreatedAt  time.Time
+}
+
+// Device kinds.
+const (
+	DeviceZ5  = "z5"  // a Z5 client: needs a license to register
+	DeviceSIP = "sip" // a standard SIP endpoint: registers without one
+)
+
+// Credentials are digest HA1 values H(username:realm:password) for each
+// algorithm we offer (RFC 8760); the password itself is never stored.
+type Credentials struct {
+	Realm         string
+	HA1MD5        string
+	HA1SHA256     string
+	HA1SHA512_256 string
+}
+
+// Device is one endpoint of a number with its own SIP credentials.
+type Device struct {
+	ID      int64
+	Number  string
+	Kind    string // DeviceZ5 or DeviceSIP
+	Name    string // e.g. hostname of the Z5 client, or a label
+	SIPUser string // digest username, unique
+	Cred    Credentials
+	// InstanceID identifies a Z5 installation (its +sip.instance), so
+	// logging in again from it reuses the device.
+	InstanceID string
+	CreatedAt  time.Time
+}
+
+// Session kinds.
+const (
+	SessionZDial = "zdial" // after login, before a number is chosen
+	SessionMCS   = "mcs"   // after number selection: MCS API token
+)
+
+// Session is a bearer token, stored hashed (SHA-256).
+type Session struct {
+	TokenHash  []byte
+	Kind       string
+	CustomerID int64
+	Number     string // set for SessionMCS
+	DeviceID   int64  // set for SessionMCS
+	ParentHash []byte // the ZDial session an MCS token was made from
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	RevokedAt  time.Time // zero while valid
+}
+
+// Valid reports whether the session is usable at now.
+func (s Session) Valid(now time.Time) bool {
+	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
+}
+
+// Contact is one address-book entry of a number. Every field here survives
+// a vCard export/import round trip.
+type Contact struct {
+	Owner        string // the number whose book this is
+	ID           string // stable, URL-safe
+	UID          string // vCard UID
+	Name         string // FN
+	GivenName    string
+	FamilyName   string
+	Number       string // the contact's videophone number (10 digits or SIP URI)
+	Phones       []Phone
+	Email        string
+	Organization string
+	Note         string
+	Favorite     bool
+	Version      int64 // ETag source; bumped by every update
+	Rev          int64 // position in the book's change log
+	UpdatedAt    time.Time
+}
+
+// Phone is an additional number of a contact.
+type Phone struct {
+	Type   string // "video", "voice", "text", "cell", "home", "work"
+	Number string
+}
+
+// ContactChange is one entry of a book's change log.
+type ContactChange struct {
+	ID      string
+	Deleted bool
+	Contact Contact // zero when Deleted
+	Rev     int64
+}
+
+// License is the audit record of an issued license.
+type License struct {
+	ID        string
+	Number    string
+	DeviceID  int64
+	Features  []string
+	NotBefore time.Time
+	NotAfter  time.Time
+	IssuedAt  time.Time
+}
+
+// Registration is a device's binding on one MCS node.
+type Registration struct {
+	Number    string
+	DeviceID  int64
+	Node      string // MCS node name holding the flow
+	FlowID    string // identifies the TCP connection on that node
+	Contact   string // Contact URI as registered
+	Instance  string // +sip.instance, when given
+	ExpiresAt time.Time
+	UpdatedAt time.Time
+}
+
+// NodeStatus is one MCS node's last heartbeat.
+type NodeStatus struct {
+	Name     string
+	Site     string
+	Address  string
+	Healthy  bool
+	LastSeen time.Time
+}
+
+// Call is a call detail record: a VRS provider is paid per conversation
+// minute, so every call is accounted for from start to end.
+type Call struct {
+	CallID     string
+	From       string // caller number
+	To         string // callee number
+	Node       string
+	StartedAt  time.Time
+	AnsweredAt time.Time // zero when never answered
+	EndedAt    time.Time // zero while active
+	EndReason  string    // "bye", "cancel", "busy", "unavailable", "timeout", "media-timeout", ...
+	Status     int       // final SIP status
+	MediaStats []StreamStats
+}
+
+// StreamStats are one relayed stream's counters at the end of a call.
+type StreamStats struct {
+	Leg       string // "caller" or "callee"
+	Media     string // "audio" or "video"
+	Packets   uint64
+	Bytes     uint64
+	Lost      int64
+	JitterMS  float64
+	Dropped   uint64 // packets from strangers, never forwarded
+	RTCPCount uint64
+}
+
+// CallFilter selects calls; zero fields match everything.
+type CallFilter struct {
+	Number string // From or To
+	Since  time.Time
+	Limit  int
+}
