@@ -1,0 +1,220 @@
+// Package e2e drives the real z5d and z5 binaries: built once per run,
+// started as processes on loopback, checked with standard tools (dig,
+// ffprobe) and the client library, and killed by PID when a test ends.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binDir   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "z5-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/z5d", "../cmd/z5")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func bin(t *testing.T, name string) string {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// loopbackIP returns a random address in 127.0.0.0/8 (all loopback on
+// Linux), so each test's stack binds its own ports without colliding.
+func loopbackIP(t *testing.T) string {
+	t.Helper()
+	for range 50 {
+		b := make([]byte, 2)
+		rand.Read(b)
+		ip := fmt.Sprintf("127.%d.%d.%d", 10+int(b[0])%200, b[1], 2+int(b[0])%250)
+		l, err := net.Listen("tcp", ip+":0")
+		if err == nil {
+			l.Close()
+			return ip
+		}
+	}
+	t.Fatal("no usable loopback address")
+	return ""
+}
+
+// stackConfig writes a one-node deployment config on ip with the dev
+// ports, and returns its path.
+func stackConfig(t *testing.T, dir, ip string, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`data_dir = %q
+
+[provider]
+name = "Z5 e2e"
+
+[names]
+zdial = "zdial.z5.test"
+lb_mcs = "lb.mcs.z5.test"
+sip_domain = "mcs.z5.test"
+
+[ports]
+dns = 5353
+zdial_https = 8443
+mcs_https = 9443
+sip = 5060
+rtp = "20000-20999"
+metrics = 9090
+
+[dns]
+zones = ["z5.test"]
+%s
+[[site]]
+name = "a"
+
+[[site.node]]
+name = "n1"
+roles = ["dns", "zdial", "mcs"]
+address = %q
+hosts = ["mcs1.mcs.z5.test", "mcs2.mcs.z5.test"]
+`, dir, extra, ip)
+	p := filepath.Join(dir, "z5.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// proc is a started binary whose output is kept for failure messages.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// start runs a binary until the test ends (SIGTERM, then SIGKILL).
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin(t, name), args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("%s %v output:\n%s", name, args, p.Output())
+		}
+	})
+	return p
+}
+
+func (p *proc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// kill9 ends the process the hard way, as a crash would.
+func (p *proc) kill9() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// waitReady polls the node's readiness endpoint.
+func waitReady(t *testing.T, p *proc, metricsAddr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("z5d exited early:\n%s", p.Output())
+		default:
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("z5d not ready at %s:\n%s", metricsAddr, p.Output())
+}
+
+// runCmd runs a binary to completion with stdin and returns its output.
+func runCmd(t *testing.T, stdin string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(t, name), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustRun(t *testing.T, stdin string, name string, args ...string) string {
+	t.Helper()
+	out, err := runCmd(t, stdin, name, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return out
+}
+
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s not installed (scripts/deps.sh installs it as root)", name)
+	}
+	return p
+}

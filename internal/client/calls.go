@@ -1,0 +1,280 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+)
+
+// Dialog is an established call's signalling: the remote SDP, hang-up, and
+// a channel closed when the call ends from either side.
+type Dialog struct {
+	Remote    string // the other party's number or URI
+	RemoteSDP []byte
+	CallID    string
+
+	hangup func(ctx context.Context) error
+	once   sync.Once
+	done   chan struct{}
+	mu     sync.Mutex
+	reason string
+}
+
+func newDialog(remote string, hangup func(context.Context) error) *Dialog {
+	return &Dialog{Remote: remote, hangup: hangup, done: make(chan struct{})}
+}
+
+// Done is closed when the call has ended (either side).
+func (d *Dialog) Done() <-chan struct{} { return d.done }
+
+// Reason says why the call ended ("local hangup", "remote hangup", ...).
+func (d *Dialog) Reason() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reason
+}
+
+func (d *Dialog) end(reason string) {
+	d.once.Do(func() {
+		d.mu.Lock()
+		d.reason = reason
+		d.mu.Unlock()
+		close(d.done)
+	})
+}
+
+// Hangup sends BYE (once) and ends the dialog.
+func (d *Dialog) Hangup(ctx context.Context) error {
+	select {
+	case <-d.done:
+		return nil
+	default:
+	}
+	err := d.hangup(ctx)
+	d.end("local hangup")
+	return err
+}
+
+// IncomingCall is an INVITE waiting for the user (or --auto-answer).
+type IncomingCall struct {
+	From     string // caller number (user part of From)
+	FromName string
+	Offer    []byte
+
+	p      *Phone
+	dlg    *sipgo.DialogServerSession
+	decide chan struct{}
+	once   sync.Once
+	// cancelled is closed when the caller gives up before an answer.
+	cancelled chan struct{}
+	dialog    *Dialog
+}
+
+// Cancelled is closed when the caller hung up before the call was answered.
+func (ic *IncomingCall) Cancelled() <-chan struct{} { return ic.cancelled }
+
+// Answer accepts the call with an SDP answer and returns the dialog.
+func (ic *IncomingCall) Answer(answer []byte) (*Dialog, error) {
+	var err error
+	ic.once.Do(func() {
+		defer close(ic.decide)
+		select {
+		case <-ic.cancelled:
+			err = fmt.Errorf("caller hung up before the answer")
+			return
+		default:
+		}
+		if err = ic.dlg.Respond(sipmsg.StatusOK, "OK", answer, sipmsg.NewHeader("Content-Type", "application/sdp")); err != nil {
+			err = fmt.Errorf("answer: %w", err)
+			return
+		}
+		d := newDialog(ic.From, ic.dlg.Bye)
+		d.RemoteSDP, d.CallID = ic.Offer, ic.dlg.InviteRequest.CallID().Value()
+		ic.dialog = d
+		ic.p.track(d, ic.dlg.Context())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ic.dialog == nil {
+		return nil, errors.New("call already decided")
+	}
+	return ic.dialog, nil
+}
+
+// Reject declines the call (486 Busy Here, 603 Decline, ...).
+func (ic *IncomingCall) Reject(code int, reason string) error {
+	var err error
+	ic.once.Do(func() {
+		defer close(ic.decide)
+		err = ic.dlg.Respond(code, reason, nil)
+	})
+	return err
+}
+
+func (p *Phone) routes() {
+	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: "z5"}}
+	p.dcli = sipgo.NewDialogClientCache(p.cl, contact)
+	p.dsrv = sipgo.NewDialogServerCache(p.cl, contact)
+	p.srv.OnInvite(p.onInvite)
+	p.srv.OnAck(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		p.dsrv.ReadAck(req, tx)
+	})
+	p.srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if err := p.dcli.ReadBye(req, tx); err == nil {
+			return
+		}
+		if err := p.dsrv.ReadBye(req, tx); err != nil {
+			tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
+	})
+	p.srv.OnCancel(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		// The transaction layer already answered 200 and ended the INVITE.
+	})
+	p.srv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		res := sipmsg.NewResponseFromRequest(req, sipmsg.StatusOK, "OK", nil)
+		res.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		tx.Respond(res)
+	})
+	p.srv.OnInfo(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		// SIP INFO carries picture-fast-update requests from some endpoints;
+		// keyframes are also asked by RTCP PLI/FIR, which media handles.
+		tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusOK, "OK", nil))
+	})
+}
+
+func (p *Phone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if p.opts.OnIncoming == nil {
+		tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil))
+		return
+	}
+	dlg, err := p.dsrv.ReadInvite(req, tx)
+	if err != nil {
+		tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusBadRequest, "Bad Request", nil))
+		return
+	}
+	from := req.From()
+	ic := &IncomingCall{p: p, dlg: dlg, Offer: req.Body(), decide: make(chan struct{}), cancelled: make(chan struct{})}
+	if from != nil {
+		ic.From, ic.FromName = from.Address.User, strings.Trim(from.DisplayName, `"`)
+	}
+	dlg.Respond(sipmsg.StatusRinging, "Ringing", nil)
+	go p.opts.OnIncoming(ic)
+	select {
+	case <-ic.decide:
+	case <-tx.Done():
+		close(ic.cancelled)
+		ic.once.Do(func() { close(ic.decide) })
+	}
+}
+
+// track ends d when the SIP dialog ends (remote BYE, failure).
+func (p *Phone) track(d *Dialog, ctx context.Context) {
+	go func() {
+		select {
+		case <-ctx.Done():
+			d.end("remote hangup")
+		case <-d.done:
+		}
+	}()
+}
+
+// CallError is a failed call attempt with the SIP status that ended it.
+type CallError struct {
+	Target string
+	Status int
+	Reason string
+	Err    error
+}
+
+func (e *CallError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("call to %s failed: %v", e.Target, e.Err)
+	}
+	return fmt.Sprintf("call to %s: %v (%d %s)", e.Target, e.Err, e.Status, e.Reason)
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// Invite calls target (a 10-digit number or a SIP URI) with an SDP offer
+// and waits for the answer. onProgress sees provisional responses.
+func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgress func(code int, reason string)) (*Dialog, error) {
+	p.mu.Lock()
+	server, contact := p.server, p.contact
+	p.mu.Unlock()
+	ruri := sipmsg.Uri{Scheme: "sip", User: target, Host: p.creds.Domain}
+	if strings.HasPrefix(target, "sip:") {
+		if err := sipmsg.ParseUri(target, &ruri); err != nil {
+			return nil, fmt.Errorf("call %q: %w", target, err)
+		}
+	}
+	req := p.newRequest(sipmsg.INVITE, ruri, server)
+	req.AppendHeader(&contact)
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	req.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+	req.SetBody(offer)
+	sess, err := p.dcli.WriteInvite(ctx, req)
+	if err != nil {
+		return nil, &CallError{Target: target, Err: err}
+	}
+	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{
+		Username: p.creds.Username, Password: p.creds.Password,
+		OnResponse: func(res *sipmsg.Response) error {
+			if res.IsProvisional() && onProgress != nil {
+				onProgress(int(res.StatusCode), res.Reason)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		sess.Close()
+		var de *sipgo.ErrDialogResponse
+		if errors.As(err, &de) {
+			ce := &CallError{Target: target, Status: int(de.Res.StatusCode), Reason: de.Res.Reason}
+			switch de.Res.StatusCode {
+			case sipmsg.StatusTemporarilyUnavailable, sipmsg.StatusNotFound:
+				ce.Err = ErrUnavailable
+			case sipmsg.StatusBusyHere, sipmsg.StatusGlobalDecline, 600:
+				ce.Err = ErrBusy
+			case sipmsg.StatusRequestTimeout:
+				ce.Err = fmt.Errorf("%w: no answer", ErrUnavailable)
+			default:
+				ce.Err = errors.New("rejected")
+			}
+			return nil, ce
+		}
+		return nil, &CallError{Target: target, Err: err}
+	}
+	if err := sess.Ack(ctx); err != nil {
+		sess.Close()
+		return nil, &CallError{Target: target, Err: fmt.Errorf("ACK: %w", err)}
+	}
+	d := newDialog(target, func(ctx context.Context) error {
+		defer sess.Close()
+		return sess.Bye(ctx)
+	})
+	d.RemoteSDP, d.CallID = sess.InviteResponse.Body(), req.CallID().Value()
+	p.track(d, sess.Context())
+	return d, nil
+}
+
+// RelayAddr is where a call's media goes: the MCS address in the remote
+// SDP. Exposed for diagnostics.
+func RelayAddr(sdp []byte) (netip.Addr, bool) {
+	for _, line := range strings.Split(string(sdp), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "c=IN IP4 ") || strings.HasPrefix(line, "c=IN IP6 ") {
+			a, err := netip.ParseAddr(strings.TrimSpace(line[9:]))
+			return a, err == nil
+		}
+	}
+	return netip.Addr{}, false
+}
+
+

@@ -1,0 +1,440 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+)
+
+// Keepalive timing (RFC 5626 §4.4.1): a CRLF ping every pingEvery; a flow
+// that returns nothing within pongWait is dead and the client re-registers,
+// failing over to the next MCS.
+const (
+	pingEvery   = 20 * time.Second
+	pongWait    = 10 * time.Second
+	maxBackoff  = 30 * time.Second
+	registerTTL = 600
+)
+
+// PhoneOptions configure the SIP side of a client.
+type PhoneOptions struct {
+	// OnIncoming receives each incoming call; nil rejects calls with 480.
+	OnIncoming func(*IncomingCall)
+	// Expires is the registration lifetime asked for (seconds).
+	Expires int
+}
+
+// Phone is a client registered with an MCS over its own TCP connection: all
+// signalling, including incoming calls, rides that client-opened flow.
+type Phone struct {
+	c     *Client
+	opts  PhoneOptions
+	log   *slog.Logger
+	ua    *sipgo.UserAgent
+	cl    *sipgo.Client
+	srv   *sipgo.Server
+	dcli  *sipgo.DialogClientCache
+	dsrv  *sipgo.DialogServerCache
+	creds SIPCreds
+
+	lastRecv sync.Map // remote "ip:port" -> *atomic.Int64 (unix nanos)
+
+	mu       sync.Mutex // guards the following
+	server   netip.AddrPort
+	host     string
+	contact  sipmsg.ContactHeader
+	callID   string
+	cseq     uint32
+	expires  time.Duration
+	regAt    time.Time
+	closed   bool
+	incoming map[string]*IncomingCall
+
+	stop chan struct{}
+	done chan struct{}
+	dead chan struct{} // signalled when the flow fails
+}
+
+// Connect runs step 4: verifies the license (no SIP without one), opens a
+// TCP connection to the first reachable MCS (mcs1, then mcs2, ...), and
+// registers with digest authentication. The phone keeps the registration
+// alive until Close.
+func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error) {
+	if c.state.SIP.Username == "" {
+		return nil, stepErr(StepSIP, ErrNotLoggedIn, "log in first: z5 login")
+	}
+	if _, _, err := c.ValidLicense(ctx, 24*time.Hour); err != nil {
+		return nil, stepErr(StepMCS, err, "the SIP stack needs a valid license: run z5 login again")
+	}
+	if opts.Expires == 0 {
+		opts.Expires = registerTTL
+	}
+	p := &Phone{c: c, opts: opts, log: c.log.With("component", "sip"), creds: c.state.SIP,
+		callID: sipmsg.GenerateTagN(24), incoming: map[string]*IncomingCall{},
+		stop: make(chan struct{}), done: make(chan struct{}), dead: make(chan struct{}, 1)}
+	var err error
+	p.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(c.opts.UserAgent),
+		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerReadFilter(p.sawData)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if p.cl, err = sipgo.NewClient(p.ua, sipgo.WithClientLogger(p.log)); err != nil {
+		p.ua.Close()
+		return nil, err
+	}
+	if p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(p.log)); err != nil {
+		p.ua.Close()
+		return nil, err
+	}
+	p.routes()
+	if err := p.registerAny(ctx); err != nil {
+		p.ua.Close()
+		return nil, err
+	}
+	go p.maintain()
+	return p, nil
+}
+
+// sawData notes that a flow delivered bytes (a message or a CRLF pong).
+func (p *Phone) sawData(props sipmsg.TransportReadProps, data []byte) ([]byte, error) {
+	if props.RemoteAddr != nil {
+		v, _ := p.lastRecv.LoadOrStore(props.RemoteAddr.String(), new(atomic.Int64))
+		v.(*atomic.Int64).Store(time.Now().UnixNano())
+	}
+	return data, nil
+}
+
+func (p *Phone) lastData(server netip.AddrPort) time.Time {
+	v, ok := p.lastRecv.Load(server.String())
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, v.(*atomic.Int64).Load())
+}
+
+// Server is the MCS the phone is registered with: name and address.
+func (p *Phone) Server() (string, netip.AddrPort) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.host, p.server
+}
+
+// AOR is this phone's address of record.
+func (p *Phone) AOR() string {
+	return "sip:" + p.c.state.Number + "@" + p.creds.Domain
+}
+
+// registerAny tries every MCS name and address in order until one accepts
+// the registration.
+func (p *Phone) registerAny(ctx context.Context) error {
+	start := time.Now()
+	hosts := p.creds.Hosts
+	if len(hosts) == 0 {
+		hosts = p.c.state.Profile.Names.MCS
+	}
+	port := p.creds.Port
+	if port == 0 {
+		port = p.c.state.Profile.Ports.SIP
+	}
+	var errs []error
+	for _, h := range hosts {
+		addrs, r := p.c.lookup(ctx, h)
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h, r.Err))
+			continue
+		}
+		for _, a := range addrs {
+			ap := netip.AddrPortFrom(a, uint16(port))
+			err := p.register(ctx, h, ap, p.opts.Expires)
+			if err == nil {
+				p.c.event(StepSIP, start, "registered %s with %s (%s) over TCP, expires in %s", p.AOR(), h, ap, p.expiresIn())
+				return nil
+			}
+			var se *StepError
+			if errors.As(err, &se) && se.Step == StepMCS {
+				return err // a license problem is the same on every node
+			}
+			if errors.Is(err, ErrBadCredentials) {
+				return stepErr(StepSIP, err, "log in again (z5 login) to get fresh SIP credentials")
+			}
+			errs = append(errs, fmt.Errorf("%s (%s): %w", h, ap, err))
+			if ctx.Err() != nil {
+				return stepErr(StepSIP, ctx.Err(), "")
+			}
+		}
+	}
+	return stepErr(StepSIP, errors.Join(errs...), fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v)", port, hosts))
+}
+
+func (p *Phone) expiresIn() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.expires
+}
+
+// register sends one REGISTER (answering the digest challenge) to server.
+func (p *Phone) register(ctx context.Context, host string, server netip.AddrPort, expires int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if expires > 0 {
+		// A fresh flow: learn our local address with an OPTIONS ping, which
+		// also proves the MCS answers SIP over this connection.
+		if err := p.ping(ctx, server); err != nil {
+			return err
+		}
+	}
+	lic, _, err := p.c.ValidLicense(ctx, time.Hour)
+	if err != nil {
+		return stepErr(StepMCS, err, "run z5 login again")
+	}
+	p.mu.Lock()
+	p.cseq++
+	cseq := p.cseq
+	contact := p.contact
+	p.mu.Unlock()
+
+	req := p.newRequest(sipmsg.REGISTER, sipmsg.Uri{Scheme: "sip", Host: p.creds.Domain}, server)
+	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: p.creds.Domain}}
+	req.ReplaceHeader(to)
+	from := &sipmsg.FromHeader{Address: to.Address, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(16))
+	req.ReplaceHeader(from)
+	cid := sipmsg.CallIDHeader(p.callID)
+	req.ReplaceHeader(&cid)
+	req.ReplaceHeader(&sipmsg.CSeqHeader{SeqNo: cseq, MethodName: sipmsg.REGISTER})
+	req.AppendHeader(&contact)
+	req.AppendHeader(sipmsg.NewHeader("Expires", strconv.Itoa(expires)))
+	req.AppendHeader(sipmsg.NewHeader("Supported", "outbound, path"))
+	req.AppendHeader(sipmsg.NewHeader("X-Z5-License", lic))
+
+	res, err := p.cl.Do(ctx, req)
+	if err != nil {
+		return fmt.Errorf("REGISTER: %w", err)
+	}
+	if res.StatusCode == sipmsg.StatusUnauthorized || res.StatusCode == sipmsg.StatusProxyAuthRequired {
+		res, err = p.cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.creds.Username, Password: p.creds.Password})
+		if err != nil {
+			return fmt.Errorf("REGISTER with digest: %w", err)
+		}
+		p.mu.Lock()
+		if cs := req.CSeq(); cs != nil && cs.SeqNo > p.cseq {
+			p.cseq = cs.SeqNo
+		}
+		p.mu.Unlock()
+	}
+	switch {
+	case res.StatusCode == sipmsg.StatusOK:
+	case res.StatusCode == sipmsg.StatusUnauthorized || res.StatusCode == sipmsg.StatusProxyAuthRequired:
+		return fmt.Errorf("%w: SIP credentials rejected (%d %s)", ErrBadCredentials, res.StatusCode, res.Reason)
+	case res.StatusCode == sipmsg.StatusForbidden && strings.Contains(strings.ToLower(res.Reason), "license"):
+		return stepErr(StepMCS, fmt.Errorf("%w: MCS says %d %s", ErrNoLicense, res.StatusCode, res.Reason), "run z5 login again for a new license")
+	default:
+		return fmt.Errorf("REGISTER: %d %s", res.StatusCode, res.Reason)
+	}
+	granted := time.Duration(expires) * time.Second
+	if h := res.GetHeader("Expires"); h != nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
+			granted = time.Duration(v) * time.Second
+		}
+	}
+	for _, h := range res.GetHeaders("Contact") {
+		if ch, ok := h.(*sipmsg.ContactHeader); ok && ch.Address.Host == contact.Address.Host && ch.Address.Port == contact.Address.Port {
+			if v, ok := ch.Params.Get("expires"); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					granted = time.Duration(n) * time.Second
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	p.host, p.server, p.expires, p.regAt = host, server, granted, time.Now()
+	p.mu.Unlock()
+	return nil
+}
+
+// ping sends OPTIONS over the flow to server and records the local address
+// the connection uses, for our Contact.
+func (p *Phone) ping(ctx context.Context, server netip.AddrPort) error {
+	req := p.newRequest(sipmsg.OPTIONS, sipmsg.Uri{Scheme: "sip", Host: server.Addr().String(), Port: int(server.Port())}, server)
+	res, err := p.cl.Do(ctx, req)
+	if err != nil {
+		return fmt.Errorf("OPTIONS over TCP: %w", err)
+	}
+	if res.StatusCode >= 300 && res.StatusCode != sipmsg.StatusUnauthorized && res.StatusCode != sipmsg.StatusProxyAuthRequired {
+		return fmt.Errorf("OPTIONS: %d %s", res.StatusCode, res.Reason)
+	}
+	via := req.Via()
+	contact := sipmsg.ContactHeader{
+		Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: via.Host, Port: via.Port,
+			UriParams: sipmsg.NewParams()},
+		Params: sipmsg.NewParams(),
+	}
+	contact.Address.UriParams.Add("transport", "tcp")
+	contact.Address.UriParams.Add("ob", "")
+	contact.Params.Add("+sip.instance", `"<`+p.c.state.InstanceID+`>"`)
+	contact.Params.Add("reg-id", "1")
+	p.mu.Lock()
+	p.contact = contact
+	p.mu.Unlock()
+	return nil
+}
+
+// newRequest builds a request sent over TCP to server, never resolving the
+// Request-URI's host through the system resolver.
+func (p *Phone) newRequest(method sipmsg.RequestMethod, ruri sipmsg.Uri, server netip.AddrPort) *sipmsg.Request {
+	req := sipmsg.NewRequest(method, ruri)
+	req.SetTransport("TCP")
+	req.SetDestination(server.String())
+	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: p.creds.Domain}, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sipmsg.ToHeader{Address: ruri})
+	return req
+}
+
+// maintain refreshes the registration and watches the flow with CRLF
+// keepalives; on failure it re-registers with backoff, trying every MCS.
+func (p *Phone) maintain() {
+	defer close(p.done)
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	var pingSent time.Time
+	for {
+		p.mu.Lock()
+		refresh := p.regAt.Add(p.expires * 8 / 10)
+		server := p.server
+		p.mu.Unlock()
+		wait := time.Until(refresh)
+		if !pingSent.IsZero() {
+			wait = min(wait, time.Until(pingSent.Add(pongWait)))
+		}
+		timer := time.NewTimer(max(wait, 0))
+		var reason string
+		select {
+		case <-p.stop:
+			timer.Stop()
+			return
+		case <-ping.C:
+			timer.Stop()
+			if err := p.sendPing(server); err != nil {
+				reason = "keepalive write failed: " + err.Error()
+			} else {
+				pingSent = time.Now()
+				continue
+			}
+		case <-p.dead:
+			timer.Stop()
+			reason = "connection lost"
+		case <-timer.C:
+			if !pingSent.IsZero() && time.Since(pingSent) >= pongWait {
+				if p.lastData(server).Before(pingSent) {
+					reason = "no keepalive pong from " + server.String()
+				} else {
+					pingSent = time.Time{}
+					continue
+				}
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				p.mu.Lock()
+				host := p.host
+				p.mu.Unlock()
+				err := p.register(ctx, host, server, p.opts.Expires)
+				cancel()
+				if err == nil {
+					continue
+				}
+				reason = "refresh failed: " + err.Error()
+			}
+		}
+		pingSent = time.Time{}
+		p.log.Warn("SIP flow failed, re-registering", "server", server.String(), "reason", reason)
+		p.closeFlow(server)
+		p.reconnect()
+	}
+}
+
+func (p *Phone) sendPing(server netip.AddrPort) error {
+	conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String())
+	if err != nil || conn == nil {
+		return fmt.Errorf("no connection to %s", server)
+	}
+	w, ok := conn.(net.Conn)
+	if !ok {
+		return fmt.Errorf("connection to %s cannot write raw bytes", server)
+	}
+	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err = w.Write([]byte("\r\n\r\n"))
+	return err
+}
+
+func (p *Phone) closeFlow(server netip.AddrPort) {
+	if conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String()); err == nil && conn != nil {
+		conn.Close()
+	}
+}
+
+// reconnect re-registers with exponential backoff until it succeeds or the
+// phone closes. It flushes DNS so failover sees current health.
+func (p *Phone) reconnect() {
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		p.c.FlushDNS()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		go func() {
+			select {
+			case <-p.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := p.registerAny(ctx)
+		cancel()
+		if err == nil {
+			host, server := p.Server()
+			p.log.Info("re-registered", "server", server.String(), "host", host, "attempt", attempt)
+			return
+		}
+		p.log.Warn("re-register failed", "attempt", attempt, "error", err)
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// Close un-registers (best effort) and releases the connection.
+func (p *Phone) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	host, server := p.host, p.server
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := p.register(ctx, host, server, 0)
+	p.ua.Close()
+	if err != nil {
+		return fmt.Errorf("un-register: %w", err)
+	}
+	return nil
+}
