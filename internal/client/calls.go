@@ -276,5 +276,3 @@ func RelayAddr(sdp []byte) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
-
-
