@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/z5vrs/z5/internal/client"
+	"github.com/z5vrs/z5/internal/media"
+)
+
+// callSummary is `z5 call --json` output and the listener's per-call line.
+type callSummary struct {
+	Target     string              `json:"target"`
+	CallID     string              `json:"call_id"`
+	Server     string              `json:"mcs"`
+	Relay      string              `json:"relay"`
+	SetupMs    float64             `json:"setup_ms"`       // INVITE to 200 OK
+	FirstRxMs  float64             `json:"first_media_ms"` // INVITE to first media packet
+	DurationS  float64             `json:"duration_s"`
+	EndReason  string              `json:"end_reason"`
+	Negotiated media.Negotiated    `json:"negotiated"`
+	Streams    []media.StreamStats `json:"streams"`
+}
+
+func summarize(call *client.Call, target, server string) callSummary {
+	s := callSummary{Target: target, CallID: call.Dialog.CallID, Server: server, Relay: call.Relay.String(),
+		SetupMs: ms(call.Answered.Sub(call.Started)), DurationS: time.Since(call.Answered).Seconds(),
+		EndReason: call.Reason(), Negotiated: call.Negotiated, Streams: call.Stats()}
+	if f := call.FirstMedia(); !f.IsZero() {
+		s.FirstRxMs = ms(f.Sub(call.Started))
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func mediaOptions(send, record, prefix string) (client.MediaOptions, error) {
+	mo := client.MediaOptions{RecordDir: record, RecordPrefix: prefix}
+	for _, f := range strings.Split(send, ",") {
+		if f == "" {
+			continue
+		}
+		src, kind, err := client.OpenSource(f)
+		if err != nil {
+			return mo, err
+		}
+		if kind == media.KindVideo {
+			mo.Video = src
+		} else {
+			mo.Audio = src
+		}
+	}
+	return mo, nil
+}
+
+func (e *env) call(ctx context.Context, args []string) error {
+	fs := newFlagSet("call", "call NUMBER|NAME [--duration D] [--send CLIP[,CLIP]] [--record DIR] [--json]", e.stderr)
+	duration := fs.Duration("duration", 0, "hang up after this long (default: until Ctrl-C or the other side hangs up)")
+	send := fs.String("send", "", "what to send: an H.264 Annex B file and/or a μ-law .wav, comma-separated (default: the built-in clip)")
+	record := fs.String("record", "", "record what is received into DIR (call-video.h264, call-audio.wav)")
+	asJSON := fs.Bool("json", false, "print a machine-readable summary at the end")
+	audioOnly := fs.Bool("audio-only", false, "offer audio only")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("call: want one NUMBER or contact NAME")
+	}
+	mo, err := mediaOptions(*send, *record, "call")
+	if err != nil {
+		return err
+	}
+	mo.NoVideo = *audioOnly
+	progress := e.printEvent
+	if *asJSON {
+		progress = func(client.Event) {}
+	}
+	c, err := e.open(progress)
+	if err != nil {
+		return err
+	}
+	ph, err := c.Connect(ctx, client.PhoneOptions{})
+	if err != nil {
+		return err
+	}
+	defer ph.Close()
+	host, server := ph.Server()
+	say := func(format string, a ...any) {
+		if !*asJSON {
+			fmt.Fprintf(e.stdout, format+"\n", a...)
+		}
+	}
+	say("calling %s via %s (%s)...", pos[0], host, server)
+	call, err := ph.Call(ctx, pos[0], mo, func(code int, reason string) { say("  %d %s", code, reason) })
+	if err != nil {
+		return err
+	}
+	say("connected: media through relay %s (setup %s); Ctrl-C hangs up", call.Relay, call.Answered.Sub(call.Started).Round(time.Millisecond))
+	reason := call.Wait(ctx, *duration, func(st []media.StreamStats) {
+		if !*asJSON {
+			fmt.Fprintln(e.stdout, statsLine(st))
+		}
+	})
+	sum := summarize(call, pos[0], fmt.Sprintf("%s (%s)", host, server))
+	sum.EndReason = reason
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sum)
+	}
+	say("call ended: %s after %.1fs", reason, sum.DurationS)
+	for _, s := range sum.Streams {
+		say("  %s", streamLine(s))
+	}
+	return nil
+}
+
+func statsLine(st []media.StreamStats) string {
+	var parts []string
+	for _, s := range st {
+		parts = append(parts, fmt.Sprintf("%s tx %.0f kb/s rx %.0f kb/s loss %d jitter %.1f ms rtt %.1f ms",
+			s.Kind, s.SendKbps, s.RecvKbps, s.Lost, s.JitterMs, s.RTTMs))
+	}
+	return "  " + strings.Join(parts, " | ")
+}
+
+func streamLine(s media.StreamStats) string {
+	return fmt.Sprintf("%-5s sent %d pkts/%d frames, received %d pkts/%d frames, lost %d, jitter %.1f ms, rtt %.1f ms",
+		s.Kind, s.PacketsSent, s.FramesSent, s.PacketsReceived, s.FramesReceived, s.Lost, s.JitterMs, s.RTTMs)
+}
+
+func (e *env) listen(ctx context.Context, args []string) error {
+	fs := newFlagSet("listen", "listen [--auto-answer] [--record DIR] [--send CLIP] [--json]", e.stderr)
+	auto := fs.Bool("auto-answer", false, "answer every call at once")
+	record := fs.String("record", "", "record each call's received media into DIR")
+	send := fs.String("send", "", "what to send in answered calls (default: the built-in clip)")
+	asJSON := fs.Bool("json", false, "print one JSON summary line per call")
+	maxCalls := fs.Int("max-calls", 0, "exit after this many calls (0: run until Ctrl-C)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	progress := e.printEvent
+	if *asJSON {
+		progress = func(client.Event) {}
+	}
+	c, err := e.open(progress)
+	if err != nil {
+		return err
+	}
+	calls := make(chan *client.IncomingCall)
+	ph, err := c.Connect(ctx, client.PhoneOptions{OnIncoming: func(ic *client.IncomingCall) {
+		select {
+		case calls <- ic:
+		case <-ctx.Done():
+			ic.Reject(480, "Temporarily Unavailable")
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer ph.Close()
+	host, server := ph.Server()
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "listening as %s on %s (%s); Ctrl-C to stop\n", ph.AOR(), host, server)
+	}
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ic := <-calls:
+			n++
+			if !*auto {
+				// Without a UI to ring, a listener without --auto-answer
+				// declines politely so the caller is not left waiting.
+				if !*asJSON {
+					fmt.Fprintf(e.stdout, "incoming call from %s declined (use --auto-answer)\n", ic.From)
+				}
+				ic.Reject(486, "Busy Here")
+				continue
+			}
+			mo, err := mediaOptions(*send, *record, fmt.Sprintf("call%d-%s", n, ic.From))
+			if err != nil {
+				return err
+			}
+			if !*asJSON {
+				fmt.Fprintf(e.stdout, "answering call from %s\n", ic.From)
+			}
+			call, err := ic.AcceptWithMedia(ctx, mo)
+			if err != nil {
+				fmt.Fprintf(e.stderr, "answer failed: %v\n", err)
+				continue
+			}
+			reason := call.Wait(ctx, 0, nil)
+			sum := summarize(call, ic.From, fmt.Sprintf("%s (%s)", host, server))
+			sum.EndReason = reason
+			if *asJSON {
+				json.NewEncoder(e.stdout).Encode(sum)
+			} else {
+				fmt.Fprintf(e.stdout, "call from %s ended: %s after %.1fs\n", ic.From, reason, sum.DurationS)
+				for _, s := range sum.Streams {
+					fmt.Fprintf(e.stdout, "  %s\n", streamLine(s))
+				}
+			}
+			if *maxCalls > 0 && n >= *maxCalls {
+				return nil
+			}
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,410 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/z5vrs/z5/internal/media"
+)
+
+// MediaOptions say what a call sends and where it records.
+type MediaOptions struct {
+	// Video and Audio are what we send; nil uses the built-in clip.
+	Video media.Source
+	Audio media.Source
+	// NoVideo offers audio only.
+	NoVideo bool
+	// RecordDir, when set, records what we receive: PREFIX-video.h264 and
+	// PREFIX-audio.wav (mode 0600), both decodable by ffmpeg.
+	RecordDir    string
+	RecordPrefix string
+	// MediaTimeout hangs up when nothing arrives for this long (default 20s).
+	MediaTimeout time.Duration
+}
+
+// OpenSource opens a clip file by its kind: .h264/.264 (Annex B H.264) for
+// video, .wav/.ulaw for μ-law audio.
+func OpenSource(path string) (media.Source, string, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".h264", ".264":
+		s, err := media.OpenH264File(path)
+		return s, media.KindVideo, err
+	case ".wav", ".ulaw", ".mulaw", ".ul":
+		s, err := media.OpenPCMU(path)
+		return s, media.KindAudio, err
+	}
+	return nil, "", fmt.Errorf("%s: want an H.264 Annex B file (.h264) or μ-law audio (.wav, .ulaw)", path)
+}
+
+// Call is a call with media running.
+type Call struct {
+	Dialog     *Dialog
+	Negotiated media.Negotiated
+	Relay      netip.Addr // where media goes: the MCS relay
+	Started    time.Time  // when the INVITE was sent (or received)
+	Answered   time.Time
+
+	session *media.Session
+	socks   []*net.UDPConn
+	timeout time.Duration
+
+	stopOnce sync.Once
+	mu       sync.Mutex
+	reason   string
+	firstRx  time.Time
+}
+
+// FirstMedia is when the first media packet arrived (zero if none yet).
+func (c *Call) FirstMedia() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.firstRx
+}
+
+// Stats are the per-stream counters so far.
+func (c *Call) Stats() []media.StreamStats { return c.session.Stats() }
+
+// Reason says why the call ended.
+func (c *Call) Reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason != "" {
+		return c.reason
+	}
+	return c.Dialog.Reason()
+}
+
+// Hangup ends the call: BYE, then stop media and release the sockets.
+func (c *Call) Hangup(ctx context.Context) error {
+	err := c.Dialog.Hangup(ctx)
+	c.stopMedia()
+	return err
+}
+
+func (c *Call) stopMedia() {
+	c.stopOnce.Do(func() {
+		c.session.Stop()
+		for _, s := range c.socks {
+			s.Close()
+		}
+	})
+}
+
+// Wait runs the call until the other side hangs up, ctx ends (Ctrl-C),
+// duration passes (0: no limit) or media stops arriving; then it hangs up
+// if we are the ones ending it. onTick, if set, gets stats every second.
+func (c *Call) Wait(ctx context.Context, duration time.Duration, onTick func([]media.StreamStats)) string {
+	var limit <-chan time.Time
+	if duration > 0 {
+		t := time.NewTimer(duration)
+		defer t.Stop()
+		limit = t.C
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastRx uint64
+	lastChange := time.Now()
+	end := func(reason string) string {
+		c.mu.Lock()
+		c.reason = reason
+		c.mu.Unlock()
+		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Hangup(hctx)
+		return reason
+	}
+	for {
+		select {
+		case <-c.Dialog.Done():
+			c.stopMedia()
+			return c.Reason()
+		case <-ctx.Done():
+			return end("local hangup")
+		case <-limit:
+			return end("duration reached")
+		case <-tick.C:
+			st := c.Stats()
+			var rx uint64
+			for _, s := range st {
+				rx += s.PacketsReceived
+			}
+			if rx != lastRx {
+				lastRx, lastChange = rx, time.Now()
+			} else if time.Since(lastChange) > c.timeout {
+				return end(fmt.Sprintf("media timeout: nothing received for %s", c.timeout.Round(time.Second)))
+			}
+			if onTick != nil {
+				onTick(st)
+			}
+		}
+	}
+}
+
+// Call places a video call to target (number, contact name or SIP URI):
+// step 4 signalling over the registered flow, step 5 media via the relay.
+func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProgress func(int, string)) (*Call, error) {
+	if ct, err := p.c.FindContact(target); err == nil {
+		target = ct.Number
+	}
+	started := time.Now()
+	local := p.localAddr()
+	sa, err := newStreamSockets(local, !mo.NoVideo)
+	if err != nil {
+		return nil, stepErr(StepMedia, err, "")
+	}
+	offer, err := media.BuildOffer(local, sa.audioPort(), sa.videoPort(), true)
+	if err != nil {
+		sa.close()
+		return nil, stepErr(StepMedia, err, "")
+	}
+	d, err := p.Invite(ctx, target, offer, onProgress)
+	if err != nil {
+		sa.close()
+		var ce *CallError
+		if errors.As(err, &ce) && ce.Status != 0 {
+			return nil, stepErr(StepSIP, err, callHint(ce))
+		}
+		return nil, stepErr(StepSIP, err, "")
+	}
+	neg, err := media.ParseAnswer(d.RemoteSDP)
+	if err != nil {
+		d.Hangup(context.Background())
+		sa.close()
+		return nil, stepErr(StepMedia, fmt.Errorf("the answer's SDP: %w", err), "")
+	}
+	call, err := p.startMedia(ctx, d, neg, sa, mo, started)
+	if err != nil {
+		d.Hangup(context.Background())
+		return nil, err
+	}
+	return call, nil
+}
+
+func callHint(ce *CallError) string {
+	switch {
+	case errors.Is(ce, ErrUnavailable):
+		return "the person you called is not signed in or did not answer: try again later"
+	case errors.Is(ce, ErrBusy):
+		return "the line is busy: try again later"
+	}
+	return ""
+}
+
+// AcceptWithMedia answers an incoming call and starts media.
+func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*Call, error) {
+	started := time.Now()
+	local := ic.p.localAddr()
+	sa, err := newStreamSockets(local, !mo.NoVideo)
+	if err != nil {
+		ic.Reject(500, "Server Internal Error")
+		return nil, stepErr(StepMedia, err, "")
+	}
+	answer, neg, err := media.BuildAnswer(ic.Offer, local, sa.audioPort(), sa.videoPort())
+	if err != nil {
+		sa.close()
+		ic.Reject(488, "Not Acceptable Here")
+		return nil, stepErr(StepMedia, fmt.Errorf("the offer's SDP: %w", err), "")
+	}
+	d, err := ic.Answer(answer)
+	if err != nil {
+		sa.close()
+		return nil, stepErr(StepSIP, err, "")
+	}
+	call, err := ic.p.startMedia(ctx, d, neg, sa, mo, started)
+	if err != nil {
+		d.Hangup(context.Background())
+		return nil, err
+	}
+	return call, nil
+}
+
+func (p *Phone) localAddr() netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, err := netip.ParseAddr(p.contact.Address.Host); err == nil {
+		return a
+	}
+	return netip.IPv4Unspecified()
+}
+
+func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated, sa *streamSockets, mo MediaOptions, started time.Time) (*Call, error) {
+	call := &Call{Dialog: d, Negotiated: neg, Started: started, Answered: time.Now(), timeout: mo.MediaTimeout}
+	if call.timeout == 0 {
+		call.timeout = 20 * time.Second
+	}
+	var streams []media.StreamConfig
+	add := func(sp *media.StreamParams, rtp, rtcp *net.UDPConn, src media.Source, sinkPath string, newSink func(string) (media.Sink, error)) error {
+		if sp == nil || rtp == nil {
+			return nil
+		}
+		sc := media.StreamConfig{Kind: sp.Kind, PT: sp.PT, ClockRate: sp.ClockRate, Local: rtp,
+			Remote: sp.Remote, RemoteRTCP: sp.RemoteRTCP, UseFIR: sp.FIR && !sp.PLI}
+		if !sp.RTCPMux {
+			sc.LocalRTCP = rtcp
+		}
+		if sp.Send {
+			sc.Source = src
+		}
+		if sp.Recv && mo.RecordDir != "" {
+			sink, err := newSink(sinkPath)
+			if err != nil {
+				return err
+			}
+			sc.Sink = sink
+		}
+		call.Relay = sp.Remote.Addr()
+		streams = append(streams, sc)
+		return nil
+	}
+	if mo.RecordDir != "" {
+		if err := os.MkdirAll(mo.RecordDir, 0o700); err != nil {
+			sa.close()
+			return nil, stepErr(StepMedia, err, "")
+		}
+	}
+	prefix := mo.RecordPrefix
+	if prefix == "" {
+		prefix = "call"
+	}
+	video, audio := mo.Video, mo.Audio
+	var err error
+	if video == nil {
+		if video, err = media.DefaultVideo(); err != nil {
+			sa.close()
+			return nil, stepErr(StepMedia, err, "")
+		}
+	}
+	if audio == nil {
+		if audio, err = media.DefaultAudio(); err != nil {
+			sa.close()
+			return nil, stepErr(StepMedia, err, "")
+		}
+	}
+	err = errors.Join(
+		add(neg.Audio, sa.audio, sa.audioRTCP, audio, filepath.Join(mo.RecordDir, prefix+"-audio.wav"),
+			func(p string) (media.Sink, error) { return media.NewWAVSink(p) }),
+		add(neg.Video, sa.video, sa.videoRTCP, video, filepath.Join(mo.RecordDir, prefix+"-video.h264"),
+			func(p string) (media.Sink, error) { return media.NewH264FileSink(p) }),
+	)
+	if err != nil || len(streams) == 0 {
+		sa.close()
+		if err == nil {
+			err = errors.New("no common audio or video codec")
+		}
+		return nil, stepErr(StepMedia, err, "")
+	}
+	call.session, err = media.NewSession(media.SessionConfig{Streams: streams, Logger: p.log})
+	if err != nil {
+		sa.close()
+		return nil, stepErr(StepMedia, err, "")
+	}
+	call.socks = sa.all()
+	if err := call.session.Start(context.WithoutCancel(ctx)); err != nil {
+		call.stopMedia()
+		return nil, stepErr(StepMedia, err, "")
+	}
+	go call.watchFirst()
+	return call, nil
+}
+
+// watchFirst notes when the first packet arrives (INVITE-to-media time).
+func (c *Call) watchFirst() {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.Dialog.Done():
+			return
+		case <-t.C:
+			for _, s := range c.session.Stats() {
+				if s.PacketsReceived > 0 {
+					c.mu.Lock()
+					c.firstRx = time.Now()
+					c.mu.Unlock()
+					return
+				}
+			}
+			if time.Since(c.Started) > 30*time.Second {
+				return
+			}
+		}
+	}
+}
+
+// streamSockets are the UDP sockets of one call: RTP on an even port and
+// RTCP on the next, per stream (RTCP moves onto RTP when rtcp-mux is agreed).
+type streamSockets struct {
+	audio, audioRTCP *net.UDPConn
+	video, videoRTCP *net.UDPConn
+}
+
+func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
+	sa := &streamSockets{}
+	var err error
+	if sa.audio, sa.audioRTCP, err = udpPair(ip); err != nil {
+		return nil, err
+	}
+	if video {
+		if sa.video, sa.videoRTCP, err = udpPair(ip); err != nil {
+			sa.close()
+			return nil, err
+		}
+	}
+	return sa, nil
+}
+
+func (sa *streamSockets) audioPort() int { return port(sa.audio) }
+func (sa *streamSockets) videoPort() int { return port(sa.video) }
+
+func port(c *net.UDPConn) int {
+	if c == nil {
+		return 0
+	}
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func (sa *streamSockets) all() []*net.UDPConn {
+	var out []*net.UDPConn
+	for _, c := range []*net.UDPConn{sa.audio, sa.audioRTCP, sa.video, sa.videoRTCP} {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (sa *streamSockets) close() {
+	for _, c := range sa.all() {
+		c.Close()
+	}
+}
+
+// udpPair binds an even RTP port and the RTCP port above it.
+func udpPair(ip netip.Addr) (*net.UDPConn, *net.UDPConn, error) {
+	for range 64 {
+		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("media socket: %w", err)
+		}
+		p := rtp.LocalAddr().(*net.UDPAddr).Port
+		if p%2 != 0 || p == 65535 {
+			rtp.Close()
+			continue
+		}
+		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p+1))))
+		if err != nil {
+			rtp.Close()
+			continue
+		}
+		return rtp, rtcp, nil
+	}
+	return nil, nil, errors.New("media socket: no free even/odd UDP port pair")
+}

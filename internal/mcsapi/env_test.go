@@ -1,0 +1,243 @@
+package mcsapi
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/pki"
+	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlite"
+)
+
+const serverName = "mcs1.mcs.z5.test"
+
+// env is one MCS API over TLS on loopback, backed by a fresh SQLite store,
+// with two customers' numbers and their MCS tokens.
+type env struct {
+	t      *testing.T
+	cfg    Config
+	st     *sqlite.Store
+	svc    *Service
+	pub    ed25519.PublicKey
+	ca     *pki.CA
+	base   string // https://127.0.0.1:port
+	addr   string
+	client *http.Client
+	logs   *syncBuffer
+
+	// Alice holds number 2025550100 on device aliceDev; Bob 3125550100.
+	aliceDev, bobDev store.Device
+	alice, bob       string // MCS tokens
+	aliceCustomer    int64
+}
+
+func testConfig() Config {
+	return Config{
+		LicenseTTL:  24 * time.Hour,
+		Features:    []string{"video", "audio", "addressbook"},
+		Issuer:      "mcs.z5.test",
+		MaxContacts: 50,
+		MaxBody:     64 << 10,
+	}
+}
+
+func newStore(t testing.TB) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// provision creates a customer holding number with one Z5 device and
+// returns the device and a valid MCS token for it.
+func provision(t testing.TB, st store.Store, username, number string) (store.Device, string, int64) {
+	t.Helper()
+	ctx := context.Background()
+	cu, err := st.CreateCustomer(ctx, store.Customer{Username: username, DisplayName: username})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: username + "-laptop",
+		SIPUser: number + "-1", Cred: store.NewCredentials(number+"-1", "mcs.z5.test", "pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := newSession(t, st, store.Session{Kind: store.SessionMCS, CustomerID: cu.ID, Number: number, DeviceID: dev.ID,
+		ExpiresAt: time.Now().Add(time.Hour)})
+	return dev, tok, cu.ID
+}
+
+func newSession(t testing.TB, st store.Store, s store.Session) string {
+	t.Helper()
+	tok := store.NewToken()
+	s.TokenHash = store.TokenHash(tok)
+	if err := st.CreateSession(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func newEnv(t *testing.T, mod ...func(*Config)) *env {
+	t.Helper()
+	e := &env{t: t, cfg: testConfig(), st: newStore(t)}
+	for _, m := range mod {
+		m(&e.cfg)
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pub = pub
+	e.aliceDev, e.alice, e.aliceCustomer = provision(t, e.st, "alice", "2025550100")
+	e.bobDev, e.bob, _ = provision(t, e.st, "bob", "3125550100")
+
+	e.logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.svc, err = New(e.cfg, Deps{Store: e.st, LicenseKey: key, Log: log, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, tok := range []string{e.alice, e.bob} {
+			if strings.Contains(e.logs.String(), tok) {
+				t.Errorf("a bearer token reached the log:\n%s", e.logs)
+			}
+		}
+	})
+	e.ca, err = pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := e.ca.Issue([]string{serverName}, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.svc.HTTPServer(pki.ServerTLS(cert))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	e.addr = ln.Addr().String()
+	e.base = "https://" + e.addr
+	e.client = e.tlsClient(&tls.Config{RootCAs: e.ca.Pool(), ServerName: serverName})
+	return e
+}
+
+func (e *env) tlsClient(tc *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// resp is a response with its body read.
+type resp struct {
+	*http.Response
+	body []byte
+}
+
+// errBody decodes the JSON error shape.
+func (r resp) err() errorJSON {
+	var b errorBody
+	json.Unmarshal(r.body, &b)
+	return b.Error
+}
+
+// do sends a request; hdr holds header pairs ("If-Match", `"1"`, ...).
+// A body sent without a Content-Type header pair goes as application/json.
+func (e *env) do(method, path, token, body string, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp{res, b}
+}
+
+// want fails the test unless r has status code.
+func (r resp) want(t *testing.T, code int) resp {
+	t.Helper()
+	if r.StatusCode != code {
+		t.Fatalf("%s %s: status %d, want %d; body: %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, code, r.body)
+	}
+	return r
+}
+
+func (r resp) json(t *testing.T, v any) {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// syncBuffer collects log output so tests can check no secret reached it.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

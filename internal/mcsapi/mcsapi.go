@@ -1,0 +1,249 @@
+// Package mcsapi is the MCS HTTPS API, step 3 of the Z5 client: with the
+// bearer token ZDial issued at number selection, a client fetches a signed
+// license for its SIP stack and reads and edits the phone's address book,
+// as JSON (ETag / If-Match, so no update is ever lost) or as vCard 4.0.
+//
+// The Service is an http.Handler; the caller owns the listener and TLS
+// (HTTPServer returns an *http.Server with every timeout set). The wire
+// format is documented in docs/api-mcs.md.
+package mcsapi
+
+import (
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Config is what licenses grant and how large a book and a request may be.
+type Config struct {
+	LicenseTTL  time.Duration
+	Features    []string // granted in every license
+	Issuer      string   // the licenses' "iss"
+	MaxContacts int      // per number
+	MaxBody     int64    // bytes of any request body
+}
+
+// Deps are the collaborators of a Service.
+type Deps struct {
+	Store      store.Store
+	LicenseKey ed25519.PrivateKey
+	Log        *slog.Logger          // nil: discard
+	Now        func() time.Time      // nil: time.Now
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+}
+
+// Service serves the MCS API. It is safe for concurrent use.
+type Service struct {
+	cfg     Config
+	store   store.Store
+	key     ed25519.PrivateKey
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	mux     *http.ServeMux
+}
+
+// New validates cfg and deps and builds the Service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	var errs []error
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(deps.Store == nil, "deps.Store is required")
+	check(len(deps.LicenseKey) != ed25519.PrivateKeySize, "deps.LicenseKey: want an Ed25519 private key (%d bytes), got %d bytes", ed25519.PrivateKeySize, len(deps.LicenseKey))
+	check(cfg.LicenseTTL < time.Minute, "LicenseTTL %s: must be at least 1m", cfg.LicenseTTL)
+	check(cfg.Issuer == "", "Issuer is required")
+	check(cfg.MaxContacts < 1, "MaxContacts %d: must be at least 1", cfg.MaxContacts)
+	check(cfg.MaxBody < 1024, "MaxBody %d: must be at least 1024 bytes", cfg.MaxBody)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("mcsapi config: %w", errors.Join(errs...))
+	}
+	cfg.Features = slices.Clone(cfg.Features)
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:     cfg,
+		store:   deps.Store,
+		key:     deps.LicenseKey,
+		log:     deps.Log,
+		now:     deps.Now,
+		metrics: m,
+		mux:     http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.routes()
+	return s, nil
+}
+
+// ConfigFrom fills Config from the deployment config's [mcs] section; the
+// issuer is the SIP domain, the name the whole deployment answers to.
+func ConfigFrom(c *config.Config) Config {
+	return Config{
+		LicenseTTL:  c.MCS.LicenseTTL,
+		Features:    slices.Clone(c.MCS.Features),
+		Issuer:      c.Names.SIPDomain,
+		MaxContacts: c.MCS.MaxContacts,
+		MaxBody:     int64(c.MCS.MaxBody),
+	}
+}
+
+// Paths of the API.
+const (
+	PathLicense     = "/api/v1/license"
+	PathContacts    = "/api/v1/contacts"
+	PathContactsVCF = "/api/v1/contacts.vcf"
+	PathHealth      = "/healthz"
+)
+
+func (s *Service) routes() {
+	type route struct {
+		pattern string
+		methods map[string]handler
+	}
+	for _, rt := range []route{
+		{PathLicense, map[string]handler{http.MethodPost: s.auth(s.handleLicense)}},
+		{PathContacts, map[string]handler{
+			http.MethodGet:  s.auth(s.handleListContacts),
+			http.MethodPost: s.auth(s.handleCreateContact),
+		}},
+		{PathContacts + "/{id}", map[string]handler{
+			http.MethodGet:    s.auth(s.handleGetContact),
+			http.MethodPut:    s.auth(s.handlePutContact),
+			http.MethodDelete: s.auth(s.handleDeleteContact),
+		}},
+		{PathContactsVCF, map[string]handler{
+			http.MethodGet:  s.auth(s.handleExport),
+			http.MethodPost: s.auth(s.handleImport),
+		}},
+		{PathHealth, map[string]handler{http.MethodGet: s.handleHealth}},
+	} {
+		var allow []string
+		for method, h := range rt.methods {
+			s.mux.Handle(method+" "+rt.pattern, s.wrap(h))
+			allow = append(allow, method)
+			if method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+		slices.Sort(allow)
+		// Any other method on a known path: 405 in our JSON shape rather
+		// than ServeMux's plain text.
+		s.mux.Handle(rt.pattern, s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+			return errMethod(r.Method, allow)
+		}))
+	}
+	s.mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &apiError{status: http.StatusNotFound, code: "not_found",
+			msg: fmt.Sprintf("no such endpoint %s; see docs/api-mcs.md for the routes", clip(r.URL.Path, 64))}
+	}))
+}
+
+// HTTPServer returns an *http.Server for s with every timeout set, so a
+// slow or stalled client cannot hold a connection or goroutine forever.
+// The read timeout leaves room for a full-size vCard upload on a slow line.
+func (s *Service) HTTPServer(tlsConf *tls.Config) *http.Server {
+	return &http.Server{
+		Handler:           s,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// ServeHTTP sets the headers every response carries and routes.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Strict-Transport-Security", "max-age=31536000")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	s.mux.ServeHTTP(w, r)
+}
+
+// handler is a route's work; a returned error becomes the JSON error body.
+type handler func(http.ResponseWriter, *http.Request) error
+
+// wrap turns a handler into an http.Handler with error bodies, panic
+// recovery, metrics and a debug access log.
+func (s *Service) wrap(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now() // real time: durations must not follow a test clock
+		sw := &statusWriter{ResponseWriter: w}
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "other"
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("mcs handler panic", "route", route, "panic", fmt.Sprint(p))
+				if sw.status == 0 {
+					s.writeError(sw, r, errInternal)
+				}
+			}
+			d := time.Since(start)
+			s.metrics.observe(route, sw.status, d)
+			if s.log.Enabled(r.Context(), slog.LevelDebug) {
+				s.log.Debug("mcs request", "method", r.Method, "route", route, "status", sw.status,
+					"duration_ms", d.Milliseconds(), "remote_addr", r.RemoteAddr)
+			}
+		}()
+		if err := h(sw, r); err != nil {
+			s.writeError(sw, r, err)
+		}
+	})
+}
+
+func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// statusWriter remembers the status for metrics and the panic handler.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
