@@ -1,0 +1,293 @@
+// Package zdial is step 2 of the Z5 client: the HTTPS JSON service where a
+// customer logs in with username and password, sees the phone numbers of
+// their profile and chooses the one this installation will use. Choosing a
+// number yields everything steps 3-5 need: the MCS names, fresh SIP digest
+// credentials for this device, and a bearer token for the MCS API.
+//
+// The Service is an http.Handler; the caller owns the listener and TLS
+// (HTTPServer returns an *http.Server with every timeout set). The wire
+// format is documented in docs/api-zdial.md.
+package zdial
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/password"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Config is what ZDial hands out and how it guards logins.
+type Config struct {
+	SIPDomain string   // SIP domain the client registers in (mcs.csdvrs.com)
+	LBMCS     string   // lb.mcs name: healthy MCS nodes
+	MCSHosts  []string // mcs1.mcs..., mcs2.mcs...: failover order
+	SIPPort   int
+	Realm     string // digest realm; defaults to SIPDomain
+
+	SessionTTL time.Duration // login token lifetime
+	// MaxFailures failed logins lock an account for Lockout.
+	MaxFailures int
+	Lockout     time.Duration
+	PerIPRate   int // sustained login attempts per minute from one address
+	// MCSTokenTTL is the MCS API token lifetime; never beyond the login
+	// session it was made from. Defaults to SessionTTL.
+	MCSTokenTTL time.Duration
+}
+
+// Deps are the collaborators of a Service.
+type Deps struct {
+	Store      store.Store
+	Log        *slog.Logger          // nil: discard
+	Now        func() time.Time      // nil: time.Now
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+}
+
+// Limits of the HTTP surface.
+const (
+	maxBody        = 64 << 10 // bytes of any request body
+	maxUsername    = 256      // bytes
+	maxDeviceName  = 64       // characters
+	maxInstanceID  = 256      // bytes
+	maxDevices     = 100      // Z5 devices per number, so a client cannot create them without bound
+	ipBurst        = 10       // login attempts one address may make at once
+	maxTrackedIPs  = 10000    // per-address buckets kept (least recently used evicted)
+	maxPhantoms    = 10000    // unknown usernames whose failures are tracked
+	hashWait       = 10 * time.Second
+	retryBusyAfter = 2 * time.Second
+)
+
+// Service serves the ZDial API. It is safe for concurrent use.
+type Service struct {
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	routes  map[string]route
+	// dummyHash is verified for unknown usernames so that a login for a
+	// name that does not exist costs the same argon2 time as a wrong
+	// password for one that does.
+	dummyHash string
+	// hashSem bounds concurrent argon2 runs: each allocates ~19 MiB, and a
+	// login flood from many addresses must not exhaust memory.
+	hashSem chan struct{}
+
+	ipLimit  *ipLimiter
+	phantoms *phantomLocks
+	// devMu serializes find-or-create of devices so two selections from
+	// one installation at once do not create two devices.
+	devMu chan struct{}
+}
+
+type route struct {
+	methods []string
+	handle  func(http.ResponseWriter, *http.Request) error
+}
+
+// New validates cfg and builds the Service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if cfg.Realm == "" {
+		cfg.Realm = cfg.SIPDomain
+	}
+	if cfg.MCSTokenTTL == 0 {
+		cfg.MCSTokenTTL = cfg.SessionTTL
+	}
+	var errs []error
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(deps.Store == nil, "deps.Store is required")
+	check(cfg.SIPDomain == "", "SIPDomain is required")
+	check(cfg.LBMCS == "", "LBMCS is required")
+	check(len(cfg.MCSHosts) == 0, "MCSHosts: at least one MCS host name is required")
+	check(cfg.SIPPort < 1 || cfg.SIPPort > 65535, "SIPPort %d out of range 1-65535", cfg.SIPPort)
+	check(cfg.SessionTTL < time.Minute, "SessionTTL %s: must be at least 1m", cfg.SessionTTL)
+	check(cfg.MCSTokenTTL < time.Minute, "MCSTokenTTL %s: must be at least 1m", cfg.MCSTokenTTL)
+	check(cfg.MaxFailures < 1, "MaxFailures %d: must be at least 1", cfg.MaxFailures)
+	check(cfg.Lockout <= 0, "Lockout %s: must be positive", cfg.Lockout)
+	check(cfg.PerIPRate < 1, "PerIPRate %d: must be at least 1 per minute", cfg.PerIPRate)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("zdial config: %w", errors.Join(errs...))
+	}
+	cfg.MCSHosts = slices.Clone(cfg.MCSHosts)
+
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := password.Hash(store.NewToken())
+	if err != nil {
+		return nil, fmt.Errorf("zdial: dummy password hash: %w", err)
+	}
+	s := &Service{
+		cfg:       cfg,
+		store:     deps.Store,
+		log:       deps.Log,
+		now:       deps.Now,
+		metrics:   m,
+		dummyHash: dummy,
+		hashSem:   make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		ipLimit:   newIPLimiter(rate.Limit(float64(cfg.PerIPRate)/60), ipBurst, maxTrackedIPs),
+		phantoms:  newPhantomLocks(cfg.MaxFailures, cfg.Lockout, maxPhantoms),
+		devMu:     make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	post := []string{http.MethodPost}
+	get := []string{http.MethodGet, http.MethodHead}
+	s.routes = map[string]route{
+		"/api/v1/login":   {post, s.handleLogin},
+		"/api/v1/select":  {post, s.handleSelect},
+		"/api/v1/logout":  {post, s.handleLogout},
+		"/api/v1/session": {get, s.handleSession},
+		"/healthz":        {get, s.handleHealth},
+	}
+	return s, nil
+}
+
+// ConfigFrom fills Config from the deployment config: names, the SIP port
+// and realm, and the [zdial] limits. MCS host names are every MCS node's
+// own names in file order (site A first), the client's failover order.
+func ConfigFrom(c *config.Config) Config {
+	var hosts []string
+	for _, n := range c.NodesWithRole(config.RoleMCS) {
+		for _, h := range n.Hosts {
+			if !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return Config{
+		SIPDomain:   c.Names.SIPDomain,
+		LBMCS:       c.Names.LBMCS,
+		MCSHosts:    hosts,
+		SIPPort:     c.Ports.SIP,
+		Realm:       c.SIP.Realm,
+		SessionTTL:  c.ZDial.SessionTTL,
+		MaxFailures: c.ZDial.MaxFailures,
+		Lockout:     c.ZDial.Lockout,
+		PerIPRate:   c.ZDial.PerIPRate,
+		MCSTokenTTL: c.ZDial.SessionTTL,
+	}
+}
+
+// HTTPServer returns an *http.Server for s with every timeout set, so a
+// slow or stalled client cannot hold a connection or goroutine forever.
+// The write timeout leaves room for a login waiting on a busy argon2 slot.
+func (s *Service) HTTPServer(tlsConf *tls.Config) *http.Server {
+	return &http.Server{
+		Handler:           s,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      hashWait + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// ServeHTTP routes a request, sets the headers every response carries and
+// turns handler errors into JSON error bodies.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h := sw.Header()
+	h.Set("Strict-Transport-Security", "max-age=31536000")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	// Tokens and SIP passwords travel in responses: no cache may keep any.
+	h.Set("Cache-Control", "no-store")
+
+	label := "other"
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("zdial handler panic", "route", label, "panic", fmt.Sprint(p))
+			if sw.status == 0 {
+				s.writeError(sw, r, errInternal)
+			}
+		}
+		s.metrics.observe(label, sw.status, time.Since(start))
+	}()
+
+	rt, ok := s.routes[r.URL.Path]
+	if !ok {
+		s.writeError(sw, r, &apiError{status: http.StatusNotFound, code: "not_found",
+			msg: fmt.Sprintf("no such endpoint %s; see docs/api-zdial.md for the routes", truncate(r.URL.Path, 64))})
+		return
+	}
+	label = r.URL.Path
+	if !slices.Contains(rt.methods, r.Method) {
+		allow := strings.Join(rt.methods, ", ")
+		s.writeError(sw, r, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+			msg:   fmt.Sprintf("%s does not accept %s; use %s", r.URL.Path, truncate(r.Method, 16), allow),
+			allow: allow})
+		return
+	}
+	if err := rt.handle(sw, r); err != nil {
+		s.writeError(sw, r, err)
+	}
+}
+
+func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("ok\n"))
+	}
+	return nil
+}
+
+// statusWriter remembers the status for metrics and the panic handler.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// truncate keeps echoes of client input in messages and logs short.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
