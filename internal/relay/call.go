@@ -1,0 +1,334 @@
+package relay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Call is the relay state of one call: one stream per m-line.
+type Call struct {
+	r         *Relay
+	id        string
+	onTimeout func()
+	log       *slog.Logger
+
+	last    atomic.Int64   // UnixNano of the last accepted packet or SDP
+	readers sync.WaitGroup // socket goroutines
+
+	mu         sync.Mutex // guards the following
+	streams    []*stream
+	answered   bool
+	answeredAt time.Time
+	fired      bool // onTimeout has been scheduled
+	closed     bool
+	out        [2]sdpVersion // by side: the last description sent on its behalf
+}
+
+// sdpVersion remembers what went out for one side, so the o= version
+// moves exactly when the rewritten description changes (RFC 3264 section 8),
+// whatever the client did with its own version.
+type sdpVersion struct {
+	set     bool
+	body    []byte // rewritten with version 0
+	version uint64
+}
+
+// stream is one m-line: a port pair per side.
+type stream struct {
+	index int
+	pairs [2]pair // by side; set once, before the readers start
+
+	mu      sync.Mutex // guards the following
+	media   string
+	enabled bool
+	secure  bool
+	clocks  map[uint8]uint32
+	legs    [2]leg
+	sdpPeer [2]netip.AddrPort // last valid SDP RTP address per side
+}
+
+func (s *stream) allocated() bool { return s.pairs[SideA].rtp != nil }
+
+// clockFor is the RTP clock rate of a payload type, defaulting by media.
+func (s *stream) clockFor(pt uint8) uint32 {
+	if c, ok := s.clocks[pt]; ok {
+		return c
+	}
+	if s.media == "video" {
+		return 90000
+	}
+	return 8000
+}
+
+// RewriteSDP records what side from's description says (its addresses are
+// the side's initial peers, and only signalIP may latch the side) and
+// returns the description to pass to the other side: anchored on the
+// relay's ports facing that other side, ICE stripped, everything else kept.
+// Streams match m-lines by index; new m-lines get ports (ErrNoPorts when the
+// range is full), port-0 m-lines stay disabled. Errors wrap ErrBadSDP for a
+// description the relay rejects, ErrNoPorts or ErrClosed.
+func (c *Call) RewriteSDP(from Side, body []byte, signalIP netip.Addr) ([]byte, error) {
+	if from != SideA && from != SideB {
+		return nil, fmt.Errorf("relay: call %s: unknown side %d", c.id, int(from))
+	}
+	if !signalIP.IsValid() || signalIP.IsUnspecified() {
+		return nil, fmt.Errorf("relay: call %s: %s signalling address %v cannot latch media", c.id, from, signalIP)
+	}
+	signalIP = signalIP.Unmap()
+	p, err := parseSDP(body)
+	if err != nil {
+		return nil, fmt.Errorf("call %s: %s: %w", c.id, from, err)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("call %s: %w", c.id, ErrClosed)
+	}
+	// Bind first, change nothing until every port is there: a refused
+	// re-INVITE leaves the running streams as they were.
+	for i, st := range p.streams {
+		if i == len(c.streams) {
+			c.streams = append(c.streams, &stream{index: i})
+		}
+		if s := c.streams[i]; st.enabled() && !s.allocated() {
+			if err := c.allocate(s); err != nil {
+				return nil, fmt.Errorf("call %s: m-line %d (%s): %w", c.id, i+1, st.media, err)
+			}
+		}
+	}
+
+	ports := make([]int, len(p.streams))
+	for i, st := range p.streams {
+		s := c.streams[i]
+		s.mu.Lock()
+		s.apply(from, &st, signalIP)
+		if s.enabled {
+			ports[i] = int(s.pairs[1-from].port)
+		}
+		s.mu.Unlock()
+	}
+	c.last.Store(time.Now().UnixNano())
+
+	inVersion := p.desc.Origin.SessionVersion
+	// Rewrite once with version 0 to see whether anything changed.
+	zero, err := p.rewrite(ports, c.r.cfg.Advertise, 0)
+	if err != nil {
+		return nil, fmt.Errorf("call %s: %s: %w", c.id, from, err)
+	}
+	v := &c.out[from]
+	switch {
+	case !v.set:
+		v.set, v.version = true, inVersion
+	case !bytes.Equal(v.body, zero):
+		v.version++
+	}
+	v.body = zero
+	if v.version == 0 {
+		return zero, nil
+	}
+	p.desc.Origin.SessionVersion = v.version
+	out, err := p.desc.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("relay: call %s: %s sdp: marshal: %w", c.id, from, err)
+	}
+	return out, nil
+}
+
+// allocate binds both port pairs of s and starts its readers. The caller
+// holds c.mu.
+func (c *Call) allocate(s *stream) error {
+	a, err := c.r.pool.bindPair(c.r.cfg.Bind)
+	if err != nil {
+		c.noteBindError(err)
+		return err
+	}
+	b, err := c.r.pool.bindPair(c.r.cfg.Bind)
+	if err != nil {
+		c.r.pool.release(a)
+		c.noteBindError(err)
+		return err
+	}
+	s.pairs = [2]pair{a, b}
+	c.r.m.allocated.Set(float64(c.r.pool.allocated()))
+	for side := SideA; side <= SideB; side++ {
+		for comp, conn := range []*net.UDPConn{s.pairs[side].rtp, s.pairs[side].rtcp} {
+			c.readers.Add(1)
+			if c.r.batch {
+				go c.readBatch(s, side, component(comp), conn)
+			} else {
+				go c.read(s, side, component(comp), conn)
+			}
+		}
+	}
+	c.log.Debug("stream allocated", "stream", s.index, "caller_port", a.port, "callee_port", b.port)
+	return nil
+}
+
+func (c *Call) noteBindError(err error) {
+	if errors.Is(err, ErrNoPorts) {
+		c.r.m.exhausted.Inc()
+		c.log.Warn("relay port range exhausted", "range", c.r.cfg.Ports)
+	}
+}
+
+// apply records one side's m-line. The caller holds s.mu.
+func (s *stream) apply(from Side, st *sdpStream, signalIP netip.Addr) {
+	x := &s.legs[from]
+	s.media = st.media
+	s.enabled = st.enabled() && s.allocated()
+	s.secure = st.secure
+	if s.clocks == nil {
+		s.clocks = make(map[uint8]uint32, len(st.clocks))
+	}
+	maps.Copy(s.clocks, st.clocks)
+
+	// A new signalling address (the client moved) or a new SDP address
+	// (the client reopened its media socket) comes through authenticated
+	// signalling, so the side may latch afresh. Hold (no address) keeps
+	// the latch: the client comes back from the same socket.
+	peer := st.rtpPeer()
+	if x.allowed != signalIP || (peer.IsValid() && s.sdpPeer[from].IsValid() && peer != s.sdpPeer[from]) {
+		x.ep[compRTP].latched = netip.AddrPort{}
+		x.ep[compRTCP].latched = netip.AddrPort{}
+	}
+	if peer.IsValid() {
+		s.sdpPeer[from] = peer
+	}
+	x.allowed = signalIP
+	x.hasSDP = true
+	x.mux = st.mux
+	x.silent = st.inactive || !st.enabled()
+	x.ep[compRTP].sdp = peer
+	x.ep[compRTCP].sdp = st.rtcpPeer()
+}
+
+// Answered starts media-timeout supervision; later calls change nothing.
+func (c *Call) Answered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.answered {
+		return
+	}
+	c.answered = true
+	c.answeredAt = time.Now()
+}
+
+// expire reports, once, that an answered call carried no media for
+// timeout. A call whose every stream is on hold (inactive, c=0.0.0.0 or
+// disabled) is not timed out: silence is what hold means.
+func (c *Call) expire(now time.Time, timeout time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.answered || c.fired || c.closed {
+		return false
+	}
+	last := time.Unix(0, c.last.Load())
+	if c.answeredAt.After(last) {
+		last = c.answeredAt
+	}
+	if now.Sub(last) < timeout || c.heldLocked() {
+		return false
+	}
+	c.fired = true
+	return true
+}
+
+func (c *Call) heldLocked() bool {
+	if len(c.streams) == 0 {
+		return false
+	}
+	for _, s := range c.streams {
+		s.mu.Lock()
+		silent := !s.enabled || s.legs[SideA].silent || s.legs[SideB].silent
+		s.mu.Unlock()
+		if !silent {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns two entries per stream that ever carried media, caller
+// leg first. Packets, Bytes and RTCPCount count what that leg's client sent
+// and the relay accepted; Dropped counts strangers on the leg's ports. Lost
+// and JitterMS describe the media the leg sent: from the other client's
+// RTCP reports when they pass through (end to end), otherwise as the relay
+// measured it on arrival (RFC 3550 A.3, A.8).
+func (c *Call) Stats() []store.StreamStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []store.StreamStats
+	for _, s := range c.streams {
+		if !s.allocated() {
+			continue
+		}
+		s.mu.Lock()
+		for side := SideA; side <= SideB; side++ {
+			x := &s.legs[side]
+			st := store.StreamStats{
+				Leg:       side.String(),
+				Media:     s.media,
+				Packets:   x.packets,
+				Bytes:     x.bytes,
+				Dropped:   x.dropped,
+				RTCPCount: x.rtcp,
+				Lost:      x.rx.lost(),
+				JitterMS:  x.rx.jitterMS(),
+			}
+			if x.reported.valid() {
+				clock := x.rx.clock
+				if clock == 0 {
+					clock = s.clockFor(255)
+				}
+				st.Lost = x.reported.lost()
+				st.JitterMS = x.reported.jitterMS(clock)
+			}
+			out = append(out, st)
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Close stops the call's readers and returns its ports to the range. It is
+// idempotent.
+func (c *Call) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	streams := c.streams
+	c.mu.Unlock()
+
+	// Sockets first, so the readers return, then wait for them.
+	for _, s := range streams {
+		for _, p := range s.pairs {
+			if p.rtp != nil {
+				p.rtp.Close()
+				p.rtcp.Close()
+			}
+		}
+	}
+	c.readers.Wait()
+	for _, s := range streams {
+		for _, p := range s.pairs {
+			c.r.pool.release(p)
+		}
+	}
+	c.r.m.allocated.Set(float64(c.r.pool.allocated()))
+	c.r.removeCall(c)
+	return nil
+}

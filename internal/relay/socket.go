@@ -1,0 +1,78 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// maxDatagram is the largest datagram the relay forwards. Media stays
+// under the path MTU; one byte more than the limit is read so an oversized
+// datagram shows up as such instead of being forwarded truncated.
+const maxDatagram = 4096
+
+// read is the loop of one socket: read into a buffer reused for the life of
+// the socket, decide, send from the other side's socket. It returns when
+// the socket is closed.
+func (c *Call) read(s *stream, side Side, comp component, conn *net.UDPConn) {
+	defer c.readers.Done()
+	m := c.r.m
+	buf := make([]byte, maxDatagram+1)
+	debug := c.log.Enabled(context.Background(), slog.LevelDebug)
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient errors (e.g. ICMP reflected on some systems) must
+			// not end the stream; a short pause keeps a persistent one
+			// from spinning.
+			c.log.Debug("relay read", "stream", s.index, "side", side, "error", err)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		now := time.Now()
+		var d decision
+		if n > maxDatagram {
+			d.verdict = verdictMalformed
+		} else {
+			s.mu.Lock()
+			d = s.decide(side, comp, buf[:n], src, now)
+			s.mu.Unlock()
+		}
+		if d.latched {
+			c.log.Debug("media latched", "stream", s.index, "side", side, "component", comp, "remote_addr", src)
+		}
+		if d.verdict == verdictForward || d.verdict == verdictNoPeer {
+			// Media from the latched client keeps the call alive even
+			// while the other side has no address yet.
+			c.last.Store(now.UnixNano())
+		}
+		if d.verdict != verdictForward {
+			m.drops[d.verdict].Inc()
+			if debug {
+				c.log.Debug("relay drop", "stream", s.index, "side", side, "component", comp, "remote_addr", src, "reason", d.verdict)
+			}
+			continue
+		}
+		out := s.pairs[1-side].rtp
+		if d.out == compRTCP {
+			out = s.pairs[1-side].rtcp
+		}
+		if _, err := out.WriteToUDPAddrPort(buf[:n], d.dst); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			m.sendErrors.Inc()
+			if debug {
+				c.log.Debug("relay send", "stream", s.index, "side", 1-side, "remote_addr", d.dst, "error", err)
+			}
+			continue
+		}
+		m.packets.Inc()
+		m.bytes.Add(float64(n))
+	}
+}
