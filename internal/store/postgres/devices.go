@@ -1,0 +1,128 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// AddNumber gives a customer a phone number. The number must match
+// store.NumberPattern; an unknown customer is store.ErrNotFound and a
+// number already held is store.ErrExists.
+func (s *Store) AddNumber(ctx context.Context, n store.Number) error {
+	if !store.NumberPattern.MatchString(n.Number) {
+		return fmt.Errorf("postgres: add number %q: not a 10-digit NANP number", n.Number)
+	}
+	n.CreatedAt = pgTime(orNow(n.CreatedAt))
+	return s.write(ctx, "add number "+n.Number, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO numbers (number, customer_id, label, created_at) VALUES ($1, $2, $3, $4)`,
+			n.Number, n.CustomerID, n.Label, n.CreatedAt)
+		return err
+	})
+}
+
+const numberCols = `number, customer_id, label, created_at`
+
+func scanNumber(sc scanner) (store.Number, error) {
+	var n store.Number
+	var created pgtype.Timestamptz
+	err := sc.Scan(&n.Number, &n.CustomerID, &n.Label, &created)
+	n.CreatedAt = goTime(created)
+	return n, err
+}
+
+// Number returns a number's record, or store.ErrNotFound.
+func (s *Store) Number(ctx context.Context, number string) (store.Number, error) {
+	n, err := scanNumber(s.pool.QueryRow(ctx, `SELECT `+numberCols+` FROM numbers WHERE number = $1`, number))
+	if err != nil {
+		return store.Number{}, readErr("number "+number, err)
+	}
+	return n, nil
+}
+
+// NumbersOf returns a customer's numbers in numeric order (none for an
+// unknown customer).
+func (s *Store) NumbersOf(ctx context.Context, customerID int64) ([]store.Number, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+numberCols+` FROM numbers WHERE customer_id = $1 ORDER BY number`, customerID)
+	ns, err := collect(rows, err, scanNumber)
+	if err != nil {
+		return nil, readErr(fmt.Sprintf("numbers of customer %d", customerID), err)
+	}
+	return ns, nil
+}
+
+const deviceCols = `id, number, kind, name, sip_user, realm, ha1_md5, ha1_sha256, ha1_sha512_256, instance_id, created_at`
+
+func scanDevice(sc scanner) (store.Device, error) {
+	var d store.Device
+	var created pgtype.Timestamptz
+	err := sc.Scan(&d.ID, &d.Number, &d.Kind, &d.Name, &d.SIPUser,
+		&d.Cred.Realm, &d.Cred.HA1MD5, &d.Cred.HA1SHA256, &d.Cred.HA1SHA512_256, &d.InstanceID, &created)
+	d.CreatedAt = goTime(created)
+	return d, err
+}
+
+// CreateDevice stores d under a new ID. Its number must exist
+// (store.ErrNotFound) and its SIP username be free (store.ErrExists).
+func (s *Store) CreateDevice(ctx context.Context, d store.Device) (store.Device, error) {
+	if d.Kind != store.DeviceZ5 && d.Kind != store.DeviceSIP {
+		return store.Device{}, fmt.Errorf("postgres: create device %q: kind %q is neither %q nor %q", d.SIPUser, d.Kind, store.DeviceZ5, store.DeviceSIP)
+	}
+	if d.SIPUser == "" {
+		return store.Device{}, fmt.Errorf("postgres: create device of %s: empty SIP username", d.Number)
+	}
+	d.CreatedAt = pgTime(orNow(d.CreatedAt))
+	err := s.write(ctx, fmt.Sprintf("create device %q", d.SIPUser), func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO devices
+			(number, kind, name, sip_user, realm, ha1_md5, ha1_sha256, ha1_sha512_256, instance_id, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			d.Number, d.Kind, d.Name, d.SIPUser, d.Cred.Realm, d.Cred.HA1MD5, d.Cred.HA1SHA256, d.Cred.HA1SHA512_256,
+			d.InstanceID, d.CreatedAt,
+		).Scan(&d.ID)
+	})
+	if err != nil {
+		return store.Device{}, err
+	}
+	return d, nil
+}
+
+// Device returns the device with id, or store.ErrNotFound.
+func (s *Store) Device(ctx context.Context, id int64) (store.Device, error) {
+	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = $1`, id))
+	if err != nil {
+		return store.Device{}, readErr(fmt.Sprintf("device %d", id), err)
+	}
+	return d, nil
+}
+
+// DeviceBySIPUser returns the device whose digest username is sipUser, or
+// store.ErrNotFound.
+func (s *Store) DeviceBySIPUser(ctx context.Context, sipUser string) (store.Device, error) {
+	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE sip_user = $1`, sipUser))
+	if err != nil {
+		return store.Device{}, readErr(fmt.Sprintf("device %q", sipUser), err)
+	}
+	return d, nil
+}
+
+// DevicesOf returns a number's devices in ID order.
+func (s *Store) DevicesOf(ctx context.Context, number string) ([]store.Device, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+deviceCols+` FROM devices WHERE number = $1 ORDER BY id`, number)
+	ds, err := collect(rows, err, scanDevice)
+	if err != nil {
+		return nil, readErr("devices of "+number, err)
+	}
+	return ds, nil
+}
+
+// UpdateDeviceCredentials replaces a device's HA1 values.
+func (s *Store) UpdateDeviceCredentials(ctx context.Context, id int64, cred store.Credentials) error {
+	return s.write(ctx, fmt.Sprintf("update credentials of device %d", id), func(tx pgx.Tx) error {
+		return mustAffect(tx.Exec(ctx, `UPDATE devices SET realm = $1, ha1_md5 = $2, ha1_sha256 = $3, ha1_sha512_256 = $4 WHERE id = $5`,
+			cred.Realm, cred.HA1MD5, cred.HA1SHA256, cred.HA1SHA512_256, id))
+	})
+}
