@@ -10,10 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/z5vrs/z5/internal/client"
 )
@@ -39,6 +42,9 @@ Global flags:
 `
 
 func main() {
+	// sipgo logs through a package-level logger of its own; its reference
+	// counting chatter ("TCP ref went negative") is not for users.
+	sipmsg.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -9,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -33,6 +36,9 @@ Run "z5d COMMAND --help" for a command's flags.
 `
 
 func main() {
+	// sipgo logs through a package-level logger of its own; its reference
+	// counting chatter ("TCP ref went negative") is not for users.
+	sipmsg.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -154,6 +154,16 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	p.f("   [alice] connected in %s; media goes to relay %s (video %s, audio %s)", aCall.Answered.Sub(aCall.Started).Round(time.Millisecond),
 		aCall.Relay, describe(aCall.Negotiated.Video), describe(aCall.Negotiated.Audio))
 	p.f("   call running for %s ...", opts.Duration)
+	go func() {
+		// INVITE to first media packet, printed as soon as it is known.
+		for range 200 {
+			if f := aCall.FirstMedia(); !f.IsZero() {
+				p.f("   [alice] first media packet %s after the INVITE", f.Sub(aCall.Started).Round(100*time.Microsecond))
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	bobDone := make(chan string, 1)
 	go func() { bobDone <- b.call.Wait(ctx, 0, nil) }()
 	reason := aCall.Wait(ctx, opts.Duration, nil)
@@ -163,9 +173,6 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	case <-time.After(10 * time.Second):
 		b.call.Hangup(context.Background())
 		bobReason = "timed out waiting for BYE"
-	}
-	if f := aCall.FirstMedia(); !f.IsZero() {
-		p.f("   first media packet at alice %s after the INVITE", f.Sub(aCall.Started).Round(time.Millisecond))
 	}
 	p.f("   [alice] call ended: %s; [bob] %s", reason, bobReason)
 
@@ -290,6 +297,9 @@ type person struct {
 func bringUp(ctx context.Context, p *printer, name, home string, prof *profile.Profile, number, password string, onIncoming func(*client.IncomingCall)) (*person, error) {
 	tag := fmt.Sprintf("[%s]", name)
 	c, err := client.Open(client.Options{Home: home, UserAgent: "Z5-demo", OnEvent: func(ev client.Event) {
+		if ev.Step == client.StepDNS {
+			return // printed name by name below
+		}
 		p.f("   %-7s step %d %-30s %s (%s)", tag, ev.Step, client.StepNames[ev.Step]+":", ev.Message, ev.Elapsed.Round(10*time.Microsecond))
 	}})
 	if err != nil {
