@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -192,7 +193,14 @@ func TestForwardAudioVideo(t *testing.T) {
 			if n := len(cs.call.Stats()); n != 4 {
 				t.Errorf("%d stats entries, want 4", n)
 			}
-			if got := counter(t, reg, "z5_relay_packets_total", ""); got != 8 {
+			// The counter is bumped after the write the peer has already
+			// read, so give the forwarding goroutine a moment.
+			got := counter(t, reg, "z5_relay_packets_total", "")
+			for deadline := time.Now().Add(2 * time.Second); got != 8 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+				got = counter(t, reg, "z5_relay_packets_total", "")
+			}
+			if got != 8 {
 				t.Errorf("z5_relay_packets_total = %v, want 8", got)
 			}
 			if got := counter(t, reg, "z5_relay_active_calls", ""); got != 1 {

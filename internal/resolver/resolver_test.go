@@ -95,7 +95,7 @@ func deadAddr(t *testing.T) netip.AddrPort {
 }
 
 var zone = map[string][]string{
-	"zdial.z5.test.": {"127.0.0.1"},
+	"zdial.z5.test.":  {"127.0.0.1"},
 	"lb.mcs.z5.test.": {"127.0.0.1", "127.0.0.2"},
 }
 
