@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/provider"
@@ -50,7 +53,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dev := fs.Bool("dev", false, "run the whole stack on loopback with a dev CA and SQLite")
 	cfgPath := fs.String("config", "", "deployment config (TOML)")
 	data := fs.String("data", "", "data dir (CA, keys, database, provider.json)")
-	node := fs.String("node", "", "node of the config to run (default: the nodes whose address is local)")
+	node := fs.String("node", "", `nodes of the config to run: NAME[,NAME...] or "all" (default: every node whose address is local)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,36 +74,80 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if len(names) != 1 {
-		return usagef("several nodes are local (%v): choose one with --node", names)
-	}
-	n, err := provider.New(ctx, cfg, names[0], provider.Options{Log: log})
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	if err := n.Listen(); err != nil {
-		return err
+	var nodes []*provider.Node
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	for _, name := range names {
+		n, err := provider.New(ctx, cfg, name, provider.Options{Log: log})
+		if err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
+		}
+		nodes = append(nodes, n)
+		if err := n.Listen(); err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
+		}
 	}
 	pf := filepath.Join(cfg.DataDir, provider.ProfileFile)
-	if err := n.Profile().Save(pf); err != nil {
+	if err := nodes[0].Profile().Save(pf); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "z5d %s: node %s serving; provider profile: %s\n", version, names[0], pf)
-	for role, a := range n.Addrs() {
-		fmt.Fprintf(stdout, "  %-8s %s\n", role, a)
+	for i, n := range nodes {
+		fmt.Fprintf(stdout, "z5d %s: node %s serving\n", version, names[i])
+		addrs := n.Addrs()
+		roles := make([]string, 0, len(addrs))
+		for role := range addrs {
+			roles = append(roles, role)
+		}
+		sort.Strings(roles)
+		for _, role := range roles {
+			fmt.Fprintf(stdout, "  %-8s %s\n", role, addrs[role])
+		}
 	}
-	return n.Serve(ctx)
+	fmt.Fprintf(stdout, "provider profile: %s\n", pf)
+	// Every node serves until ctx ends; the first failure stops them all.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(nodes))
+	for i, n := range nodes {
+		go func() {
+			err := n.Serve(ctx)
+			if err != nil {
+				err = fmt.Errorf("node %s: %w", names[i], err)
+			}
+			cancel()
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range nodes {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // nodesToRun picks the node: the one named, or those whose address is on
 // this host.
 func nodesToRun(cfg *config.Config, name string) ([]string, error) {
-	if name != "" {
-		if _, ok := cfg.Node(name); !ok {
-			return nil, usagef("--node %q: no such node in %s", name, cfg.Path)
+	if name == "all" {
+		var all []string
+		for _, n := range cfg.Nodes() {
+			all = append(all, n.Name)
 		}
-		return []string{name}, nil
+		return all, nil
+	}
+	if name != "" {
+		names := strings.Split(name, ",")
+		for _, n := range names {
+			if _, ok := cfg.Node(n); !ok {
+				return nil, usagef("--node %q: no such node in %s", n, cfg.Path)
+			}
+		}
+		return names, nil
 	}
 	local := map[string]bool{}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
