@@ -111,13 +111,35 @@ func (e *env) call(ctx context.Context, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		say("call ended: %s after %.1fs", reason, sum.DurationS)
+		for _, s := range sum.Streams {
+			say("  %s", streamLine(s))
+		}
 	}
-	say("call ended: %s after %.1fs", reason, sum.DurationS)
+	return noMediaError(c, call, sum)
+}
+
+// noMediaError fails a call that connected but received no media at all:
+// the signalling worked, so the RTP rule (step 5) is what is missing.
+func noMediaError(c *client.Client, call *client.Call, sum callSummary) error {
+	var rx uint64
 	for _, s := range sum.Streams {
-		say("  %s", streamLine(s))
+		rx += s.PacketsReceived
 	}
-	return nil
+	if rx > 0 {
+		return nil
+	}
+	rtp := "10000-65535"
+	if p := c.Profile(); p != nil && p.Ports.RTP != "" {
+		rtp = p.Ports.RTP
+	}
+	return &client.StepError{Step: client.StepMedia,
+		Err:  fmt.Errorf("the call connected but no media arrived from the relay %s", call.Relay),
+		Hint: fmt.Sprintf("allow outbound UDP ports %s to the MCS servers", rtp)}
 }
 
 func statsLine(st []media.StreamStats) string {
