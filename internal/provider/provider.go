@@ -28,6 +28,7 @@ import (
 	"github.com/z5vrs/z5/internal/dnsserver"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/mcsapi"
+	"github.com/z5vrs/z5/internal/membership"
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/relay"
@@ -58,6 +59,7 @@ type Node struct {
 	key   ed25519.PrivateKey
 	opts  Options
 
+	members  *membership.Membership
 	dns      *dnsserver.Server
 	zdialSrv *httpsServer
 	mcsSrv   *httpsServer
@@ -105,8 +107,16 @@ func New(ctx context.Context, cfg *config.Config, name string, opts Options) (*N
 
 func (n *Node) build() error {
 	cfg := n.cfg
+	mcfg := membership.Config{Heartbeat: cfg.Health.Heartbeat, DeadAfter: cfg.Health.DeadAfter}
+	if n.node.Has(config.RoleMCS) {
+		mcfg.Self = store.NodeStatus{Name: n.node.Name, Site: n.node.Site, Address: n.node.Address}
+	}
+	var err error
+	if n.members, err = membership.New(mcfg, membership.Deps{Store: n.store, Log: n.log.With("component", "membership")}); err != nil {
+		return err
+	}
 	if n.node.Has(config.RoleDNS) {
-		s, err := dnsserver.New(cfg, dnsserver.Deps{Log: n.log.With("role", "dns"), Registerer: n.reg})
+		s, err := dnsserver.New(cfg, dnsserver.Deps{Log: n.log.With("role", "dns"), Health: n.members, Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)
 		}
@@ -224,6 +234,10 @@ func (n *Node) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	if !n.members.Ready() {
+		http.Error(w, "membership: node table not read yet", http.StatusServiceUnavailable)
+		return
+	}
 	fmt.Fprintln(w, "ready")
 }
 
@@ -274,6 +288,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	if n.dns != nil {
 		run("dns", n.dns.Serve)
 	}
+	run("membership", n.members.Serve)
 	if n.zdialSrv != nil {
 		run("zdial", n.zdialSrv.serve)
 	}

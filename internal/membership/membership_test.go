@@ -1,0 +1,65 @@
+package membership
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlite"
+)
+
+func TestAlive(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		n    store.NodeStatus
+		want bool
+	}{
+		{store.NodeStatus{Healthy: true, LastSeen: now.Add(-2 * time.Second)}, true},
+		{store.NodeStatus{Healthy: true, LastSeen: now.Add(-6 * time.Second)}, false},
+		{store.NodeStatus{Healthy: false, LastSeen: now}, false},
+	} {
+		if got := Alive(tt.n, now, 5*time.Second); got != tt.want {
+			t.Errorf("Alive(%+v) = %v", tt.n, got)
+		}
+	}
+}
+
+func TestHeartbeatsAndLeave(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := New(Config{Self: store.NodeStatus{Name: "a-mcs", Site: "a", Address: "127.0.0.1"},
+		Heartbeat: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}, Deps{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns, _ := New(Config{Heartbeat: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}, Deps{Store: st})
+	actx, stopA := context.WithCancel(ctx)
+	dctx, stopD := context.WithCancel(ctx)
+	doneA, doneD := make(chan error), make(chan error)
+	go func() { doneA <- a.Serve(actx) }()
+	go func() { doneD <- dns.Serve(dctx) }()
+	defer func() { stopD(); <-doneD }()
+	waitFor(t, func() bool { return dns.Healthy("a-mcs") }, "a-mcs healthy")
+	if dns.Healthy("b-mcs") {
+		t.Fatal("unknown node healthy")
+	}
+	stopA()
+	<-doneA
+	waitFor(t, func() bool { return !dns.Healthy("a-mcs") }, "a-mcs gone after leaving")
+}
+
+func waitFor(t *testing.T, f func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if f() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
