@@ -175,6 +175,8 @@ func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 			p = filepath.Join(cfg.DataDir, p)
 		}
 		return openSQLite(ctx, p)
+	case "postgres":
+		return openPostgres(ctx, cfg.Store.DSN)
 	default:
 		return nil, fmt.Errorf("store driver %q is not supported by this build", cfg.Store.Driver)
 	}
