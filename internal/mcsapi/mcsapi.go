@@ -20,7 +20,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/z5vrs/z5/internal/carddav"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/rue"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -31,6 +33,11 @@ type Config struct {
 	Issuer      string   // the licenses' "iss"
 	MaxContacts int      // per number
 	MaxBody     int64    // bytes of any request body
+	// RUE is the RFC 9248 provider configuration served at rue.PathConfig
+	// (rue.go); nil: not served. ConfigFrom builds it from the deployment.
+	RUE *rue.Config
+	// Provider names the deployment in the RFC 9248 provider list.
+	Provider string
 }
 
 // Deps are the collaborators of a Service.
@@ -40,6 +47,7 @@ type Deps struct {
 	Log        *slog.Logger          // nil: discard
 	Now        func() time.Time      // nil: time.Now
 	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+	Probe      Prober                // the node's media relay; nil: probes answer 503
 }
 
 // Service serves the MCS API. It is safe for concurrent use.
@@ -51,6 +59,10 @@ type Service struct {
 	now     func() time.Time
 	metrics *metrics
 	mux     *http.ServeMux
+	dav     *carddav.Handler // CardDAV over the same books (dav.go)
+
+	prober     Prober       // nil: no relay on this node
+	probeLimit probeLimiter // probe sessions per MCS session (probe.go)
 }
 
 // New validates cfg and deps and builds the Service.
@@ -83,12 +95,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		now:     deps.Now,
 		metrics: m,
 		mux:     http.NewServeMux(),
+		prober:  deps.Probe,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if err := s.initDAV(); err != nil {
+		return nil, err
 	}
 	s.routes()
 	return s, nil
@@ -103,6 +119,8 @@ func ConfigFrom(c *config.Config) Config {
 		Issuer:      c.Names.SIPDomain,
 		MaxContacts: c.MCS.MaxContacts,
 		MaxBody:     int64(c.MCS.MaxBody),
+		RUE:         rue.FromConfig(c, nil),
+		Provider:    c.Provider.Name,
 	}
 }
 
@@ -134,7 +152,14 @@ func (s *Service) routes() {
 			http.MethodGet:  s.auth(s.handleExport),
 			http.MethodPost: s.auth(s.handleImport),
 		}},
+		{PathContactsXML, map[string]handler{
+			http.MethodGet:  s.auth(s.handleExportXML),
+			http.MethodPost: s.auth(s.handleImportXML),
+		}},
+		{rue.PathConfig, map[string]handler{http.MethodGet: s.handleRUEConfig}},
+		{rue.PathProviders, map[string]handler{http.MethodGet: s.handleRUEProviders}},
 		{PathHealth, map[string]handler{http.MethodGet: s.handleHealth}},
+		{PathProbe, map[string]handler{http.MethodPost: s.auth(s.handleProbe)}},
 	} {
 		var allow []string
 		for method, h := range rt.methods {
@@ -151,6 +176,7 @@ func (s *Service) routes() {
 			return errMethod(r.Method, allow)
 		}))
 	}
+	s.davRoutes()
 	s.mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotFound, code: "not_found",
 			msg: fmt.Sprintf("no such endpoint %s; see docs/api-mcs.md for the routes", clip(r.URL.Path, 64))}

@@ -134,7 +134,15 @@ func (n *Node) build() error {
 		n.zdialSrv = newHTTPS("zdial", h, cert, n.log)
 	}
 	if n.node.Has(config.RoleMCS) {
-		h, err := mcsapi.New(mcsapi.ConfigFrom(cfg), mcsapi.Deps{Store: n.store, LicenseKey: n.key, Log: n.log.With("role", "mcs-api"), Registerer: n.reg})
+		n.relay, err = relay.New(relay.Config{
+			Bind: n.node.BindAddr(), Advertise: n.node.Addr(),
+			Ports: cfg.Ports.RTP, MediaTimeout: cfg.Relay.MediaTimeout, ProbeRate: cfg.Relay.ProbeRate,
+		}, n.log.With("role", "relay"), n.reg)
+		if err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		h, err := mcsapi.New(mcsapi.ConfigFrom(cfg), mcsapi.Deps{Store: n.store, LicenseKey: n.key,
+			Log: n.log.With("role", "mcs-api"), Registerer: n.reg, Probe: n.relay})
 		if err != nil {
 			return fmt.Errorf("mcs api: %w", err)
 		}
@@ -144,13 +152,6 @@ func (n *Node) build() error {
 			return err
 		}
 		n.mcsSrv = newHTTPS("mcs", h, cert, n.log)
-		n.relay, err = relay.New(relay.Config{
-			Bind: n.node.BindAddr(), Advertise: n.node.Addr(),
-			Ports: cfg.Ports.RTP, MediaTimeout: cfg.Relay.MediaTimeout,
-		}, n.log.With("role", "relay"), n.reg)
-		if err != nil {
-			return fmt.Errorf("relay: %w", err)
-		}
 		scfg := sipserver.ConfigFrom(cfg, n.node)
 		if cfg.Ports.SIPTLS != 0 {
 			scfg.TLS = pki.ServerTLS(cert)

@@ -49,6 +49,7 @@ type Config struct {
 	Advertise    netip.Addr       // address written into SDP (zero = Bind)
 	Ports        config.PortRange // inclusive; even ports carry RTP, odd RTCP
 	MediaTimeout time.Duration    // zero means 30s
+	ProbeRate    int              // probe echoes per second per source and session; zero means 200
 }
 
 // Relay owns the port range and the calls using it.
@@ -75,6 +76,8 @@ type Relay struct {
 
 	// cbs tracks onMediaTimeout callbacks, so none outlives Close.
 	cbs sync.WaitGroup
+
+	probes probeSet // network-check echo sessions (probe.go)
 }
 
 // New validates cfg and returns a relay. It binds nothing yet: ports are
@@ -186,6 +189,7 @@ func (r *Relay) Close() error {
 	for _, c := range calls {
 		c.Close()
 	}
+	r.probes.closeAll()
 	r.cbs.Wait()
 	return nil
 }

@@ -1,0 +1,252 @@
+package netcheck
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+)
+
+// SIP ALG detection. `z5 check` sends the MCS an OPTIONS over TCP carrying
+// "X-Z5-Probe: alg", with its own address in Via and Contact and an SDP
+// body; the MCS echoes what it received in X-Z5-Echo-* headers and the
+// response body. A firewall's SIP ALG (or "SIP inspection") rewrites those
+// addresses on the way; Z5 needs none of that (its media is latched by the
+// relay) and ALGs are known to break registrations and calls, so a rewrite
+// is reported with the fix: turn the ALG off.
+const (
+	HeaderProbe       = "X-Z5-Probe"
+	HeaderEchoVia     = "X-Z5-Echo-Via"
+	HeaderEchoContact = "X-Z5-Echo-Contact"
+	// HeaderEchoLength is the size of the body the MCS received, so the
+	// client can tell a body the server did not echo from one an ALG
+	// rewrote.
+	HeaderEchoLength = "X-Z5-Echo-Length"
+	// EchoContentType labels the echoed body: not application/sdp, so an
+	// ALG on the way back leaves it alone.
+	EchoContentType = "application/x-z5-echo"
+
+	maxEchoBody   = 2048
+	maxEchoHeader = 512
+)
+
+// ALGEchoReply is the MCS side of the ALG check, for the SIP server's
+// OPTIONS handler: for an OPTIONS received over a reliable transport with
+// "X-Z5-Probe: alg" it returns the headers to add to the 200 response (the
+// top Via and the Contact as received, the body's length, and a
+// Content-Type when there is a body) and the body to send, the request's
+// own. ok is false for any other request, over UDP (no reflection of
+// spoofed datagrams), or when a value exceeds the size caps; answer such a
+// request as usual. The response is never much larger than the request.
+func ALGEchoReply(req *sipmsg.Request) (headers []sipmsg.Header, body []byte, ok bool) {
+	if req == nil || req.Method != sipmsg.OPTIONS || !sipmsg.IsReliable(req.Transport()) {
+		return nil, nil, false
+	}
+	h := req.GetHeader(HeaderProbe)
+	if h == nil || !strings.EqualFold(strings.TrimSpace(h.Value()), "alg") {
+		return nil, nil, false
+	}
+	via := req.Via()
+	if via == nil {
+		return nil, nil, false
+	}
+	viaV := via.Value()
+	contactV := ""
+	if ct := req.Contact(); ct != nil {
+		contactV = ct.Value()
+	}
+	b := req.Body()
+	if !headerSafe(viaV) || (contactV != "" && !headerSafe(contactV)) || len(b) > maxEchoBody {
+		return nil, nil, false
+	}
+	headers = []sipmsg.Header{sipmsg.NewHeader(HeaderEchoVia, viaV)}
+	if contactV != "" {
+		headers = append(headers, sipmsg.NewHeader(HeaderEchoContact, contactV))
+	}
+	headers = append(headers, sipmsg.NewHeader(HeaderEchoLength, strconv.Itoa(len(b))))
+	if len(b) > 0 {
+		headers = append(headers, sipmsg.NewHeader("Content-Type", EchoContentType))
+		body = slices.Clone(b)
+	}
+	return headers, body, true
+}
+
+// headerSafe: a value we may put back in a header line: bounded, no
+// control characters (so nothing can be injected into the response).
+func headerSafe(v string) bool {
+	if v == "" || len(v) > maxEchoHeader {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ALG verdicts.
+const (
+	ALGNotDetected = "not-detected"
+	ALGDetected    = "detected"
+	ALGNotVerified = "not-verified"
+	ALGSkipped     = "skipped"
+)
+
+// ALGReport sums up the ALG check over every MCS that answered SIP.
+type ALGReport struct {
+	Status    string   `json:"status"`
+	Detail    string   `json:"detail"`
+	Rewritten []string `json:"rewritten,omitempty"` // what changed, per MCS
+	Fix       string   `json:"fix,omitempty"`
+}
+
+// algObservation is one MCS's echo compared with what was sent.
+type algObservation struct {
+	name      string
+	echoed    bool
+	rewritten []string
+}
+
+// sentProbe is what the client put on the wire.
+type sentProbe struct {
+	via     *sipmsg.ViaHeader
+	contact *sipmsg.ContactHeader
+	body    []byte
+}
+
+// compareEcho compares the MCS's echo in res with what was sent. An echo
+// is absent until the SIP server answers the probe header.
+func compareEcho(sent sentProbe, res *sipmsg.Response) (echoed bool, rewritten []string) {
+	ev := res.GetHeader(HeaderEchoVia)
+	if ev == nil {
+		return false, nil
+	}
+	parser := sipmsg.HeadersParser(sipmsg.DefaultHeadersParser())
+	hs, err := parser.ParseHeader(nil, []byte("Via: "+ev.Value()))
+	if v, ok := firstAs[*sipmsg.ViaHeader](hs); err != nil || !ok {
+		rewritten = append(rewritten, fmt.Sprintf("Via: sent %q, the MCS received something unparsable", sent.via.Value()))
+	} else if d := diffVia(sent.via, v); d != "" {
+		rewritten = append(rewritten, d)
+	}
+	if ec := res.GetHeader(HeaderEchoContact); ec == nil {
+		rewritten = append(rewritten, "Contact: removed on the way")
+	} else {
+		hs, err := parser.ParseHeader(nil, []byte("Contact: "+ec.Value()))
+		if c, ok := firstAs[*sipmsg.ContactHeader](hs); err != nil || !ok {
+			rewritten = append(rewritten, fmt.Sprintf("Contact: sent %q, the MCS received something unparsable", sent.contact.Value()))
+		} else if d := diffContact(sent.contact, c); d != "" {
+			rewritten = append(rewritten, d)
+		}
+	}
+	got := res.Body()
+	n := -1
+	if h := res.GetHeader(HeaderEchoLength); h != nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
+			n = v
+		}
+	}
+	switch {
+	case len(got) == 0 && n == len(sent.body):
+		// The server saw a body of our size but did not send it back:
+		// nothing to compare, and nothing suggests a rewrite.
+	case !bytes.Equal(got, sent.body):
+		rewritten = append(rewritten, diffSDP(sent.body, got))
+	}
+	return true, rewritten
+}
+
+func firstAs[T sipmsg.Header](hs []sipmsg.Header) (T, bool) {
+	var zero T
+	if len(hs) == 0 {
+		return zero, false
+	}
+	v, ok := hs[0].(T)
+	return v, ok
+}
+
+// diffVia compares what an ALG rewrites (sent-by, transport, branch);
+// received and rport are the server's to add.
+func diffVia(sent, got *sipmsg.ViaHeader) string {
+	sb, _ := sent.Params.Get("branch")
+	gb, _ := got.Params.Get("branch")
+	if !strings.EqualFold(sent.Host, got.Host) || sent.Port != got.Port ||
+		!strings.EqualFold(sent.Transport, got.Transport) || sb != gb {
+		return fmt.Sprintf("Via: sent %s/%s, the MCS received %s/%s", sent.Transport, sent.SentBy(), got.Transport, got.SentBy())
+	}
+	return ""
+}
+
+func diffContact(sent, got *sipmsg.ContactHeader) string {
+	s, g := sent.Address, got.Address
+	if !strings.EqualFold(s.Host, g.Host) || s.Port != g.Port || s.User != g.User {
+		return fmt.Sprintf("Contact: sent %s, the MCS received %s", s.Addr(), g.Addr())
+	}
+	return ""
+}
+
+// diffSDP names the first changed line of the body.
+func diffSDP(sent, got []byte) string {
+	sl := strings.Split(strings.TrimRight(string(sent), "\r\n"), "\r\n")
+	gl := strings.Split(strings.TrimRight(string(got), "\r\n"), "\r\n")
+	for i := range max(len(sl), len(gl)) {
+		var s, g string
+		if i < len(sl) {
+			s = sl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if s != g {
+			return fmt.Sprintf("SDP: sent %q, the MCS received %q", clip(s, 80), clip(g, 80))
+		}
+	}
+	return fmt.Sprintf("SDP: sent %d bytes, the MCS received %d", len(sent), len(got))
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// summariseALG folds the per-MCS observations into one verdict.
+func summariseALG(results []Result, obs []*algObservation) ALGReport {
+	var rep ALGReport
+	verified := 0
+	for _, o := range obs {
+		if o == nil || !o.echoed {
+			continue
+		}
+		verified++
+		for _, w := range o.rewritten {
+			rep.Rewritten = append(rep.Rewritten, o.name+": "+w)
+		}
+	}
+	reached := 0
+	for _, r := range results {
+		if r.Rule.Check == CheckSIP && (r.Status == StatusOK || r.Status == StatusSlow || r.Status == StatusDegraded) {
+			reached++
+		}
+	}
+	switch {
+	case len(rep.Rewritten) > 0:
+		rep.Status = ALGDetected
+		rep.Detail = "SIP ALG detected: a firewall rewrites SIP messages on the way to the MCS"
+		rep.Fix = "disable SIP ALG / SIP inspection (also called SIP helper or SIP fixup) on the firewall for the MCS addresses"
+	case verified > 0:
+		rep.Status = ALGNotDetected
+		rep.Detail = fmt.Sprintf("Via, Contact and SDP reached %d MCS unchanged", verified)
+	case reached > 0:
+		rep.Status = ALGNotVerified
+		rep.Detail = "not verified: the MCS did not echo the probe (older server)"
+	default:
+		rep.Status = ALGSkipped
+		rep.Detail = "not checked: no MCS answered SIP"
+	}
+	return rep
+}

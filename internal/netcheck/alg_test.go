@@ -1,0 +1,272 @@
+package netcheck
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/z5vrs/z5/internal/profile"
+)
+
+// sipText turns a readable message (LF, leading tabs) into wire form:
+// CRLF line ends and a Content-Length that matches the body.
+func sipText(s string) []byte {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	var head []string
+	var body []string
+	inBody := false
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" && !inBody {
+			inBody = true
+			continue
+		}
+		if inBody {
+			body = append(body, l)
+		} else {
+			head = append(head, l)
+		}
+	}
+	b := ""
+	if len(body) > 0 {
+		b = strings.Join(body, "\r\n") + "\r\n"
+	}
+	head = append(head, "Content-Length: "+itoa(len(b)))
+	return []byte(strings.Join(head, "\r\n") + "\r\n\r\n" + b)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// fixLength sets Content-Length to the body's size, as an ALG does after
+// rewriting the body.
+func fixLength(msg string) string {
+	head, body, _ := strings.Cut(msg, "\r\n\r\n")
+	var out []string
+	for _, l := range strings.Split(head, "\r\n") {
+		if strings.HasPrefix(strings.ToLower(l), "content-length:") {
+			l = "Content-Length: " + itoa(len(body))
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\r\n") + "\r\n\r\n" + body
+}
+
+const probeOptions = `
+	OPTIONS sip:198.18.1.21:5060;transport=tcp SIP/2.0
+	Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc;rport
+	Max-Forwards: 70
+	From: <sip:z5-check@mcs.z5.test>;tag=1
+	To: <sip:198.18.1.21:5060>
+	Call-ID: alg-1
+	CSeq: 1 OPTIONS
+	Contact: <sip:z5-check@10.0.0.5:51000;transport=tcp>
+	X-Z5-Probe: alg
+	Content-Type: application/sdp
+
+	v=0
+	o=z5-check 1 1 IN IP4 10.0.0.5
+	s=z5 check
+	c=IN IP4 10.0.0.5
+	t=0 0
+	m=audio 49170 RTP/AVP 0
+	c=IN IP4 10.1.2.3
+`
+
+func parseRequest(t *testing.T, b []byte, transport string) *sipmsg.Request {
+	t.Helper()
+	m, err := sipmsg.ParseMessage(b)
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, b)
+	}
+	req := m.(*sipmsg.Request)
+	req.SetTransport(transport)
+	return req
+}
+
+func TestALGEchoReply(t *testing.T) {
+	body := "v=0\r\no=z5-check 1 1 IN IP4 10.0.0.5\r\ns=z5 check\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\nc=IN IP4 10.1.2.3\r\n"
+	for _, tc := range []struct {
+		name      string
+		msg       string
+		transport string
+		want      []string // "Name: value" of the headers, nil: no echo
+		body      string
+	}{
+		{"probe over tcp", probeOptions, "TCP", []string{
+			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc;rport",
+			"X-Z5-Echo-Contact: <sip:z5-check@10.0.0.5:51000;transport=tcp>",
+			"X-Z5-Echo-Length: " + itoa(len(body)),
+			"Content-Type: application/x-z5-echo",
+		}, body},
+		{"probe over tls", probeOptions, "TLS", []string{
+			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc;rport",
+			"X-Z5-Echo-Contact: <sip:z5-check@10.0.0.5:51000;transport=tcp>",
+			"X-Z5-Echo-Length: " + itoa(len(body)),
+			"Content-Type: application/x-z5-echo",
+		}, body},
+		{"over udp: never reflected", probeOptions, "UDP", nil, ""},
+		{"no probe header", strings.Replace(probeOptions, "X-Z5-Probe: alg", "X-Other: 1", 1), "TCP", nil, ""},
+		{"other probe value", strings.Replace(probeOptions, "X-Z5-Probe: alg", "X-Z5-Probe: rtp", 1), "TCP", nil, ""},
+		{"not OPTIONS", strings.Replace(strings.Replace(probeOptions, "OPTIONS sip", "MESSAGE sip", 1), "1 OPTIONS", "1 MESSAGE", 1), "TCP", nil, ""},
+		{"no body, no contact", `
+			OPTIONS sip:198.18.1.21 SIP/2.0
+			Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc
+			From: <sip:a@b>;tag=1
+			To: <sip:198.18.1.21>
+			Call-ID: alg-2
+			CSeq: 1 OPTIONS
+			x-z5-probe: ALG`, "TCP", []string{
+			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc",
+			"X-Z5-Echo-Length: 0",
+		}, ""},
+		{"body over the cap", strings.Replace(probeOptions, "t=0 0", "a="+strings.Repeat("x", maxEchoBody)+"\n\tt=0 0", 1), "TCP", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := parseRequest(t, sipText(tc.msg), tc.transport)
+			hs, b, ok := ALGEchoReply(req)
+			if ok != (tc.want != nil) {
+				t.Fatalf("ok = %v", ok)
+			}
+			var got []string
+			for _, h := range hs {
+				got = append(got, h.Name()+": "+h.Value())
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("headers (-want +got):\n%s", d)
+			}
+			if string(b) != tc.body {
+				t.Errorf("body %q, want %q", b, tc.body)
+			}
+		})
+	}
+	if _, _, ok := ALGEchoReply(nil); ok {
+		t.Error("nil request echoed")
+	}
+}
+
+// TestCompareEcho runs the client's comparison against the server's echo,
+// with and without the rewriting an ALG does between them.
+func TestCompareEcho(t *testing.T) {
+	c := &checker{p: &profile.Profile{Names: profile.Names{SIPDomain: "mcs.z5.test"}}, opts: Options{UserAgent: "test"}}
+	req, sent := c.optionsRequest(netip.MustParseAddrPort("198.18.1.21:5060"), netip.MustParseAddrPort("10.0.0.5:51000"))
+	wire := []byte(req.String())
+	for _, tc := range []struct {
+		name      string
+		rewrite   func(string) string
+		echo      bool
+		rewritten []string
+	}{
+		{"unchanged", func(s string) string { return s }, true, nil},
+		{"via and contact", func(s string) string {
+			return strings.ReplaceAll(s, "10.0.0.5:51000", "203.0.113.9:40000")
+		}, true, []string{
+			"Via: sent TCP/10.0.0.5:51000, the MCS received TCP/203.0.113.9:40000",
+			"Contact: sent sip:z5-check@10.0.0.5:51000, the MCS received sip:z5-check@203.0.113.9:40000",
+		}},
+		{"sdp only", func(s string) string {
+			return strings.ReplaceAll(s, "c=IN IP4 10.1.2.3", "c=IN IP4 203.0.113.9")
+		}, true, []string{`SDP: sent "c=IN IP4 10.1.2.3", the MCS received "c=IN IP4 203.0.113.9"`}},
+		{"sdp session address and length", func(s string) string {
+			return fixLength(strings.ReplaceAll(s, "IN IP4 10.0.0.5\r\n", "IN IP4 203.0.113.129\r\n"))
+		}, true, []string{`SDP: sent "o=z5-check 1 1 IN IP4 10.0.0.5", the MCS received "o=z5-check 1 1 IN IP4 203.0.113.129"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := parseRequest(t, []byte(tc.rewrite(string(wire))), "TCP")
+			res := sipmsg.NewResponseFromRequest(got, 200, "OK", nil)
+			hs, body, ok := ALGEchoReply(got)
+			if !ok {
+				t.Fatal("no echo")
+			}
+			for _, h := range hs {
+				res.AppendHeader(h)
+			}
+			res.SetBody(body)
+			// Over the wire and back: the client parses what it reads.
+			back, err := readResponse(bytes.NewReader([]byte(res.String())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			echoed, rewritten := compareEcho(sent, back)
+			if echoed != tc.echo {
+				t.Errorf("echoed = %v", echoed)
+			}
+			if d := cmp.Diff(tc.rewritten, rewritten); d != "" {
+				t.Errorf("rewritten (-want +got):\n%s", d)
+			}
+		})
+	}
+	// No echo headers: an older server, nothing to compare.
+	res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
+	if echoed, rw := compareEcho(sent, res); echoed || rw != nil {
+		t.Errorf("plain 200: echoed %v, %v", echoed, rw)
+	}
+}
+
+func TestReadResponse(t *testing.T) {
+	ok := "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.5:5060;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"response", ok, true},
+		{"after keepalives", "\r\n\r\n" + ok, true},
+		{"a request", "OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n", false},
+		{"http", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", false},
+		{"truncated", ok[:30], false},
+		{"endless header", "SIP/2.0 200 OK\r\nX: " + strings.Repeat("a", 2*maxSIPResponse), false},
+	} {
+		res, err := readResponse(strings.NewReader(tc.in))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, %v", tc.name, res, err)
+		}
+	}
+}
+
+// FuzzALGEcho feeds any message to both ends: ALGEchoReply never panics
+// and never returns an unsafe header; compareEcho copes with any echo.
+func FuzzALGEcho(f *testing.F) {
+	f.Add(sipText(probeOptions))
+	f.Add([]byte("SIP/2.0 200 OK\r\nX-Z5-Echo-Via: SIP/2.0/TCP [::1\r\nX-Z5-Echo-Contact: <sip:@>\r\nX-Z5-Echo-Length: -1\r\nContent-Length: 3\r\n\r\nabc"))
+	f.Add([]byte("SIP/2.0 200 OK\r\nX-Z5-Echo-Via: x\r\nContent-Length: 0\r\n\r\n"))
+	c := &checker{p: &profile.Profile{Names: profile.Names{SIPDomain: "mcs.z5.test"}}, opts: Options{UserAgent: "test"}}
+	_, sent := c.optionsRequest(netip.MustParseAddrPort("198.18.1.21:5060"), netip.MustParseAddrPort("10.0.0.5:51000"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := sipmsg.ParseMessage(b)
+		if err != nil {
+			return
+		}
+		switch m := m.(type) {
+		case *sipmsg.Request:
+			m.SetTransport("TCP")
+			hs, body, ok := ALGEchoReply(m)
+			if !ok {
+				return
+			}
+			if len(body) > maxEchoBody {
+				t.Fatalf("echoed %d bytes", len(body))
+			}
+			for _, h := range hs {
+				if strings.ContainsAny(h.Value(), "\r\n") {
+					t.Fatalf("unsafe header %q", h.Value())
+				}
+			}
+		case *sipmsg.Response:
+			compareEcho(sent, m)
+		}
+	})
+}
+
+// FuzzReadResponse: the SIP probe's reader ends on any input.
+func FuzzReadResponse(f *testing.F) {
+	f.Add([]byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("\r\n\r\nSIP/2.0 100 Trying\r\nContent-Length: 5\r\n\r\nab"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		readResponse(bytes.NewReader(b))
+	})
+}

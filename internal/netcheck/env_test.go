@@ -1,0 +1,405 @@
+package netcheck
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/miekg/dns"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/license"
+	"github.com/z5vrs/z5/internal/mcsapi"
+	"github.com/z5vrs/z5/internal/pki"
+	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlite"
+)
+
+// The test provider: every role on 127.0.0.1, each on its own port.
+const (
+	zdialName = "zdial.z5.test"
+	mcsName   = "mcs1.mcs.z5.test"
+	lbName    = "lb.mcs.z5.test"
+	sipDomain = "mcs.z5.test"
+)
+
+var lo = netip.MustParseAddr("127.0.0.1")
+
+// provider is a fake deployment on loopback built from real parts: a DNS
+// server, ZDial and MCS HTTPS endpoints with certificates from a test CA,
+// a SIP responder, the real MCS API with a real relay for the RTP probes.
+type provider struct {
+	t       *testing.T
+	ca      *pki.CA
+	ns      []netip.AddrPort
+	zdial   netip.AddrPort
+	mcs     netip.AddrPort
+	sip     netip.AddrPort
+	rtp     config.PortRange
+	token   string // a valid MCS token
+	relay   *relay.Relay
+	profile *profile.Profile
+}
+
+// providerOpts choose faults.
+type providerOpts struct {
+	udpDrop     int           // the first udpDrop nameservers drop UDP (TCP only)
+	zdialBadCA  bool          // ZDial presents a certificate of another CA
+	zdialClosed bool          // nothing listens on the ZDial port
+	sip         sipBehaviour  // how the SIP responder answers
+	noRelay     bool          // MCS API without a relay
+	slowHealth  time.Duration // delay of the MCS /healthz
+}
+
+type sipBehaviour int
+
+const (
+	sipEcho   sipBehaviour = iota // answers 200 with the ALG echo
+	sipNoEcho                     // answers 200 without echo (older server)
+	sipALG                        // echo of a request an ALG rewrote
+	sipSilent                     // accepts TCP, never answers
+)
+
+func testLog(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func newProvider(t *testing.T, o providerOpts) *provider {
+	t.Helper()
+	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &provider{t: t, ca: ca}
+	for i := range 2 {
+		p.ns = append(p.ns, startDNS(t, i < o.udpDrop))
+	}
+	// ZDial.
+	zca := ca
+	if o.zdialBadCA {
+		if zca, err = pki.LoadOrCreateCA(t.TempDir(), "Intercepting proxy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.zdialClosed {
+		p.zdial = closedTCPPort(t)
+	} else {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		p.zdial = serveHTTPS(t, zca, zdialName, mux)
+	}
+	// MCS: the real API, over a store with one logged-in device.
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p.token = provisionDevice(t, st)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	deps := mcsapi.Deps{Store: st, LicenseKey: key, Log: testLog(t)}
+	if !o.noRelay {
+		p.rtp = freeRange(t, 32)
+		p.relay, err = relay.New(relay.Config{Bind: lo, Ports: p.rtp}, testLog(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.relay.Close() })
+		deps.Probe = p.relay
+	} else {
+		p.rtp = config.PortRange{Min: 10000, Max: 65535}
+	}
+	api, err := mcsapi.New(mcsapi.Config{LicenseTTL: time.Hour, Issuer: sipDomain, MaxContacts: 10, MaxBody: 64 << 10}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = api
+	if o.slowHealth > 0 {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" {
+				time.Sleep(o.slowHealth)
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	p.mcs = serveHTTPS(t, ca, mcsName, h)
+	p.sip = startSIP(t, o.sip)
+
+	lk, _, _ := ed25519.GenerateKey(rand.Reader)
+	p.profile = &profile.Profile{
+		Version:  1,
+		Provider: "Z5 test",
+		Names:    profile.Names{ZDial: zdialName, LBMCS: lbName, MCS: []string{mcsName}, SIPDomain: sipDomain},
+		Ports: profile.Ports{ZDialHTTPS: int(p.zdial.Port()), MCSHTTPS: int(p.mcs.Port()), SIP: int(p.sip.Port()),
+			RTP: p.rtp.String()},
+		CAPEM:       string(ca.CertPEM()),
+		LicenseKeys: []string{license.EncodePublicKey(lk)},
+	}
+	for _, ns := range p.ns {
+		p.profile.Nameservers = append(p.profile.Nameservers, ns.String())
+	}
+	if err := p.profile.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// provisionDevice creates a customer with one Z5 device and returns its
+// MCS token.
+func provisionDevice(t *testing.T, st store.Store) string {
+	t.Helper()
+	ctx := context.Background()
+	cu, err := st.CreateCustomer(ctx, store.Customer{Username: "alice", DisplayName: "Alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const number = "2025550100"
+	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: "laptop",
+		SIPUser: number + "-1", Cred: store.NewCredentials(number+"-1", sipDomain, "pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := store.NewToken()
+	if err := st.CreateSession(ctx, store.Session{TokenHash: store.TokenHash(tok), Kind: store.SessionMCS,
+		CustomerID: cu.ID, Number: number, DeviceID: dev.ID, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// startDNS serves the provider's names on 127.0.0.1 over TCP and, unless
+// dropUDP, over UDP on the same port; with dropUDP a socket holds the UDP
+// port and swallows every query, as a firewall dropping them would.
+func startDNS(t *testing.T, dropUDP bool) netip.AddrPort {
+	t.Helper()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Authoritative = true
+		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
+			switch dns.CanonicalName(q.Question[0].Name) {
+			case zdialName + ".", mcsName + ".", lbName + ".", sipDomain + ".":
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA,
+					Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
+			default:
+				m.Rcode = dns.RcodeNameError
+			}
+		}
+		w.WriteMsg(m)
+	})
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			ln.Close()
+			continue // the UDP twin of this port is taken: try another
+		}
+		addr := netip.MustParseAddrPort(ln.Addr().String())
+		serve := func(s *dns.Server) {
+			started := make(chan struct{})
+			s.NotifyStartedFunc = func() { close(started) }
+			done := make(chan struct{})
+			go func() { defer close(done); s.ActivateAndServe() }()
+			<-started
+			t.Cleanup(func() { s.Shutdown(); <-done })
+		}
+		serve(&dns.Server{Listener: ln, Handler: h})
+		if dropUDP {
+			t.Cleanup(func() { pc.Close() })
+		} else {
+			serve(&dns.Server{PacketConn: pc, Handler: h})
+		}
+		return addr
+	}
+	t.Fatal("no port free on both TCP and UDP")
+	return netip.AddrPort{}
+}
+
+// serveHTTPS serves h over TLS as name, with a certificate from ca.
+func serveHTTPS(t *testing.T, ca *pki.CA, name string, h http.Handler) netip.AddrPort {
+	t.Helper()
+	cert, err := ca.Issue([]string{name}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.ServerTLS(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// closedTCPPort is a loopback port nothing listens on (connections are
+// refused).
+func closedTCPPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close()
+	return ap
+}
+
+// startSIP is a tiny SIP-over-TCP responder: one response per request,
+// built the way the MCS builds it, with ALGEchoReply's headers and body.
+func startSIP(t *testing.T, b sipBehaviour) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { defer c.Close(); serveSIPConn(c, b) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func serveSIPConn(c net.Conn, b sipBehaviour) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	stream := sipmsg.NewParser().NewSIPStream()
+	defer stream.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		stream.Write(buf[:n])
+		msg, _, err := stream.ParseNext()
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		req, ok := msg.(*sipmsg.Request)
+		if !ok || b == sipSilent {
+			continue
+		}
+		req.SetTransport("TCP") // as sipgo's TCP transport marks what it reads
+		if b == sipALG {
+			// What a SIP ALG does on the way: the client's private
+			// address becomes the firewall's public one, everywhere.
+			via := req.Via()
+			via.Host, via.Port = "198.51.100.7", 30123
+			if ct := req.Contact(); ct != nil {
+				ct.Address.Host, ct.Address.Port = "198.51.100.7", 30123
+			}
+			req.SetBody([]byte(strings.ReplaceAll(string(req.Body()), "10.1.2.3", "198.51.100.7")))
+		}
+		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
+		if b != sipNoEcho {
+			if hs, body, ok := ALGEchoReply(req); ok {
+				for _, h := range hs {
+					res.AppendHeader(h)
+				}
+				res.SetBody(body)
+			}
+		}
+		if _, err := c.Write([]byte(res.String())); err != nil {
+			return
+		}
+	}
+}
+
+// freeRange finds n consecutive ports (n even, starting even) that bind on
+// loopback now, above the kernel's ephemeral range where concurrent port-0
+// sockets never land.
+func freeRange(t *testing.T, n int) config.PortRange {
+	t.Helper()
+	for range 200 {
+		r, _ := rand.Int(rand.Reader, big.NewInt(int64((65534-61000-n)/2)))
+		base := 61000 + 2*int(r.Int64())
+		var conns []*net.UDPConn
+		ok := true
+		for port := base; port < base+n; port++ {
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, uint16(port))))
+			if err != nil {
+				ok = false
+				break
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		if ok {
+			return config.PortRange{Min: base, Max: base + n - 1}
+		}
+	}
+	t.Fatalf("no %d free consecutive ports", n)
+	return config.PortRange{}
+}
+
+// options are fast probes for loopback.
+func (p *provider) options(token string) Options {
+	return Options{Profile: p.profile, MCSToken: token, Timeout: 400 * time.Millisecond,
+		RTPPackets: 20, RTPInterval: 5 * time.Millisecond, Log: testLog(p.t)}
+}
+
+func portOf(ap netip.AddrPort) string { return strconv.Itoa(int(ap.Port())) }
+
+// startDNSUDPSink holds a UDP port that swallows queries, with nothing on
+// its TCP twin.
+func startDNSUDPSink(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
