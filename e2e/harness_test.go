@@ -32,7 +32,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/z5d", "../cmd/z5")
+	args := []string{"build", "-o", dir + "/"}
+	if os.Getenv("Z5_E2E_RACE") != "" {
+		// The binaries themselves run with the race detector: a race makes
+		// them exit 66 and print the report, which fails the test.
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../cmd/z5d", "../cmd/z5")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 	}

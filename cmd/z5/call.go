@@ -180,6 +180,13 @@ func (e *env) listen(ctx context.Context, args []string) error {
 		case calls <- ic:
 		case <-ctx.Done():
 			ic.Reject(480, "Temporarily Unavailable")
+		default:
+			// The loop below is in a call (one at a time): the caller
+			// hears busy now rather than ringing until that call ends.
+			if !*asJSON {
+				fmt.Fprintf(e.stdout, "incoming call from %s: busy (486), already in a call\n", ic.From)
+			}
+			ic.Reject(486, "Busy Here")
 		}
 	}})
 	if err != nil {

@@ -55,7 +55,11 @@ func (e *env) login(ctx context.Context, args []string) error {
 	{
 		req.Choose = func(ns []client.Number) (string, error) {
 			if !isTerminal(os.Stdin) {
-				return "", fmt.Errorf("%w and standard input is not a terminal", client.ErrNumberRequired)
+				list := make([]string, len(ns))
+				for i, n := range ns {
+					list[i] = n.Number
+				}
+				return "", fmt.Errorf("%w (%s) and standard input is not a terminal", client.ErrNumberRequired, strings.Join(list, ", "))
 			}
 			fmt.Fprintln(e.stdout, "This account has several numbers:")
 			for i, n := range ns {

@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,8 +104,9 @@ type Client struct {
 	log   *slog.Logger
 	state *State
 
-	mu      sync.Mutex // guards res and addrs
+	mu      sync.Mutex // guards the following
 	res     *resolver.Resolver
+	servers []netip.AddrPort // res's nameservers, in the order it asks them
 	addrs   map[string][]netip.Addr
 	caPool  *x509.CertPool
 	licKeys []ed25519.PublicKey
@@ -176,7 +180,7 @@ func (c *Client) setProfile(p *profile.Profile) error {
 		servers = append(servers, ap)
 	}
 	c.mu.Lock()
-	c.res = resolver.New(servers, c.opts.DNSTimeout)
+	c.res, c.servers = resolver.New(servers, c.opts.DNSTimeout), servers
 	c.caPool, c.licKeys = pool, keys
 	c.addrs = map[string][]netip.Addr{}
 	c.mu.Unlock()
@@ -238,7 +242,19 @@ func (c *Client) Resolve(ctx context.Context) ([]Resolution, error) {
 }
 
 func dnsHint(p *profile.Profile) string {
-	return fmt.Sprintf("allow outbound UDP and TCP port 53 to the provider's nameservers %v", p.Nameservers)
+	// The port the profile says (53 in production), not an assumed one.
+	var ports []string
+	for _, ns := range p.Nameservers {
+		if ap, err := netip.ParseAddrPort(ns); err == nil {
+			if port := strconv.Itoa(int(ap.Port())); !slices.Contains(ports, port) {
+				ports = append(ports, port)
+			}
+		}
+	}
+	if len(ports) == 0 {
+		ports = []string{"53"}
+	}
+	return fmt.Sprintf("allow outbound UDP and TCP port %s to the provider's nameservers %v", strings.Join(ports, ", "), p.Nameservers)
 }
 
 // lookup resolves one name (cached by TTL in the resolver) and remembers
@@ -250,9 +266,13 @@ func (c *Client) lookup(ctx context.Context, name string) ([]netip.Addr, Resolut
 	r := Resolution{Name: name}
 	out, err := res.LookupHost(ctx, name)
 	r.Cached = out.Cached
+	var answered netip.AddrPort
 	if len(out.Attempts) > 0 {
 		last := out.Attempts[len(out.Attempts)-1]
 		r.Server, r.Net = last.Server, last.Net
+		if last.Err == nil {
+			answered = last.Server
+		}
 	}
 	if err != nil {
 		r.Err = err
@@ -261,8 +281,23 @@ func (c *Client) lookup(ctx context.Context, name string) ([]netip.Addr, Resolut
 	r.Addrs = out.Addrs
 	c.mu.Lock()
 	c.addrs[name] = out.Addrs
+	if res == c.res {
+		c.preferLocked(answered)
+	}
 	c.mu.Unlock()
 	return out.Addrs, r
+}
+
+// preferLocked moves the nameserver that answered to the front when the
+// ones before it failed, keeping the profile's order otherwise: a dead or
+// silent nameserver then costs its timeout once, not on every name.
+func (c *Client) preferLocked(answered netip.AddrPort) {
+	i := slices.Index(c.servers, answered)
+	if i <= 0 {
+		return
+	}
+	c.servers = append(slices.Clone(c.servers[i:]), c.servers[:i]...)
+	c.res = resolver.New(c.servers, c.opts.DNSTimeout)
 }
 
 // FlushDNS drops cached answers (after a failover).

@@ -53,7 +53,7 @@ func (c *Client) SyncContacts(ctx context.Context) ([]store.Contact, error) {
 	}
 	rh, err := c.callMCS(ctx, http.MethodGet, "/api/v1/contacts", nil, &resp, hdr)
 	if err != nil {
-		return nil, stepErr(StepMCS, fmt.Errorf("address book: %w", err), c.mcsHint())
+		return nil, stepErr(StepMCS, fmt.Errorf("address book: %w", err), c.mcsHint(err))
 	}
 	if resp.Contacts == nil && c.state.ContactsTag != "" && rh.Get("ETag") == c.state.ContactsTag {
 		c.event(StepMCS, start, "address book unchanged: %d contact(s)", len(c.state.Contacts))

@@ -157,7 +157,7 @@ func (c *Client) FetchLicense(ctx context.Context) error {
 		License string `json:"license"`
 	}
 	if _, err := c.callMCS(ctx, http.MethodPost, "/api/v1/license", nil, &resp, nil); err != nil {
-		return stepErr(StepMCS, fmt.Errorf("license: %w", err), c.mcsHint())
+		return stepErr(StepMCS, fmt.Errorf("license: %w", err), c.mcsHint(err))
 	}
 	claims, err := c.verifyLicense(resp.License)
 	if err != nil {
@@ -177,7 +177,7 @@ func (c *Client) verifyLicense(tok string) (license.Claims, error) {
 	c.mu.Unlock()
 	claims, err := license.Verify(tok, time.Now(), keys...)
 	if err != nil {
-		return claims, fmt.Errorf("%w: %v", ErrNoLicense, err)
+		return claims, fmt.Errorf("%w: %w", ErrNoLicense, err)
 	}
 	if claims.Number != c.state.Number || claims.DeviceID != c.state.DeviceID {
 		return claims, fmt.Errorf("%w: issued for %s device %d, not %s device %d", ErrNoLicense, claims.Number, claims.DeviceID, c.state.Number, c.state.DeviceID)
@@ -194,7 +194,13 @@ func (c *Client) ValidLicense(ctx context.Context, renewBefore time.Duration) (s
 	}
 	if ferr := c.FetchLicense(ctx); ferr != nil {
 		if err != nil {
-			return "", claims, stepErr(StepMCS, err, "renewing failed too: "+ferr.Error())
+			// One error, one hint: the renewal's (it says what to do).
+			se := &StepError{Step: StepMCS, Err: fmt.Errorf("%w; renewing it failed: %v", err, ferr)}
+			var fse *StepError
+			if errors.As(ferr, &fse) {
+				se.Err, se.Hint = fmt.Errorf("%w; renewing it failed: %v", err, fse.Err), fse.Hint
+			}
+			return "", claims, se
 		}
 		return c.state.License, claims, nil // still valid, renewal can wait
 	}
@@ -202,7 +208,17 @@ func (c *Client) ValidLicense(ctx context.Context, renewBefore time.Duration) (s
 	return c.state.License, claims, err
 }
 
-func (c *Client) mcsHint() string {
+// mcsHint says what to do after an MCS API call failed with err: an
+// answer from the MCS is not a firewall problem, a rejected token needs a
+// new login, and only an unreachable MCS needs the HTTPS rule.
+func (c *Client) mcsHint(err error) string {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+			return "the session expired or was revoked: log in again (z5 login)"
+		}
+		return ""
+	}
 	p := c.state.Profile
 	return fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v)", p.Ports.MCSHTTPS, p.Names.MCS)
 }

@@ -151,8 +151,14 @@ func (c *Call) Wait(ctx context.Context, duration time.Duration, onTick func([]m
 // Call places a video call to target (number, contact name or SIP URI):
 // step 4 signalling over the registered flow, step 5 media via the relay.
 func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProgress func(int, string)) (*Call, error) {
-	if ct, err := p.c.FindContact(target); err == nil {
+	ct, err := p.c.FindContact(target)
+	switch {
+	case err == nil:
 		target = ct.Number
+	case !dialable(target):
+		// Neither one contact nor a number: dialing the name would only
+		// earn a 404 that reads like "nobody answered".
+		return nil, err
 	}
 	started := time.Now()
 	local := p.localAddr()
@@ -188,8 +194,28 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 	return call, nil
 }
 
+// dialable reports whether target can be called as it is: a SIP URI or a
+// phone number (digits, an optional leading +).
+func dialable(target string) bool {
+	if strings.HasPrefix(target, "sip:") || strings.HasPrefix(target, "sips:") {
+		return true
+	}
+	digits := strings.TrimPrefix(target, "+")
+	if digits == "" {
+		return false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func callHint(ce *CallError) string {
 	switch {
+	case ce.Status == 404:
+		return "check the number: no customer of this provider has it"
 	case errors.Is(ce, ErrUnavailable):
 		return "the person you called is not signed in or did not answer: try again later"
 	case errors.Is(ce, ErrBusy):

@@ -20,9 +20,12 @@ import (
 // Keepalive timing (RFC 5626 §4.4.1): a CRLF ping every pingEvery; a flow
 // that returns nothing within pongWait is dead and the client re-registers,
 // failing over to the next MCS.
+// A flow the MCS closed (a crash or restart resets the TCP connection) is
+// noticed within flowCheck, without waiting for the next ping.
 const (
 	pingEvery   = 20 * time.Second
 	pongWait    = 10 * time.Second
+	flowCheck   = 250 * time.Millisecond
 	maxBackoff  = 30 * time.Second
 	registerTTL = 600
 )
@@ -311,6 +314,8 @@ func (p *Phone) maintain() {
 	defer close(p.done)
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+	watch := time.NewTicker(flowCheck)
+	defer watch.Stop()
 	var pingSent time.Time
 	for {
 		p.mu.Lock()
@@ -338,6 +343,12 @@ func (p *Phone) maintain() {
 		case <-p.dead:
 			timer.Stop()
 			reason = "connection lost"
+		case <-watch.C:
+			timer.Stop()
+			if p.flowOpen(server) {
+				continue
+			}
+			reason = "connection closed by " + server.String()
 		case <-timer.C:
 			if !pingSent.IsZero() && time.Since(pingSent) >= pongWait {
 				if p.lastData(server).Before(pingSent) {
@@ -364,6 +375,13 @@ func (p *Phone) maintain() {
 		p.closeFlow(server)
 		p.reconnect()
 	}
+}
+
+// flowOpen reports whether the TCP connection to server is still open: the
+// transport drops a connection from its pool when its read loop ends.
+func (p *Phone) flowOpen(server netip.AddrPort) bool {
+	conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String())
+	return err == nil && conn != nil
 }
 
 func (p *Phone) sendPing(server netip.AddrPort) error {

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/z5vrs/z5/internal/profile"
+)
+
+// writeProfile saves a copy of the stack's provider profile with other
+// nameservers, and returns its path.
+func writeProfile(t *testing.T, s *stack, nameservers ...string) string {
+	t.Helper()
+	p, err := profile.Load(s.profilePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Nameservers = nameservers
+	path := filepath.Join(t.TempDir(), "provider.json")
+	if err := p.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// silentNameserver holds UDP and TCP port 5353 on a fresh loopback address
+// and never answers: a nameserver behind a firewall that drops packets.
+func silentNameserver(t *testing.T) string {
+	t.Helper()
+	ip := loopbackIP(t)
+	pc, err := net.ListenPacket("udp", ip+":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", ip+":5353") // accepts into the backlog, never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close(); l.Close() })
+	return ip + ":5353"
+}
+
+// TestNameserverFailover: step 1 goes on to the next nameserver of the
+// profile when the first one is down (refusing, or silently dropping), and
+// names step 1 and the rule to open when none answers.
+func TestNameserverFailover(t *testing.T) {
+	s := startStack(t)
+	s.provision(t)
+	real := s.ip + ":5353"
+	closed := loopbackIP(t) + ":5353" // nothing listens there: ICMP unreachable / RST
+	for _, tt := range []struct {
+		name        string
+		nameservers []string
+		maxTime     time.Duration
+	}{
+		{"first refuses", []string{closed, real}, 10 * time.Second},
+		{"first silent", []string{silentNameserver(t), real}, 15 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prof := writeProfile(t, s, tt.nameservers...)
+			began := time.Now()
+			out := mustZ5(t, t.TempDir(), bobPass+"\n", "login", "--profile", prof, "--username", "bob", "--password-stdin")
+			took := time.Since(began)
+			t.Logf("login with nameservers %v: %s", tt.nameservers, took.Round(time.Millisecond))
+			if !strings.Contains(out, loginPrefix+"bob") {
+				t.Fatalf("login: %s", out)
+			}
+			if took > tt.maxTime {
+				t.Errorf("login took %s with the first nameserver down (want < %s)", took, tt.maxTime)
+			}
+		})
+	}
+	t.Run("all dead", func(t *testing.T) {
+		dead := []string{closed, loopbackIP(t) + ":5353"}
+		prof := writeProfile(t, s, dead...)
+		out, err := z5(t, t.TempDir(), bobPass+"\n", "login", "--profile", prof, "--username", "bob", "--password-stdin")
+		if err == nil {
+			t.Fatalf("login without a reachable nameserver succeeded:\n%s", out)
+		}
+		t.Logf("%s", out)
+		for _, want := range []string{"step 1 (DNS resolution)", "allow outbound UDP and TCP port 5353", dead[0], dead[1]} {
+			if !strings.Contains(out, want) {
+				t.Errorf("want %q in:\n%s", want, out)
+			}
+		}
+	})
+}
+
+// multiConfig writes a three-process deployment sharing one data dir (and
+// so one SQLite database): n1 runs DNS and ZDial on ip1, n2 is MCS
+// mcs1.mcs.z5.test on ip2 (site a), n3 is MCS mcs2.mcs.z5.test on ip3
+// (site b).
+func multiConfig(t *testing.T, dir, ip1, ip2, ip3 string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`data_dir = %q
+
+[provider]
+name = "Z5 e2e failover"
+
+[names]
+zdial = "zdial.z5.test"
+lb_mcs = "lb.mcs.z5.test"
+sip_domain = "mcs.z5.test"
+
+[ports]
+dns = 5353
+zdial_https = 8443
+mcs_https = 9443
+sip = 5060
+rtp = "20000-20999"
+metrics = 9090
+
+[dns]
+zones = ["z5.test"]
+
+[[site]]
+name = "a"
+
+[[site.node]]
+name = "n1"
+roles = ["dns", "zdial"]
+address = %q
+
+[[site.node]]
+name = "n2"
+roles = ["mcs"]
+address = %q
+hosts = ["mcs1.mcs.z5.test"]
+
+[[site]]
+name = "b"
+
+[[site.node]]
+name = "n3"
+roles = ["mcs"]
+address = %q
+hosts = ["mcs2.mcs.z5.test"]
+`, dir, ip1, ip2, ip3)
+	p := filepath.Join(dir, "z5.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMCSFailover: bob listens on mcs1; mcs1's process is killed with
+// SIGKILL; bob's client notices the dead flow, re-registers on mcs2 within
+// 10 s, and alice's call reaches him there.
+func TestMCSFailover(t *testing.T) {
+	dir := t.TempDir()
+	ip1, ip2, ip3 := loopbackIP(t), loopbackIP(t), loopbackIP(t)
+	cfg := multiConfig(t, dir, ip1, ip2, ip3)
+	s := &stack{ip: ip1, dir: dir, cfg: cfg}
+	// One at a time: the first creates the CA, license key and database.
+	procs := map[string]*proc{}
+	for _, n := range []struct{ name, ip string }{{"n1", ip1}, {"n2", ip2}, {"n3", ip3}} {
+		procs[n.name] = start(t, "z5d", "run", "--config", cfg, "--node", n.name)
+		waitReady(t, procs[n.name], n.ip+":9090")
+	}
+	s.proc = procs["n1"]
+	s.provision(t)
+	alice := s.login(t, "alice", alicePass, aliceWork)
+	bob := s.login(t, "bob", bobPass, "")
+
+	lis := startZ5(t, bob, "listen", "--auto-answer")
+	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip2+":5060)", 15*time.Second)
+
+	killed := time.Now()
+	procs["n2"].kill9()
+	reregistered := waitFor(t, lis, "with mcs2.mcs.z5.test ("+ip3+":5060)", 40*time.Second)
+	took := reregistered.Sub(killed)
+	t.Logf("re-registered on mcs2 %s after mcs1 was killed", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("re-registration took %s, want < 10s", took)
+	}
+
+	out := mustZ5(t, alice, "", "call", "Bob", "--duration", "2s", "--json")
+	sum := parseSummary(t, out)
+	t.Logf("call after failover: via %s, relay %s, setup %.1f ms, first media %.1f ms", sum.MCS, sum.Relay, sum.SetupMs, sum.FirstMedia)
+	if sum.Relay != ip3 || sum.EndReason != "duration reached" {
+		t.Errorf("call after failover: %+v (want relay %s, mcs2)", sum, ip3)
+	}
+	for _, st := range sum.Streams {
+		if st.PacketsReceived == 0 {
+			t.Errorf("call after failover: no %s received", st.Kind)
+		}
+	}
+	waitFor(t, lis, "call from "+aliceWork+" ended", 10*time.Second)
+}
