@@ -38,7 +38,7 @@ var StepNames = map[int]string{
 	StepDNS:   "DNS resolution",
 	StepZDial: "ZDial login",
 	StepMCS:   "MCS license and address book",
-	StepSIP:   "SIP registration",
+	StepSIP:   "SIP signalling",
 	StepMedia: "RTP media",
 }
 

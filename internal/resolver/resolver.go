@@ -27,9 +27,14 @@ type Resolver struct {
 	timeout time.Duration
 	now     func() time.Time
 
-	mu    sync.Mutex // guards cache
-	cache map[cacheKey]cacheEntry
+	mu     sync.Mutex // guards cache and failed
+	cache  map[cacheKey]cacheEntry
+	failed map[netip.AddrPort]time.Time // server -> when it last gave no answer
 }
+
+// failPenalty is how long a nameserver that gave no answer is tried after
+// the others: a silent server then costs its timeout once, not per name.
+const failPenalty = 30 * time.Second
 
 type cacheKey struct {
 	name  string
@@ -64,7 +69,7 @@ func New(servers []netip.AddrPort, timeout time.Duration) *Resolver {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	return &Resolver{servers: servers, timeout: timeout, now: time.Now, cache: map[cacheKey]cacheEntry{}}
+	return &Resolver{servers: servers, timeout: timeout, now: time.Now, cache: map[cacheKey]cacheEntry{}, failed: map[netip.AddrPort]time.Time{}}
 }
 
 // LookupHost resolves name to IPv4 and IPv6 addresses.
@@ -133,10 +138,13 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (looku
 		return res, errors.New("resolve: no nameservers in the provider profile")
 	}
 	var errs []error
-	for _, srv := range r.servers {
+	for _, srv := range r.order(now) {
 		msg, att := r.exchange(ctx, srv, fqdn, qtype)
 		res.Attempts = append(res.Attempts, att...)
 		if msg == nil {
+			r.mu.Lock()
+			r.failed[srv] = r.now()
+			r.mu.Unlock()
 			errs = append(errs, att[len(att)-1].Err)
 			if ctx.Err() != nil {
 				break
@@ -151,6 +159,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (looku
 		}
 		ttl, rrs := answerTTL(msg, fqdn, qtype)
 		r.mu.Lock()
+		delete(r.failed, srv)
 		r.cache[key] = cacheEntry{rrs: rrs, expires: now.Add(ttl)}
 		r.mu.Unlock()
 		res.rrs, res.TTL = rrs, ttl
@@ -161,6 +170,23 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (looku
 		return res, nil
 	}
 	return res, fmt.Errorf("resolve %s: every provider nameserver failed: %w", name, errors.Join(errs...))
+}
+
+// order is the servers in profile order, those that recently gave no
+// answer moved to the end (still tried: they may be the only ones left).
+func (r *Resolver) order(now time.Time) []netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]netip.AddrPort, 0, len(r.servers))
+	var late []netip.AddrPort
+	for _, s := range r.servers {
+		if t, ok := r.failed[s]; ok && now.Sub(t) < failPenalty {
+			late = append(late, s)
+		} else {
+			out = append(out, s)
+		}
+	}
+	return append(out, late...)
 }
 
 func (res *lookupResult) collect(qtype uint16) {
@@ -267,5 +293,6 @@ func sortSRV(s []*dns.SRV) {
 func (r *Resolver) Flush() {
 	r.mu.Lock()
 	clear(r.cache)
+	clear(r.failed)
 	r.mu.Unlock()
 }

@@ -180,3 +180,29 @@ func TestAllServersDown(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+func TestSilentServerCostsOnce(t *testing.T) {
+	// A server that never answers: a UDP socket nobody reads, no TCP.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	silent := netip.MustParseAddrPort(pc.LocalAddr().String())
+	good := startNS(t, zone, false, true, true)
+	r := New([]netip.AddrPort{silent, good.addr}, 200*time.Millisecond)
+	if _, err := r.LookupHost(context.Background(), "zdial.z5.test"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := r.LookupHost(context.Background(), "lb.mcs.z5.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Errorf("second name took %s: the silent server was asked again first", d)
+	}
+	if res.Attempts[0].Server != good.addr {
+		t.Errorf("first attempt went to %v, want the answering server", res.Attempts[0].Server)
+	}
+}
