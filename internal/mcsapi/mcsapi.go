@@ -1,7 +1,9 @@
 // Package mcsapi is the MCS HTTPS API, step 3 of the Z5 client: with the
 // bearer token ZDial issued at number selection, a client fetches a signed
 // license for its SIP stack and reads and edits the phone's address book,
-// as JSON (ETag / If-Match, so no update is ever lost) or as vCard 4.0.
+// as JSON (ETag / If-Match, so no update is ever lost), as vCard 4.0 or
+// xCard, or over CardDAV (internal/carddav, mounted here on the same
+// book). It also serves the RFC 9248 provider configuration (internal/rue).
 //
 // The Service is an http.Handler; the caller owns the listener and TLS
 // (HTTPServer returns an *http.Server with every timeout set). The wire

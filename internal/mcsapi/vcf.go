@@ -66,6 +66,12 @@ func (s *Service) handleImport(w http.ResponseWriter, r *http.Request, sess stor
 	if err != nil {
 		return s.vcardError(err)
 	}
+	return s.importContacts(w, r, sess, cards, "vcard")
+}
+
+// importContacts merges decoded contacts into the session's book (see
+// handleImport); format names the upload in the log.
+func (s *Service) importContacts(w http.ResponseWriter, r *http.Request, sess store.Session, cards []store.Contact, format string) error {
 	ctx := r.Context()
 	existing, err := s.store.ListContacts(ctx, sess.Number)
 	if err != nil {
@@ -129,7 +135,7 @@ func (s *Service) handleImport(w http.ResponseWriter, r *http.Request, sess stor
 	s.metrics.imported.WithLabelValues("created").Add(float64(res.Created))
 	s.metrics.imported.WithLabelValues("updated").Add(float64(res.Updated))
 	s.metrics.imported.WithLabelValues("unchanged").Add(float64(res.Unchanged))
-	s.log.Info("vcard import", "number", sess.Number, "created", res.Created, "updated", res.Updated, "unchanged", res.Unchanged)
+	s.log.Info("contacts import", "format", format, "number", sess.Number, "created", res.Created, "updated", res.Updated, "unchanged", res.Unchanged)
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, r, http.StatusOK, res)
 }
