@@ -15,6 +15,7 @@ declare -A need=(
 	[iptables-restore]=iptables
 	[ip]=iproute2
 	[unshare]=util-linux
+	[vdirsyncer]=vdirsyncer
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -14,6 +14,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/rue"
 )
 
 func (e *env) login(ctx context.Context, args []string) error {
@@ -46,7 +47,7 @@ func (e *env) login(ctx context.Context, args []string) error {
 	}
 	req := client.LoginRequest{Username: *user, Password: pw, Number: *number}
 	if *prof != "" {
-		if req.Profile, err = profile.Load(*prof); err != nil {
+		if req.Profile, err = loadProfile(*prof); err != nil {
 			return err
 		}
 	}
@@ -227,4 +228,28 @@ func (e *env) contacts(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usagef("contacts: unknown subcommand %q", args[0])
+}
+
+// loadProfile reads a Z5 provider profile, or an RFC 9248 provider
+// configuration that carries one (the "z5" extension).
+func loadProfile(path string) (*profile.Profile, error) {
+	p, perr := profile.Load(path)
+	if perr == nil {
+		return p, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, perr
+	}
+	rc, rerr := rue.Parse(b)
+	if rerr != nil {
+		return nil, fmt.Errorf("%s is neither a Z5 provider profile (%v) nor an RFC 9248 provider configuration (%v)", path, perr, rerr)
+	}
+	if rc.Z5 == nil {
+		return nil, fmt.Errorf("%s: an RFC 9248 provider configuration without the z5 extension: a Z5 client also needs the provider's nameservers, CA and license keys", path)
+	}
+	if err := rc.Z5.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: z5 extension: %w", path, err)
+	}
+	return rc.Z5, nil
 }

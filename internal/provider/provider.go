@@ -32,6 +32,7 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/rue"
 	"github.com/z5vrs/z5/internal/sipserver"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/zdial"
@@ -141,7 +142,11 @@ func (n *Node) build() error {
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
-		h, err := mcsapi.New(mcsapi.ConfigFrom(cfg), mcsapi.Deps{Store: n.store, LicenseKey: n.key,
+		acfg := mcsapi.ConfigFrom(cfg)
+		// The RFC 9248 provider configuration carries our profile as an
+		// extension, so a Z5 client can start from either document.
+		acfg.RUE = rue.FromConfig(cfg, profile.FromConfig(cfg, n.ca.CertPEM(), n.key.Public().(ed25519.PublicKey)))
+		h, err := mcsapi.New(acfg, mcsapi.Deps{Store: n.store, LicenseKey: n.key,
 			Log: n.log.With("role", "mcs-api"), Registerer: n.reg, Probe: n.relay})
 		if err != nil {
 			return fmt.Errorf("mcs api: %w", err)
