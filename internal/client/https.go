@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -176,7 +177,12 @@ func hostPort(host string, port int) string {
 func (c *Client) callMCS(ctx context.Context, method, path string, in, out any, hdr map[string]string) (http.Header, error) {
 	p := c.state.Profile
 	var errs []error
+	failed := map[netip.Addr]bool{} // addresses that did not answer in this call
 	for _, h := range c.mcsHosts() {
+		addrs, r := c.lookup(ctx, h)
+		if r.Err == nil && allIn(addrs, failed) {
+			continue // lb.mcs and mcsN name the same nodes: one timeout each is enough
+		}
 		url := fmt.Sprintf("https://%s%s", hostPort(h, p.Ports.MCSHTTPS), path)
 		rh, err := c.call(ctx, method, url, c.state.MCSToken, in, out, hdr)
 		var ae *APIError
@@ -184,9 +190,21 @@ func (c *Client) callMCS(ctx context.Context, method, path string, in, out any, 
 			return rh, err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", h, err))
+		for _, a := range addrs {
+			failed[a] = true
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+func allIn(addrs []netip.Addr, set map[netip.Addr]bool) bool {
+	for _, a := range addrs {
+		if !set[a] {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }
