@@ -1,0 +1,170 @@
+package sipserver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// authKind selects the registrar (401, WWW-Authenticate / Authorization)
+// or proxy (407, Proxy-Authenticate / Proxy-Authorization) flavour.
+type authKind struct {
+	code      int
+	reason    string
+	challenge string
+	answer    string
+}
+
+var (
+	registrarAuth = authKind{401, "Unauthorized", "WWW-Authenticate", "Authorization"}
+	proxyAuth     = authKind{407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"}
+)
+
+// dummyHA1 is checked against when the username is unknown, so a wrong
+// username costs the same as a wrong password.
+const dummyHA1 = "00000000000000000000000000000000"
+
+// authenticate checks the request's digest credentials and returns the
+// device they belong to. When it returns false it has already answered
+// (a challenge, or 403 after too many failures).
+func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction, kind authKind) (store.Device, bool) {
+	now := s.now()
+	cred, found, err := s.credentials(req, kind)
+	if err != nil {
+		s.m.authFailures.WithLabelValues("malformed").Inc()
+		s.respond(tx, req, 400, "Malformed "+kind.answer+" Header")
+		return store.Device{}, false
+	}
+	if !found {
+		s.challenge(tx, req, kind, false)
+		return store.Device{}, false
+	}
+	src := sourceIP(req)
+	key := cred.Username + "|" + src.String()
+	if s.failures.blocked(key, now) {
+		s.m.authFailures.WithLabelValues("blocked").Inc()
+		s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
+		return store.Device{}, false
+	}
+	dev, err := s.store.DeviceBySIPUser(ctx, cred.Username)
+	ha1, haveHA1 := "", false
+	switch {
+	case err == nil:
+		ha1, haveHA1 = dev.Cred.HA1(strings.ToUpper(cred.Algorithm))
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		s.log.Error("device lookup failed", "sip_user", cred.Username, "error", err)
+		s.respond(tx, req, 500, "Server Internal Error", retryAfter(5))
+		return store.Device{}, false
+	}
+	if !haveHA1 {
+		ha1 = dummyHA1
+	}
+	// The digest-uri should be the Request-URI (RFC 7616 §3.4.6); some
+	// clients (SIPp) put the server's address there instead. Either is
+	// accepted, a URI naming another host is not: the digest also covers
+	// the method, and each nonce-count is accepted once.
+	uriOK := func(u string) bool {
+		if sameURI(u, req.Recipient) {
+			return true
+		}
+		var parsed sipmsg.Uri
+		return sipmsg.ParseUri(u, &parsed) == nil && s.isOurHost(parsed.Host)
+	}
+	verr := s.auth.verify(cred, string(req.Method), ha1, now, uriOK)
+	if verr == nil && !haveHA1 {
+		verr = errDigestMismatch
+	}
+	switch {
+	case verr == nil:
+		s.failures.succeed(key)
+		return dev, true
+	case errors.Is(verr, errDigestStale):
+		s.m.authFailures.WithLabelValues("stale").Inc()
+		s.challenge(tx, req, kind, true)
+	case errors.Is(verr, errDigestBadNonce):
+		// A nonce from before a restart, or from another node.
+		s.m.authFailures.WithLabelValues("unknown-nonce").Inc()
+		s.challenge(tx, req, kind, true)
+	case errors.Is(verr, errDigestReplay):
+		s.m.authFailures.WithLabelValues("replay").Inc()
+		s.log.Warn("digest replay refused", "sip_user", cred.Username, "remote_addr", req.Source())
+		s.challenge(tx, req, kind, false)
+	default:
+		s.m.authFailures.WithLabelValues("mismatch").Inc()
+		s.failures.fail(key, now)
+		s.log.Info("authentication failed", "sip_user", cred.Username, "remote_addr", req.Source(), "reason", verr.Error())
+		if s.failures.blocked(key, now) {
+			s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
+		} else {
+			s.challenge(tx, req, kind, false)
+		}
+	}
+	return store.Device{}, false
+}
+
+// credentials finds the Digest credentials for our realm among the
+// request's (Proxy-)Authorization headers; other schemes and realms are
+// ignored (RFC 4475 §3.3.7).
+func (s *Server) credentials(req *sipmsg.Request, kind authKind) (digestCredentials, bool, error) {
+	var firstErr error
+	for _, h := range req.GetHeaders(kind.answer) {
+		v := strings.TrimSpace(h.Value())
+		scheme, _, _ := strings.Cut(v, " ")
+		if !strings.EqualFold(scheme, "Digest") {
+			continue
+		}
+		c, err := parseDigest(v)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if c.Realm == s.cfg.Realm {
+			return c, true, nil
+		}
+	}
+	return digestCredentials{}, false, firstErr
+}
+
+func (s *Server) challenge(tx sipmsg.ServerTransaction, req *sipmsg.Request, kind authKind, stale bool) {
+	var hs []sipmsg.Header
+	for _, v := range s.auth.challenges(s.now(), stale) {
+		hs = append(hs, sipmsg.NewHeader(kind.challenge, v))
+	}
+	s.respond(tx, req, kind.code, kind.reason, hs...)
+}
+
+// sameURI reports whether a digest-uri names the request's target. The
+// strings usually match exactly; clients that re-serialise the URI are
+// compared by scheme, user, host and port.
+func sameURI(digestURI string, target sipmsg.Uri) bool {
+	if digestURI == target.String() {
+		return true
+	}
+	var u sipmsg.Uri
+	if err := sipmsg.ParseUri(digestURI, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, target.Scheme) && u.User == target.User &&
+		strings.EqualFold(u.Host, target.Host) && u.Port == target.Port
+}
+
+// sourceIP is the address a request came from.
+func sourceIP(req *sipmsg.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func retryAfter(seconds int) sipmsg.Header {
+	return sipmsg.NewHeader("Retry-After", itoa(seconds))
+}

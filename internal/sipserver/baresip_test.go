@@ -1,0 +1,160 @@
+package sipserver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// A call between two baresip instances (Debian baresip-core) over TCP
+// through the MCS, audio from baresip's ausine generator, no sound card.
+//
+// baresip will not use a loopback address as its own, and the test must
+// not use the host's real interfaces, so it runs in a network namespace of
+// its own (root only) with a veth pair carrying 198.18.0.1/24 (RFC 2544
+// benchmarking range). The MCS itself stays on 127.0.0.1.
+//
+// baresip 1.0 (libre 1.1) computes only MD5 digests and gives up on the
+// first challenge it cannot answer, so the server offers MD5 alone here.
+func TestBaresipCall(t *testing.T) {
+	if os.Getenv("Z5_BARESIP_NETNS") == "1" {
+		runBaresipCall(t)
+		return
+	}
+	if _, err := exec.LookPath("baresip"); err != nil {
+		t.Skip("baresip not installed (Debian package baresip-core): baresip test skipped")
+	}
+	reexecInNetns(t, "TestBaresipCall", "Z5_BARESIP_NETNS",
+		"ip link add v0 type veth peer name v1 && ip addr add 198.18.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up")
+}
+
+// reexecInNetns runs the named test again inside `unshare --net` with lo
+// up, after setup (shell), with envVar=1 set; it skips when not root.
+func reexecInNetns(t *testing.T, test, envVar, setup string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("%s skipped: it needs its own network namespace (unshare --net), which needs root", test)
+	}
+	for _, tool := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s skipped: %s not found (util-linux, iproute2)", test, tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	script := "ip link set lo up"
+	if setup != "" {
+		script += " && " + setup
+	}
+	args := []string{"-test.run", "^" + test + "$", "-test.count", "1"}
+	if testing.Verbose() {
+		args = append(args, "-test.v")
+	}
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
+		script + ` && exec "$0" "$@"`, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), envVar+"=1")
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s in a network namespace failed: %v\n%s", test, err, out)
+	}
+	if testing.Verbose() {
+		t.Logf("%s", out)
+	}
+}
+
+// baresipConfig writes a headless baresip config and account.
+func baresipConfig(t *testing.T, e *env, name, number, user, pass string, rtpLo int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`poll_method		epoll
+sip_listen		127.0.0.1:%d
+audio_source		ausine,440
+ausrc_srate		48000
+ausrc_channels		2
+auplay_srate		48000
+audio_player		aubridge,%s
+audio_alert		aubridge,%s-alert
+rtp_ports		%d-%d
+module_path		/usr/lib/baresip/modules
+module			g711.so
+module			ausine.so
+module			aubridge.so
+module_tmp		account.so
+module_app		menu.so
+`, freePort(t, "tcp"), name, name, rtpLo, rtpLo+9)
+	account := fmt.Sprintf("<sip:%s@%s;transport=tcp>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s;transport=tcp\";regint=600;answermode=auto;audio_codecs=PCMU\n",
+		number, testDomain, user, pass, e.addr)
+	for file, text := range map[string]string{"config": config, "accounts": account} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func runBaresipCall(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.DigestAlgorithms = []string{"MD5"} })
+	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
+	e.provision(bob, store.DeviceSIP, "bob", "secret-b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Bob answers automatically and quits after 12s.
+	bobCmd := exec.CommandContext(ctx, "baresip", "-f", baresipConfig(t, e, "bob", bob, "bob", "secret-b", 41000), "-t", "12")
+	bobOut, err := os.Create(filepath.Join(t.TempDir(), "bob.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobCmd.Stdout, bobCmd.Stderr = bobOut, bobOut
+	bobCmd.WaitDelay = 2 * time.Second
+	if err := bobCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bobDone := make(chan error, 1)
+	go func() { bobDone <- bobCmd.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		<-bobDone
+	})
+	waitFor(t, "bob's baresip registered", func() bool { return len(e.srv.reg.lookup(bob)) == 1 })
+
+	// Alice dials at once and quits (hanging up) after 6s.
+	aliceCmd := exec.CommandContext(ctx, "baresip", "-f", baresipConfig(t, e, "alice", alice, "alice", "secret-a", 41100),
+		"-t", "6", "-e", "/dial sip:"+bob+"@"+testDomain)
+	aliceCmd.WaitDelay = 2 * time.Second
+	aliceOut, err := aliceCmd.CombinedOutput()
+	bobLog, _ := os.ReadFile(bobOut.Name())
+	if err != nil {
+		t.Fatalf("alice's baresip: %v\n%s", err, tail(aliceOut))
+	}
+
+	var rec store.Call
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		calls, _ := e.st.ListCalls(context.Background(), store.CallFilter{Number: bob})
+		if len(calls) == 1 && !calls[0].EndedAt.IsZero() {
+			rec = calls[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ended call record: %+v\nalice:\n%s\nbob:\n%s", calls, tail(aliceOut), tail(bobLog))
+		}
+	}
+	legs := map[string]uint64{}
+	for _, s := range rec.MediaStats {
+		legs[s.Leg] += s.Packets
+	}
+	if rec.AnsweredAt.IsZero() || rec.EndReason != endBye || legs["caller"] == 0 || legs["callee"] == 0 {
+		t.Fatalf("call record %+v\nalice:\n%s\nbob:\n%s", rec, tail(aliceOut), tail(bobLog))
+	}
+	t.Logf("baresip call: %s, caller leg %d packets, callee leg %d packets", rec.EndedAt.Sub(rec.AnsweredAt).Round(time.Millisecond), legs["caller"], legs["callee"])
+}

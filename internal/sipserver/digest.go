@@ -1,0 +1,399 @@
+package sipserver
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Digest authentication (RFC 3261 §22, RFC 7616 as applied to SIP by
+// RFC 8760). The server offers SHA-256, SHA-512-256 and MD5 in that order
+// of preference, always with qop=auth.
+//
+// Nonces are stateless: base64url(issued unix seconds, 8 random bytes,
+// HMAC-SHA-256 of both under a per-process key, truncated to 16 bytes). Any
+// nonce this process issued verifies without a table; one older than the
+// TTL earns 401 with stale=true. What does need state is replay
+// protection: for each nonce that has authenticated a request, the highest
+// nonce-count seen; a request repeating an nc (or going back) is refused.
+// Entries exist only for nonces that passed a full digest check, so only
+// holders of a password can add them, and they leave with the nonce's TTL.
+
+// Errors of digest verification.
+var (
+	errDigestMalformed = errors.New("digest: malformed credentials")
+	errDigestStale     = errors.New("digest: nonce expired")
+	errDigestBadNonce  = errors.New("digest: nonce not issued here")
+	errDigestMismatch  = errors.New("digest: response does not match")
+	errDigestReplay    = errors.New("digest: nonce count replayed")
+	errDigestParams    = errors.New("digest: parameters do not match the challenge")
+)
+
+// digestCredentials is a parsed Authorization / Proxy-Authorization value.
+type digestCredentials struct {
+	Username, Realm, Nonce, URI, Response string
+	Algorithm, CNonce, Opaque, QOP, NC    string
+}
+
+// parseDigest parses `Digest auth-param *("," auth-param)` (RFC 7616 §3.4,
+// RFC 3261 §25.1). Other schemes, duplicate or malformed parameters are
+// errors.
+func parseDigest(v string) (digestCredentials, error) {
+	var c digestCredentials
+	v = strings.TrimLeft(v, " \t")
+	scheme, rest, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Digest") {
+		return c, fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
+	}
+	seen := map[string]bool{}
+	s := rest
+	for {
+		s = strings.TrimLeft(s, " \t")
+		if s == "" {
+			break
+		}
+		i := 0
+		for i < len(s) && isTokenChar(s[i]) {
+			i++
+		}
+		if i == 0 {
+			return c, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip(s))
+		}
+		name := strings.ToLower(s[:i])
+		s = strings.TrimLeft(s[i:], " \t")
+		if s == "" || s[0] != '=' {
+			return c, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+		}
+		s = strings.TrimLeft(s[1:], " \t")
+		var val string
+		if strings.HasPrefix(s, `"`) {
+			var b strings.Builder
+			j := 1
+			closed := false
+			for j < len(s) {
+				ch := s[j]
+				if ch == '\\' && j+1 < len(s) {
+					b.WriteByte(s[j+1])
+					j += 2
+					continue
+				}
+				if ch == '"' {
+					closed = true
+					j++
+					break
+				}
+				b.WriteByte(ch)
+				j++
+			}
+			if !closed {
+				return c, fmt.Errorf("%w: unterminated quoted value of %q", errDigestMalformed, name)
+			}
+			val, s = b.String(), s[j:]
+		} else {
+			j := 0
+			for j < len(s) && isTokenChar(s[j]) {
+				j++
+			}
+			if j == 0 {
+				return c, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+			}
+			val, s = s[:j], s[j:]
+		}
+		if seen[name] {
+			return c, fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+		}
+		seen[name] = true
+		switch name {
+		case "username":
+			c.Username = val
+		case "realm":
+			c.Realm = val
+		case "nonce":
+			c.Nonce = val
+		case "uri":
+			c.URI = val
+		case "response":
+			c.Response = val
+		case "algorithm":
+			c.Algorithm = val
+		case "cnonce":
+			c.CNonce = val
+		case "opaque":
+			c.Opaque = val
+		case "qop":
+			c.QOP = val
+		case "nc":
+			c.NC = val
+		}
+		s = strings.TrimLeft(s, " \t")
+		if s == "" {
+			break
+		}
+		if s[0] != ',' {
+			return c, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip(s))
+		}
+		s = s[1:]
+	}
+	if c.Username == "" || c.Nonce == "" || c.Response == "" || c.URI == "" {
+		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
+	}
+	return c, nil
+}
+
+func clip(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "..."
+	}
+	return s
+}
+
+// digestHash returns the hash of a digest algorithm we offer.
+func digestHash(alg string) (func() hash.Hash, bool) {
+	switch strings.ToUpper(alg) {
+	case "", "MD5":
+		return md5.New, true
+	case "SHA-256":
+		return sha256.New, true
+	case "SHA-512-256":
+		return sha512.New512_256, true
+	}
+	return nil, false
+}
+
+func hexHash(h func() hash.Hash, parts ...string) string {
+	d := h()
+	d.Write([]byte(strings.Join(parts, ":")))
+	return hex.EncodeToString(d.Sum(nil))
+}
+
+// digestResponse computes request-digest for qop=auth (RFC 7616 §3.4.1).
+func digestResponse(h func() hash.Hash, ha1, nonce, nc, cnonce, qop, method, uri string) string {
+	ha2 := hexHash(h, method, uri)
+	return hexHash(h, ha1, nonce, nc, cnonce, qop, ha2)
+}
+
+// digestAuth issues challenges and verifies credentials.
+type digestAuth struct {
+	realm  string
+	ttl    time.Duration
+	algs   []string // offered, best first
+	key    []byte
+	opaque string
+
+	mu sync.Mutex // guards nc
+	nc map[string]nonceUse
+}
+
+type nonceUse struct {
+	count   uint64
+	expires time.Time
+}
+
+// maxTrackedNonces bounds the replay table; beyond it the oldest entries
+// go first (their nonces then draw stale challenges, never acceptance).
+const maxTrackedNonces = 1 << 18
+
+func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
+	key := make([]byte, 32)
+	rand.Read(key)
+	o := make([]byte, 12)
+	rand.Read(o)
+	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: map[string]nonceUse{}}
+}
+
+func (a *digestAuth) newNonce(now time.Time) string {
+	var b [8 + 8 + 16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
+	rand.Read(b[8:16])
+	m := hmac.New(sha256.New, a.key)
+	m.Write(b[:16])
+	copy(b[16:], m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// nonceIssued verifies a nonce and returns when it was issued.
+func (a *digestAuth) nonceIssued(nonce string) (time.Time, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(b) != 32 {
+		return time.Time{}, false
+	}
+	m := hmac.New(sha256.New, a.key)
+	m.Write(b[:16])
+	if !hmac.Equal(m.Sum(nil)[:16], b[16:]) {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), true
+}
+
+// challenges returns one challenge value per algorithm, best first.
+func (a *digestAuth) challenges(now time.Time, stale bool) []string {
+	nonce := a.newNonce(now)
+	out := make([]string, 0, len(a.algs))
+	for _, alg := range a.algs {
+		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm=%s, qop="auth"`, a.realm, nonce, a.opaque, alg)
+		if stale {
+			v += ", stale=true"
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// verify checks credentials against the HA1 for their algorithm and the
+// request's method. uriMatches decides whether the digest-uri names the
+// request's target.
+func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Time, uriMatches func(string) bool) error {
+	alg := strings.ToUpper(c.Algorithm)
+	if alg == "" {
+		alg = "MD5" // RFC 7616 §3.3: absent means MD5
+	}
+	h, ok := digestHash(alg)
+	switch {
+	case !ok || !slices.Contains(a.algs, alg):
+		return fmt.Errorf("%w: algorithm %q not offered", errDigestParams, c.Algorithm)
+	case c.Realm != a.realm:
+		return fmt.Errorf("%w: realm", errDigestParams)
+	case c.Opaque != a.opaque:
+		return fmt.Errorf("%w: opaque", errDigestParams)
+	case !uriMatches(c.URI):
+		return fmt.Errorf("%w: uri %q is not the Request-URI", errDigestParams, c.URI)
+	case c.QOP != "auth" || c.CNonce == "" || len(c.NC) != 8:
+		return fmt.Errorf("%w: qop=auth with cnonce and nc required", errDigestParams)
+	}
+	nc, err := strconv.ParseUint(c.NC, 16, 32)
+	if err != nil || nc == 0 {
+		return fmt.Errorf("%w: nc", errDigestParams)
+	}
+	issued, ok := a.nonceIssued(c.Nonce)
+	if !ok {
+		return errDigestBadNonce
+	}
+	want := digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
+	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) != 1 {
+		return errDigestMismatch
+	}
+	// The password is right; now freshness. A stale nonce with a right
+	// password asks the client to retry with a new one (RFC 7616 §3.3).
+	if now.Sub(issued) > a.ttl || issued.After(now.Add(time.Minute)) {
+		return errDigestStale
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	use := a.nc[c.Nonce]
+	if nc <= use.count {
+		return errDigestReplay
+	}
+	if _, tracked := a.nc[c.Nonce]; !tracked && len(a.nc) >= maxTrackedNonces {
+		a.evictOldestLocked()
+	}
+	a.nc[c.Nonce] = nonceUse{count: nc, expires: issued.Add(a.ttl)}
+	return nil
+}
+
+func (a *digestAuth) evictOldestLocked() {
+	var oldest string
+	var at time.Time
+	for k, u := range a.nc {
+		if oldest == "" || u.expires.Before(at) {
+			oldest, at = k, u.expires
+		}
+	}
+	delete(a.nc, oldest)
+}
+
+// sweep forgets nonces past their TTL.
+func (a *digestAuth) sweep(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, u := range a.nc {
+		if now.After(u.expires) {
+			delete(a.nc, k)
+		}
+	}
+}
+
+// failureLimiter counts failed authentications per (user, source address)
+// and reports when a key has failed too often within the window.
+type failureLimiter struct {
+	max    int
+	window time.Duration
+
+	mu   sync.Mutex // guards keys
+	keys map[string]failures
+}
+
+type failures struct {
+	count int
+	since time.Time
+}
+
+const maxFailureKeys = 1 << 16
+
+func newFailureLimiter(max int, window time.Duration) *failureLimiter {
+	return &failureLimiter{max: max, window: window, keys: map[string]failures{}}
+}
+
+// blocked reports whether key has reached the limit.
+func (l *failureLimiter) blocked(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.keys[key]
+	if ok && now.Sub(f.since) > l.window {
+		delete(l.keys, key)
+		return false
+	}
+	return ok && f.count >= l.max
+}
+
+// fail records a failure for key.
+func (l *failureLimiter) fail(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.keys[key]
+	if !ok || now.Sub(f.since) > l.window {
+		if !ok && len(l.keys) >= maxFailureKeys {
+			l.sweepLocked(now)
+			if len(l.keys) >= maxFailureKeys {
+				return // under a flood, stop counting rather than grow
+			}
+		}
+		f = failures{since: now}
+	}
+	f.count++
+	l.keys[key] = f
+}
+
+// succeed clears key's failures.
+func (l *failureLimiter) succeed(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.keys, key)
+}
+
+func (l *failureLimiter) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(now)
+}
+
+func (l *failureLimiter) sweepLocked(now time.Time) {
+	for k, f := range l.keys {
+		if now.Sub(f.since) > l.window {
+			delete(l.keys, k)
+		}
+	}
+}

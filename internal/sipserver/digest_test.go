@@ -1,0 +1,178 @@
+package sipserver
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// RFC 7616 §3.9.1: the same request answered with MD5 and SHA-256.
+func TestDigestResponseVectors(t *testing.T) {
+	const (
+		user, realm, pass = "Mufasa", "http-auth@example.org", "Circle of Life"
+		nonce             = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
+		cnonce            = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+	)
+	for _, tc := range []struct{ alg, want string }{
+		{"MD5", "8ca523f5e9506fed4657c9700eebdbec"},
+		{"SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"},
+	} {
+		h, ok := digestHash(tc.alg)
+		if !ok {
+			t.Fatalf("%s not offered", tc.alg)
+		}
+		ha1 := hexHash(h, user, realm, pass)
+		if got := digestResponse(h, ha1, nonce, "00000001", cnonce, "auth", "GET", "/dir/index.html"); got != tc.want {
+			t.Errorf("%s: response %s, want %s", tc.alg, got, tc.want)
+		}
+	}
+}
+
+func TestParseDigest(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want digestCredentials
+		err  bool
+	}{
+		{
+			in: `Digest username="alice", realm="mcs.z5.test", nonce="n1", uri="sip:mcs.z5.test", response="abc", algorithm=SHA-256, cnonce="c", qop=auth, nc=00000001, opaque="o"`,
+			want: digestCredentials{Username: "alice", Realm: "mcs.z5.test", Nonce: "n1", URI: "sip:mcs.z5.test", Response: "abc",
+				Algorithm: "SHA-256", CNonce: "c", QOP: "auth", NC: "00000001", Opaque: "o"},
+		},
+		{
+			in:   `digest USERNAME = "a\"b" ,realm="r",nonce="n",uri="u",response="x"`,
+			want: digestCredentials{Username: `a"b`, Realm: "r", Nonce: "n", URI: "u", Response: "x"},
+		},
+		{in: `Basic dXNlcjpwYXNz`, err: true},
+		{in: `Digest username="a", username="b", nonce="n", uri="u", response="x"`, err: true},
+		{in: `Digest username="a, nonce="n", uri="u", response="x"`, err: true},
+		{in: `Digest username="a" nonce="n"`, err: true},
+		{in: `Digest realm="r"`, err: true},
+		{in: `Digest username=, nonce="n"`, err: true},
+	} {
+		got, err := parseDigest(tc.in)
+		if tc.err {
+			if err == nil {
+				t.Errorf("%q: parsed as %+v, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("%q (-want +got):\n%s", tc.in, d)
+		}
+	}
+}
+
+func TestVerifyDigest(t *testing.T) {
+	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256", "MD5"})
+	now := time.Now()
+	nonce := a.newNonce(now)
+	h, _ := digestHash("SHA-256")
+	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
+	cred := func(nc string, mutate func(*digestCredentials)) digestCredentials {
+		c := digestCredentials{Username: "alice", Realm: "mcs.z5.test", Nonce: nonce, URI: "sip:mcs.z5.test",
+			Algorithm: "SHA-256", CNonce: "cn", QOP: "auth", NC: nc, Opaque: a.opaque}
+		if mutate != nil {
+			mutate(&c)
+		}
+		c.Response = digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, "REGISTER", c.URI)
+		return c
+	}
+	any := func(string) bool { return true }
+	for _, tc := range []struct {
+		name string
+		c    digestCredentials
+		at   time.Time
+		want error
+	}{
+		{"good", cred("00000001", nil), now, nil},
+		{"replayed nc", cred("00000001", nil), now, errDigestReplay},
+		{"lower nc", cred("00000001", nil), now, errDigestReplay},
+		{"next nc", cred("00000002", nil), now, nil},
+		{"stale", cred("00000003", nil), now.Add(2 * time.Minute), errDigestStale},
+		{"forged nonce", cred("00000001", func(c *digestCredentials) { c.Nonce = c.Nonce[:20] + flip(c.Nonce[20]) + c.Nonce[21:] }), now, errDigestBadNonce},
+		{"wrong opaque", cred("00000004", func(c *digestCredentials) { c.Opaque = "x" }), now, errDigestParams},
+		{"no qop", cred("00000004", func(c *digestCredentials) { c.QOP = "" }), now, errDigestParams},
+		{"sess not offered", cred("00000004", func(c *digestCredentials) { c.Algorithm = "SHA-256-sess" }), now, errDigestParams},
+		{"other realm", cred("00000004", func(c *digestCredentials) { c.Realm = "evil" }), now, errDigestParams},
+	} {
+		err := a.verify(tc.c, "REGISTER", ha1, tc.at, any)
+		if !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	bad := cred("00000009", nil)
+	bad.Response = strings.Repeat("0", 64)
+	if err := a.verify(bad, "REGISTER", ha1, now, any); !errors.Is(err, errDigestMismatch) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if err := a.verify(cred("0000000a", nil), "INVITE", ha1, now, any); !errors.Is(err, errDigestMismatch) {
+		t.Errorf("digest of another method: %v", err)
+	}
+}
+
+func TestFailureLimiter(t *testing.T) {
+	l := newFailureLimiter(2, time.Minute)
+	now := time.Now()
+	l.fail("k", now)
+	if l.blocked("k", now) {
+		t.Fatal("blocked after one failure")
+	}
+	l.fail("k", now)
+	if !l.blocked("k", now) {
+		t.Fatal("not blocked after two")
+	}
+	if l.blocked("k", now.Add(2*time.Minute)) {
+		t.Fatal("still blocked after the window")
+	}
+	l.fail("k", now)
+	l.succeed("k")
+	if l.blocked("k", now) {
+		t.Fatal("success did not clear")
+	}
+}
+
+// FuzzDigest feeds Authorization values to the parser: it must not panic,
+// and what it accepts must survive a round trip through the header form.
+func FuzzDigest(f *testing.F) {
+	for _, s := range []string{
+		`Digest username="alice", realm="mcs.z5.test", nonce="n1", uri="sip:mcs.z5.test", response="abc", algorithm=SHA-256, cnonce="c", qop=auth, nc=00000001, opaque="o"`,
+		`Digest username="a\"b",realm=r,nonce=n,uri="u",response=x`,
+		`Digest username="",`,
+		`NoSuchScheme param="value"`,
+		`Digest username="a" ,, nonce="n"`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := parseDigest(v)
+		if err != nil {
+			return
+		}
+		q := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+		again := "Digest username=" + q(c.Username) + ", realm=" + q(c.Realm) + ", nonce=" + q(c.Nonce) +
+			", uri=" + q(c.URI) + ", response=" + q(c.Response) + ", algorithm=" + q(c.Algorithm) +
+			", cnonce=" + q(c.CNonce) + ", opaque=" + q(c.Opaque) + ", qop=" + q(c.QOP) + ", nc=" + q(c.NC)
+		c2, err := parseDigest(again)
+		if err != nil {
+			t.Fatalf("re-serialised %q does not parse: %v", again, err)
+		}
+		if c != c2 {
+			t.Fatalf("round trip changed %+v into %+v", c, c2)
+		}
+	})
+}
+
+func flip(b byte) string {
+	if b == 'A' {
+		return "B"
+	}
+	return "A"
+}

@@ -1,0 +1,1075 @@
+package sipserver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// The proxy (RFC 3261 §16) routes calls between registered numbers. It is
+// transaction stateful and dialog aware: an INVITE forks to every binding
+// of the callee over that binding's own flow, the proxy Record-Routes, and
+// requests inside a dialog are routed by the proxy's own record of the
+// dialog to the other party's flow, never by the Request-URI's host (it
+// names a client behind a firewall that admits nothing inbound). Requests
+// for other domains are refused: this is no open relay.
+//
+// Every SDP body crossing the proxy is rewritten by the media relay, so
+// media always flows through the MCS (step 5).
+
+// noBuild is a sipgo client option that leaves a request as built: sipgo
+// otherwise adds its own Via, From and the like.
+func noBuild(*sipgo.Client, *sipmsg.Request) error { return nil }
+
+// Ends of a call, as recorded in the call detail record.
+const (
+	endBye          = "bye"
+	endCancel       = "cancel"
+	endBusy         = "busy"
+	endUnavailable  = "unavailable"
+	endNoAnswer     = "no-answer"
+	endMediaTimeout = "media-timeout"
+	endError        = "error"
+)
+
+type proxy struct {
+	s *Server
+
+	mu    sync.Mutex // guards calls
+	calls map[string]*call
+}
+
+func newProxy(s *Server) *proxy { return &proxy{s: s, calls: map[string]*call{}} }
+
+// call is one call through the proxy, from INVITE to its end.
+type call struct {
+	id     string // Call-ID
+	rc     *relay.Call
+	record store.Call
+
+	mu        sync.Mutex // guards the following
+	callerTag string
+	calleeTag string
+	caller    party
+	callee    party
+	early     map[string]party // early dialogs by callee To tag
+	answered  bool
+	ended     bool
+}
+
+// party is one end of a call as the proxy needs it to route and to speak
+// for the other end (BYE on media timeout).
+type party struct {
+	flow     flowRef
+	deviceID int64
+	target   sipmsg.Uri // remote target: the party's Contact
+	// self is the party's own name-addr with its tag (its From in its
+	// requests); peer is the other side's as this party sees it.
+	self, peer sipmsg.ToHeader
+	cseq       uint32 // highest CSeq the party has sent
+}
+
+// side is the relay side of a party.
+func (c *call) sideOf(fromCaller bool) relay.Side {
+	if fromCaller {
+		return relay.SideA
+	}
+	return relay.SideB
+}
+
+func (p *proxy) get(callID string) *call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[callID]
+}
+
+// identify establishes who sends an INVITE (or other out-of-dialog
+// request): a request over a TCP/TLS flow that a registration of the
+// device is bound to is trusted as that device, since the flow is a
+// connection the device authenticated with digest when it registered and
+// that no one else can inject into. Anything else (UDP, or an unregistered
+// connection) must answer a 407 digest challenge. The From user must then
+// be the device's number.
+func (p *proxy) identify(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) (number string, deviceID int64, flow flowRef, ok bool) {
+	s := p.s
+	flow, ok = s.flowOf(req)
+	if !ok {
+		return "", 0, flow, false
+	}
+	ok = false
+	if flow.conn != nil {
+		number, deviceID, ok = s.reg.flowDevice(flow.id)
+	}
+	sipUser := ""
+	if !ok {
+		dev, authed := s.authenticate(ctx, req, tx, proxyAuth)
+		if !authed {
+			return "", 0, flow, false
+		}
+		number, deviceID, sipUser = dev.Number, dev.ID, dev.SIPUser
+	}
+	if u := req.From().Address.User; u != number && (sipUser == "" || u != sipUser) {
+		s.m.authFailures.WithLabelValues("wrong-from").Inc()
+		s.respond(tx, req, 403, "Forbidden (From Does Not Match Credentials)")
+		return "", 0, flow, false
+	}
+	return number, deviceID, flow, true
+}
+
+// targetNumber extracts a 10-digit number from a Request-URI user part:
+// "5551230002", "+15551230002", "1-555-123-0002".
+func targetNumber(user string) (string, bool) {
+	user, _, _ = strings.Cut(user, ";") // user parameters (RFC 3261 §19.1.1)
+	var digits []byte
+	for _, c := range []byte(user) {
+		switch {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+		case c == '+' || c == '-' || c == '.' || c == '(' || c == ')' || c == ' ':
+		default:
+			return "", false
+		}
+	}
+	if len(digits) == 11 && digits[0] == '1' {
+		digits = digits[1:]
+	}
+	n := string(digits)
+	return n, store.NumberPattern.MatchString(n)
+}
+
+// invite handles an initial INVITE: authenticate, find the callee's
+// bindings, anchor the media, fork, and relay the outcome.
+func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s := p.s
+	callerNumber, callerDevice, callerFlow, ok := p.identify(ctx, req, tx)
+	if !ok {
+		return
+	}
+	// From here on every attempt is accounted for: a call detail record
+	// is made, and ends with the reason the call did.
+	callee, isNumber := targetNumber(req.Recipient.User)
+	if !isNumber {
+		callee = req.Recipient.User
+	}
+	callID := req.CallID().Value()
+	c := &call{
+		id:        callID,
+		callerTag: fromTag(req),
+		caller: party{
+			flow: callerFlow, deviceID: callerDevice, target: contactURI(req),
+			self: fromAsTo(req.From()), peer: cloneTo(req.To()), cseq: req.CSeq().SeqNo,
+		},
+		early: map[string]party{},
+		record: store.Call{
+			CallID: callID, From: callerNumber, To: callee, Node: s.cfg.Node, StartedAt: s.now(),
+		},
+	}
+	if !p.add(c) {
+		// Same Call-ID, new transaction: a merged or looped request
+		// (RFC 3261 §8.2.2.2).
+		s.respond(tx, req, 482, "Loop Detected")
+		return
+	}
+	if err := s.store.CreateCall(ctx, c.record); err != nil {
+		s.log.Error("call record not created", "call_id", callID, "error", err)
+	}
+	fail := func(code int, reason string, hs ...sipmsg.Header) {
+		s.respond(tx, req, code, reason, hs...)
+		p.end(c, endReasonFor(code), code)
+	}
+	if !isNumber {
+		fail(404, "Not Found")
+		return
+	}
+	if _, err := s.store.Number(ctx, callee); errors.Is(err, store.ErrNotFound) {
+		fail(404, "Not Found")
+		return
+	} else if err != nil {
+		s.log.Error("number lookup failed", "number", callee, "error", err)
+		fail(500, "Server Internal Error", retryAfter(5))
+		return
+	}
+	body := req.Body()
+	if len(body) > 0 && !isSDP(req) {
+		fail(415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
+		return
+	}
+	var forks []binding
+	for _, b := range s.reg.lookup(callee) {
+		if b.flow.id != callerFlow.id { // not back to the calling device itself
+			forks = append(forks, b)
+		}
+	}
+	if len(forks) == 0 {
+		fail(480, "Temporarily Unavailable")
+		return
+	}
+	if s.relay == nil {
+		fail(503, "Service Unavailable (No Media Relay)", retryAfter(30))
+		return
+	}
+	c.rc = s.relay.NewCall(callID, func() { p.mediaTimeout(c) })
+	s.m.calls.Inc()
+	offer := body
+	if len(body) > 0 {
+		var err error
+		offer, err = c.rc.RewriteSDP(relay.SideA, body, callerFlow.remoteIP())
+		if err != nil {
+			p.rejectSDP(c, req, tx, err)
+			return
+		}
+	}
+	s.log.Info("call", "call_id", callID, "from", callerNumber, "to", callee, "forks", len(forks))
+	s.respond(tx, req, 100, "Trying")
+	p.fork(c, req, tx, forks, offer)
+}
+
+// rejectSDP answers an offer the relay could not anchor and ends the call.
+func (p *proxy) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, err error) {
+	s := p.s
+	if errors.Is(err, relay.ErrNoPorts) {
+		s.log.Warn("relay out of ports", "call_id", c.id)
+		s.respond(tx, req, 503, "Service Unavailable (Media Ports Exhausted)", retryAfter(10))
+		p.end(c, endError, 503)
+		return
+	}
+	s.log.Info("offer not anchored", "call_id", c.id, "error", err)
+	s.respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "session description not accepted"`))
+	p.end(c, endError, 488)
+}
+
+func (p *proxy) add(c *call) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.calls[c.id]; dup {
+		return false
+	}
+	p.calls[c.id] = c
+	return true
+}
+
+// fork is one branch of a forked INVITE.
+type fork struct {
+	b   binding
+	req *sipmsg.Request
+
+	mu          sync.Mutex // guards the following
+	tx          sipmsg.ClientTransaction
+	provisional bool // a provisional response arrived: CANCEL may be sent
+	final       bool
+	cancel      bool // CANCEL wanted (sent once provisional)
+	cancelSent  bool
+	late        bool // the proxy has decided; the fork's reader handles the rest
+}
+
+type forkEvent struct {
+	f   *fork
+	res *sipmsg.Response // nil: the transaction ended without one
+	err error
+}
+
+func (p *proxy) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, bindings []binding, offer []byte) {
+	s := p.s
+	events := make(chan forkEvent)
+	decided := make(chan struct{}) // closed when the outcome is settled
+	var forks []*fork
+	for _, b := range bindings {
+		f := &fork{b: b, req: p.forkRequest(req, b, c.caller.flow, offer)}
+		t, err := s.cli.TransactionRequest(s.ctx, f.req, noBuild)
+		if err != nil {
+			s.log.Debug("fork not sent", "call_id", c.id, "flow", b.flow.id, "error", err)
+			continue
+		}
+		f.tx = t
+		forks = append(forks, f)
+		s.goAsync(func() { p.readFork(c, f, events, decided) })
+	}
+	defer close(decided)
+
+	canceled := make(chan struct{})
+	var cancelOnce sync.Once
+	if !tx.OnCancel(func(*sipmsg.Request) { cancelOnce.Do(func() { close(canceled) }) }) {
+		cancelOnce.Do(func() { close(canceled) })
+	}
+	timer := time.NewTimer(s.cfg.NoAnswerTimeout)
+	defer timer.Stop()
+
+	pending := len(forks)
+	settled := map[*fork]bool{} // a final response or the end of its transaction, counted once
+	settle := func(f *fork) {
+		if !settled[f] {
+			settled[f] = true
+			pending--
+		}
+	}
+	var best *sipmsg.Response
+	cancelAll := func() {
+		for _, f := range forks {
+			p.cancelFork(f)
+		}
+	}
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			f := ev.f
+			res := ev.res
+			if res == nil {
+				settle(f)
+				continue
+			}
+			switch {
+			case res.StatusCode == 100:
+			case res.IsProvisional():
+				up, err := p.relayBody(c, res, req, false)
+				if err != nil {
+					continue
+				}
+				if tag := toTag(res); tag != "" {
+					c.mu.Lock()
+					c.early[tag] = p.calleeParty(f, res)
+					c.mu.Unlock()
+				}
+				if err := s.reply(tx, req, up); err != nil {
+					s.log.Debug("provisional not relayed", "call_id", c.id, "error", err)
+				}
+			case res.IsSuccess():
+				p.markLate(forks)
+				cancelAll()
+				p.answer(c, req, tx, f, res)
+				return
+			default:
+				settle(f)
+				if best == nil || rank(res.StatusCode) < rank(best.StatusCode) {
+					best = res
+				}
+				if res.StatusCode >= 600 {
+					pending = 0 // a global failure ends the search
+				}
+			}
+		case <-canceled:
+			// sipgo has answered 200 to the CANCEL and 487 to the INVITE.
+			p.markLate(forks)
+			cancelAll()
+			s.log.Info("call canceled by caller", "call_id", c.id)
+			p.end(c, endCancel, 487)
+			return
+		case <-tx.Done():
+			p.markLate(forks)
+			cancelAll()
+			p.end(c, endError, 0)
+			return
+		case <-timer.C:
+			p.markLate(forks)
+			cancelAll()
+			s.respond(tx, req, 408, "Request Timeout")
+			s.log.Info("call not answered", "call_id", c.id, "after", s.cfg.NoAnswerTimeout)
+			p.end(c, endNoAnswer, 408)
+			return
+		case <-s.ctx.Done():
+			p.markLate(forks)
+			cancelAll()
+			s.respond(tx, req, 503, "Service Unavailable (Shutting Down)")
+			p.end(c, endError, 503)
+			return
+		}
+	}
+	p.markLate(forks)
+	cancelAll()
+	code := 480
+	if best != nil {
+		code = best.StatusCode
+		up := upstream(best, req)
+		up.SetBody(nil)
+		if err := s.reply(tx, req, up); err != nil {
+			s.log.Debug("final response not relayed", "call_id", c.id, "error", err)
+		}
+	} else {
+		s.respond(tx, req, code, "Temporarily Unavailable")
+	}
+	p.end(c, endReasonFor(code), code)
+}
+
+// rank orders final responses for the one sent upstream (RFC 3261 §16.7
+// step 6): a global failure first, then busy, then other client errors,
+// then unavailability and timeouts, then server errors.
+func rank(code int) int {
+	switch {
+	case code >= 600:
+		return 0
+	case code == 486:
+		return 1
+	case code == 480 || code == 404 || code == 410:
+		return 3
+	case code == 408:
+		return 4
+	case code >= 500:
+		return 5
+	}
+	return 2
+}
+
+func endReasonFor(code int) string {
+	switch code {
+	case 486, 600, 603:
+		return endBusy
+	case 404, 410, 480, 604:
+		return endUnavailable
+	case 408:
+		return endNoAnswer
+	case 487:
+		return endCancel
+	}
+	return endError
+}
+
+// markLate hands each fork's remaining responses to its reader.
+func (p *proxy) markLate(forks []*fork) {
+	for _, f := range forks {
+		f.mu.Lock()
+		f.late = true
+		f.mu.Unlock()
+	}
+}
+
+// readFork passes a fork's responses to the fork loop until the outcome is
+// decided, then deals with late ones itself: CANCEL once a provisional
+// response allows it, and ACK plus BYE for a late 2xx (another branch won,
+// or the caller gave up).
+func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-chan struct{}) {
+	s := p.s
+	for {
+		select {
+		case res := <-f.tx.Responses():
+			f.mu.Lock()
+			if res.IsProvisional() {
+				f.provisional = true
+			} else {
+				f.final = true
+			}
+			sendCancel := f.cancel && f.provisional && !f.cancelSent && !f.final
+			late := f.late
+			f.mu.Unlock()
+			if sendCancel {
+				p.cancelFork(f)
+			}
+			if late {
+				if res.IsSuccess() {
+					p.hangUpLate(c, f, res)
+				}
+				continue
+			}
+			select {
+			case events <- forkEvent{f: f, res: res}:
+			case <-decided:
+				if res.IsSuccess() {
+					p.hangUpLate(c, f, res)
+				}
+			}
+		case <-f.tx.Done():
+			select {
+			case events <- forkEvent{f: f, err: f.tx.Err()}:
+			case <-decided:
+			}
+			return
+		case <-s.ctx.Done():
+			f.tx.Terminate()
+			return
+		}
+	}
+}
+
+// cancelFork sends CANCEL for a fork that has no final response yet, or
+// remembers to once a provisional response arrives (RFC 3261 §9.1).
+func (p *proxy) cancelFork(f *fork) {
+	f.mu.Lock()
+	f.cancel = true
+	if f.final || f.cancelSent || !f.provisional {
+		f.mu.Unlock()
+		return
+	}
+	f.cancelSent = true
+	f.mu.Unlock()
+
+	inv := f.req
+	cr := sipmsg.NewRequest(sipmsg.CANCEL, *inv.Recipient.Clone())
+	cr.AppendHeader(inv.Via().Clone())
+	for _, h := range inv.GetHeaders("Route") {
+		cr.AppendHeader(sipmsg.HeaderClone(h))
+	}
+	mf := sipmsg.MaxForwardsHeader(70)
+	cr.AppendHeader(&mf)
+	cr.AppendHeader(sipmsg.HeaderClone(inv.From()))
+	cr.AppendHeader(sipmsg.HeaderClone(inv.To()))
+	cr.AppendHeader(sipmsg.HeaderClone(inv.CallID()))
+	cr.AppendHeader(&sipmsg.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sipmsg.CANCEL})
+	cr.SetBody(nil)
+	cr.SetTransport(inv.Transport())
+	cr.SetDestination(inv.Destination())
+	p.sendAndForget(cr)
+}
+
+// sendAndForget sends a request in its own client transaction and
+// discards the outcome (CANCEL, BYE the proxy originates).
+func (p *proxy) sendAndForget(req *sipmsg.Request) {
+	s := p.s
+	t, err := s.cli.TransactionRequest(s.ctx, req, noBuild)
+	if err != nil {
+		s.log.Debug("request not sent", "method", req.Method, "error", err)
+		return
+	}
+	s.goAsync(func() {
+		defer t.Terminate()
+		for {
+			select {
+			case res := <-t.Responses():
+				if !res.IsProvisional() {
+					return
+				}
+			case <-t.Done():
+				return
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+// forkRequest builds the INVITE for one binding (RFC 3261 §16.6).
+func (p *proxy) forkRequest(req *sipmsg.Request, b binding, callerFlow flowRef, offer []byte) *sipmsg.Request {
+	s := p.s
+	f := req.Clone()
+	f.Recipient = *b.contact.Address.Clone()
+	s.popOwnRoutes(f)
+	f.RemoveHeader("Proxy-Authorization") // our realm's credentials stop here
+	s.decMaxForwards(f)
+	f.PrependHeader(s.newVia(b.flow))
+	// Record-Route so the dialog's requests come through us; two entries
+	// when the legs differ in address or transport (RFC 5658).
+	rrCallee := s.recordRoute(b.flow)
+	rrCaller := s.recordRoute(callerFlow)
+	if rrCallee.Address.String() == rrCaller.Address.String() {
+		f.PrependHeader(rrCallee)
+	} else {
+		f.PrependHeader(rrCallee, rrCaller)
+	}
+	f.SetBody(offer)
+	f.SetTransport(b.flow.transport)
+	f.SetDestination(b.flow.dest)
+	return f
+}
+
+// upstream turns a response from downstream into the one for the sender
+// of req: our Via removed, addressed like a response to req (sipgo's clone
+// keeps the downstream destination, which is us).
+func upstream(res *sipmsg.Response, req *sipmsg.Request) *sipmsg.Response {
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	up.SetTransport(req.Transport())
+	up.SetDestination(req.Source())
+	return up
+}
+
+// relayBody prepares a response for the sender of req with any SDP body
+// anchored on the relay for the side that sent it.
+func (p *proxy) relayBody(c *call, res *sipmsg.Response, req *sipmsg.Request, fromCaller bool) (*sipmsg.Response, error) {
+	up := upstream(res, req)
+	if len(res.Body()) > 0 && isSDPType(res.ContentType()) {
+		src := c.callee.flow
+		if fromCaller {
+			src = c.caller.flow
+		}
+		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), res.Body(), responseSourceIP(res, src))
+		if err != nil {
+			p.s.log.Info("answer not anchored", "call_id", c.id, "error", err)
+			return nil, err
+		}
+		up.SetBody(body)
+	}
+	return up, nil
+}
+
+// responseSourceIP is the address a response came from.
+func responseSourceIP(res *sipmsg.Response, fallback flowRef) netip.Addr {
+	if ap, err := netip.ParseAddrPort(res.Source()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return fallback.remoteIP()
+}
+
+// calleeParty describes the callee from the fork that answered.
+func (p *proxy) calleeParty(f *fork, res *sipmsg.Response) party {
+	target := f.b.contact.Address
+	if ch := res.Contact(); ch != nil {
+		target = ch.Address
+	}
+	return party{
+		flow: f.b.flow, deviceID: f.b.deviceID, target: *target.Clone(),
+		self: cloneTo(res.To()), peer: fromAsTo(f.req.From()),
+	}
+}
+
+// answer completes a call with the winning fork's 2xx.
+func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, f *fork, res *sipmsg.Response) {
+	s := p.s
+	callee := p.calleeParty(f, res)
+	c.mu.Lock()
+	c.callee = callee
+	c.calleeTag = toTag(res)
+	c.caller.peer = cloneTo(res.To()) // now with the callee's tag
+	c.mu.Unlock()
+	up, err := p.relayBody(c, res, req, false)
+	if err != nil {
+		// Answered, but the media cannot be anchored: hang up the callee
+		// and fail the call rather than let media bypass the relay.
+		p.hangUpLate(c, f, res)
+		s.respond(tx, req, 500, "Server Internal Error (Media Not Anchored)")
+		p.end(c, endError, 500)
+		return
+	}
+	c.mu.Lock()
+	c.answered = true
+	c.record.AnsweredAt = s.now()
+	c.record.Status = res.StatusCode
+	rec := c.record
+	c.mu.Unlock()
+	c.rc.Answered()
+	if err := s.store.UpdateCall(context.Background(), rec); err != nil {
+		s.log.Error("call record not updated", "call_id", c.id, "error", err)
+	}
+	s.log.Info("call answered", "call_id", c.id, "flow", f.b.flow.id)
+	if err := s.reply(tx, req, up); err != nil {
+		s.log.Debug("2xx not relayed", "call_id", c.id, "error", err)
+	}
+	if sipmsg.IsReliable(f.b.flow.transport) {
+		f.tx.Terminate() // no 2xx retransmissions to absorb
+	} else {
+		f.tx.OnRetransmission(func(r *sipmsg.Response) {
+			if again, err := p.relayBody(c, r, req, false); err == nil {
+				s.reply(tx, req, again)
+			}
+		})
+	}
+	if !sipmsg.IsReliable(req.Transport()) {
+		// An ACK reusing the INVITE's branch lands in the server
+		// transaction, which stays alive on UDP; forward those too.
+		s.goAsync(func() {
+			for {
+				select {
+				case ack := <-tx.Acks():
+					p.inDialogAck(ack)
+				case <-tx.Done():
+					return
+				case <-s.ctx.Done():
+					return
+				}
+			}
+		})
+	}
+}
+
+// hangUpLate acknowledges a 2xx the proxy will not use and ends that
+// dialog with BYE.
+func (p *proxy) hangUpLate(c *call, f *fork, res *sipmsg.Response) {
+	callee := p.calleeParty(f, res)
+	seq := f.req.CSeq().SeqNo
+	ack := p.newInDialog(sipmsg.ACK, callee, c.id, seq)
+	if err := p.s.cli.WriteRequest(ack, noBuild); err != nil {
+		p.s.log.Debug("ACK not sent", "call_id", c.id, "error", err)
+	}
+	p.sendAndForget(p.newInDialog(sipmsg.BYE, callee, c.id, seq+1))
+}
+
+// newInDialog builds a request the proxy sends to a party on behalf of the
+// other one: BYE on media timeout, ACK and BYE for an unwanted 2xx.
+func (p *proxy) newInDialog(method sipmsg.RequestMethod, to party, callID string, seq uint32) *sipmsg.Request {
+	s := p.s
+	r := sipmsg.NewRequest(method, *to.target.Clone())
+	r.AppendHeader(s.newVia(to.flow))
+	mf := sipmsg.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	from := to.peer.AsFrom()
+	r.AppendHeader(&from)
+	toh := cloneTo(&to.self)
+	r.AppendHeader(&toh)
+	cid := sipmsg.CallIDHeader(callID)
+	r.AppendHeader(&cid)
+	r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: seq, MethodName: method})
+	r.SetBody(nil)
+	r.SetTransport(to.flow.transport)
+	r.SetDestination(to.flow.dest)
+	return r
+}
+
+// mediaTimeout is the relay's report that an answered call's media
+// stopped: hang up both parties.
+func (p *proxy) mediaTimeout(c *call) {
+	s := p.s
+	c.mu.Lock()
+	if c.ended || !c.answered {
+		c.mu.Unlock()
+		return
+	}
+	caller, callee := c.caller, c.callee
+	caller.cseq, callee.cseq = c.caller.cseq, c.callee.cseq
+	c.mu.Unlock()
+	s.log.Info("media timeout: hanging up", "call_id", c.id)
+	// Toward the callee we speak as the caller and vice versa, each in the
+	// other's CSeq space.
+	p.sendAndForget(p.newInDialog(sipmsg.BYE, callee, c.id, caller.cseq+1))
+	p.sendAndForget(p.newInDialog(sipmsg.BYE, caller, c.id, callee.cseq+1))
+	p.end(c, endMediaTimeout, 0)
+}
+
+// end finishes a call once: releases the relay ports and completes the
+// call detail record.
+func (p *proxy) end(c *call, reason string, status int) {
+	s := p.s
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	answered := c.answered
+	c.mu.Unlock()
+	p.mu.Lock()
+	if p.calls[c.id] == c {
+		delete(p.calls, c.id)
+	}
+	p.mu.Unlock()
+	var stats []store.StreamStats
+	if c.rc != nil {
+		stats = c.rc.Stats()
+		if err := c.rc.Close(); err != nil {
+			s.log.Warn("relay call close", "call_id", c.id, "error", err)
+		}
+		s.m.calls.Dec()
+	}
+	c.mu.Lock()
+	c.record.MediaStats = stats
+	c.record.EndedAt = s.now()
+	c.record.EndReason = reason
+	if status != 0 && !answered {
+		c.record.Status = status
+	}
+	rec := c.record
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.UpdateCall(ctx, rec); err != nil {
+		s.log.Error("call record not completed", "call_id", c.id, "error", err)
+	}
+	s.m.callsTotal.WithLabelValues(reason).Inc()
+	s.log.Info("call ended", "call_id", c.id, "reason", reason, "status", rec.Status, "duration", durationOf(rec))
+}
+
+func durationOf(r store.Call) time.Duration {
+	if r.AnsweredAt.IsZero() {
+		return 0
+	}
+	return r.EndedAt.Sub(r.AnsweredAt).Round(time.Millisecond)
+}
+
+// endAll ends every call (server shutdown).
+func (p *proxy) endAll() {
+	p.mu.Lock()
+	all := make([]*call, 0, len(p.calls))
+	for _, c := range p.calls {
+		all = append(all, c)
+	}
+	p.mu.Unlock()
+	for _, c := range all {
+		p.end(c, endError, 0)
+	}
+}
+
+// inDialog routes a request inside a call's dialog to the other party.
+func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s := p.s
+	c := p.get(req.CallID().Value())
+	if c == nil {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	fromCaller, dst, ok := p.direction(c, req)
+	if !ok {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	fwd, err := p.forwardRequest(c, req, fromCaller, dst)
+	if err != nil {
+		p.rejectSDP(c, req, tx, err)
+		return
+	}
+	t, err := s.cli.TransactionRequest(s.ctx, fwd, noBuild)
+	if err != nil {
+		s.log.Debug("in-dialog request not sent", "call_id", c.id, "method", req.Method, "error", err)
+		s.respond(tx, req, 480, "Temporarily Unavailable")
+		if req.Method == sipmsg.BYE {
+			p.end(c, endBye, 0)
+		}
+		return
+	}
+	defer t.Terminate()
+	if req.IsInvite() {
+		tx.OnCancel(func(*sipmsg.Request) { p.cancelRequest(fwd) })
+	}
+	final := 0
+	for final == 0 {
+		select {
+		case res := <-t.Responses():
+			if res.StatusCode == 100 {
+				continue
+			}
+			up, err := p.relayBody(c, res, req, !fromCaller)
+			if err != nil {
+				up = upstream(res, req)
+			}
+			if !res.IsProvisional() {
+				final = res.StatusCode
+				p.refreshTarget(c, !fromCaller, req.Method, res.Contact())
+			}
+			if err := s.reply(tx, req, up); err != nil {
+				s.log.Debug("response not relayed", "call_id", c.id, "error", err)
+			}
+		case <-t.Done():
+			final = 408
+			s.respond(tx, req, 408, "Request Timeout")
+		case <-tx.Done():
+			final = -1
+		case <-s.ctx.Done():
+			final = -1
+		}
+	}
+	if req.Method == sipmsg.BYE {
+		p.end(c, endBye, 0)
+	}
+}
+
+// inDialogAck forwards an ACK for a 2xx (a transaction of its own).
+func (p *proxy) inDialogAck(req *sipmsg.Request) {
+	s := p.s
+	c := p.get(req.CallID().Value())
+	if c == nil {
+		return
+	}
+	fromCaller, dst, ok := p.direction(c, req)
+	if !ok || !fromCaller {
+		return
+	}
+	fwd, err := p.forwardRequest(c, req, fromCaller, dst)
+	if err != nil {
+		s.log.Info("ACK body not anchored", "call_id", c.id, "error", err)
+		return
+	}
+	if err := s.cli.WriteRequest(fwd, noBuild); err != nil {
+		s.log.Debug("ACK not forwarded", "call_id", c.id, "error", err)
+	}
+}
+
+// direction tells who sent an in-dialog request, by the dialog's tags, and
+// checks it came over that party's flow (or from the same device after it
+// reconnected).
+func (p *proxy) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst party, ok bool) {
+	ft, tt := fromTag(req), toTag(req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var src party
+	switch {
+	case ft == c.callerTag && c.calleeTag != "" && tt == c.calleeTag:
+		fromCaller, src, dst = true, c.caller, c.callee
+	case ft == c.callerTag && c.calleeTag == "":
+		e, ok := c.early[tt]
+		if !ok {
+			return false, party{}, false
+		}
+		fromCaller, src, dst = true, c.caller, e
+	case c.calleeTag != "" && ft == c.calleeTag && tt == c.callerTag:
+		fromCaller, src, dst = false, c.callee, c.caller
+	case c.calleeTag == "" && tt == c.callerTag:
+		e, ok := c.early[ft]
+		if !ok {
+			return false, party{}, false
+		}
+		fromCaller, src, dst = false, e, c.caller
+	default:
+		return false, party{}, false
+	}
+	if !p.sameParty(src, req) {
+		return false, party{}, false
+	}
+	if seq := req.CSeq().SeqNo; req.Method != sipmsg.ACK && req.Method != sipmsg.CANCEL {
+		if fromCaller && seq > c.caller.cseq {
+			c.caller.cseq = seq
+		} else if !fromCaller && seq > c.callee.cseq {
+			c.callee.cseq = seq
+		}
+	}
+	return fromCaller, dst, true
+}
+
+// sameParty reports whether req arrived from the party: over its flow, or
+// over a flow the same device has registered since.
+func (p *proxy) sameParty(src party, req *sipmsg.Request) bool {
+	flow, ok := p.s.flowOf(req)
+	if !ok {
+		return false
+	}
+	if flow.id == src.flow.id {
+		return true
+	}
+	if flow.conn == nil {
+		// UDP: the same address the party used.
+		return flow.dest == src.flow.dest
+	}
+	_, dev, ok := p.s.reg.flowDevice(flow.id)
+	return ok && dev == src.deviceID
+}
+
+// forwardRequest builds the forwarded copy of an in-dialog request.
+func (p *proxy) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, dst party) (*sipmsg.Request, error) {
+	s := p.s
+	fwd := req.Clone()
+	s.popOwnRoutes(fwd)
+	fwd.RemoveHeader("Proxy-Authorization")
+	s.decMaxForwards(fwd)
+	fwd.PrependHeader(s.newVia(dst.flow))
+	if len(req.Body()) > 0 && isSDP(req) {
+		src, _ := s.flowOf(req)
+		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), req.Body(), src.remoteIP())
+		if err != nil {
+			return nil, err
+		}
+		fwd.SetBody(body)
+	}
+	p.refreshTarget(c, fromCaller, req.Method, req.Contact())
+	fwd.SetTransport(dst.flow.transport)
+	fwd.SetDestination(dst.flow.dest)
+	return fwd, nil
+}
+
+// refreshTarget updates a party's remote target from a target refresh
+// request or its 2xx (RFC 3261 §12.2).
+func (p *proxy) refreshTarget(c *call, ofCaller bool, method sipmsg.RequestMethod, contact *sipmsg.ContactHeader) {
+	if contact == nil || (method != sipmsg.INVITE && method != sipmsg.UPDATE) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ofCaller {
+		c.caller.target = *contact.Address.Clone()
+	} else if c.calleeTag != "" {
+		c.callee.target = *contact.Address.Clone()
+	}
+}
+
+// cancelRequest sends CANCEL for a forwarded in-dialog INVITE.
+func (p *proxy) cancelRequest(inv *sipmsg.Request) {
+	f := &fork{req: inv, provisional: true}
+	p.cancelFork(f)
+}
+
+// forwardSimple forwards an out-of-dialog non-INVITE request (OPTIONS or
+// MESSAGE to a number) to the callee's most recent binding.
+func (p *proxy) forwardSimple(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s := p.s
+	_, _, _, ok := p.identify(ctx, req, tx)
+	if !ok {
+		return
+	}
+	callee, ok := targetNumber(req.Recipient.User)
+	if !ok {
+		s.respond(tx, req, 404, "Not Found")
+		return
+	}
+	bindings := s.reg.lookup(callee)
+	if len(bindings) == 0 {
+		s.respond(tx, req, 480, "Temporarily Unavailable")
+		return
+	}
+	b := bindings[0]
+	fwd := req.Clone()
+	fwd.Recipient = *b.contact.Address.Clone()
+	s.popOwnRoutes(fwd)
+	fwd.RemoveHeader("Proxy-Authorization")
+	s.decMaxForwards(fwd)
+	fwd.PrependHeader(s.newVia(b.flow))
+	fwd.SetTransport(b.flow.transport)
+	fwd.SetDestination(b.flow.dest)
+	t, err := s.cli.TransactionRequest(s.ctx, fwd, noBuild)
+	if err != nil {
+		s.respond(tx, req, 480, "Temporarily Unavailable")
+		return
+	}
+	defer t.Terminate()
+	for {
+		select {
+		case res := <-t.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			s.reply(tx, req, upstream(res, req))
+			return
+		case <-t.Done():
+			s.respond(tx, req, 408, "Request Timeout")
+			return
+		case <-tx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// Helpers on headers.
+
+func fromTag(req *sipmsg.Request) string {
+	t, _ := req.From().Params.Get("tag")
+	return t
+}
+
+func toTag(m interface{ To() *sipmsg.ToHeader }) string {
+	to := m.To()
+	if to == nil {
+		return ""
+	}
+	t, _ := to.Params.Get("tag")
+	return t
+}
+
+func fromAsTo(f *sipmsg.FromHeader) sipmsg.ToHeader {
+	return f.AsTo()
+}
+
+func cloneTo(t *sipmsg.ToHeader) sipmsg.ToHeader {
+	return *sipmsg.HeaderClone(t).(*sipmsg.ToHeader)
+}
+
+func contactURI(req *sipmsg.Request) sipmsg.Uri {
+	if c := req.Contact(); c != nil {
+		return *c.Address.Clone()
+	}
+	return *req.From().Address.Clone()
+}
+
+func isSDP(req *sipmsg.Request) bool { return isSDPType(req.ContentType()) }
+
+func isSDPType(ct *sipmsg.ContentTypeHeader) bool {
+	if ct == nil {
+		return false
+	}
+	v, _, _ := strings.Cut(ct.Value(), ";")
+	return strings.EqualFold(strings.TrimSpace(v), "application/sdp")
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

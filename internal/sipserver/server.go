@@ -1,0 +1,870 @@
+// Package sipserver is the MCS SIP registrar and proxy (step 4), built on
+// github.com/emiago/sipgo.
+//
+// Clients register over TCP (UDP and TLS work too) with digest
+// authentication (RFC 8760: SHA-256, SHA-512-256, MD5); a Z5 device must
+// also present its license. The registration binds the number to the
+// client's own connection (an RFC 5626 flow, kept alive by CRLF pings),
+// because the customer's firewall lets nothing in: every request to the
+// device, incoming calls included, goes back over that connection. Calls
+// between registered numbers are proxied with every SDP rewritten by the
+// media relay (step 5), so all media flows through the MCS.
+//
+// Trust: a request arriving over a TCP/TLS flow that a registration is
+// bound to is attributed to the registered device without a second digest
+// challenge; the flow is a connection that device authenticated when it
+// registered and that nobody else can write into. Requests over UDP, or
+// over a connection without a registration, are challenged (407).
+//
+// sipgo provides parsing, transactions and connection handling. It falls
+// short in a few places, each wrapped here and explained where it is done:
+// message limits and precise 4xx answers to malformed input (inspect.go,
+// transport_*.go), the Server header on responses sipgo writes itself,
+// outbound dialling it would do to addresses named in a Via (refused), and
+// its UDP connection pool growing with every source address.
+package sipserver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	Node   string // this node's name in the location table
+	Realm  string // digest realm; defaults to Domain
+	Domain string // the SIP domain, e.g. mcs.z5.test
+	// Hosts are this node's own DNS names (mcs1.mcs.z5.test); requests
+	// for them, the domain or this node's addresses are ours.
+	Hosts []string
+	// Advertise is the address put in Via and Record-Route; zero: the
+	// local address of each connection.
+	Advertise netip.Addr
+
+	NonceTTL                               time.Duration
+	MinExpires, MaxExpires, DefaultExpires int
+	// NoAnswerTimeout ends an unanswered call with 408 (default 3 min:
+	// relay calls wait in interpreter queues).
+	NoAnswerTimeout time.Duration
+
+	MaxMessageSize int           // bytes, headers and body
+	MaxHeaders     int           // header fields per message (default 128)
+	MaxConnsPerIP  int           // concurrent TCP/TLS connections per source address
+	IdleTimeout    time.Duration // a connection silent this long is closed
+	// MessageTimeout bounds how long a message may take to arrive once
+	// its first byte has (slow senders; default 10s).
+	MessageTimeout time.Duration
+	// MaxAuthFailures failed digests from one address for one user within
+	// ten minutes earn 403 until the window passes (default 5).
+	MaxAuthFailures int
+	// DigestAlgorithms are offered in this order (default SHA-256,
+	// SHA-512-256, MD5, per RFC 8760). Clients that take the first
+	// challenge and know only MD5 (SIPp 3.6, baresip 1.0 with libre 1.1)
+	// need ["MD5"] first.
+	DigestAlgorithms []string
+
+	TLS *tls.Config // nil: no TLS listener
+
+	Version string // in "Server: Z5-MCS/<version>"; default from the build
+}
+
+// ConfigFrom derives the server's config from the deployment config for
+// one node. TLS is left to the caller (it needs the node's certificate).
+func ConfigFrom(c *config.Config, node config.Node) Config {
+	return Config{
+		Node:            node.Name,
+		Realm:           c.SIP.Realm,
+		Domain:          c.Names.SIPDomain,
+		Hosts:           node.Hosts,
+		Advertise:       node.Addr(),
+		NonceTTL:        c.SIP.NonceTTL,
+		MinExpires:      c.SIP.MinExpires,
+		MaxExpires:      c.SIP.MaxExpires,
+		DefaultExpires:  c.SIP.DefaultExpires,
+		NoAnswerTimeout: c.SIP.NoAnswerTimeout,
+		MaxMessageSize:  c.SIP.MaxMessageSize,
+		MaxConnsPerIP:   c.SIP.MaxConnsPerIP,
+		IdleTimeout:     c.SIP.IdleTimeout,
+	}
+}
+
+func (c *Config) applyDefaults() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	c.Domain = config.CanonicalName(c.Domain)
+	if c.Realm == "" {
+		c.Realm = c.Domain
+	}
+	for i, h := range c.Hosts {
+		c.Hosts[i] = config.CanonicalName(h)
+	}
+	defDur(&c.NonceTTL, 5*time.Minute)
+	def(&c.MinExpires, 60)
+	def(&c.MaxExpires, 3600)
+	def(&c.DefaultExpires, 600)
+	defDur(&c.NoAnswerTimeout, 3*time.Minute)
+	def(&c.MaxMessageSize, 64<<10)
+	def(&c.MaxHeaders, 128)
+	def(&c.MaxConnsPerIP, 64)
+	defDur(&c.IdleTimeout, 2*time.Minute)
+	defDur(&c.MessageTimeout, 10*time.Second)
+	def(&c.MaxAuthFailures, 5)
+	if len(c.DigestAlgorithms) == 0 {
+		c.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
+	}
+	if c.Version == "" {
+		c.Version = buildVersion()
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Domain == "":
+		return errors.New("sipserver: config: Domain is required")
+	case c.MinExpires < 1 || c.MinExpires > c.MaxExpires:
+		return fmt.Errorf("sipserver: config: need 1 <= MinExpires (%d) <= MaxExpires (%d)", c.MinExpires, c.MaxExpires)
+	case c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires:
+		return fmt.Errorf("sipserver: config: DefaultExpires %d outside %d..%d", c.DefaultExpires, c.MinExpires, c.MaxExpires)
+	case c.MaxMessageSize < 1500:
+		return fmt.Errorf("sipserver: config: MaxMessageSize %d below 1500", c.MaxMessageSize)
+	}
+	for _, a := range c.DigestAlgorithms {
+		if _, ok := digestHash(a); !ok || a == "" || strings.ToUpper(a) != a {
+			return fmt.Errorf("sipserver: config: digest algorithm %q: want SHA-256, SHA-512-256 or MD5", a)
+		}
+	}
+	return nil
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Store       store.Store
+	Relay       *relay.Relay // nil: calls are refused with 503
+	LicenseKeys []ed25519.PublicKey
+	Log         *slog.Logger
+	Registerer  prometheus.Registerer
+	Now         func() time.Time
+}
+
+// Server is the registrar and proxy of one MCS node.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
+	relay *relay.Relay
+	keys  []ed25519.PublicKey
+	now   func() time.Time
+	m     *metrics
+
+	ua  *sipgo.UserAgent
+	sip *sipgo.Server
+	cli *sipgo.Client
+	t   *transport
+
+	auth     *digestAuth
+	failures *failureLimiter
+	reg      *registrar
+	px       *proxy
+
+	// ctx ends when the server closes: handlers waiting on the network
+	// give up.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // handlers and their helper goroutines
+
+	mu       sync.Mutex // guards the following
+	tcp      net.Listener
+	tls      net.Listener
+	udp      *packetConn
+	addr     netip.AddrPort
+	tlsAddr  netip.AddrPort
+	selfIPs  []netip.Addr
+	serving  bool
+	closed   bool
+	closeErr error
+
+	closeDone chan struct{} // closed when Close has finished
+}
+
+// errNoDial refuses every connection sipgo would open by itself. The MCS
+// never dials clients (their firewalls would not let it in anyway), and
+// sipgo would otherwise dial the host of a Via when a response's
+// connection is gone: an attacker's choice of address.
+var errNoDial = errors.New("sipserver: outbound connections are not made")
+
+func noDialer(net.Addr) net.Dialer {
+	return net.Dialer{Timeout: time.Nanosecond, Control: func(string, string, syscall.RawConn) error { return errNoDial }}
+}
+
+// New validates cfg and builds a server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("sipserver: Deps.Store is required")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: log, store: deps.Store, relay: deps.Relay, keys: deps.LicenseKeys, now: now, m: m,
+		auth:     newDigestAuth(cfg.Realm, cfg.NonceTTL, cfg.DigestAlgorithms),
+		failures: newFailureLimiter(cfg.MaxAuthFailures, 10*time.Minute),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.closeDone = make(chan struct{})
+	s.reg = newRegistrar(s)
+	s.px = newProxy(s)
+
+	parser := sipmsg.NewParser()
+	parser.MaxMessageLength = cfg.MaxMessageSize
+	s.t = &transport{
+		log:        log,
+		in:         &inspector{parser: parser, maxHeaders: cfg.MaxHeaders},
+		m:          m,
+		maxSize:    cfg.MaxMessageSize,
+		maxHeaders: cfg.MaxHeaders,
+		idle:       cfg.IdleTimeout,
+		msgTimeout: cfg.MessageTimeout,
+		server:     "Z5-MCS/" + cfg.Version,
+		onClose:    func(c *flowConn) { s.reg.dropFlow(c.id) },
+		flows:      map[string]*flowConn{},
+	}
+
+	// sipgo logs some routine events (a client closing its connection)
+	// as errors; they are demoted one level.
+	sipLog := slog.New(demote{log.Handler()}).With("component", "sipgo")
+	tcp := &sipmsg.TransportTCP{DialerCreate: noDialer}
+	tlsT := &sipmsg.TransportTLS{TransportTCP: &sipmsg.TransportTCP{DialerCreate: noDialer}}
+	s.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(s.t.server),
+		sipgo.WithUserAgentHostname(cfg.Domain),
+		sipgo.WithUserAgentParser(parser),
+		// No DNS: every address the server sends to is an IP it learnt
+		// from a connection; a hostname in a Via is never looked up.
+		sipgo.WithUserAgentDNSResolver(&net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errNoDial }}),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sipmsg.WithTransportLayerLogger(sipLog),
+			sipmsg.WithTransportLayerTransports(sipmsg.TransportsConfig{TCP: tcp, TLS: tlsT}),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sipmsg.WithTransactionLayerLogger(sipLog),
+			// Stray responses are dropped, never answered.
+			sipmsg.WithTransactionLayerUnhandledResponseHandler(func(r *sipmsg.Response) {
+				log.Debug("stray response dropped", "status", r.StatusCode, "remote_addr", r.Source())
+			}),
+			// A transaction whose connection closes ends at once instead
+			// of waiting for its timers: a callee that vanishes fails its
+			// fork immediately.
+			sipmsg.WithTransactionLayerTerminateOnConnClose(),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sipserver: user agent: %w", err)
+	}
+	if s.sip, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(sipLog)); err != nil {
+		return nil, fmt.Errorf("sipserver: server: %w", err)
+	}
+	if s.cli, err = sipgo.NewClient(s.ua, sipgo.WithClientLogger(sipLog)); err != nil {
+		return nil, fmt.Errorf("sipserver: client: %w", err)
+	}
+	// One entry point for every method: dispatch decides.
+	s.sip.OnNoRoute(s.handle)
+	return s, nil
+}
+
+// Listen binds TCP and UDP on the same port (port 0: a free port for
+// both) and, when tlsAddr is valid, TLS.
+func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("sipserver: listen on a closed server")
+	}
+	if s.tcp != nil {
+		return errors.New("sipserver: already listening")
+	}
+	if tlsAddr.IsValid() && s.cfg.TLS == nil {
+		return errors.New("sipserver: a TLS address needs Config.TLS")
+	}
+	tl, ul, err := listenPair(addr)
+	if err != nil {
+		return err
+	}
+	s.addr = addrPort(tl.Addr())
+	s.tcp = &flowListener{Listener: newCapListener(tl, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), t: s.t, transport: "TCP"}
+	s.udp = newPacketConn(ul, s.t)
+	if tlsAddr.IsValid() {
+		raw, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tlsAddr))
+		if err != nil {
+			tl.Close()
+			ul.Close()
+			s.tcp, s.udp = nil, nil
+			return fmt.Errorf("sipserver: listen tls %s: %w", tlsAddr, err)
+		}
+		s.tlsAddr = addrPort(raw.Addr())
+		capped := newCapListener(raw, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc)
+		s.tls = &flowListener{Listener: tls.NewListener(capped, s.cfg.TLS), t: s.t, transport: "TLS"}
+	}
+	s.selfIPs = selfAddresses(s.addr.Addr(), s.cfg.Advertise)
+	s.log.Info("SIP listening", "addr", s.addr.String(), "tls_addr", s.tlsAddr.String(), "domain", s.cfg.Domain)
+	return nil
+}
+
+// listenPair binds TCP and UDP to one port.
+func listenPair(addr netip.AddrPort) (*net.TCPListener, *net.UDPConn, error) {
+	var lastErr error
+	for attempt := 0; attempt < 20; attempt++ {
+		tl, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sipserver: listen tcp %s: %w", addr, err)
+		}
+		port := addrPort(tl.Addr()).Port()
+		ul, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), port)))
+		if err == nil {
+			return tl, ul, nil
+		}
+		tl.Close()
+		lastErr = err
+		if addr.Port() != 0 {
+			break // a fixed port: nothing to retry
+		}
+	}
+	return nil, nil, fmt.Errorf("sipserver: listen udp %s: %w", addr, lastErr)
+}
+
+// selfAddresses are the IPs requests may name to mean this server: the
+// listener's (every interface's when it is unspecified) and the advertised.
+func selfAddresses(listen, advertise netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	if advertise.IsValid() {
+		out = append(out, advertise.Unmap())
+	}
+	if !listen.IsUnspecified() {
+		return append(out, listen.Unmap())
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}
+
+// Addr is the TCP and UDP address; TLSAddr the TLS one (zero when off).
+func (s *Server) Addr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// TLSAddr is the TLS listener's address, zero without TLS.
+func (s *Server) TLSAddr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlsAddr
+}
+
+// Serve serves until ctx ends or Close is called, then closes the server.
+// It returns nil then, or the error that stopped a listener.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return nil
+	case s.tcp == nil:
+		s.mu.Unlock()
+		return errors.New("sipserver: Serve before Listen")
+	case s.serving:
+		s.mu.Unlock()
+		return errors.New("sipserver: already serving")
+	}
+	s.serving = true
+	tcpL, tlsL, udp := s.tcp, s.tls, s.udp
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- f()
+		}()
+	}
+	run(func() error { return s.sip.ServeTCP(tcpL) })
+	run(func() error { return s.sip.ServeUDP(udp) })
+	if tlsL != nil {
+		run(func() error { return s.sip.ServeTLS(tlsL) })
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.maintain()
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	case err = <-errc:
+		if s.ctx.Err() == nil {
+			err = fmt.Errorf("sipserver: listener stopped: %w", err)
+		} else {
+			err = nil
+		}
+	}
+	s.Close()
+	wg.Wait()
+	return err
+}
+
+// maintain runs periodic housekeeping until the server closes: binding
+// expiry, the digest replay table, the failure counters, sipgo's UDP pool.
+func (s *Server) maintain() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	n := 0
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := s.now()
+		s.reg.expire(now)
+		if n++; n%30 == 0 {
+			s.auth.sweep(now)
+			s.failures.sweep(now)
+			s.udp.prune(time.Now(), s.ua.TransportLayer().Pool("udp"), s.reg.hasUDP)
+		}
+	}
+}
+
+// Close stops listening, ends calls, closes every connection and waits for
+// the server's goroutines. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.closeDone // the first Close finishes the job
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closeErr
+	}
+	s.closed = true
+	tcpL, tlsL, udp := s.tcp, s.tls, s.udp
+	s.mu.Unlock()
+
+	s.cancel()
+	var errs []error
+	for _, l := range []net.Listener{tcpL, tlsL} {
+		if l != nil {
+			if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if udp != nil {
+		if err := udp.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.px.endAll()
+	// Close the flows first and let sipgo's readers drop them from its
+	// pool: closing the pool under a live reader makes sipgo count the
+	// connection's references below zero (and say so on the default log).
+	s.t.closeAll()
+	s.waitPoolDrained(2 * time.Second)
+	s.ua.Close()
+	s.bg.Wait()
+	s.reg.removeAll()
+	err := errors.Join(errs...)
+	s.mu.Lock()
+	s.closeErr = err
+	s.mu.Unlock()
+	close(s.closeDone)
+	return err
+}
+
+// waitPoolDrained waits, up to max, until sipgo holds no TCP or TLS
+// connection.
+func (s *Server) waitPoolDrained(max time.Duration) {
+	tl := s.ua.TransportLayer()
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		if tl.Pool("tcp").Size() == 0 && tl.Pool("tls").Size() == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// goAsync runs f as one of the server's goroutines (Close waits for it),
+// unless the server is closing.
+func (s *Server) goAsync(f func()) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.bg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
+}
+
+// handle is sipgo's request handler for every method.
+func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		if !req.IsAck() {
+			s.respond(tx, req, 503, "Service Unavailable (Shutting Down)")
+		}
+		return
+	}
+	s.bg.Add(1)
+	s.mu.Unlock()
+	defer s.bg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in SIP handler", "panic", r, "method", req.Method, "stack", string(debug.Stack()))
+			if !req.IsAck() {
+				s.respond(tx, req, 500, "Server Internal Error")
+			}
+		}
+	}()
+	s.dispatch(s.ctx, req, tx)
+}
+
+// Methods this server handles, for Allow.
+var allowed = []sipmsg.RequestMethod{
+	sipmsg.INVITE, sipmsg.ACK, sipmsg.CANCEL, sipmsg.BYE, sipmsg.REGISTER, sipmsg.OPTIONS,
+	sipmsg.INFO, sipmsg.UPDATE, sipmsg.PRACK, sipmsg.MESSAGE, sipmsg.NOTIFY, sipmsg.REFER,
+}
+
+// Methods that exist only inside a dialog.
+var dialogOnly = []sipmsg.RequestMethod{sipmsg.BYE, sipmsg.INFO, sipmsg.UPDATE, sipmsg.PRACK, sipmsg.NOTIFY, sipmsg.REFER}
+
+// Known methods we do not serve outside a dialog: 405 rather than 501.
+var known = []sipmsg.RequestMethod{sipmsg.SUBSCRIBE, sipmsg.PUBLISH}
+
+// supportedOptions are the option tags this server implements.
+var supportedOptions = []string{"outbound"}
+
+func allowHeader() sipmsg.Header {
+	s := make([]string, len(allowed))
+	for i, m := range allowed {
+		s[i] = string(m)
+	}
+	return sipmsg.NewHeader("Allow", strings.Join(s, ", "))
+}
+
+// dispatch routes a request (RFC 3261 §16.3 request validation first).
+func (s *Server) dispatch(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if req.IsAck() {
+		if toTag(req) != "" {
+			s.px.inDialogAck(req)
+		}
+		return
+	}
+	if req.IsCancel() {
+		// sipgo answers a CANCEL that matches a transaction itself.
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if s.rejectRequire(req, tx, "Proxy-Require") {
+		return
+	}
+	if !supportedScheme(req.Recipient.Scheme) {
+		s.respond(tx, req, 416, "Unsupported URI Scheme")
+		return
+	}
+	for _, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sipmsg.ViaHeader); ok && ownBranch(v) {
+			s.respond(tx, req, 482, "Loop Detected")
+			return
+		}
+	}
+	terminates := req.Method == sipmsg.REGISTER || req.Method == sipmsg.OPTIONS && s.isSelf(req.Recipient) && toTag(req) == ""
+	if !terminates && s.tooManyHops(req, tx) {
+		return
+	}
+	switch {
+	case req.Method == sipmsg.REGISTER:
+		s.reg.handle(ctx, req, tx)
+	case toTag(req) != "":
+		s.px.inDialog(ctx, req, tx)
+	case req.Method == sipmsg.OPTIONS && s.isSelf(req.Recipient):
+		s.options(req, tx)
+	case !slices.Contains(allowed, req.Method) && !slices.Contains(known, req.Method):
+		s.respond(tx, req, 501, "Not Implemented", allowHeader())
+	case !s.isOurHost(req.Recipient.Host):
+		s.respond(tx, req, 403, "Forbidden (Relaying Denied)")
+	case req.Method == sipmsg.INVITE:
+		s.px.invite(ctx, req, tx)
+	case req.Method == sipmsg.OPTIONS || req.Method == sipmsg.MESSAGE:
+		s.px.forwardSimple(ctx, req, tx)
+	case slices.Contains(dialogOnly, req.Method):
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+	default:
+		s.respond(tx, req, 405, "Method Not Allowed", allowHeader())
+	}
+}
+
+// options answers OPTIONS addressed to the server itself: capabilities,
+// and the reachability probe of `z5 check`.
+func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.rejectRequire(req, tx, "Require") {
+		return
+	}
+	s.respond(tx, req, 200, "OK",
+		allowHeader(),
+		sipmsg.NewHeader("Accept", "application/sdp"),
+		sipmsg.NewHeader("Accept-Encoding", "identity"),
+		sipmsg.NewHeader("Accept-Language", "en"),
+		sipmsg.NewHeader("Supported", strings.Join(supportedOptions, ", ")),
+	)
+}
+
+// rejectRequire answers 420 when a Require or Proxy-Require header lists
+// an option tag we do not support (RFC 3261 §8.2.2.3, §16.3).
+func (s *Server) rejectRequire(req *sipmsg.Request, tx sipmsg.ServerTransaction, header string) bool {
+	var unsupported []string
+	for _, h := range req.GetHeaders(header) {
+		for _, tag := range optionTags(h.Value()) {
+			if !slices.Contains(supportedOptions, tag) && !slices.Contains(unsupported, tag) {
+				unsupported = append(unsupported, tag)
+			}
+		}
+	}
+	if len(unsupported) == 0 {
+		return false
+	}
+	s.respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(unsupported, ", ")))
+	return true
+}
+
+func optionTags(v string) []string {
+	var out []string
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// tooManyHops answers 483 when a request to be forwarded has no hops left.
+func (s *Server) tooManyHops(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		s.respond(tx, req, 483, "Too Many Hops")
+		return true
+	}
+	return false
+}
+
+// respond sends a response built from req.
+func (s *Server) respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hs ...sipmsg.Header) {
+	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hs {
+		res.AppendHeader(h)
+	}
+	if err := s.reply(tx, req, res); err != nil {
+		s.log.Debug("respond failed", "status", code, "method", req.Method, "error", err)
+	}
+}
+
+// reply sends a response in its transaction. sipgo refuses UDP messages
+// over 1500 bytes (sip.UDPMTUSize), a rule RFC 3261 §18.1.1 makes for
+// requests, which can move to TCP; a response cannot, so one that large
+// (a video SDP, a long Via chain) is sent as a single datagram here.
+func (s *Server) reply(tx sipmsg.ServerTransaction, req *sipmsg.Request, res *sipmsg.Response) error {
+	err := tx.Respond(res)
+	if !errors.Is(err, sipmsg.ErrUDPMTUCongestion) || sipmsg.NetworkToUpper(req.Transport()) != "UDP" {
+		return err
+	}
+	addr, aerr := net.ResolveUDPAddr("udp", req.Source()) // rport: always the source
+	if aerr != nil {
+		return err
+	}
+	s.mu.Lock()
+	udp := s.udp
+	s.mu.Unlock()
+	_, err = udp.WriteTo([]byte(res.String()), addr)
+	return err
+}
+
+// isOurHost reports whether a URI host names this server or its domain.
+func (s *Server) isOurHost(host string) bool {
+	h := config.CanonicalName(strings.Trim(host, "[]"))
+	if h == s.cfg.Domain || slices.Contains(s.cfg.Hosts, h) {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.selfIPs, a.Unmap())
+}
+
+// isSelf reports whether a Request-URI addresses the server itself rather
+// than a user: no user part (or one that is not a number) at our host.
+func (s *Server) isSelf(u sipmsg.Uri) bool {
+	if !s.isOurHost(u.Host) {
+		return false
+	}
+	_, isNumber := targetNumber(u.User)
+	return u.User == "" || !isNumber
+}
+
+// flowOf returns the flow a request arrived on.
+func (s *Server) flowOf(req *sipmsg.Request) (flowRef, bool) {
+	tr := sipmsg.NetworkToUpper(req.Transport())
+	src := req.Source()
+	if tr == "UDP" {
+		s.mu.Lock()
+		local := s.addr
+		s.mu.Unlock()
+		return flowRef{id: "UDP/" + src, transport: tr, dest: src, local: local}, true
+	}
+	c := s.t.flow(tr, src)
+	if c == nil {
+		return flowRef{}, false
+	}
+	return flowRef{id: c.id, transport: tr, dest: src, local: c.laddr, conn: c}, true
+}
+
+// viaHost is the host this server puts in Via and Record-Route on a flow.
+func (s *Server) viaHost(f flowRef) string {
+	switch {
+	case s.cfg.Advertise.IsValid():
+		return s.cfg.Advertise.String()
+	case f.local.IsValid() && !f.local.Addr().IsUnspecified():
+		return f.local.Addr().Unmap().String()
+	case len(s.cfg.Hosts) > 0:
+		return s.cfg.Hosts[0]
+	}
+	return s.cfg.Domain
+}
+
+func (s *Server) newVia(f flowRef) *sipmsg.ViaHeader {
+	params := sipmsg.NewParams()
+	params.Add("branch", branchPrefix+randomToken(10))
+	return &sipmsg.ViaHeader{
+		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: f.transport,
+		Host: s.viaHost(f), Port: int(f.local.Port()), Params: params,
+	}
+}
+
+func (s *Server) recordRoute(f flowRef) *sipmsg.RecordRouteHeader {
+	params := sipmsg.NewParams()
+	params.Add("transport", strings.ToLower(f.transport))
+	params.Add("lr", "")
+	return &sipmsg.RecordRouteHeader{Address: sipmsg.Uri{
+		Scheme: "sip", Host: s.viaHost(f), Port: int(f.local.Port()), UriParams: params,
+	}}
+}
+
+// popOwnRoutes removes the Route entries at the top that name us (loose
+// routing, RFC 3261 §16.4).
+func (s *Server) popOwnRoutes(req *sipmsg.Request) {
+	for {
+		r := req.Route()
+		if r == nil || !s.isOurHost(r.Address.Host) {
+			return
+		}
+		req.RemoveHeader("Route")
+	}
+}
+
+// decMaxForwards replaces Max-Forwards by one less (sipgo shares the
+// header object between clones, so it is replaced, not decremented).
+func (s *Server) decMaxForwards(req *sipmsg.Request) {
+	n := sipmsg.MaxForwardsHeader(70)
+	if mf := req.MaxForwards(); mf != nil && mf.Val() > 0 {
+		n = sipmsg.MaxForwardsHeader(mf.Val() - 1)
+	}
+	if req.MaxForwards() != nil {
+		req.ReplaceHeader(&n)
+	} else {
+		req.AppendHeader(&n)
+	}
+}
+
+// demote is a slog handler lowering records one level (Error to Warn,
+// Warn to Info, Info to Debug).
+type demote struct{ h slog.Handler }
+
+func (d demote) level(l slog.Level) slog.Level {
+	switch {
+	case l >= slog.LevelError:
+		return slog.LevelWarn
+	case l >= slog.LevelWarn:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+func (d demote) Enabled(ctx context.Context, l slog.Level) bool { return d.h.Enabled(ctx, d.level(l)) }
+
+func (d demote) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = d.level(r.Level)
+	return d.h.Handle(ctx, r)
+}
+
+func (d demote) WithAttrs(as []slog.Attr) slog.Handler { return demote{d.h.WithAttrs(as)} }
+func (d demote) WithGroup(n string) slog.Handler       { return demote{d.h.WithGroup(n)} }

@@ -1,0 +1,86 @@
+package sipserver
+
+import (
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// transport holds what the TCP, TLS and UDP wrappers share: limits, the
+// inspector, the live flows and the write-path hook.
+type transport struct {
+	log        *slog.Logger
+	in         *inspector
+	m          *metrics
+	maxSize    int
+	maxHeaders int
+	idle       time.Duration
+	msgTimeout time.Duration
+	server     string // Server header value
+
+	// onClose is told about every flow that closes (the registrar drops
+	// its bindings). Called once per flow, from the goroutine closing it.
+	onClose func(*flowConn)
+
+	nextID atomic.Uint64
+
+	mu    sync.Mutex           // guards flows
+	flows map[string]*flowConn // by transport "|" remote address, as sipgo keys connections
+}
+
+func flowKey(transport, raddr string) string { return transport + "|" + raddr }
+
+func (t *transport) addFlow(c *flowConn) {
+	t.mu.Lock()
+	t.flows[flowKey(c.transport, c.RemoteAddr().String())] = c
+	n := len(t.flows)
+	t.mu.Unlock()
+	t.m.flows.Set(float64(n))
+}
+
+func (t *transport) removeFlow(c *flowConn) {
+	t.mu.Lock()
+	k := flowKey(c.transport, c.RemoteAddr().String())
+	if t.flows[k] == c {
+		delete(t.flows, k)
+	}
+	n := len(t.flows)
+	t.mu.Unlock()
+	t.m.flows.Set(float64(n))
+	if t.onClose != nil {
+		t.onClose(c)
+	}
+}
+
+// flow returns the live connection a request arrived on, by the transport
+// and source sipgo recorded.
+func (t *transport) flow(transport, source string) *flowConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.flows[flowKey(transport, source)]
+}
+
+// closeAll closes every flow (server shutdown).
+func (t *transport) closeAll() {
+	t.mu.Lock()
+	all := make([]*flowConn, 0, len(t.flows))
+	for _, c := range t.flows {
+		all = append(all, c)
+	}
+	t.mu.Unlock()
+	for _, c := range all {
+		c.Close()
+	}
+}
+
+// stamp is the write path every outgoing message takes: responses get the
+// Server header and are counted by status code.
+func (t *transport) stamp(b []byte) []byte {
+	out, code := stampResponse(b, t.server)
+	if code > 0 {
+		t.m.responses.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+	return out
+}

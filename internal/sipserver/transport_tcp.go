@@ -1,0 +1,385 @@
+package sipserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The TCP (and TLS) transport. sipgo's Server.ServeTCP takes a
+// net.Listener; the one handed to it here is a stack of wrappers that add
+// what sipgo lacks:
+//
+//	net.TCPListener
+//	└ capListener     per-IP connection cap; survives EMFILE
+//	  └ tls.Listener  (TLS only)
+//	    └ flowListener every connection becomes a flowConn: framing, limits,
+//	                   CRLF keepalive, idle and slow-sender deadlines, a flow
+//	                   identity for the registrar, and a close notification
+//
+// sipgo reads a flowConn as if it were the socket, but only ever sees
+// messages that passed inspection.
+
+// writeTimeout bounds one write, so a peer that stops reading cannot hold
+// a sender (and the write lock) forever.
+const writeTimeout = 10 * time.Second
+
+// failLinger is how long a flow that can no longer be framed stays open
+// for responses to the messages before the failure.
+const failLinger = time.Second
+
+// bindingGrace is how long past its registration's expiry a flow may stay
+// silent before the idle timeout closes it.
+const bindingGrace = 30 * time.Second
+
+// capListener enforces the per-IP connection cap on accepted connections.
+type capListener struct {
+	net.Listener
+	max    int
+	log    *slog.Logger
+	reject func()
+
+	mu    sync.Mutex // guards count
+	count map[netip.Addr]int
+}
+
+func newCapListener(l net.Listener, max int, log *slog.Logger, reject func()) *capListener {
+	return &capListener{Listener: l, max: max, log: log, reject: reject, count: map[netip.Addr]int{}}
+}
+
+// Accept returns the next connection within its address's cap. Transient
+// errors (out of file descriptors, aborted handshakes) are retried with a
+// backoff rather than returned: sipgo stops serving on any Accept error.
+func (l *capListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || !transientAcceptError(err) {
+				return nil, err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed, retrying", "error", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		ip := addrPort(c.RemoteAddr()).Addr()
+		l.mu.Lock()
+		if l.count[ip] >= l.max {
+			l.mu.Unlock()
+			c.Close()
+			l.reject()
+			l.log.Debug("connection refused: per-IP limit", "remote_ip", ip, "limit", l.max)
+			continue
+		}
+		l.count[ip]++
+		l.mu.Unlock()
+		return &countedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *capListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.count[ip]--; l.count[ip] <= 0 {
+		delete(l.count, ip)
+	}
+}
+
+func transientAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+}
+
+// countedConn releases its slot in the per-IP count once, when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// flowListener turns accepted connections into flowConns.
+type flowListener struct {
+	net.Listener
+	t         *transport
+	transport string // "TCP" or "TLS"
+}
+
+func (l *flowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.t.newFlowConn(c, l.transport), nil
+}
+
+// flowConn is one client connection: an RFC 5626 flow. Its read side is
+// used only by the one goroutine sipgo runs per connection; writes come
+// from any goroutine and are serialized.
+type flowConn struct {
+	net.Conn
+	t         *transport
+	id        string // unique for the server's lifetime
+	transport string // "TCP" or "TLS"
+	raddr     netip.AddrPort
+	laddr     netip.AddrPort
+
+	// boundUntil (unix nanoseconds) is the latest expiry of a registration
+	// bound to this flow: a registered client may stay quiet that long.
+	boundUntil atomic.Int64
+
+	// Read side (sipgo's reader goroutine only).
+	buf      []byte // bytes read, not yet framed: buf[r:w]
+	r, w     int
+	scanned  int       // bytes of the current message searched for its header end
+	msgStart time.Time // arrival of the current message's first byte; zero between messages
+	out      []byte    // inspected messages for sipgo, not yet read
+	rerr     error     // read error held back until buffered bytes are handled
+	failed   error     // framing failed: the flow drains, then ends
+
+	wmu sync.Mutex // serializes writes: messages must never interleave
+
+	closeOnce sync.Once
+}
+
+func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
+	fc := &flowConn{
+		Conn:      c,
+		t:         t,
+		transport: transport,
+		raddr:     addrPort(c.RemoteAddr()),
+		laddr:     addrPort(c.LocalAddr()),
+		buf:       make([]byte, 4096),
+	}
+	fc.id = fmt.Sprintf("%s/%s/%d", transport, fc.raddr, t.nextID.Add(1))
+	t.addFlow(fc)
+	return fc
+}
+
+// extendBinding lets the flow idle until at least until (a registration
+// bound to it expires then).
+func (c *flowConn) extendBinding(until time.Time) {
+	for {
+		cur := c.boundUntil.Load()
+		if until.UnixNano() <= cur || c.boundUntil.CompareAndSwap(cur, until.UnixNano()) {
+			return
+		}
+	}
+}
+
+// Read hands sipgo the next inspected bytes.
+func (c *flowConn) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if err := c.frame(); err != nil {
+			return 0, err
+		}
+		if len(c.out) > 0 {
+			break
+		}
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	if len(c.out) == 0 {
+		c.out = nil
+	}
+	return n, nil
+}
+
+// frame consumes keepalives and complete messages from the buffer.
+func (c *flowConn) frame() error {
+	for {
+		in := c.buf[c.r:c.w]
+		// RFC 5626 §4.4.1: CRLFCRLF between messages is a ping, answered
+		// with a CRLF pong; a lone CRLF (RFC 3261 §7.5) is skipped. sipgo
+		// answers a ping only when a read returns nothing else, so one
+		// split across segments or followed at once by a message would go
+		// unanswered; here every ping between messages is.
+		for len(in) >= 2 && in[0] == '\r' && in[1] == '\n' {
+			if len(in) >= 4 && in[2] == '\r' && in[3] == '\n' {
+				if _, err := c.Write([]byte("\r\n")); err != nil {
+					return err
+				}
+				c.r += 4
+			} else if len(in) == 2 || len(in) == 3 && in[2] == '\r' {
+				return nil // perhaps the first half of a ping
+			} else {
+				c.r += 2
+			}
+			in = c.buf[c.r:c.w]
+		}
+		if len(in) == 0 {
+			c.msgStart = time.Time{}
+			return nil
+		}
+		if c.msgStart.IsZero() {
+			c.msgStart = time.Now()
+		}
+		n, scanned, err := frameStream(in, c.scanned, c.t.maxSize, c.t.maxHeaders)
+		if err != nil {
+			// No message boundary to resume at: answer if we can, then
+			// end the flow (after a linger, see fill).
+			se := err.(*sipError)
+			if se != errTooLarge {
+				if v := reject(in, se); v.reply != nil {
+					c.Write(v.reply)
+				}
+			}
+			c.t.m.dropped.WithLabelValues("tcp", "framing").Inc()
+			c.t.log.Debug("closing flow: cannot frame", "flow", c.id, "error", se.reason)
+			c.failed = err
+			c.r, c.w = 0, 0
+			return nil
+		}
+		if n == 0 {
+			c.scanned = scanned
+			return nil
+		}
+		v := c.t.in.inspectFrame(in[:n])
+		c.r += n
+		c.scanned = 0
+		c.msgStart = time.Time{}
+		if v.reply != nil {
+			if _, err := c.Write(v.reply); err != nil {
+				return err
+			}
+		}
+		if v.deliver != nil {
+			c.out = append(c.out, v.deliver...)
+			return nil
+		}
+		c.t.m.dropped.WithLabelValues("tcp", "invalid").Inc()
+		c.t.log.Debug("message not delivered", "flow", c.id, "reason", v.reason)
+	}
+}
+
+// fill reads more bytes under the deadline that applies: the slow-sender
+// deadline while a message is incomplete, else the idle timeout (longer for
+// a flow a registration is bound to).
+func (c *flowConn) fill() error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	if c.failed != nil {
+		// Messages framed before the failure are still being handled;
+		// give their responses a moment to go out before sipgo closes
+		// the connection, discarding whatever else arrives.
+		c.Conn.SetReadDeadline(time.Now().Add(failLinger))
+		for {
+			if _, err := c.Conn.Read(c.buf); err != nil {
+				return endOfFlow(c.id, c.failed)
+			}
+		}
+	}
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	if len(c.buf)-c.w < 1024 {
+		if c.r > 0 {
+			c.w = copy(c.buf, c.buf[c.r:c.w])
+			c.r = 0
+		}
+		if len(c.buf)-c.w < 1024 {
+			nb := make([]byte, 2*len(c.buf))
+			copy(nb, c.buf[:c.w])
+			c.buf = nb
+		}
+	}
+	now := time.Now()
+	var deadline time.Time
+	if !c.msgStart.IsZero() {
+		deadline = c.msgStart.Add(c.t.msgTimeout)
+	} else {
+		deadline = now.Add(c.t.idle)
+		if b := time.Unix(0, c.boundUntil.Load()).Add(bindingGrace); b.After(deadline) {
+			deadline = b
+		}
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	n, err := c.Conn.Read(c.buf[c.w:])
+	c.w += n
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if !c.msgStart.IsZero() {
+				c.t.m.dropped.WithLabelValues("tcp", "slow-sender").Inc()
+				err = fmt.Errorf("message incomplete after %s: %w", c.t.msgTimeout, err)
+			} else {
+				err = fmt.Errorf("idle: %w", err)
+			}
+		}
+		c.t.log.Debug("closing flow", "flow", c.id, "error", err)
+		err = endOfFlow(c.id, err)
+		if n > 0 {
+			c.rerr = err
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Write sends one complete message (sipgo writes each in one call).
+func (c *flowConn) Write(b []byte) (int, error) {
+	out := c.t.stamp(b)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return 0, err
+	}
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Close closes the connection and, once, tells the registrar the flow is
+// gone so its bindings go with it.
+func (c *flowConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() { c.t.removeFlow(c) })
+	return err
+}
+
+// endOfFlow wraps the reason a flow ends so that sipgo, which logs any
+// read error but io.EOF and net.ErrClosed as an error, takes it as the
+// normal end of a connection; the flow logged the reason already.
+func endOfFlow(id string, err error) error {
+	return fmt.Errorf("flow %s: %w (%w)", id, err, io.EOF)
+}
+
+// addrPort converts a net.Addr of TCP or UDP to netip.AddrPort.
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
