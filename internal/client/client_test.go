@@ -101,7 +101,7 @@ func TestStepErrorFormat(t *testing.T) {
 		{stepErr(StepMCS, fmt.Errorf("%w: license expired", ErrNoLicense), ""),
 			"step 3 (MCS license and address book): no valid license: license expired"},
 		{stepErr(StepSIP, &CallError{Target: "3035550199", Status: 480, Reason: "Temporarily Unavailable", Err: ErrUnavailable}, "try later"),
-			"step 4 (SIP registration): call to 3035550199: not available (480 Temporarily Unavailable)\n  what to do: try later"},
+			"step 4 (SIP signalling): call to 3035550199: not available (480 Temporarily Unavailable)\n  what to do: try later"},
 		{stepErr(StepMedia, &CallError{Target: "Bob", Err: errors.New("ACK: timeout")}, ""),
 			"step 5 (RTP media): call to Bob failed: ACK: timeout"},
 		// An error that already names its step keeps it (and its hint).
