@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
@@ -135,10 +137,35 @@ func (s *Server) credentials(req *sipmsg.Request, kind authKind) (digestCredenti
 
 func (s *Server) challenge(tx sipmsg.ServerTransaction, req *sipmsg.Request, kind authKind, stale bool) {
 	var hs []sipmsg.Header
-	for _, v := range s.auth.challenges(s.now(), stale) {
+	for _, v := range s.auth.challenges(s.now(), stale, s.legacyDigest(req)) {
 		hs = append(hs, sipmsg.NewHeader(kind.challenge, v))
 	}
 	s.respond(tx, req, kind.code, kind.reason, hs...)
+}
+
+// legacyDigest reports whether the request comes from a standard SIP
+// device (kind "sip"). Many such endpoints (SIPp, baresip, Linphone) only
+// compute MD5 and fail on challenges they cannot answer, so they are
+// offered MD5 alone; Z5 clients get SHA-256 first (RFC 8760).
+func (s *Server) legacyDigest(req *sipmsg.Request) bool {
+	from := req.From()
+	if from == nil || from.Address.User == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	user := from.Address.User
+	if dev, err := s.store.DeviceBySIPUser(ctx, user); err == nil {
+		return dev.Kind == store.DeviceSIP
+	}
+	// Standard endpoints often put the number, not their SIP username, in
+	// From: a number with a standard device is offered MD5 (its Z5 devices
+	// then answer MD5 too, which they can).
+	devs, err := s.store.DevicesOf(ctx, user)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(devs, func(d store.Device) bool { return d.Kind == store.DeviceSIP })
 }
 
 // sameURI reports whether a digest-uri names the request's target. The

@@ -239,11 +239,18 @@ func (a *digestAuth) nonceIssued(nonce string) (time.Time, bool) {
 	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), true
 }
 
-// challenges returns one challenge value per algorithm, best first.
-func (a *digestAuth) challenges(now time.Time, stale bool) []string {
+// challenges returns one challenge value per algorithm, best first, or
+// MD5 alone for legacy endpoints.
+func (a *digestAuth) challenges(now time.Time, stale, legacy bool) []string {
 	nonce := a.newNonce(now)
 	out := make([]string, 0, len(a.algs))
-	for _, alg := range a.algs {
+	algs := a.algs
+	if legacy && slices.Contains(algs, "MD5") {
+		// libre (baresip) fails on any challenge it cannot compute and
+		// SIPp answers only the first: such endpoints get MD5 alone.
+		algs = []string{"MD5"}
+	}
+	for _, alg := range algs {
 		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm=%s, qop="auth"`, a.realm, nonce, a.opaque, alg)
 		if stale {
 			v += ", stale=true"

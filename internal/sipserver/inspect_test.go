@@ -144,6 +144,9 @@ type fuzzStore struct{ store.Store }
 func (fuzzStore) DeviceBySIPUser(context.Context, string) (store.Device, error) {
 	return store.Device{}, store.ErrNotFound
 }
+func (fuzzStore) DevicesOf(context.Context, string) ([]store.Device, error) {
+	return nil, nil
+}
 func (fuzzStore) Number(context.Context, string) (store.Number, error) {
 	return store.Number{}, store.ErrNotFound
 }

@@ -18,7 +18,7 @@ func TestRegisterWithDigest(t *testing.T) {
 	e.provision("5552340001", store.DeviceSIP, "alice", "secret-a")
 	p := newPhone(t, e, "5552340001", "alice", "secret-a")
 
-	// The challenge: SHA-256, SHA-512-256, MD5 in that order, qop=auth.
+	// The challenge carries qop=auth, realm and opaque.
 	ctx := context.Background()
 	res, err := p.cli.Do(ctx, p.registerRequest(600))
 	if err != nil {
@@ -37,8 +37,26 @@ func TestRegisterWithDigest(t *testing.T) {
 		alg, _, _ = strings.Cut(alg, ",")
 		algs = append(algs, alg)
 	}
+	// A standard SIP device is offered MD5 alone (SIPp, baresip and
+	// Linphone compute nothing else and fail on other challenges).
+	if got := strings.Join(algs, " "); got != "MD5" {
+		t.Fatalf("algorithms for a kind sip device %q", got)
+	}
+	// A Z5 device gets RFC 8760's order: SHA-256, SHA-512-256, MD5.
+	e.provision("5552340009", store.DeviceZ5, "z5dev", "secret-z")
+	z := newPhone(t, e, "5552340009", "z5dev", "secret-z")
+	zres, err := z.cli.Do(ctx, z.registerRequest(600))
+	if err != nil || zres.StatusCode != 401 {
+		t.Fatalf("Z5 device REGISTER: %v %v", zres, err)
+	}
+	algs = algs[:0]
+	for _, h := range zres.GetHeaders("WWW-Authenticate") {
+		_, alg, _ := strings.Cut(h.Value(), "algorithm=")
+		alg, _, _ = strings.Cut(alg, ",")
+		algs = append(algs, alg)
+	}
 	if got := strings.Join(algs, " "); got != "SHA-256 SHA-512-256 MD5" {
-		t.Fatalf("algorithms %q", got)
+		t.Fatalf("algorithms for a Z5 device %q", got)
 	}
 
 	res = p.register(600)
@@ -59,8 +77,8 @@ func TestRegisterWithDigest(t *testing.T) {
 	if n := metricValue(e, "z5_sip_registrations"); n != 1 {
 		t.Errorf("registrations gauge %v", n)
 	}
-	if n := metricValue(e, "z5_sip_responses_total", "code", "401"); n != 2 {
-		t.Errorf("401 responses counted %v, want 2", n)
+	if n := metricValue(e, "z5_sip_responses_total", "code", "401"); n != 3 {
+		t.Errorf("401 responses counted %v, want 3", n)
 	}
 }
 
