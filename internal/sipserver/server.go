@@ -45,6 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/netcheck"
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -669,13 +670,26 @@ func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if s.rejectRequire(req, tx, "Require") {
 		return
 	}
-	s.respond(tx, req, 200, "OK",
+	hs := []sipmsg.Header{
 		allowHeader(),
 		sipmsg.NewHeader("Accept", "application/sdp"),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),
 		sipmsg.NewHeader("Supported", strings.Join(supportedOptions, ", ")),
-	)
+	}
+	// `z5 check` asks over TCP what we received, to spot a SIP ALG on the
+	// customer's firewall rewriting its messages (netcheck.ALGEchoReply).
+	if echo, body, ok := netcheck.ALGEchoReply(req); ok {
+		res := sipmsg.NewResponseFromRequest(req, 200, "OK", body)
+		for _, h := range append(hs, echo...) {
+			res.AppendHeader(h)
+		}
+		if err := s.reply(tx, req, res); err != nil {
+			s.log.Debug("respond failed", "status", 200, "method", req.Method, "error", err)
+		}
+		return
+	}
+	s.respond(tx, req, 200, "OK", hs...)
 }
 
 // rejectRequire answers 420 when a Require or Proxy-Require header lists
