@@ -1,0 +1,555 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of the MCS (z5d) against the field's anchors,
+# Kamailio and rtpengine, in one run on this machine, on loopback only.
+#
+#   bench/run.sh            all four parts (about 9-12 minutes)
+#   bench/run.sh relay      packets/s and added latency: MCS relay vs rtpengine
+#   bench/run.sh register   digest REGISTER/s over TCP: z5d vs Kamailio
+#   bench/run.sh calls      call setups/s: z5d vs Kamailio + rtpengine
+#   bench/run.sh memory     bytes per registration at 10k registrations
+#
+# Every load is bounded in count and time. Each system listens on its own
+# loopback address; every process started here is stopped by its PID when
+# the script ends. Results: bench/results/<part>.txt (raw lines) and
+# bench/results/summary-<part>.txt (the table). BENCHMARKS.md explains them.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=$ROOT/bench
+TMP=$B/.tmp
+RES=$B/results
+BIN=$TMP/bin
+LOGS=$TMP/logs
+PART=${1:-all}
+
+Z5_IP=127.0.77.1       # z5d: SIP 5060, metrics 29090
+KAM_IP=127.0.78.1      # Kamailio: SIP 5060
+UA_IP=127.0.79.1       # SIPp user agents
+RELAY_IP=127.0.80.1    # relays and the media load generator
+NG_Z5=$RELAY_IP:22224  # the MCS relay behind the ng protocol (relayload serve)
+NG_RTPE=$RELAY_IP:22222
+NG_CALLS=127.0.78.2:22222 # rtpengine for the call benchmark
+DOMAIN=mcs.z5.test
+USERS=10000            # provisioned users (the memory benchmark registers all)
+LADDER_USERS=1000      # users cycled through by the REGISTER ladder
+FIRST=2125550000       # user i is SIP user FIRST+i, password pw-(FIRST+i)
+SIP_STEP=${SIP_STEP:-6}   # seconds per SIP ladder step
+RELAY_STEP=${RELAY_STEP:-4s}
+
+case $PART in
+all | relay | register | calls | memory) ;;
+*)
+	echo "usage: bench/run.sh [all|relay|register|calls|memory]" >&2
+	exit 2
+	;;
+esac
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- processes --------------------------------------------------------------
+
+PIDS=()
+# start LOG CMD... runs CMD in the background; its PID is in $LAST_PID.
+start() {
+	local out=$1
+	shift
+	"$@" >"$out" 2>&1 &
+	LAST_PID=$!
+	PIDS+=("$LAST_PID")
+}
+# stop PID: SIGTERM, then SIGKILL after 5 s.
+stop() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do stop "$p"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_tcp IP PORT: until something listens (10 s).
+wait_tcp() {
+	local i
+	for i in $(seq 100); do
+		(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# --- rows of the summary table ------------------------------------------------
+
+ROWS=$TMP/rows.tsv
+# row BENCHMARK MCS ANCHOR TARGET: ratio = MCS / anchor; TARGET is
+# "ratio>=X", "ratio<=X" or "mcs<=X" (an absolute bound).
+row() {
+	local name=$1 ours=$2 anchor=$3 target=$4 ratio verdict
+	ratio=$(awk -v a="$ours" -v b="$anchor" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a/b; else print "-" }')
+	verdict=$(awk -v r="$ratio" -v o="$ours" -v t="$target" 'BEGIN {
+		if (t == "-") { print "-"; exit }
+		split(t, p, /<=|>=/); op = index(t, "<=") ? "<=" : ">="; lim = p[2] + 0
+		v = (p[1] == "mcs") ? o : r
+		if (v == "-" || v == "") { print "n/a"; exit }
+		if (op == ">=") print (v + 0 >= lim) ? "met" : "MISSED"
+		else print (v + 0 <= lim) ? "met" : "MISSED" }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${ours:--}" "${anchor:--}" "$ratio" "$target" "$verdict" >>"$ROWS"
+}
+
+# --- setup --------------------------------------------------------------------
+
+need() {
+	local missing=() pkg
+	command -v kamailio >/dev/null || missing+=(kamailio)
+	command -v rtpengine >/dev/null || missing+=(rtpengine-daemon)
+	command -v sipp >/dev/null || missing+=(sip-tester)
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" = 0 ]; then
+			log "installing ${missing[*]}"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1 ||
+				{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1; }
+		fi
+		for pkg in kamailio rtpengine sipp; do
+			command -v $pkg >/dev/null || { echo "bench: $pkg is missing (apt-get install kamailio rtpengine-daemon sip-tester)" >&2; exit 1; }
+		done
+	fi
+	# The Debian packages ship services; the benchmark runs its own
+	# instances only, so a packaged one running would skew the figures.
+	if pgrep -x rtpengine >/dev/null || pgrep -x kamailio >/dev/null; then
+		log "note: another kamailio/rtpengine is running on this host"
+	fi
+}
+
+build() {
+	log "building z5d and the benchmark tools"
+	(cd "$ROOT" && go build -o bin/ ./cmd/z5d ./cmd/z5) || { echo "bench: go build of z5d failed" >&2; exit 1; }
+	(cd "$ROOT" && go build -o "$BIN/" ./bench/relayload ./bench/provision ./bench/mcsnode) || exit 1
+}
+
+# provision: the z5 store with $USERS users (cached: argon2 and 30k SQLite
+# commits take a minute), the SIPp injection files and Kamailio's tables.
+provision() {
+	local key cache
+	key=$(cat "$B/provision/main.go" "$ROOT"/internal/store/sqlite/*.go 2>/dev/null | sha256sum | cut -c1-12)
+	cache=$TMP/cache/z5-$USERS-$key
+	mkdir -p "$TMP/users"
+	"$BIN/provision" --count $USERS --first $FIRST --domain $DOMAIN \
+		--sipp "$TMP/users/all.csv" --kamailio "$TMP/dbtext" || exit 1
+	head -n $((LADDER_USERS + 1)) "$TMP/users/all.csv" >"$TMP/users/ladder.csv"
+	# Kamailio's in-memory credential table (htable), from the same users.
+	{
+		echo "key_name(string) key_type(int) value_type(int) key_value(string) expires(int)"
+		awk -F: 'NR > 1 { print $2 ":0:0:" $4 ":0" }' "$TMP/dbtext/subscriber"
+	} >"$TMP/dbtext/htable"
+	printf 'table_name(string) table_version(int)\nsubscriber:7\nhtable:2\n' >"$TMP/dbtext/version"
+	if [ ! -f "$cache/z5.db" ]; then
+		log "provisioning $USERS users into a z5 store (once; cached in $cache)"
+		rm -rf "$TMP/cache" "$TMP/provision-data"
+		mkdir -p "$TMP/provision-data" && chmod 700 "$TMP/provision-data"
+		z5_config "$TMP/provision-data" >"$TMP/provision.toml"
+		"$BIN/provision" --config "$TMP/provision.toml" --count $USERS --first $FIRST || exit 1
+		mkdir -p "$cache" && cp "$TMP/provision-data/z5.db" "$cache/z5.db"
+	fi
+	Z5_DB=$cache/z5.db
+}
+
+# z5_config DATADIR: a one-node deployment on $Z5_IP.
+z5_config() {
+	cat <<EOF
+data_dir = "$1"
+
+[provider]
+name = "Z5 bench"
+
+[names]
+zdial = "zdial.z5.test"
+lb_mcs = "lb.mcs.z5.test"
+sip_domain = "$DOMAIN"
+
+[ports]
+dns = 25353
+zdial_https = 28443
+mcs_https = 29443
+sip = 5060
+rtp = "20000-25999"
+metrics = 29090
+
+[dns]
+zones = ["z5.test"]
+
+# The load comes from one address standing for many clients: lift the
+# per-address connection limit (64 by default) as Kamailio has none.
+[sip]
+max_conns_per_ip = 20000
+
+[[site]]
+name = "bench"
+
+[[site.node]]
+name = "n1"
+roles = ["dns", "zdial", "mcs"]
+address = "$Z5_IP"
+hosts = ["mcs1.mcs.z5.test"]
+EOF
+}
+
+# z5_pick: the MCS under test. SIPp 3.6 computes MD5 digests only and
+# answers the first challenge, while z5d offers SHA-256 first. When the
+# deployment config can set the order ([sip] digest_algorithms), z5d run
+# is measured; otherwise bench/mcsnode, which wires the same store, relay
+# and sipserver for the node as z5d run does, offering MD5.
+Z5_MODE=
+z5_pick() {
+	local d=$TMP/probe
+	rm -rf "$d" && mkdir -p "$d/data" && chmod 700 "$d/data"
+	{
+		z5_config "$d/data"
+		printf '\n'
+	} >"$d/z5.toml"
+	sed -i 's/^max_conns_per_ip = 20000$/&\ndigest_algorithms = ["MD5"]/' "$d/z5.toml"
+	if "$ROOT/bin/z5d" admin --config "$d/z5.toml" customer list >"$d/out" 2>&1; then
+		Z5_MODE=z5d
+		Z5_DIGEST='digest_algorithms = ["MD5"]'
+	else
+		Z5_MODE=mcsnode
+		Z5_DIGEST=
+		log "note: z5d run cannot be told to offer MD5 first ($(grep -o 'unknown key.*' "$d/out" | head -1)); measuring bench/mcsnode (z5d's SIP + relay wiring, MD5 digests)"
+	fi
+	echo "mcs_under_test: $Z5_MODE" >>"$TMP/header.txt"
+}
+
+Z5_PID=
+z5_start() {
+	local d=$TMP/z5 i
+	rm -rf "$d" && mkdir -p "$d/data" && chmod 700 "$d/data"
+	cp "$Z5_DB" "$d/data/z5.db"
+	z5_config "$d/data" >"$d/z5.toml"
+	if [ -n "$Z5_DIGEST" ]; then
+		sed -i "s/^max_conns_per_ip = 20000\$/&\n$Z5_DIGEST/" "$d/z5.toml"
+	fi
+	if [ "$Z5_MODE" = z5d ]; then
+		start "$LOGS/z5d-$1.log" "$ROOT/bin/z5d" run --config "$d/z5.toml" --node n1
+	else
+		start "$LOGS/z5d-$1.log" "$BIN/mcsnode" --config "$d/z5.toml" --node n1 --digest MD5 --metrics $Z5_IP:29090
+	fi
+	Z5_PID=$LAST_PID
+	for i in $(seq 300); do
+		curl -fs "http://$Z5_IP:29090/readyz" >/dev/null 2>&1 && return 0
+		kill -0 "$Z5_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench: the MCS did not become ready; see $LOGS/z5d-$1.log" >&2
+	tail -5 "$LOGS/z5d-$1.log" >&2
+	return 1
+}
+
+KAM_PID=
+# kam_start NAME [-A WITH_RTPENGINE ...]
+kam_start() {
+	local name=$1
+	shift
+	mkdir -p "$TMP/kam-$name"
+	start "$LOGS/kamailio-$name.log" kamailio -f "$B/kamailio/kamailio.cfg" -DD -E \
+		-l "tcp:$KAM_IP:5060" -m 256 -Y "$TMP/kam-$name" \
+		-A WITH_HTABLE_AUTH -A "DBURL=\"text://$TMP/dbtext\"" -A "CTLSOCK=\"unix:$TMP/kam-$name/ctl\"" "$@"
+	KAM_PID=$LAST_PID
+	wait_tcp $KAM_IP 5060 || { echo "bench: kamailio did not start; see $LOGS/kamailio-$name.log" >&2; return 1; }
+	sleep 0.5
+}
+
+RTPE_PID=
+# rtpe_start NAME NG_ADDR IP PORTMIN PORTMAX: userspace only (no kernel table).
+rtpe_start() {
+	start "$LOGS/rtpengine-$1.log" rtpengine --config-file=none --table=-1 --foreground --log-stderr \
+		--log-level=4 --delete-delay=0 --interface="$3" --listen-ng="$2" --port-min="$4" --port-max="$5"
+	RTPE_PID=$LAST_PID
+	"$BIN/relayload" ping --ng "$2" --ip "$3" --wait 10s || { echo "bench: rtpengine did not answer; see $LOGS/rtpengine-$1.log" >&2; return 1; }
+}
+
+# --- SIPp ladders ---------------------------------------------------------------
+
+# sipp_stat FILE COLUMN: the last value of a -trace_stat column.
+sipp_stat() {
+	[ -f "$1" ] || { echo 0; return; }
+	awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next } { v = $c } END { print v + 0 }' "$1"
+}
+
+# sipp_step LABEL RATE CALLS PAUSE SIPP-ARGS...: one bounded SIPp run;
+# prints a result line and returns 0 when every call succeeded at >= 90% of
+# RATE. PAUSE is the seconds every call waits in the scenario (not counted).
+sipp_step() {
+	local label=$1 rate=$2 calls=$3 pause=$4
+	shift 4
+	local stf=$TMP/sipp-stat.csv t0 t1 rc ok fail el achieved pass clean
+	rm -f "$stf" "$TMP/sipp-err.log"
+	t0=$(date +%s.%N)
+	timeout $((calls / rate * 3 + 30)) sipp -nd -r "$rate" -m "$calls" -l 5000 -max_socket 10000 -recv_timeout 5000 \
+		-timeout $((calls / rate * 3 + 20))s -trace_stat -stf "$stf" -fd 1 \
+		-trace_err -error_file "$TMP/sipp-err.log" "$@" >"$TMP/sipp.out" 2>&1
+	rc=$?
+	t1=$(date +%s.%N)
+	ok=$(sipp_stat "$stf" 'SuccessfulCall(C)')
+	fail=$(sipp_stat "$stf" 'FailedCall(C)')
+	el=$(awk -v a="$t0" -v b="$t1" -v p="$pause" 'BEGIN { printf "%.2f", b - a - p }')
+	achieved=$(awk -v n="$ok" -v e="$el" 'BEGIN { printf "%.0f", n / e }')
+	# clean: every call succeeded (the achieved rate counts); pass: and at
+	# 90% of the offered rate or more (the ladder goes on).
+	clean=no pass=no
+	[ "$rc" = 0 ] && [ "$fail" = 0 ] && [ "$ok" = "$calls" ] && clean=yes
+	if [ $clean = yes ] && awk -v a="$achieved" -v r="$rate" 'BEGIN { exit !(a >= 0.9 * r) }'; then
+		pass=yes
+	fi
+	echo "step $label rate=$rate calls=$calls ok=$ok failed=$fail elapsed_s=$el achieved_per_s=$achieved sipp_rc=$rc clean=$clean pass=$pass"
+	if [ $pass = no ] && [ -s "$TMP/sipp-err.log" ]; then
+		grep -v -e 'Failed to delete FD' -e 'events occurred' -e 'watchdog' -e 'out-of-call' "$TMP/sipp-err.log" |
+			head -c 600 | sed 's/^/    /'
+		echo
+	fi
+	[ $pass = yes ]
+}
+
+# ladder LABEL OUTFILE RATES STEPFN: runs STEPFN RATE up the ladder until a
+# step fails twice (a failing step is tried once more: a shared host has
+# bursts of other load). BEST is the highest rate achieved by a step in
+# which every call succeeded, including a saturated last step.
+ladder() {
+	local label=$1 out=$2 rates=$3 fn=$4 r line best=0 pass a
+	for r in $rates; do
+		pass=no
+		for attempt in 1 2; do
+			line=$($fn "$r") && pass=yes
+			echo "$line" | tee -a "$out" >&2
+			if echo "$line" | grep -q ' clean=yes'; then
+				a=$(echo "$line" | sed -n 's/.*achieved_per_s=\([0-9]*\).*/\1/p' | head -1)
+				[ "${a:-0}" -gt "$best" ] && best=$a
+			fi
+			[ $pass = yes ] && break
+		done
+		[ $pass = yes ] || break
+	done
+	BEST=$best
+	echo "summary $label max_per_s=$best" | tee -a "$out" >&2
+}
+
+# --- 1. relay -------------------------------------------------------------------
+
+relay_part() {
+	local out=$RES/relay.txt media mcs_pid
+	: >"$out"
+	log "relay: MCS relay (relayload serve) vs rtpengine userspace, in turns; ladder in relayed packets/s"
+	start "$LOGS/relay-mcs.log" "$BIN/relayload" serve --ng $NG_Z5 --bind $RELAY_IP --ports 20000-25999
+	mcs_pid=$LAST_PID
+	"$BIN/relayload" ping --ng $NG_Z5 --ip $RELAY_IP --wait 10s || { echo "bench: relayload serve did not answer" >&2; exit 1; }
+	rtpe_start relay $NG_RTPE $RELAY_IP 26000 31999 || exit 1
+	for media in video audio; do
+		"$BIN/relayload" run --ip $RELAY_IP --media $media --dur "$RELAY_STEP" \
+			--relay "mcs=$NG_Z5@$mcs_pid" --relay "rtpengine=$NG_RTPE@$RTPE_PID" | tee -a "$out" >&2
+	done
+	stop "$mcs_pid"
+	stop "$RTPE_PID"
+	# The generator and the kernel alone: legs sending to each other.
+	"$BIN/relayload" run --ip $RELAY_IP --media video --steps 7000,28000 --dur "$RELAY_STEP" --relay direct= | tee -a "$out" >&2
+
+	sv() { sed -n "s/^summary relay=$1 media=$2 .*$3=\([0-9.]*\).*/\1/p" "$out"; }
+	for media in video audio; do
+		row "relay $media: max pps at <0.1% loss" "$(sv mcs $media max_pps)" "$(sv rtpengine $media max_pps)" 'ratio>=1'
+		for load in 7000 28000; do
+			row "relay $media: p99 latency us at $load pps" "$(sv mcs $media p99_us_$load)" "$(sv rtpengine $media p99_us_$load)" 'ratio<=0.5'
+			row "relay $media: p50 latency us at $load pps" "$(sv mcs $media p50_us_$load)" "$(sv rtpengine $media p50_us_$load)" '-'
+			row "relay $media: CPU ns per packet at $load pps" "$(sv mcs $media cpu_ns_per_pkt_$load)" "$(sv rtpengine $media cpu_ns_per_pkt_$load)" '-'
+		done
+	done
+}
+
+# --- 2. register ------------------------------------------------------------------
+
+REG_TARGET=
+REG_MODE=
+reg_step() {
+	local r=$1
+	sipp_step "$REG_LABEL" "$r" $((r * SIP_STEP)) 0 -sf "$B/sipp/register.xml" -inf "$TMP/users/ladder.csv" \
+		-t "$REG_MODE" -i $UA_IP -p 5073 "$REG_TARGET"
+}
+
+register_part() {
+	local out=$RES/register.txt z5_t1 z5_tn kam_t1 kam_tn
+	: >"$out"
+	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 12000" rates_tn="250 500 1000 1500 2000 3000 4000"
+	log "register: digest REGISTER over TCP, ${SIP_STEP}s per step, $LADDER_USERS users"
+	z5_start register || exit 1
+	REG_TARGET=$Z5_IP:5060
+	REG_MODE=t1 REG_LABEL="z5d t1" ladder "z5d t1" "$out" "$rates_t1" reg_step
+	z5_t1=$BEST
+	REG_MODE=tn REG_LABEL="z5d tn" ladder "z5d tn" "$out" "$rates_tn" reg_step
+	z5_tn=$BEST
+	stop "$Z5_PID"
+
+	kam_start register || exit 1
+	REG_TARGET=$KAM_IP:5060
+	REG_MODE=t1 REG_LABEL="kamailio t1" ladder "kamailio t1" "$out" "$rates_t1" reg_step
+	kam_t1=$BEST
+	REG_MODE=tn REG_LABEL="kamailio tn" ladder "kamailio tn" "$out" "$rates_tn" reg_step
+	kam_tn=$BEST
+	stop "$KAM_PID"
+
+	row "REGISTER/s, one TCP connection (-t t1)" "$z5_t1" "$kam_t1" 'ratio>=1'
+	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$kam_tn" 'ratio>=1'
+}
+
+# --- 3. calls ---------------------------------------------------------------------
+
+CALL_TARGET=
+call_step() {
+	local r=$1
+	sipp_step "$CALL_LABEL" "$r" $((r * SIP_STEP + 1)) 0.5 -sf "$B/sipp/caller.xml" -t t1 -i $UA_IP -p 5071 \
+		-key user $FIRST -key callee $((FIRST + 1)) -key domain $DOMAIN -au $FIRST -ap "pw-$FIRST" "$CALL_TARGET"
+}
+
+# callee_start TARGET: the called UA registers and answers every call.
+CALLEE_PID=
+callee_start() {
+	local callee=$((FIRST + 1))
+	start "$LOGS/callee-$2.log" sipp -sf "$B/sipp/callee.xml" -oocsf "$B/sipp/callee_ooc.xml" -nd -t t1 -i $UA_IP -p 5072 \
+		-key user $callee -key domain $DOMAIN -au $callee -ap "pw-$callee" -m 1 \
+		-trace_err -error_file "$TMP/callee-$2-err.log" "$1"
+	CALLEE_PID=$LAST_PID
+	sleep 1
+}
+
+calls_part() {
+	local out=$RES/calls.txt z5 kam rates="50 100 250 500 1000 1500 2000 3000"
+	: >"$out"
+	log "calls: INVITE/200/ACK + BYE/200 between two registered UAs, SDP anchored on the relay"
+	z5_start calls || exit 1
+	CALL_TARGET=$Z5_IP:5060
+	callee_start "$CALL_TARGET" z5d
+	CALL_LABEL="z5d" ladder "z5d calls" "$out" "$rates" call_step
+	z5=$BEST
+	stop "$CALLEE_PID"
+	stop "$Z5_PID"
+
+	rtpe_start calls $NG_CALLS 127.0.78.2 26000 31999 || exit 1
+	kam_start calls -A WITH_RTPENGINE -A "RTPENGINE=\"udp:$NG_CALLS\"" || exit 1
+	CALL_TARGET=$KAM_IP:5060
+	callee_start "$CALL_TARGET" kamailio
+	CALL_LABEL="kamailio+rtpengine" ladder "kamailio+rtpengine calls" "$out" "$rates" call_step
+	kam=$BEST
+	stop "$CALLEE_PID"
+	stop "$KAM_PID"
+	stop "$RTPE_PID"
+
+	row "calls/s (INVITE..BYE, media anchored)" "$z5" "$kam" 'ratio>=1'
+}
+
+# --- 4. memory --------------------------------------------------------------------
+
+# rss_kb PID...: summed proportional set size (shared pages split between
+# the processes sharing them, so Kamailio's shared memory counts once).
+pss_kb() {
+	local p t=0 v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null)
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+kam_pids() { echo "$KAM_PID" $(pgrep -P "$KAM_PID"); }
+
+# hold_registrations TARGET LABEL COUNTFN: registers all $USERS users over
+# one TCP connection and keeps them (the SIPp calls pause after their 200);
+# returns once COUNTFN reports them all in the registrar, or after 60 s.
+HOLD_PID=
+hold_registrations() {
+	local i n=0
+	start "$LOGS/sipp-hold-$2.log" sipp -sf "$B/sipp/register_hold.xml" -inf "$TMP/users/all.csv" -nd -t t1 \
+		-i $UA_IP -p 5074 -r 500 -m $USERS -l 15000 -max_socket 100 -trace_err -error_file "$TMP/hold-$2-err.log" "$1"
+	HOLD_PID=$LAST_PID
+	for i in $(seq 600); do
+		sleep 0.1
+		n=$($3)
+		[ "${n:-0}" -ge $USERS ] 2>/dev/null && break
+	done
+	sleep 3 # a settled process
+	echo "${n:-0}"
+}
+z5_regs() { curl -fs "http://$Z5_IP:29090/metrics" | awk '/^z5_sip_registrations / { printf "%d", $2 }'; }
+kam_regs() {
+	kamcmd -s "unix:$TMP/kam-memory/ctl" stats.get_statistics location_contacts 2>/dev/null |
+		sed -n 's/.*location_contacts = \([0-9]*\).*/\1/p'
+}
+kam_shm_used() { kamcmd -s "unix:$TMP/kam-memory/ctl" core.shmmem 2>/dev/null | awk '$1 == "real_used:" { print $2 }'; }
+
+memory_part() {
+	local out=$RES/memory.txt before after heap0 heap1 per_z5 per_kam per_kam_shm shm0 shm1 n
+	: >"$out"
+	log "memory: $USERS registrations held over one TCP connection"
+	z5_start memory || exit 1
+	sleep 2
+	before=$(pss_kb "$Z5_PID")
+	heap0=$(curl -fs "http://$Z5_IP:29090/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%d", $2 }')
+	n=$(hold_registrations $Z5_IP:5060 z5d z5_regs)
+	after=$(pss_kb "$Z5_PID")
+	heap1=$(curl -fs "http://$Z5_IP:29090/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%d", $2 }')
+	per_z5=$(awk -v a="$before" -v b="$after" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+	echo "z5d registrations=$USERS registered=$n pss_before_kb=$before pss_after_kb=$after bytes_per_registration=$per_z5 heap_inuse_before=$heap0 heap_inuse_after=$heap1" | tee -a "$out" >&2
+	stop "$HOLD_PID"
+	stop "$Z5_PID"
+
+	kam_start memory || exit 1
+	sleep 1
+	before=$(pss_kb $(kam_pids))
+	shm0=$(kam_shm_used)
+	n=$(hold_registrations $KAM_IP:5060 kamailio kam_regs)
+	after=$(pss_kb $(kam_pids))
+	shm1=$(kam_shm_used)
+	per_kam=$(awk -v a="$before" -v b="$after" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+	per_kam_shm=$(awk -v a="${shm0:-0}" -v b="${shm1:-0}" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) / n }')
+	echo "kamailio registrations=$USERS registered=$n pss_before_kb=$before pss_after_kb=$after bytes_per_registration=$per_kam shm_real_used_before=$shm0 shm_real_used_after=$shm1 shm_bytes_per_registration=$per_kam_shm" | tee -a "$out" >&2
+	stop "$HOLD_PID"
+	stop "$KAM_PID"
+
+	# Kamailio keeps registrations in its shared memory segment, which is
+	# mapped whole at start: its allocator's count is the truer figure.
+	row "bytes per registration (10k): z5d PSS, Kamailio shm" "$per_z5" "$per_kam_shm" 'mcs<=4096'
+}
+
+# --- main -------------------------------------------------------------------------
+
+mkdir -p "$TMP" "$RES" "$BIN" "$LOGS"
+: >"$ROWS"
+need
+build
+START=$(date +%s)
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "versions: $(kamailio -v | head -1 | cut -d' ' -f2-3), rtpengine $(rtpengine --version 2>&1 | awk '{ print $2 }'), $(sipp -v 2>&1 | grep -o 'SIPp v[0-9.]*' | head -1), $(go version | cut -d' ' -f3)"
+} >"$TMP/header.txt"
+cat "$TMP/header.txt" >&2
+
+case $PART in register | calls | memory | all) provision && z5_pick ;; esac
+case $PART in relay | all) relay_part ;; esac
+case $PART in register | all) register_part ;; esac
+case $PART in calls | all) calls_part ;; esac
+case $PART in memory | all) memory_part ;; esac
+
+{
+	cat "$TMP/header.txt"
+	echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); wall time $(($(date +%s) - START)) s"
+	echo
+	{
+		printf 'benchmark\tMCS (z5d)\tanchor\tratio\ttarget\tverdict\n'
+		cat "$ROWS"
+	} | column -t -s $'\t'
+} >"$RES/summary-$PART.txt"
+echo
+cat "$RES/summary-$PART.txt"
