@@ -45,9 +45,24 @@ type Store struct {
 	w    *sql.DB // one connection: every write, as BEGIN IMMEDIATE
 	r    *sql.DB // read-only connections (PRAGMA query_only)
 
+	jobs     chan *writeJob // to the writer goroutine (group commit)
+	stop     chan struct{}  // closed by Close: the writer drains and exits
+	writerWG sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// writeJob is one caller's transaction body waiting for the writer.
+type writeJob struct {
+	ctx  context.Context
+	op   string
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// maxBatch bounds how many callers share one commit.
+const maxBatch = 128
 
 var _ store.Store = (*Store)(nil)
 
@@ -90,7 +105,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: read pool: %w", path, err)
 	}
-	return &Store{path: path, w: w, r: r}, nil
+	st := &Store{path: path, w: w, r: r, jobs: make(chan *writeJob), stop: make(chan struct{})}
+	st.writerWG.Add(1)
+	go st.writer()
+	return st, nil
 }
 
 // checkPragmas verifies that the settings durability depends on took
@@ -126,6 +144,8 @@ func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
+		close(s.stop)
+		s.writerWG.Wait()
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
 	})
 	if !first {
@@ -137,20 +157,114 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// write runs fn in one BEGIN IMMEDIATE transaction and commits it; op names
-// the operation in the error. Commit returning nil means the WAL frame is
-// fsynced (synchronous=FULL).
+// write runs fn in a BEGIN IMMEDIATE transaction and returns once it is
+// committed; op names the operation in the error. Commit returning nil
+// means the WAL frame is fsynced (synchronous=FULL).
+//
+// Writes are group-committed: the writer goroutine takes every job that is
+// waiting, runs each inside its own SAVEPOINT of one transaction (a failing
+// job is rolled back alone) and commits once, so concurrent writers share
+// one fsync. No caller is answered before that commit is durable.
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
+	j := &writeJob{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.jobs <- j:
+	case <-s.stop:
+		return fmt.Errorf("sqlite: %s: store closed", op)
+	case <-ctx.Done():
+		return fmt.Errorf("sqlite: %s: %w", op, ctx.Err())
 	}
-	if err := fn(tx); err != nil {
+	// Once taken, a job always gets an answer: its result decides whether
+	// the write happened, so the caller waits for it even if ctx ends.
+	return <-j.done
+}
+
+func (s *Store) writer() {
+	defer s.writerWG.Done()
+	for {
+		var first *writeJob
+		select {
+		case first = <-s.jobs:
+		case <-s.stop:
+			return
+		}
+		batch := []*writeJob{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction.
+func (s *Store) commit(batch []*writeJob) {
+	if len(batch) == 1 {
+		j := batch[0]
+		j.done <- s.runAlone(j)
+		return
+	}
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, j := range batch {
+			j.done <- fmt.Errorf("sqlite: %s: begin: %w", j.op, mapErr(err))
+		}
+		return
+	}
+	errs := make([]error, len(batch))
+	for i, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("sqlite: %s: %w", j.op, err)
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT job"); err != nil {
+			errs[i] = fmt.Errorf("sqlite: %s: savepoint: %w", j.op, mapErr(err))
+			continue
+		}
+		if err := j.fn(tx); err != nil {
+			errs[i] = fmt.Errorf("sqlite: %s: %w", j.op, mapErr(err))
+			if _, rerr := tx.Exec("ROLLBACK TO job"); rerr != nil {
+				// The transaction is unusable: fail the whole batch.
+				tx.Rollback()
+				for _, j := range batch {
+					j.done <- fmt.Errorf("sqlite: %s: rollback to savepoint: %w", j.op, mapErr(rerr))
+				}
+				return
+			}
+		}
+		if _, err := tx.Exec("RELEASE job"); err != nil && errs[i] == nil {
+			errs[i] = fmt.Errorf("sqlite: %s: release savepoint: %w", j.op, mapErr(err))
+		}
+	}
+	cerr := tx.Commit()
+	for i, j := range batch {
+		switch {
+		case errs[i] != nil:
+			j.done <- errs[i]
+		case cerr != nil:
+			j.done <- fmt.Errorf("sqlite: %s: commit: %w", j.op, mapErr(cerr))
+		default:
+			j.done <- nil
+		}
+	}
+}
+
+func (s *Store) runAlone(j *writeJob) error {
+	tx, err := s.w.BeginTx(j.ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: begin: %w", j.op, mapErr(err))
+	}
+	if err := j.fn(tx); err != nil {
 		tx.Rollback()
-		return fmt.Errorf("sqlite: %s: %w", op, mapErr(err))
+		return fmt.Errorf("sqlite: %s: %w", j.op, mapErr(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: %s: commit: %w", op, mapErr(err))
+		return fmt.Errorf("sqlite: %s: commit: %w", j.op, mapErr(err))
 	}
 	return nil
 }
