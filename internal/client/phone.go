@@ -153,13 +153,18 @@ func (p *Phone) registerAny(ctx context.Context) error {
 		port = p.c.state.Profile.Ports.SIP
 	}
 	var errs []error
-	for _, h := range hosts {
+	tried := map[netip.Addr]bool{}
+	for _, h := range p.healthyFirst(ctx, hosts) {
 		addrs, r := p.c.lookup(ctx, h)
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h, r.Err))
 			continue
 		}
 		for _, a := range addrs {
+			if tried[a] {
+				continue
+			}
+			tried[a] = true
 			ap := netip.AddrPortFrom(a, uint16(port))
 			err := p.register(ctx, h, ap, p.opts.Expires)
 			if err == nil {
@@ -182,6 +187,37 @@ func (p *Phone) registerAny(ctx context.Context) error {
 	return stepErr(StepSIP, errors.Join(errs...), fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v)", port, hosts))
 }
 
+// healthyFirst keeps the hosts' order but moves those the provider's DNS
+// currently lists as healthy (the lb.mcs name) ahead of the others, so a
+// hung node that still accepts TCP is tried last, not first.
+func (p *Phone) healthyFirst(ctx context.Context, hosts []string) []string {
+	lb := p.creds.LB
+	if lb == "" {
+		lb = p.c.state.Profile.Names.LBMCS
+	}
+	if lb == "" {
+		return hosts
+	}
+	healthy, r := p.c.lookup(ctx, lb)
+	if r.Err != nil || len(healthy) == 0 {
+		return hosts
+	}
+	ok := map[netip.Addr]bool{}
+	for _, a := range healthy {
+		ok[a] = true
+	}
+	var first, rest []string
+	for _, h := range hosts {
+		addrs, r := p.c.lookup(ctx, h)
+		if r.Err == nil && len(addrs) > 0 && ok[addrs[0]] {
+			first = append(first, h)
+		} else {
+			rest = append(rest, h)
+		}
+	}
+	return append(first, rest...)
+}
+
 func (p *Phone) expiresIn() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -190,7 +226,9 @@ func (p *Phone) expiresIn() time.Duration {
 
 // register sends one REGISTER (answering the digest challenge) to server.
 func (p *Phone) register(ctx context.Context, host string, server netip.AddrPort, expires int) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A node that accepts TCP but never answers (hung) costs this much
+	// before the next one is tried.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if expires > 0 {
 		// A fresh flow: learn our local address with an OPTIONS ping, which
