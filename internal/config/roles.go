@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -123,6 +124,11 @@ type ZDial struct {
 	Lockout     time.Duration `toml:"lockout"`
 	// PerIPRate is the sustained login attempts per minute from one IP.
 	PerIPRate int `toml:"per_ip_rate"`
+	// RateLimit is the requests per second one address (an IPv6 /64) may
+	// make to any ZDial endpoint, in bursts of RateBurst; beyond it: 429
+	// with Retry-After. -1 turns it off.
+	RateLimit int `toml:"rate_limit"`
+	RateBurst int `toml:"rate_burst"`
 }
 
 func (z *ZDial) applyDefaults() {
@@ -138,6 +144,12 @@ func (z *ZDial) applyDefaults() {
 	if z.PerIPRate == 0 {
 		z.PerIPRate = 30
 	}
+	if z.RateLimit == 0 {
+		z.RateLimit = 20
+	}
+	if z.RateBurst == 0 {
+		z.RateBurst = 40
+	}
 }
 
 func (z *ZDial) validate() Errors {
@@ -151,6 +163,12 @@ func (z *ZDial) validate() Errors {
 	if z.PerIPRate < 1 {
 		errs = append(errs, &Error{Key: "zdial.per_ip_rate", Msg: "must be at least 1"})
 	}
+	if z.RateLimit < -1 {
+		errs = append(errs, &Error{Key: "zdial.rate_limit", Msg: "must be positive, or -1 for no limit"})
+	}
+	if z.RateBurst < 1 {
+		errs = append(errs, &Error{Key: "zdial.rate_burst", Msg: "must be at least 1"})
+	}
 	return errs
 }
 
@@ -162,6 +180,11 @@ type MCS struct {
 	// MaxContacts per number, MaxBody bytes per request body.
 	MaxContacts int `toml:"max_contacts"`
 	MaxBody     int `toml:"max_body"`
+	// RateLimit is the requests per second one address (an IPv6 /64) may
+	// make, in bursts of RateBurst; beyond it: 429 with Retry-After. -1
+	// turns it off.
+	RateLimit int `toml:"rate_limit"`
+	RateBurst int `toml:"rate_burst"`
 }
 
 func (m *MCS) applyDefaults() {
@@ -177,6 +200,12 @@ func (m *MCS) applyDefaults() {
 	if m.MaxBody == 0 {
 		m.MaxBody = 4 << 20
 	}
+	if m.RateLimit == 0 {
+		m.RateLimit = 50
+	}
+	if m.RateBurst == 0 {
+		m.RateBurst = 100
+	}
 }
 
 func (m *MCS) validate() Errors {
@@ -189,6 +218,12 @@ func (m *MCS) validate() Errors {
 	}
 	if m.MaxBody < 1024 {
 		errs = append(errs, &Error{Key: "mcs.max_body", Msg: "must be at least 1024"})
+	}
+	if m.RateLimit < -1 {
+		errs = append(errs, &Error{Key: "mcs.rate_limit", Msg: "must be positive, or -1 for no limit"})
+	}
+	if m.RateBurst < 1 {
+		errs = append(errs, &Error{Key: "mcs.rate_burst", Msg: "must be at least 1"})
 	}
 	return errs
 }
@@ -208,6 +243,40 @@ type SIP struct {
 	// means a certificate from the deployment CA.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+
+	// Limits against floods and hostile peers (docs/limits.md).
+	//
+	// MessageTimeout bounds how long one message may take to arrive once
+	// its first byte has (slow senders).
+	MessageTimeout time.Duration `toml:"message_timeout"`
+	// RateLimit is the requests per second one source address (an IPv6
+	// /64) may send, in bursts of RateBurst; beyond it a request is
+	// answered 503 with Retry-After. -1 turns the limit off.
+	RateLimit int `toml:"rate_limit"`
+	RateBurst int `toml:"rate_burst"`
+	// MaxInFlight is how many requests (REGISTER, OPTIONS, MESSAGE; not
+	// calls or requests inside a call) the node works on at once; more
+	// are shed with 503 and Retry-After rather than queued.
+	MaxInFlight int `toml:"max_in_flight"`
+	// MaxRegistrationsPerNumber and MaxCallsPerNumber cap what one number
+	// may hold at once.
+	MaxRegistrationsPerNumber int `toml:"max_registrations_per_number"`
+	MaxCallsPerNumber         int `toml:"max_calls_per_number"`
+	// A source with BanAuthFailures failed digests, or BanRateLimited
+	// requests refused by the rate limit, within BanWindow is banned for
+	// BanTime, doubling for each repeat up to BanMaxTime: its connections
+	// are closed at accept and its datagrams dropped unread. -1 never bans.
+	BanAuthFailures int           `toml:"ban_auth_failures"`
+	BanRateLimited  int           `toml:"ban_rate_limited"`
+	BanWindow       time.Duration `toml:"ban_window"`
+	BanTime         time.Duration `toml:"ban_time"`
+	BanMaxTime      time.Duration `toml:"ban_max_time"`
+	// BanAllow lists addresses and networks (CIDR) never banned or rate
+	// limited; the deployment's own nodes always are. BanAllowLoopback
+	// adds 127.0.0.0/8 and ::1.
+	BanAllow          []string `toml:"ban_allow"`
+	BanAllowLoopback  bool     `toml:"ban_allow_loopback"`
+	MaxTrackedSources int      `toml:"max_tracked_sources"`
 }
 
 func (s *SIP) applyDefaults(c *Config) {
@@ -238,6 +307,56 @@ func (s *SIP) applyDefaults(c *Config) {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = 2 * time.Minute
 	}
+	s.applyLimitDefaults()
+}
+
+func (s *SIP) applyLimitDefaults() {
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur(&s.MessageTimeout, 10*time.Second)
+	setInt(&s.RateLimit, 200)
+	setInt(&s.RateBurst, 2*max(s.RateLimit, 1))
+	setInt(&s.MaxInFlight, 256)
+	setInt(&s.MaxRegistrationsPerNumber, 32)
+	setInt(&s.MaxCallsPerNumber, 8)
+	setInt(&s.BanAuthFailures, 20)
+	setInt(&s.BanRateLimited, 2000)
+	setDur(&s.BanWindow, time.Minute)
+	setDur(&s.BanTime, 5*time.Minute)
+	setDur(&s.BanMaxTime, 24*time.Hour)
+	setInt(&s.MaxTrackedSources, 65536)
+}
+
+// BanAllowPrefixes parses BanAllow (validated, so it does not fail after
+// Load).
+func (s *SIP) BanAllowPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range s.BanAllow {
+		if p, err := parsePrefixOrAddr(v); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefixOrAddr reads "198.18.0.0/15" or a single address.
+func parsePrefixOrAddr(v string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an address nor a CIDR network", v)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func (s *SIP) validate() Errors {
@@ -257,6 +376,7 @@ func (s *SIP) validate() Errors {
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		errs = append(errs, &Error{Key: "sip.tls_cert", Msg: "tls_cert and tls_key go together"})
 	}
+	errs = append(errs, s.validateLimits()...)
 	return errs
 }
 
@@ -283,6 +403,40 @@ func (r *Relay) validate() Errors {
 	var errs Errors
 	if r.MediaTimeout < time.Second {
 		errs = append(errs, &Error{Key: "relay.media_timeout", Msg: "must be at least 1s"})
+	}
+	return errs
+}
+
+func (s *SIP) validateLimits() Errors {
+	var errs Errors
+	atLeast := func(key string, v, lo int) {
+		if v < lo {
+			errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%d: must be at least %d", v, lo)})
+		}
+	}
+	if s.MessageTimeout < time.Second {
+		errs = append(errs, &Error{Key: "sip.message_timeout", Msg: "must be at least 1s"})
+	}
+	if s.RateLimit < -1 {
+		errs = append(errs, &Error{Key: "sip.rate_limit", Msg: fmt.Sprintf("%d: must be positive, or -1 for no limit", s.RateLimit)})
+	}
+	atLeast("sip.rate_burst", s.RateBurst, 1)
+	atLeast("sip.max_in_flight", s.MaxInFlight, 1)
+	atLeast("sip.max_registrations_per_number", s.MaxRegistrationsPerNumber, 1)
+	atLeast("sip.max_calls_per_number", s.MaxCallsPerNumber, 1)
+	atLeast("sip.ban_auth_failures", s.BanAuthFailures, -1)
+	atLeast("sip.ban_rate_limited", s.BanRateLimited, -1)
+	atLeast("sip.max_tracked_sources", s.MaxTrackedSources, 1)
+	if s.BanWindow < time.Second {
+		errs = append(errs, &Error{Key: "sip.ban_window", Msg: "must be at least 1s"})
+	}
+	if s.BanTime < time.Second || s.BanMaxTime < s.BanTime {
+		errs = append(errs, &Error{Key: "sip.ban_time", Msg: fmt.Sprintf("need 1s <= ban_time (%s) <= ban_max_time (%s)", s.BanTime, s.BanMaxTime)})
+	}
+	for _, v := range s.BanAllow {
+		if _, err := parsePrefixOrAddr(v); err != nil {
+			errs = append(errs, &Error{Key: "sip.ban_allow", Msg: err.Error()})
+		}
 	}
 	return errs
 }

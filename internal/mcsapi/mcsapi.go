@@ -17,13 +17,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/carddav"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/rue"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -40,6 +43,11 @@ type Config struct {
 	RUE *rue.Config
 	// Provider names the deployment in the RFC 9248 provider list.
 	Provider string
+	// RateLimit is the requests per second one address (an IPv6 /64) may
+	// make, in bursts of RateBurst; beyond it: 429 with Retry-After. 0 or
+	// less: no limit.
+	RateLimit float64
+	RateBurst int
 }
 
 // Deps are the collaborators of a Service.
@@ -65,6 +73,7 @@ type Service struct {
 
 	prober     Prober       // nil: no relay on this node
 	probeLimit probeLimiter // probe sessions per MCS session (probe.go)
+	reqLimit   *floodguard.Limiter
 }
 
 // New validates cfg and deps and builds the Service.
@@ -98,6 +107,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: m,
 		mux:     http.NewServeMux(),
 		prober:  deps.Probe,
+		// Per-address buckets, as many as the flood guard tracks.
+		reqLimit: floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, 0),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -123,6 +134,8 @@ func ConfigFrom(c *config.Config) Config {
 		MaxBody:     int64(c.MCS.MaxBody),
 		RUE:         rue.FromConfig(c, nil),
 		Provider:    c.Provider.Name,
+		RateLimit:   float64(c.MCS.RateLimit),
+		RateBurst:   c.MCS.RateBurst,
 	}
 }
 
@@ -209,7 +222,24 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
+	if wait, ok := s.reqLimit.Allow(remoteIP(r)); !ok {
+		s.metrics.observe("rate_limited", http.StatusTooManyRequests, 0)
+		h.Set("Retry-After", strconv.Itoa(floodguard.RetrySeconds(wait)))
+		s.writeError(w, r, &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+			msg: fmt.Sprintf("too many requests from your address; wait %d s and try again", floodguard.RetrySeconds(wait))})
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// remoteIP is the client's address: the HTTPS listener is the client's
+// peer (no proxy in front of it).
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // handler is a route's work; a returned error becomes the JSON error body.

@@ -164,6 +164,9 @@ func (n *Node) build() error {
 		n.sip, err = sipserver.New(scfg, sipserver.Deps{
 			Store: n.store, Relay: n.relay, LicenseKeys: []ed25519.PublicKey{n.key.Public().(ed25519.PublicKey)},
 			Log: n.log.With("role", "sip"), Registerer: n.reg,
+			// Calls are forwarded only to MCS nodes membership counts as
+			// alive.
+			Health: n.members,
 		})
 		if err != nil {
 			return fmt.Errorf("sip: %w", err)

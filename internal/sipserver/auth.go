@@ -51,6 +51,7 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 	if s.failures.blocked(key, now) {
 		s.m.authFailures.WithLabelValues("blocked").Inc()
 		s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
+		s.authFailed(req) // still guessing: toward a ban of the source (guard.go)
 		return store.Device{}, false
 	}
 	dev, err := s.store.DeviceBySIPUser(ctx, cred.Username)
@@ -106,6 +107,7 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 		} else {
 			s.challenge(tx, req, kind, false)
 		}
+		s.authFailed(req) // toward a ban of the source (guard.go)
 	}
 	return store.Device{}, false
 }

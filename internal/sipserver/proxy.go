@@ -56,6 +56,10 @@ type call struct {
 	id     string // Call-ID
 	rc     *relay.Call
 	record store.Call
+	// transit: a call another node forwarded here. That node anchors the
+	// media and keeps the call record; this one only routes to its own
+	// client (rc is nil, record unused).
+	transit bool
 
 	mu        sync.Mutex // guards the following
 	callerTag string
@@ -151,6 +155,10 @@ func targetNumber(user string) (string, bool) {
 // bindings, anchor the media, fork, and relay the outcome.
 func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s := p.s
+	if origin, ok := s.forwardedBy(req); ok {
+		p.transitInvite(req, tx, origin)
+		return
+	}
 	callerNumber, callerDevice, callerFlow, ok := p.identify(ctx, req, tx)
 	if !ok {
 		return
@@ -205,11 +213,13 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 		return
 	}
 	var forks []binding
-	for _, b := range s.reg.lookup(callee) {
+	local := s.reg.lookup(callee)
+	for _, b := range local {
 		if b.flow.id != callerFlow.id { // not back to the calling device itself
 			forks = append(forks, b)
 		}
 	}
+	forks = append(forks, p.peerForks(ctx, callee, local)...)
 	if len(forks) == 0 {
 		fail(480, "Temporarily Unavailable")
 		return
@@ -366,7 +376,15 @@ func (p *proxy) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 		case <-tx.Done():
 			p.markLate(forks)
 			cancelAll()
-			p.end(c, endError, 0)
+			// A CANCEL ends the transaction too (after the 487): when
+			// both are ready, select may take either.
+			select {
+			case <-canceled:
+				s.log.Info("call canceled by caller", "call_id", c.id)
+				p.end(c, endCancel, 487)
+			default:
+				p.end(c, endError, 0)
+			}
 			return
 		case <-timer.C:
 			p.markLate(forks)
@@ -563,6 +581,10 @@ func (p *proxy) forkRequest(req *sipmsg.Request, b binding, callerFlow flowRef, 
 		f.PrependHeader(rrCallee, rrCaller)
 	}
 	f.SetBody(offer)
+	s.passOn(f, req, b.flow.peer != "")
+	if b.flow.peer != "" {
+		f.AppendHeader(sipmsg.NewHeader(hdrForwarded, s.cfg.Node))
+	}
 	f.SetTransport(b.flow.transport)
 	f.SetDestination(b.flow.dest)
 	return f
@@ -583,12 +605,15 @@ func upstream(res *sipmsg.Response, req *sipmsg.Request) *sipmsg.Response {
 // anchored on the relay for the side that sent it.
 func (p *proxy) relayBody(c *call, res *sipmsg.Response, req *sipmsg.Request, fromCaller bool) (*sipmsg.Response, error) {
 	up := upstream(res, req)
-	if len(res.Body()) > 0 && isSDPType(res.ContentType()) {
-		src := c.callee.flow
-		if fromCaller {
-			src = c.caller.flow
-		}
-		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), res.Body(), responseSourceIP(res, src))
+	c.mu.Lock()
+	src, dst := c.callee.flow, c.caller.flow
+	c.mu.Unlock()
+	if fromCaller {
+		src, dst = dst, src
+	}
+	p.s.passOn(up, res, dst.peer != "")
+	if c.rc != nil && len(res.Body()) > 0 && isSDPType(res.ContentType()) {
+		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), res.Body(), p.s.signalIP(res, responseSourceIP(res, src)))
 		if err != nil {
 			p.s.log.Info("answer not anchored", "call_id", c.id, "error", err)
 			return nil, err
@@ -642,9 +667,11 @@ func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction
 	c.record.Status = res.StatusCode
 	rec := c.record
 	c.mu.Unlock()
-	c.rc.Answered()
-	if err := s.store.UpdateCall(context.Background(), rec); err != nil {
-		s.log.Error("call record not updated", "call_id", c.id, "error", err)
+	if !c.transit {
+		c.rc.Answered()
+		if err := s.store.UpdateCall(context.Background(), rec); err != nil {
+			s.log.Error("call record not updated", "call_id", c.id, "error", err)
+		}
 	}
 	s.log.Info("call answered", "call_id", c.id, "flow", f.b.flow.id)
 	if err := s.reply(tx, req, up); err != nil {
@@ -747,6 +774,11 @@ func (p *proxy) end(c *call, reason string, status int) {
 		delete(p.calls, c.id)
 	}
 	p.mu.Unlock()
+	if c.transit {
+		// The forwarding node accounts for the call.
+		s.log.Info("forwarded call ended", "call_id", c.id, "reason", reason)
+		return
+	}
 	var stats []store.StreamStats
 	if c.rc != nil {
 		stats = c.rc.Stats()
@@ -921,6 +953,11 @@ func (p *proxy) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst pa
 // sameParty reports whether req arrived from the party: over its flow, or
 // over a flow the same device has registered since.
 func (p *proxy) sameParty(src party, req *sipmsg.Request) bool {
+	if src.flow.peer != "" {
+		// A party behind a peer node: any connection from that node.
+		node, ok := p.s.peerAt(req.Source(), req.Transport())
+		return ok && node == src.flow.peer
+	}
 	flow, ok := p.s.flowOf(req)
 	if !ok {
 		return false
@@ -939,14 +976,16 @@ func (p *proxy) sameParty(src party, req *sipmsg.Request) bool {
 // forwardRequest builds the forwarded copy of an in-dialog request.
 func (p *proxy) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, dst party) (*sipmsg.Request, error) {
 	s := p.s
+	dst.flow = s.peers.reach(dst.flow)
 	fwd := req.Clone()
 	s.popOwnRoutes(fwd)
 	fwd.RemoveHeader("Proxy-Authorization")
 	s.decMaxForwards(fwd)
 	fwd.PrependHeader(s.newVia(dst.flow))
-	if len(req.Body()) > 0 && isSDP(req) {
+	s.passOn(fwd, req, dst.flow.peer != "")
+	if c.rc != nil && len(req.Body()) > 0 && isSDP(req) {
 		src, _ := s.flowOf(req)
-		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), req.Body(), src.remoteIP())
+		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), req.Body(), s.signalIP(req, src.remoteIP()))
 		if err != nil {
 			return nil, err
 		}

@@ -28,7 +28,6 @@ import (
 // Limits on bindings, against a client filling memory.
 const (
 	maxContactsPerRequest = 8
-	maxBindingsPerNumber  = 32
 )
 
 // binding is one registered contact of a device.
@@ -54,6 +53,9 @@ type flowRef struct {
 	dest      string         // remote address, as sipgo keys connections
 	local     netip.AddrPort // our address on the flow
 	conn      *flowConn      // nil for UDP
+	// peer is the MCS node at the other end when the flow is a
+	// node-to-node connection (forward.go), else "".
+	peer string
 }
 
 // alive reports whether requests can still be sent over the flow.
@@ -312,7 +314,7 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) (c
 			expires: now.Add(time.Duration(expires) * time.Second), flow: flow,
 		}})
 	}
-	if len(current)+added > maxBindingsPerNumber {
+	if len(current)+added > cfg.Limits.MaxRegistrationsPerNumber {
 		return nil, 403, "Forbidden (Too Many Registrations)", nil
 	}
 	return changes, 0, "", nil

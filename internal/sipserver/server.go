@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -83,8 +84,17 @@ type Config struct {
 	// challenge and know only MD5 (SIPp 3.6, baresip 1.0 with libre 1.1)
 	// need ["MD5"] first.
 	DigestAlgorithms []string
+	// Limits defend against floods and overload (guard.go).
+	Limits Limits
 
 	TLS *tls.Config // nil: no TLS listener
+
+	// Peers are the deployment's other MCS nodes by name, each with the
+	// address of its SIP TCP listener. A call for a number registered on
+	// one of them (the shared location table says where) is forwarded
+	// there; a request from a peer's address over TCP that carries the
+	// forwarding mark is trusted as that peer's (forward.go).
+	Peers map[string]netip.AddrPort
 
 	Version string // in "Server: Z5-MCS/<version>"; default from the build
 }
@@ -106,6 +116,9 @@ func ConfigFrom(c *config.Config, node config.Node) Config {
 		MaxMessageSize:  c.SIP.MaxMessageSize,
 		MaxConnsPerIP:   c.SIP.MaxConnsPerIP,
 		IdleTimeout:     c.SIP.IdleTimeout,
+		MessageTimeout:  c.SIP.MessageTimeout,
+		Limits:          LimitsFrom(c),
+		Peers:           peersOf(c, node),
 	}
 }
 
@@ -138,11 +151,16 @@ func (c *Config) applyDefaults() {
 	defDur(&c.IdleTimeout, 2*time.Minute)
 	defDur(&c.MessageTimeout, 10*time.Second)
 	def(&c.MaxAuthFailures, 5)
+	c.Limits.applyDefaults()
 	if len(c.DigestAlgorithms) == 0 {
 		c.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
 	}
 	if c.Version == "" {
 		c.Version = buildVersion()
+	}
+	if _, self := c.Peers[c.Node]; self {
+		c.Peers = maps.Clone(c.Peers)
+		delete(c.Peers, c.Node)
 	}
 }
 
@@ -162,7 +180,10 @@ func (c *Config) validate() error {
 			return fmt.Errorf("sipserver: config: digest algorithm %q: want SHA-256, SHA-512-256 or MD5", a)
 		}
 	}
-	return nil
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	return validatePeers(c.Peers)
 }
 
 func buildVersion() string {
@@ -180,6 +201,9 @@ type Deps struct {
 	Log         *slog.Logger
 	Registerer  prometheus.Registerer
 	Now         func() time.Time
+	// Health says whether a peer node is alive (membership); calls are not
+	// forwarded to one that is not. Nil: every peer is tried.
+	Health Health
 }
 
 // Server is the registrar and proxy of one MCS node.
@@ -199,8 +223,10 @@ type Server struct {
 
 	auth     *digestAuth
 	failures *failureLimiter
+	shield   *shield // bans, rate and in-flight limits (guard.go)
 	reg      *registrar
 	px       *proxy
+	peers    *peers
 
 	// ctx ends when the server closes: handlers waiting on the network
 	// give up.
@@ -262,6 +288,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.closeDone = make(chan struct{})
 	s.reg = newRegistrar(s)
 	s.px = newProxy(s)
+	if s.peers, err = newPeers(s, deps.Health, deps.Registerer); err != nil {
+		return nil, err
+	}
 
 	parser := sipmsg.NewParser()
 	parser.MaxMessageLength = cfg.MaxMessageSize
@@ -277,6 +306,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		onClose:    func(c *flowConn) { s.reg.dropFlow(c.id) },
 		flows:      map[string]*flowConn{},
 	}
+	if s.shield, err = newShield(cfg.Limits, s, deps.Registerer); err != nil {
+		return nil, err
+	}
+	s.t.shield = s.shield
 
 	// sipgo logs some routine events (a client closing its connection)
 	// as errors; they are demoted one level.
@@ -339,7 +372,7 @@ func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
 		return err
 	}
 	s.addr = addrPort(tl.Addr())
-	s.tcp = &flowListener{Listener: newCapListener(tl, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), t: s.t, transport: "TCP"}
+	s.tcp = &flowListener{Listener: s.guardListener(newCapListener(tl, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), "tcp"), t: s.t, transport: "TCP"}
 	s.udp = newPacketConn(ul, s.t)
 	if tlsAddr.IsValid() {
 		raw, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tlsAddr))
@@ -350,7 +383,7 @@ func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
 			return fmt.Errorf("sipserver: listen tls %s: %w", tlsAddr, err)
 		}
 		s.tlsAddr = addrPort(raw.Addr())
-		capped := newCapListener(raw, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc)
+		capped := s.guardListener(newCapListener(raw, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), "tls")
 		s.tls = &flowListener{Listener: tls.NewListener(capped, s.cfg.TLS), t: s.t, transport: "TLS"}
 	}
 	s.selfIPs = selfAddresses(s.addr.Addr(), s.cfg.Advertise)
@@ -586,6 +619,11 @@ func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			}
 		}
 	}()
+	release, ok := s.admit(req, tx)
+	if !ok {
+		return
+	}
+	defer release()
 	s.dispatch(s.ctx, req, tx)
 }
 
@@ -633,7 +671,7 @@ func (s *Server) dispatch(ctx context.Context, req *sipmsg.Request, tx sipmsg.Se
 		return
 	}
 	for _, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sipmsg.ViaHeader); ok && ownBranch(v) {
+		if v, ok := h.(*sipmsg.ViaHeader); ok && s.ownLoop(v) {
 			s.respond(tx, req, 482, "Loop Detected")
 			return
 		}

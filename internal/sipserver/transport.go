@@ -20,6 +20,10 @@ type transport struct {
 	msgTimeout time.Duration
 	server     string // Server header value
 
+	// shield applies bans and rate limits before parsing (guard.go);
+	// nil: none.
+	shield *shield
+
 	// onClose is told about every flow that closes (the registrar drops
 	// its bindings). Called once per flow, from the goroutine closing it.
 	onClose func(*flowConn)

@@ -45,6 +45,7 @@ type capListener struct {
 	max    int
 	log    *slog.Logger
 	reject func()
+	banned func(netip.Addr) bool // nil: no bans (guard.go)
 
 	mu    sync.Mutex // guards count
 	count map[netip.Addr]int
@@ -72,6 +73,10 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		backoff = 0
 		ip := addrPort(c.RemoteAddr()).Addr()
+		if l.banned != nil && l.banned(ip) {
+			c.Close()
+			continue
+		}
 		l.mu.Lock()
 		if l.count[ip] >= l.max {
 			l.mu.Unlock()
@@ -255,6 +260,20 @@ func (c *flowConn) frame() error {
 			c.scanned = scanned
 			return nil
 		}
+		if c.t.shield.bannedFlow(c.raddr.Addr()) {
+			return endOfFlow(c.id, errBanned)
+		}
+		if reply, ok := c.t.shield.admitMessage(c.raddr.Addr(), in[:n], false); !ok {
+			c.r += n
+			c.scanned = 0
+			c.msgStart = time.Time{}
+			if reply != nil {
+				if _, err := c.Write(reply); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		v := c.t.in.inspectFrame(in[:n])
 		c.r += n
 		c.scanned = 0
@@ -350,6 +369,9 @@ func (c *flowConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	if _, err := c.Conn.Write(out); err != nil {
+		// A peer that stopped reading (or a write cut short) leaves the
+		// stream unusable: the flow ends, its reader and bindings with it.
+		c.Conn.Close()
 		return 0, err
 	}
 	return len(b), nil

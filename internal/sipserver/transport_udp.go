@@ -48,8 +48,18 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return 0, nil, err
 		}
 		b := c.buf[:n]
+		src := addrPort(addr).Addr()
+		if c.t.shield.bannedDatagram(src) {
+			continue // before anything is spent on it
+		}
 		if len(bytes.Trim(b, "\r\n\x00")) == 0 {
 			continue // keepalive or padding
+		}
+		if reply, ok := c.t.shield.admitMessage(src, b, true); !ok {
+			if reply != nil {
+				c.WriteTo(reply, addr)
+			}
+			continue
 		}
 		limit := min(c.t.maxSize, len(p))
 		var v verdict

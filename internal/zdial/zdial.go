@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -44,6 +45,11 @@ type Config struct {
 	// MCSTokenTTL is the MCS API token lifetime; never beyond the login
 	// session it was made from. Defaults to SessionTTL.
 	MCSTokenTTL time.Duration
+	// RateLimit is the requests per second one address (an IPv6 /64) may
+	// make to any endpoint, in bursts of RateBurst; beyond it: 429 with
+	// Retry-After. 0 or less: no limit.
+	RateLimit float64
+	RateBurst int
 }
 
 // Deps are the collaborators of a Service.
@@ -85,6 +91,7 @@ type Service struct {
 	hashSem chan struct{}
 
 	ipLimit  *ipLimiter
+	reqLimit *floodguard.Limiter // every request, per address
 	phantoms *phantomLocks
 	// devMu serializes find-or-create of devices so two selections from
 	// one installation at once do not create two devices.
@@ -142,6 +149,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		dummyHash: dummy,
 		hashSem:   make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 		ipLimit:   newIPLimiter(rate.Limit(float64(cfg.PerIPRate)/60), ipBurst, maxTrackedIPs),
+		reqLimit:  floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, maxTrackedIPs),
 		phantoms:  newPhantomLocks(cfg.MaxFailures, cfg.Lockout, maxPhantoms),
 		devMu:     make(chan struct{}, 1),
 	}
@@ -186,6 +194,8 @@ func ConfigFrom(c *config.Config) Config {
 		Lockout:     c.ZDial.Lockout,
 		PerIPRate:   c.ZDial.PerIPRate,
 		MCSTokenTTL: c.ZDial.SessionTTL,
+		RateLimit:   float64(c.ZDial.RateLimit),
+		RateBurst:   c.ZDial.RateBurst,
 	}
 }
 
@@ -233,6 +243,12 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observe(label, sw.status, time.Since(start))
 	}()
 
+	if wait, ok := s.reqLimit.Allow(clientIP(r)); !ok {
+		label = "rate_limited"
+		s.writeError(sw, r, &apiError{status: http.StatusTooManyRequests, code: "rate_limited", retryAfter: wait,
+			msg: fmt.Sprintf("too many requests from your address; wait %s and try again", roundUp(wait))})
+		return
+	}
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.writeError(sw, r, &apiError{status: http.StatusNotFound, code: "not_found",

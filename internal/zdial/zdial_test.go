@@ -486,6 +486,7 @@ func TestConfigFrom(t *testing.T) {
 		SIPPort:  5060, Realm: "mcs.z5.test",
 		SessionTTL: c.ZDial.SessionTTL, MaxFailures: c.ZDial.MaxFailures, Lockout: c.ZDial.Lockout,
 		PerIPRate: c.ZDial.PerIPRate, MCSTokenTTL: c.ZDial.SessionTTL,
+		RateLimit: 20, RateBurst: 40,
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("ConfigFrom(dev) (-want +got):\n%s", d)

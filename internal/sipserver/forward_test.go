@@ -1,0 +1,644 @@
+package sipserver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/pgtest"
+	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/postgres"
+	"github.com/z5vrs/z5/internal/store/sqlite"
+)
+
+// twoNodes is a two-node deployment in one process: MCS nodes "a" and "b"
+// on loopback addresses of their own, each with its relay, sharing the
+// location table and call records through the store.
+type twoNodes struct {
+	a, b *env
+	st   store.Store // a's handle, for provisioning and checks
+}
+
+// freeLoopback returns an address of a random 127.x.y.z with a TCP port
+// that was free a moment ago.
+func freeLoopback(t *testing.T) netip.AddrPort {
+	t.Helper()
+	for range 50 {
+		var b [3]byte
+		rand.Read(b[:])
+		ip := netip.AddrFrom4([4]byte{127, 100 + b[0]%100, b[1], 2 + b[2]%250})
+		l, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+		if err != nil {
+			continue
+		}
+		ap := addrPort(l.Addr())
+		l.Close()
+		return ap
+	}
+	t.Fatal("no free loopback address")
+	return netip.AddrPort{}
+}
+
+type nodeOptions struct {
+	cfg    func(*Config)
+	health Health
+}
+
+// newTwoNodes starts nodes a and b; stores returns each node's handle on
+// the shared store (the same one twice is fine).
+func newTwoNodes(t *testing.T, stores func(t *testing.T) (a, b store.Store), oa, ob nodeOptions) *twoNodes {
+	t.Helper()
+	stA, stB := stores(t)
+	addrA, addrB := freeLoopback(t), freeLoopback(t)
+	peers := map[string]netip.AddrPort{"a": addrA, "b": addrB}
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	n := &twoNodes{st: stA}
+	n.a = startNode(t, "a", addrA, peers, stA, pub, key, oa)
+	n.b = startNode(t, "b", addrB, peers, stB, pub, key, ob)
+	return n
+}
+
+func sqliteStores(t *testing.T) (store.Store, store.Store) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, st
+}
+
+func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]netip.AddrPort, st store.Store,
+	pub ed25519.PublicKey, key ed25519.PrivateKey, o nodeOptions) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	ports := relayPorts()
+	rl, err := relay.New(relay.Config{Bind: addr.Addr(), Ports: ports, MediaTimeout: 30 * time.Second}, log.With("component", "relay"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		rl.Serve(ctx)
+	}()
+	cfg := Config{
+		Node: name, Domain: testDomain, Hosts: []string{"mcs-" + name + ".mcs.z5.test"},
+		MinExpires: 2, MaxExpires: 3600, DefaultExpires: 600,
+		NoAnswerTimeout: 10 * time.Second, Version: "test", Peers: peers,
+	}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := New(cfg, Deps{Store: st, Relay: rl, LicenseKeys: []ed25519.PublicKey{pub}, Log: log, Registerer: reg, Health: o.health})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(addr, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	e := &env{t: t, srv: srv, relay: rl, addr: srv.Addr(), key: key, reg: reg, logs: logs, ports: ports}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node %s: Serve: %v", name, err)
+		}
+		rl.Close()
+		<-relayDone
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", name, logs.String())
+		}
+	})
+	return e
+}
+
+// provisionOn creates a number and a standard SIP device in st.
+func provisionOn(t *testing.T, st store.Store, number, user, pass string) store.Device {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.Number(ctx, number); errors.Is(err, store.ErrNotFound) {
+		c, err := st.CreateCustomer(ctx, store.Customer{Username: "customer-" + number})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: c.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceSIP, Name: user, SIPUser: user,
+		Cred: store.NewCredentials(user, testDomain, pass)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// phones registers alice on node a and bob on node b.
+func (n *twoNodes) phones(t *testing.T) (alicePh, bobPh *phone) {
+	t.Helper()
+	provisionOn(t, n.st, alice, "alice", "secret-a")
+	provisionOn(t, n.st, bob, "bob", "secret-b")
+	alicePh = newPhone(t, n.a, alice, "alice", "secret-a")
+	bobPh = newPhone(t, n.b, bob, "bob", "secret-b")
+	for _, p := range []*phone{alicePh, bobPh} {
+		if res := p.register(600); res.StatusCode != 200 {
+			t.Fatalf("%s register: %d", p.user, res.StatusCode)
+		}
+	}
+	return alicePh, bobPh
+}
+
+// inRelayOf reports whether ap is a port of e's relay.
+func inRelayOf(e *env, ap netip.AddrPort) bool {
+	return ap.Addr() == e.addr.Addr() && int(ap.Port()) >= e.ports.Min && int(ap.Port()) <= e.ports.Max
+}
+
+func peerHeaders(m sipmsg.Message) []string {
+	var out []string
+	for _, name := range []string{hdrForwarded, hdrSource} {
+		for _, h := range m.GetHeaders(name) {
+			out = append(out, h.Name()+": "+h.Value())
+		}
+	}
+	return out
+}
+
+// TestForwardedCall: alice on node a calls bob on node b. The INVITE goes
+// a→b; the media is anchored once, on a's relay; ACK and BYE follow the
+// dialog through both nodes; there is one call record, a's.
+func TestForwardedCall(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		stores func(t *testing.T) (store.Store, store.Store)
+	}{
+		{"sqlite", sqliteStores},
+		{"postgres", postgresStores},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newTwoNodes(t, tt.stores, nodeOptions{}, nodeOptions{})
+			a, b := n.phones(t)
+			ctx := context.Background()
+
+			t.Run("caller hangs up", func(t *testing.T) {
+				callID := forwardedCall(t, n, a, b, func(sess callResult, ic *incoming) {
+					if err := sess.sess.Bye(ctx); err != nil {
+						t.Fatalf("BYE: %v", err)
+					}
+					wait(t, b.byes, "BYE at the callee")
+				})
+				checkOneRecord(t, n, callID)
+			})
+			t.Run("callee hangs up", func(t *testing.T) {
+				callID := forwardedCall(t, n, a, b, func(sess callResult, ic *incoming) {
+					if err := ic.dlg.Bye(ctx); err != nil {
+						t.Fatalf("callee BYE: %v", err)
+					}
+					wait(t, a.byes, "BYE at the caller")
+				})
+				checkOneRecord(t, n, callID)
+			})
+		})
+	}
+}
+
+// forwardedCall runs one answered call from a (on node a) to b (on node
+// b), checks where its media is anchored and that it flows, then calls
+// hangUp; it returns the Call-ID.
+func forwardedCall(t *testing.T, n *twoNodes, a, b *phone, hangUp func(callResult, *incoming)) string {
+	t.Helper()
+	done := a.inviteAsync(context.Background(), bob)
+	ic := b.nextCall(5 * time.Second)
+	offer := mediaAddr(ic.req.Body())
+	if !inRelayOf(n.a, offer) {
+		t.Fatalf("callee's offer points at %s, want node a's relay (%s, ports %s)", offer, n.a.addr.Addr(), n.a.ports)
+	}
+	var rr []string
+	for _, h := range ic.req.GetHeaders("Record-Route") {
+		rr = append(rr, h.Value())
+	}
+	wantRR := []string{
+		fmt.Sprintf("<sip:%s;transport=tcp;lr>", n.b.addr),
+		fmt.Sprintf("<sip:%s;transport=tcp;lr>", n.a.addr),
+	}
+	if d := cmp.Diff(wantRR, rr); d != "" {
+		t.Errorf("Record-Route at the callee (-want +got):\n%s", d)
+	}
+	if h := peerHeaders(ic.req); len(h) > 0 {
+		t.Errorf("node-to-node headers reached the callee: %q", h)
+	}
+	if err := ic.dlg.Respond(180, "Ringing", nil); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- ic.dlg.RespondSDP(b.sdp()) }()
+	res := wait(t, done, "the answer")
+	if res.err != nil {
+		t.Fatalf("call: %v", res.err)
+	}
+	if err := wait(t, answered, "the ACK at the callee"); err != nil {
+		t.Fatalf("callee: %v", err)
+	}
+	ic.finish()
+	if h := peerHeaders(res.sess.InviteResponse); len(h) > 0 {
+		t.Errorf("node-to-node headers reached the caller: %q", h)
+	}
+	answer := mediaAddr(res.sess.InviteResponse.Body())
+	if !inRelayOf(n.a, answer) || answer == offer {
+		t.Fatalf("caller's answer points at %s, want node a's relay (offer side %s)", answer, offer)
+	}
+	if got := n.a.relay.ActiveCalls(); got != 1 {
+		t.Errorf("node a relays %d calls, want 1", got)
+	}
+	if got, ports := n.b.relay.ActiveCalls(), n.b.relay.AllocatedPorts(); got != 0 || ports != 0 {
+		t.Errorf("node b relays %d calls on %d ports, want none: media anchored twice", got, ports)
+	}
+	if ac := metricValue(n.b, "z5_sip_active_calls"); ac != 0 {
+		t.Errorf("node b counts %v active calls", ac)
+	}
+	if in := metricValue(n.b, "z5_sip_forwarded_calls_total", "direction", "in"); in == 0 {
+		t.Error("node b counted no forwarded call")
+	}
+	exchangeRTP(t, a, b, answer, offer)
+	hangUp(res, ic)
+	return ic.req.CallID().Value()
+}
+
+// checkOneRecord waits for the call's record to end and checks it is the
+// only one, written by node a with media counted.
+func checkOneRecord(t *testing.T, n *twoNodes, callID string) {
+	t.Helper()
+	ctx := context.Background()
+	var rec store.Call
+	waitFor(t, "call record ended", func() bool {
+		rec, _ = n.st.Call(ctx, callID)
+		return !rec.EndedAt.IsZero()
+	})
+	if rec.Node != "a" || rec.From != alice || rec.To != bob || rec.EndReason != endBye || rec.Status != 200 || rec.AnsweredAt.IsZero() {
+		t.Errorf("call record %+v", rec)
+	}
+	var pkts uint64
+	for _, s := range rec.MediaStats {
+		pkts += s.Packets
+	}
+	if pkts == 0 {
+		t.Errorf("media stats count no packets: %+v", rec.MediaStats)
+	}
+	calls, err := n.st.ListCalls(ctx, store.CallFilter{Number: bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := 0
+	for _, c := range calls {
+		if c.CallID == callID {
+			same++
+		}
+	}
+	if same != 1 {
+		t.Errorf("%d call records for %s, want 1", same, callID)
+	}
+	waitFor(t, "relays released", func() bool { return n.a.relay.ActiveCalls() == 0 })
+	for _, e := range []*env{n.a, n.b} {
+		waitFor(t, "calls ended on both nodes", func() bool { return e.srv.px.get(callID) == nil })
+	}
+}
+
+func postgresStores(t *testing.T) (store.Store, store.Store) {
+	dsn := pgtest.Start(t)
+	open := func() store.Store {
+		st, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	return open(), open()
+}
+
+// TestForwardedCallOutcomes: what the callee's node answers reaches the
+// caller, and a node that cannot be reached costs one 480.
+func TestForwardedCallOutcomes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("busy: 486 passed back", func(t *testing.T) {
+		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
+		a, b := n.phones(t)
+		done := a.inviteAsync(ctx, bob)
+		ic := b.nextCall(5 * time.Second)
+		ic.dlg.Respond(486, "Busy Here", nil)
+		ic.finish()
+		if res := wait(t, done, "outcome"); statusOf(res.err) != 486 {
+			t.Fatalf("got %v, want 486", res.err)
+		}
+		waitFor(t, "record busy", func() bool {
+			rec, _ := n.st.Call(ctx, ic.req.CallID().Value())
+			return rec.EndReason == endBusy && rec.Status == 486 && rec.Node == "a"
+		})
+	})
+	t.Run("CANCEL passed on", func(t *testing.T) {
+		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
+		a, b := n.phones(t)
+		cctx, cancel := context.WithCancel(ctx)
+		done := a.inviteAsync(cctx, bob)
+		ic := b.nextCall(5 * time.Second)
+		ic.dlg.Respond(180, "Ringing", nil)
+		callID := ic.req.CallID().Value()
+		cancel()
+		wait(t, b.cancels, "CANCEL at the callee")
+		ic.finish()
+		if res := wait(t, done, "the caller's outcome"); res.err == nil {
+			t.Fatal("canceled call was answered")
+		}
+		waitFor(t, "record ended by cancel", func() bool {
+			rec, _ := n.st.Call(ctx, callID)
+			return rec.EndReason == endCancel && rec.Status == 487
+		})
+		waitFor(t, "call gone on node b", func() bool { return n.b.srv.px.get(callID) == nil })
+	})
+	t.Run("callee's node unreachable: 480, registration dropped", func(t *testing.T) {
+		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
+		a, _ := n.phones(t)
+		// Node b dies without cleaning up (kill -9): its row stays.
+		n.b.srv.Close()
+		dev, err := n.st.DeviceBySIPUser(ctx, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.st.PutRegistration(ctx, store.Registration{Number: bob, DeviceID: dev.ID, Node: "b", FlowID: "TCP/127.0.0.1:1/1",
+			Contact: "sip:" + bob + "@127.0.0.1:5999", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		if _, err := a.invite(ctx, bob); statusOf(err) != 480 {
+			t.Fatalf("got %v, want 480", err)
+		}
+		if took := time.Since(began); took > 3*time.Second {
+			t.Errorf("480 took %s", took)
+		}
+		if regs, _ := n.st.Registrations(ctx, bob, time.Now()); len(regs) != 0 {
+			t.Errorf("stale registrations kept: %+v", regs)
+		}
+	})
+	t.Run("callee's node down by membership: not tried", func(t *testing.T) {
+		n := newTwoNodes(t, sqliteStores, nodeOptions{health: healthFunc(func(node string) bool { return node != "b" })}, nodeOptions{})
+		a, b := n.phones(t)
+		if _, err := a.invite(ctx, bob); statusOf(err) != 480 {
+			t.Fatalf("got %v, want 480", err)
+		}
+		select {
+		case ic := <-b.calls:
+			ic.finish()
+			t.Fatal("the call reached a node membership counts as dead")
+		default:
+		}
+		if regs, _ := n.st.Registrations(ctx, bob, time.Now()); len(regs) != 1 {
+			t.Errorf("registrations %+v, want bob's kept", regs)
+		}
+	})
+}
+
+type healthFunc func(string) bool
+
+func (f healthFunc) Healthy(node string) bool { return f(node) }
+
+// TestForwardingMarkFromClients: the node-to-node mark is only taken from
+// a peer. A client's copy is removed and the request handled as the
+// client's own: authenticated, anchored, recorded.
+func TestForwardingMarkFromClients(t *testing.T) {
+	ctx := context.Background()
+	n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
+	a, b := n.phones(t)
+
+	t.Run("registered client", func(t *testing.T) {
+		// alice forges the mark: node a still anchors and records the
+		// call, and node b sees a's own mark only.
+		req := a.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: bob, Host: testDomain})
+		req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: bob, Host: testDomain}})
+		c := a.contact
+		req.AppendHeader(&c)
+		req.AppendHeader(sipmsg.NewHeader(hdrForwarded, "b"))
+		req.AppendHeader(sipmsg.NewHeader(hdrSource, "192.0.2.1"))
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(a.sdp())
+		sess, err := a.dcli.WriteInvite(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		ic := b.nextCall(5 * time.Second)
+		defer ic.finish()
+		if h := peerHeaders(ic.req); len(h) > 0 {
+			t.Errorf("headers at the callee: %q", h)
+		}
+		if offer := mediaAddr(ic.req.Body()); !inRelayOf(n.a, offer) {
+			t.Errorf("offer at %s, want node a's relay", offer)
+		}
+		ic.dlg.Respond(486, "Busy Here", nil)
+		waitFor(t, "a's record", func() bool {
+			rec, _ := n.st.Call(ctx, ic.req.CallID().Value())
+			return rec.Node == "a" && rec.EndReason == endBusy
+		})
+	})
+	t.Run("unregistered connection", func(t *testing.T) {
+		// From a non-peer address the mark buys nothing: challenged.
+		r := dialTCP(t, n.b.addr)
+		id := randomToken(6)
+		r.send(t, sipText(
+			"INVITE sip:"+bob+"@"+testDomain+" SIP/2.0",
+			"Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK"+id,
+			"Max-Forwards: 70",
+			"From: <sip:"+alice+"@"+testDomain+">;tag="+id,
+			"To: <sip:"+bob+"@"+testDomain+">",
+			"Call-ID: forged-"+id,
+			"CSeq: 1 INVITE",
+			"Contact: <sip:"+alice+"@127.0.0.1:9;transport=tcp>",
+			hdrForwarded+": a",
+			"Content-Length: 0",
+		))
+		m, err := r.read(3 * time.Second)
+		if err != nil || status(m) != 407 {
+			t.Fatalf("got %v %v, want 407", m, err)
+		}
+		select {
+		case ic := <-b.calls:
+			ic.finish()
+			t.Fatal("a forged forward reached the callee")
+		case <-time.After(200 * time.Millisecond):
+		}
+	})
+}
+
+func TestPeersFromConfig(t *testing.T) {
+	c, err := config.Load("../../deploy/two-sites.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		node string
+		want map[string]netip.AddrPort
+	}{
+		{"a-mcs", map[string]netip.AddrPort{"b-mcs": netip.MustParseAddrPort("208.95.32.21:5060")}},
+		{"b-mcs", map[string]netip.AddrPort{"a-mcs": netip.MustParseAddrPort("208.94.16.21:5060")}},
+	} {
+		node, ok := c.Node(tt.node)
+		if !ok {
+			t.Fatalf("no node %s", tt.node)
+		}
+		got := ConfigFrom(c, node).Peers
+		if d := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
+			t.Errorf("%s: peers (-want +got):\n%s", tt.node, d)
+		}
+	}
+	for name, peers := range map[string]map[string]netip.AddrPort{
+		"no port":     {"b": netip.MustParseAddrPort("192.0.2.1:0")},
+		"unspecified": {"b": netip.MustParseAddrPort("0.0.0.0:5060")},
+		"shared addr": {"b": netip.MustParseAddrPort("192.0.2.1:5060"), "c": netip.MustParseAddrPort("192.0.2.1:5061")},
+	} {
+		if _, err := New(Config{Domain: "d", Peers: peers}, Deps{Store: fuzzStore{}}); err == nil || !strings.Contains(err.Error(), "peer") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestForwardedReInvite: re-INVITEs from either end and INFO follow the
+// dialog through both nodes, and every SDP stays anchored on node a.
+func TestForwardedReInvite(t *testing.T) {
+	ctx := context.Background()
+	n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
+	a, b := n.phones(t)
+	done := a.inviteAsync(ctx, bob)
+	ic := b.nextCall(5 * time.Second)
+	go ic.dlg.RespondSDP(b.sdp())
+	res := wait(t, done, "answer")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	ic.finish()
+
+	reinvite := func(from, to *phone, do func(*sipmsg.Request) (*sipmsg.Response, error), target sipmsg.Uri) {
+		t.Helper()
+		req := sipmsg.NewRequest(sipmsg.INVITE, target)
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(from.sdp())
+		answered := make(chan *sipmsg.Response, 1)
+		go func() {
+			r, err := do(req)
+			if err != nil {
+				t.Error(err)
+			}
+			answered <- r
+		}()
+		ric := to.nextCall(5 * time.Second)
+		if got := mediaAddr(ric.req.Body()); !inRelayOf(n.a, got) {
+			t.Errorf("%s's re-INVITE reached %s pointing at %s", from.user, to.user, got)
+		}
+		ric.tx.Respond(sipmsg.NewSDPResponseFromRequest(ric.req, to.sdp()))
+		r := wait(t, answered, "re-INVITE answer")
+		ric.finish()
+		if r == nil || r.StatusCode != 200 || !inRelayOf(n.a, mediaAddr(r.Body())) {
+			t.Fatalf("%s's re-INVITE answered %v", from.user, r)
+		}
+		if h := peerHeaders(r); len(h) > 0 {
+			t.Errorf("node-to-node headers reached %s: %q", from.user, h)
+		}
+	}
+	calleeContact := res.sess.InviteResponse.Contact().Address
+	reinvite(a, b, func(r *sipmsg.Request) (*sipmsg.Response, error) { return res.sess.Do(ctx, r) }, calleeContact)
+	if err := res.sess.WriteRequest(sipmsg.NewRequest(sipmsg.ACK, calleeContact)); err != nil {
+		t.Fatal(err)
+	}
+	callerContact := ic.req.Contact().Address
+	reinvite(b, a, func(r *sipmsg.Request) (*sipmsg.Response, error) { return ic.dlg.Do(ctx, r) }, callerContact)
+	if err := ic.dlg.WriteRequest(sipmsg.NewRequest(sipmsg.ACK, callerContact)); err != nil {
+		t.Fatal(err)
+	}
+	if n.b.relay.AllocatedPorts() != 0 {
+		t.Errorf("node b's relay holds %d ports", n.b.relay.AllocatedPorts())
+	}
+	info := sipmsg.NewRequest(sipmsg.INFO, calleeContact)
+	if r, err := res.sess.Do(ctx, info); err != nil || r.StatusCode != 200 {
+		t.Fatalf("INFO: %v %v", r, err)
+	}
+	if err := res.sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, b.byes, "BYE at the callee")
+}
+
+// TestPeerHeaderRules: what a node believes of X-Z5-Source and what it
+// passes on, by where a message came from.
+func TestPeerHeaderRules(t *testing.T) {
+	srv, err := New(Config{Node: "a", Domain: testDomain, Peers: map[string]netip.AddrPort{
+		"b": netip.MustParseAddrPort("127.0.0.3:5060"),
+	}}, Deps{Store: fuzzStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	fallback := netip.MustParseAddr("198.51.100.1")
+	msg := func(source, transport string, headers ...string) *sipmsg.Request {
+		r := sipmsg.NewRequest(sipmsg.BYE, sipmsg.Uri{Scheme: "sip", User: bob, Host: testDomain})
+		cid := sipmsg.CallIDHeader("rules")
+		r.AppendHeader(&cid)
+		for _, h := range headers {
+			name, value, _ := strings.Cut(h, ": ")
+			r.AppendHeader(sipmsg.NewHeader(name, value))
+		}
+		r.SetSource(source)
+		r.SetTransport(transport)
+		return r
+	}
+	for _, tt := range []struct {
+		name          string
+		in            *sipmsg.Request
+		toPeer        bool
+		wantSignal    string
+		wantPassed    []string
+		wantForwarded bool
+	}{
+		{"peer over TCP", msg("127.0.0.3:41000", "TCP", "X-Z5-Source: 127.0.0.9", "X-Z5-Forwarded: b"),
+			false, "127.0.0.9", nil, true},
+		{"peer over UDP", msg("127.0.0.3:5060", "UDP", "X-Z5-Source: 127.0.0.9", "X-Z5-Forwarded: b"),
+			false, "198.51.100.1", nil, false},
+		{"peer naming another node", msg("127.0.0.3:41000", "TCP", "X-Z5-Forwarded: c"),
+			false, "198.51.100.1", nil, false},
+		{"client", msg("127.0.0.1:5999", "TCP", "X-Z5-Source: 127.0.0.9", "X-Z5-Forwarded: b"),
+			true, "198.51.100.1", []string{"X-Z5-Source: 127.0.0.1"}, false},
+		{"peer to peer", msg("127.0.0.3:41000", "TCP", "X-Z5-Source: 127.0.0.9"),
+			true, "127.0.0.9", nil, false},
+		{"garbage source header", msg("127.0.0.3:41000", "TCP", "X-Z5-Source: 0.0.0.0"),
+			false, "198.51.100.1", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := srv.signalIP(tt.in, fallback); got.String() != tt.wantSignal {
+				t.Errorf("signalIP = %s, want %s", got, tt.wantSignal)
+			}
+			out := tt.in.Clone()
+			srv.passOn(out, tt.in, tt.toPeer)
+			if d := cmp.Diff(tt.wantPassed, peerHeaders(out)); d != "" {
+				t.Errorf("passed on (-want +got):\n%s", d)
+			}
+			if _, ok := srv.forwardedBy(tt.in); ok != tt.wantForwarded {
+				t.Errorf("forwardedBy = %v, want %v", ok, tt.wantForwarded)
+			}
+		})
+	}
+}

@@ -1,0 +1,408 @@
+package sipserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/floodguard"
+)
+
+// Flood and overload protection. The transport asks the shield about every
+// connection and message before anything is parsed:
+//
+//   - a banned source (internal/floodguard) has its TCP/TLS connections
+//     closed at accept and its datagrams dropped unread;
+//   - each source may send Limits.RateLimit requests a second (token
+//     bucket, Limits.RateBurst); beyond that a TCP/TLS request is answered
+//     503 with Retry-After from the raw bytes, and a UDP request is dropped,
+//     since a UDP source can be forged and a 503 would then reflect onto a
+//     victim;
+//   - a source whose TCP/TLS requests keep being refused by the rate limit,
+//     or that fails digest authentication too often (auth.go), is banned.
+//     Only connection-oriented events count toward a ban: over UDP anyone
+//     could earn a ban for somebody else's address.
+//
+// Then, once sipgo has parsed a request (admit, called from handle):
+//
+//   - at most Limits.MaxInFlight requests outside calls (REGISTER,
+//     OPTIONS, MESSAGE...) are worked on at once; more are answered 503
+//     with Retry-After at once, rather than queued until clients time out.
+//     Calls and requests inside them are never shed this way: a REGISTER
+//     flood must not stop calls;
+//   - a number takes part in at most Limits.MaxCallsPerNumber calls.
+
+// Limits are the server's defences against floods and overload; the zero
+// value means the defaults (docs/limits.md).
+type Limits struct {
+	RateLimit float64 // requests per second per source (IPv6: /64); < 0 off; default 200
+	RateBurst int     // default twice RateLimit
+
+	MaxInFlight int // requests outside calls handled at once; default 256
+
+	MaxRegistrationsPerNumber int // default 32
+	MaxCallsPerNumber         int // default 8
+
+	// A source that fails BanAuthFailures digests, or has BanRateLimited
+	// requests refused by the rate limit, within BanWindow is banned for
+	// BanTime, doubled per repeat up to BanMaxTime. < 0: never.
+	BanAuthFailures int // default 20
+	BanRateLimited  int // default 2000
+	BanWindow       time.Duration
+	BanTime         time.Duration
+	BanMaxTime      time.Duration
+
+	// Allow lists sources never banned or rate limited (the deployment's
+	// own nodes); AllowLoopback adds 127.0.0.0/8 and ::1.
+	Allow         []netip.Prefix
+	AllowLoopback bool
+	MaxSources    int // tracked sources; default 65536
+}
+
+// LimitsFrom reads the limits of the deployment config's [sip] section;
+// every MCS node of the deployment is allowlisted.
+func LimitsFrom(c *config.Config) Limits {
+	allow := c.SIP.BanAllowPrefixes()
+	for _, n := range c.NodesWithRole(config.RoleMCS) {
+		if a := n.Addr(); a.IsValid() && !a.IsUnspecified() {
+			allow = append(allow, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return Limits{
+		RateLimit: float64(c.SIP.RateLimit), RateBurst: c.SIP.RateBurst,
+		MaxInFlight:               c.SIP.MaxInFlight,
+		MaxRegistrationsPerNumber: c.SIP.MaxRegistrationsPerNumber,
+		MaxCallsPerNumber:         c.SIP.MaxCallsPerNumber,
+		BanAuthFailures:           c.SIP.BanAuthFailures, BanRateLimited: c.SIP.BanRateLimited,
+		BanWindow: c.SIP.BanWindow, BanTime: c.SIP.BanTime, BanMaxTime: c.SIP.BanMaxTime,
+		Allow: allow, AllowLoopback: c.SIP.BanAllowLoopback, MaxSources: c.SIP.MaxTrackedSources,
+	}
+}
+
+func (l *Limits) applyDefaults() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if l.RateLimit == 0 {
+		l.RateLimit = 200
+	}
+	def(&l.RateBurst, max(int(2*l.RateLimit), 1))
+	def(&l.MaxInFlight, 256)
+	def(&l.MaxRegistrationsPerNumber, 32)
+	def(&l.MaxCallsPerNumber, 8)
+	def(&l.BanAuthFailures, 20)
+	def(&l.BanRateLimited, 2000)
+	defDur(&l.BanWindow, time.Minute)
+	defDur(&l.BanTime, 5*time.Minute)
+	defDur(&l.BanMaxTime, max(24*time.Hour, l.BanTime))
+	def(&l.MaxSources, floodguard.DefaultMaxSources)
+}
+
+func (l *Limits) validate() error {
+	switch {
+	case l.RateBurst < 1:
+		return fmt.Errorf("sipserver: config: RateBurst %d below 1", l.RateBurst)
+	case l.MaxInFlight < 1:
+		return fmt.Errorf("sipserver: config: MaxInFlight %d below 1", l.MaxInFlight)
+	case l.MaxRegistrationsPerNumber < 1 || l.MaxCallsPerNumber < 1:
+		return fmt.Errorf("sipserver: config: MaxRegistrationsPerNumber %d and MaxCallsPerNumber %d must be at least 1", l.MaxRegistrationsPerNumber, l.MaxCallsPerNumber)
+	case l.BanWindow <= 0 || l.BanTime <= 0 || l.BanMaxTime < l.BanTime:
+		return fmt.Errorf("sipserver: config: need positive BanWindow (%s) and 0 < BanTime (%s) <= BanMaxTime (%s)", l.BanWindow, l.BanTime, l.BanMaxTime)
+	}
+	return nil
+}
+
+// Event kinds counted by the flood guard.
+const (
+	eventAuthFailure = "auth_failure"
+	eventRateLimited = "rate_limited"
+)
+
+// shield holds the guard, the rate limiter and the in-flight counts.
+type shield struct {
+	guard    *floodguard.Guard
+	limiter  *floodguard.Limiter
+	maxCalls int
+	maxIn    int64
+	inFlight atomic.Int64
+	// maxInPerSource keeps one source from taking every slot: a client
+	// that sends requests and stops reading holds each until its write
+	// times out.
+	maxInPerSource int
+	m              *shieldMetrics
+
+	mu    sync.Mutex // guards perIn
+	perIn map[netip.Addr]int
+}
+
+type shieldMetrics struct {
+	banned   *prometheus.CounterVec // by transport: connections and datagrams refused
+	shed     *prometheus.CounterVec // by reason: requests refused by a limit
+	inFlight prometheus.GaugeFunc
+}
+
+// newShield builds the server's shield; a ban closes the source's open
+// connections at once.
+func newShield(l Limits, s *Server, reg prometheus.Registerer) (*shield, error) {
+	threshold := func(n int) floodguard.Threshold {
+		return floodguard.Threshold{Count: max(n, 0), Window: l.BanWindow}
+	}
+	sh := &shield{maxCalls: l.MaxCallsPerNumber, maxIn: int64(l.MaxInFlight),
+		maxInPerSource: max(l.MaxInFlight/8, 1), perIn: map[netip.Addr]int{}}
+	var err error
+	sh.guard, err = floodguard.New(floodguard.Config{
+		Thresholds: map[string]floodguard.Threshold{
+			eventAuthFailure: threshold(l.BanAuthFailures),
+			eventRateLimited: threshold(l.BanRateLimited),
+		},
+		BanTime: l.BanTime, MaxBanTime: l.BanMaxTime, MaxSources: l.MaxSources,
+		Allow: l.Allow, AllowLoopback: l.AllowLoopback,
+	}, floodguard.Deps{Service: "sip", Log: s.log, Registerer: reg, OnBan: func(b floodguard.Ban) {
+		s.t.closeFrom(b.Source)
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("sipserver: %w", err)
+	}
+	sh.limiter = floodguard.NewLimiter(l.RateLimit, l.RateBurst, l.MaxSources)
+	sh.m = &shieldMetrics{
+		banned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "z5", Subsystem: "sip", Name: "banned_dropped_total",
+			Help: "Connections (tcp, tls) closed at accept and datagrams (udp) dropped because their source is banned.",
+		}, []string{"transport"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "z5", Subsystem: "sip", Name: "shed_total",
+			Help: "Requests refused by a limit, by reason: rate_limited (503, or dropped over UDP), overloaded (503), calls_per_number (403/486).",
+		}, []string{"reason"}),
+	}
+	sh.m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "z5", Subsystem: "sip", Name: "requests_in_flight",
+		Help: "Requests outside calls being handled now (shed beyond max_in_flight).",
+	}, func() float64 { return float64(sh.inFlight.Load()) })
+	for _, r := range []string{eventRateLimited, "overloaded", "calls_per_number"} {
+		sh.m.shed.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{sh.m.banned, sh.m.shed, sh.m.inFlight} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("sip metrics: %w", err)
+			}
+		}
+	}
+	return sh, nil
+}
+
+// bannedConn is the accept-time check (capListener): true closes the
+// connection before a byte is read or a TLS handshake is made.
+func (sh *shield) bannedConn(ip netip.Addr, transport string) bool {
+	if sh == nil || !sh.guard.Banned(ip) {
+		return false
+	}
+	sh.m.banned.WithLabelValues(transport).Inc()
+	return true
+}
+
+// errBanned ends a flow whose source was banned while it was open.
+var errBanned = errors.New("source banned")
+
+// admitMessage decides on one framed message from src before it is parsed.
+// It returns ok, or the reply to send instead (nil: drop silently).
+// Responses and ACKs always pass: they answer or complete our own
+// transactions and cannot be refused.
+func (sh *shield) admitMessage(src netip.Addr, msg []byte, udp bool) (reply []byte, ok bool) {
+	if sh == nil || bytes.HasPrefix(msg, []byte("SIP/")) {
+		return nil, true
+	}
+	method, _, _ := bytes.Cut(msg[:min(len(msg), 32)], []byte(" "))
+	if string(method) == "ACK" {
+		return nil, true
+	}
+	if !sh.guard.Allowed(src) {
+		if wait, allowed := sh.limiter.Allow(src); !allowed {
+			sh.m.shed.WithLabelValues(eventRateLimited).Inc()
+			if udp {
+				return nil, false
+			}
+			sh.guard.Record(src, eventRateLimited)
+			return refuse(msg, 503, "Service Unavailable (Rate Limited)", floodguard.RetrySeconds(wait)), false
+		}
+	}
+	// A REGISTER is never part of a call: when the node is already at
+	// its limit it is refused here, without parsing it twice first.
+	if string(method) == "REGISTER" && sh.inFlight.Load() >= sh.maxIn {
+		sh.m.shed.WithLabelValues("overloaded").Inc()
+		if udp {
+			return nil, false // the client retransmits; a 503 would invite a forged flood
+		}
+		return refuse(msg, 503, "Service Unavailable (Overloaded)", overloadRetry()), false
+	}
+	return nil, true
+}
+
+// overloadRetry spreads the clients told to come back: 2 to 6 seconds.
+func overloadRetry() int { return 2 + rand.IntN(5) }
+
+// refuse builds a response to raw request bytes with a Retry-After.
+func refuse(msg []byte, code int, reason string, retry int) []byte {
+	hdr := msg
+	if i := bytes.Index(msg, crlfcrlf); i >= 0 {
+		hdr = msg[:i+2]
+	}
+	res := salvageResponse(startLine(hdr), splitHeaders(hdr), code, reason)
+	const end = "Content-Length: 0\r\n\r\n"
+	if !bytes.HasSuffix(res, []byte(end)) {
+		return res
+	}
+	out := make([]byte, 0, len(res)+24)
+	out = append(out, res[:len(res)-len(end)]...)
+	out = append(out, "Retry-After: "+strconv.Itoa(retry)+"\r\n"+end...)
+	return out
+}
+
+// authFailed counts a failed digest toward a ban, over TCP and TLS only
+// (a UDP source address proves nothing).
+func (s *Server) authFailed(req *sipmsg.Request) {
+	if sipmsg.NetworkToUpper(req.Transport()) == "UDP" {
+		return
+	}
+	s.shield.guard.Record(sourceIP(req), eventAuthFailure)
+}
+
+// admit is the gate of handle for a parsed request: the in-flight limit
+// for requests outside calls and the calls-per-number cap for a new call.
+// When it refuses it has answered.
+func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) (release func(), ok bool) {
+	sh := s.shield
+	switch {
+	case req.IsAck() || req.IsCancel() || toTag(req) != "":
+		return func() {}, true
+	case req.Method == sipmsg.INVITE:
+		return func() {}, s.callsWithinCap(req, tx)
+	}
+	src := sourceIP(req)
+	if !sh.enter(src) {
+		sh.m.shed.WithLabelValues("overloaded").Inc()
+		s.respond(tx, req, 503, "Service Unavailable (Overloaded)", retryAfter(overloadRetry()))
+		return nil, false
+	}
+	return func() { sh.leave(src) }, true
+}
+
+// enter takes an in-flight slot for a request from src, within the
+// node's limit and the source's share of it (allowlisted sources: the
+// node's limit only).
+func (sh *shield) enter(src netip.Addr) bool {
+	if sh.inFlight.Add(1) > sh.maxIn {
+		sh.inFlight.Add(-1)
+		return false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.perIn[src] >= sh.maxInPerSource && !sh.guard.Allowed(src) {
+		sh.inFlight.Add(-1)
+		return false
+	}
+	sh.perIn[src]++
+	return true
+}
+
+func (sh *shield) leave(src netip.Addr) {
+	sh.inFlight.Add(-1)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.perIn[src]--; sh.perIn[src] <= 0 {
+		delete(sh.perIn, src)
+	}
+}
+
+// callsWithinCap refuses a new call when the caller (403) or the callee
+// (486) already takes part in MaxCallsPerNumber calls on this node. The
+// caller is read from From: a request whose From is not the caller's is
+// refused later anyway (proxy.identify).
+func (s *Server) callsWithinCap(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	caller, _ := targetNumber(req.From().Address.User)
+	callee, _ := targetNumber(req.Recipient.User)
+	nCaller, nCallee := s.px.callsOf(caller, callee)
+	switch {
+	case caller != "" && nCaller >= s.shield.maxCalls:
+		s.shield.m.shed.WithLabelValues("calls_per_number").Inc()
+		s.respond(tx, req, 403, "Forbidden (Too Many Calls)")
+		return false
+	case callee != "" && nCallee >= s.shield.maxCalls:
+		s.shield.m.shed.WithLabelValues("calls_per_number").Inc()
+		s.respond(tx, req, 486, "Busy Here (Too Many Calls)")
+		return false
+	}
+	return true
+}
+
+// callsOf counts the calls on this node each number takes part in.
+func (p *proxy) callsOf(a, b string) (na, nb int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.calls {
+		// From and To are set when the call is made and never change.
+		parties := []string{c.record.From, c.record.To}
+		if a != "" && slices.Contains(parties, a) {
+			na++
+		}
+		if b != "" && slices.Contains(parties, b) {
+			nb++
+		}
+	}
+	return na, nb
+}
+
+// closeFrom closes every flow from a banned source.
+func (t *transport) closeFrom(src netip.Prefix) {
+	t.mu.Lock()
+	var gone []*flowConn
+	for _, c := range t.flows {
+		if src.Contains(c.raddr.Addr()) {
+			gone = append(gone, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range gone {
+		t.log.Info("closing flow: source banned", "flow", c.id)
+		c.Close()
+	}
+}
+
+// guardListener makes a capListener refuse banned sources at accept.
+func (s *Server) guardListener(l *capListener, transport string) *capListener {
+	l.banned = func(ip netip.Addr) bool { return s.shield.bannedConn(ip, transport) }
+	return l
+}
+
+// bannedFlow reports whether an open flow's source has been banned since
+// it connected.
+func (sh *shield) bannedFlow(ip netip.Addr) bool {
+	return sh != nil && sh.guard.Banned(ip)
+}
+
+// bannedDatagram is the first check on every UDP datagram.
+func (sh *shield) bannedDatagram(ip netip.Addr) bool {
+	if sh == nil || !sh.guard.Banned(ip) {
+		return false
+	}
+	sh.m.banned.WithLabelValues("udp").Inc()
+	return true
+}
