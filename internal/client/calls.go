@@ -90,7 +90,8 @@ func (ic *IncomingCall) Answer(answer []byte) (*Dialog, error) {
 			return
 		default:
 		}
-		if err = ic.dlg.Respond(sipmsg.StatusOK, "OK", answer, sipmsg.NewHeader("Content-Type", "application/sdp")); err != nil {
+		contact := ic.p.currentContact()
+		if err = ic.dlg.Respond(sipmsg.StatusOK, "OK", answer, sipmsg.NewHeader("Content-Type", "application/sdp"), &contact); err != nil {
 			err = fmt.Errorf("answer: %w", err)
 			return
 		}
@@ -116,6 +117,18 @@ func (ic *IncomingCall) Reject(code int, reason string) error {
 		err = ic.dlg.Respond(code, reason, nil)
 	})
 	return err
+}
+
+// currentContact is the Contact this phone registered (host and port of
+// its flow): responses that open a dialog must carry a reachable one, or
+// strict peers (Linphone) refuse them.
+func (p *Phone) currentContact() sipmsg.ContactHeader {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.contact
+	c.Params = p.contact.Params.Clone()
+	c.Address.UriParams = p.contact.Address.UriParams.Clone()
+	return c
 }
 
 func (p *Phone) routes() {
@@ -164,7 +177,8 @@ func (p *Phone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if from != nil {
 		ic.From, ic.FromName = from.Address.User, strings.Trim(from.DisplayName, `"`)
 	}
-	dlg.Respond(sipmsg.StatusRinging, "Ringing", nil)
+	contact := p.currentContact()
+	dlg.Respond(sipmsg.StatusRinging, "Ringing", nil, &contact)
 	go p.opts.OnIncoming(ic)
 	select {
 	case <-ic.decide:
