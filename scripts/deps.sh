@@ -16,6 +16,8 @@ declare -A need=(
 	[ip]=iproute2
 	[unshare]=util-linux
 	[vdirsyncer]=vdirsyncer
+	[linphonec]=linphone-cli
+	[curl]=curl
 )
 missing=()
 for cmd in "${!need[@]}"; do
