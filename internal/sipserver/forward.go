@@ -327,7 +327,7 @@ func (p *proxy) peerForks(ctx context.Context, callee string, local []binding) [
 	}
 	var out []binding
 	for _, node := range slices.Sorted(maps.Keys(byNode)) {
-		if s.peers.health != nil && !s.peers.health.Healthy(node) {
+		if s.peers.health != nil && !s.peers.health.Healthy(node) && !recentlyRegistered(byNode[node], s.now()) {
 			s.log.Info("callee's node is down: not forwarded", "number", callee, "node", node)
 			continue
 		}
@@ -491,3 +491,19 @@ func (l *peerListener) Close() error { return nil }
 
 // Addr is the server's SIP address (sipgo records its port).
 func (l *peerListener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr()) }
+
+// freshRegistration is how recent a registration must be to outweigh the
+// membership table: a node that took a REGISTER moments ago is alive even
+// if our copy of the table (read every heartbeat) has not seen it yet, as
+// right after both nodes start. A wrong guess costs a connect attempt,
+// which then drops the registrations as stale.
+const freshRegistration = 10 * time.Second
+
+func recentlyRegistered(regs []store.Registration, now time.Time) bool {
+	for _, r := range regs {
+		if now.Sub(r.UpdatedAt) < freshRegistration {
+			return true
+		}
+	}
+	return false
+}
