@@ -69,7 +69,34 @@ type call struct {
 	early     map[string]party // early dialogs by callee To tag
 	answered  bool
 	ended     bool
+	acked     chan struct{} // closed once the caller's ACK of the 2xx is forwarded
 }
+
+// ackDone is closed once the ACK for the call's 2xx has been forwarded.
+func (c *call) ackDone() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acked == nil {
+		c.acked = make(chan struct{})
+	}
+	return c.acked
+}
+
+func (c *call) markAcked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acked == nil {
+		c.acked = make(chan struct{})
+	}
+	select {
+	case <-c.acked:
+	default:
+		close(c.acked)
+	}
+}
+
+// ackWait bounds how long a caller's BYE waits for its ACK to go first.
+const ackWait = 500 * time.Millisecond
 
 // party is one end of a call as the proxy needs it to route and to speak
 // for the other end (BYE on media timeout).
@@ -838,6 +865,20 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
+	if req.Method == sipmsg.BYE && fromCaller {
+		// sipgo hands each message to its own goroutine, so a BYE sent
+		// right behind the ACK of the 2xx can overtake it; the callee would
+		// then see BYE before ACK. Let the ACK go first.
+		c.mu.Lock()
+		answered := c.answered
+		c.mu.Unlock()
+		if answered {
+			select {
+			case <-c.ackDone():
+			case <-time.After(ackWait):
+			}
+		}
+	}
 	fwd, err := p.forwardRequest(c, req, fromCaller, dst)
 	if err != nil {
 		p.rejectSDP(c, req, tx, err)
@@ -907,6 +948,7 @@ func (p *proxy) inDialogAck(req *sipmsg.Request) {
 	if err := s.cli.WriteRequest(fwd, noBuild); err != nil {
 		s.log.Debug("ACK not forwarded", "call_id", c.id, "error", err)
 	}
+	c.markAcked()
 }
 
 // direction tells who sent an in-dialog request, by the dialog's tags, and
