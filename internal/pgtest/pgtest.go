@@ -504,7 +504,19 @@ func (s *Server) Restart() error {
 	if running {
 		return errors.New("pgtest: restart: server is running")
 	}
-	return s.start()
+	// A backend forked at the moment of the SIGKILL can outlive the
+	// postmaster for a moment, still attached to the old shared memory;
+	// postgres then refuses to start until it is gone. Retry, bounded.
+	var err error
+	for deadline := time.Now().Add(stopTimeout); ; time.Sleep(200 * time.Millisecond) {
+		err = s.start()
+		if err == nil || !strings.Contains(err.Error(), "exited while starting") || time.Now().After(deadline) {
+			return err
+		}
+		if b, rerr := os.ReadFile(s.logPath()); rerr != nil || !strings.Contains(string(b), "pre-existing shared memory block") {
+			return err
+		}
+	}
 }
 
 // Stop shuts the server down (immediate mode: no checkpoint, the data is
