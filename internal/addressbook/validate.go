@@ -89,8 +89,11 @@ func NormalizeNumber(s string) string {
 			return strings.ToLower(scheme) + ":" + rest
 		case "tel":
 			// RFC 3966 parameters (";ext=", ";phone-context=") have no
-			// place in a stored number.
+			// place in a stored number. What does not normalize is kept as
+			// the bare number, so "tel:X" and "X" validate alike (our own
+			// export writes E.164-shaped numbers as tel: URIs).
 			s, _, _ = strings.Cut(rest, ";")
+			orig = s
 		default:
 			return s
 		}
