@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -264,7 +265,10 @@ func decodeObject(b []byte, where string) (object, error) {
 		return nil, fmt.Errorf("%w: %s: want a JSON object, not null", ErrInvalid, where)
 	}
 	o := make(object, len(raw))
-	for k, v := range raw {
+	// Sorted, so which of two clashing spellings the error names does not
+	// depend on map order.
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		v := raw[k]
 		n := normKey(k)
 		if _, dup := o[n]; dup {
 			return nil, fmt.Errorf("%w: %s: key %q given twice (in two spellings?)", ErrInvalid, where, clip(k))
