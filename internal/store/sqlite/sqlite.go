@@ -1,5 +1,7 @@
 // Package sqlite is the embedded, single-machine implementation of
-// store.Store on SQLite (modernc.org/sqlite, pure Go).
+// store.Store on SQLite (modernc.org/sqlite, pure Go). The queries are
+// sqlstore's; this package opens the database, says how SQLite differs
+// (its Dialect) and runs the writes.
 //
 // Durability: the database runs in WAL mode with synchronous=FULL, so a
 // write is on stable storage (the WAL is fsynced) before its method returns;
@@ -11,16 +13,19 @@
 // process (an admin command) waits under busy_timeout instead of failing
 // with SQLITE_BUSY half way through a transaction. Reads use a separate
 // pool of read-only connections that WAL lets run beside the writer.
+//
+// Privacy: a new database file is created readable by its owner only
+// (0600); SQLite gives its -wal and -shm files the database file's mode.
 package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
+	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +34,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlstore"
 )
 
 // busyTimeout bounds how long a connection waits for a lock another
@@ -39,8 +45,44 @@ const busyTimeout = 10 * time.Second
 // connections let HTTP handlers read while a write commits.
 const readConns = 4
 
+// fileMode is the mode of a database file Open creates: it holds password
+// hashes, digest HA1s and session token hashes.
+const fileMode = 0o600
+
+// migrations holds the schema as numbered files, NNNN_name.sql, applied in
+// order. A released file is never edited: changes go in a new file.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// dialect is how SQLite differs: times are INTEGER Unix nanoseconds with 0
+// for "never", lists are JSON text, writes are serialized by the writer
+// (no row locks needed) and a read-only transaction is a snapshot in WAL
+// mode.
+var dialect = sqlstore.Dialect{
+	Name:      "sqlite",
+	ForUpdate: "",
+	Never:     "0",
+	Time:      dbTime,
+	NullTime:  dbTime,
+	Round:     func(t time.Time) time.Time { return t },
+	Strings: func(ss []string) (any, error) {
+		b, err := json.Marshal(ss)
+		return string(b), err
+	},
+	Snapshot:  sql.TxOptions{ReadOnly: true},
+	Violation: violation,
+	MigrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`,
+}
+
 // Store is a store.Store on one SQLite database file.
 type Store struct {
+	*sqlstore.Store
+
 	path string
 	w    *sql.DB // one connection: every write, as BEGIN IMMEDIATE
 	r    *sql.DB // read-only connections (PRAGMA query_only)
@@ -56,7 +98,6 @@ type Store struct {
 // writeJob is one caller's transaction body waiting for the writer.
 type writeJob struct {
 	ctx  context.Context
-	op   string
 	fn   func(tx *sql.Tx) error
 	done chan error
 }
@@ -73,6 +114,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite: open %q: want a plain file path (no \"file:\" URI, no '?', not :memory:)", path)
 	}
+	if err := create(path); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
 	w, err := sql.Open("sqlite", path+"?"+common+
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
@@ -87,7 +131,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := sqlstore.Migrate(ctx, w, dialect, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -106,9 +150,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: read pool: %w", path, err)
 	}
 	st := &Store{path: path, w: w, r: r, jobs: make(chan *writeJob), stop: make(chan struct{})}
+	st.Store = sqlstore.New(dialect, r, st.write)
 	st.writerWG.Add(1)
 	go st.writer()
 	return st, nil
+}
+
+// create makes the database file with fileMode when it does not exist yet,
+// so it is never readable by others, not even for the moment before a
+// chmod; a file already there keeps the mode it has.
+func create(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // checkPragmas verifies that the settings durability depends on took
@@ -158,21 +214,21 @@ func (s *Store) Close() error {
 }
 
 // write runs fn in a BEGIN IMMEDIATE transaction and returns once it is
-// committed; op names the operation in the error. Commit returning nil
-// means the WAL frame is fsynced (synchronous=FULL).
+// committed. Commit returning nil means the WAL frame is fsynced
+// (synchronous=FULL).
 //
 // Writes are group-committed: the writer goroutine takes every job that is
 // waiting, runs each inside its own SAVEPOINT of one transaction (a failing
 // job is rolled back alone) and commits once, so concurrent writers share
 // one fsync. No caller is answered before that commit is durable.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	j := &writeJob{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	j := &writeJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.jobs <- j:
 	case <-s.stop:
-		return fmt.Errorf("sqlite: %s: store closed", op)
+		return errors.New("store closed")
 	case <-ctx.Done():
-		return fmt.Errorf("sqlite: %s: %w", op, ctx.Err())
+		return ctx.Err()
 	}
 	// Once taken, a job always gets an answer: its result decides whether
 	// the write happened, so the caller waits for it even if ctx ends.
@@ -206,39 +262,39 @@ func (s *Store) writer() {
 func (s *Store) commit(batch []*writeJob) {
 	if len(batch) == 1 {
 		j := batch[0]
-		j.done <- s.runAlone(j)
+		j.done <- sqlstore.InTx(j.ctx, s.w, nil, j.fn)
 		return
 	}
 	tx, err := s.w.BeginTx(context.Background(), nil)
 	if err != nil {
 		for _, j := range batch {
-			j.done <- fmt.Errorf("sqlite: %s: begin: %w", j.op, mapErr(err))
+			j.done <- fmt.Errorf("begin: %w", err)
 		}
 		return
 	}
 	errs := make([]error, len(batch))
 	for i, j := range batch {
 		if err := j.ctx.Err(); err != nil {
-			errs[i] = fmt.Errorf("sqlite: %s: %w", j.op, err)
+			errs[i] = err
 			continue
 		}
 		if _, err := tx.Exec("SAVEPOINT job"); err != nil {
-			errs[i] = fmt.Errorf("sqlite: %s: savepoint: %w", j.op, mapErr(err))
+			errs[i] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
 		if err := j.fn(tx); err != nil {
-			errs[i] = fmt.Errorf("sqlite: %s: %w", j.op, mapErr(err))
+			errs[i] = err
 			if _, rerr := tx.Exec("ROLLBACK TO job"); rerr != nil {
 				// The transaction is unusable: fail the whole batch.
 				tx.Rollback()
 				for _, j := range batch {
-					j.done <- fmt.Errorf("sqlite: %s: rollback to savepoint: %w", j.op, mapErr(rerr))
+					j.done <- fmt.Errorf("rollback to savepoint: %w", rerr)
 				}
 				return
 			}
 		}
 		if _, err := tx.Exec("RELEASE job"); err != nil && errs[i] == nil {
-			errs[i] = fmt.Errorf("sqlite: %s: release savepoint: %w", j.op, mapErr(err))
+			errs[i] = fmt.Errorf("release savepoint: %w", err)
 		}
 	}
 	cerr := tx.Commit()
@@ -247,135 +303,32 @@ func (s *Store) commit(batch []*writeJob) {
 		case errs[i] != nil:
 			j.done <- errs[i]
 		case cerr != nil:
-			j.done <- fmt.Errorf("sqlite: %s: commit: %w", j.op, mapErr(cerr))
+			j.done <- fmt.Errorf("commit: %w", cerr)
 		default:
 			j.done <- nil
 		}
 	}
 }
 
-func (s *Store) runAlone(j *writeJob) error {
-	tx, err := s.w.BeginTx(j.ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: %s: begin: %w", j.op, mapErr(err))
-	}
-	if err := j.fn(tx); err != nil {
-		tx.Rollback()
-		return fmt.Errorf("sqlite: %s: %w", j.op, mapErr(err))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: %s: commit: %w", j.op, mapErr(err))
-	}
-	return nil
-}
-
-// readErr adds context to an error of a read.
-func readErr(op string, err error) error {
-	return fmt.Errorf("sqlite: %s: %w", op, mapErr(err))
-}
-
-// mapErr turns SQLite's answers into the store sentinels callers branch on,
-// keeping the original error in the chain for the message.
-func mapErr(err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
+// violation classifies SQLite's constraint errors.
+func violation(err error) sqlstore.Violation {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %w", store.ErrExists, err)
+			return sqlstore.Unique
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			// Only references to a customer or number exist, so a failed
-			// reference means the thing referred to is missing.
-			return fmt.Errorf("%w: referenced row: %w", store.ErrNotFound, err)
+			return sqlstore.ForeignKey
 		}
 	}
-	return err
+	return sqlstore.NoViolation
 }
 
-// mustAffect reports store.ErrNotFound when an UPDATE or DELETE touched no
-// row.
-func mustAffect(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
-}
-
-// Times are stored as Unix nanoseconds (UTC by construction); 0 stands for
-// the zero time.Time, which has no Unix nanosecond value of its own.
-func dbTime(t time.Time) int64 {
+// dbTime stores a time as Unix nanoseconds (UTC by construction); 0 stands
+// for the zero time.Time.
+func dbTime(t time.Time) any {
 	if t.IsZero() {
-		return 0
+		return int64(0)
 	}
 	return t.UnixNano()
-}
-
-func goTime(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
-}
-
-// orNow returns t, or the current time when t is zero.
-func orNow(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Now()
-	}
-	return t
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// newID returns a random URL-safe identifier of 16 characters (96 bits).
-func newID() string {
-	b := make([]byte, 12)
-	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// newUID returns a random (version 4) UUID URN, the usual vCard UID form.
-func newUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return "urn:uuid:" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// scanner is the Scan method shared by *sql.Row and *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-// collect scans every row of rows with scan.
-func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }

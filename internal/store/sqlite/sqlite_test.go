@@ -14,10 +14,10 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlstore"
 	"github.com/z5vrs/z5/internal/store/storetest"
 )
 
@@ -79,7 +79,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ms, err := loadMigrations(migrations)
+	ms, err := sqlstore.LoadMigrations(migrations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,22 +125,6 @@ func TestNewerSchemaRefused(t *testing.T) {
 			s.Close()
 		}
 		t.Errorf("Open of a newer schema: %v, want an error saying it is newer", err)
-	}
-}
-
-func TestLoadMigrationsRejects(t *testing.T) {
-	for name, fsys := range map[string]fstest.MapFS{
-		"no number":      {"migrations/init.sql": {}},
-		"zero":           {"migrations/0000_init.sql": {}},
-		"shared version": {"migrations/0001_a.sql": {}, "migrations/001_b.sql": {}},
-	} {
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: loadMigrations accepted it", name)
-		}
-	}
-	ms, err := loadMigrations(fstest.MapFS{"migrations/0010_b.sql": {}, "migrations/0002_a.sql": {}})
-	if err != nil || len(ms) != 2 || ms[0].version != 2 || ms[1].version != 10 {
-		t.Errorf("loadMigrations order: %+v, %v", ms, err)
 	}
 }
 
@@ -299,4 +283,32 @@ func TestCrashChild(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+}
+
+// TestFileMode: a new database and the -wal and -shm files SQLite makes
+// beside it are readable by their owner only, even under the usual umask
+// 022 that would leave a file made with 0644 readable by everyone.
+func TestFileMode(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "z5.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// A write, so the WAL holds a frame and both files certainly exist.
+	if _, err := s.CreateCustomer(t.Context(), store.Customer{Username: "mode"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s: mode %v, want -rw-------", filepath.Base(p), m)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -14,12 +14,14 @@ import (
 )
 
 // dbPhone is the stored JSON form of a store.Phone; explicit tags keep the
-// file format independent of Go field names.
+// stored format independent of Go field names.
 type dbPhone struct {
 	Type   string `json:"type"`
 	Number string `json:"number"`
 }
 
+// phonesJSON encodes phones for a JSON column (text in SQLite, jsonb in
+// PostgreSQL); none is NULL.
 func phonesJSON(ps []store.Phone) (any, error) {
 	if len(ps) == 0 {
 		return nil, nil
@@ -35,12 +37,12 @@ func phonesJSON(ps []store.Phone) (any, error) {
 	return string(b), nil
 }
 
-func phonesFromJSON(s sql.NullString) ([]store.Phone, error) {
-	if !s.Valid || s.String == "" {
+func phonesFromJSON(b []byte) ([]store.Phone, error) {
+	if len(b) == 0 {
 		return nil, nil
 	}
 	var in []dbPhone
-	if err := json.Unmarshal([]byte(s.String), &in); err != nil {
+	if err := json.Unmarshal(b, &in); err != nil {
 		return nil, fmt.Errorf("decode phones: %w", err)
 	}
 	if len(in) == 0 {
@@ -58,14 +60,12 @@ const contactCols = `owner, id, uid, name, given_name, family_name, number, phon
 
 func scanContact(sc scanner) (store.Contact, error) {
 	var c store.Contact
-	var phones sql.NullString
-	var updated int64
+	var phones []byte
 	err := sc.Scan(&c.Owner, &c.ID, &c.UID, &c.Name, &c.GivenName, &c.FamilyName, &c.Number, &phones,
-		&c.Email, &c.Organization, &c.Note, &c.Favorite, &c.Version, &c.Rev, &updated)
+		&c.Email, &c.Organization, &c.Note, &c.Favorite, &c.Version, &c.Rev, timeCol{&c.UpdatedAt})
 	if err != nil {
 		return store.Contact{}, err
 	}
-	c.UpdatedAt = goTime(updated)
 	c.Phones, err = phonesFromJSON(phones)
 	return c, err
 }
@@ -84,29 +84,34 @@ func checkContactID(id string) error {
 	return nil
 }
 
-// nextRev bumps and returns the book's revision.
+// nextRev bumps and returns the book's revision. Every contact write calls
+// it first: the row it writes is the book's lock, held to COMMIT, so writes
+// to one book are serialized across nodes and Revs are handed out in commit
+// order (a sync-collection reader that sees rev N sees every change up to
+// N); a rollback undoes the bump, so there are no gaps either. The lock is
+// also why the contact limit holds under concurrent creators.
 func nextRev(ctx context.Context, tx *sql.Tx, owner string) (int64, error) {
 	var rev int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO book_revs (owner, rev) VALUES (?, 1)
-		ON CONFLICT (owner) DO UPDATE SET rev = rev + 1 RETURNING rev`, owner).Scan(&rev)
+	err := tx.QueryRowContext(ctx, `INSERT INTO book_revs (owner, rev) VALUES ($1, 1)
+		ON CONFLICT (owner) DO UPDATE SET rev = book_revs.rev + 1 RETURNING rev`, owner).Scan(&rev)
 	return rev, err
 }
 
 // ListContacts returns the contacts of owner's book in ID order.
 func (s *Store) ListContacts(ctx context.Context, owner string) ([]store.Contact, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = ? ORDER BY id`, owner)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = $1 ORDER BY id`, owner)
 	cs, err := collect(rows, err, scanContact)
 	if err != nil {
-		return nil, readErr("list contacts of "+owner, err)
+		return nil, s.readErr("list contacts of "+owner, err)
 	}
 	return cs, nil
 }
 
 // Contact returns one contact, or store.ErrNotFound.
 func (s *Store) Contact(ctx context.Context, owner, id string) (store.Contact, error) {
-	c, err := scanContact(s.r.QueryRowContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = ? AND id = ?`, owner, id))
+	c, err := scanContact(s.read.QueryRowContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = $1 AND id = $2`, owner, id))
 	if err != nil {
-		return store.Contact{}, readErr(fmt.Sprintf("contact %s/%s", owner, id), err)
+		return store.Contact{}, s.readErr(fmt.Sprintf("contact %s/%s", owner, id), err)
 	}
 	return c, nil
 }
@@ -117,44 +122,46 @@ func (s *Store) Contact(ctx context.Context, owner, id string) (store.Contact, e
 // maxContacts entries is store.ErrLimit (maxContacts <= 0: no limit).
 func (s *Store) CreateContact(ctx context.Context, c store.Contact, maxContacts int) (store.Contact, error) {
 	if c.Owner == "" {
-		return store.Contact{}, errors.New("sqlite: create contact: empty owner")
+		return store.Contact{}, s.errorf("create contact: empty owner")
 	}
 	if c.ID == "" {
 		c.ID = newID()
 	}
 	if err := checkContactID(c.ID); err != nil {
-		return store.Contact{}, fmt.Errorf("sqlite: create contact in %s: %w", c.Owner, err)
+		return store.Contact{}, s.errorf("create contact in %s: %w", c.Owner, err)
 	}
 	if c.UID == "" {
 		c.UID = newUID()
 	}
 	phones, err := phonesJSON(c.Phones)
 	if err != nil {
-		return store.Contact{}, fmt.Errorf("sqlite: create contact %s/%s: %w", c.Owner, c.ID, err)
+		return store.Contact{}, s.errorf("create contact %s/%s: %w", c.Owner, c.ID, err)
 	}
-	c.Version, c.UpdatedAt = 1, time.Now().UTC()
-	err = s.write(ctx, fmt.Sprintf("create contact %s/%s", c.Owner, c.ID), func(tx *sql.Tx) error {
+	c.Version, c.UpdatedAt = 1, s.d.Round(time.Now().UTC())
+	err = s.update(ctx, fmt.Sprintf("create contact %s/%s", c.Owner, c.ID), func(tx *sql.Tx) error {
+		var err error
+		// The book's lock first: the count below then sees every create
+		// that committed before, so concurrent creators cannot overshoot.
+		if c.Rev, err = nextRev(ctx, tx, c.Owner); err != nil {
+			return err
+		}
 		if maxContacts > 0 {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM contacts WHERE owner = ?`, c.Owner).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM contacts WHERE owner = $1`, c.Owner).Scan(&n); err != nil {
 				return err
 			}
 			if n >= maxContacts {
 				return fmt.Errorf("%w: book holds %d of %d contacts", store.ErrLimit, n, maxContacts)
 			}
 		}
-		var err error
-		if c.Rev, err = nextRev(ctx, tx, c.Owner); err != nil {
-			return err
-		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO contacts (`+contactCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			c.Owner, c.ID, c.UID, c.Name, c.GivenName, c.FamilyName, c.Number, phones, c.Email, c.Organization,
-			c.Note, boolInt(c.Favorite), c.Version, c.Rev, dbTime(c.UpdatedAt)); err != nil {
+			c.Note, c.Favorite, c.Version, c.Rev, s.d.Time(c.UpdatedAt)); err != nil {
 			return err
 		}
 		// A contact created again under a deleted ID is live again.
-		_, err = tx.ExecContext(ctx, `DELETE FROM contact_tombstones WHERE owner = ? AND id = ?`, c.Owner, c.ID)
+		_, err = tx.ExecContext(ctx, `DELETE FROM contact_tombstones WHERE owner = $1 AND id = $2`, c.Owner, c.ID)
 		return err
 	})
 	if err != nil {
@@ -163,10 +170,11 @@ func (s *Store) CreateContact(ctx context.Context, c store.Contact, maxContacts 
 	return c, nil
 }
 
-// currentVersion reads a contact's version inside tx and checks it against
-// ifVersion. Running in the write transaction makes check and write atomic.
-func currentVersion(ctx context.Context, tx *sql.Tx, owner, id string, ifVersion int64) (version int64, uid string, err error) {
-	err = tx.QueryRowContext(ctx, `SELECT version, uid FROM contacts WHERE owner = ? AND id = ?`, owner, id).Scan(&version, &uid)
+// currentVersion reads and locks a contact inside tx and checks its version
+// against ifVersion (0: any), so check and write are atomic.
+func (s *Store) currentVersion(ctx context.Context, tx *sql.Tx, owner, id string, ifVersion int64) (version int64, uid string, err error) {
+	err = tx.QueryRowContext(ctx, `SELECT version, uid FROM contacts WHERE owner = $1 AND id = $2`+s.d.ForUpdate,
+		owner, id).Scan(&version, &uid)
 	if err != nil {
 		return 0, "", err
 	}
@@ -182,26 +190,28 @@ func currentVersion(ctx context.Context, tx *sql.Tx, owner, id string, ifVersion
 func (s *Store) UpdateContact(ctx context.Context, c store.Contact, ifVersion int64) (store.Contact, error) {
 	phones, err := phonesJSON(c.Phones)
 	if err != nil {
-		return store.Contact{}, fmt.Errorf("sqlite: update contact %s/%s: %w", c.Owner, c.ID, err)
+		return store.Contact{}, s.errorf("update contact %s/%s: %w", c.Owner, c.ID, err)
 	}
-	c.UpdatedAt = time.Now().UTC()
-	err = s.write(ctx, fmt.Sprintf("update contact %s/%s", c.Owner, c.ID), func(tx *sql.Tx) error {
-		version, uid, err := currentVersion(ctx, tx, c.Owner, c.ID, ifVersion)
-		if err != nil {
-			return err
-		}
-		if c.UID == "" {
-			c.UID = uid
-		}
-		c.Version = version + 1
+	c.UpdatedAt = s.d.Round(time.Now().UTC())
+	keepUID := c.UID == ""
+	err = s.update(ctx, fmt.Sprintf("update contact %s/%s", c.Owner, c.ID), func(tx *sql.Tx) error {
+		var err error
 		if c.Rev, err = nextRev(ctx, tx, c.Owner); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE contacts SET uid = ?, name = ?, given_name = ?, family_name = ?,
-			number = ?, phones = ?, email = ?, organization = ?, note = ?, favorite = ?, version = ?, rev = ?,
-			updated_at = ? WHERE owner = ? AND id = ?`,
+		version, uid, err := s.currentVersion(ctx, tx, c.Owner, c.ID, ifVersion)
+		if err != nil {
+			return err
+		}
+		if keepUID {
+			c.UID = uid
+		}
+		c.Version = version + 1
+		_, err = tx.ExecContext(ctx, `UPDATE contacts SET uid = $1, name = $2, given_name = $3, family_name = $4,
+			number = $5, phones = $6, email = $7, organization = $8, note = $9, favorite = $10, version = $11,
+			rev = $12, updated_at = $13 WHERE owner = $14 AND id = $15`,
 			c.UID, c.Name, c.GivenName, c.FamilyName, c.Number, phones, c.Email, c.Organization, c.Note,
-			boolInt(c.Favorite), c.Version, c.Rev, dbTime(c.UpdatedAt), c.Owner, c.ID)
+			c.Favorite, c.Version, c.Rev, s.d.Time(c.UpdatedAt), c.Owner, c.ID)
 		return err
 	})
 	if err != nil {
@@ -213,18 +223,18 @@ func (s *Store) UpdateContact(ctx context.Context, c store.Contact, ifVersion in
 // DeleteContact removes a contact when its Version equals ifVersion (0:
 // unconditional) and leaves a tombstone in the change log.
 func (s *Store) DeleteContact(ctx context.Context, owner, id string, ifVersion int64) error {
-	return s.write(ctx, fmt.Sprintf("delete contact %s/%s", owner, id), func(tx *sql.Tx) error {
-		if _, _, err := currentVersion(ctx, tx, owner, id, ifVersion); err != nil {
-			return err
-		}
+	return s.update(ctx, fmt.Sprintf("delete contact %s/%s", owner, id), func(tx *sql.Tx) error {
 		rev, err := nextRev(ctx, tx, owner)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE owner = ? AND id = ?`, owner, id); err != nil {
+		if _, _, err := s.currentVersion(ctx, tx, owner, id, ifVersion); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO contact_tombstones (owner, id, rev) VALUES (?, ?, ?)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE owner = $1 AND id = $2`, owner, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO contact_tombstones (owner, id, rev) VALUES ($1, $2, $3)
 			ON CONFLICT (owner, id) DO UPDATE SET rev = excluded.rev`, owner, id, rev)
 		return err
 	})
@@ -234,30 +244,31 @@ func (s *Store) DeleteContact(ctx context.Context, owner, id string, ifVersion i
 // deleted after sinceRev (one entry per ID, its latest state) and the
 // book's current rev, read from one snapshot.
 func (s *Store) ContactChanges(ctx context.Context, owner string, sinceRev int64) ([]store.ContactChange, int64, error) {
-	changes, rev, err := s.contactChanges(ctx, owner, sinceRev)
+	var changes []store.ContactChange
+	var rev int64
+	err := InTx(ctx, s.read, &s.d.Snapshot, func(tx *sql.Tx) error {
+		var err error
+		changes, rev, err = contactChanges(ctx, tx, owner, sinceRev)
+		return err
+	})
 	if err != nil {
-		return nil, 0, readErr(fmt.Sprintf("contact changes of %s since %d", owner, sinceRev), err)
+		return nil, 0, s.readErr(fmt.Sprintf("contact changes of %s since %d", owner, sinceRev), err)
 	}
 	return changes, rev, nil
 }
 
-func (s *Store) contactChanges(ctx context.Context, owner string, sinceRev int64) ([]store.ContactChange, int64, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, 0, err
-	}
-	defer tx.Rollback()
+func contactChanges(ctx context.Context, tx *sql.Tx, owner string, sinceRev int64) ([]store.ContactChange, int64, error) {
 	var rev int64
-	err = tx.QueryRowContext(ctx, `SELECT rev FROM book_revs WHERE owner = ?`, owner).Scan(&rev)
+	err := tx.QueryRowContext(ctx, `SELECT rev FROM book_revs WHERE owner = $1`, owner).Scan(&rev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = ? AND rev > ?`, owner, sinceRev)
+	rows, err := tx.QueryContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = $1 AND rev > $2`, owner, sinceRev)
 	live, err := collect(rows, err, scanContact)
 	if err != nil {
 		return nil, 0, err
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT id, rev FROM contact_tombstones WHERE owner = ? AND rev > ?`, owner, sinceRev)
+	rows, err = tx.QueryContext(ctx, `SELECT id, rev FROM contact_tombstones WHERE owner = $1 AND rev > $2`, owner, sinceRev)
 	dead, err := collect(rows, err, func(sc scanner) (store.ContactChange, error) {
 		ch := store.ContactChange{Deleted: true}
 		return ch, sc.Scan(&ch.ID, &ch.Rev)

@@ -1,16 +1,17 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 
 	"github.com/z5vrs/z5/internal/store"
 )
 
-// dbStreamStats is the stored JSON form of store.StreamStats.
+// dbStreamStats is the stored JSON form of store.StreamStats. (PostgreSQL's
+// jsonb keeps numbers exact, so 64-bit counters survive there too.)
 type dbStreamStats struct {
 	Leg       string  `json:"leg"`
 	Media     string  `json:"media"`
@@ -37,12 +38,12 @@ func statsJSON(ss []store.StreamStats) (any, error) {
 	return string(b), nil
 }
 
-func statsFromJSON(s sql.NullString) ([]store.StreamStats, error) {
-	if !s.Valid || s.String == "" {
+func statsFromJSON(b []byte) ([]store.StreamStats, error) {
+	if len(b) == 0 {
 		return nil, nil
 	}
 	var in []dbStreamStats
-	if err := json.Unmarshal([]byte(s.String), &in); err != nil {
+	if err := json.Unmarshal(b, &in); err != nil {
 		return nil, fmt.Errorf("decode media stats: %w", err)
 	}
 	if len(in) == 0 {
@@ -59,12 +60,11 @@ const callCols = `call_id, from_number, to_number, node, started_at, answered_at
 
 func scanCall(sc scanner) (store.Call, error) {
 	var c store.Call
-	var started, answered, ended int64
-	var stats sql.NullString
-	if err := sc.Scan(&c.CallID, &c.From, &c.To, &c.Node, &started, &answered, &ended, &c.EndReason, &c.Status, &stats); err != nil {
+	var stats []byte
+	if err := sc.Scan(&c.CallID, &c.From, &c.To, &c.Node, timeCol{&c.StartedAt}, timeCol{&c.AnsweredAt}, timeCol{&c.EndedAt},
+		&c.EndReason, &c.Status, &stats); err != nil {
 		return store.Call{}, err
 	}
-	c.StartedAt, c.AnsweredAt, c.EndedAt = goTime(started), goTime(answered), goTime(ended)
 	var err error
 	c.MediaStats, err = statsFromJSON(stats)
 	return c, err
@@ -74,16 +74,16 @@ func scanCall(sc scanner) (store.Call, error) {
 // Call-ID already stored is store.ErrExists.
 func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 	if c.CallID == "" {
-		return errors.New("sqlite: create call: empty call id")
+		return s.errorf("create call: empty call id")
 	}
 	stats, err := statsJSON(c.MediaStats)
 	if err != nil {
-		return fmt.Errorf("sqlite: create call %q: %w", c.CallID, err)
+		return s.errorf("create call %q: %w", c.CallID, err)
 	}
 	c.StartedAt = orNow(c.StartedAt)
-	return s.write(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.CallID, c.From, c.To, c.Node, dbTime(c.StartedAt), dbTime(c.AnsweredAt), dbTime(c.EndedAt),
+	return s.update(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			c.CallID, c.From, c.To, c.Node, s.d.Time(c.StartedAt), s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
 			c.EndReason, c.Status, stats)
 		return err
 	})
@@ -94,38 +94,43 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 func (s *Store) UpdateCall(ctx context.Context, c store.Call) error {
 	stats, err := statsJSON(c.MediaStats)
 	if err != nil {
-		return fmt.Errorf("sqlite: update call %q: %w", c.CallID, err)
+		return s.errorf("update call %q: %w", c.CallID, err)
 	}
-	return s.write(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
-		return mustAffect(tx.ExecContext(ctx, `UPDATE calls SET from_number = ?1, to_number = ?2, node = ?3,
-			started_at = CASE WHEN ?4 = 0 THEN started_at ELSE ?4 END,
-			answered_at = ?5, ended_at = ?6, end_reason = ?7, status = ?8, media_stats = ?9 WHERE call_id = ?10`,
-			c.From, c.To, c.Node, dbTime(c.StartedAt), dbTime(c.AnsweredAt), dbTime(c.EndedAt),
-			c.EndReason, c.Status, stats, c.CallID))
+	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
+		status = $8, media_stats = $9`
+	args := []any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
+		c.EndReason, c.Status, stats}
+	if !c.StartedAt.IsZero() {
+		set += `, started_at = $10`
+		args = append(args, s.d.Time(c.StartedAt))
+	}
+	return s.update(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
+		return mustAffect(tx.ExecContext(ctx, `UPDATE calls SET `+set+` WHERE call_id = $1`, args...))
 	})
 }
 
 // Call returns the record of callID, or store.ErrNotFound.
 func (s *Store) Call(ctx context.Context, callID string) (store.Call, error) {
-	c, err := scanCall(s.r.QueryRowContext(ctx, `SELECT `+callCols+` FROM calls WHERE call_id = ?`, callID))
+	c, err := scanCall(s.read.QueryRowContext(ctx, `SELECT `+callCols+` FROM calls WHERE call_id = $1`, callID))
 	if err != nil {
-		return store.Call{}, readErr(fmt.Sprintf("call %q", callID), err)
+		return store.Call{}, s.readErr(fmt.Sprintf("call %q", callID), err)
 	}
 	return c, nil
 }
 
-// ListCalls returns the calls matching f, newest (StartedAt) first.
+// ListCalls returns the calls matching f, newest (StartedAt) first. A zero
+// Since is the zero time, before every call.
 func (s *Store) ListCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error) {
-	limit := int64(-1) // SQLite: no limit
+	limit := int64(math.MaxInt64) // both databases take it as "no limit"
 	if f.Limit > 0 {
 		limit = int64(f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+callCols+` FROM calls
-		WHERE (?1 = '' OR from_number = ?1 OR to_number = ?1) AND started_at >= ?2
-		ORDER BY started_at DESC, call_id DESC LIMIT ?3`, f.Number, dbTime(f.Since), limit)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+callCols+` FROM calls
+		WHERE (CAST($1 AS TEXT) = '' OR from_number = $1 OR to_number = $1) AND started_at >= $2
+		ORDER BY started_at DESC, call_id DESC LIMIT $3`, f.Number, s.d.Time(f.Since), limit)
 	cs, err := collect(rows, err, scanCall)
 	if err != nil {
-		return nil, readErr("list calls", err)
+		return nil, s.readErr("list calls", err)
 	}
 	return cs, nil
 }

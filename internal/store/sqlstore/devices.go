@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 // number already held is store.ErrExists.
 func (s *Store) AddNumber(ctx context.Context, n store.Number) error {
 	if !store.NumberPattern.MatchString(n.Number) {
-		return fmt.Errorf("sqlite: add number %q: not a 10-digit NANP number", n.Number)
+		return s.errorf("add number %q: not a 10-digit NANP number", n.Number)
 	}
 	n.CreatedAt = orNow(n.CreatedAt)
-	return s.write(ctx, "add number "+n.Number, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO numbers (number, customer_id, label, created_at) VALUES (?, ?, ?, ?)`,
-			n.Number, n.CustomerID, n.Label, dbTime(n.CreatedAt))
+	return s.update(ctx, "add number "+n.Number, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO numbers (number, customer_id, label, created_at) VALUES ($1, $2, $3, $4)`,
+			n.Number, n.CustomerID, n.Label, s.d.Time(n.CreatedAt))
 		return err
 	})
 }
@@ -27,17 +27,15 @@ const numberCols = `number, customer_id, label, created_at`
 
 func scanNumber(sc scanner) (store.Number, error) {
 	var n store.Number
-	var created int64
-	err := sc.Scan(&n.Number, &n.CustomerID, &n.Label, &created)
-	n.CreatedAt = goTime(created)
+	err := sc.Scan(&n.Number, &n.CustomerID, &n.Label, timeCol{&n.CreatedAt})
 	return n, err
 }
 
 // Number returns a number's record, or store.ErrNotFound.
 func (s *Store) Number(ctx context.Context, number string) (store.Number, error) {
-	n, err := scanNumber(s.r.QueryRowContext(ctx, `SELECT `+numberCols+` FROM numbers WHERE number = ?`, number))
+	n, err := scanNumber(s.read.QueryRowContext(ctx, `SELECT `+numberCols+` FROM numbers WHERE number = $1`, number))
 	if err != nil {
-		return store.Number{}, readErr("number "+number, err)
+		return store.Number{}, s.readErr("number "+number, err)
 	}
 	return n, nil
 }
@@ -45,10 +43,10 @@ func (s *Store) Number(ctx context.Context, number string) (store.Number, error)
 // NumbersOf returns a customer's numbers in numeric order (none for an
 // unknown customer).
 func (s *Store) NumbersOf(ctx context.Context, customerID int64) ([]store.Number, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+numberCols+` FROM numbers WHERE customer_id = ? ORDER BY number`, customerID)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+numberCols+` FROM numbers WHERE customer_id = $1 ORDER BY number`, customerID)
 	ns, err := collect(rows, err, scanNumber)
 	if err != nil {
-		return nil, readErr(fmt.Sprintf("numbers of customer %d", customerID), err)
+		return nil, s.readErr(fmt.Sprintf("numbers of customer %d", customerID), err)
 	}
 	return ns, nil
 }
@@ -57,10 +55,8 @@ const deviceCols = `id, number, kind, name, sip_user, realm, ha1_md5, ha1_sha256
 
 func scanDevice(sc scanner) (store.Device, error) {
 	var d store.Device
-	var created int64
 	err := sc.Scan(&d.ID, &d.Number, &d.Kind, &d.Name, &d.SIPUser,
-		&d.Cred.Realm, &d.Cred.HA1MD5, &d.Cred.HA1SHA256, &d.Cred.HA1SHA512_256, &d.InstanceID, &created)
-	d.CreatedAt = goTime(created)
+		&d.Cred.Realm, &d.Cred.HA1MD5, &d.Cred.HA1SHA256, &d.Cred.HA1SHA512_256, &d.InstanceID, timeCol{&d.CreatedAt})
 	return d, err
 }
 
@@ -68,18 +64,18 @@ func scanDevice(sc scanner) (store.Device, error) {
 // (store.ErrNotFound) and its SIP username be free (store.ErrExists).
 func (s *Store) CreateDevice(ctx context.Context, d store.Device) (store.Device, error) {
 	if d.Kind != store.DeviceZ5 && d.Kind != store.DeviceSIP {
-		return store.Device{}, fmt.Errorf("sqlite: create device %q: kind %q is neither %q nor %q", d.SIPUser, d.Kind, store.DeviceZ5, store.DeviceSIP)
+		return store.Device{}, s.errorf("create device %q: kind %q is neither %q nor %q", d.SIPUser, d.Kind, store.DeviceZ5, store.DeviceSIP)
 	}
 	if d.SIPUser == "" {
-		return store.Device{}, fmt.Errorf("sqlite: create device of %s: empty SIP username", d.Number)
+		return store.Device{}, s.errorf("create device of %s: empty SIP username", d.Number)
 	}
-	d.CreatedAt = orNow(d.CreatedAt)
-	err := s.write(ctx, fmt.Sprintf("create device %q", d.SIPUser), func(tx *sql.Tx) error {
+	d.CreatedAt = s.d.Round(orNow(d.CreatedAt))
+	err := s.update(ctx, fmt.Sprintf("create device %q", d.SIPUser), func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO devices
 			(number, kind, name, sip_user, realm, ha1_md5, ha1_sha256, ha1_sha512_256, instance_id, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
 			d.Number, d.Kind, d.Name, d.SIPUser, d.Cred.Realm, d.Cred.HA1MD5, d.Cred.HA1SHA256, d.Cred.HA1SHA512_256,
-			d.InstanceID, dbTime(d.CreatedAt),
+			d.InstanceID, s.d.Time(d.CreatedAt),
 		).Scan(&d.ID)
 	})
 	if err != nil {
@@ -90,9 +86,9 @@ func (s *Store) CreateDevice(ctx context.Context, d store.Device) (store.Device,
 
 // Device returns the device with id, or store.ErrNotFound.
 func (s *Store) Device(ctx context.Context, id int64) (store.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(s.read.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = $1`, id))
 	if err != nil {
-		return store.Device{}, readErr(fmt.Sprintf("device %d", id), err)
+		return store.Device{}, s.readErr(fmt.Sprintf("device %d", id), err)
 	}
 	return d, nil
 }
@@ -100,27 +96,27 @@ func (s *Store) Device(ctx context.Context, id int64) (store.Device, error) {
 // DeviceBySIPUser returns the device whose digest username is sipUser, or
 // store.ErrNotFound.
 func (s *Store) DeviceBySIPUser(ctx context.Context, sipUser string) (store.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE sip_user = ?`, sipUser))
+	d, err := scanDevice(s.read.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE sip_user = $1`, sipUser))
 	if err != nil {
-		return store.Device{}, readErr(fmt.Sprintf("device %q", sipUser), err)
+		return store.Device{}, s.readErr(fmt.Sprintf("device %q", sipUser), err)
 	}
 	return d, nil
 }
 
 // DevicesOf returns a number's devices in ID order.
 func (s *Store) DevicesOf(ctx context.Context, number string) ([]store.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE number = ? ORDER BY id`, number)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE number = $1 ORDER BY id`, number)
 	ds, err := collect(rows, err, scanDevice)
 	if err != nil {
-		return nil, readErr("devices of "+number, err)
+		return nil, s.readErr("devices of "+number, err)
 	}
 	return ds, nil
 }
 
 // UpdateDeviceCredentials replaces a device's HA1 values.
 func (s *Store) UpdateDeviceCredentials(ctx context.Context, id int64, cred store.Credentials) error {
-	return s.write(ctx, fmt.Sprintf("update credentials of device %d", id), func(tx *sql.Tx) error {
-		return mustAffect(tx.ExecContext(ctx, `UPDATE devices SET realm = ?, ha1_md5 = ?, ha1_sha256 = ?, ha1_sha512_256 = ? WHERE id = ?`,
+	return s.update(ctx, fmt.Sprintf("update credentials of device %d", id), func(tx *sql.Tx) error {
+		return mustAffect(tx.ExecContext(ctx, `UPDATE devices SET realm = $1, ha1_md5 = $2, ha1_sha256 = $3, ha1_sha512_256 = $4 WHERE id = $5`,
 			cred.Realm, cred.HA1MD5, cred.HA1SHA256, cred.HA1SHA512_256, id))
 	})
 }
