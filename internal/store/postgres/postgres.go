@@ -1,6 +1,8 @@
 // Package postgres is the shared implementation of store.Store on
-// PostgreSQL (jackc/pgx, pgxpool), for deployments where several MCS and
-// ZDial nodes on two sites keep one state.
+// PostgreSQL (jackc/pgx, pgxpool, through database/sql), for deployments
+// where several MCS and ZDial nodes on two sites keep one state. The
+// queries are sqlstore's; this package connects, says how PostgreSQL
+// differs (its Dialect) and runs the writes.
 //
 // Durability: a write returns after its COMMIT, which with
 // synchronous_commit on (the default) means the WAL record is flushed to
@@ -31,20 +33,19 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
+	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlstore"
 )
 
 // connectTimeout bounds a connection attempt when the DSN sets none
@@ -55,10 +56,47 @@ const connectTimeout = 10 * time.Second
 // serialization failure.
 const maxAttempts = 5
 
+// migrations holds the schema as numbered files, NNNN_name.sql, applied in
+// order. A released file is never edited: changes go in a new file.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrateLockKey names the advisory lock nodes take to migrate ("z5 schema"
+// in ASCII). Advisory locks are per database, so databases sharing one
+// server do not wait for each other.
+const migrateLockKey int64 = 0x7a35_2073_6368_656d
+
+// dialect is how PostgreSQL differs: times are timestamptz (microseconds)
+// with NULL for "never", lists are text[], rows a write reads first are
+// locked, and a snapshot needs REPEATABLE READ.
+var dialect = sqlstore.Dialect{
+	Name:      "postgres",
+	ForUpdate: " FOR UPDATE",
+	Never:     "NULL",
+	Time:      func(t time.Time) any { return pgTime(t) },
+	NullTime:  nullTime,
+	Round:     pgTime,
+	Strings:   func(ss []string) (any, error) { return ss, nil },
+	Snapshot:  sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	Violation: violation,
+	MigrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`,
+	// Released at COMMIT or ROLLBACK, and by the server if the connection
+	// dies: no lock is ever left behind.
+	MigrateLock: fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, migrateLockKey),
+}
+
 // Store is a store.Store on one PostgreSQL database.
 type Store struct {
+	*sqlstore.Store
+
 	pool *pgxpool.Pool
-	name string // host:port/database, for errors (never the password)
+	db   *sql.DB // over pool
+	name string  // host:port/database, for errors (never the password)
 
 	closeOnce sync.Once
 }
@@ -84,13 +122,14 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}
-	s := &Store{pool: pool, name: name}
+	s := &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), name: name}
+	s.Store = sqlstore.New(dialect, s.db, s.write)
 	if err := s.checkDurability(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
+	if err := sqlstore.Migrate(ctx, s.db, dialect, migrations); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}
 	return s, nil
@@ -101,7 +140,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 func (s *Store) checkDurability(ctx context.Context) error {
 	for _, setting := range []string{"fsync", "synchronous_commit"} {
 		var v string
-		if err := s.pool.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+		if err := s.db.QueryRowContext(ctx, "SELECT current_setting($1)", setting).Scan(&v); err != nil {
 			return fmt.Errorf("read %s: %w", setting, err)
 		}
 		if v == "off" {
@@ -114,17 +153,19 @@ func (s *Store) checkDurability(ctx context.Context) error {
 // Close closes the connection pool, waiting for connections in use to be
 // returned. Calling it again returns nil.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.closeOnce.Do(func() {
+		s.db.Close()
+		s.pool.Close()
+	})
 	return nil
 }
 
-// write runs fn in one transaction and commits it, retrying from the start
-// on a deadlock or serialization failure; op names the operation in the
-// error. fn may run more than once, so it must set its results afresh each
-// time. A nil return means COMMIT succeeded, i.e. the WAL is flushed.
-func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+// write runs fn in one READ COMMITTED transaction and commits it, retrying
+// from the start on a deadlock or serialization failure. A nil return
+// means COMMIT succeeded, i.e. the WAL is flushed.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+		err := sqlstore.InTx(ctx, s.db, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, fn)
 		if err == nil {
 			return nil
 		}
@@ -137,7 +178,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) 
 			case <-ctx.Done():
 			}
 		}
-		return fmt.Errorf("postgres: %s: %w", op, mapErr(err))
+		return err
 	}
 }
 
@@ -147,41 +188,18 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
-// readErr adds context to an error of a read.
-func readErr(op string, err error) error {
-	return fmt.Errorf("postgres: %s: %w", op, mapErr(err))
-}
-
-// mapErr turns PostgreSQL's answers into the store sentinels callers
-// branch on, keeping the original error in the chain for the message.
-func mapErr(err error) error {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound
-	}
+// violation classifies PostgreSQL's constraint errors.
+func violation(err error) sqlstore.Violation {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "23505": // unique_violation
-			return fmt.Errorf("%w: %w", store.ErrExists, err)
+			return sqlstore.Unique
 		case "23503": // foreign_key_violation
-			// Only references to a customer or number exist, so a failed
-			// reference means the thing referred to is missing.
-			return fmt.Errorf("%w: referenced row: %w", store.ErrNotFound, err)
+			return sqlstore.ForeignKey
 		}
 	}
-	return err
-}
-
-// mustAffect reports store.ErrNotFound when an UPDATE or DELETE touched no
-// row.
-func mustAffect(tag pgconn.CommandTag, err error) error {
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return sqlstore.NoViolation
 }
 
 // PostgreSQL keeps microseconds: times are truncated before they are
@@ -198,59 +216,4 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return pgTime(t)
-}
-
-// goTime reads a timestamptz column, NULL as the zero time, in UTC.
-func goTime(ts pgtype.Timestamptz) time.Time {
-	if !ts.Valid || ts.InfinityModifier != pgtype.Finite {
-		return time.Time{}
-	}
-	return ts.Time.UTC()
-}
-
-// orNow returns t, or the current time when t is zero.
-func orNow(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Now()
-	}
-	return t
-}
-
-// newID returns a random URL-safe identifier of 16 characters (96 bits).
-func newID() string {
-	b := make([]byte, 12)
-	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// newUID returns a random (version 4) UUID URN, the usual vCard UID form.
-func newUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return "urn:uuid:" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// scanner is the Scan method shared by pgx.Row and pgx.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-// collect scans every row of rows with scan.
-func collect[T any](rows pgx.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }

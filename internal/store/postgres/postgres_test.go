@@ -14,13 +14,13 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/z5vrs/z5/internal/pgtest"
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlstore"
 	"github.com/z5vrs/z5/internal/store/storetest"
 )
 
@@ -81,7 +81,7 @@ func TestReopen(t *testing.T) {
 	if got, err := s.Contact(ctx, k.Owner, k.ID); err != nil || got.Name != "Bob" || got.Rev != k.Rev {
 		t.Errorf("contact after reopen: %+v, %v", got, err)
 	}
-	ms, err := loadMigrations(migrations)
+	ms, err := sqlstore.LoadMigrations(migrations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestConcurrentOpen(t *testing.T) {
 			t.Errorf("node %d: %v", i, err)
 		}
 	}
-	ms, _ := loadMigrations(migrations)
+	ms, _ := sqlstore.LoadMigrations(migrations)
 	if n := query[int64](t, dsn, `SELECT COUNT(*) FROM schema_migrations`); n != int64(len(ms)) {
 		t.Errorf("schema_migrations holds %d rows, want %d", n, len(ms))
 	}
@@ -130,22 +130,6 @@ func TestNewerSchemaRefused(t *testing.T) {
 	_, err := Open(t.Context(), dsn)
 	if err == nil || !strings.Contains(err.Error(), "newer than this program") {
 		t.Errorf("Open on a newer schema: %v, want a refusal", err)
-	}
-}
-
-func TestLoadMigrations(t *testing.T) {
-	for _, bad := range []fstest.MapFS{
-		{"migrations/init.sql": {}},
-		{"migrations/0000_zero.sql": {}},
-		{"migrations/0001_a.sql": {}, "migrations/001_b.sql": {}},
-	} {
-		if _, err := loadMigrations(bad); err == nil {
-			t.Errorf("loadMigrations(%v) accepted", bad)
-		}
-	}
-	ms, err := loadMigrations(fstest.MapFS{"migrations/0010_b.sql": {}, "migrations/0002_a.sql": {}})
-	if err != nil || len(ms) != 2 || ms[0].version != 2 || ms[1].version != 10 {
-		t.Errorf("loadMigrations order: %+v, %v", ms, err)
 	}
 }
 
