@@ -1,18 +1,11 @@
 package postgres
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,29 +51,8 @@ func query[T any](t *testing.T, dsn, sql string, args ...any) T {
 }
 
 func TestReopen(t *testing.T) {
-	ctx := t.Context()
 	dsn := pgtest.Start(t)
-	s := open(t, dsn)
-	c, err := s.CreateCustomer(ctx, store.Customer{Username: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.CreateContact(ctx, store.Contact{Owner: "2025550100", Name: "Bob"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// Reopening migrates nothing and finds everything.
-	s = open(t, dsn)
-	if got, err := s.Customer(ctx, c.ID); err != nil || got.Username != "alice" {
-		t.Errorf("customer after reopen: %+v, %v", got, err)
-	}
-	if got, err := s.Contact(ctx, k.Owner, k.ID); err != nil || got.Name != "Bob" || got.Rev != k.Rev {
-		t.Errorf("contact after reopen: %+v, %v", got, err)
-	}
+	storetest.Reopen(t, func(t *testing.T) store.Store { return open(t, dsn) })
 	ms, err := sqlstore.LoadMigrations(migrations)
 	if err != nil {
 		t.Fatal(err)
@@ -175,55 +147,10 @@ func TestBadDSN(t *testing.T) {
 }
 
 // TestTwoNodes runs two stores on one database, as two MCS nodes would,
-// writing to the same contact and the same book at once.
+// writing to the same contact at once.
 func TestTwoNodes(t *testing.T) {
-	ctx := t.Context()
 	dsn := pgtest.Start(t)
-	nodes := []*Store{open(t, dsn), open(t, dsn)}
-	const owner = "2025550100"
-	c, err := nodes[0].CreateContact(ctx, store.Contact{Owner: owner, ID: "shared", Name: "v1"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Writers on both nodes hold version 1: exactly one wins.
-	const writers = 8
-	errs := make([]error, writers)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			u := c
-			u.Name = fmt.Sprint("writer ", i)
-			_, errs[i] = nodes[i%2].UpdateContact(ctx, u, 1)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Errorf("writers %d and %d both won with If-Match 1", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, store.ErrConflict):
-			t.Errorf("writer %d: %v, want nil or ErrConflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no writer won")
-	}
-	for i, n := range nodes {
-		got, err := n.Contact(ctx, owner, "shared")
-		if err != nil || got.Version != 2 || got.Name != fmt.Sprint("writer ", winner) {
-			t.Errorf("node %d reads %+v, %v; want version 2 by writer %d", i, got, err, winner)
-		}
-	}
+	storetest.RaceUpdate(t, "2025550100", open(t, dsn), open(t, dsn))
 }
 
 // TestChangeLogAcrossNodes: creates on both nodes at once while a reader
@@ -358,153 +285,16 @@ const crashEnv = "Z5_STORE_PG_CRASH_DSN"
 // after the method returned) is in the database, and that the change log
 // it left is whole.
 func TestClientCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a child process")
-	}
-	const wantAcks, maxWait = 100, 30 * time.Second
 	dsn := pgtest.Start(t)
 	open(t, dsn).Close() // migrate before the child starts its clock
-	cmd := exec.Command(os.Args[0], "-test.run=^TestClientCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dsn)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	t.Cleanup(func() {
-		if !done {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	var acks []string
-	timeout := time.After(maxWait)
-wait:
-	for len(acks) < wantAcks {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				break wait // the child ended on its own: reported below
-			}
-			if strings.HasPrefix(l, "ack ") {
-				acks = append(acks, l)
-			}
-		case <-timeout:
-			break wait
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Fatal(err)
-	}
-	// Lines already in the pipe were printed after their write returned:
-	// they are acknowledged too.
-	for l := range lines {
-		if strings.HasPrefix(l, "ack ") {
-			acks = append(acks, l)
-		}
-	}
-	werr := cmd.Wait()
-	done = true
-	var ee *exec.ExitError
-	if !errors.As(werr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die by SIGKILL (%v); stderr:\n%s", werr, stderr.String())
-	}
-	if len(acks) == 0 {
-		t.Fatalf("child acknowledged nothing in %v; stderr:\n%s", maxWait, stderr.String())
-	}
-	t.Logf("%d writes acknowledged before SIGKILL", len(acks))
-
-	ctx := t.Context()
-	s := open(t, dsn)
-	for _, l := range acks {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 4 && f[1] == "customer":
-			id, _ := strconv.ParseInt(f[2], 10, 64)
-			c, err := s.Customer(ctx, id)
-			if err != nil || c.Username != f[3] {
-				t.Errorf("acknowledged %q: got %+v, %v", l, c, err)
-			}
-		case len(f) == 4 && f[1] == "contact":
-			c, err := s.Contact(ctx, f[2], f[3])
-			if err != nil {
-				t.Errorf("acknowledged %q: %v", l, err)
-			} else if want := "name " + f[3]; c.Name != want {
-				t.Errorf("acknowledged %q: name %q, want %q", l, c.Name, want)
-			}
-		default:
-			t.Errorf("malformed ack line %q", l)
-		}
-	}
-	// A transaction cut off by the kill left nothing half done: the book's
-	// rev counts exactly the contacts stored.
-	changes, rev, err := s.ContactChanges(ctx, "2025550100", 0)
-	if err != nil || int64(len(changes)) != rev {
-		t.Errorf("after crash: %d changes, rev %d, %v", len(changes), rev, err)
-	}
+	acks := storetest.KillWriter(t, "TestClientCrashChild", crashEnv+"="+dsn, 100, 30*time.Second)
+	storetest.CheckAcks(t, open(t, dsn), acks)
 }
 
 // TestClientCrashChild is the writer TestClientCrash kills; run on its own
 // it skips.
 func TestClientCrashChild(t *testing.T) {
-	dsn := os.Getenv(crashEnv)
-	if dsn == "" {
-		t.Skip("only runs as TestClientCrash's child")
-	}
-	// Bounded in case the parent dies without killing us.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex // one whole line per write(2)
-	ack := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(os.Stdout, "ack "+format+"\n", args...)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			name := fmt.Sprint("crash-", i)
-			c, err := s.CreateCustomer(ctx, store.Customer{Username: name})
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return
-			}
-			ack("customer %d %s", c.ID, name)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			id := fmt.Sprint("k", i)
-			c, err := s.CreateContact(ctx, store.Contact{Owner: "2025550100", ID: id, Name: "name " + id}, 0)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return
-			}
-			ack("contact %s %s", c.Owner, c.ID)
-		}
-	}()
-	wg.Wait()
+	storetest.CrashChild(t, crashEnv, func(ctx context.Context, dsn string) (store.Store, error) { return Open(ctx, dsn) })
 }
 
 // TestZeroTimes: a zero time stored in a column that needs a value reads

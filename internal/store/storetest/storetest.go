@@ -621,15 +621,37 @@ func testContactConcurrentUpdate(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	const owner, n = "2025550100", 8
 	mustOwner(t, s, "quinn", owner)
-	c := must[store.Contact](t, "CreateContact")(s.CreateContact(ctx, store.Contact{Owner: owner, ID: "race", Name: "v1"}, 0))
+	RaceUpdate(t, owner, s)
 
-	// Eight writers all hold version 1: exactly one may win (no lost update).
-	names := make([]string, n)
-	errs := parallel(n, func(i int) error {
+	// Eight deleters holding version 2: one deletes, the rest fail.
+	errs := parallel(n, func(int) error { return s.DeleteContact(ctx, owner, "race", 2) })
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict):
+			t.Errorf("deleter %d: error %v, want nil, ErrNotFound or ErrConflict", i, err)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d deleters succeeded, want 1", wins)
+	}
+}
+
+// RaceUpdate has eight writers, spread over nodes (stores on one
+// database), update one new contact of owner's book at once, all holding
+// version 1: exactly one may win (no lost update), and every node then
+// reads the winner's version 2.
+func RaceUpdate(t *testing.T, owner string, nodes ...store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	const writers = 8
+	c := must[store.Contact](t, "CreateContact")(nodes[0].CreateContact(ctx, store.Contact{Owner: owner, ID: "race", Name: "v1"}, 0))
+	errs := parallel(writers, func(i int) error {
 		u := c
 		u.Name = fmt.Sprint("writer ", i)
-		names[i] = u.Name
-		_, err := s.UpdateContact(ctx, u, 1)
+		_, err := nodes[i%len(nodes)].UpdateContact(ctx, u, 1)
 		return err
 	})
 	winner := -1
@@ -647,24 +669,11 @@ func testContactConcurrentUpdate(t *testing.T, s store.Store) {
 	if winner < 0 {
 		t.Fatal("no writer won")
 	}
-	got := must[store.Contact](t, "Contact")(s.Contact(ctx, owner, "race"))
-	if got.Version != 2 || got.Name != names[winner] {
-		t.Errorf("after race: Version %d Name %q, want 2 %q", got.Version, got.Name, names[winner])
-	}
-
-	// Eight deleters holding version 2: one deletes, the rest fail.
-	errs = parallel(n, func(int) error { return s.DeleteContact(ctx, owner, "race", 2) })
-	wins := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			wins++
-		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict):
-			t.Errorf("deleter %d: error %v, want nil, ErrNotFound or ErrConflict", i, err)
+	for i, n := range nodes {
+		got := must[store.Contact](t, "Contact")(n.Contact(ctx, owner, "race"))
+		if got.Version != 2 || got.Name != fmt.Sprint("writer ", winner) {
+			t.Errorf("node %d after race: Version %d Name %q, want 2 %q", i, got.Version, got.Name, fmt.Sprint("writer ", winner))
 		}
-	}
-	if wins != 1 {
-		t.Errorf("%d deleters succeeded, want 1", wins)
 	}
 }
 
