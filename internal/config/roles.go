@@ -119,11 +119,22 @@ func (d *DNS) validate(c *Config) Errors {
 // ZDial configures login and number selection (step 2).
 type ZDial struct {
 	SessionTTL time.Duration `toml:"session_ttl"`
-	// MaxFailures failed logins for one account lock it for Lockout.
-	MaxFailures int           `toml:"max_failures"`
-	Lockout     time.Duration `toml:"lockout"`
-	// PerIPRate is the sustained login attempts per minute from one IP.
-	PerIPRate int `toml:"per_ip_rate"`
+	// MaxFailures failed logins for one username from one source (an
+	// IPv4 address or IPv6 /64) lock that pair for Lockout.
+	MaxFailures int `toml:"max_failures"`
+	// AccountMaxFailures failed logins for one account from all sources
+	// together lock the account for Lockout.
+	AccountMaxFailures int `toml:"account_max_failures"`
+	// SourceMaxFailures failed logins from one source (any usernames),
+	// draining over Lockout, stop logins from it until some have drained.
+	SourceMaxFailures int           `toml:"source_max_failures"`
+	Lockout           time.Duration `toml:"lockout"`
+	// PerIPRate is the sustained login attempts (right or wrong) per
+	// minute from one source, in bursts of PerIPBurst. Generous, so an
+	// office behind one NAT address logs everyone in; it bounds the
+	// argon2 work one source can cause.
+	PerIPRate  int `toml:"per_ip_rate"`
+	PerIPBurst int `toml:"per_ip_burst"`
 	// RateLimit is the requests per second one address (an IPv6 /64) may
 	// make to any ZDial endpoint, in bursts of RateBurst; beyond it: 429
 	// with Retry-After. -1 turns it off.
@@ -138,11 +149,20 @@ func (z *ZDial) applyDefaults() {
 	if z.MaxFailures == 0 {
 		z.MaxFailures = 5
 	}
+	if z.AccountMaxFailures == 0 {
+		z.AccountMaxFailures = 20
+	}
+	if z.SourceMaxFailures == 0 {
+		z.SourceMaxFailures = 30
+	}
 	if z.Lockout == 0 {
 		z.Lockout = 15 * time.Minute
 	}
 	if z.PerIPRate == 0 {
-		z.PerIPRate = 30
+		z.PerIPRate = 300
+	}
+	if z.PerIPBurst == 0 {
+		z.PerIPBurst = 100
 	}
 	if z.RateLimit == 0 {
 		z.RateLimit = 20
@@ -160,8 +180,20 @@ func (z *ZDial) validate() Errors {
 	if z.MaxFailures < 1 {
 		errs = append(errs, &Error{Key: "zdial.max_failures", Msg: "must be at least 1"})
 	}
+	if z.AccountMaxFailures < 1 {
+		errs = append(errs, &Error{Key: "zdial.account_max_failures", Msg: "must be at least 1"})
+	}
+	if z.SourceMaxFailures < 1 {
+		errs = append(errs, &Error{Key: "zdial.source_max_failures", Msg: "must be at least 1"})
+	}
+	if z.Lockout <= 0 {
+		errs = append(errs, &Error{Key: "zdial.lockout", Msg: "must be positive"})
+	}
 	if z.PerIPRate < 1 {
 		errs = append(errs, &Error{Key: "zdial.per_ip_rate", Msg: "must be at least 1"})
+	}
+	if z.PerIPBurst < 1 {
+		errs = append(errs, &Error{Key: "zdial.per_ip_burst", Msg: "must be at least 1"})
 	}
 	if z.RateLimit < -1 {
 		errs = append(errs, &Error{Key: "zdial.rate_limit", Msg: "must be positive, or -1 for no limit"})

@@ -124,11 +124,16 @@ func Verify(encoded, pw string) (bool, error) {
 // (after a successful Verify): it is malformed or its parameters differ from
 // Default.
 func NeedsRehash(encoded string) bool {
+	return NeedsRehashWith(Default(), encoded)
+}
+
+// NeedsRehashWith is NeedsRehash against the parameters d, for callers that
+// hash with HashWith.
+func NeedsRehashWith(d Params, encoded string) bool {
 	p, salt, key, err := decode(encoded)
 	if err != nil {
 		return true
 	}
-	d := Default()
 	return p.Memory != d.Memory || p.Time != d.Time || p.Threads != d.Threads ||
 		uint32(len(salt)) < d.SaltLen || uint32(len(key)) != d.KeyLen
 }

@@ -192,3 +192,21 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// NeedsRehashWith compares against the given parameters, not Default.
+func TestNeedsRehashWith(t *testing.T) {
+	cheap := Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+	h, err := HashWith(cheap, "correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if NeedsRehashWith(cheap, h) {
+		t.Errorf("NeedsRehashWith(its own parameters) = true")
+	}
+	if !NeedsRehashWith(Default(), h) || !NeedsRehash(h) {
+		t.Errorf("a cheap hash does not need a rehash to Default")
+	}
+	if !NeedsRehashWith(cheap, "plaintext") {
+		t.Errorf("NeedsRehashWith(malformed) = false")
+	}
+}

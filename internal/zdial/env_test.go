@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -26,9 +27,10 @@ import (
 // it to the default parameters (see TestLoginRehash).
 var cheapHash = password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// clock is real time shifted by an offset the test advances: token buckets
-// keep refilling as in production, and lockouts and expiries can be
-// crossed without sleeping. Frozen, it moves only when advanced.
+// clock is the fake clock of the Service: newEnv freezes it, so it moves
+// only when the test advances it. Every limit (request and login buckets,
+// failure counts, lockouts, expiries) reads it, so no test depends on how
+// fast the machine runs it or on which tests ran before.
 type clock struct {
 	mu     sync.Mutex // guards the following
 	offset time.Duration
@@ -93,22 +95,26 @@ type env struct {
 
 func testConfig() Config {
 	return Config{
-		SIPDomain:   "mcs.z5.test",
-		LBMCS:       "lb.mcs.z5.test",
-		MCSHosts:    []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
-		SIPPort:     5060,
-		Realm:       "mcs.z5.test",
-		SessionTTL:  time.Hour,
-		MaxFailures: 3,
-		Lockout:     15 * time.Minute,
-		PerIPRate:   100000, // effectively off; TestPerIPThrottle sets its own
-		MCSTokenTTL: 30 * time.Minute,
+		SIPDomain:          "mcs.z5.test",
+		LBMCS:              "lb.mcs.z5.test",
+		MCSHosts:           []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
+		SIPPort:            5060,
+		Realm:              "mcs.z5.test",
+		SessionTTL:         time.Hour,
+		MaxFailures:        3,
+		AccountMaxFailures: 10,
+		SourceMaxFailures:  1000, // TestSourceFailureLimit sets its own
+		Lockout:            15 * time.Minute,
+		PerIPRate:          1,    // with a frozen clock only the burst counts
+		PerIPBurst:         1000, // TestPerIPThrottle sets its own
+		MCSTokenTTL:        30 * time.Minute,
 	}
 }
 
 // newEnv starts ZDial over TLS on 127.0.0.1:0 with a certificate for
 // zdial.z5.test from a fresh CA, and a client that trusts only that CA.
-func newEnv(t *testing.T, mod func(*Config)) *env {
+// Each test gets its own server, store, limits and frozen clock.
+func newEnv(t *testing.T, mod func(*Config), deps ...func(*Deps)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "z5.db"))
@@ -118,11 +124,16 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Cleanup(func() { st.Close() })
 
 	e := &env{t: t, cfg: testConfig(), st: st, clock: &clock{}, logs: &syncBuffer{}}
+	e.clock.Freeze()
 	if mod != nil {
 		mod(&e.cfg)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.svc, err = New(e.cfg, Deps{Store: st, Log: log, Now: e.clock.Now})
+	d := Deps{Store: st, Log: log, Now: e.clock.Now}
+	for _, f := range deps {
+		f(&d)
+	}
+	e.svc, err = New(e.cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +190,7 @@ func (e *env) customer(username, pw string, numbers ...string) store.Customer {
 			e.t.Fatal(err)
 		}
 	}
-	e.secrets = append(e.secrets, pw)
+	e.secret(pw)
 	return c
 }
 
@@ -192,13 +203,22 @@ type response struct {
 // do sends a request; hdr is "Key: value" lines.
 func (e *env) do(c *http.Client, method, path, token, body string, hdr ...string) response {
 	e.t.Helper()
+	r, err := e.try(c, method, path, token, body, hdr...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for any goroutine: it returns the error instead of failing.
+func (e *env) try(c *http.Client, method, path, token, body string, hdr ...string) (response, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, e.srv.URL+path, rd)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -219,21 +239,34 @@ func (e *env) do(c *http.Client, method, path, token, body string, hdr ...string
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return response{resp.StatusCode, resp.Header, b}
+	return response{resp.StatusCode, resp.Header, b}, nil
+}
+
+// secret records a password or token that must not reach the logs.
+func (e *env) secret(s ...string) {
+	e.mu.Lock()
+	e.secrets = append(e.secrets, s...)
+	e.mu.Unlock()
 }
 
 func (e *env) login(username, pw string) response {
 	e.t.Helper()
+	return e.loginFrom(nil, username, pw)
+}
+
+// loginFrom logs in with client c (nil: the default client).
+func (e *env) loginFrom(c *http.Client, username, pw string) response {
+	e.t.Helper()
 	b, _ := json.Marshal(loginRequest{Username: username, Password: pw})
-	e.secrets = append(e.secrets, pw)
-	return e.do(nil, "POST", "/api/v1/login", "", string(b))
+	e.secret(pw)
+	return e.do(c, "POST", "/api/v1/login", "", string(b))
 }
 
 // mustLogin logs in and returns the decoded answer.
@@ -245,7 +278,7 @@ func (e *env) mustLogin(username, pw string) loginResponse {
 	}
 	var lr loginResponse
 	decode(e.t, r.body, &lr)
-	e.secrets = append(e.secrets, lr.Token)
+	e.secret(lr.Token)
 	return lr
 }
 
@@ -263,7 +296,7 @@ func (e *env) mustSelect(token, number, instance string) selectResponse {
 	}
 	var sr selectResponse
 	decode(e.t, r.body, &sr)
-	e.secrets = append(e.secrets, sr.SIP.Password, sr.MCSToken)
+	e.secret(sr.SIP.Password, sr.MCSToken)
 	return sr
 }
 

@@ -50,6 +50,13 @@ func errThrottled(d time.Duration) *apiError {
 		msg: fmt.Sprintf("too many login attempts from your address; wait %s and try again", roundUp(d)), retryAfter: d}
 }
 
+// errFailuresFromSource: the source used up its failed logins; it may
+// log in again once some have drained.
+func errFailuresFromSource(d time.Duration) *apiError {
+	return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+		msg: fmt.Sprintf("too many failed logins from your address; wait %s and try again", roundUp(d)), retryAfter: d}
+}
+
 func badRequest(code, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: code, msg: fmt.Sprintf(format, args...)}
 }

@@ -24,7 +24,9 @@ func fuzzService(f *testing.F) (*Service, string) {
 	}
 	f.Cleanup(func() { st.Close() })
 	cfg := testConfig()
-	cfg.PerIPRate = 1 << 30 // the throttle would hide every path behind 429
+	// The throttles would hide every path behind 429.
+	cfg.PerIPRate, cfg.PerIPBurst = 1<<30, 1<<20
+	cfg.MaxFailures, cfg.AccountMaxFailures, cfg.SourceMaxFailures = 1<<20, 1<<20, 1<<20
 	svc, err := New(cfg, Deps{Store: st, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)

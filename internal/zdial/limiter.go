@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // lru is a map bounded to max entries that evicts the least recently used.
@@ -67,96 +65,162 @@ func (l *lru[K, V]) removeOldest() {
 
 func (l *lru[K, V]) len() int { return l.ll.Len() }
 
-// ipLimiter is a token bucket per client address (per /64 for IPv6, since
-// one host usually holds a whole /64). Buckets are kept in a bounded LRU;
-// an idle bucket that has refilled is dropped, as a fresh one is the same.
-type ipLimiter struct {
-	limit rate.Limit
-	burst int
-
-	mu      sync.Mutex // guards buckets
-	buckets *lru[netip.Prefix, *rate.Limiter]
-}
-
-func newIPLimiter(limit rate.Limit, burst, max int) *ipLimiter {
-	return &ipLimiter{limit: limit, burst: burst, buckets: newLRU[netip.Prefix, *rate.Limiter](max)}
-}
-
-// allow takes one token for ip at now, or reports how long to wait.
-func (l *ipLimiter) allow(ip netip.Addr, now time.Time) (time.Duration, bool) {
-	key := addrKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// Drop at most one refilled bucket per call: keeps the map to active
-	// addresses at O(1) cost.
-	if k, lim, ok := l.buckets.oldest(); ok && k != key && (*lim).TokensAt(now) >= float64(l.burst) {
-		l.buckets.removeOldest()
-	}
-	lim, ok := l.buckets.get(key)
-	if !ok {
-		lim = l.buckets.add(key, rate.NewLimiter(l.limit, l.burst))
-	}
-	r := (*lim).ReserveN(now, 1)
-	if !r.OK() {
-		return time.Minute, false
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, false
-	}
-	return 0, true
-}
-
-func addrKey(ip netip.Addr) netip.Prefix {
+// sourceKey is the source a client address counts as: the address itself
+// for IPv4, its /64 for IPv6 (one host or one home usually holds a whole
+// /64, and rotating within it must not buy fresh limits). IPv4-mapped
+// addresses count as IPv4; a zone is dropped.
+func sourceKey(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap().WithZone("")
+	bits := ip.BitLen()
 	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p
+		bits = 64
 	}
-	p, _ := ip.Prefix(ip.BitLen())
+	p, _ := ip.Prefix(bits)
 	return p
 }
 
-// phantomLocks mirrors the store's per-account lockout for usernames that
-// do not exist. Without it, failing MaxFailures times and then seeing (or
-// not seeing) "account locked" would tell anyone which usernames are real.
-type phantomLocks struct {
+// buckets is a leaky bucket per key: each take adds one to the key's level,
+// which drains at rate per second; a take that would lift the level above
+// capacity is refused with the time until it would fit. It is a token
+// bucket turned upside down, with one thing a token bucket lacks: giveBack
+// undoes a take, so a limit on failures can reserve a failure before a
+// password is checked and release it when the password was right.
+// Buckets live in a bounded LRU; a drained bucket is the same as a fresh
+// one and is dropped when it reaches the end of the list.
+type buckets[K comparable] struct {
+	capacity float64
+	rate     float64 // drained per second
+
+	mu sync.Mutex // guards m
+	m  *lru[K, level]
+}
+
+type level struct {
+	n  float64
+	at time.Time // when n was last brought up to date
+}
+
+// newBuckets allows capacity takes at once per key, refilled at perSecond.
+func newBuckets[K comparable](capacity int, perSecond float64, maxKeys int) *buckets[K] {
+	return &buckets[K]{capacity: float64(capacity), rate: perSecond, m: newLRU[K, level](maxKeys)}
+}
+
+func (b *buckets[K]) drain(l *level, now time.Time) {
+	if d := now.Sub(l.at); d > 0 {
+		l.n = max(0, l.n-d.Seconds()*b.rate)
+		l.at = now
+	}
+}
+
+// take adds one to k's level at now, or reports how long until it could.
+func (b *buckets[K]) take(k K, now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Drop at most one drained bucket per call: keeps the table to the
+	// active keys at constant cost.
+	if old, l, found := b.m.oldest(); found && old != k {
+		if b.drain(l, now); l.n == 0 {
+			b.m.removeOldest()
+		}
+	}
+	l, ok := b.m.get(k)
+	if !ok {
+		l = b.m.add(k, level{at: now})
+	}
+	b.drain(l, now)
+	if over := l.n + 1 - b.capacity; over > 1e-9 {
+		return time.Duration(over / b.rate * float64(time.Second)), false
+	}
+	l.n++
+	return 0, true
+}
+
+// giveBack undoes one take of k.
+func (b *buckets[K]) giveBack(k K, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.m.get(k); ok {
+		b.drain(l, now)
+		l.n = max(0, l.n-1)
+	}
+}
+
+// locks counts failed logins per key and locks a key for lockout once it
+// has maxFailures; the count starts again when a lock runs out, and a
+// success clears it. Keys are usernames that do not exist (mirroring the
+// store's per-account lock, so "account locked" does not tell anyone which
+// names are real) and (source, username) pairs.
+//
+// An attempt is counted before its password is checked (reserve), so
+// concurrent guesses cannot all pass the check while the first ones are
+// still hashing: exactly maxFailures passwords are checked per lock.
+type locks struct {
 	maxFailures int
 	lockout     time.Duration
 
 	mu sync.Mutex // guards m
-	m  *lru[string, phantom]
+	m  *lru[string, lockState]
 }
 
-type phantom struct {
+type lockState struct {
 	failures    int
 	lockedUntil time.Time
 }
 
-func newPhantomLocks(maxFailures int, lockout time.Duration, max int) *phantomLocks {
-	return &phantomLocks{maxFailures: maxFailures, lockout: lockout, m: newLRU[string, phantom](max)}
+func newLocks(maxFailures int, lockout time.Duration, maxKeys int) *locks {
+	return &locks{maxFailures: maxFailures, lockout: lockout, m: newLRU[string, lockState](maxKeys)}
 }
 
-// lockedFor reports how long username stays locked at now (0: not locked).
-func (p *phantomLocks) lockedFor(username string, now time.Time) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ph, ok := p.m.get(username); ok && ph.lockedUntil.After(now) {
-		return ph.lockedUntil.Sub(now)
+// lockedFor reports how long key stays locked at now (0: not locked).
+func (t *locks) lockedFor(key string, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st, ok := t.m.get(key); ok && st.lockedUntil.After(now) {
+		return st.lockedUntil.Sub(now)
 	}
 	return 0
 }
 
-// fail counts a failed login for username, locking it like a real account.
-func (p *phantomLocks) fail(username string, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ph, ok := p.m.get(username)
+// reserve counts one failure for key at now and reports 0, or, when key is
+// locked, counts nothing and reports how long the lock lasts. The attempt
+// that reaches maxFailures sets the lock and is still let through.
+func (t *locks) reserve(key string, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.m.get(key)
 	if !ok {
-		ph = p.m.add(username, phantom{})
+		st = t.m.add(key, lockState{})
 	}
-	ph.failures++
-	if ph.failures >= p.maxFailures {
-		ph.failures = 0
-		ph.lockedUntil = now.Add(p.lockout)
+	if !st.lockedUntil.IsZero() {
+		if now.Before(st.lockedUntil) {
+			return st.lockedUntil.Sub(now)
+		}
+		*st = lockState{}
+	}
+	st.failures++
+	if st.failures >= t.maxFailures {
+		st.lockedUntil = now.Add(t.lockout)
+	}
+	return 0
+}
+
+// undo takes back a reservation whose password was never checked.
+func (t *locks) undo(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st, ok := t.m.get(key); ok && st.failures > 0 {
+		st.failures--
+		if st.failures < t.maxFailures {
+			st.lockedUntil = time.Time{}
+		}
+	}
+}
+
+// clear forgets key's failures after a successful login.
+func (t *locks) clear(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st, ok := t.m.get(key); ok {
+		*st = lockState{}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/z5vrs/z5/internal/password"
@@ -36,14 +37,20 @@ type numberJSON struct {
 
 // handleLogin: POST /api/v1/login.
 //
-// Order matters: the per-address bucket is charged before anything costs
-// CPU; a locked account is refused before its password is hashed; an
-// unknown username walks the same steps (dummy hash, phantom lockout) as a
+// Order matters. The source's attempt bucket is charged before anything
+// costs CPU. Then, before any password is hashed, the attempt is counted
+// as a failure everywhere a failure counts: for the source, for the
+// (source, username) pair and for the account (in the store, atomically).
+// Only a correct password takes those back. Concurrent guesses thus cannot
+// all pass a lock check while the first ones wait for a hash slot: each
+// limit lets through exactly as many hashes as it allows failures. An
+// unknown username walks the same steps (dummy hash, phantom lock) as a
 // known one, so answers and timing do not reveal which accounts exist.
 func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()
 	ip := clientIP(r)
-	if wait, ok := s.ipLimit.allow(ip, now); !ok {
+	src := sourceKey(ip)
+	if wait, ok := s.attempts.take(src, now); !ok {
 		s.metrics.logins.WithLabelValues(loginThrottled).Inc()
 		// Debug only: a flood must not flood the logs too; the metric counts it.
 		s.log.Debug("zdial login throttled", "remote_addr", ip)
@@ -65,18 +72,30 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	log := s.log.With("remote_addr", ip, "username", truncate(req.Username, 64))
 
 	c, err := s.store.CustomerByUsername(ctx, req.Username)
-	if errors.Is(err, store.ErrNotFound) {
-		return s.loginUnknown(ctx, log, req, now)
-	}
-	if err != nil {
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("look up customer: %w", err)
 	}
-	if c.LockedUntil.After(now) {
-		s.metrics.logins.WithLabelValues(loginLocked).Inc()
-		log.Info("zdial login refused: account locked", "customer_id", c.ID, "locked_until", c.LockedUntil)
-		return errLocked(c.LockedUntil.Sub(now))
+	// A locked account is refused before anything is counted or hashed.
+	locked := s.phantoms.lockedFor(req.Username, now)
+	if known {
+		locked = max(0, c.LockedUntil.Sub(now))
 	}
-	ok, err := s.verify(ctx, c.PasswordHash, req.Password)
+	if locked > 0 {
+		s.metrics.logins.WithLabelValues(loginLocked).Inc()
+		log.Info("zdial login refused: account locked", "customer_id", c.ID)
+		return errLocked(locked)
+	}
+
+	res, err := s.reserveFailure(ctx, log, src, req.Username, c, known, now)
+	if err != nil {
+		return err
+	}
+	encoded := s.dummyHash
+	if known {
+		encoded = c.PasswordHash
+	}
+	ok, err := s.verify(ctx, encoded, req.Password)
 	if errors.Is(err, password.ErrMalformed) {
 		// A broken or unset hash must not open the account, nor answer
 		// faster than a wrong password would.
@@ -84,26 +103,24 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		if _, err := s.verify(ctx, s.dummyHash, req.Password); err != nil {
 			return err
 		}
+		ok = false
 	} else if err != nil {
+		// The reserved failure stands: only a correct password takes it back.
 		return err
 	}
-	if !ok {
-		c2, err := s.store.RecordLoginFailure(ctx, c.ID, now, s.cfg.MaxFailures, s.cfg.Lockout)
-		if err != nil {
-			return fmt.Errorf("record login failure of customer %d: %w", c.ID, err)
-		}
+	if !ok || !known {
 		s.metrics.logins.WithLabelValues(loginInvalid).Inc()
-		log.Info("zdial login failed", "customer_id", c.ID, "failures", c2.Failures,
-			"locked", c2.LockedUntil.After(now))
+		log.Info("zdial login failed", "customer_id", c.ID, "known", known, "failures", res.accountFailures)
 		return errBadCredentials
 	}
 
-	if c.Failures > 0 || !c.LockedUntil.IsZero() {
-		if err := s.store.ResetLoginFailures(ctx, c.ID); err != nil {
-			return fmt.Errorf("reset login failures of customer %d: %w", c.ID, err)
-		}
+	// Right password: the failures reserved for it are taken back.
+	s.srcFails.giveBack(src, now)
+	s.pairs.clear(res.pair)
+	if err := s.store.ResetLoginFailures(ctx, c.ID); err != nil {
+		return fmt.Errorf("reset login failures of customer %d: %w", c.ID, err)
 	}
-	if password.NeedsRehash(c.PasswordHash) {
+	if password.NeedsRehashWith(s.params, c.PasswordHash) {
 		s.rehash(ctx, log, c.ID, req.Password)
 	}
 	token := store.NewToken()
@@ -132,21 +149,55 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// loginUnknown answers a login for a username that does not exist exactly
-// as for one that does with a wrong password.
-func (s *Service) loginUnknown(ctx context.Context, log *slog.Logger, req loginRequest, now time.Time) error {
-	if d := s.phantoms.lockedFor(req.Username, now); d > 0 {
+// reservation is what reserveFailure counted for one attempt.
+type reservation struct {
+	pair            string // key in s.pairs
+	accountFailures int    // the account's failures counting this attempt
+}
+
+// reserveFailure counts the attempt as a failure for its source, its
+// (source, username) pair and its account before the password is checked,
+// or refuses it when one of them has no failure left. A refused attempt
+// checks no password, so what was counted for it is taken back.
+func (s *Service) reserveFailure(ctx context.Context, log *slog.Logger, src netip.Prefix, username string,
+	c store.Customer, known bool, now time.Time) (reservation, error) {
+	res := reservation{pair: src.String() + " " + username}
+	if wait, ok := s.srcFails.take(src, now); !ok {
+		s.metrics.logins.WithLabelValues(loginThrottled).Inc()
+		log.Info("zdial login refused: too many failures from this source")
+		return res, errFailuresFromSource(wait)
+	}
+	if wait := s.pairs.reserve(res.pair, now); wait > 0 {
+		s.srcFails.giveBack(src, now)
 		s.metrics.logins.WithLabelValues(loginLocked).Inc()
-		log.Info("zdial login refused: unknown username locked")
-		return errLocked(d)
+		log.Info("zdial login refused: username locked for this source", "customer_id", c.ID)
+		return res, errLocked(wait)
 	}
-	if _, err := s.verify(ctx, s.dummyHash, req.Password); err != nil {
-		return err
+	var locked time.Duration
+	if known {
+		c2, err := s.store.RecordLoginFailure(ctx, c.ID, now, s.cfg.AccountMaxFailures, s.cfg.Lockout)
+		if err != nil {
+			s.srcFails.giveBack(src, now)
+			s.pairs.undo(res.pair)
+			return res, fmt.Errorf("record login failure of customer %d: %w", c.ID, err)
+		}
+		res.accountFailures = c2.Failures
+		// The attempt that reaches the limit sets the lock and is still
+		// checked; any beyond it were counted while locked.
+		if c2.Failures > s.cfg.AccountMaxFailures {
+			locked = max(time.Second, c2.LockedUntil.Sub(now))
+		}
+	} else {
+		locked = s.phantoms.reserve(username, now)
 	}
-	s.phantoms.fail(req.Username, now)
-	s.metrics.logins.WithLabelValues(loginInvalid).Inc()
-	log.Info("zdial login failed: unknown username")
-	return errBadCredentials
+	if locked > 0 {
+		s.srcFails.giveBack(src, now)
+		s.pairs.undo(res.pair)
+		s.metrics.logins.WithLabelValues(loginLocked).Inc()
+		log.Info("zdial login refused: account locked", "customer_id", c.ID)
+		return res, errLocked(locked)
+	}
+	return res, nil
 }
 
 // verify runs password.Verify in one of the bounded argon2 slots.
@@ -159,7 +210,9 @@ func (s *Service) verify(ctx context.Context, encoded, pw string) (bool, error) 
 }
 
 func (s *Service) acquireHashSlot(ctx context.Context) error {
-	t := time.NewTimer(hashWait)
+	s.hashWaiting.Add(1)
+	defer s.hashWaiting.Add(-1)
+	t := time.NewTimer(s.hashWait)
 	defer t.Stop()
 	select {
 	case s.hashSem <- struct{}{}:
@@ -178,7 +231,7 @@ func (s *Service) rehash(ctx context.Context, log *slog.Logger, customerID int64
 	if err := s.acquireHashSlot(ctx); err != nil {
 		return
 	}
-	h, err := password.Hash(pw)
+	h, err := password.HashWith(s.params, pw)
 	<-s.hashSem
 	if err != nil {
 		// A password set before today's length rules; keep the old hash.

@@ -15,16 +15,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
-
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -38,16 +37,30 @@ type Config struct {
 	Realm     string // digest realm; defaults to SIPDomain
 
 	SessionTTL time.Duration // login token lifetime
-	// MaxFailures failed logins lock an account for Lockout.
+	// MaxFailures failed logins for one username from one source (an
+	// IPv4 address or IPv6 /64) lock that pair for Lockout: a guesser is
+	// stopped without locking the account's owner out from elsewhere.
 	MaxFailures int
-	Lockout     time.Duration
-	PerIPRate   int // sustained login attempts per minute from one address
+	// AccountMaxFailures failed logins for one account from all sources
+	// together lock the account for Lockout (guessing from many sources).
+	AccountMaxFailures int
+	// SourceMaxFailures failed logins from one source, draining over
+	// Lockout, stop further logins from it (guessing across many
+	// usernames). Only failures count, so an office behind one NAT
+	// address can log everyone in.
+	SourceMaxFailures int
+	Lockout           time.Duration
+	// PerIPRate login attempts per minute from one source, in bursts of
+	// PerIPBurst, right or wrong: bounds the argon2 work one source can
+	// cause.
+	PerIPRate  int
+	PerIPBurst int
 	// MCSTokenTTL is the MCS API token lifetime; never beyond the login
 	// session it was made from. Defaults to SessionTTL.
 	MCSTokenTTL time.Duration
-	// RateLimit is the requests per second one address (an IPv6 /64) may
-	// make to any endpoint, in bursts of RateBurst; beyond it: 429 with
-	// Retry-After. 0 or less: no limit.
+	// RateLimit is the requests per second one source may make to any
+	// endpoint, in bursts of RateBurst; beyond it: 429 with Retry-After.
+	// 0 or less: no limit.
 	RateLimit float64
 	RateBurst int
 }
@@ -58,6 +71,9 @@ type Deps struct {
 	Log        *slog.Logger          // nil: discard
 	Now        func() time.Time      // nil: time.Now
 	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+	// PasswordParams are the argon2id parameters new hashes get (the
+	// rehash after a login, the dummy hash); zero: password.Default().
+	PasswordParams password.Params
 }
 
 // Limits of the HTTP surface.
@@ -67,9 +83,9 @@ const (
 	maxDeviceName  = 64       // characters
 	maxInstanceID  = 256      // bytes
 	maxDevices     = 100      // Z5 devices per number, so a client cannot create them without bound
-	ipBurst        = 10       // login attempts one address may make at once
-	maxTrackedIPs  = 10000    // per-address buckets kept (least recently used evicted)
+	maxTrackedIPs  = 10000    // per-source buckets kept (least recently used evicted)
 	maxPhantoms    = 10000    // unknown usernames whose failures are tracked
+	maxPairs       = 50000    // (source, username) failure counts kept
 	hashWait       = 10 * time.Second
 	retryBusyAfter = 2 * time.Second
 )
@@ -90,9 +106,18 @@ type Service struct {
 	// login flood from many addresses must not exhaust memory.
 	hashSem chan struct{}
 
-	ipLimit  *ipLimiter
-	reqLimit *floodguard.Limiter // every request, per address
-	phantoms *phantomLocks
+	// hashWait bounds the wait for a hash slot; hashWaiting counts the
+	// logins waiting now.
+	hashWait    time.Duration
+	hashWaiting atomic.Int64
+	params      password.Params
+
+	// Per source (sourceKey) and per name; see handleLogin for the order.
+	reqLimit *buckets[netip.Prefix] // every request; nil: no limit
+	attempts *buckets[netip.Prefix] // login attempts
+	srcFails *buckets[netip.Prefix] // failed logins
+	pairs    *locks                 // failed logins per (source, username)
+	phantoms *locks                 // failed logins per unknown username
 	// devMu serializes find-or-create of devices so two selections from
 	// one installation at once do not create two devices.
 	devMu chan struct{}
@@ -125,8 +150,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	check(cfg.SessionTTL < time.Minute, "SessionTTL %s: must be at least 1m", cfg.SessionTTL)
 	check(cfg.MCSTokenTTL < time.Minute, "MCSTokenTTL %s: must be at least 1m", cfg.MCSTokenTTL)
 	check(cfg.MaxFailures < 1, "MaxFailures %d: must be at least 1", cfg.MaxFailures)
+	check(cfg.AccountMaxFailures < 1, "AccountMaxFailures %d: must be at least 1", cfg.AccountMaxFailures)
+	check(cfg.SourceMaxFailures < 1, "SourceMaxFailures %d: must be at least 1", cfg.SourceMaxFailures)
 	check(cfg.Lockout <= 0, "Lockout %s: must be positive", cfg.Lockout)
 	check(cfg.PerIPRate < 1, "PerIPRate %d: must be at least 1 per minute", cfg.PerIPRate)
+	check(cfg.PerIPBurst < 1, "PerIPBurst %d: must be at least 1", cfg.PerIPBurst)
+	check(cfg.RateLimit > 0 && cfg.RateBurst < 1, "RateBurst %d: must be at least 1", cfg.RateBurst)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("zdial config: %w", errors.Join(errs...))
 	}
@@ -136,7 +165,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	dummy, err := password.Hash(store.NewToken())
+	params := deps.PasswordParams
+	if params == (password.Params{}) {
+		params = password.Default()
+	}
+	dummy, err := password.HashWith(params, store.NewToken())
 	if err != nil {
 		return nil, fmt.Errorf("zdial: dummy password hash: %w", err)
 	}
@@ -148,10 +181,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics:   m,
 		dummyHash: dummy,
 		hashSem:   make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
-		ipLimit:   newIPLimiter(rate.Limit(float64(cfg.PerIPRate)/60), ipBurst, maxTrackedIPs),
-		reqLimit:  floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, maxTrackedIPs),
-		phantoms:  newPhantomLocks(cfg.MaxFailures, cfg.Lockout, maxPhantoms),
-		devMu:     make(chan struct{}, 1),
+		hashWait:  hashWait,
+		params:    params,
+		attempts:  newBuckets[netip.Prefix](cfg.PerIPBurst, float64(cfg.PerIPRate)/60, maxTrackedIPs),
+		srcFails: newBuckets[netip.Prefix](cfg.SourceMaxFailures,
+			float64(cfg.SourceMaxFailures)/cfg.Lockout.Seconds(), maxTrackedIPs),
+		pairs:    newLocks(cfg.MaxFailures, cfg.Lockout, maxPairs),
+		phantoms: newLocks(cfg.AccountMaxFailures, cfg.Lockout, maxPhantoms),
+		devMu:    make(chan struct{}, 1),
+	}
+	if cfg.RateLimit > 0 {
+		s.reqLimit = newBuckets[netip.Prefix](cfg.RateBurst, cfg.RateLimit, maxTrackedIPs)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -184,18 +224,21 @@ func ConfigFrom(c *config.Config) Config {
 		}
 	}
 	return Config{
-		SIPDomain:   c.Names.SIPDomain,
-		LBMCS:       c.Names.LBMCS,
-		MCSHosts:    hosts,
-		SIPPort:     c.Ports.SIP,
-		Realm:       c.SIP.Realm,
-		SessionTTL:  c.ZDial.SessionTTL,
-		MaxFailures: c.ZDial.MaxFailures,
-		Lockout:     c.ZDial.Lockout,
-		PerIPRate:   c.ZDial.PerIPRate,
-		MCSTokenTTL: c.ZDial.SessionTTL,
-		RateLimit:   float64(c.ZDial.RateLimit),
-		RateBurst:   c.ZDial.RateBurst,
+		SIPDomain:          c.Names.SIPDomain,
+		LBMCS:              c.Names.LBMCS,
+		MCSHosts:           hosts,
+		SIPPort:            c.Ports.SIP,
+		Realm:              c.SIP.Realm,
+		SessionTTL:         c.ZDial.SessionTTL,
+		MaxFailures:        c.ZDial.MaxFailures,
+		AccountMaxFailures: c.ZDial.AccountMaxFailures,
+		SourceMaxFailures:  c.ZDial.SourceMaxFailures,
+		Lockout:            c.ZDial.Lockout,
+		PerIPRate:          c.ZDial.PerIPRate,
+		PerIPBurst:         c.ZDial.PerIPBurst,
+		MCSTokenTTL:        c.ZDial.SessionTTL,
+		RateLimit:          float64(c.ZDial.RateLimit),
+		RateBurst:          c.ZDial.RateBurst,
 	}
 }
 
@@ -243,7 +286,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observe(label, sw.status, time.Since(start))
 	}()
 
-	if wait, ok := s.reqLimit.Allow(clientIP(r)); !ok {
+	if wait, ok := s.allowRequest(r); !ok {
 		label = "rate_limited"
 		s.writeError(sw, r, &apiError{status: http.StatusTooManyRequests, code: "rate_limited", retryAfter: wait,
 			msg: fmt.Sprintf("too many requests from your address; wait %s and try again", roundUp(wait))})
@@ -266,6 +309,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := rt.handle(sw, r); err != nil {
 		s.writeError(sw, r, err)
 	}
+}
+
+// allowRequest charges the request to its source's bucket.
+func (s *Service) allowRequest(r *http.Request) (time.Duration, bool) {
+	if s.reqLimit == nil {
+		return 0, true
+	}
+	return s.reqLimit.take(sourceKey(clientIP(r)), s.now())
 }
 
 func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) error {

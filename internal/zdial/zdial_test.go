@@ -118,43 +118,52 @@ func TestLockout(t *testing.T) {
 }
 
 // An unknown username locks exactly like a real account, so "account
-// locked" tells nobody whether the account exists.
+// locked" tells nobody whether the account exists: both for the lock of a
+// (source, username) pair and for the lock of the account itself.
 func TestLockoutUnknownUser(t *testing.T) {
-	e := newEnv(t, nil)
-	e.customer("dave", "dave-secret-1")
-	// Time moves only by the test, so both sequences see the same clock
-	// whatever each attempt costs.
-	e.clock.Freeze()
-	var real, ghost []string
-	for _, user := range []string{"dave", "ghost"} {
-		for i := range 5 {
-			e.clock.Advance(time.Second)
-			r := e.login(user, "guess-"+strconv.Itoa(i))
-			var eb errorBody
-			decode(t, r.body, &eb)
-			got := fmt.Sprintf("%d %s %s Retry-After=%s", r.status, eb.Error.Code, eb.Error.Message, r.header.Get("Retry-After"))
-			if user == "dave" {
-				real = append(real, got)
-			} else {
-				ghost = append(ghost, got)
+	for _, tt := range []struct {
+		name       string
+		pair, acct int
+	}{
+		{"pair lock", 3, 10},
+		{"account lock", 10, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.MaxFailures, c.AccountMaxFailures = tt.pair, tt.acct })
+			e.customer("dave", "dave-secret-1")
+			var real, ghost []string
+			for _, user := range []string{"dave", "ghost"} {
+				for i := range 5 {
+					// Time moves only by the test, so both sequences see
+					// the same clock whatever each attempt costs.
+					e.clock.Advance(time.Second)
+					r := e.login(user, "guess-"+strconv.Itoa(i))
+					var eb errorBody
+					decode(t, r.body, &eb)
+					got := fmt.Sprintf("%d %s %s Retry-After=%s", r.status, eb.Error.Code, eb.Error.Message, r.header.Get("Retry-After"))
+					if user == "dave" {
+						real = append(real, got)
+					} else {
+						ghost = append(ghost, got)
+					}
+				}
 			}
-		}
-	}
-	if d := cmp.Diff(real, ghost); d != "" {
-		t.Errorf("existing vs unknown username answers differ (-real +unknown):\n%s", d)
-	}
-	if !strings.HasPrefix(real[3], "429 account_locked") {
-		t.Errorf("4th failure: %s, want 429", real[3])
+			if d := cmp.Diff(real, ghost); d != "" {
+				t.Errorf("existing vs unknown username answers differ (-real +unknown):\n%s", d)
+			}
+			if !strings.HasPrefix(real[3], "429 account_locked") {
+				t.Errorf("4th failure: %s, want 429", real[3])
+			}
+		})
 	}
 }
 
 func TestPerIPThrottle(t *testing.T) {
-	// One attempt per minute sustained, a burst of 10: independent of how
-	// fast the machine runs the test.
-	e := newEnv(t, func(c *Config) { c.PerIPRate = 1 })
+	// One attempt per minute sustained, a burst of 10, on the frozen clock.
+	const burst = 10
+	e := newEnv(t, func(c *Config) { c.PerIPRate, c.PerIPBurst = 1, burst })
 	e.customer("erin", "erin-secret-1")
-	e.clock.Freeze()
-	for i := range ipBurst {
+	for i := range burst {
 		// Malformed bodies are charged too: the bucket is taken first.
 		wantError(t, e.do(nil, "POST", "/api/v1/login", "", `{"username":`+strconv.Itoa(i)), 400, "invalid_json")
 	}
@@ -470,7 +479,8 @@ func TestNewValidates(t *testing.T) {
 	}
 	cfg := Config{}
 	_, err := New(cfg, Deps{})
-	for _, want := range []string{"SIPDomain", "LBMCS", "MCSHosts", "SIPPort", "SessionTTL", "MaxFailures", "Lockout", "PerIPRate"} {
+	for _, want := range []string{"SIPDomain", "LBMCS", "MCSHosts", "SIPPort", "SessionTTL", "MaxFailures",
+		"AccountMaxFailures", "SourceMaxFailures", "Lockout", "PerIPRate", "PerIPBurst"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(zero config) error %v lacks %s", err, want)
 		}
@@ -484,8 +494,8 @@ func TestConfigFrom(t *testing.T) {
 		SIPDomain: "mcs.z5.test", LBMCS: "lb.mcs.z5.test",
 		MCSHosts: []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
 		SIPPort:  5060, Realm: "mcs.z5.test",
-		SessionTTL: c.ZDial.SessionTTL, MaxFailures: c.ZDial.MaxFailures, Lockout: c.ZDial.Lockout,
-		PerIPRate: c.ZDial.PerIPRate, MCSTokenTTL: c.ZDial.SessionTTL,
+		SessionTTL: c.ZDial.SessionTTL, MaxFailures: 5, AccountMaxFailures: 20, SourceMaxFailures: 30,
+		Lockout: 15 * time.Minute, PerIPRate: 300, PerIPBurst: 100, MCSTokenTTL: c.ZDial.SessionTTL,
 		RateLimit: 20, RateBurst: 40,
 	}
 	if d := cmp.Diff(want, got); d != "" {
