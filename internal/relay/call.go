@@ -18,6 +18,7 @@ import (
 // Call is the relay state of one call: one stream per m-line.
 type Call struct {
 	r         *Relay
+	owner     Owner // charged for every port the call binds
 	id        string
 	onTimeout func()
 	log       *slog.Logger
@@ -32,6 +33,7 @@ type Call struct {
 	fired      bool // onTimeout has been scheduled
 	closed     bool
 	out        [2]sdpVersion // by side: the last description sent on its behalf
+	charged    int           // ports charged to owner
 }
 
 // sdpVersion remembers what went out for one side, so the o= version
@@ -45,8 +47,9 @@ type sdpVersion struct {
 
 // stream is one m-line: a port pair per side.
 type stream struct {
-	index int
-	pairs [2]pair // by side; set once, before the readers start
+	index  int
+	pairs  [2]pair    // by side; set once, before the readers start
+	policy *dstPolicy // where media may go; the relay's, read-only
 
 	mu      sync.Mutex // guards the following
 	media   string
@@ -95,11 +98,22 @@ func (c *Call) RewriteSDP(from Side, body []byte, signalIP netip.Addr) ([]byte, 
 	if c.closed {
 		return nil, fmt.Errorf("call %s: %w", c.id, ErrClosed)
 	}
+	// A stream holds four ports until the call ends, even once disabled,
+	// so the cap counts streams that hold or would get ports.
+	streams := 0
+	for i, st := range p.streams {
+		if (i < len(c.streams) && c.streams[i].allocated()) || st.enabled() {
+			streams++
+		}
+	}
+	if streams > c.r.cfg.MaxStreams {
+		return nil, fmt.Errorf("call %s: %s: %w: %d media streams, at most %d", c.id, from, ErrBadSDP, streams, c.r.cfg.MaxStreams)
+	}
 	// Bind first, change nothing until every port is there: a refused
 	// re-INVITE leaves the running streams as they were.
 	for i, st := range p.streams {
 		if i == len(c.streams) {
-			c.streams = append(c.streams, &stream{index: i})
+			c.streams = append(c.streams, &stream{index: i, policy: &c.r.dst})
 		}
 		if s := c.streams[i]; st.enabled() && !s.allocated() {
 			if err := c.allocate(s); err != nil {
@@ -148,17 +162,28 @@ func (c *Call) RewriteSDP(from Side, body []byte, signalIP netip.Addr) ([]byte, 
 // allocate binds both port pairs of s and starts its readers. The caller
 // holds c.mu.
 func (c *Call) allocate(s *stream) error {
+	const ports = 4 // two pairs
+	if !c.r.quota.take(c.owner, ports) {
+		c.r.m.quotaRefused.Inc()
+		cust, src := c.r.quota.held(c.owner)
+		c.log.Warn("relay port quota reached", "customer", c.owner.Customer, "customer_ports", cust,
+			"source", c.owner.Source, "source_ports", src)
+		return ErrQuota
+	}
 	a, err := c.r.pool.bindPair(c.r.cfg.Bind)
 	if err != nil {
+		c.r.quota.give(c.owner, ports)
 		c.noteBindError(err)
 		return err
 	}
 	b, err := c.r.pool.bindPair(c.r.cfg.Bind)
 	if err != nil {
 		c.r.pool.release(a)
+		c.r.quota.give(c.owner, ports)
 		c.noteBindError(err)
 		return err
 	}
+	c.charged += ports
 	s.pairs = [2]pair{a, b}
 	c.r.m.allocated.Set(float64(c.r.pool.allocated()))
 	for side := SideA; side <= SideB; side++ {
@@ -208,6 +233,8 @@ func (s *stream) apply(from Side, st *sdpStream, signalIP netip.Addr) {
 	x.allowed = signalIP
 	x.hasSDP = true
 	x.mux = st.mux
+	x.ssrcs = st.ssrcs
+	x.dtls, x.zrtp = st.dtls, st.zrtp
 	x.silent = st.inactive || !st.enabled()
 	x.ep[compRTP].sdp = peer
 	x.ep[compRTCP].sdp = st.rtcpPeer()
@@ -311,6 +338,8 @@ func (c *Call) Close() error {
 	}
 	c.closed = true
 	streams := c.streams
+	charged := c.charged
+	c.charged = 0
 	c.mu.Unlock()
 
 	// Sockets first, so the readers return, then wait for them.
@@ -328,6 +357,7 @@ func (c *Call) Close() error {
 			c.r.pool.release(p)
 		}
 	}
+	c.r.quota.give(c.owner, charged)
 	c.r.m.allocated.Set(float64(c.r.pool.allocated()))
 	c.r.removeCall(c)
 	return nil

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -28,14 +29,16 @@ const (
 	kindUnknown kind = iota
 	kindRTP
 	kindRTCP
-	kindSTUN // ICE is stripped from the SDP, but consent checks still pass
-	kindZRTP
-	kindDTLS // DTLS-SRTP keys are negotiated end to end, through the relay
-	kindTURN
+	kindSTUN // never carried: ICE is stripped from the SDP
+	kindZRTP // carried only when both sides' SDP announced ZRTP
+	kindDTLS // carried only when both sides negotiated DTLS-SRTP
+	kindTURN // never carried
 )
 
-// classify sorts a datagram. It reads at most two bytes and never fails:
-// anything it cannot place is kindUnknown.
+// classify sorts a datagram by its header, checking each kind's fixed
+// fields and lengths, so a payload of another protocol that happens to
+// start with the right byte (an SNMP or syslog message, a SIP request) is
+// kindUnknown. It never fails.
 //
 //	+----------------+
 //	|        [0..3] -+--> STUN
@@ -52,40 +55,85 @@ func classify(b []byte) kind {
 	if len(b) == 0 {
 		return kindUnknown
 	}
-	// Each kind also needs its fixed header, so a stray byte is not media.
 	switch c := b[0]; {
 	case c <= 3:
-		return shortIs(b, 20, kindSTUN)
+		// Magic cookie, and a length that is the rest (RFC 8489 6).
+		if len(b) >= 20 && be32(b[4:]) == 0x2112a442 && 20+int(be16(b[2:])) == len(b) {
+			return kindSTUN
+		}
 	case c >= 16 && c <= 19:
-		return shortIs(b, 12, kindZRTP)
+		if len(b) >= 12 && string(b[4:8]) == "ZRTP" { // magic cookie (RFC 6189 5)
+			return kindZRTP
+		}
 	case c >= 20 && c <= 63:
-		return shortIs(b, 13, kindDTLS)
+		// A DTLS record: version 1.0 (feff) or 1.2 (fefd), and a length
+		// that fits (RFC 6347 4.1). Records may be packed in a datagram.
+		if len(b) >= 13 && b[1] == 0xfe && (b[2] == 0xff || b[2] == 0xfd) && 13+int(be16(b[11:])) <= len(b) {
+			return kindDTLS
+		}
 	case c >= 64 && c <= 79:
-		return shortIs(b, 4, kindTURN)
+		if len(b) >= 4 && 4+int(be16(b[2:])) <= len(b) {
+			return kindTURN
+		}
 	case c >= 128 && c <= 191:
-		if len(b) < 2 {
-			return kindUnknown
-		}
-		if pt := b[1]; pt >= 192 && pt <= 223 {
-			if len(b) < 8 { // header and sender SSRC
-				return kindUnknown
-			}
-			return kindRTCP
-		}
-		if len(b) < 12 { // fixed RTP header
-			return kindUnknown
-		}
-		return kindRTP
+		return classifyRTP(b)
 	}
 	return kindUnknown
 }
 
-// shortIs is k when b holds at least n bytes.
-func shortIs(b []byte, n int, k kind) kind {
+// classifyRTP checks an RTP header (CSRC list and extension included) or
+// the first RTCP packet's length (RFC 3550 5.1, 6.4). Payloads and trailers
+// are not looked at: SRTP and SRTCP encrypt them.
+func classifyRTP(b []byte) kind {
+	if len(b) < 8 {
+		return kindUnknown
+	}
+	if pt := b[1]; pt >= 192 && pt <= 223 {
+		if 4*(int(be16(b[2:]))+1) > len(b) {
+			return kindUnknown
+		}
+		return kindRTCP
+	}
+	n := 12 + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < n+4 {
+			return kindUnknown
+		}
+		n += 4 + 4*int(be16(b[n+2:]))
+	}
 	if len(b) < n {
 		return kindUnknown
 	}
-	return k
+	return kindRTP
+}
+
+func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+func be32(b []byte) uint32 { return uint32(be16(b))<<16 | uint32(be16(b[2:])) }
+
+// ssrcOf is the SSRC of an RTP packet or the sender SSRC of an RTCP one
+// (classify checked the length).
+func ssrcOf(k kind, b []byte) uint32 {
+	if k == kindRTCP {
+		return be32(b[4:])
+	}
+	return be32(b[8:])
+}
+
+// carries reports whether the relay forwards datagrams of kind k on s:
+// RTP and RTCP always, DTLS and ZRTP only where both sides' SDP negotiated
+// them, nothing else (a relay that forwards any payload is a UDP
+// reflector for whatever protocol the bytes speak).
+func (s *stream) carries(k kind) bool {
+	switch k {
+	case kindRTP, kindRTCP:
+		return true
+	case kindDTLS:
+		return s.legs[SideA].dtls && s.legs[SideB].dtls
+	case kindZRTP:
+		return s.legs[SideA].zrtp && s.legs[SideB].zrtp
+	}
+	return false
 }
 
 // verdict is what becomes of a datagram.
@@ -94,9 +142,9 @@ type verdict int
 const (
 	verdictForward   verdict = iota
 	verdictStranger          // source may not latch, or is not the latched address
-	verdictNoPeer            // the other side has no address yet (no SDP, hold)
+	verdictNoPeer            // the other side has no address the relay may send to yet
 	verdictDisabled          // the stream's m-line has port 0
-	verdictMalformed         // not RTP, RTCP or a known multiplexed protocol
+	verdictMalformed         // not RTP, RTCP or a protocol the call negotiated
 	numVerdicts
 )
 
@@ -110,19 +158,15 @@ type endpoint struct {
 	latched netip.AddrPort // the exact source of the first accepted packet
 }
 
-func (e *endpoint) dest() netip.AddrPort {
-	if e.latched.IsValid() {
-		return e.latched
-	}
-	return e.sdp
-}
-
 // leg is everything the relay knows about one side of one stream.
 type leg struct {
 	allowed netip.Addr // signalling IP: the only source that may latch
 	hasSDP  bool
 	mux     bool        // the side's SDP carried a=rtcp-mux
 	silent  bool        // a=inactive, or c= unspecified (RFC 2543 hold)
+	ssrcs   []uint32    // a=ssrc: a latching RTP/RTCP packet must carry one
+	dtls    bool        // the side's SDP negotiated DTLS-SRTP
+	zrtp    bool        // the side's SDP announced ZRTP
 	ep      [2]endpoint // by component
 
 	// Counters of what this side sent, as accepted by the relay.
@@ -131,6 +175,41 @@ type leg struct {
 	rx                   seqStats
 	// reported is what the other side's RTCP said about this side's media.
 	reported reportStats
+}
+
+// dest is where packets for this side's component go: the address it
+// latched, else the address its SDP names only when that is the side's
+// signalling IP (so an SDP cannot aim the relay at a third party) and the
+// policy allows it; else nowhere yet.
+func (x *leg) dest(comp component, pol *dstPolicy) netip.AddrPort {
+	e := &x.ep[comp]
+	if e.latched.IsValid() {
+		return e.latched // allowed by the policy when it latched
+	}
+	if e.sdp.IsValid() && e.sdp.Addr() == x.allowed && pol.allows(e.sdp) {
+		return e.sdp
+	}
+	return netip.AddrPort{}
+}
+
+// proves reports whether a packet of kind k from src, the side's
+// signalling IP, may latch the side: src must be an address the relay may
+// send to; when the SDP announced SSRCs an RTP/RTCP packet must carry one
+// of them; when the SDP names the signalling IP, src must be a port the
+// SDP announced. Without either (a device behind NAT that announces no
+// SSRC), the first packet from the signalling IP latches and no later one
+// can: the learning window is one packet wide.
+func (x *leg) proves(k kind, b []byte, src netip.AddrPort, pol *dstPolicy) bool {
+	if !pol.allows(src) {
+		return false
+	}
+	if len(x.ssrcs) > 0 && (k == kindRTP || k == kindRTCP) && !slices.Contains(x.ssrcs, ssrcOf(k, b)) {
+		return false
+	}
+	if rtp := x.ep[compRTP].sdp; rtp.IsValid() && rtp.Addr() == x.allowed {
+		return src == rtp || src == x.ep[compRTCP].sdp
+	}
+	return true
 }
 
 // decision is the outcome of one datagram, fully determined by the stream
@@ -146,11 +225,12 @@ type decision struct {
 // socket comp from src, updating latches and counters. It does no I/O, so
 // tests and fuzzers drive it directly; the caller holds s.mu.
 //
-// The rule: only the side's signalling IP may latch; the first packet that
-// looks like media from that IP latches the exact ip:port; afterwards only
-// that ip:port is accepted (no RTP bleed, no hijack). Accepted packets leave
-// by the other side's socket toward its latched address, or the address its
-// SDP names until it latches.
+// The rule: only the side's signalling IP may latch, with a packet that
+// proves it belongs to the leg (see proves); that exact ip:port is then
+// the only one accepted (no RTP bleed, no hijack). Only RTP, RTCP and the
+// protocols the call negotiated cross. Accepted packets leave by the other
+// side's socket toward its latched address, or its SDP address when that
+// is its signalling IP, or are dropped (no_peer) until it latches.
 func (s *stream) decide(side Side, comp component, b []byte, src netip.AddrPort, now time.Time) decision {
 	if !s.enabled {
 		return decision{verdict: verdictDisabled}
@@ -159,6 +239,9 @@ func (s *stream) decide(side Side, comp component, b []byte, src netip.AddrPort,
 	x, y := &s.legs[side], &s.legs[1-side]
 	ep := &x.ep[comp]
 	k := classify(b)
+	if !s.carries(k) {
+		k = kindUnknown
+	}
 	var d decision
 	switch {
 	case ep.latched.IsValid():
@@ -172,12 +255,15 @@ func (s *stream) decide(side Side, comp component, b []byte, src netip.AddrPort,
 	case k == kindUnknown:
 		// Junk from the right IP does not get to pick the port.
 		return decision{verdict: verdictMalformed}
+	case !x.proves(k, b, src, s.policy):
+		x.dropped++
+		return decision{verdict: verdictStranger}
 	default:
 		ep.latched = src
 		d.latched = true
 	}
 	if k == kindUnknown {
-		return decision{verdict: verdictMalformed, latched: d.latched}
+		return decision{verdict: verdictMalformed}
 	}
 
 	x.packets++
@@ -198,7 +284,7 @@ func (s *stream) decide(side Side, comp component, b []byte, src netip.AddrPort,
 	if isRTCP && !(x.mux && y.mux) {
 		d.out = compRTCP
 	}
-	d.dst = y.ep[d.out].dest()
+	d.dst = y.dest(d.out, s.policy)
 	if !d.dst.IsValid() {
 		d.verdict = verdictNoPeer
 		return d

@@ -77,8 +77,9 @@ func FuzzRewriteSDP(f *testing.F) {
 }
 
 // FuzzPacket feeds arbitrary datagrams from a choice of sources into the
-// forwarding decision: nothing panics, a stranger is never forwarded, and
-// once a side latched nothing from another address gets through.
+// forwarding decision: nothing panics, a stranger is never forwarded,
+// once a side latched nothing from another address gets through, only RTP
+// and RTCP cross, and only to addresses the policy allows.
 func FuzzPacket(f *testing.F) {
 	for _, h := range []string{rtpPCMU, rtpPCMU2, rtcpRR, dtlsHello, "", "80", "80 c8 0006 22222222",
 		"81 c8 000c 22222222 00000000 00000000 00000000 00000000 00000000 11111111 00000000 00000000 00000000 00000000 00000000",
@@ -110,8 +111,11 @@ func FuzzPacket(f *testing.F) {
 			if d.verdict != verdictForward {
 				continue
 			}
-			if !d.dst.IsValid() {
-				t.Fatalf("forward without destination: %+v", d)
+			if !d.dst.IsValid() || !s.policy.allows(d.dst) {
+				t.Fatalf("forward to a destination the policy refuses: %+v", d)
+			}
+			if k := classify(data); k != kindRTP && k != kindRTCP {
+				t.Fatalf("forwarded a datagram of kind %d the call did not negotiate", k)
 			}
 			if src.Addr().Unmap() != s.legs[side].allowed {
 				t.Fatalf("forwarded from %s, which may not latch side %d", src, side)

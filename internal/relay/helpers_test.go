@@ -64,6 +64,10 @@ type relayOpts struct {
 	timeout   time.Duration
 	reg       prometheus.Registerer
 	serve     bool
+	// maxStreams, and the quotas (zero: none), as in Config.
+	maxStreams             int
+	perCustomer, perSource int
+	customer, provider     []netip.Prefix
 }
 
 // newTestRelay starts a relay on loopback with its own port range and
@@ -77,7 +81,9 @@ func newTestRelay(t testing.TB, o relayOpts) (*Relay, config.PortRange) {
 		o.bind = loopback
 	}
 	pr := freeRangeOn(t, o.bind, o.ports)
-	r, err := New(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout}, testLogger(t), o.reg)
+	r, err := New(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout,
+		MaxStreams: o.maxStreams, MaxPortsPerCustomer: o.perCustomer, MaxPortsPerSource: o.perSource,
+		CustomerNetworks: o.customer, ProviderNetworks: o.provider}, testLogger(t), o.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	activeCalls   prometheus.Gauge
 	allocated     prometheus.Gauge
 	exhausted     prometheus.Counter
+	quotaRefused  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,11 +48,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		allocated: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "z5_relay_allocated_ports",
-			Help: "UDP ports of the range bound by calls.",
+			Help: "UDP ports of the range held by calls and network-check probes.",
 		}),
 		exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "z5_relay_port_exhaustion_total",
 			Help: "Stream allocations refused because the port range was full.",
+		}),
+		quotaRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "z5_relay_quota_refusals_total",
+			Help: "Streams and probes refused because their customer or source held its port quota.",
 		}),
 	}
 	for v := verdictStranger; v < numVerdicts; v++ {
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.packets, m.bytes, drops, m.sendErrors, m.mediaTimeouts,
-		m.activeCalls, m.allocated, m.exhausted,
+		m.activeCalls, m.allocated, m.exhausted, m.quotaRefused,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relay: register metrics: %w", err)

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,50 +12,75 @@ import (
 )
 
 // portPool hands out even RTP ports (RTCP on port+1) from the configured
-// range. Free ports sit in a FIFO ring: allocation and release are O(1), and
-// a released port goes to the back, so it is reused as late as possible and
-// stray packets of an ended call rarely reach the next one.
+// range. Free pairs sit in a slice and each allocation takes one at random
+// (swap with the last, shrink: O(1)), from a generator seeded by
+// crypto/rand: a host that sees one call's ports learns nothing about the
+// next call's, so it cannot aim at a leg before its client latches.
 type portPool struct {
 	mu    sync.Mutex // guards the following
-	ring  []uint16   // capacity = number of even ports in the range
-	head  int        // index of the oldest free port
-	count int        // free ports in ring
+	first int        // lowest even port of the range
+	n     int        // pairs the range holds
+	free  []uint16   // free pairs, in no order
+	pos   []int32    // by pair index (port-first)/2: index in free, -1 when taken
+	rng   *rand.Rand // nil: lowest free pair first (tests that expect ports)
 	inUse int        // ports (not pairs) handed out
 }
 
 func newPortPool(minPort, maxPort int) *portPool {
 	first := minPort + minPort%2
-	var ring []uint16
-	for p := first; p+1 <= maxPort; p += 2 {
-		ring = append(ring, uint16(p))
+	p := &portPool{first: first}
+	for port := first; port+1 <= maxPort; port += 2 {
+		p.pos = append(p.pos, int32(len(p.free)))
+		p.free = append(p.free, uint16(port))
 	}
-	return &portPool{ring: ring, count: len(ring)}
+	p.n = len(p.free)
+	var seed [32]byte
+	crand.Read(seed[:]) // never fails (crypto/rand panics instead)
+	p.rng = rand.New(rand.NewChaCha8(seed))
+	return p
 }
 
 // size is the number of port pairs the pool manages.
-func (p *portPool) size() int { return len(p.ring) }
+func (p *portPool) size() int { return p.n }
 
 func (p *portPool) get() (uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.count == 0 {
+	if len(p.free) == 0 {
 		return 0, false
 	}
-	port := p.ring[p.head]
-	p.head = (p.head + 1) % len(p.ring)
-	p.count--
-	p.inUse += 2
+	var port uint16
+	if p.rng != nil {
+		port = p.free[p.rng.IntN(len(p.free))]
+	} else {
+		port = uint16(p.first + 2*nearestFree(p.pos, 0))
+	}
+	p.takeLocked(port)
 	return port, true
+}
+
+// takeLocked removes a free pair from free. The caller holds p.mu.
+func (p *portPool) takeLocked(port uint16) {
+	idx := (int(port) - p.first) / 2
+	i := p.pos[idx]
+	last := len(p.free) - 1
+	moved := p.free[last]
+	p.free[i] = moved
+	p.pos[(int(moved)-p.first)/2] = i
+	p.free = p.free[:last]
+	p.pos[idx] = -1
+	p.inUse += 2
 }
 
 func (p *portPool) put(port uint16) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.count == len(p.ring) {
-		return // never more free ports than the range holds
+	idx := (int(port) - p.first) / 2
+	if idx < 0 || idx >= p.n || p.pos[idx] >= 0 {
+		return // not ours, or free already: never hand a pair out twice
 	}
-	p.ring[(p.head+p.count)%len(p.ring)] = port
-	p.count++
+	p.pos[idx] = int32(len(p.free))
+	p.free = append(p.free, port)
 	p.inUse -= 2
 }
 
@@ -70,10 +97,10 @@ type pair struct {
 	rtcp *net.UDPConn
 }
 
-// bindPair takes free ports from the pool until both sockets of a pair bind.
-// A port that another process holds goes back to the end of the ring, so
-// one busy port costs one retry, not the range; after one lap the range
-// counts as exhausted.
+// bindPair takes random free pairs from the pool until both sockets of one
+// bind. A pair that another process holds goes back to the pool, so one
+// busy port costs one retry, not the range; after as many tries as the
+// range has pairs it counts as exhausted.
 func (p *portPool) bindPair(bind netip.Addr) (pair, error) {
 	for range p.size() {
 		port, ok := p.get()

@@ -55,6 +55,7 @@ type sourceBucket struct {
 // probeSession is one OpenProbe: its sockets, key and reply budget.
 type probeSession struct {
 	r      *Relay
+	owner  Owner
 	key    []byte
 	pairs  []uint16 // pool pairs to return on close
 	conns  []*net.UDPConn
@@ -82,9 +83,10 @@ func (r *Relay) probeRate() int {
 // authenticated with token (see package rtpprobe) and only back to their
 // source, at most probe-rate replies per second per source address and per
 // session. It returns the ports; they go back to the pool when ttl ends or
-// the relay closes. Errors: ErrNoPorts when the range cannot spare n pairs,
-// ErrClosed after Close.
-func (r *Relay) OpenProbe(token []byte, n int, ttl time.Duration) ([]int, error) {
+// the relay closes. The n pairs (2n ports) count against owner's quotas
+// while open. Errors: ErrQuota past them, ErrNoPorts when the range cannot
+// spare n pairs, ErrClosed after Close.
+func (r *Relay) OpenProbe(owner Owner, token []byte, n int, ttl time.Duration) ([]int, error) {
 	switch {
 	case len(token) < rtpprobe.MinKeySize || len(token) > maxProbeKey:
 		return nil, fmt.Errorf("relay: probe key of %d bytes, want %d-%d", len(token), rtpprobe.MinKeySize, maxProbeKey)
@@ -100,16 +102,27 @@ func (r *Relay) OpenProbe(token []byte, n int, ttl time.Duration) ([]int, error)
 	if closed {
 		return nil, ErrClosed
 	}
+	if !r.quota.take(owner, 2*n) {
+		r.m.quotaRefused.Inc()
+		cust, src := r.quota.held(owner)
+		r.log.Warn("relay port quota reached by a probe", "customer", owner.Customer, "customer_ports", cust,
+			"source", owner.Source, "source_ports", src)
+		return nil, ErrQuota
+	}
 	first := r.cfg.Ports.Min + r.cfg.Ports.Min%2
 	pairs, ok := r.pool.takeSpread(n, first)
 	if !ok {
+		r.quota.give(owner, 2*n)
+		r.m.exhausted.Inc()
 		return nil, ErrNoPorts
 	}
+	r.m.allocated.Set(float64(r.pool.allocated()))
 	pr := r.probeRate()
 	s := &probeSession{
-		r:   r,
-		key: append([]byte(nil), token...),
-		lim: rate.NewLimiter(rate.Limit(pr), pr),
+		r:     r,
+		owner: owner,
+		key:   append([]byte(nil), token...),
+		lim:   rate.NewLimiter(rate.Limit(pr), pr),
 	}
 	s.budget.Store(int64(n * repliesPerProbePort))
 	ports := make([]int, 0, n)
@@ -285,5 +298,7 @@ func (s *probeSession) release() {
 	for _, p := range s.pairs {
 		s.r.pool.put(p)
 	}
+	s.r.quota.give(s.owner, 2*len(s.pairs))
+	s.r.m.allocated.Set(float64(s.r.pool.allocated()))
 	s.r.log.Debug("probe closed", "ports", len(s.pairs))
 }

@@ -96,7 +96,7 @@ func request(t *testing.T, seq uint32, size int, key []byte) []byte {
 
 func TestOpenProbeEcho(t *testing.T) {
 	r, pr := newProbeRelay(t, 32, 0)
-	ports, err := r.OpenProbe(probeKey, 4, 5*time.Second)
+	ports, err := r.OpenProbe(Owner{}, probeKey, 4, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestOpenProbeEcho(t *testing.T) {
 
 func TestOpenProbeDropsInvalid(t *testing.T) {
 	r, _ := newProbeRelay(t, 8, 0)
-	ports, err := r.OpenProbe(probeKey, 1, 5*time.Second)
+	ports, err := r.OpenProbe(Owner{}, probeKey, 1, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestOpenProbeDropsInvalid(t *testing.T) {
 func TestOpenProbeRateLimit(t *testing.T) {
 	const rate = 10
 	r, _ := newProbeRelay(t, 8, rate)
-	ports, err := r.OpenProbe(probeKey, 1, 5*time.Second)
+	ports, err := r.OpenProbe(Owner{}, probeKey, 1, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestOpenProbeRateLimit(t *testing.T) {
 
 func TestOpenProbeReleasesAfterTTL(t *testing.T) {
 	r, _ := newProbeRelay(t, 8, 0)
-	ports, err := r.OpenProbe(probeKey, 2, 100*time.Millisecond)
+	ports, err := r.OpenProbe(Owner{}, probeKey, 2, 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,17 +202,17 @@ func TestOpenProbeReleasesAfterTTL(t *testing.T) {
 		t.Errorf("expired probe port answered %q", got)
 	}
 	// The ports are free for the next session.
-	if _, err := r.OpenProbe(probeKey, 4, time.Second); err != nil {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 4, time.Second); err != nil {
 		t.Errorf("reopen: %v", err)
 	}
 }
 
 func TestOpenProbeSharesThePool(t *testing.T) {
 	r, _ := newProbeRelay(t, 8, 0) // 4 pairs
-	if _, err := r.OpenProbe(probeKey, 5, time.Second); !errors.Is(err, ErrNoPorts) {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 5, time.Second); !errors.Is(err, ErrNoPorts) {
 		t.Errorf("5 pairs of 4: err = %v, want ErrNoPorts", err)
 	}
-	if _, err := r.OpenProbe(probeKey, 3, 5*time.Second); err != nil {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 3, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// One pair left: a call's stream takes two pairs (one per side), so
@@ -229,7 +229,7 @@ func TestOpenProbeSharesThePool(t *testing.T) {
 	if _, err := c.RewriteSDP(SideA, offer, loopback); !errors.Is(err, ErrNoPorts) {
 		t.Errorf("call with one pair left: err = %v, want ErrNoPorts", err)
 	}
-	if _, err := r.OpenProbe(probeKey, 2, time.Second); !errors.Is(err, ErrNoPorts) {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 2, time.Second); !errors.Is(err, ErrNoPorts) {
 		t.Errorf("probe with one pair left: err = %v, want ErrNoPorts", err)
 	}
 }
@@ -248,7 +248,7 @@ func TestOpenProbeArgs(t *testing.T) {
 		{probeKey, 1, 0},
 		{probeKey, 1, 2 * time.Minute},
 	} {
-		if _, err := r.OpenProbe(tc.key, tc.n, tc.ttl); err == nil {
+		if _, err := r.OpenProbe(Owner{}, tc.key, tc.n, tc.ttl); err == nil {
 			t.Errorf("OpenProbe(%d-byte key, %d, %s): no error", len(tc.key), tc.n, tc.ttl)
 		}
 	}
@@ -256,14 +256,14 @@ func TestOpenProbeArgs(t *testing.T) {
 		t.Error("rejected calls allocated ports")
 	}
 	r.Close()
-	if _, err := r.OpenProbe(probeKey, 1, time.Second); !errors.Is(err, ErrClosed) {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 1, time.Second); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: err = %v, want ErrClosed", err)
 	}
 }
 
 func TestOpenProbeClosedWithRelay(t *testing.T) {
 	r, _ := newProbeRelay(t, 8, 0)
-	if _, err := r.OpenProbe(probeKey, 4, time.Minute); err != nil {
+	if _, err := r.OpenProbe(Owner{}, probeKey, 4, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

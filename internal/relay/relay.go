@@ -50,7 +50,21 @@ type Config struct {
 	Ports        config.PortRange // inclusive; even ports carry RTP, odd RTCP
 	MediaTimeout time.Duration    // zero means 30s
 	ProbeRate    int              // probe echoes per second per source and session; zero means 200
+	MaxStreams   int              // media streams holding ports per call; zero means 4
+
+	// Per-owner quotas of ports held (calls and probes); zero: no limit.
+	MaxPortsPerCustomer int
+	MaxPortsPerSource   int
+
+	// CustomerNetworks may receive media although private or loopback;
+	// ProviderNetworks never do. Loopback is customer space when the relay
+	// advertises a loopback address.
+	CustomerNetworks []netip.Prefix
+	ProviderNetworks []netip.Prefix
 }
+
+// defaultMaxStreams matches the deployment config's relay.max_streams.
+const defaultMaxStreams = 4
 
 // Relay owns the port range and the calls using it.
 type Relay struct {
@@ -58,7 +72,11 @@ type Relay struct {
 	log  *slog.Logger
 	m    *metrics
 	pool *portPool
-	done chan struct{} // closed by Close
+	// dst says where media may go; quota what each owner may hold. Both
+	// are fixed at New.
+	dst   dstPolicy
+	quota quota
+	done  chan struct{} // closed by Close
 	// batch selects the recvmmsg/sendmmsg socket loop (readBatch) over one
 	// datagram per system call (read). Measured with BenchmarkRelayForward
 	// on loopback, bursts of 16 like the packets of a video frame: within
@@ -106,6 +124,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 	if cfg.MediaTimeout == 0 {
 		cfg.MediaTimeout = defaultMediaTimeout
 	}
+	if cfg.MaxStreams < 0 || cfg.MaxStreams > maxStreams {
+		return nil, fmt.Errorf("relay: %d media streams per call, want 1-%d", cfg.MaxStreams, maxStreams)
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = defaultMaxStreams
+	}
 	pool := newPortPool(cfg.Ports.Min, cfg.Ports.Max)
 	if pool.size() < 2 {
 		return nil, fmt.Errorf("relay: port range %s holds %d even/odd pairs, a stream needs 2", cfg.Ports, pool.size())
@@ -117,11 +141,22 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 	if err != nil {
 		return nil, err
 	}
+	self := []netip.Addr{cfg.Advertise}
+	if !cfg.Bind.IsUnspecified() {
+		self = append(self, cfg.Bind)
+	}
 	return &Relay{
-		cfg:   cfg,
-		log:   log,
-		m:     m,
-		pool:  pool,
+		cfg:  cfg,
+		log:  log,
+		m:    m,
+		pool: pool,
+		dst: dstPolicy{
+			customer: cfg.CustomerNetworks,
+			provider: cfg.ProviderNetworks,
+			self:     self,
+			loopback: cfg.Advertise.IsLoopback(),
+		},
+		quota: quota{perCustomer: cfg.MaxPortsPerCustomer, perSource: cfg.MaxPortsPerSource},
 		done:  make(chan struct{}),
 		calls: make(map[*Call]struct{}),
 	}, nil
@@ -194,13 +229,21 @@ func (r *Relay) Close() error {
 	return nil
 }
 
-// NewCall starts relay state for one call. It binds nothing until the first
-// RewriteSDP. onMediaTimeout (may be nil) runs at most once, on its own
-// goroutine, after Answered when no media arrived for the media timeout.
-// A call made after Close is closed already.
+// NewCall is NewCallFor with an owner charged nothing: only the range
+// bounds its ports.
 func (r *Relay) NewCall(callID string, onMediaTimeout func()) *Call {
+	return r.NewCallFor(Owner{}, callID, onMediaTimeout)
+}
+
+// NewCallFor starts relay state for one call whose ports count against
+// owner's quotas (RewriteSDP fails with ErrQuota past them). It binds
+// nothing until the first RewriteSDP. onMediaTimeout (may be nil) runs at
+// most once, on its own goroutine, after Answered when no media arrived
+// for the media timeout. A call made after Close is closed already.
+func (r *Relay) NewCallFor(owner Owner, callID string, onMediaTimeout func()) *Call {
 	c := &Call{
 		r:         r,
+		owner:     owner,
 		id:        callID,
 		onTimeout: onMediaTimeout,
 		log:       r.log.With("call_id", callID),
@@ -230,5 +273,6 @@ func (r *Relay) ActiveCalls() int {
 	return len(r.calls)
 }
 
-// AllocatedPorts is the number of ports of the range bound by calls.
+// AllocatedPorts is the number of ports of the range held by calls and
+// probes.
 func (r *Relay) AllocatedPorts() int { return r.pool.allocated() }

@@ -14,9 +14,11 @@ import (
 const (
 	// maxSDPSize bounds the body the relay parses; real offers are a few KiB.
 	maxSDPSize = 32 << 10
-	// maxStreams bounds the m-lines of one call, so one INVITE cannot take
-	// a share of the port range (audio, video, text and a spare are typical).
+	// maxStreams bounds the m-lines of one description; Config.MaxStreams
+	// (at most this) bounds those that get ports.
 	maxStreams = 16
+	// maxSSRCs bounds the a=ssrc values kept per m-line.
+	maxSSRCs = 8
 )
 
 // sdpStream is what one m-line tells the relay about the side that sent it.
@@ -30,6 +32,9 @@ type sdpStream struct {
 	mux      bool
 	inactive bool             // a=inactive, or a c= of 0.0.0.0 (RFC 2543 hold)
 	clocks   map[uint8]uint32 // payload type -> clock rate from a=rtpmap
+	ssrcs    []uint32         // a=ssrc (RFC 5576): the sources the side sends
+	dtls     bool             // UDP/TLS/... with a=fingerprint (RFC 5763)
+	zrtp     bool             // a=zrtp-hash (RFC 6189)
 }
 
 // enabled reports whether the relay should carry this m-line.
@@ -112,6 +117,9 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 		st.udp = !slices.Contains(md.MediaName.Protos, "TCP")
 		st.secure = slices.Contains(md.MediaName.Protos, "SAVP") || slices.Contains(md.MediaName.Protos, "SAVPF")
 		st.mux = hasAttr(md.Attributes, "rtcp-mux")
+		st.dtls = slices.Contains(md.MediaName.Protos, "TLS") &&
+			(hasAttr(md.Attributes, "fingerprint") || hasAttr(desc.Attributes, "fingerprint"))
+		st.zrtp = hasAttr(md.Attributes, "zrtp-hash") || hasAttr(desc.Attributes, "zrtp-hash")
 		st.inactive = hasAttr(md.Attributes, "inactive") || (sessInactive && !hasDirection(md.Attributes))
 		where := fmt.Sprintf("m-line %d (%s)", i+1, st.media)
 
@@ -145,6 +153,15 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 					st.clocks = make(map[uint8]uint32)
 				}
 				st.clocks[pt] = clock
+			case "ssrc":
+				id, _, _ := strings.Cut(a.Value, " ")
+				n, err := strconv.ParseUint(id, 10, 32)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s a=ssrc:%s: want <ssrc-id> <attribute>", ErrBadSDP, where, a.Value)
+				}
+				if !slices.Contains(st.ssrcs, uint32(n)) && len(st.ssrcs) < maxSSRCs {
+					st.ssrcs = append(st.ssrcs, uint32(n))
+				}
 			}
 		}
 	}

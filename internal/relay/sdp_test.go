@@ -367,7 +367,8 @@ func TestRewriteSDP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, pr := newTestRelay(t, relayOpts{advertise: advertise})
+			r, pr := newTestRelay(t, relayOpts{advertise: advertise, maxStreams: maxStreams})
+			r.pool.rng = nil // ports in order, as the expected descriptions name them
 			c := r.NewCall("sdp-test", nil)
 			defer c.Close()
 			rep := portReplacer(pr.Min)
