@@ -34,7 +34,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
 	"sync"
@@ -56,12 +55,6 @@ const connectTimeout = 10 * time.Second
 // serialization failure.
 const maxAttempts = 5
 
-// migrations holds the schema as numbered files, NNNN_name.sql, applied in
-// order. A released file is never edited: changes go in a new file.
-//
-//go:embed migrations/*.sql
-var migrations embed.FS
-
 // migrateLockKey names the advisory lock nodes take to migrate ("z5 schema"
 // in ASCII). Advisory locks are per database, so databases sharing one
 // server do not wait for each other.
@@ -80,6 +73,21 @@ var dialect = sqlstore.Dialect{
 	Strings:   func(ss []string) (any, error) { return ss, nil },
 	Snapshot:  sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	Violation: violation,
+	Types: sqlstore.Types{
+		ID:        "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+		Int:       "integer",
+		BigInt:    "bigint",
+		Text:      "text",
+		Key:       `text COLLATE "C"`,
+		Bytes:     "bytea",
+		Bool:      "boolean",
+		False:     "false",
+		Time:      "timestamptz",
+		NeverTime: "timestamptz", // NULL: never
+		JSON:      "jsonb",
+		Strings:   "text[]",
+		Strict:    "",
+	},
 	MigrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer     PRIMARY KEY,
 		name       text        NOT NULL,
@@ -128,7 +136,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}
-	if err := sqlstore.Migrate(ctx, s.db, dialect, migrations); err != nil {
+	if err := sqlstore.Migrate(ctx, s.db, dialect, sqlstore.Schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}

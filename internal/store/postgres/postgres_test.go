@@ -53,7 +53,7 @@ func query[T any](t *testing.T, dsn, sql string, args ...any) T {
 func TestReopen(t *testing.T) {
 	dsn := pgtest.Start(t)
 	storetest.Reopen(t, func(t *testing.T) store.Store { return open(t, dsn) })
-	ms, err := sqlstore.LoadMigrations(migrations)
+	ms, err := sqlstore.LoadMigrations(sqlstore.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestConcurrentOpen(t *testing.T) {
 			t.Errorf("node %d: %v", i, err)
 		}
 	}
-	ms, _ := sqlstore.LoadMigrations(migrations)
+	ms, _ := sqlstore.LoadMigrations(sqlstore.Schema)
 	if n := query[int64](t, dsn, `SELECT COUNT(*) FROM schema_migrations`); n != int64(len(ms)) {
 		t.Errorf("schema_migrations holds %d rows, want %d", n, len(ms))
 	}

@@ -21,7 +21,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,12 +48,6 @@ const readConns = 4
 // hashes, digest HA1s and session token hashes.
 const fileMode = 0o600
 
-// migrations holds the schema as numbered files, NNNN_name.sql, applied in
-// order. A released file is never edited: changes go in a new file.
-//
-//go:embed migrations/*.sql
-var migrations embed.FS
-
 // dialect is how SQLite differs: times are INTEGER Unix nanoseconds with 0
 // for "never", lists are JSON text, writes are serialized by the writer
 // (no row locks needed) and a read-only transaction is a snapshot in WAL
@@ -72,6 +65,21 @@ var dialect = sqlstore.Dialect{
 	},
 	Snapshot:  sql.TxOptions{ReadOnly: true},
 	Violation: violation,
+	Types: sqlstore.Types{
+		ID:        "INTEGER PRIMARY KEY AUTOINCREMENT",
+		Int:       "INTEGER",
+		BigInt:    "INTEGER",
+		Text:      "TEXT",
+		Key:       "TEXT", // BINARY, SQLite's default collation, is byte-wise
+		Bytes:     "BLOB",
+		Bool:      "INTEGER",
+		False:     "0",
+		Time:      "INTEGER",
+		NeverTime: "INTEGER NOT NULL DEFAULT 0",
+		JSON:      "TEXT",
+		Strings:   "TEXT", // a JSON array
+		Strict:    " STRICT",
+	},
 	MigrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT    NOT NULL,
@@ -131,7 +139,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	if err := sqlstore.Migrate(ctx, w, dialect, migrations); err != nil {
+	if err := sqlstore.Migrate(ctx, w, dialect, sqlstore.Schema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

@@ -62,7 +62,7 @@ func TestOpenRejects(t *testing.T) {
 func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "z5.db")
 	storetest.Reopen(t, func(t *testing.T) store.Store { return openAt(t, path) })
-	ms, err := sqlstore.LoadMigrations(migrations)
+	ms, err := sqlstore.LoadMigrations(sqlstore.Schema)
 	if err != nil {
 		t.Fatal(err)
 	}

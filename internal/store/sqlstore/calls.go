@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math"
 
@@ -24,36 +23,15 @@ type dbStreamStats struct {
 }
 
 func statsJSON(ss []store.StreamStats) (any, error) {
-	if len(ss) == 0 {
-		return nil, nil
-	}
-	out := make([]dbStreamStats, len(ss))
-	for i, s := range ss {
-		out[i] = dbStreamStats(s)
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
+	return listJSON(ss, func(s store.StreamStats) dbStreamStats { return dbStreamStats(s) })
 }
 
 func statsFromJSON(b []byte) ([]store.StreamStats, error) {
-	if len(b) == 0 {
-		return nil, nil
-	}
-	var in []dbStreamStats
-	if err := json.Unmarshal(b, &in); err != nil {
+	ss, err := listFromJSON(b, func(s dbStreamStats) store.StreamStats { return store.StreamStats(s) })
+	if err != nil {
 		return nil, fmt.Errorf("decode media stats: %w", err)
 	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]store.StreamStats, len(in))
-	for i, s := range in {
-		out[i] = store.StreamStats(s)
-	}
-	return out, nil
+	return ss, nil
 }
 
 const callCols = `call_id, from_number, to_number, node, started_at, answered_at, ended_at, end_reason, status, media_stats`

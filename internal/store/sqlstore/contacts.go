@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -20,39 +19,17 @@ type dbPhone struct {
 	Number string `json:"number"`
 }
 
-// phonesJSON encodes phones for a JSON column (text in SQLite, jsonb in
-// PostgreSQL); none is NULL.
+// phonesJSON encodes phones for a JSON column; none is NULL.
 func phonesJSON(ps []store.Phone) (any, error) {
-	if len(ps) == 0 {
-		return nil, nil
-	}
-	out := make([]dbPhone, len(ps))
-	for i, p := range ps {
-		out[i] = dbPhone(p)
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
+	return listJSON(ps, func(p store.Phone) dbPhone { return dbPhone(p) })
 }
 
 func phonesFromJSON(b []byte) ([]store.Phone, error) {
-	if len(b) == 0 {
-		return nil, nil
-	}
-	var in []dbPhone
-	if err := json.Unmarshal(b, &in); err != nil {
+	ps, err := listFromJSON(b, func(p dbPhone) store.Phone { return store.Phone(p) })
+	if err != nil {
 		return nil, fmt.Errorf("decode phones: %w", err)
 	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]store.Phone, len(in))
-	for i, p := range in {
-		out[i] = store.Phone(p)
-	}
-	return out, nil
+	return ps, nil
 }
 
 const contactCols = `owner, id, uid, name, given_name, family_name, number, phones, email, organization, note,

@@ -3,16 +3,43 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 )
 
-// Migration is one schema step, a file migrations/NNNN_name.sql of a
-// driver. A released file is never edited: changes go in a new file.
+// Schema holds the schema as numbered files, migrations/NNNN_name.sql,
+// applied in order. Each is a text/template over Types, so one text serves
+// both databases. A released file is never edited: changes go in a new
+// file.
+//
+//go:embed migrations/*.sql
+var Schema embed.FS
+
+// Types are the column types the schema names, as a database spells them
+// (a whole column definition where the two differ in more than the type).
+type Types struct {
+	ID        string // integer primary key the database assigns, never reused
+	Int       string // 32-bit integer
+	BigInt    string // 64-bit integer
+	Text      string
+	Key       string // text that lists are ordered by: byte-wise
+	Bytes     string
+	Bool      string
+	False     string // Bool's false
+	Time      string // a time always set
+	NeverTime string // a time column that may hold Never, with its default
+	JSON      string
+	Strings   string // a list of strings
+	Strict    string // ends every CREATE TABLE
+}
+
+// Migration is one schema step, a file migrations/NNNN_name.sql.
 type Migration struct {
 	Version int
 	Name    string
@@ -49,12 +76,15 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	return ms, nil
 }
 
-// Migrate applies the migrations in fsys not yet recorded in
-// schema_migrations, all in one transaction (both databases' DDL is
-// transactional): a crash part way leaves the schema as it was. Running it
-// again on an up-to-date database changes nothing.
+// Migrate applies the migrations in fsys (Schema, but for tests) not yet
+// recorded in schema_migrations, all in one transaction (both databases'
+// DDL is transactional): a crash part way leaves the schema as it was.
+// Running it again on an up-to-date database changes nothing.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS) error {
 	ms, err := LoadMigrations(fsys)
+	if err == nil {
+		err = render(ms, d)
+	}
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -95,6 +125,26 @@ func migrate(ctx context.Context, tx *sql.Tx, d Dialect, ms []Migration) error {
 			m.Version, m.Name, d.Time(time.Now())); err != nil {
 			return fmt.Errorf("record %s: %w", m.Name, err)
 		}
+	}
+	return nil
+}
+
+// render turns each migration's template into d's SQL.
+func render(ms []Migration, d Dialect) error {
+	data := struct {
+		Name string
+		Types
+	}{d.Name, d.Types}
+	for i, m := range ms {
+		t, err := template.New(m.Name).Option("missingkey=error").Parse(m.SQL)
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, data); err != nil {
+			return err
+		}
+		ms[i].SQL = b.String()
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -61,6 +62,8 @@ type Dialect struct {
 	// Violation classifies a driver error.
 	Violation func(error) Violation
 
+	// Types are the column types of the schema.
+	Types Types
 	// MigrationsTable creates schema_migrations (version, name,
 	// applied_at) when it is missing.
 	MigrationsTable string
@@ -210,6 +213,43 @@ func newUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return "urn:uuid:" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// listJSON encodes a list for a JSON column (text in SQLite, jsonb in
+// PostgreSQL) in its stored form D, whose explicit JSON tags keep the
+// stored format independent of Go field names; none is NULL.
+func listJSON[T, D any](vs []T, stored func(T) D) (any, error) {
+	if len(vs) == 0 {
+		return nil, nil
+	}
+	out := make([]D, len(vs))
+	for i, v := range vs {
+		out[i] = stored(v)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// listFromJSON decodes what listJSON stored; NULL and [] are nil.
+func listFromJSON[D, T any](b []byte, value func(D) T) ([]T, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var in []D
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, err
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]T, len(in))
+	for i, d := range in {
+		out[i] = value(d)
+	}
+	return out, nil
 }
 
 // scanner is the Scan method shared by *sql.Row and *sql.Rows.
