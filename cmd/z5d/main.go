@@ -39,6 +39,7 @@ func main() {
 	// sipgo logs through a package-level logger of its own; its reference
 	// counting chatter ("TCP ref went negative") is not for users.
 	sipmsg.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	ownerOnly()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -74,6 +74,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := provider.PrepareDataDir(cfg); err != nil {
+		return err
+	}
 	var nodes []*provider.Node
 	defer func() {
 		for _, n := range nodes {
