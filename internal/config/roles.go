@@ -162,13 +162,15 @@ func (z *ZDial) applyDefaults() {
 		z.PerIPRate = 300
 	}
 	if z.PerIPBurst == 0 {
-		z.PerIPBurst = 100
+		// 200 clients behind one NAT address logging in at once.
+		z.PerIPBurst = 250
 	}
 	if z.RateLimit == 0 {
 		z.RateLimit = 20
 	}
 	if z.RateBurst == 0 {
-		z.RateBurst = 40
+		// Login and select of 200 clients behind one NAT address at once.
+		z.RateBurst = 500
 	}
 }
 
@@ -236,7 +238,9 @@ func (m *MCS) applyDefaults() {
 		m.RateLimit = 50
 	}
 	if m.RateBurst == 0 {
-		m.RateBurst = 100
+		// License, contacts and probe of 200 clients behind one NAT
+		// address starting at once.
+		m.RateBurst = 1000
 	}
 }
 

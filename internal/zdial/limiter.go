@@ -135,6 +135,21 @@ func (b *buckets[K]) take(k K, now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
+// wouldTake reports whether take would succeed now, taking nothing.
+func (b *buckets[K]) wouldTake(k K, now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.m.get(k)
+	if !ok {
+		return 0, true
+	}
+	b.drain(l, now)
+	if over := l.n + 1 - b.capacity; over > 1e-9 {
+		return time.Duration(over / b.rate * float64(time.Second)), false
+	}
+	return 0, true
+}
+
 // giveBack undoes one take of k.
 func (b *buckets[K]) giveBack(k K, now time.Time) {
 	b.mu.Lock()

@@ -38,14 +38,18 @@ type numberJSON struct {
 // handleLogin: POST /api/v1/login.
 //
 // Order matters. The source's attempt bucket is charged before anything
-// costs CPU. Then, before any password is hashed, the attempt is counted
-// as a failure everywhere a failure counts: for the source, for the
-// (source, username) pair and for the account (in the store, atomically).
-// Only a correct password takes those back. Concurrent guesses thus cannot
-// all pass a lock check while the first ones wait for a hash slot: each
-// limit lets through exactly as many hashes as it allows failures. An
-// unknown username walks the same steps (dummy hash, phantom lock) as a
-// known one, so answers and timing do not reveal which accounts exist.
+// costs CPU, and a locked account, pair or source is refused before
+// anything is counted. Then, once the attempt holds a hash slot and before
+// its password is hashed, it is counted as a failure everywhere a failure
+// counts: for the account (in the store, atomically), for the (source,
+// username) pair and for the source. Only a correct password takes those
+// back. Concurrent guesses thus cannot all pass a check while the first
+// ones wait for a slot: each limit lets through exactly as many hashes as
+// it allows failures. Counting after taking the slot keeps the failures in
+// flight to the few being hashed, so an office's many logins at once do
+// not count against each other. An unknown username walks the same steps
+// (dummy hash, phantom lock) as a known one, so answers and timing do not
+// reveal which accounts exist.
 func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()
 	ip := clientIP(r)
@@ -76,26 +80,26 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("look up customer: %w", err)
 	}
-	// A locked account is refused before anything is counted or hashed.
-	locked := s.phantoms.lockedFor(req.Username, now)
-	if known {
-		locked = max(0, c.LockedUntil.Sub(now))
-	}
-	if locked > 0 {
-		s.metrics.logins.WithLabelValues(loginLocked).Inc()
-		log.Info("zdial login refused: account locked", "customer_id", c.ID)
-		return errLocked(locked)
+	pair := src.String() + " " + req.Username
+	if err := s.precheck(log, src, pair, req.Username, c, known, now); err != nil {
+		return err
 	}
 
-	res, err := s.reserveFailure(ctx, log, src, req.Username, c, known, now)
+	if err := s.acquireHashSlot(ctx); err != nil {
+		return err
+	}
+	now = s.now()
+	res, err := s.reserveFailure(ctx, log, src, pair, req.Username, c, known, now)
 	if err != nil {
+		<-s.hashSem
 		return err
 	}
 	encoded := s.dummyHash
 	if known {
 		encoded = c.PasswordHash
 	}
-	ok, err := s.verify(ctx, encoded, req.Password)
+	ok, err := password.Verify(encoded, req.Password)
+	<-s.hashSem
 	if errors.Is(err, password.ErrMalformed) {
 		// A broken or unset hash must not open the account, nor answer
 		// faster than a wrong password would.
@@ -105,7 +109,6 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		}
 		ok = false
 	} else if err != nil {
-		// The reserved failure stands: only a correct password takes it back.
 		return err
 	}
 	if !ok || !known {
@@ -116,7 +119,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 
 	// Right password: the failures reserved for it are taken back.
 	s.srcFails.giveBack(src, now)
-	s.pairs.clear(res.pair)
+	s.pairs.clear(pair)
 	if err := s.store.ResetLoginFailures(ctx, c.ID); err != nil {
 		return fmt.Errorf("reset login failures of customer %d: %w", c.ID, err)
 	}
@@ -149,25 +152,51 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// precheck refuses, without counting anything, an attempt at a locked
+// account or pair or from a source out of failures: it would be refused
+// after its wait for a hash slot anyway.
+func (s *Service) precheck(log *slog.Logger, src netip.Prefix, pair, username string,
+	c store.Customer, known bool, now time.Time) error {
+	locked := s.phantoms.lockedFor(username, now)
+	if known {
+		locked = max(0, c.LockedUntil.Sub(now))
+	}
+	if locked > 0 {
+		s.metrics.logins.WithLabelValues(loginLocked).Inc()
+		log.Info("zdial login refused: account locked", "customer_id", c.ID)
+		return errLocked(locked)
+	}
+	if wait, ok := s.srcFails.wouldTake(src, now); !ok {
+		s.metrics.logins.WithLabelValues(loginThrottled).Inc()
+		log.Info("zdial login refused: too many failures from this source")
+		return errFailuresFromSource(wait)
+	}
+	if wait := s.pairs.lockedFor(pair, now); wait > 0 {
+		s.metrics.logins.WithLabelValues(loginLocked).Inc()
+		log.Info("zdial login refused: username locked for this source", "customer_id", c.ID)
+		return errLocked(wait)
+	}
+	return nil
+}
+
 // reservation is what reserveFailure counted for one attempt.
 type reservation struct {
-	pair            string // key in s.pairs
-	accountFailures int    // the account's failures counting this attempt
+	accountFailures int // the account's failures counting this attempt
 }
 
 // reserveFailure counts the attempt as a failure for its source, its
 // (source, username) pair and its account before the password is checked,
 // or refuses it when one of them has no failure left. A refused attempt
 // checks no password, so what was counted for it is taken back.
-func (s *Service) reserveFailure(ctx context.Context, log *slog.Logger, src netip.Prefix, username string,
+func (s *Service) reserveFailure(ctx context.Context, log *slog.Logger, src netip.Prefix, pair, username string,
 	c store.Customer, known bool, now time.Time) (reservation, error) {
-	res := reservation{pair: src.String() + " " + username}
+	var res reservation
 	if wait, ok := s.srcFails.take(src, now); !ok {
 		s.metrics.logins.WithLabelValues(loginThrottled).Inc()
 		log.Info("zdial login refused: too many failures from this source")
 		return res, errFailuresFromSource(wait)
 	}
-	if wait := s.pairs.reserve(res.pair, now); wait > 0 {
+	if wait := s.pairs.reserve(pair, now); wait > 0 {
 		s.srcFails.giveBack(src, now)
 		s.metrics.logins.WithLabelValues(loginLocked).Inc()
 		log.Info("zdial login refused: username locked for this source", "customer_id", c.ID)
@@ -178,7 +207,7 @@ func (s *Service) reserveFailure(ctx context.Context, log *slog.Logger, src neti
 		c2, err := s.store.RecordLoginFailure(ctx, c.ID, now, s.cfg.AccountMaxFailures, s.cfg.Lockout)
 		if err != nil {
 			s.srcFails.giveBack(src, now)
-			s.pairs.undo(res.pair)
+			s.pairs.undo(pair)
 			return res, fmt.Errorf("record login failure of customer %d: %w", c.ID, err)
 		}
 		res.accountFailures = c2.Failures
@@ -192,7 +221,7 @@ func (s *Service) reserveFailure(ctx context.Context, log *slog.Logger, src neti
 	}
 	if locked > 0 {
 		s.srcFails.giveBack(src, now)
-		s.pairs.undo(res.pair)
+		s.pairs.undo(pair)
 		s.metrics.logins.WithLabelValues(loginLocked).Inc()
 		log.Info("zdial login refused: account locked", "customer_id", c.ID)
 		return res, errLocked(locked)

@@ -495,8 +495,8 @@ func TestConfigFrom(t *testing.T) {
 		MCSHosts: []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
 		SIPPort:  5060, Realm: "mcs.z5.test",
 		SessionTTL: c.ZDial.SessionTTL, MaxFailures: 5, AccountMaxFailures: 20, SourceMaxFailures: 30,
-		Lockout: 15 * time.Minute, PerIPRate: 300, PerIPBurst: 100, MCSTokenTTL: c.ZDial.SessionTTL,
-		RateLimit: 20, RateBurst: 40,
+		Lockout: 15 * time.Minute, PerIPRate: 300, PerIPBurst: 250, MCSTokenTTL: c.ZDial.SessionTTL,
+		RateLimit: 20, RateBurst: 500,
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("ConfigFrom(dev) (-want +got):\n%s", d)
