@@ -254,7 +254,7 @@ func (c *Config) applyDefaults() {
 	c.ZDial.applyDefaults()
 	c.MCS.applyDefaults()
 	c.SIP.applyDefaults(c)
-	c.Relay.applyDefaults()
+	c.Relay.applyDefaults(c)
 	for i := range c.Sites {
 		for j := range c.Sites[i].Nodes {
 			n := &c.Sites[i].Nodes[j]
@@ -388,7 +388,7 @@ func (c *Config) validate() Errors {
 	errs = append(errs, c.ZDial.validate()...)
 	errs = append(errs, c.MCS.validate()...)
 	errs = append(errs, c.SIP.validate()...)
-	errs = append(errs, c.Relay.validate()...)
+	errs = append(errs, c.Relay.validate(c)...)
 	return errs
 }
 

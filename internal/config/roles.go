@@ -424,23 +424,99 @@ type Relay struct {
 	// ProbeRate is how many network-check echo replies per second one
 	// source may get.
 	ProbeRate int `toml:"probe_rate"`
+	// MaxStreams is how many media streams (m-lines holding ports) one
+	// call may have: audio, video and text fit; an offer with more is
+	// answered 488.
+	MaxStreams int `toml:"max_streams"`
+	// MaxPortsPerCustomer and MaxPortsPerSource cap the relay ports (calls
+	// and network-check probes) one customer account, and one source
+	// address (IPv6: its /64), may hold at once, so one customer cannot
+	// starve the others. Default: a quarter of ports.rtp each.
+	MaxPortsPerCustomer int `toml:"max_ports_per_customer"`
+	MaxPortsPerSource   int `toml:"max_ports_per_source"`
+	// CustomerNetworks are addresses or CIDR networks the relay may send
+	// media to although they are private or loopback (customers reached
+	// over a private WAN). Loopback is always allowed when the node
+	// itself is on loopback (the dev stack).
+	CustomerNetworks []string `toml:"customer_networks"`
+	// ProviderNetworks are the provider's own networks, never a media
+	// destination, in addition to every configured node address.
+	ProviderNetworks []string `toml:"provider_networks"`
 }
 
-func (r *Relay) applyDefaults() {
+func (r *Relay) applyDefaults(c *Config) {
 	if r.MediaTimeout == 0 {
 		r.MediaTimeout = 30 * time.Second
 	}
 	if r.ProbeRate == 0 {
 		r.ProbeRate = 200
 	}
+	if r.MaxStreams == 0 {
+		r.MaxStreams = 4
+	}
+	if r.MaxPortsPerCustomer == 0 {
+		r.MaxPortsPerCustomer = max(c.Ports.RTP.Size()/4, 4)
+	}
+	if r.MaxPortsPerSource == 0 {
+		r.MaxPortsPerSource = max(c.Ports.RTP.Size()/4, 4)
+	}
 }
 
-func (r *Relay) validate() Errors {
+func (r *Relay) validate(c *Config) Errors {
 	var errs Errors
 	if r.MediaTimeout < time.Second {
 		errs = append(errs, &Error{Key: "relay.media_timeout", Msg: "must be at least 1s"})
 	}
+	if r.MaxStreams < 1 || r.MaxStreams > 16 {
+		errs = append(errs, &Error{Key: "relay.max_streams", Msg: fmt.Sprintf("%d: must be 1-16", r.MaxStreams)})
+	}
+	// A stream holds 4 ports; a quota below that refuses every call.
+	size := c.Ports.RTP.Size()
+	quota := func(key string, v int) {
+		if v < 4 || v > size {
+			errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%d: must be 4 to the size of ports.rtp (%d)", v, size)})
+		}
+	}
+	quota("relay.max_ports_per_customer", r.MaxPortsPerCustomer)
+	quota("relay.max_ports_per_source", r.MaxPortsPerSource)
+	networks := func(key string, vs []string) {
+		for _, v := range vs {
+			if _, err := parsePrefixOrAddr(v); err != nil {
+				errs = append(errs, &Error{Key: key, Msg: err.Error()})
+			}
+		}
+	}
+	networks("relay.customer_networks", r.CustomerNetworks)
+	networks("relay.provider_networks", r.ProviderNetworks)
 	return errs
+}
+
+// CustomerPrefixes parses CustomerNetworks (validated, so it does not
+// fail after Load).
+func (r *Relay) CustomerPrefixes() []netip.Prefix { return prefixes(r.CustomerNetworks) }
+
+// RelayProviderPrefixes is relay.provider_networks plus the address of every
+// configured node that is not loopback: media never goes to the
+// provider's own machines. (Loopback nodes are the dev stack, whose
+// clients share the node's address.)
+func (c *Config) RelayProviderPrefixes() []netip.Prefix {
+	out := prefixes(c.Relay.ProviderNetworks)
+	for _, n := range c.Nodes() {
+		if a := n.Addr(); a.IsValid() && !a.IsLoopback() {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
+}
+
+func prefixes(vs []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range vs {
+		if p, err := parsePrefixOrAddr(v); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (s *SIP) validateLimits() Errors {

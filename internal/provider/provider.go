@@ -138,6 +138,9 @@ func (n *Node) build() error {
 		n.relay, err = relay.New(relay.Config{
 			Bind: n.node.BindAddr(), Advertise: n.node.Addr(),
 			Ports: cfg.Ports.RTP, MediaTimeout: cfg.Relay.MediaTimeout, ProbeRate: cfg.Relay.ProbeRate,
+			MaxStreams: cfg.Relay.MaxStreams, MaxPortsPerCustomer: cfg.Relay.MaxPortsPerCustomer,
+			MaxPortsPerSource: cfg.Relay.MaxPortsPerSource,
+			CustomerNetworks:  cfg.Relay.CustomerPrefixes(), ProviderNetworks: cfg.RelayProviderPrefixes(),
 		}, n.log.With("role", "relay"), n.reg)
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)

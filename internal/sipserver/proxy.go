@@ -255,7 +255,13 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 		fail(503, "Service Unavailable (No Media Relay)", retryAfter(30))
 		return
 	}
-	c.rc = s.relay.NewCall(callID, func() { p.mediaTimeout(c) })
+	// The caller's account and address are charged for the relay ports,
+	// so one customer cannot take the range from the others.
+	owner := relay.Owner{Source: callerFlow.remoteIP()}
+	if n, err := s.store.Number(ctx, callerNumber); err == nil {
+		owner.Customer = relay.CustomerKey(n.CustomerID)
+	}
+	c.rc = s.relay.NewCallFor(owner, callID, func() { p.mediaTimeout(c) })
 	s.m.calls.Inc()
 	offer := body
 	if len(body) > 0 {
@@ -274,6 +280,12 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 // rejectSDP answers an offer the relay could not anchor and ends the call.
 func (p *proxy) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, err error) {
 	s := p.s
+	if errors.Is(err, relay.ErrQuota) {
+		s.log.Warn("relay port quota reached", "call_id", c.id)
+		s.respond(tx, req, 503, "Service Unavailable (Media Port Quota Reached)", retryAfter(30))
+		p.end(c, endError, 503)
+		return
+	}
 	if errors.Is(err, relay.ErrNoPorts) {
 		s.log.Warn("relay out of ports", "call_id", c.id)
 		s.respond(tx, req, 503, "Service Unavailable (Media Ports Exhausted)", retryAfter(10))
