@@ -167,7 +167,7 @@ func (c timeCol) Scan(v any) error {
 	case nil:
 		*c.t = time.Time{}
 	case int64:
-		*c.t = UnixNano(v)
+		*c.t = unixNano(v)
 	case time.Time:
 		*c.t = v.UTC()
 	case string: // how the PostgreSQL driver hands over ±infinity
@@ -181,9 +181,9 @@ func (c timeCol) Scan(v any) error {
 	return nil
 }
 
-// UnixNano is the time n nanoseconds after the Unix epoch in UTC, and 0 the
+// unixNano is the time n nanoseconds after the Unix epoch in UTC, and 0 the
 // zero time.Time, which has no Unix nanosecond value of its own.
-func UnixNano(n int64) time.Time {
+func unixNano(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
