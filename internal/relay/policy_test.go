@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -130,5 +131,38 @@ func TestQuota(t *testing.T) {
 	}
 	if len(q.customers) != 0 || len(q.sources) != 0 {
 		t.Errorf("after giving everything back: %v %v", q.customers, q.sources)
+	}
+}
+
+// TestParseLatchProofs: what the SDP says that latching and forwarding use.
+func TestParseLatchProofs(t *testing.T) {
+	p, err := parseSDP(sdpText(`
+		v=0
+		o=- 1 1 IN IP4 198.51.100.7
+		s=-
+		c=IN IP4 198.51.100.7
+		t=0 0
+		a=fingerprint:sha-256 D2:FA:0E:C3
+		m=audio 4000 UDP/TLS/RTP/SAVPF 111
+		a=ssrc:2694881440 cname:z5
+		a=ssrc:2694881440 msid:a b
+		a=ssrc:12 cname:z5
+		a=ssrc:notanumber cname:z5
+		m=video 4002 RTP/AVP 96
+		a=zrtp-hash:1.10 abcd
+		m=audio 4004 RTP/SAVP 0`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		ssrcs      []uint32
+		dtls, zrtp bool
+	}
+	want := []got{{[]uint32{2694881440, 12}, true, false}, {nil, false, true}, {nil, false, false}}
+	for i, st := range p.streams {
+		g := got{st.ssrcs, st.dtls, st.zrtp}
+		if !slices.Equal(g.ssrcs, want[i].ssrcs) || g.dtls != want[i].dtls || g.zrtp != want[i].zrtp {
+			t.Errorf("m-line %d: %+v, want %+v", i+1, g, want[i])
+		}
 	}
 }

@@ -1,10 +1,15 @@
 // Package relay is the MCS media relay (step 5). It anchors every stream
 // of a call on itself: RewriteSDP swaps each side's addresses for port pairs
-// from the configured range, each side is latched to the exact address its
-// client sends from (the client sends first, so the customer's firewall only
-// needs outbound UDP), and RTP and RTCP are forwarded only between latched
-// peers, so a stranger can neither inject media nor hijack a stream. Per
-// stream it counts packets, bytes, drops and RTCP, and measures loss and
+// drawn at random from the configured range, each side is latched to the
+// exact address its client sends from (the client sends first, so the
+// customer's firewall only needs outbound UDP) by a packet that proves it
+// belongs to the leg, and only RTP and RTCP (and DTLS or ZRTP where the call
+// negotiated them) are forwarded, only to latched peers or to an SDP address
+// that is its side's signalling IP, never to the provider's own or private
+// networks: a stranger can neither inject media nor hijack a stream, and
+// nobody can aim the relay at a third party. Ports held by calls and probes
+// are charged to their owner (customer and source address) against quotas.
+// Per stream it counts packets, bytes, drops and RTCP, and measures loss and
 // jitter; an answered call without media for the configured time is
 // reported so signalling can end it.
 package relay

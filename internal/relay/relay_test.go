@@ -398,6 +398,7 @@ func TestNewValidates(t *testing.T) {
 		{"no bind", func(c *Config) { c.Bind = netip.Addr{} }, "bind address required"},
 		{"unspecified bind without advertise", func(c *Config) { c.Bind = netip.IPv4Unspecified() }, "advertise address is required"},
 		{"bad range", func(c *Config) { c.Ports.Min, c.Ports.Max = 30000, 20000 }, "port range"},
+		{"too many streams", func(c *Config) { c.MaxStreams = maxStreams + 1 }, "media streams per call"},
 		{"tiny range", func(c *Config) { c.Ports.Max = c.Ports.Min + 2 }, "a stream needs 2"},
 		{"negative timeout", func(c *Config) { c.MediaTimeout = -1 }, "negative media timeout"},
 	}

@@ -155,11 +155,10 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 				st.clocks[pt] = clock
 			case "ssrc":
 				id, _, _ := strings.Cut(a.Value, " ")
+				// A malformed value proves nothing, so it is ignored rather
+				// than refused: the leg then latches without SSRC proof.
 				n, err := strconv.ParseUint(id, 10, 32)
-				if err != nil {
-					return nil, fmt.Errorf("%w: %s a=ssrc:%s: want <ssrc-id> <attribute>", ErrBadSDP, where, a.Value)
-				}
-				if !slices.Contains(st.ssrcs, uint32(n)) && len(st.ssrcs) < maxSSRCs {
+				if err == nil && !slices.Contains(st.ssrcs, uint32(n)) && len(st.ssrcs) < maxSSRCs {
 					st.ssrcs = append(st.ssrcs, uint32(n))
 				}
 			}
