@@ -313,6 +313,15 @@ type SIP struct {
 	BanAllow          []string `toml:"ban_allow"`
 	BanAllowLoopback  bool     `toml:"ban_allow_loopback"`
 	MaxTrackedSources int      `toml:"max_tracked_sources"`
+	// UDPUnauthBytesPerSec caps, node-wide, the bytes per second sent in
+	// answer to UDP requests not (yet) authenticated: challenges, refusals,
+	// rejects of malformed datagrams. A UDP source can be forged, so these
+	// could be aimed at a victim; beyond the cap they are dropped silently
+	// (z5_sip_udp_unauth_responses_dropped_total).
+	UDPUnauthBytesPerSec int `toml:"udp_unauth_bytes_per_sec"`
+	// MaxUDPBindingsPerAddr caps the registrations over UDP, across all
+	// numbers, bound to one source ip:port; more are refused with 403.
+	MaxUDPBindingsPerAddr int `toml:"max_udp_bindings_per_addr"`
 }
 
 func (s *SIP) applyDefaults(c *Config) {
@@ -369,6 +378,8 @@ func (s *SIP) applyLimitDefaults() {
 	setDur(&s.BanTime, 5*time.Minute)
 	setDur(&s.BanMaxTime, 24*time.Hour)
 	setInt(&s.MaxTrackedSources, 65536)
+	setInt(&s.UDPUnauthBytesPerSec, 128<<10)
+	setInt(&s.MaxUDPBindingsPerAddr, 16)
 }
 
 // BanAllowPrefixes parses BanAllow (validated, so it does not fail after
@@ -539,6 +550,8 @@ func (s *SIP) validateLimits() Errors {
 	atLeast("sip.ban_auth_failures", s.BanAuthFailures, -1)
 	atLeast("sip.ban_rate_limited", s.BanRateLimited, -1)
 	atLeast("sip.max_tracked_sources", s.MaxTrackedSources, 1)
+	atLeast("sip.udp_unauth_bytes_per_sec", s.UDPUnauthBytesPerSec, 1500) // one full-size response
+	atLeast("sip.max_udp_bindings_per_addr", s.MaxUDPBindingsPerAddr, 1)
 	if s.BanWindow < time.Second {
 		errs = append(errs, &Error{Key: "sip.ban_window", Msg: "must be at least 1s"})
 	}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,9 +26,14 @@ import (
 // of preference, always with qop=auth.
 //
 // Nonces are stateless: base64url(issued unix seconds, 8 random bytes,
-// HMAC-SHA-256 of both under a per-process key, truncated to 16 bytes). Any
-// nonce this process issued verifies without a table; one older than the
-// TTL earns 401 with stale=true. What does need state is replay
+// HMAC-SHA-256 of both and of the address the challenge went to, under a
+// per-process key, truncated to 16 bytes). Any nonce this process issued
+// verifies without a table, but only from the address it was issued to:
+// a UDP source can be forged, so a nonce is good only for the ip:port
+// that received it (a forged REGISTER cannot answer a challenge it never
+// saw); over TCP and TLS the handshake proves the address and the nonce is
+// bound to the IP alone, so a client reconnecting from a new port keeps
+// it. One older than the TTL earns 401 with stale=true. What does need state is replay
 // protection: for each nonce that has authenticated a request, the highest
 // nonce-count seen; a request repeating an nc (or going back) is refused.
 // Entries exist only for nonces that passed a full digest check, so only
@@ -215,34 +221,53 @@ func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
 	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: map[string]nonceUse{}}
 }
 
-func (a *digestAuth) newNonce(now time.Time) string {
+// newNonce issues a nonce for the address bind (see nonceBinding).
+func (a *digestAuth) newNonce(now time.Time, bind string) string {
 	var b [8 + 8 + 16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
 	rand.Read(b[8:16])
-	m := hmac.New(sha256.New, a.key)
-	m.Write(b[:16])
-	copy(b[16:], m.Sum(nil))
+	copy(b[16:], a.nonceMAC(b[:16], bind))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// nonceIssued verifies a nonce and returns when it was issued.
-func (a *digestAuth) nonceIssued(nonce string) (time.Time, bool) {
+func (a *digestAuth) nonceMAC(head []byte, bind string) []byte {
+	m := hmac.New(sha256.New, a.key)
+	m.Write(head)
+	m.Write([]byte(bind))
+	return m.Sum(nil)[:16]
+}
+
+// nonceIssued verifies a nonce issued to bind and returns when it was
+// issued. A nonce issued to another address does not verify.
+func (a *digestAuth) nonceIssued(nonce, bind string) (time.Time, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(b) != 32 {
 		return time.Time{}, false
 	}
-	m := hmac.New(sha256.New, a.key)
-	m.Write(b[:16])
-	if !hmac.Equal(m.Sum(nil)[:16], b[16:]) {
+	if !hmac.Equal(a.nonceMAC(b[:16], bind), b[16:]) {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), true
 }
 
+// nonceBinding is what a nonce is bound to for a request from source
+// (ip:port) over transport: the full source for UDP, which can be forged,
+// the IP for TCP and TLS, where the handshake has proved it.
+func nonceBinding(transport, source string) string {
+	if strings.EqualFold(transport, "UDP") {
+		return "udp|" + source
+	}
+	ap, err := netip.ParseAddrPort(source)
+	if err != nil {
+		return "stream|" + source
+	}
+	return "stream|" + ap.Addr().Unmap().String()
+}
+
 // challenges returns one challenge value per algorithm, best first, or
-// MD5 alone for legacy endpoints.
-func (a *digestAuth) challenges(now time.Time, stale, legacy bool) []string {
-	nonce := a.newNonce(now)
+// MD5 alone for legacy endpoints, with a nonce bound to bind.
+func (a *digestAuth) challenges(now time.Time, stale, legacy bool, bind string) []string {
+	nonce := a.newNonce(now, bind)
 	out := make([]string, 0, len(a.algs))
 	algs := a.algs
 	if legacy && slices.Contains(algs, "MD5") {
@@ -261,9 +286,9 @@ func (a *digestAuth) challenges(now time.Time, stale, legacy bool) []string {
 }
 
 // verify checks credentials against the HA1 for their algorithm and the
-// request's method. uriMatches decides whether the digest-uri names the
-// request's target.
-func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Time, uriMatches func(string) bool) error {
+// request's method; the nonce must have been issued to bind. uriMatches
+// decides whether the digest-uri names the request's target.
+func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Time, bind string, uriMatches func(string) bool) error {
 	alg := strings.ToUpper(c.Algorithm)
 	if alg == "" {
 		alg = "MD5" // RFC 7616 §3.3: absent means MD5
@@ -285,7 +310,7 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if err != nil || nc == 0 {
 		return fmt.Errorf("%w: nc", errDigestParams)
 	}
-	issued, ok := a.nonceIssued(c.Nonce)
+	issued, ok := a.nonceIssued(c.Nonce, bind)
 	if !ok {
 		return errDigestBadNonce
 	}

@@ -73,7 +73,8 @@ func TestParseDigest(t *testing.T) {
 func TestVerifyDigest(t *testing.T) {
 	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256", "MD5"})
 	now := time.Now()
-	nonce := a.newNonce(now)
+	const bind = "udp|192.0.2.7:5060"
+	nonce := a.newNonce(now, bind)
 	h, _ := digestHash("SHA-256")
 	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
 	cred := func(nc string, mutate func(*digestCredentials)) digestCredentials {
@@ -103,17 +104,17 @@ func TestVerifyDigest(t *testing.T) {
 		{"sess not offered", cred("00000004", func(c *digestCredentials) { c.Algorithm = "SHA-256-sess" }), now, errDigestParams},
 		{"other realm", cred("00000004", func(c *digestCredentials) { c.Realm = "evil" }), now, errDigestParams},
 	} {
-		err := a.verify(tc.c, "REGISTER", ha1, tc.at, any)
+		err := a.verify(tc.c, "REGISTER", ha1, tc.at, bind, any)
 		if !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	bad := cred("00000009", nil)
 	bad.Response = strings.Repeat("0", 64)
-	if err := a.verify(bad, "REGISTER", ha1, now, any); !errors.Is(err, errDigestMismatch) {
+	if err := a.verify(bad, "REGISTER", ha1, now, bind, any); !errors.Is(err, errDigestMismatch) {
 		t.Errorf("wrong password: %v", err)
 	}
-	if err := a.verify(cred("0000000a", nil), "INVITE", ha1, now, any); !errors.Is(err, errDigestMismatch) {
+	if err := a.verify(cred("0000000a", nil), "INVITE", ha1, now, bind, any); !errors.Is(err, errDigestMismatch) {
 		t.Errorf("digest of another method: %v", err)
 	}
 }

@@ -547,11 +547,25 @@ func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-ch
 
 // cancelFork sends CANCEL for a fork that has no final response yet, or
 // remembers to once a provisional response arrives (RFC 3261 §9.1).
+//
+// A UDP branch that has not answered at all may be no phone but an address
+// a forged registration named: RFC 3261 §9.1 forbids a CANCEL before a
+// provisional response, and sipgo's client transaction would go on
+// resending the INVITE (Timer A) for 32 s. Its retransmissions are dropped
+// at the socket instead (amplify.go); the transaction itself lives on, so a
+// late 1xx still draws the CANCEL and a late 2xx the ACK and BYE.
 func (p *proxy) cancelFork(f *fork) {
 	f.mu.Lock()
 	f.cancel = true
 	if f.final || f.cancelSent || !f.provisional {
+		quiet := !f.final && !f.provisional && !sipmsg.IsReliable(f.req.Transport())
 		f.mu.Unlock()
+		if quiet {
+			if via := f.req.Via(); via != nil {
+				branch, _ := via.Params.Get("branch")
+				p.s.t.amp.silence(branch)
+			}
+		}
 		return
 	}
 	f.cancelSent = true
@@ -877,6 +891,7 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
+	trust(tx) // a party of the call, over its own flow (amplify.go)
 	if req.Method == sipmsg.BYE && fromCaller {
 		// sipgo hands each message to its own goroutine, so a BYE sent
 		// right behind the ACK of the 2xx can overtake it; the callee would

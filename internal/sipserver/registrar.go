@@ -121,6 +121,14 @@ func (r *registrar) handle(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 	if !ok {
 		return // the connection closed under us: nobody to answer
 	}
+	if dev.Kind == store.DeviceZ5 && flow.transport == "UDP" {
+		// A Z5 device always can use TCP or TLS, where its flow is a
+		// connection; a UDP binding would send its calls to whatever
+		// address the REGISTER came from.
+		s.m.authFailures.WithLabelValues("z5-over-udp").Inc()
+		s.respond(tx, req, 403, "Forbidden (Z5 Devices Register Over TCP Or TLS)")
+		return
+	}
 	r.opMu.Lock()
 	changes, code, reason, extra := r.plan(req, dev, flow)
 	if code == 0 && needsLicense(changes) && dev.Kind == store.DeviceZ5 {
@@ -317,7 +325,28 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) (c
 	if len(current)+added > cfg.Limits.MaxRegistrationsPerNumber {
 		return nil, 403, "Forbidden (Too Many Registrations)", nil
 	}
+	if flow.transport == "UDP" && udpBindingsOver(changes, len(r.byFlow[flow.id]), flow.id, cfg.MaxUDPBindingsPerAddr) {
+		return nil, 403, "Forbidden (Too Many Registrations At This Address)", nil
+	}
 	return changes, 0, "", nil
+}
+
+// udpBindingsOver reports whether changes would leave more than max
+// bindings, across all numbers, on the UDP flow flowID (one source
+// ip:port), which has existing now. Every binding is a fork target an
+// INVITE is sent and retransmitted to, so one address must not collect
+// many.
+func udpBindingsOver(changes []change, existing int, flowID string, max int) bool {
+	n := existing
+	for _, c := range changes {
+		if c.old != nil && c.old.flow.id == flowID {
+			n--
+		}
+		if c.new != nil {
+			n++
+		}
+	}
+	return n > max
 }
 
 // parseDelta parses delta-seconds (RFC 3261 §25.1); values beyond 2^32-1

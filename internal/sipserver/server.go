@@ -86,6 +86,11 @@ type Config struct {
 	DigestAlgorithms []string
 	// Limits defend against floods and overload (guard.go).
 	Limits Limits
+	// UDPUnauthBytesPerSec caps the bytes per second of all responses to
+	// unauthenticated UDP requests (amplify.go); MaxUDPBindingsPerAddr
+	// the UDP registrations bound to one ip:port (registrar.go).
+	UDPUnauthBytesPerSec  int
+	MaxUDPBindingsPerAddr int
 
 	TLS *tls.Config // nil: no TLS listener
 
@@ -119,6 +124,9 @@ func ConfigFrom(c *config.Config, node config.Node) Config {
 		MessageTimeout:  c.SIP.MessageTimeout,
 		Limits:          LimitsFrom(c),
 		Peers:           peersOf(c, node),
+
+		UDPUnauthBytesPerSec:  c.SIP.UDPUnauthBytesPerSec,
+		MaxUDPBindingsPerAddr: c.SIP.MaxUDPBindingsPerAddr,
 	}
 }
 
@@ -151,6 +159,8 @@ func (c *Config) applyDefaults() {
 	defDur(&c.IdleTimeout, 2*time.Minute)
 	defDur(&c.MessageTimeout, 10*time.Second)
 	def(&c.MaxAuthFailures, 5)
+	def(&c.UDPUnauthBytesPerSec, 128<<10)
+	def(&c.MaxUDPBindingsPerAddr, 16)
 	c.Limits.applyDefaults()
 	if len(c.DigestAlgorithms) == 0 {
 		c.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
@@ -310,6 +320,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.t.shield = s.shield
+	if s.t.amp, err = newAmplifyGuard(cfg.UDPUnauthBytesPerSec, now, deps.Registerer); err != nil {
+		return nil, err
+	}
 
 	// sipgo logs some routine events (a client closing its connection)
 	// as errors; they are demoted one level.
@@ -518,6 +531,7 @@ func (s *Server) maintain() {
 		if n++; n%30 == 0 {
 			s.auth.sweep(now)
 			s.failures.sweep(now)
+			s.t.amp.sweep()
 			s.udp.prune(time.Now(), s.ua.TransportLayer().Pool("udp"), s.reg.hasUDP)
 		}
 	}
@@ -619,6 +633,8 @@ func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			}
 		}
 	}()
+	tx, unwrap := s.wrapUDP(req, tx) // stateless until authenticated (amplify.go)
+	defer unwrap()
 	release, ok := s.admit(req, tx)
 	if !ok {
 		return

@@ -23,6 +23,9 @@ type transport struct {
 	// shield applies bans and rate limits before parsing (guard.go);
 	// nil: none.
 	shield *shield
+	// amp bounds responses to unauthenticated UDP requests and silences
+	// canceled UDP forks (amplify.go); nil: neither.
+	amp *amplifyGuard
 
 	// onClose is told about every flow that closes (the registrar drops
 	// its bindings). Called once per flow, from the goroutine closing it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,7 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		if reply, ok := c.t.shield.admitMessage(src, b, true); !ok {
 			if reply != nil {
-				c.WriteTo(reply, addr)
+				c.writeUnauth(reply, addr)
 			}
 			continue
 		}
@@ -72,7 +73,7 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			}
 		}
 		if v.reply != nil {
-			c.WriteTo(v.reply, addr)
+			c.writeUnauth(v.reply, addr)
 		}
 		if v.deliver == nil {
 			c.t.m.dropped.WithLabelValues("udp", "invalid").Inc()
@@ -88,9 +89,39 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// WriteTo sends one message.
+// WriteTo sends one message. The retransmission of a forked INVITE whose
+// branch was canceled is dropped here (amplify.go): sipgo's client
+// transaction has no way to stop Timer A short of ending the transaction,
+// which would also lose the branch's late responses. So are the responses
+// sipgo makes by itself to a request not yet authenticated, or they are
+// held to the unauthenticated budget (amplifyGuard.classify).
 func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.t.amp != nil {
+		switch c.t.amp.classify(b) {
+		case dropIt:
+			return len(b), nil
+		case budgetIt:
+			return c.writeUnauth(b, addr)
+		}
+	}
 	out := c.t.stamp(b)
+	if _, err := c.PacketConn.WriteTo(out, addr); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// writeUnauth sends a response to a request nobody has authenticated
+// (a stateless answer, or a reject before parsing), within the global
+// budget for such responses; over it the response is dropped silently.
+func (c *packetConn) writeUnauth(b []byte, addr net.Addr) (int, error) {
+	out, code := stampResponse(b, c.t.server)
+	if c.t.amp != nil && !c.t.amp.allow(len(out)) {
+		return len(b), nil
+	}
+	if code > 0 {
+		c.t.m.responses.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
 	if _, err := c.PacketConn.WriteTo(out, addr); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,513 @@
+package sipserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// The UDP amplification attacks of issue 10 (holes 2 and 3), mounted
+// against the real server on loopback. A UDP source is forged by sending
+// from the "victim's" own socket: what the server sends back there is what
+// a victim would receive. The forged requests name 198.18.0.99 in Via and
+// Contact, so the test runs in a network namespace with only loopback
+// (reexecInNetns): whatever the server did with those addresses would go
+// nowhere.
+
+func TestUDPAmplification(t *testing.T) {
+	if os.Getenv("Z5_AMPLIFY_NETNS") == "1" {
+		t.Run("forged INVITE answered once", testForgedInviteAnsweredOnce)
+		t.Run("global ceiling on unauthenticated responses", testUnauthUDPCeiling)
+		t.Run("nonce bound to the source", testNonceBoundToSource)
+		t.Run("Z5 device refused over UDP", testZ5DeviceUDPRegisterRefused)
+		t.Run("UDP bindings per address capped", testUDPBindingsPerAddrCapped)
+		t.Run("canceled UDP forks stop retransmitting", testCanceledForksStopRetransmitting)
+		return
+	}
+	reexecInNetns(t, "TestUDPAmplification", "Z5_AMPLIFY_NETNS", "")
+}
+
+// udpPeer is a raw UDP socket that records every datagram it receives.
+type udpPeer struct {
+	t    *testing.T
+	c    *net.UDPConn
+	addr netip.AddrPort
+
+	mu   sync.Mutex // guards the following
+	got  [][]byte
+	sent int // bytes sent
+	cseq int // of the REGISTERs registerUDP sends
+}
+
+func newUDPPeer(t *testing.T) *udpPeer {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &udpPeer{t: t, c: c, addr: addrPort(c.LocalAddr())}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.got = append(p.got, bytes.Clone(buf[:n]))
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	return p
+}
+
+func (p *udpPeer) send(to netip.AddrPort, text string) {
+	p.t.Helper()
+	if _, err := p.c.WriteToUDPAddrPort([]byte(text), to); err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.sent += len(text)
+	p.mu.Unlock()
+}
+
+// received returns what arrived so far: datagrams and their bytes.
+func (p *udpPeer) received() (msgs [][]byte, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.got {
+		n += len(b)
+	}
+	return append([][]byte(nil), p.got...), n
+}
+
+// next waits for the datagram number i (0-based) and parses it.
+func (p *udpPeer) next(i int) sipmsg.Message {
+	p.t.Helper()
+	var b []byte
+	waitFor(p.t, fmt.Sprintf("datagram %d at %s", i, p.addr), func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(p.got) > i {
+			b = p.got[i]
+			return true
+		}
+		return false
+	})
+	m, err := sipmsg.ParseMessage(b)
+	if err != nil {
+		p.t.Fatalf("unparseable datagram %q: %v", b, err)
+	}
+	return m
+}
+
+// count returns how many received datagrams start with prefix.
+func (p *udpPeer) count(prefix string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, b := range p.got {
+		if bytes.HasPrefix(b, []byte(prefix)) {
+			n++
+		}
+	}
+	return n
+}
+
+// forgedInvite is about the smallest INVITE that earns a challenge (the
+// worst ratio of response to request), with a From of the given number.
+func forgedInvite(from, to string) string {
+	id := randomToken(8)
+	return sipText(
+		"INVITE sip:"+to+"@"+testDomain+" SIP/2.0",
+		"Via: SIP/2.0/UDP 198.18.0.99:5060;branch=z9hG4bK"+id,
+		"From: <sip:"+from+"@"+testDomain+">;tag="+id,
+		"To: <sip:"+to+"@"+testDomain+">",
+		"Call-ID: "+id,
+		"CSeq: 1 INVITE",
+		"Content-Length: 0",
+	)
+}
+
+// Hole 2: a forged INVITE over UDP earns one 407, not one per Timer G
+// firing: bytes out / bytes in stays at or under 3.
+func testForgedInviteAnsweredOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	// A Z5 device's number draws the largest challenge (every algorithm).
+	e.provision("5552340001", store.DeviceZ5, "z5-alice", "secret-a")
+	e.provision("5552340002", store.DeviceSIP, "bob", "secret-b")
+	victim := newUDPPeer(t)
+	const invites = 5
+	for range invites {
+		victim.send(e.addr, forgedInvite("5552340001", "5552340002"))
+	}
+	// The same for a foreign domain (403 Relaying Denied, before any
+	// authentication).
+	id := randomToken(8)
+	victim.send(e.addr, sipText(
+		"INVITE sip:5552340002@elsewhere.example SIP/2.0",
+		"Via: SIP/2.0/UDP 198.18.0.99:5060;branch=z9hG4bK"+id,
+		"From: <sip:x@elsewhere.example>;tag="+id,
+		"To: <sip:5552340002@elsewhere.example>",
+		"Call-ID: "+id,
+		"CSeq: 1 INVITE",
+		"Content-Length: 0",
+	))
+	for i := range invites + 1 {
+		victim.next(i)
+	}
+	// Timer G would have resent each final response at 0.5 s, 1.5 s and
+	// 3.5 s: wait past the third.
+	time.Sleep(4 * time.Second)
+	msgs, out := victim.received()
+	codes := map[int]int{}
+	for _, b := range msgs {
+		m, err := sipmsg.ParseMessage(b)
+		if err != nil {
+			t.Fatalf("unparseable %q", b)
+		}
+		codes[status(m)]++
+	}
+	ratio := float64(out) / float64(victim.sent)
+	t.Logf("forged INVITEs over UDP: %d bytes in, %d bytes out in %d datagrams (%v): %.2fx", victim.sent, out, len(msgs), codes, ratio)
+	if len(msgs) != invites+1 || codes[407] != invites || codes[403] != 1 {
+		t.Fatalf("got %d responses %v, want one 407 per INVITE and one 403", len(msgs), codes)
+	}
+	if ratio > 3 {
+		t.Fatalf("amplification %.2fx, want at most 3x", ratio)
+	}
+}
+
+// Hole 2: all responses to unauthenticated UDP requests share a global
+// byte budget; once spent, nothing more goes out until it refills.
+func testUnauthUDPCeiling(t *testing.T) {
+	clock := newFakeClock() // frozen: the budget does not refill on its own
+	e := newEnvWith(t, func(c *Config) { c.UDPUnauthBytesPerSec = 1500 }, func(d *Deps) { d.Now = clock.Now })
+	e.provision("5552340002", store.DeviceSIP, "bob", "secret-b")
+	victim := newUDPPeer(t)
+	first := forgedInvite("5552340001", "5552340002")
+	victim.send(e.addr, first)
+	res := victim.next(0)
+	if status(res) != 407 {
+		t.Fatalf("first forged INVITE: %v", res)
+	}
+	_, size := victim.received()
+	const flood = 20
+	for range flood {
+		victim.send(e.addr, forgedInvite("5552340001", "5552340002"))
+	}
+	// The budget held 1500 bytes: after the first response at most
+	// (1500-size)/size more fit.
+	allowed := 1 + (1500-size)/size
+	waitFor(t, "every forged INVITE answered or dropped", func() bool {
+		msgs, _ := victim.received()
+		return float64(len(msgs))+metricValue(e, "z5_sip_udp_unauth_responses_dropped_total") >= flood+1
+	})
+	msgs, out := victim.received()
+	t.Logf("ceiling 1500 B/s, frozen clock: %d forged INVITEs (%d bytes) drew %d responses (%d bytes); %v dropped",
+		flood+1, victim.sent, len(msgs), out, metricValue(e, "z5_sip_udp_unauth_responses_dropped_total"))
+	if len(msgs) != allowed || out > 1500 {
+		t.Fatalf("%d responses, %d bytes past the ceiling; want %d within 1500 bytes", len(msgs), out, allowed)
+	}
+	// A second later the budget is back: the next forged INVITE is
+	// answered (once).
+	clock.Advance(time.Second)
+	victim.send(e.addr, forgedInvite("5552340001", "5552340002"))
+	if m := victim.next(allowed); status(m) != 407 {
+		t.Fatalf("after refill: %v", m)
+	}
+}
+
+// udpRegisterText is a REGISTER of number from the socket at from.
+func udpRegisterText(number string, from netip.AddrPort, cseq int, auth string) string {
+	id := randomToken(8)
+	lines := []string{
+		"REGISTER sip:" + testDomain + " SIP/2.0",
+		"Via: SIP/2.0/UDP " + from.String() + ";branch=z9hG4bK" + id + ";rport",
+		"Max-Forwards: 70",
+		"From: <sip:" + number + "@" + testDomain + ">;tag=" + id,
+		"To: <sip:" + number + "@" + testDomain + ">",
+		"Call-ID: reg-" + number + "-" + from.String(),
+		fmt.Sprintf("CSeq: %d REGISTER", cseq),
+		"Contact: <sip:" + number + "@" + from.String() + ";transport=udp>",
+		"Expires: 600",
+	}
+	if auth != "" {
+		lines = append(lines, "Authorization: "+auth)
+	}
+	return sipText(append(lines, "Content-Length: 0")...)
+}
+
+// registerUDP registers number (user, pass) from peer over UDP with a
+// hand-made digest and returns the final response.
+func registerUDP(t *testing.T, e *env, p *udpPeer, number, user, pass string, extra ...string) *sipmsg.Response {
+	t.Helper()
+	base, _ := p.received()
+	p.mu.Lock()
+	p.cseq += 2
+	cseq := p.cseq
+	p.mu.Unlock()
+	p.send(e.addr, udpRegisterText(number, p.addr, cseq-1, ""))
+	ch := p.next(len(base)).(*sipmsg.Response)
+	if ch.StatusCode != 401 {
+		t.Fatalf("REGISTER without credentials: %d %s", ch.StatusCode, ch.Reason)
+	}
+	nonce, opaque, _ := challengeParams(ch)
+	text := udpRegisterText(number, p.addr, cseq, digestHeader(user, pass, nonce, opaque, "sip:"+testDomain, "00000001"))
+	if len(extra) > 0 {
+		text = strings.Replace(text, "Content-Length: 0", strings.Join(extra, "\r\n")+"\r\nContent-Length: 0", 1)
+	}
+	p.send(e.addr, text)
+	return p.next(len(base) + 1).(*sipmsg.Response)
+}
+
+// Hole 3: a REGISTER carrying a digest computed on a nonce that was
+// issued to another source is refused, though the password is right.
+func testNonceBoundToSource(t *testing.T) {
+	e := newEnv(t, nil)
+	e.provision("5552340001", store.DeviceSIP, "alice", "secret-a")
+	owner, forged := newUDPPeer(t), newUDPPeer(t) // same IP, other port
+	owner.send(e.addr, udpRegisterText("5552340001", owner.addr, 1, ""))
+	nonce, opaque, _ := challengeParams(owner.next(0).(*sipmsg.Response))
+	auth := digestHeader("alice", "secret-a", nonce, opaque, "sip:"+testDomain, "00000001")
+
+	forged.send(e.addr, udpRegisterText("5552340001", forged.addr, 2, auth))
+	res := forged.next(0).(*sipmsg.Response)
+	if res.StatusCode != 401 || len(e.srv.reg.lookup("5552340001")) != 0 {
+		t.Fatalf("digest on a nonce issued to %s, sent from %s: %d %s, %d bindings; want 401 and none",
+			owner.addr, forged.addr, res.StatusCode, res.Reason, len(e.srv.reg.lookup("5552340001")))
+	}
+	// The same credentials from the address the nonce went to register.
+	owner.send(e.addr, udpRegisterText("5552340001", owner.addr, 3, auth))
+	if res := owner.next(1).(*sipmsg.Response); res.StatusCode != 200 {
+		t.Fatalf("digest from the nonce's own address: %d %s", res.StatusCode, res.Reason)
+	}
+	t.Logf("nonce issued to %s: refused from %s (401), accepted from %s (200)", owner.addr, forged.addr, owner.addr)
+}
+
+// Hole 3: a Z5 device (one with a license) registers only over TCP/TLS.
+func testZ5DeviceUDPRegisterRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	dev := e.provision("5552340001", store.DeviceZ5, "z5-alice", "secret-a")
+	p := newUDPPeer(t)
+	res := registerUDP(t, e, p, "5552340001", "z5-alice", "secret-a", "X-Z5-License: "+e.license(dev))
+	if res.StatusCode != 403 || !strings.Contains(res.Reason, "TCP Or TLS") || len(e.srv.reg.lookup("5552340001")) != 0 {
+		t.Fatalf("Z5 device REGISTER over UDP: %d %s; want 403 naming TCP/TLS and no binding", res.StatusCode, res.Reason)
+	}
+	// The same device over TCP registers.
+	tcp := newPhone(t, e, "5552340001", "z5-alice", "secret-a")
+	tcp.license = e.license(dev)
+	if res := tcp.register(600); res.StatusCode != 200 {
+		t.Fatalf("over TCP: %d %s", res.StatusCode, res.Reason)
+	}
+}
+
+// Hole 3: one ip:port collects at most MaxUDPBindingsPerAddr bindings
+// across all numbers.
+func testUDPBindingsPerAddrCapped(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxUDPBindingsPerAddr = 2 })
+	p := newUDPPeer(t)
+	for i, want := range []int{200, 200, 403} {
+		number := fmt.Sprintf("555234000%d", i+1)
+		user := fmt.Sprintf("user%d", i+1)
+		e.provision(number, store.DeviceSIP, user, "pw")
+		res := registerUDP(t, e, p, number, user, "pw")
+		if res.StatusCode != want {
+			t.Fatalf("registration %d from %s: %d %s, want %d", i+1, p.addr, res.StatusCode, res.Reason, want)
+		}
+	}
+	// A refresh of a binding already there is no new binding.
+	if res := registerUDP(t, e, p, "5552340001", "user1", "pw"); res.StatusCode != 200 {
+		t.Fatalf("refresh at the cap: %d %s", res.StatusCode, res.Reason)
+	}
+}
+
+// Hole 3: a callee with UDP bindings that never answer (addresses a
+// registration named, no phone behind them); once the caller CANCELs, no
+// INVITE reaches them again.
+func testCanceledForksStopRetransmitting(t *testing.T) {
+	e := newEnv(t, nil)
+	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
+	e.provision(bob, store.DeviceSIP, "bob", "secret-b")
+	caller := newPhone(t, e, alice, "alice", "secret-a")
+	if res := caller.register(600); res.StatusCode != 200 {
+		t.Fatal(res)
+	}
+	const forks = 4
+	var silent []*udpPeer
+	for range forks {
+		p := newUDPPeer(t)
+		if res := registerUDP(t, e, p, bob, "bob", "secret-b"); res.StatusCode != 200 {
+			t.Fatalf("bob's binding at %s: %d %s", p.addr, res.StatusCode, res.Reason)
+		}
+		silent = append(silent, p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := caller.inviteAsync(ctx, bob)
+	for _, p := range silent {
+		waitFor(t, "INVITE at "+p.addr.String(), func() bool { return p.count("INVITE ") > 0 })
+	}
+	cancel()
+	if res := wait(t, done, "the caller's outcome"); res.err == nil {
+		t.Fatal("canceled call was answered")
+	}
+	waitFor(t, "call ended", func() bool {
+		e.srv.px.mu.Lock()
+		defer e.srv.px.mu.Unlock()
+		return len(e.srv.px.calls) == 0
+	})
+	before := make([]int, forks)
+	for i, p := range silent {
+		before[i] = p.count("INVITE ")
+	}
+	// Timer A would resend at 0.5, 1.5, 3.5 s after the first: wait past
+	// the third.
+	time.Sleep(4 * time.Second)
+	after := 0
+	for i, p := range silent {
+		after += p.count("INVITE ") - before[i]
+	}
+	t.Logf("%d silent UDP forks: INVITEs received before CANCEL %v, after CANCEL %d in 4 s; %v retransmissions suppressed",
+		forks, before, after, metricValue(e, "z5_sip_udp_fork_retransmissions_suppressed_total"))
+	if after != 0 {
+		t.Fatalf("%d INVITE retransmissions reached the forks after CANCEL, want 0", after)
+	}
+}
+
+func TestTopViaBranch(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKabc;rport\r\nVia: SIP/2.0/UDP 5.6.7.8;branch=z9hG4bKdef\r\n\r\n", "z9hG4bKabc"},
+		{"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:x@y>;branch=no\r\nv: SIP/2.0/UDP 1.2.3.4 ; BRANCH = z9hG4bKx\r\n\r\n", "z9hG4bKx"},
+		{"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1, SIP/2.0/UDP 5.6.7.8;branch=z9hG4bK2\r\n\r\n", "z9hG4bK1"},
+		{"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;rport\r\n\r\n", ""},
+		{"INVITE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=body\r\n", ""},
+		{"INVITE", ""},
+	} {
+		if got := topViaBranch([]byte(tc.in)); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestByteBudget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newByteBudget(1000)
+	for _, step := range []struct {
+		at   time.Duration
+		n    int
+		want bool
+	}{
+		{0, 600, true},
+		{0, 600, false}, // 400 left
+		{0, 400, true},
+		{0, 1, false},
+		{500 * time.Millisecond, 500, true}, // refilled 500
+		{500 * time.Millisecond, 1, false},
+		{10 * time.Second, 1000, true}, // never more than one second's worth
+		{10 * time.Second, 1, false},
+		{9 * time.Second, 1, false}, // a clock going back refills nothing
+		{11 * time.Second, 1001, false},
+	} {
+		if got := b.take(step.n, t0.Add(step.at)); got != step.want {
+			t.Errorf("take(%d) at +%s: %v, want %v", step.n, step.at, got, step.want)
+		}
+	}
+}
+
+func TestUDPBindingsOver(t *testing.T) {
+	const flow = "UDP/192.0.2.1:5060"
+	here := &binding{flow: flowRef{id: flow}}
+	there := &binding{flow: flowRef{id: "UDP/192.0.2.1:5061"}}
+	for _, tc := range []struct {
+		name     string
+		changes  []change
+		existing int
+		want     bool
+	}{
+		{"new under the cap", []change{{new: &binding{}}}, 1, false},
+		{"new at the cap", []change{{new: &binding{}}}, 2, true},
+		{"refresh at the cap", []change{{old: here, new: &binding{}}}, 2, false},
+		{"moved here at the cap", []change{{old: there, new: &binding{}}}, 2, true},
+		{"removal", []change{{old: here}}, 3, false},
+	} {
+		if got := udpBindingsOver(tc.changes, tc.existing, flow, 2); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestNonceBinding(t *testing.T) {
+	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256"})
+	now := time.Now()
+	for _, tc := range []struct {
+		issuedTo, usedFrom [2]string // transport, source
+		want               bool
+	}{
+		{[2]string{"UDP", "192.0.2.1:5060"}, [2]string{"UDP", "192.0.2.1:5060"}, true},
+		{[2]string{"UDP", "192.0.2.1:5060"}, [2]string{"UDP", "192.0.2.1:5061"}, false},
+		{[2]string{"UDP", "192.0.2.1:5060"}, [2]string{"UDP", "192.0.2.2:5060"}, false},
+		{[2]string{"udp", "192.0.2.1:5060"}, [2]string{"TCP", "192.0.2.1:5060"}, false},
+		{[2]string{"TCP", "192.0.2.1:40000"}, [2]string{"TCP", "192.0.2.1:40001"}, true}, // reconnected
+		{[2]string{"TCP", "192.0.2.1:40000"}, [2]string{"TLS", "[::ffff:192.0.2.1]:40001"}, true},
+		{[2]string{"TCP", "192.0.2.1:40000"}, [2]string{"TCP", "192.0.2.2:40000"}, false},
+	} {
+		nonce := a.newNonce(now, nonceBinding(tc.issuedTo[0], tc.issuedTo[1]))
+		_, ok := a.nonceIssued(nonce, nonceBinding(tc.usedFrom[0], tc.usedFrom[1]))
+		if ok != tc.want {
+			t.Errorf("issued to %v, used from %v: %v, want %v", tc.issuedTo, tc.usedFrom, ok, tc.want)
+		}
+	}
+}
+
+// What sipgo writes by itself: its 100 Trying (Timer 1xx) to a request
+// not yet authenticated is dropped, its other responses in such a
+// transaction (200 to a CANCEL, 487) are held to the budget, and a
+// silenced fork's INVITE retransmission is dropped.
+func TestClassifyOutgoing(t *testing.T) {
+	g, err := newAmplifyGuard(1500, time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.hold("z9hG4bKstranger")
+	g.silence("z9hG4bKfork")
+	msg := func(first, branch string) []byte {
+		return []byte(first + "\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=" + branch + "\r\nCSeq: 1 INVITE\r\n\r\n")
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want outgoing
+	}{
+		{"100 to a stranger", msg("SIP/2.0 100 Trying", "z9hG4bKstranger"), dropIt},
+		{"487 to a stranger", msg("SIP/2.0 487 Request Terminated", "z9hG4bKstranger"), budgetIt},
+		{"100 to someone else", msg("SIP/2.0 100 Trying", "z9hG4bKother"), sendIt},
+		{"silenced fork", msg("INVITE sip:b@192.0.2.9 SIP/2.0", "z9hG4bKfork"), dropIt},
+		{"other fork", msg("INVITE sip:b@192.0.2.9 SIP/2.0", "z9hG4bKother"), sendIt},
+		{"CANCEL of the silenced fork", msg("CANCEL sip:b@192.0.2.9 SIP/2.0", "z9hG4bKfork"), sendIt},
+	} {
+		if got := g.classify(tc.b); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	g.release("z9hG4bKstranger")
+	if got := g.classify(msg("SIP/2.0 100 Trying", "z9hG4bKstranger")); got != sendIt {
+		t.Errorf("100 after the request was authenticated: %d, want sendIt", got)
+	}
+}
