@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/z5vrs/z5/internal/netcheck/rtpprobe"
+	"github.com/z5vrs/z5/internal/wire/rtpprobe"
 )
 
 // RTPStats are the RTP probe's measurements towards one MCS relay.

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/z5vrs/z5/internal/netcheck/rtpprobe"
+	"github.com/z5vrs/z5/internal/wire/rtpprobe"
 )
 
 // Probe sessions let `z5 check` test the customer's outbound rule for the

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/netcheck/rtpprobe"
+	"github.com/z5vrs/z5/internal/wire/rtpprobe"
 )
 
 var probeKey = []byte("probe-session-key-32-bytes-long!")
