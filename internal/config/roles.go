@@ -273,8 +273,15 @@ type SIP struct {
 	DefaultExpires  int           `toml:"default_expires"`
 	NoAnswerTimeout time.Duration `toml:"no_answer_timeout"`
 	MaxMessageSize  int           `toml:"max_message_size"`
-	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
-	IdleTimeout     time.Duration `toml:"idle_timeout"`
+	// MaxConnsPerIP caps the TCP/TLS connections of one source address
+	// (an IPv6 /64) that no digest-authenticated registration is bound to
+	// yet; at the cap the source's most stalled connection is closed to
+	// admit a newcomer. Registered connections do not count: an office
+	// behind one NAT address is never locked out. MaxConns caps all
+	// connections of the node (memory, file descriptors).
+	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
+	MaxConns      int           `toml:"max_conns"`
+	IdleTimeout   time.Duration `toml:"idle_timeout"`
 	// TLSCert and TLSKey serve SIP over TLS when ports.sip_tls is set; empty
 	// means a certificate from the deployment CA.
 	TLSCert string `toml:"tls_cert"`
@@ -292,16 +299,24 @@ type SIP struct {
 	RateBurst int `toml:"rate_burst"`
 	// MaxInFlight is how many requests (REGISTER, OPTIONS, MESSAGE; not
 	// calls or requests inside a call) the node works on at once; more
-	// are shed with 503 and Retry-After rather than queued.
-	MaxInFlight int `toml:"max_in_flight"`
+	// are shed with 503 and Retry-After rather than queued. One source
+	// (an IPv6 /64) may hold MaxInFlightPerSource of them.
+	MaxInFlight          int `toml:"max_in_flight"`
+	MaxInFlightPerSource int `toml:"max_in_flight_per_source"`
+	// MaxAuthFailuresPerAccount failed digests for one account, from any
+	// source, within ten minutes refuse further attempts at it (403) on
+	// connections not already registered. -1: no limit.
+	MaxAuthFailuresPerAccount int `toml:"max_auth_failures_per_account"`
 	// MaxRegistrationsPerNumber and MaxCallsPerNumber cap what one number
 	// may hold at once.
 	MaxRegistrationsPerNumber int `toml:"max_registrations_per_number"`
 	MaxCallsPerNumber         int `toml:"max_calls_per_number"`
-	// A source with BanAuthFailures failed digests, or BanRateLimited
-	// requests refused by the rate limit, within BanWindow is banned for
-	// BanTime, doubling for each repeat up to BanMaxTime: its connections
-	// are closed at accept and its datagrams dropped unread. -1 never bans.
+	// A source at which digest authentication failed for BanAuthFailures
+	// distinct user names, or that had BanRateLimited requests refused by
+	// the rate limit, within BanWindow is banned for BanTime, doubling for
+	// each repeat up to BanMaxTime: its new connections are closed at
+	// accept, its unregistered ones closed, its datagrams dropped unread;
+	// connections with a registration stay. -1 never bans.
 	BanAuthFailures int           `toml:"ban_auth_failures"`
 	BanRateLimited  int           `toml:"ban_rate_limited"`
 	BanWindow       time.Duration `toml:"ban_window"`
@@ -347,7 +362,10 @@ func (s *SIP) applyDefaults(c *Config) {
 		s.MaxMessageSize = 64 << 10
 	}
 	if s.MaxConnsPerIP == 0 {
-		s.MaxConnsPerIP = 64
+		s.MaxConnsPerIP = 256
+	}
+	if s.MaxConns == 0 {
+		s.MaxConns = 50000
 	}
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = 2 * time.Minute
@@ -368,11 +386,15 @@ func (s *SIP) applyLimitDefaults() {
 	}
 	setDur(&s.MessageTimeout, 10*time.Second)
 	setInt(&s.RateLimit, 200)
-	setInt(&s.RateBurst, 2*max(s.RateLimit, 1))
-	setInt(&s.MaxInFlight, 256)
+	// An office of 200 devices registering at once sends about 400
+	// requests before any is authenticated.
+	setInt(&s.RateBurst, max(2*s.RateLimit, 1000))
+	setInt(&s.MaxInFlight, 1024)
+	setInt(&s.MaxInFlightPerSource, max(s.MaxInFlight/4, 1))
+	setInt(&s.MaxAuthFailuresPerAccount, 50)
 	setInt(&s.MaxRegistrationsPerNumber, 32)
 	setInt(&s.MaxCallsPerNumber, 8)
-	setInt(&s.BanAuthFailures, 20)
+	setInt(&s.BanAuthFailures, 10)
 	setInt(&s.BanRateLimited, 2000)
 	setDur(&s.BanWindow, time.Minute)
 	setDur(&s.BanTime, 5*time.Minute)
@@ -545,6 +567,13 @@ func (s *SIP) validateLimits() Errors {
 	}
 	atLeast("sip.rate_burst", s.RateBurst, 1)
 	atLeast("sip.max_in_flight", s.MaxInFlight, 1)
+	if s.MaxInFlightPerSource < 1 || s.MaxInFlightPerSource > s.MaxInFlight {
+		errs = append(errs, &Error{Key: "sip.max_in_flight_per_source", Msg: fmt.Sprintf("%d: need 1 <= max_in_flight_per_source <= max_in_flight (%d)", s.MaxInFlightPerSource, s.MaxInFlight)})
+	}
+	if s.MaxConnsPerIP < 1 || s.MaxConns < s.MaxConnsPerIP {
+		errs = append(errs, &Error{Key: "sip.max_conns", Msg: fmt.Sprintf("need 1 <= max_conns_per_ip (%d) <= max_conns (%d)", s.MaxConnsPerIP, s.MaxConns)})
+	}
+	atLeast("sip.max_auth_failures_per_account", s.MaxAuthFailuresPerAccount, -1)
 	atLeast("sip.max_registrations_per_number", s.MaxRegistrationsPerNumber, 1)
 	atLeast("sip.max_calls_per_number", s.MaxCallsPerNumber, 1)
 	atLeast("sip.ban_auth_failures", s.BanAuthFailures, -1)

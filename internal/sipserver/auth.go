@@ -47,8 +47,8 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 		return store.Device{}, false
 	}
 	src := sourceIP(req)
-	key := cred.Username + "|" + src.String()
-	if s.failures.blocked(key, now) {
+	key := failureKey(cred.Username, src) // per (source, user); IPv6 sources by /64
+	if s.failures.blocked(key, now) || s.accountBlocked(cred.Username, req) {
 		s.m.authFailures.WithLabelValues("blocked").Inc()
 		s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
 		s.authFailed(req) // still guessing: toward a ban of the source (guard.go)
@@ -102,13 +102,14 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 	default:
 		s.m.authFailures.WithLabelValues("mismatch").Inc()
 		s.failures.fail(key, now)
+		// Counted before answering, so the next guess finds it counted.
+		s.authFailed(req) // per account, and toward a ban of the source (authlimits.go)
 		s.log.Info("authentication failed", "sip_user", cred.Username, "remote_addr", req.Source(), "reason", verr.Error())
 		if s.failures.blocked(key, now) {
 			s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
 		} else {
 			s.challenge(tx, req, kind, false)
 		}
-		s.authFailed(req) // toward a ban of the source (guard.go)
 	}
 	return store.Device{}, false
 }

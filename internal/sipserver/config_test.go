@@ -22,10 +22,10 @@ func TestConfigFrom(t *testing.T) {
 		Hosts:     []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
 		Advertise: netip.MustParseAddr("127.0.0.1"),
 		NonceTTL:  5 * time.Minute, MinExpires: 60, MaxExpires: 3600, DefaultExpires: 600,
-		NoAnswerTimeout: 3 * time.Minute, MaxMessageSize: 64 << 10, MaxConnsPerIP: 64, IdleTimeout: 2 * time.Minute,
+		NoAnswerTimeout: 3 * time.Minute, MaxMessageSize: 64 << 10, MaxConnsPerIP: 256, MaxConns: 50000, IdleTimeout: 2 * time.Minute,
 		MessageTimeout: 10 * time.Second, UDPUnauthBytesPerSec: 128 << 10, MaxUDPBindingsPerAddr: 16,
-		Limits: Limits{RateLimit: 200, RateBurst: 400, MaxInFlight: 256, MaxRegistrationsPerNumber: 32, MaxCallsPerNumber: 8,
-			BanAuthFailures: 20, BanRateLimited: 2000, BanWindow: time.Minute, BanTime: 5 * time.Minute, BanMaxTime: 24 * time.Hour,
+		Limits: Limits{RateLimit: 200, RateBurst: 1000, MaxInFlight: 1024, MaxInFlightPerSource: 256, MaxAccountFailures: 50, MaxRegistrationsPerNumber: 32, MaxCallsPerNumber: 8,
+			BanAuthFailures: 10, BanRateLimited: 2000, BanWindow: time.Minute, BanTime: 5 * time.Minute, BanMaxTime: 24 * time.Hour,
 			Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, MaxSources: 65536},
 	}
 	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),

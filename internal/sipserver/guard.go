@@ -14,6 +14,7 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/floodguard"
@@ -49,15 +50,25 @@ type Limits struct {
 	RateLimit float64 // requests per second per source (IPv6: /64); < 0 off; default 200
 	RateBurst int     // default twice RateLimit
 
-	MaxInFlight int // requests outside calls handled at once; default 256
+	MaxInFlight int // requests outside calls handled at once; default 1024
+	// MaxInFlightPerSource of them may come from one source (IPv6: /64);
+	// default a quarter of MaxInFlight.
+	MaxInFlightPerSource int
 
 	MaxRegistrationsPerNumber int // default 32
 	MaxCallsPerNumber         int // default 8
 
-	// A source that fails BanAuthFailures digests, or has BanRateLimited
-	// requests refused by the rate limit, within BanWindow is banned for
-	// BanTime, doubled per repeat up to BanMaxTime. < 0: never.
-	BanAuthFailures int // default 20
+	// MaxAccountFailures failed digests for one account within ten
+	// minutes, from anywhere, refuse further attempts at it (403) except
+	// on a connection already registered. < 0: no limit; default 50.
+	MaxAccountFailures int
+
+	// A source at which digest authentication failed for BanAuthFailures
+	// distinct users, or that has BanRateLimited requests refused by the
+	// rate limit, within BanWindow is banned for BanTime, doubled per
+	// repeat up to BanMaxTime. < 0: never. A ban never closes a connection
+	// a registration is bound to.
+	BanAuthFailures int // default 10
 	BanRateLimited  int // default 2000
 	BanWindow       time.Duration
 	BanTime         time.Duration
@@ -82,6 +93,8 @@ func LimitsFrom(c *config.Config) Limits {
 	return Limits{
 		RateLimit: float64(c.SIP.RateLimit), RateBurst: c.SIP.RateBurst,
 		MaxInFlight:               c.SIP.MaxInFlight,
+		MaxInFlightPerSource:      c.SIP.MaxInFlightPerSource,
+		MaxAccountFailures:        c.SIP.MaxAuthFailuresPerAccount,
 		MaxRegistrationsPerNumber: c.SIP.MaxRegistrationsPerNumber,
 		MaxCallsPerNumber:         c.SIP.MaxCallsPerNumber,
 		BanAuthFailures:           c.SIP.BanAuthFailures, BanRateLimited: c.SIP.BanRateLimited,
@@ -104,11 +117,13 @@ func (l *Limits) applyDefaults() {
 	if l.RateLimit == 0 {
 		l.RateLimit = 200
 	}
-	def(&l.RateBurst, max(int(2*l.RateLimit), 1))
-	def(&l.MaxInFlight, 256)
+	def(&l.RateBurst, max(int(2*l.RateLimit), 1000))
+	def(&l.MaxInFlight, 1024)
+	def(&l.MaxInFlightPerSource, max(l.MaxInFlight/4, 1))
+	def(&l.MaxAccountFailures, 50)
 	def(&l.MaxRegistrationsPerNumber, 32)
 	def(&l.MaxCallsPerNumber, 8)
-	def(&l.BanAuthFailures, 20)
+	def(&l.BanAuthFailures, 10)
 	def(&l.BanRateLimited, 2000)
 	defDur(&l.BanWindow, time.Minute)
 	defDur(&l.BanTime, 5*time.Minute)
@@ -122,6 +137,8 @@ func (l *Limits) validate() error {
 		return fmt.Errorf("sipserver: config: RateBurst %d below 1", l.RateBurst)
 	case l.MaxInFlight < 1:
 		return fmt.Errorf("sipserver: config: MaxInFlight %d below 1", l.MaxInFlight)
+	case l.MaxInFlightPerSource < 1 || l.MaxInFlightPerSource > l.MaxInFlight:
+		return fmt.Errorf("sipserver: config: MaxInFlightPerSource %d outside 1..MaxInFlight (%d)", l.MaxInFlightPerSource, l.MaxInFlight)
 	case l.MaxRegistrationsPerNumber < 1 || l.MaxCallsPerNumber < 1:
 		return fmt.Errorf("sipserver: config: MaxRegistrationsPerNumber %d and MaxCallsPerNumber %d must be at least 1", l.MaxRegistrationsPerNumber, l.MaxCallsPerNumber)
 	case l.BanWindow <= 0 || l.BanTime <= 0 || l.BanMaxTime < l.BanTime:
@@ -138,11 +155,23 @@ const (
 
 // shield holds the guard, the rate limiter and the in-flight counts.
 type shield struct {
-	guard    *floodguard.Guard
-	limiter  *floodguard.Limiter
-	maxCalls int
-	maxIn    int64
-	inFlight atomic.Int64
+	guard   *floodguard.Guard
+	limiter *floodguard.Limiter
+	// flowRate and flowBurst limit each registered flow, which the
+	// source's bucket no longer charges (an office shares one source).
+	flowRate  rate.Limit
+	flowBurst int
+	// pairs counts failed digests per (source, user) over BanWindow: the
+	// first failure of a user from a source is one auth_failure event of
+	// the source, so a source is banned for many users failing, not for
+	// a few phones retrying a stale password.
+	pairs *floodguard.Tally
+	// accounts counts failed digests per account over ten minutes.
+	accounts   *floodguard.Tally
+	maxAccount int
+	maxCalls   int
+	maxIn      int64
+	inFlight   atomic.Int64
 	// maxInPerSource keeps one source from taking every slot: a client
 	// that sends requests and stops reading holds each until its write
 	// times out.
@@ -150,7 +179,7 @@ type shield struct {
 	m              *shieldMetrics
 
 	mu    sync.Mutex // guards perIn
-	perIn map[netip.Addr]int
+	perIn map[netip.Prefix]int
 }
 
 type shieldMetrics struct {
@@ -166,7 +195,13 @@ func newShield(l Limits, s *Server, reg prometheus.Registerer) (*shield, error) 
 		return floodguard.Threshold{Count: max(n, 0), Window: l.BanWindow}
 	}
 	sh := &shield{maxCalls: l.MaxCallsPerNumber, maxIn: int64(l.MaxInFlight),
-		maxInPerSource: max(l.MaxInFlight/8, 1), perIn: map[netip.Addr]int{}}
+		maxInPerSource: l.MaxInFlightPerSource, perIn: map[netip.Prefix]int{},
+		flowRate: rate.Limit(l.RateLimit), flowBurst: l.RateBurst,
+		pairs:    floodguard.NewTally(l.BanWindow, l.MaxSources),
+		accounts: floodguard.NewTally(accountWindow, l.MaxSources), maxAccount: l.MaxAccountFailures}
+	if l.RateLimit < 0 {
+		sh.flowRate = rate.Inf
+	}
 	var err error
 	sh.guard, err = floodguard.New(floodguard.Config{
 		Thresholds: map[string]floodguard.Threshold{
@@ -276,15 +311,6 @@ func refuse(msg []byte, code int, reason string, retry int) []byte {
 	return out
 }
 
-// authFailed counts a failed digest toward a ban, over TCP and TLS only
-// (a UDP source address proves nothing).
-func (s *Server) authFailed(req *sipmsg.Request) {
-	if sipmsg.NetworkToUpper(req.Transport()) == "UDP" {
-		return
-	}
-	s.shield.guard.Record(sourceIP(req), eventAuthFailure)
-}
-
 // admit is the gate of handle for a parsed request: the in-flight limit
 // for requests outside calls and the calls-per-number cap for a new call.
 // When it refuses it has answered.
@@ -313,22 +339,24 @@ func (sh *shield) enter(src netip.Addr) bool {
 		sh.inFlight.Add(-1)
 		return false
 	}
+	key := floodguard.Key(src)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.perIn[src] >= sh.maxInPerSource && !sh.guard.Allowed(src) {
+	if sh.perIn[key] >= sh.maxInPerSource && !sh.guard.Allowed(src) {
 		sh.inFlight.Add(-1)
 		return false
 	}
-	sh.perIn[src]++
+	sh.perIn[key]++
 	return true
 }
 
 func (sh *shield) leave(src netip.Addr) {
 	sh.inFlight.Add(-1)
+	key := floodguard.Key(src)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.perIn[src]--; sh.perIn[src] <= 0 {
-		delete(sh.perIn, src)
+	if sh.perIn[key]--; sh.perIn[key] <= 0 {
+		delete(sh.perIn, key)
 	}
 }
 
@@ -370,12 +398,14 @@ func (p *proxy) callsOf(a, b string) (na, nb int) {
 	return na, nb
 }
 
-// closeFrom closes every flow from a banned source.
+// closeFrom closes the flows from a banned source that no registration
+// is bound to: a ban stops guessing and floods, it does not cut the
+// source's registered devices (an office behind one address).
 func (t *transport) closeFrom(src netip.Prefix) {
 	t.mu.Lock()
 	var gone []*flowConn
 	for _, c := range t.flows {
-		if src.Contains(c.raddr.Addr()) {
+		if src.Contains(c.raddr.Addr()) && !c.authenticated() {
 			gone = append(gone, c)
 		}
 	}
@@ -392,10 +422,10 @@ func (s *Server) guardListener(l *capListener, transport string) *capListener {
 	return l
 }
 
-// bannedFlow reports whether an open flow's source has been banned since
-// it connected.
-func (sh *shield) bannedFlow(ip netip.Addr) bool {
-	return sh != nil && sh.guard.Banned(ip)
+// bannedFlow reports whether an open flow must end because its source
+// has been banned since it connected; a registered flow stays.
+func (sh *shield) bannedFlow(c *flowConn) bool {
+	return sh != nil && !c.authenticated() && sh.guard.Banned(c.raddr.Addr())
 }
 
 // bannedDatagram is the first check on every UDP datagram.

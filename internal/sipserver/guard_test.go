@@ -399,12 +399,12 @@ func FuzzRefuse(f *testing.F) {
 	})
 }
 
-// TestOneSourceCannotTakeEverySlot: a source gets an eighth of the
+// TestOneSourceCannotTakeEverySlot: a source gets its share of the
 // in-flight slots, so a client that sends and stops reading cannot shut
 // the others out.
 func TestOneSourceCannotTakeEverySlot(t *testing.T) {
 	slow := &slowStore{user: "slow", entered: make(chan struct{}), gate: make(chan struct{})}
-	e := newEnvWith(t, func(c *Config) { c.Limits = Limits{MaxInFlight: 16} }, func(d *Deps) {
+	e := newEnvWith(t, func(c *Config) { c.Limits = Limits{MaxInFlight: 16, MaxInFlightPerSource: 2} }, func(d *Deps) {
 		slow.Store = d.Store
 		d.Store = slow
 	})

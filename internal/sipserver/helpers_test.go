@@ -86,6 +86,7 @@ type envOptions struct {
 	deps         func(*Deps)
 	mediaTimeout time.Duration    // relay; default 30s
 	ports        config.PortRange // relay; default a random 100-port window
+	listen       netip.AddrPort   // SIP; default 127.0.0.1:0
 }
 
 func newEnvOpts(t *testing.T, o envOptions) *env {
@@ -132,7 +133,11 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}); err != nil {
+	listen := netip.MustParseAddrPort("127.0.0.1:0")
+	if o.listen.IsValid() {
+		listen = o.listen
+	}
+	if err := srv.Listen(listen, netip.AddrPort{}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

@@ -55,6 +55,9 @@ func reject(b []byte, e *sipError) verdict {
 }
 
 func (in *inspector) inspectMessage(b []byte, hdrEnd int, udp bool) verdict {
+	if e := checkRaw(b[:hdrEnd]); e != nil {
+		return reject(b, e)
+	}
 	msg, err := in.parser.ParseSIP(b)
 	if err != nil {
 		return reject(b, classifyParseError(b[:hdrEnd]))
@@ -298,6 +301,17 @@ func salvageResponse(start string, hs []rawHeader, code int, reason string) []by
 	var vias []string
 	var from, to, callID, cseq string
 	for _, h := range hs {
+		if !cleanValue(h.value) && (h.name == "via" || h.name == "call-id") {
+			// A control byte (a NUL in a Via host or the Call-ID) made
+			// the request malformed; the client matches our answer by
+			// branch, so the value is echoed without it.
+			h.value = strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\t' || r == 0x7f {
+					return -1
+				}
+				return r
+			}, h.value)
+		}
 		if !cleanValue(h.value) || h.value == "" {
 			if h.name == "via" || h.name == "cseq" {
 				return nil

@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -91,13 +92,18 @@ func TestSalvageResponse(t *testing.T) {
 		res.CallID().Value() != "abc" || res.CSeq().SeqNo != 7 || !res.To().Params.Has("tag") {
 		t.Fatalf("salvaged:\n%s", out)
 	}
+	// A control byte in a Via (a NUL in its host) is left out of the
+	// echo: the client matches the answer by branch.
+	ctl := []byte(sipText("INVITE sip:x SIP/2.0", "Via: SIP/2.0/UDP a\x00b;branch=z9hG4bK3", "CSeq: 1 INVITE"))
+	if out := salvageResponse(startLine(ctl), splitHeaders(ctl), 400, "Bad Request"); !bytes.Contains(out, []byte("Via: SIP/2.0/UDP ab;branch=z9hG4bK3\r\n")) {
+		t.Errorf("control byte in Via: answered %q", out)
+	}
 	for _, tc := range []struct{ name, text string }{
 		{"response", sipText("SIP/2.0 200 OK", "Via: SIP/2.0/UDP a", "CSeq: 1 INVITE")},
 		{"ack", sipText("ACK sip:x SIP/2.0", "Via: SIP/2.0/UDP a", "CSeq: 1 ACK")},
 		{"no via", sipText("INVITE sip:x SIP/2.0", "CSeq: 1 INVITE")},
 		{"no cseq", sipText("INVITE sip:x SIP/2.0", "Via: SIP/2.0/UDP a")},
 		{"malformed via", sipText("INVITE sip:x SIP/2.0", "Via: SIP/2.0/UDP a;;,;,,", "CSeq: 1 INVITE")},
-		{"control bytes", sipText("INVITE sip:x SIP/2.0", "Via: SIP/2.0/UDP a\x01", "CSeq: 1 INVITE")},
 	} {
 		h := []byte(tc.text)
 		if out := salvageResponse(startLine(h), splitHeaders(h), 400, "Bad Request"); out != nil {

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"transport", "reason"}),
 		connRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "z5", Subsystem: "sip", Name: "connections_rejected_total",
-			Help: "TCP connections refused by the per-IP limit.",
+			Help: "TCP/TLS connections refused by the overall connection limit, or closed to make room under a source's limit of unauthenticated connections.",
 		}),
 	}
 	if reg == nil {

@@ -69,10 +69,16 @@ type Config struct {
 	// relay calls wait in interpreter queues).
 	NoAnswerTimeout time.Duration
 
-	MaxMessageSize int           // bytes, headers and body
-	MaxHeaders     int           // header fields per message (default 128)
-	MaxConnsPerIP  int           // concurrent TCP/TLS connections per source address
-	IdleTimeout    time.Duration // a connection silent this long is closed
+	MaxMessageSize int // bytes, headers and body
+	MaxHeaders     int // header fields per message (default 128)
+	// MaxConnsPerIP caps the TCP/TLS connections of one source (IPv4
+	// address, IPv6 /64) that no authenticated registration is bound to
+	// (default 256: an office behind one NAT address connects at once);
+	// at the cap the source's most stalled connection is closed for a
+	// newcomer. MaxConns caps all connections (memory; default 50000).
+	MaxConnsPerIP int
+	MaxConns      int
+	IdleTimeout   time.Duration // a connection silent this long is closed
 	// MessageTimeout bounds how long a message may take to arrive once
 	// its first byte has (slow senders; default 10s).
 	MessageTimeout time.Duration
@@ -120,6 +126,7 @@ func ConfigFrom(c *config.Config, node config.Node) Config {
 		NoAnswerTimeout: c.SIP.NoAnswerTimeout,
 		MaxMessageSize:  c.SIP.MaxMessageSize,
 		MaxConnsPerIP:   c.SIP.MaxConnsPerIP,
+		MaxConns:        c.SIP.MaxConns,
 		IdleTimeout:     c.SIP.IdleTimeout,
 		MessageTimeout:  c.SIP.MessageTimeout,
 		Limits:          LimitsFrom(c),
@@ -155,7 +162,8 @@ func (c *Config) applyDefaults() {
 	defDur(&c.NoAnswerTimeout, 3*time.Minute)
 	def(&c.MaxMessageSize, 64<<10)
 	def(&c.MaxHeaders, 128)
-	def(&c.MaxConnsPerIP, 64)
+	def(&c.MaxConnsPerIP, 256)
+	def(&c.MaxConns, 50000)
 	defDur(&c.IdleTimeout, 2*time.Minute)
 	defDur(&c.MessageTimeout, 10*time.Second)
 	def(&c.MaxAuthFailures, 5)
@@ -184,6 +192,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("sipserver: config: DefaultExpires %d outside %d..%d", c.DefaultExpires, c.MinExpires, c.MaxExpires)
 	case c.MaxMessageSize < 1500:
 		return fmt.Errorf("sipserver: config: MaxMessageSize %d below 1500", c.MaxMessageSize)
+	case c.MaxConnsPerIP < 1 || c.MaxConns < c.MaxConnsPerIP:
+		return fmt.Errorf("sipserver: config: need 1 <= MaxConnsPerIP (%d) <= MaxConns (%d)", c.MaxConnsPerIP, c.MaxConns)
 	}
 	for _, a := range c.DigestAlgorithms {
 		if _, ok := digestHash(a); !ok || a == "" || strings.ToUpper(a) != a {
@@ -313,6 +323,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		idle:       cfg.IdleTimeout,
 		msgTimeout: cfg.MessageTimeout,
 		server:     "Z5-MCS/" + cfg.Version,
+		conns:      newConnTable(cfg.MaxConnsPerIP, cfg.MaxConns),
 		onClose:    func(c *flowConn) { s.reg.dropFlow(c.id) },
 		flows:      map[string]*flowConn{},
 	}
@@ -385,7 +396,7 @@ func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
 		return err
 	}
 	s.addr = addrPort(tl.Addr())
-	s.tcp = &flowListener{Listener: s.guardListener(newCapListener(tl, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), "tcp"), t: s.t, transport: "TCP"}
+	s.tcp = &flowListener{Listener: s.guardListener(newCapListener(tl, s.t.conns, s.log, s.m.connRejected.Inc), "tcp"), t: s.t, transport: "TCP"}
 	s.udp = newPacketConn(ul, s.t)
 	if tlsAddr.IsValid() {
 		raw, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tlsAddr))
@@ -396,7 +407,7 @@ func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
 			return fmt.Errorf("sipserver: listen tls %s: %w", tlsAddr, err)
 		}
 		s.tlsAddr = addrPort(raw.Addr())
-		capped := s.guardListener(newCapListener(raw, s.cfg.MaxConnsPerIP, s.log, s.m.connRejected.Inc), "tls")
+		capped := s.guardListener(newCapListener(raw, s.t.conns, s.log, s.m.connRejected.Inc), "tls")
 		s.tls = &flowListener{Listener: tls.NewListener(capped, s.cfg.TLS), t: s.t, transport: "TLS"}
 	}
 	s.selfIPs = selfAddresses(s.addr.Addr(), s.cfg.Advertise)

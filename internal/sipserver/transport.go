@@ -20,6 +20,9 @@ type transport struct {
 	msgTimeout time.Duration
 	server     string // Server header value
 
+	// conns admits TCP and TLS connections (conns.go).
+	conns *connTable
+
 	// shield applies bans and rate limits before parsing (guard.go);
 	// nil: none.
 	shield *shield

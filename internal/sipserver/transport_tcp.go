@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // The TCP (and TLS) transport. sipgo's Server.ServeTCP takes a
@@ -39,23 +42,21 @@ const failLinger = time.Second
 // silent before the idle timeout closes it.
 const bindingGrace = 30 * time.Second
 
-// capListener enforces the per-IP connection cap on accepted connections.
+// capListener admits accepted connections through the connection table
+// (conns.go): per-source cap on unauthenticated connections, overall cap.
 type capListener struct {
 	net.Listener
-	max    int
+	conns  *connTable
 	log    *slog.Logger
 	reject func()
 	banned func(netip.Addr) bool // nil: no bans (guard.go)
-
-	mu    sync.Mutex // guards count
-	count map[netip.Addr]int
 }
 
-func newCapListener(l net.Listener, max int, log *slog.Logger, reject func()) *capListener {
-	return &capListener{Listener: l, max: max, log: log, reject: reject, count: map[netip.Addr]int{}}
+func newCapListener(l net.Listener, conns *connTable, log *slog.Logger, reject func()) *capListener {
+	return &capListener{Listener: l, conns: conns, log: log, reject: reject}
 }
 
-// Accept returns the next connection within its address's cap. Transient
+// Accept returns the next connection admitted by the table. Transient
 // errors (out of file descriptors, aborted handshakes) are retried with a
 // backoff rather than returned: sipgo stops serving on any Accept error.
 func (l *capListener) Accept() (net.Conn, error) {
@@ -77,25 +78,23 @@ func (l *capListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		l.mu.Lock()
-		if l.count[ip] >= l.max {
-			l.mu.Unlock()
+		cc := &countedConn{Conn: c}
+		slot, evict := l.conns.admit(ip, time.Now(), func() { cc.Close() })
+		if slot == nil {
 			c.Close()
 			l.reject()
-			l.log.Debug("connection refused: per-IP limit", "remote_ip", ip, "limit", l.max)
+			l.log.Warn("connection refused: server connection limit", "remote_ip", ip, "limit", l.conns.maxTotal)
 			continue
 		}
-		l.count[ip]++
-		l.mu.Unlock()
-		return &countedConn{Conn: c, release: func() { l.release(ip) }}, nil
-	}
-}
-
-func (l *capListener) release(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.count[ip]--; l.count[ip] <= 0 {
-		delete(l.count, ip)
+		cc.slot = slot
+		if evict != nil {
+			// The source is at its cap: its connection that made no
+			// progress for the longest goes, not the newcomer.
+			l.reject()
+			l.log.Debug("closing stalled connection: per-source limit", "source", evict.key.String(), "limit", l.conns.maxUnauth)
+			evict.closer()
+		}
+		return cc, nil
 	}
 }
 
@@ -108,17 +107,29 @@ func transientAcceptError(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
 }
 
-// countedConn releases its slot in the per-IP count once, when closed.
+// countedConn releases its slot in the connection table when closed.
 type countedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	slot *connSlot
 }
 
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	if c.slot != nil {
+		c.slot.release()
+	}
 	return err
+}
+
+// slotOf finds the table slot under an accepted connection (TLS wraps it).
+func slotOf(c net.Conn) *connSlot {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*countedConn); ok {
+		return cc.slot
+	}
+	return nil
 }
 
 // flowListener turns accepted connections into flowConns.
@@ -146,13 +157,15 @@ type flowConn struct {
 	transport string // "TCP" or "TLS"
 	raddr     netip.AddrPort
 	laddr     netip.AddrPort
+	slot      *connSlot // nil when not admitted by a capListener
 
 	// boundUntil (unix nanoseconds) is the latest expiry of a registration
 	// bound to this flow: a registered client may stay quiet that long.
 	boundUntil atomic.Int64
 
 	// Read side (sipgo's reader goroutine only).
-	buf      []byte // bytes read, not yet framed: buf[r:w]
+	limiter  *rate.Limiter // a registered flow's own rate limit (authlimits.go)
+	buf      []byte        // bytes read, not yet framed: buf[r:w]
 	r, w     int
 	scanned  int       // bytes of the current message searched for its header end
 	msgStart time.Time // arrival of the current message's first byte; zero between messages
@@ -172,6 +185,7 @@ func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
 		transport: transport,
 		raddr:     addrPort(c.RemoteAddr()),
 		laddr:     addrPort(c.LocalAddr()),
+		slot:      slotOf(c),
 		buf:       make([]byte, 4096),
 	}
 	fc.id = fmt.Sprintf("%s/%s/%d", transport, fc.raddr, t.nextID.Add(1))
@@ -180,8 +194,11 @@ func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
 }
 
 // extendBinding lets the flow idle until at least until (a registration
-// bound to it expires then).
+// bound to it expires then). The registration was digest-authenticated,
+// so the flow no longer counts against its source's connection cap and
+// outlives bans of its source (guard.go).
 func (c *flowConn) extendBinding(until time.Time) {
+	c.slot.authenticate()
 	for {
 		cur := c.boundUntil.Load()
 		if until.UnixNano() <= cur || c.boundUntil.CompareAndSwap(cur, until.UnixNano()) {
@@ -189,6 +206,10 @@ func (c *flowConn) extendBinding(until time.Time) {
 		}
 	}
 }
+
+// authenticated reports whether a digest-authenticated registration has
+// been bound to the flow.
+func (c *flowConn) authenticated() bool { return c.boundUntil.Load() != 0 }
 
 // Read hands sipgo the next inspected bytes.
 func (c *flowConn) Read(p []byte) (int, error) {
@@ -260,10 +281,10 @@ func (c *flowConn) frame() error {
 			c.scanned = scanned
 			return nil
 		}
-		if c.t.shield.bannedFlow(c.raddr.Addr()) {
+		if c.t.shield.bannedFlow(c) {
 			return endOfFlow(c.id, errBanned)
 		}
-		if reply, ok := c.t.shield.admitMessage(c.raddr.Addr(), in[:n], false); !ok {
+		if reply, ok := c.t.shield.admitFlow(c, in[:n]); !ok {
 			c.r += n
 			c.scanned = 0
 			c.msgStart = time.Time{}
@@ -284,6 +305,7 @@ func (c *flowConn) frame() error {
 			}
 		}
 		if v.deliver != nil {
+			c.slot.touch(time.Now())
 			c.out = append(c.out, v.deliver...)
 			return nil
 		}

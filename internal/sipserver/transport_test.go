@@ -456,6 +456,9 @@ func TestKeepalivePingPong(t *testing.T) {
 	}
 }
 
+// TestPerIPConnectionCap: at its cap of unauthenticated connections a
+// source's connection that made no progress for the longest is closed for
+// the newcomer, which is served.
 func TestPerIPConnectionCap(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxConnsPerIP = 2 })
 	a, b := dialTCP(t, e.addr), dialTCP(t, e.addr)
@@ -466,15 +469,19 @@ func TestPerIPConnectionCap(t *testing.T) {
 		}
 	}
 	third := dialTCP(t, e.addr)
-	if _, err := third.readRaw(2 * time.Second); err != io.EOF {
-		t.Fatalf("third connection: %v, want it closed", err)
+	third.send(t, optionsText(e.addr, "TCP"))
+	if m, err := third.read(2 * time.Second); status(m) != 200 {
+		t.Fatalf("third connection: %v %v, want served", m, err)
 	}
-	a.c.Close()
-	time.Sleep(100 * time.Millisecond)
-	fourth := dialTCP(t, e.addr)
-	fourth.send(t, optionsText(e.addr, "TCP"))
-	if m, err := fourth.read(2 * time.Second); status(m) != 200 {
-		t.Fatalf("after one closed, a new connection: %v %v", m, err)
+	if _, err := a.readRaw(2 * time.Second); err != io.EOF {
+		t.Fatalf("stalest connection: %v, want it closed", err)
+	}
+	b.send(t, optionsText(e.addr, "TCP"))
+	if m, err := b.read(2 * time.Second); status(m) != 200 {
+		t.Fatalf("the other connection: %v %v, want served", m, err)
+	}
+	if n := metricValue(e, "z5_sip_connections_rejected_total"); n != 1 {
+		t.Errorf("z5_sip_connections_rejected_total = %v, want 1", n)
 	}
 }
 

@@ -1,0 +1,189 @@
+package sipserver
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// checkRaw rejects what sipgo's parser lets through in a message's header
+// section (start line, header fields, final CRLF) but RFC 3261 §25 does
+// not allow: a NUL or other control byte outside folding whitespace,
+// a header name that is not a token (empty, containing a space, or
+// non-ASCII such as invalid UTF-8), a header line without a colon, a
+// continuation line before the first header, and a Request-URI or Via
+// port beyond 65535. Such a message could be read differently by the next
+// element than by us, so it is answered 400 rather than repaired.
+func checkRaw(hdr []byte) *sipError {
+	eol := bytes.Index(hdr, []byte("\r\n"))
+	if eol < 0 {
+		return nil // the framing reports it
+	}
+	start := hdr[:eol]
+	if hasControl(start) {
+		return &sipError{400, "Malformed Request-Line"}
+	}
+	if !bytes.HasPrefix(start, []byte("SIP/")) {
+		if parts := strings.Split(string(start), " "); len(parts) == 3 {
+			if !validPort(uriPort(parts[1])) {
+				return &sipError{400, "Malformed Request-URI"}
+			}
+		}
+	}
+	rest := hdr[eol+2:]
+	first := true
+	var name string
+	for len(rest) > 0 {
+		j := bytes.Index(rest, []byte("\r\n"))
+		var line []byte
+		if j < 0 {
+			line, rest = rest, nil
+		} else {
+			line, rest = rest[:j], rest[j+2:]
+		}
+		if len(line) == 0 {
+			break // end of the header section
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if first {
+				return &sipError{400, "Malformed Header Section"}
+			}
+			if badControl(line) {
+				return &sipError{400, "Malformed " + canonicalName(name) + " Header"}
+			}
+			continue
+		}
+		first = false
+		n, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return &sipError{400, "Malformed Header Section"}
+		}
+		// HCOLON allows spaces and tabs between the name and the colon.
+		n = bytes.TrimRight(n, " \t")
+		if !isToken(string(n)) {
+			return &sipError{400, "Malformed Header Name"}
+		}
+		name = strings.ToLower(string(n))
+		if long, ok := compactNames[name]; ok {
+			name = long
+		}
+		if badControl(value) {
+			return &sipError{400, "Malformed " + canonicalName(name) + " Header"}
+		}
+		if name == "via" && !viaPortsValid(string(value)) {
+			return &sipError{400, "Malformed Via Header"}
+		}
+	}
+	return nil
+}
+
+// hasControl reports a control byte other than HT: NUL, CR or LF out of
+// place, DEL.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// badControl reports a control byte in a header value other than HT or
+// one escaped in a quoted string (quoted-pair, RFC 3261 §25.1, allows
+// every byte but CR and LF after a backslash).
+func badControl(v []byte) bool {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\' && i+1 < len(v) && v[i+1] != '\r' && v[i+1] != '\n':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			return true
+		}
+	}
+	return false
+}
+
+// validPort accepts an absent port ("") or 0..65535 in decimal.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	if len(p) > 5 || strings.Trim(p, "0123456789") != "" {
+		return false
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n <= 65535
+}
+
+// uriPort returns the port of a SIP URI's hostport as written, "" when
+// there is none (or the URI is not sip/sips: the parser judges it).
+func uriPort(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, ":")
+	if !ok || !supportedScheme(scheme) {
+		return ""
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, ";?"); i >= 0 {
+		rest = rest[:i]
+	}
+	return hostPort(rest)
+}
+
+// hostPort returns the port of "host[:port]" ("[v6]:port" for IPv6).
+func hostPort(hp string) string {
+	if strings.HasPrefix(hp, "[") {
+		if i := strings.IndexByte(hp, ']'); i >= 0 {
+			hp = hp[i+1:]
+			_, p, _ := strings.Cut(hp, ":")
+			return p
+		}
+		return ""
+	}
+	if strings.Count(hp, ":") != 1 {
+		return ""
+	}
+	_, p, _ := strings.Cut(hp, ":")
+	return p
+}
+
+// viaPortsValid checks the sent-by port of each Via value in a header
+// field: "SIP/2.0/TCP host:port;params".
+func viaPortsValid(v string) bool {
+	for _, val := range splitQuoted(v, ',') {
+		val = strings.TrimSpace(val)
+		// sent-protocol, LWS, sent-by
+		i := strings.IndexAny(val, " \t")
+		if i < 0 {
+			continue
+		}
+		sentBy := strings.TrimSpace(val[i:])
+		if j := strings.IndexAny(sentBy, ";"); j >= 0 {
+			sentBy = sentBy[:j]
+		}
+		if !validPort(strings.TrimSpace(hostPort(strings.TrimSpace(sentBy)))) {
+			return false
+		}
+	}
+	return true
+}
+
+// splitQuoted splits s at sep outside double quotes.
+func splitQuoted(s string, sep byte) []string {
+	var out []string
+	quoted, from := false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '"':
+			quoted = !quoted
+		case s[i] == sep && !quoted:
+			out = append(out, s[from:i])
+			from = i + 1
+		}
+	}
+	return append(out, s[from:])
+}
