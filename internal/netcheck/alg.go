@@ -3,90 +3,19 @@ package netcheck
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
-// SIP ALG detection. `z5 check` sends the MCS an OPTIONS over TCP carrying
-// "X-Z5-Probe: alg", with its own address in Via and Contact and an SDP
-// body; the MCS echoes what it received in X-Z5-Echo-* headers and the
-// response body. A firewall's SIP ALG (or "SIP inspection") rewrites those
-// addresses on the way; Z5 needs none of that (its media is latched by the
-// relay) and ALGs are known to break registrations and calls, so a rewrite
-// is reported with the fix: turn the ALG off.
-const (
-	HeaderProbe       = "X-Z5-Probe"
-	HeaderEchoVia     = "X-Z5-Echo-Via"
-	HeaderEchoContact = "X-Z5-Echo-Contact"
-	// HeaderEchoLength is the size of the body the MCS received, so the
-	// client can tell a body the server did not echo from one an ALG
-	// rewrote.
-	HeaderEchoLength = "X-Z5-Echo-Length"
-	// EchoContentType labels the echoed body: not application/sdp, so an
-	// ALG on the way back leaves it alone.
-	EchoContentType = "application/x-z5-echo"
-
-	maxEchoBody   = 2048
-	maxEchoHeader = 512
-)
-
-// ALGEchoReply is the MCS side of the ALG check, for the SIP server's
-// OPTIONS handler: for an OPTIONS received over a reliable transport with
-// "X-Z5-Probe: alg" it returns the headers to add to the 200 response (the
-// top Via and the Contact as received, the body's length, and a
-// Content-Type when there is a body) and the body to send, the request's
-// own. ok is false for any other request, over UDP (no reflection of
-// spoofed datagrams), or when a value exceeds the size caps; answer such a
-// request as usual. The response is never much larger than the request.
-func ALGEchoReply(req *sipmsg.Request) (headers []sipmsg.Header, body []byte, ok bool) {
-	if req == nil || req.Method != sipmsg.OPTIONS || !sipmsg.IsReliable(req.Transport()) {
-		return nil, nil, false
-	}
-	h := req.GetHeader(HeaderProbe)
-	if h == nil || !strings.EqualFold(strings.TrimSpace(h.Value()), "alg") {
-		return nil, nil, false
-	}
-	via := req.Via()
-	if via == nil {
-		return nil, nil, false
-	}
-	viaV := via.Value()
-	contactV := ""
-	if ct := req.Contact(); ct != nil {
-		contactV = ct.Value()
-	}
-	b := req.Body()
-	if !headerSafe(viaV) || (contactV != "" && !headerSafe(contactV)) || len(b) > maxEchoBody {
-		return nil, nil, false
-	}
-	headers = []sipmsg.Header{sipmsg.NewHeader(HeaderEchoVia, viaV)}
-	if contactV != "" {
-		headers = append(headers, sipmsg.NewHeader(HeaderEchoContact, contactV))
-	}
-	headers = append(headers, sipmsg.NewHeader(HeaderEchoLength, strconv.Itoa(len(b))))
-	if len(b) > 0 {
-		headers = append(headers, sipmsg.NewHeader("Content-Type", EchoContentType))
-		body = slices.Clone(b)
-	}
-	return headers, body, true
-}
-
-// headerSafe: a value we may put back in a header line: bounded, no
-// control characters (so nothing can be injected into the response).
-func headerSafe(v string) bool {
-	if v == "" || len(v) > maxEchoHeader {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if v[i] < 0x20 || v[i] == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+// SIP ALG detection: the probe and the MCS's echo are algprobe's wire
+// format. A firewall's SIP ALG (or "SIP inspection") rewrites the addresses
+// on the way; Z5 needs none of that (its media is latched by the relay) and
+// ALGs are known to break registrations and calls, so a rewrite is
+// reported with the fix: turn the ALG off.
 
 // ALG verdicts.
 const (
@@ -121,7 +50,7 @@ type sentProbe struct {
 // compareEcho compares the MCS's echo in res with what was sent. An echo
 // is absent until the SIP server answers the probe header.
 func compareEcho(sent sentProbe, res *sipmsg.Response) (echoed bool, rewritten []string) {
-	ev := res.GetHeader(HeaderEchoVia)
+	ev := res.GetHeader(algprobe.HeaderEchoVia)
 	if ev == nil {
 		return false, nil
 	}
@@ -132,7 +61,7 @@ func compareEcho(sent sentProbe, res *sipmsg.Response) (echoed bool, rewritten [
 	} else if d := diffVia(sent.via, v); d != "" {
 		rewritten = append(rewritten, d)
 	}
-	if ec := res.GetHeader(HeaderEchoContact); ec == nil {
+	if ec := res.GetHeader(algprobe.HeaderEchoContact); ec == nil {
 		rewritten = append(rewritten, "Contact: removed on the way")
 	} else {
 		hs, err := parser.ParseHeader(nil, []byte("Contact: "+ec.Value()))
@@ -144,7 +73,7 @@ func compareEcho(sent sentProbe, res *sipmsg.Response) (echoed bool, rewritten [
 	}
 	got := res.Body()
 	n := -1
-	if h := res.GetHeader(HeaderEchoLength); h != nil {
+	if h := res.GetHeader(algprobe.HeaderEchoLength); h != nil {
 		if v, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
 			n = v
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
 // sipText turns a readable message (LF, leading tabs) into wire form:
@@ -88,67 +89,6 @@ func parseRequest(t *testing.T, b []byte, transport string) *sipmsg.Request {
 	return req
 }
 
-func TestALGEchoReply(t *testing.T) {
-	body := "v=0\r\no=z5-check 1 1 IN IP4 10.0.0.5\r\ns=z5 check\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\nc=IN IP4 10.1.2.3\r\n"
-	for _, tc := range []struct {
-		name      string
-		msg       string
-		transport string
-		want      []string // "Name: value" of the headers, nil: no echo
-		body      string
-	}{
-		{"probe over tcp", probeOptions, "TCP", []string{
-			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc;rport",
-			"X-Z5-Echo-Contact: <sip:z5-check@10.0.0.5:51000;transport=tcp>",
-			"X-Z5-Echo-Length: " + itoa(len(body)),
-			"Content-Type: application/x-z5-echo",
-		}, body},
-		{"probe over tls", probeOptions, "TLS", []string{
-			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc;rport",
-			"X-Z5-Echo-Contact: <sip:z5-check@10.0.0.5:51000;transport=tcp>",
-			"X-Z5-Echo-Length: " + itoa(len(body)),
-			"Content-Type: application/x-z5-echo",
-		}, body},
-		{"over udp: never reflected", probeOptions, "UDP", nil, ""},
-		{"no probe header", strings.Replace(probeOptions, "X-Z5-Probe: alg", "X-Other: 1", 1), "TCP", nil, ""},
-		{"other probe value", strings.Replace(probeOptions, "X-Z5-Probe: alg", "X-Z5-Probe: rtp", 1), "TCP", nil, ""},
-		{"not OPTIONS", strings.Replace(strings.Replace(probeOptions, "OPTIONS sip", "MESSAGE sip", 1), "1 OPTIONS", "1 MESSAGE", 1), "TCP", nil, ""},
-		{"no body, no contact", `
-			OPTIONS sip:198.18.1.21 SIP/2.0
-			Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc
-			From: <sip:a@b>;tag=1
-			To: <sip:198.18.1.21>
-			Call-ID: alg-2
-			CSeq: 1 OPTIONS
-			x-z5-probe: ALG`, "TCP", []string{
-			"X-Z5-Echo-Via: SIP/2.0/TCP 10.0.0.5:51000;branch=z9hG4bKabc",
-			"X-Z5-Echo-Length: 0",
-		}, ""},
-		{"body over the cap", strings.Replace(probeOptions, "t=0 0", "a="+strings.Repeat("x", maxEchoBody)+"\n\tt=0 0", 1), "TCP", nil, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req := parseRequest(t, sipText(tc.msg), tc.transport)
-			hs, b, ok := ALGEchoReply(req)
-			if ok != (tc.want != nil) {
-				t.Fatalf("ok = %v", ok)
-			}
-			var got []string
-			for _, h := range hs {
-				got = append(got, h.Name()+": "+h.Value())
-			}
-			if d := cmp.Diff(tc.want, got); d != "" {
-				t.Errorf("headers (-want +got):\n%s", d)
-			}
-			if string(b) != tc.body {
-				t.Errorf("body %q, want %q", b, tc.body)
-			}
-		})
-	}
-	if _, _, ok := ALGEchoReply(nil); ok {
-		t.Error("nil request echoed")
-	}
-}
-
 // TestCompareEcho runs the client's comparison against the server's echo,
 // with and without the rewriting an ALG does between them.
 func TestCompareEcho(t *testing.T) {
@@ -178,7 +118,7 @@ func TestCompareEcho(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := parseRequest(t, []byte(tc.rewrite(string(wire))), "TCP")
 			res := sipmsg.NewResponseFromRequest(got, 200, "OK", nil)
-			hs, body, ok := ALGEchoReply(got)
+			hs, body, ok := algprobe.EchoReply(got)
 			if !ok {
 				t.Fatal("no echo")
 			}
@@ -243,11 +183,11 @@ func FuzzALGEcho(f *testing.F) {
 		switch m := m.(type) {
 		case *sipmsg.Request:
 			m.SetTransport("TCP")
-			hs, body, ok := ALGEchoReply(m)
+			hs, body, ok := algprobe.EchoReply(m)
 			if !ok {
 				return
 			}
-			if len(body) > maxEchoBody {
+			if len(body) > algprobe.MaxEchoBody {
 				t.Fatalf("echoed %d bytes", len(body))
 			}
 			for _, h := range hs {

@@ -31,6 +31,7 @@ import (
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
 // The test provider: every role on 127.0.0.1, each on its own port.
@@ -342,7 +343,7 @@ func serveSIPConn(c net.Conn, b sipBehaviour) {
 		}
 		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
 		if b != sipNoEcho {
-			if hs, body, ok := ALGEchoReply(req); ok {
+			if hs, body, ok := algprobe.EchoReply(req); ok {
 				for _, h := range hs {
 					res.AppendHeader(h)
 				}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
 // maxSIPResponse bounds what the SIP probe reads.
@@ -97,7 +99,7 @@ func (c *checker) optionsRequest(dest, local netip.AddrPort) (*sipmsg.Request, s
 		Port: int(local.Port()), UriParams: sipmsg.NewParams()}}
 	contact.Address.UriParams.Add("transport", "tcp")
 	req.AppendHeader(contact)
-	req.AppendHeader(sipmsg.NewHeader(HeaderProbe, "alg"))
+	req.AppendHeader(sipmsg.NewHeader(algprobe.HeaderProbe, algprobe.ProbeALG))
 	req.AppendHeader(sipmsg.NewHeader("User-Agent", c.opts.UserAgent))
 	req.AppendHeader(sipmsg.NewHeader("Accept", "application/sdp"))
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))

@@ -46,9 +46,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/netcheck"
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
 // Config configures a Server.
@@ -743,8 +743,8 @@ func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		sipmsg.NewHeader("Supported", strings.Join(supportedOptions, ", ")),
 	}
 	// `z5 check` asks over TCP what we received, to spot a SIP ALG on the
-	// customer's firewall rewriting its messages (netcheck.ALGEchoReply).
-	if echo, body, ok := netcheck.ALGEchoReply(req); ok {
+	// customer's firewall rewriting its messages (algprobe.EchoReply).
+	if echo, body, ok := algprobe.EchoReply(req); ok {
 		res := sipmsg.NewResponseFromRequest(req, 200, "OK", body)
 		for _, h := range append(hs, echo...) {
 			res.AppendHeader(h)
