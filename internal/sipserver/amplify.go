@@ -286,9 +286,9 @@ func (b *byteBudget) take(n int, now time.Time) bool {
 
 // udpTx wraps the server transaction of a request that arrived over UDP.
 // Until the request is authenticated (trust), its responses are sent
-// statelessly through the amplification budget: the transaction is
-// ended first, so sipgo neither retransmits a final response (Timer G)
-// nor sends its own 100 Trying.
+// statelessly through the amplification budget: the transaction is ended
+// before a final response goes out, so sipgo does not retransmit it
+// (Timer G); sipgo's own 100 Trying in the meantime is dropped (classify).
 type udpTx struct {
 	sipmsg.ServerTransaction
 	s        *Server

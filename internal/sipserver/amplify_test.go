@@ -33,6 +33,7 @@ func TestUDPAmplification(t *testing.T) {
 		t.Run("Z5 device refused over UDP", testZ5DeviceUDPRegisterRefused)
 		t.Run("UDP bindings per address capped", testUDPBindingsPerAddrCapped)
 		t.Run("canceled UDP forks stop retransmitting", testCanceledForksStopRetransmitting)
+		t.Run("answered call stops the other UDP forks", testAnsweredCallStopsSilentForks)
 		return
 	}
 	reexecInNetns(t, "TestUDPAmplification", "Z5_AMPLIFY_NETNS", "")
@@ -388,6 +389,45 @@ func testCanceledForksStopRetransmitting(t *testing.T) {
 		forks, before, after, metricValue(e, "z5_sip_udp_fork_retransmissions_suppressed_total"))
 	if after != 0 {
 		t.Fatalf("%d INVITE retransmissions reached the forks after CANCEL, want 0", after)
+	}
+}
+
+// Hole 3: when one branch answers, the other UDP branches, which never
+// answered, get no more INVITEs either.
+func testAnsweredCallStopsSilentForks(t *testing.T) {
+	e := newEnv(t, nil)
+	caller, callee := twoPhones(t, e) // bob's answering phone, over TCP
+	const silentForks = 2
+	var silent []*udpPeer
+	for range silentForks {
+		p := newUDPPeer(t)
+		if res := registerUDP(t, e, p, bob, "bob", "secret-b"); res.StatusCode != 200 {
+			t.Fatalf("bob's binding at %s: %d %s", p.addr, res.StatusCode, res.Reason)
+		}
+		silent = append(silent, p)
+	}
+	done := caller.inviteAsync(context.Background(), bob)
+	ic := callee.nextCall(5 * time.Second)
+	for _, p := range silent {
+		waitFor(t, "INVITE at "+p.addr.String(), func() bool { return p.count("INVITE ") > 0 })
+	}
+	go ic.dlg.RespondSDP(callee.sdp())
+	if res := wait(t, done, "the answer"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	defer ic.finish()
+	before := make([]int, silentForks)
+	for i, p := range silent {
+		before[i] = p.count("INVITE ")
+	}
+	time.Sleep(4 * time.Second)
+	after := 0
+	for i, p := range silent {
+		after += p.count("INVITE ") - before[i]
+	}
+	t.Logf("call answered on TCP; %d silent UDP forks: INVITEs before the answer %v, after it %d in 4 s", silentForks, before, after)
+	if after != 0 {
+		t.Fatalf("%d INVITE retransmissions reached the silent forks after the answer, want 0", after)
 	}
 }
 
