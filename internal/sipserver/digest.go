@@ -33,11 +33,12 @@ import (
 // that received it (a forged REGISTER cannot answer a challenge it never
 // saw); over TCP and TLS the handshake proves the address and the nonce is
 // bound to the IP alone, so a client reconnecting from a new port keeps
-// it. One older than the TTL earns 401 with stale=true. What does need state is replay
-// protection: for each nonce that has authenticated a request, the highest
-// nonce-count seen; a request repeating an nc (or going back) is refused.
-// Entries exist only for nonces that passed a full digest check, so only
-// holders of a password can add them, and they leave with the nonce's TTL.
+// it. One older than the TTL earns 401 with stale=true. What does need
+// state is replay protection: for each nonce that has authenticated a
+// request, the highest nonce-count seen; a request repeating an nc (or
+// going back) is refused. Entries exist only for nonces that passed a full
+// digest check, so only holders of a password can add them, and they leave
+// with the nonce's TTL.
 
 // Errors of digest verification.
 var (
