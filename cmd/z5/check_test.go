@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/firewall"
+	"github.com/z5vrs/z5/internal/egress"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/netcheck"
 	"github.com/z5vrs/z5/internal/pki"
@@ -110,10 +110,10 @@ func TestPrintReport(t *testing.T) {
 		}
 		return out
 	}
-	dnsU := rule(1, firewall.GroupNaming, netcheck.CheckDNS, "udp", 53, 53, "198.18.1.53", "198.18.1.53")
-	dnsT := rule(1, firewall.GroupNaming, netcheck.CheckDNS, "tcp", 53, 53, "198.18.1.53", "198.18.1.53")
-	zd := rule(2, firewall.GroupZDial, netcheck.CheckZDial, "tcp", 443, 443, "198.18.1.114", "zdial.z5.test")
-	rtp := rule(5, firewall.GroupRTP, netcheck.CheckRTP, "udp", 10000, 65535, "198.18.1.21", "mcs1.mcs.z5.test")
+	dnsU := rule(1, egress.GroupNaming, netcheck.CheckDNS, "udp", 53, 53, "198.18.1.53", "198.18.1.53")
+	dnsT := rule(1, egress.GroupNaming, netcheck.CheckDNS, "tcp", 53, 53, "198.18.1.53", "198.18.1.53")
+	zd := rule(2, egress.GroupZDial, netcheck.CheckZDial, "tcp", 443, 443, "198.18.1.114", "zdial.z5.test")
+	rtp := rule(5, egress.GroupRTP, netcheck.CheckRTP, "udp", 10000, 65535, "198.18.1.21", "mcs1.mcs.z5.test")
 	rep := &netcheck.Report{
 		Provider: "Z5 test",
 		Elapsed:  netcheck.Millis(2100 * time.Millisecond),

@@ -10,7 +10,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/pki"
-	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/provider"
 	"github.com/z5vrs/z5/internal/rue"
 )
 
@@ -22,20 +22,20 @@ func TestLoadProfileAcceptsRUEConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _, _ := ed25519.GenerateKey(nil)
-	prof := profile.FromConfig(cfg, ca.CertPEM(), pub)
+	prof := provider.NewProfile(cfg, ca.CertPEM(), pub)
 
 	plain := filepath.Join(dir, "provider.json")
 	if err := prof.Save(plain); err != nil {
 		t.Fatal(err)
 	}
 	ruePath := filepath.Join(dir, "rue.json")
-	b, err := json.Marshal(rue.FromConfig(cfg, prof))
+	b, err := json.Marshal(provider.NewRUE(prof))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(ruePath, b, 0o644)
 	noExt := filepath.Join(dir, "rue-plain.json")
-	b, _ = json.Marshal(rue.FromConfig(cfg, nil))
+	b, _ = json.Marshal(rue.ForProfile(prof))
 	os.WriteFile(noExt, b, 0o644)
 	junk := filepath.Join(dir, "junk.json")
 	os.WriteFile(junk, []byte(`{"hello":1}`), 0o644)

@@ -12,11 +12,12 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/z5vrs/z5/internal/portrange"
 )
 
 // Roles a node can run.
@@ -107,41 +108,9 @@ type Health struct {
 	DeadAfter time.Duration `toml:"dead_after"`
 }
 
-// PortRange is an inclusive UDP/TCP port range written "10000-65535".
-type PortRange struct {
-	Min, Max int
-}
-
-// UnmarshalText parses "MIN-MAX" or a single port.
-func (r *PortRange) UnmarshalText(b []byte) error {
-	s := strings.TrimSpace(string(b))
-	lo, hi, found := strings.Cut(s, "-")
-	a, err := strconv.Atoi(strings.TrimSpace(lo))
-	if err != nil {
-		return fmt.Errorf("port range %q: %w", s, err)
-	}
-	z := a
-	if found {
-		if z, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil {
-			return fmt.Errorf("port range %q: %w", s, err)
-		}
-	}
-	r.Min, r.Max = a, z
-	return nil
-}
-
-// MarshalText writes "MIN-MAX".
-func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
-
-func (r PortRange) String() string {
-	if r.Min == r.Max {
-		return strconv.Itoa(r.Min)
-	}
-	return fmt.Sprintf("%d-%d", r.Min, r.Max)
-}
-
-// Size is the number of ports in the range.
-func (r PortRange) Size() int { return r.Max - r.Min + 1 }
+// PortRange is an inclusive UDP/TCP port range written "10000-65535"; its
+// home is the leaf package portrange, which the client reads too.
+type PortRange = portrange.Range
 
 // Error is a validation problem pinned to a place in the file.
 type Error struct {
@@ -233,7 +202,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Ports.SIP, 5060)
 	def(&c.Ports.Metrics, 9090)
 	if c.Ports.RTP == (PortRange{}) {
-		c.Ports.RTP = PortRange{10000, 65535}
+		c.Ports.RTP = PortRange{Min: 10000, Max: 65535}
 	}
 	if c.Provider.Name == "" {
 		c.Provider.Name = "Z5"

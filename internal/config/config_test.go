@@ -8,7 +8,7 @@ import (
 
 func TestDevConfigValid(t *testing.T) {
 	c := Dev(t.TempDir())
-	if got := c.Ports.RTP; got != (PortRange{20000, 39999}) {
+	if got := c.Ports.RTP; got != (PortRange{Min: 20000, Max: 39999}) {
 		t.Errorf("dev rtp range = %v", got)
 	}
 	if n := c.NodesWithRole(RoleMCS); len(n) != 1 || n[0].Addr().String() != "127.0.0.1" {
@@ -36,7 +36,7 @@ func TestTwoSitesMirrorsSeed(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("nodes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if c.Ports.RTP != (PortRange{10000, 65535}) || c.Ports.SIP != 5060 || c.Ports.DNS != 53 {
+	if c.Ports.RTP != (PortRange{Min: 10000, Max: 65535}) || c.Ports.SIP != 5060 || c.Ports.DNS != 53 {
 		t.Errorf("ports = %+v", c.Ports)
 	}
 	if c.SIP.NoAnswerTimeout.Minutes() < 3 {

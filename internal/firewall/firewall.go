@@ -17,22 +17,14 @@ import (
 	"strings"
 
 	"github.com/z5vrs/z5/internal/config"
-)
-
-// Groups, in the seed's order and spelling; they head the seed's formal list.
-const (
-	GroupNaming = "Naming"
-	GroupZDial  = "ZDial"
-	GroupMCS    = "MCS license and address-book"
-	GroupSIP    = "SIP"
-	GroupRTP    = "RTP"
+	"github.com/z5vrs/z5/internal/egress"
 )
 
 // Rule is one outbound permission: Proto to Dest on Ports, from any source
 // port of the customer's network.
 type Rule struct {
 	Step    int    // the seed's step, 1-5
-	Group   string // one of the Group constants
+	Group   string // an egress.Group* constant
 	Proto   string // "udp" or "tcp"
 	Ports   config.PortRange
 	Dest    netip.Addr
@@ -80,17 +72,17 @@ func Rules(c *config.Config) []Rule {
 	}
 	single := func(p int) config.PortRange { return config.PortRange{Min: p, Max: p} }
 	p := c.Ports
-	add(1, GroupNaming, "udp", single(p.DNS), config.RoleDNS, purposeDNS)
+	add(1, egress.GroupNaming, "udp", single(p.DNS), config.RoleDNS, purposeDNS)
 	// DNS needs TCP as well as UDP: answers larger than the UDP size limit
 	// are truncated and retried over TCP.
-	add(1, GroupNaming, "tcp", single(p.DNS), config.RoleDNS, purposeDNS)
-	add(2, GroupZDial, "tcp", single(p.ZDialHTTPS), config.RoleZDial, purposeZDial)
-	add(3, GroupMCS, "tcp", single(p.MCSHTTPS), config.RoleMCS, purposeMCS)
-	add(4, GroupSIP, "tcp", single(p.SIP), config.RoleMCS, purposeSIP)
+	add(1, egress.GroupNaming, "tcp", single(p.DNS), config.RoleDNS, purposeDNS)
+	add(2, egress.GroupZDial, "tcp", single(p.ZDialHTTPS), config.RoleZDial, purposeZDial)
+	add(3, egress.GroupMCS, "tcp", single(p.MCSHTTPS), config.RoleMCS, purposeMCS)
+	add(4, egress.GroupSIP, "tcp", single(p.SIP), config.RoleMCS, purposeSIP)
 	if p.SIPTLS != 0 {
-		add(4, GroupSIP, "tcp", single(p.SIPTLS), config.RoleMCS, purposeSIPTLS)
+		add(4, egress.GroupSIP, "tcp", single(p.SIPTLS), config.RoleMCS, purposeSIPTLS)
 	}
-	add(5, GroupRTP, "udp", p.RTP, config.RoleMCS, purposeRTP)
+	add(5, egress.GroupRTP, "udp", p.RTP, config.RoleMCS, purposeRTP)
 	return out
 }
 

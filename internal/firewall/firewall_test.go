@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/egress"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -113,7 +114,7 @@ func TestRulesMatchSeed(t *testing.T) {
 		case f[0] == "#":
 			group = strings.Join(f[1:], " ")
 			if strings.HasPrefix(group, "RTP ") {
-				group = GroupRTP
+				group = egress.GroupRTP
 			}
 		case len(f) == 4 && f[0] == "outbound":
 			want = append(want, tuple{group, f[1], f[2], f[3]})

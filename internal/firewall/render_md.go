@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/egress"
 )
 
 // renderMarkdown regenerates the seed document for this deployment: what
@@ -29,7 +30,7 @@ func renderMarkdown(b *bytes.Buffer, c *config.Config, rules []Rule) {
 	fmt.Fprint(b, "## Step 1: DNS resolution\n\n")
 	para(b, "The client resolves %s directly against the %s nameservers.",
 		quotedList(resolvedNames(c)), provider)
-	naming := byGroup[GroupNaming]
+	naming := byGroup[egress.GroupNaming]
 	if req := requirement(naming); req != "" {
 		para(b, "This requires %s to be allowed through the customer's DNS servers and/or "+
 			"firewall to reach the %s nameservers:", req, provider)
@@ -46,15 +47,15 @@ func renderMarkdown(b *bytes.Buffer, c *config.Config, rules []Rule) {
 	para(b, "The client first authenticates to the ZDial server (%s) over HTTPS. If the "+
 		"customer profile holds more than one phone number, the client also selects the "+
 		"one to use here.", c.Names.ZDial)
-	stepRequires(b, byGroup[GroupZDial])
+	stepRequires(b, byGroup[egress.GroupZDial])
 
 	fmt.Fprint(b, "## Step 3: license and address book (MCS)\n\n")
 	para(b, "From here on everything goes through the MCS, the provider's carrier server: "+
 		"address book, SIP signalling and media. The client queries the MCS over HTTPS to "+
 		"obtain a license for its SIP stack and to download the phone's address book.")
-	stepRequires(b, byGroup[GroupMCS])
+	stepRequires(b, byGroup[egress.GroupMCS])
 
-	sip := byGroup[GroupSIP]
+	sip := byGroup[egress.GroupSIP]
 	fmt.Fprint(b, "## Step 4: SIP registration and calls\n\n")
 	para(b, "The client registers and authenticates with the MCS (SIP domain %s) using SIP "+
 		"over a TCP connection it opens to %s. All signalling, incoming calls included, "+
@@ -65,7 +66,7 @@ func renderMarkdown(b *bytes.Buffer, c *config.Config, rules []Rule) {
 	para(b, "During a call the client sends and receives audio and video as RTP and RTCP "+
 		"over UDP. All media is proxied through the MCS; it never flows directly between "+
 		"the parties.")
-	stepRequires(b, byGroup[GroupRTP])
+	stepRequires(b, byGroup[egress.GroupRTP])
 
 	fmt.Fprint(b, "## Formal list\n\n")
 	para(b, "Here is the formal list of ports and IP addresses that need to be permitted:")
@@ -169,7 +170,7 @@ func sourcePortNote(rules []Rule) string {
 			protos = append(protos, p)
 		}
 	}
-	if len(rules) > 0 && rules[0].Group == GroupRTP {
+	if len(rules) > 0 && rules[0].Group == egress.GroupRTP {
 		return "UDP source ports are chosen by the client and may be any port: the rules " +
 			"restrict only the destination. The MCS sends media back to the address and " +
 			"port the client sends from, which a stateful firewall lets in."

@@ -7,16 +7,17 @@ import (
 	"strings"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/egress"
 )
 
 // seedHeadings are the seed's group headings; RTP's carries the seed's
 // reminder that media never flows peer to peer.
 var seedHeadings = map[string]string{
-	GroupNaming: "# Naming",
-	GroupZDial:  "# ZDial",
-	GroupMCS:    "# MCS license and address-book",
-	GroupSIP:    "# SIP",
-	GroupRTP:    "# RTP (all media is proxied through the MCS)",
+	egress.GroupNaming: "# Naming",
+	egress.GroupZDial:  "# ZDial",
+	egress.GroupMCS:    "# MCS license and address-book",
+	egress.GroupSIP:    "# SIP",
+	egress.GroupRTP:    "# RTP (all media is proxied through the MCS)",
 }
 
 func seedHeading(group string) string {

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/rue"
 )
 
@@ -182,10 +182,14 @@ func TestXCardAPI(t *testing.T) {
 }
 
 func TestRUEConfig(t *testing.T) {
-	dev := config.Dev(t.TempDir())
+	// The dev stack's names and ports, as internal/provider puts them in
+	// the profile.
 	e := newEnv(t, func(c *Config) {
-		c.RUE = rue.FromConfig(dev, nil)
-		c.Provider = dev.Provider.Name
+		c.RUE = rue.ForProfile(&profile.Profile{
+			Names: profile.Names{LBMCS: "lb.mcs.z5.test", SIPDomain: "mcs.z5.test", MCS: []string{"mcs1.mcs.z5.test"}},
+			Ports: profile.Ports{MCSHTTPS: 9443, SIP: 5060},
+		})
+		c.Provider = "Z5 dev"
 	})
 	r := e.do("GET", rue.PathConfig, "", "").want(t, 200)
 	anon, err := rue.Parse(r.body)

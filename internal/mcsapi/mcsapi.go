@@ -39,7 +39,8 @@ type Config struct {
 	MaxContacts int      // per number
 	MaxBody     int64    // bytes of any request body
 	// RUE is the RFC 9248 provider configuration served at rue.PathConfig
-	// (rue.go); nil: not served. ConfigFrom builds it from the deployment.
+	// (rue.go); nil: not served. The provider builds it from the profile
+	// (provider.NewRUE), which needs the CA and license key ConfigFrom lacks.
 	RUE *rue.Config
 	// Provider names the deployment in the RFC 9248 provider list.
 	Provider string
@@ -132,7 +133,6 @@ func ConfigFrom(c *config.Config) Config {
 		Issuer:      c.Names.SIPDomain,
 		MaxContacts: c.MCS.MaxContacts,
 		MaxBody:     int64(c.MCS.MaxBody),
-		RUE:         rue.FromConfig(c, nil),
 		Provider:    c.Provider.Name,
 		RateLimit:   float64(c.MCS.RateLimit),
 		RateBurst:   c.MCS.RateBurst,

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/firewall"
+	"github.com/z5vrs/z5/internal/egress"
+	"github.com/z5vrs/z5/internal/portrange"
 	"github.com/z5vrs/z5/internal/profile"
 )
 
@@ -27,11 +27,11 @@ const (
 // same steps, groups, order and seed rendering, so what `z5 check` names
 // is a line of the list the admin was given.
 type Rule struct {
-	Step  int              `json:"step"`
-	Group string           `json:"group"` // a firewall.Group* constant
-	Check string           `json:"check"` // a Check* constant
-	Proto string           `json:"proto"`
-	Ports config.PortRange `json:"ports"`
+	Step  int             `json:"step"`
+	Group string          `json:"group"` // a egress.Group* constant
+	Check string          `json:"check"` // a Check* constant
+	Proto string          `json:"proto"`
+	Ports portrange.Range `json:"ports"`
 	// Dest is the address to allow; invalid when Name did not resolve.
 	Dest netip.Addr `json:"destination"`
 	// Name is the DNS name that led to Dest, or the nameserver's address.
@@ -96,8 +96,8 @@ func NameserverRules(p *profile.Profile) ([]Rule, error) {
 				return nil, fmt.Errorf("profile nameserver %q: %w", ns, err)
 			}
 			port := int(ap.Port())
-			out = append(out, Rule{Step: 1, Group: firewall.GroupNaming, Check: CheckDNS, Proto: proto,
-				Ports: config.PortRange{Min: port, Max: port}, Dest: ap.Addr().Unmap(), Name: ap.Addr().Unmap().String(),
+			out = append(out, Rule{Step: 1, Group: egress.GroupNaming, Check: CheckDNS, Proto: proto,
+				Ports: portrange.Single(port), Dest: ap.Addr().Unmap(), Name: ap.Addr().Unmap().String(),
 				Required: true})
 		}
 	}
@@ -117,8 +117,7 @@ func Rules(p *profile.Profile, addrs map[string][]netip.Addr) ([]Rule, error) {
 	if err != nil {
 		return nil, err
 	}
-	single := func(port int) config.PortRange { return config.PortRange{Min: port, Max: port} }
-	add := func(step int, group, check, proto string, ports config.PortRange, names []string, required bool) {
+	add := func(step int, group, check, proto string, ports portrange.Range, names []string, required bool) {
 		for _, name := range names {
 			as := addrs[name]
 			if len(as) == 0 {
@@ -131,13 +130,13 @@ func Rules(p *profile.Profile, addrs map[string][]netip.Addr) ([]Rule, error) {
 			}
 		}
 	}
-	add(2, firewall.GroupZDial, CheckZDial, "tcp", single(p.Ports.ZDialHTTPS), []string{p.Names.ZDial}, true)
-	add(3, firewall.GroupMCS, CheckMCS, "tcp", single(p.Ports.MCSHTTPS), p.Names.MCS, true)
-	add(4, firewall.GroupSIP, CheckSIP, "tcp", single(p.Ports.SIP), p.Names.MCS, true)
+	add(2, egress.GroupZDial, CheckZDial, "tcp", portrange.Single(p.Ports.ZDialHTTPS), []string{p.Names.ZDial}, true)
+	add(3, egress.GroupMCS, CheckMCS, "tcp", portrange.Single(p.Ports.MCSHTTPS), p.Names.MCS, true)
+	add(4, egress.GroupSIP, CheckSIP, "tcp", portrange.Single(p.Ports.SIP), p.Names.MCS, true)
 	if p.Ports.SIPTLS != 0 {
-		add(4, firewall.GroupSIP, CheckSIPTLS, "tcp", single(p.Ports.SIPTLS), p.Names.MCS, false)
+		add(4, egress.GroupSIP, CheckSIPTLS, "tcp", portrange.Single(p.Ports.SIPTLS), p.Names.MCS, false)
 	}
-	add(5, firewall.GroupRTP, CheckRTP, "udp", rtp, p.Names.MCS, true)
+	add(5, egress.GroupRTP, CheckRTP, "udp", rtp, p.Names.MCS, true)
 	return dedup(out), nil
 }
 
@@ -161,8 +160,8 @@ func dedup(rules []Rule) []Rule {
 	return out
 }
 
-func parseRange(s string) (config.PortRange, error) {
-	var pr config.PortRange
+func parseRange(s string) (portrange.Range, error) {
+	var pr portrange.Range
 	if err := pr.UnmarshalText([]byte(s)); err != nil {
 		return pr, fmt.Errorf("profile ports.rtp %q: %w", s, err)
 	}

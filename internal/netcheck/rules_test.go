@@ -9,9 +9,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/egress"
 	"github.com/z5vrs/z5/internal/firewall"
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
+	z5provider "github.com/z5vrs/z5/internal/provider"
 )
 
 // TestRulesMatchFirewall: the rules z5 check derives from the profile and
@@ -28,7 +30,7 @@ func TestRulesMatchFirewall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := profile.FromConfig(c, ca.CertPEM())
+			p := z5provider.NewProfile(c, ca.CertPEM())
 			// What the provider's DNS answers: every role name to the
 			// addresses of the nodes holding it, each node's hosts to it.
 			addrs := map[string][]netip.Addr{}
@@ -64,15 +66,15 @@ func TestRuleRendering(t *testing.T) {
 		r         Rule
 		seed, nft string
 	}{
-		{Rule{Step: 1, Group: firewall.GroupNaming, Check: CheckDNS, Proto: "udp", Ports: config.PortRange{Min: 53, Max: 53},
+		{Rule{Step: 1, Group: egress.GroupNaming, Check: CheckDNS, Proto: "udp", Ports: config.PortRange{Min: 53, Max: 53},
 			Dest: netip.MustParseAddr("208.94.16.61")},
 			"outbound 53 udp  208.94.16.61",
 			`nft add rule inet z5_egress output ip daddr 208.94.16.61 udp dport 53 accept comment "z5 step 1 Naming"`},
-		{Rule{Step: 5, Group: firewall.GroupRTP, Check: CheckRTP, Proto: "udp", Ports: rtp,
+		{Rule{Step: 5, Group: egress.GroupRTP, Check: CheckRTP, Proto: "udp", Ports: rtp,
 			Dest: netip.MustParseAddr("2001:db8::21")},
 			"outbound 10000-65535 udp  2001:db8::21",
 			`nft add rule inet z5_egress output ip6 daddr 2001:db8::21 udp dport 10000-65535 accept comment "z5 step 5 RTP"`},
-		{Rule{Step: 2, Group: firewall.GroupZDial, Check: CheckZDial, Proto: "tcp", Ports: config.PortRange{Min: 443, Max: 443},
+		{Rule{Step: 2, Group: egress.GroupZDial, Check: CheckZDial, Proto: "tcp", Ports: config.PortRange{Min: 443, Max: 443},
 			Name: "zdial.champvrs.com"},
 			"outbound 443 tcp  <zdial.champvrs.com: not resolved>", ""},
 	} {

@@ -2,23 +2,21 @@
 // needs before step 1 — which nameservers to ask, which names to resolve,
 // which ports to use, which CA to trust and which keys sign licenses. The
 // provider publishes it (`z5d profile`, provider.json in dev) and `z5 login
-// --profile` reads it.
+// --profile` reads it. internal/provider builds it from the deployment;
+// this package links no server code, so the client can read it.
 package profile
 
 import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"strconv"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/license"
-	"github.com/z5vrs/z5/internal/pki"
 )
 
 // Profile is provider.json.
@@ -50,37 +48,6 @@ type Ports struct {
 	SIP        int    `json:"sip"`
 	SIPTLS     int    `json:"sip_tls,omitempty"`
 	RTP        string `json:"rtp"`
-}
-
-// FromConfig builds the profile of a deployment.
-func FromConfig(c *config.Config, caPEM []byte, keys ...ed25519.PublicKey) *Profile {
-	p := &Profile{
-		Version:  1,
-		Provider: c.Provider.Name,
-		Names: Names{
-			ZDial:     c.Names.ZDial,
-			LBMCS:     c.Names.LBMCS,
-			SIPDomain: c.Names.SIPDomain,
-		},
-		Ports: Ports{
-			ZDialHTTPS: c.Ports.ZDialHTTPS,
-			MCSHTTPS:   c.Ports.MCSHTTPS,
-			SIP:        c.Ports.SIP,
-			SIPTLS:     c.Ports.SIPTLS,
-			RTP:        c.Ports.RTP.String(),
-		},
-		CAPEM: string(caPEM),
-	}
-	for _, n := range c.NodesWithRole(config.RoleDNS) {
-		p.Nameservers = append(p.Nameservers, net.JoinHostPort(n.Address, strconv.Itoa(c.Ports.DNS)))
-	}
-	for _, n := range c.NodesWithRole(config.RoleMCS) {
-		p.Names.MCS = append(p.Names.MCS, n.Hosts...)
-	}
-	for _, k := range keys {
-		p.LicenseKeys = append(p.LicenseKeys, license.EncodePublicKey(k))
-	}
-	return p
 }
 
 // Load reads and validates a profile file.
@@ -140,7 +107,11 @@ func (p *Profile) Validate() error {
 
 // CAPool is the trust anchor for every HTTPS and SIP-TLS connection.
 func (p *Profile) CAPool() (*x509.CertPool, error) {
-	cert, err := pki.ParseCertPEM([]byte(p.CAPEM))
+	blk, _ := pem.Decode([]byte(p.CAPEM))
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("ca_pem: no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("ca_pem: %w", err)
 	}

@@ -32,7 +32,6 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/relay"
-	"github.com/z5vrs/z5/internal/rue"
 	"github.com/z5vrs/z5/internal/sipserver"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/zdial"
@@ -146,9 +145,7 @@ func (n *Node) build() error {
 			return fmt.Errorf("relay: %w", err)
 		}
 		acfg := mcsapi.ConfigFrom(cfg)
-		// The RFC 9248 provider configuration carries our profile as an
-		// extension, so a Z5 client can start from either document.
-		acfg.RUE = rue.FromConfig(cfg, profile.FromConfig(cfg, n.ca.CertPEM(), n.key.Public().(ed25519.PublicKey)))
+		acfg.RUE = NewRUE(n.Profile())
 		h, err := mcsapi.New(acfg, mcsapi.Deps{Store: n.store, LicenseKey: n.key,
 			Log: n.log.With("role", "mcs-api"), Registerer: n.reg, Probe: n.relay})
 		if err != nil {
@@ -280,7 +277,7 @@ func (n *Node) Store() store.Store { return n.store }
 
 // Profile is the provider profile clients of this deployment use.
 func (n *Node) Profile() *profile.Profile {
-	return profile.FromConfig(n.cfg, n.ca.CertPEM(), n.key.Public().(ed25519.PublicKey))
+	return NewProfile(n.cfg, n.ca.CertPEM(), n.key.Public().(ed25519.PublicKey))
 }
 
 // Serve runs every role until ctx ends or one fails.
@@ -422,5 +419,5 @@ func ProfileOf(cfg *config.Config) (*profile.Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return profile.FromConfig(cfg, ca.CertPEM(), key.Public().(ed25519.PublicKey)), nil
+	return NewProfile(cfg, ca.CertPEM(), key.Public().(ed25519.PublicKey)), nil
 }

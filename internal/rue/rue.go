@@ -3,9 +3,9 @@
 // over HTTPS to learn where to register (SIP domain and outbound proxies),
 // which STUN/TURN servers to use, where its contacts live (CardDAV and the
 // xCard export of section 7) and, once it has logged in, which phone number
-// it is. We build it from the deployment config, so it always names what
-// the servers actually run; Parse reads one back, ours or another
-// provider's.
+// it is. We build it from the provider profile, itself built from the
+// deployment config, so it always names what the servers actually run;
+// Parse reads one back, ours or another provider's.
 //
 // Key spellings. RFC 9248's examples and its OpenAPI schema do not always
 // spell a key the same way (the provider list's example has "entryPoint",
@@ -29,7 +29,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/profile"
 )
 
@@ -107,38 +106,37 @@ type Provider struct {
 	EntryPoint string // HTTPS URL of the provider's configuration
 }
 
-// BaseURL is the MCS HTTPS API's base URL in c: the load-balanced MCS name,
-// with the port when it is not 443.
-func BaseURL(c *config.Config) string {
-	host := c.Names.LBMCS
-	if c.Ports.MCSHTTPS != 443 {
-		host = net.JoinHostPort(host, strconv.Itoa(c.Ports.MCSHTTPS))
+// BaseURL is the MCS HTTPS API's base URL of profile p: the load-balanced
+// MCS name, with the port when it is not 443.
+func BaseURL(p *profile.Profile) string {
+	host := p.Names.LBMCS
+	if p.Ports.MCSHTTPS != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(p.Ports.MCSHTTPS))
 	}
 	return "https://" + host
 }
 
-// FromConfig builds the provider-level document of a deployment. p, when
-// not nil, is carried as the "z5" extension.
-func FromConfig(c *config.Config, p *profile.Profile) *Config {
-	base := BaseURL(c)
+// ForProfile builds the provider-level document from the names and ports
+// of profile p: the load-balanced MCS first among the outbound proxies,
+// then every MCS node in failover order. Set Z5 to p to carry the profile
+// itself as the "z5" extension.
+func ForProfile(p *profile.Profile) *Config {
+	base := BaseURL(p)
 	proxy := func(host string) string {
-		return "sip:" + net.JoinHostPort(host, strconv.Itoa(c.Ports.SIP)) + ";transport=tcp;lr"
+		return "sip:" + net.JoinHostPort(host, strconv.Itoa(p.Ports.SIP)) + ";transport=tcp;lr"
 	}
 	out := &Config{
 		Version:            Version,
 		Lifetime:           DefaultLifetime,
 		ProviderEntryPoint: base + PathConfig,
-		ProviderDomain:     c.Names.SIPDomain,
-		OutboundProxies:    []string{proxy(c.Names.LBMCS)},
+		ProviderDomain:     p.Names.SIPDomain,
+		OutboundProxies:    []string{proxy(p.Names.LBMCS)},
 		ICEServers:         []string{}, // all media is relayed by the MCS: no STUN or TURN
 		Contacts:           base + "/api/v1/contacts.xml",
-		Z5:                 p,
 	}
-	for _, n := range c.NodesWithRole(config.RoleMCS) {
-		for _, h := range n.Hosts {
-			if px := proxy(h); !slices.Contains(out.OutboundProxies, px) {
-				out.OutboundProxies = append(out.OutboundProxies, px)
-			}
+	for _, h := range p.Names.MCS {
+		if px := proxy(h); !slices.Contains(out.OutboundProxies, px) {
+			out.OutboundProxies = append(out.OutboundProxies, px)
 		}
 	}
 	return out

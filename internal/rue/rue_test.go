@@ -5,32 +5,34 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 )
 
-func twoSites(t *testing.T) *config.Config {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	c, err := config.Load(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "two-sites.toml"))
-	if err != nil {
-		t.Fatal(err)
+// devProfile names what the dev stack runs: an MCS port other than 443,
+// and a node listed twice (lb and mcs1 share nothing; mcs1 appears once).
+func devProfile() *profile.Profile {
+	return &profile.Profile{
+		Version:  1,
+		Provider: "Z5 dev",
+		Names: profile.Names{ZDial: "zdial.z5.test", LBMCS: "lb.mcs.z5.test", SIPDomain: "mcs.z5.test",
+			MCS: []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test", "mcs1.mcs.z5.test"}},
+		Ports: profile.Ports{ZDialHTTPS: 8443, MCSHTTPS: 9443, SIP: 5060, RTP: "10000-10999"},
 	}
-	return c
 }
 
-// The document for the seed's deployment, in the spelling we write.
-func TestFromConfigGolden(t *testing.T) {
-	c := FromConfig(twoSites(t), nil).ForSubscriber("2025550100", "Alice Smith")
+// The document for a profile, in the spelling we write. (The seed's
+// deployment, from its config, is internal/provider's golden test.)
+func TestForProfile(t *testing.T) {
+	p := devProfile()
+	c := ForProfile(p).ForSubscriber("2025550100", "Alice Smith")
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -38,18 +40,18 @@ func TestFromConfigGolden(t *testing.T) {
 	want := `{
   "version": 1,
   "lifetime": 86400,
-  "providerEntryPoint": "https://lb.mcs.csdvrs.com/rue/v1/config",
-  "provider-domain": "mcs.csdvrs.com",
+  "providerEntryPoint": "https://lb.mcs.z5.test:9443/rue/v1/config",
+  "provider-domain": "mcs.z5.test",
   "display-name": "Alice Smith",
   "phone-number": "+12025550100",
   "outbound-proxies": [
-    "sip:lb.mcs.csdvrs.com:5060;transport=tcp;lr",
-    "sip:mcs1.mcs.csdvrs.com:5060;transport=tcp;lr",
-    "sip:mcs2.mcs.csdvrs.com:5060;transport=tcp;lr"
+    "sip:lb.mcs.z5.test:5060;transport=tcp;lr",
+    "sip:mcs1.mcs.z5.test:5060;transport=tcp;lr",
+    "sip:mcs2.mcs.z5.test:5060;transport=tcp;lr"
   ],
   "ice-servers": [],
-  "contacts": "https://lb.mcs.csdvrs.com/api/v1/contacts.xml",
-  "carddav": "2025550100@lb.mcs.csdvrs.com",
+  "contacts": "https://lb.mcs.z5.test:9443/api/v1/contacts.xml",
+  "carddav": "2025550100@lb.mcs.z5.test:9443",
   "sendLocationWithRegistration": false
 }`
 	if d := cmp.Diff(want, string(b)); d != "" {
@@ -63,32 +65,38 @@ func TestFromConfigGolden(t *testing.T) {
 		t.Errorf("Parse(Marshal) (-want +got):\n%s", d)
 	}
 
-	// The dev stack names its port; the provider-level copy has no
-	// subscriber.
-	dev := FromConfig(config.Dev(t.TempDir()), nil)
-	if dev.ProviderEntryPoint != "https://lb.mcs.z5.test:9443/rue/v1/config" || dev.PhoneNumber != "" || dev.CardDAV != "" {
+	// The provider-level copy has no subscriber.
+	dev := ForProfile(p)
+	if dev.PhoneNumber != "" || dev.CardDAV != "" || dev.Z5 != nil {
 		t.Errorf("dev: %+v", dev)
-	}
-	if got := dev.ForSubscriber("3125550100", "").CardDAV; got != "3125550100@lb.mcs.z5.test:9443" {
-		t.Errorf("dev carddav %q", got)
 	}
 	l, _ := json.Marshal(dev.Providers("Z5 dev"))
 	if string(l) != `{"version":1,"providers":[{"name":"Z5 dev","providerEntryPoint":"https://lb.mcs.z5.test:9443/rue/v1/config"}]}` {
 		t.Errorf("provider list %s", l)
+	}
+
+	// On 443 the URLs name no port.
+	p.Ports.MCSHTTPS = 443
+	if got := BaseURL(p); got != "https://lb.mcs.z5.test" {
+		t.Errorf("BaseURL on 443: %q", got)
 	}
 }
 
 // The profile travels as the "z5" extension, so a Z5 client can log in
 // from this one document.
 func TestZ5Extension(t *testing.T) {
-	c := config.Dev(t.TempDir())
 	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	p := profile.FromConfig(c, ca.CertPEM(), pub)
-	b, err := json.Marshal(FromConfig(c, p))
+	p := devProfile()
+	p.Nameservers = []string{"127.0.0.1:5353"}
+	p.CAPEM = string(ca.CertPEM())
+	p.LicenseKeys = []string{license.EncodePublicKey(pub)}
+	c := ForProfile(p)
+	c.Z5 = p
+	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +212,7 @@ func TestParseErrors(t *testing.T) {
 // FuzzParse: any input gives a Config or an error, never a panic; a Config
 // accepted survives our own writing and reading.
 func FuzzParse(f *testing.F) {
-	b, _ := json.Marshal(FromConfig(config.Dev(f.TempDir()), nil).ForSubscriber("2025550100", "A"))
+	b, _ := json.Marshal(ForProfile(devProfile()).ForSubscriber("2025550100", "A"))
 	f.Add(string(b))
 	f.Add(`{"version":1,"provider-domain":"x.example","ice-servers":[{"stun":"s"},{"urls":"turn:t"}],"phoneNumbers":["+12025550100"],"carddav":{"url":"https://h:1/"}}`)
 	f.Add(`{"version":1,"providerDomain":"x","dial-around":[{"oneStage":"sip:a@b"}],"z5":{}}`)
