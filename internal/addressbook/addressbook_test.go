@@ -9,20 +9,18 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // stored drops what the server assigns and a vCard does not carry.
 var stored = cmp.Options{
-	cmpopts.IgnoreFields(store.Contact{}, "Owner", "ID", "Version", "Rev"),
+	cmpopts.IgnoreFields(Contact{}, "Owner", "ID", "Version", "Rev"),
 	cmpopts.EquateEmpty(),
 }
 
-func ph(typ, number string) store.Phone { return store.Phone{Type: typ, Number: number} }
+func ph(typ, number string) Phone { return Phone{Type: typ, Number: number} }
 
-func full() store.Contact {
-	return store.Contact{
+func full() Contact {
+	return Contact{
 		Owner:        "2025550100",
 		ID:           "c1",
 		UID:          "urn:uuid:5b8c2b7e-6a0e-4a3e-9a39-0f6d2b1f0c11",
@@ -30,7 +28,7 @@ func full() store.Contact {
 		GivenName:    "Ana María",
 		FamilyName:   "O'Neil; Jr\\",
 		Number:       "2025550123",
-		Phones:       []store.Phone{ph("video", "sip:ana@example.org;transport=tcp"), ph("voice", "3125550199"), ph("cell", "+442079460000"), ph("text", "2025550124"), ph("home", "2025550125"), ph("work", "2025550126")},
+		Phones:       []Phone{ph("video", "sip:ana@example.org;transport=tcp"), ph("voice", "3125550199"), ph("cell", "+442079460000"), ph("text", "2025550124"), ph("home", "2025550125"), ph("work", "2025550126")},
 		Email:        "ana@example.org",
 		Organization: "Acme, Inc.; Sales \\ East",
 		Note:         "line one\nline two, with comma; semicolon \\ backslash \\n not a newline\n\ttabbed — ünïcödé 日本語 🎉",
@@ -43,7 +41,7 @@ func full() store.Contact {
 
 func TestRoundTrip(t *testing.T) {
 	long := strings.Repeat("ü", 2047) + "x" // 4095 bytes, multi-byte runes straddle every fold
-	tests := []store.Contact{
+	tests := []Contact{
 		full(),
 		{Name: "Minimal", Number: "2025550123"},
 		{Name: "SIP only", Number: "sips:bob@[2001:db8::1]:5061", UID: "x,y;z\\w"},
@@ -56,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("fixture invalid: %v", err)
 			}
 			var buf bytes.Buffer
-			if err := Encode(&buf, []store.Contact{want}); err != nil {
+			if err := Encode(&buf, []Contact{want}); err != nil {
 				t.Fatal(err)
 			}
 			for i, l := range strings.Split(strings.TrimSuffix(buf.String(), "\r\n"), "\r\n") {
@@ -82,9 +80,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestEncodeGolden(t *testing.T) {
-	c := store.Contact{
+	c := Contact{
 		UID: "u-1", Name: "Bob Smith", GivenName: "Bob", FamilyName: "Smith", Number: "2025550123",
-		Phones: []store.Phone{ph("voice", "3125550199")}, Email: "bob@example.com", Organization: "Acme",
+		Phones: []Phone{ph("voice", "3125550199")}, Email: "bob@example.com", Organization: "Acme",
 		Note: "Prefers ASL, mornings", Favorite: true, UpdatedAt: time.Date(2024, 1, 2, 15, 4, 5, 0, time.UTC),
 	}
 	want := "BEGIN:VCARD\r\n" +
@@ -102,7 +100,7 @@ func TestEncodeGolden(t *testing.T) {
 		"REV:20240102T150405Z\r\n" +
 		"END:VCARD\r\n"
 	var buf bytes.Buffer
-	if err := Encode(&buf, []store.Contact{c}); err != nil {
+	if err := Encode(&buf, []Contact{c}); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(want, buf.String()); d != "" {
@@ -115,7 +113,7 @@ func TestDecodeForeign(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		want []store.Contact
+		want []Contact
 	}{
 		{
 			name: "apple 3.0",
@@ -126,9 +124,9 @@ func TestDecodeForeign(t *testing.T) {
 				"TEL;type=HOME;type=VOICE:+1 312 555 0100\r\n" +
 				"NOTE:Deaf\\, uses VRS\\nSecond line\r\nPHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQSkZJRgABAQAAAQABAAD/2wBD\r\n AAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwc\r\n" +
 				"CATEGORIES:Family,Favorites\r\nREV:2023-11-05T10:20:30Z\r\nEND:VCARD\r\n",
-			want: []store.Contact{{
+			want: []Contact{{
 				Name: "Jane Doe", GivenName: "Jane", FamilyName: "Doe", Organization: "Example Co., Support",
-				Email: "jane@example.com", Number: "2025550143", Phones: []store.Phone{ph("home", "3125550100")},
+				Email: "jane@example.com", Number: "2025550143", Phones: []Phone{ph("home", "3125550100")},
 				Note: "Deaf, uses VRS\nSecond line", Favorite: true, UpdatedAt: time.Date(2023, 11, 5, 10, 20, 30, 0, time.UTC),
 			}},
 		},
@@ -136,9 +134,9 @@ func TestDecodeForeign(t *testing.T) {
 			name: "google 3.0, two cards, LF only, no FN",
 			in: "BEGIN:VCARD\nVERSION:3.0\nN:Lee;Sam;;;\nTEL;TYPE=CELL:202-555-0111\nEND:VCARD\n\n" +
 				"BEGIN:VCARD\nVERSION:3.0\nFN:Video Desk\nTEL;TYPE=VIDEO:sip:desk@vrs.example.net\nTEL;TYPE=WORK,FAX:+1-212-555-0188\nEND:VCARD\n",
-			want: []store.Contact{
+			want: []Contact{
 				{Name: "Sam Lee", GivenName: "Sam", FamilyName: "Lee", Number: "2025550111"},
-				{Name: "Video Desk", Number: "sip:desk@vrs.example.net", Phones: []store.Phone{ph("work", "2125550188")}},
+				{Name: "Video Desk", Number: "sip:desk@vrs.example.net", Phones: []Phone{ph("work", "2125550188")}},
 			},
 		},
 		{
@@ -147,15 +145,15 @@ func TestDecodeForeign(t *testing.T) {
 				"TEL;VALUE=uri;TYPE=video:tel:+1-202-555-0199\r\n" +
 				"TEL;VALUE=uri;TYPE=\"video,home\";PREF=2:tel:+1-202-555-0198;ext=12\r\n" +
 				"TEL;VALUE=uri;TYPE=voice;PREF=1:tel:+12025550197\r\nEND:VCARD\r\n",
-			want: []store.Contact{{
+			want: []Contact{{
 				Name: "Pat Kim", Number: "2025550198",
-				Phones: []store.Phone{ph("video", "2025550199"), ph("voice", "2025550197")},
+				Phones: []Phone{ph("video", "2025550199"), ph("voice", "2025550197")},
 			}},
 		},
 		{
 			name: "v2.1-style bare TYPE, group, escaped semicolon in N",
 			in:   "BEGIN:VCARD\r\nVERSION:3.0\r\nN:O\\;Brien;Liam\r\nTEL;CELL;PREF:2025550155\r\nEND:VCARD\r\n",
-			want: []store.Contact{{Name: "Liam O;Brien", GivenName: "Liam", FamilyName: "O;Brien", Number: "2025550155"}},
+			want: []Contact{{Name: "Liam O;Brien", GivenName: "Liam", FamilyName: "O;Brien", Number: "2025550155"}},
 		},
 	}
 	for _, tt := range tests {
@@ -251,29 +249,29 @@ func TestDecodeManyFolds(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := store.Contact{Name: "A", Number: "2025550123"}
+	ok := Contact{Name: "A", Number: "2025550123"}
 	tests := []struct {
 		name string
-		mod  func(*store.Contact)
+		mod  func(*Contact)
 		want string
 	}{
-		{"ok", func(*store.Contact) {}, ""},
-		{"sip", func(c *store.Contact) { c.Number = "sip:alice@example.com" }, ""},
-		{"no name", func(c *store.Contact) { c.Name = "  " }, "name: required"},
-		{"long name", func(c *store.Contact) { c.Name = strings.Repeat("é", 257) }, "name: 257 characters, at most 256"},
-		{"no number", func(c *store.Contact) { c.Number = "" }, "number: required: a 10-digit number or a sip: URI"},
-		{"nanp N", func(c *store.Contact) { c.Number = "1025550123" }, `number: "1025550123" is not a 10-digit NANP number (2025550123) or a sip: URI`},
-		{"e164 main", func(c *store.Contact) { c.Number = "+442079460000" }, `number: "+442079460000" is not a 10-digit NANP number (2025550123) or a sip: URI`},
-		{"sip no host", func(c *store.Contact) { c.Number = "sip:bob@" }, `number: sip URI host "" is not a host name or address`},
-		{"sip space", func(c *store.Contact) { c.Number = "sip:bob smith@x" }, `number: sip URI has a forbidden character ' '`},
-		{"phones", func(c *store.Contact) { c.Phones = make([]store.Phone, 21) }, "phones: 21 entries, at most 20"},
-		{"phone type", func(c *store.Contact) { c.Phones = []store.Phone{ph("fax", "2025550123")} }, `phones[0].type: "fax" is not one of video, cell, text, home, work, voice`},
-		{"phone number", func(c *store.Contact) { c.Phones = []store.Phone{ph("cell", "")} }, "phones[0].number: required"},
-		{"email", func(c *store.Contact) { c.Email = "Bob <bob@example.com>" }, `email: "Bob <bob@example.com>" is not an e-mail address (want user@example.com)`},
-		{"note", func(c *store.Contact) { c.Note = strings.Repeat("x", 4097) }, "note: 4097 bytes, at most 4096"},
-		{"note control", func(c *store.Contact) { c.Note = "a\x00b" }, "note: control character U+0000 at byte 1"},
-		{"org utf8", func(c *store.Contact) { c.Organization = "\xff" }, "organization: not valid UTF-8"},
-		{"several", func(c *store.Contact) { c.Name, c.Number = "", "" }, "name: required; number: required: a 10-digit number or a sip: URI"},
+		{"ok", func(*Contact) {}, ""},
+		{"sip", func(c *Contact) { c.Number = "sip:alice@example.com" }, ""},
+		{"no name", func(c *Contact) { c.Name = "  " }, "name: required"},
+		{"long name", func(c *Contact) { c.Name = strings.Repeat("é", 257) }, "name: 257 characters, at most 256"},
+		{"no number", func(c *Contact) { c.Number = "" }, "number: required: a 10-digit number or a sip: URI"},
+		{"nanp N", func(c *Contact) { c.Number = "1025550123" }, `number: "1025550123" is not a 10-digit NANP number (2025550123) or a sip: URI`},
+		{"e164 main", func(c *Contact) { c.Number = "+442079460000" }, `number: "+442079460000" is not a 10-digit NANP number (2025550123) or a sip: URI`},
+		{"sip no host", func(c *Contact) { c.Number = "sip:bob@" }, `number: sip URI host "" is not a host name or address`},
+		{"sip space", func(c *Contact) { c.Number = "sip:bob smith@x" }, `number: sip URI has a forbidden character ' '`},
+		{"phones", func(c *Contact) { c.Phones = make([]Phone, 21) }, "phones: 21 entries, at most 20"},
+		{"phone type", func(c *Contact) { c.Phones = []Phone{ph("fax", "2025550123")} }, `phones[0].type: "fax" is not one of video, cell, text, home, work, voice`},
+		{"phone number", func(c *Contact) { c.Phones = []Phone{ph("cell", "")} }, "phones[0].number: required"},
+		{"email", func(c *Contact) { c.Email = "Bob <bob@example.com>" }, `email: "Bob <bob@example.com>" is not an e-mail address (want user@example.com)`},
+		{"note", func(c *Contact) { c.Note = strings.Repeat("x", 4097) }, "note: 4097 bytes, at most 4096"},
+		{"note control", func(c *Contact) { c.Note = "a\x00b" }, "note: control character U+0000 at byte 1"},
+		{"org utf8", func(c *Contact) { c.Organization = "\xff" }, "organization: not valid UTF-8"},
+		{"several", func(c *Contact) { c.Name, c.Number = "", "" }, "name: required; number: required: a 10-digit number or a sip: URI"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,7 +316,7 @@ func TestNormalizeNumber(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	var buf bytes.Buffer
-	Encode(&buf, []store.Contact{full(), {Name: "B", Number: "sip:b@example.com"}})
+	Encode(&buf, []Contact{full(), {Name: "B", Number: "sip:b@example.com"}})
 	f.Add(buf.String())
 	f.Add("BEGIN:VCARD\nVERSION:3.0\nN:Lee;Sam;;;\nTEL;TYPE=CELL:202-555-0111\nEND:VCARD\n")
 	f.Add("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Pat\r\n  Kim\r\nTEL;VALUE=uri;TYPE=\"video,home\";PREF=2:tel:+1-202-555-0198\r\nORG:a\\;b\\\\;c\r\nEND:VCARD\r\n")
@@ -357,23 +355,23 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add(c.UID, c.Name, c.GivenName, c.FamilyName, c.Number, "cell", c.Phones[0].Number, c.Email, c.Organization, c.Note, true)
 	f.Add("", "x", "", "", "2025550123", "video", "sip:a@b", "", "", "", false)
 	f.Fuzz(func(t *testing.T, uid, name, given, family, number, ptype, pnumber, email, org, note string, fav bool) {
-		c := Normalize(store.Contact{
+		c := Normalize(Contact{
 			UID: uid, Name: name, GivenName: given, FamilyName: family, Number: number,
-			Phones: []store.Phone{ph(ptype, pnumber)}, Email: email, Organization: org, Note: note, Favorite: fav,
+			Phones: []Phone{ph(ptype, pnumber)}, Email: email, Organization: org, Note: note, Favorite: fav,
 			UpdatedAt: time.Unix(1700000000, 0).UTC(),
 		})
 		if Validate(c) != nil {
 			return
 		}
 		var buf bytes.Buffer
-		if err := Encode(&buf, []store.Contact{c}); err != nil {
+		if err := Encode(&buf, []Contact{c}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := Decode(&buf, 1, 1<<20)
 		if err != nil {
 			t.Fatalf("decode: %v\n%s", err, buf.String())
 		}
-		if d := cmp.Diff([]store.Contact{c}, got, stored); d != "" {
+		if d := cmp.Diff([]Contact{c}, got, stored); d != "" {
 			t.Fatalf("(-want +got):\n%s\n%s", d, buf.String())
 		}
 	})

@@ -11,8 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-vcard"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // The text/vcard wire form (RFC 6350 section 3), written and read here
@@ -45,7 +43,7 @@ var list = map[string]bool{"CATEGORIES": true, "NICKNAME": true}
 var propertyOrder = []string{"VERSION", "PRODID", "KIND", "UID", "FN", "N", "NICKNAME", "TEL", "EMAIL", "IMPP", "ORG", "TITLE", "NOTE", "CATEGORIES", "REV"}
 
 // Encode writes contacts as vCard 4.0, CRLF line ends, folded at 75 octets.
-func Encode(w io.Writer, contacts []store.Contact) error {
+func Encode(w io.Writer, contacts []Contact) error {
 	bw := bufio.NewWriter(w)
 	for _, c := range contacts {
 		if err := writeCard(bw, ToVCard(c)); err != nil {
@@ -245,12 +243,12 @@ func writeFolded(w *bufio.Writer, line string) {
 // address books) into contacts, normalized and validated. It reads at most
 // maxBytes bytes and maxCards cards; errors are *Error naming the card, line
 // and property.
-func Decode(r io.Reader, maxCards int, maxBytes int64) ([]store.Contact, error) {
+func Decode(r io.Reader, maxCards int, maxBytes int64) ([]Contact, error) {
 	cards, err := readCards(r, maxCards, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Contact, 0, len(cards))
+	out := make([]Contact, 0, len(cards))
 	uids := make(map[string]int)
 	for i, pc := range cards {
 		c, err := FromVCard(pc.card)

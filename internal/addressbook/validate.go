@@ -13,8 +13,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // Limits of one contact.
@@ -56,7 +54,7 @@ func (v Invalid) Error() string {
 // Normalize returns c with surrounding blanks trimmed from single-line
 // fields, phone numbers in canonical form (see NormalizeNumber) and note line
 // ends as LF. It is idempotent, and what Validate checks is its result.
-func Normalize(c store.Contact) store.Contact {
+func Normalize(c Contact) Contact {
 	c.UID = strings.TrimSpace(c.UID)
 	c.Name = strings.TrimSpace(c.Name)
 	c.GivenName = strings.TrimSpace(c.GivenName)
@@ -66,9 +64,9 @@ func Normalize(c store.Contact) store.Contact {
 	c.Organization = strings.TrimSpace(c.Organization)
 	c.Note = strings.ReplaceAll(strings.ReplaceAll(c.Note, "\r\n", "\n"), "\r", "\n")
 	if c.Phones != nil {
-		ps := make([]store.Phone, len(c.Phones))
+		ps := make([]Phone, len(c.Phones))
 		for i, p := range c.Phones {
-			ps[i] = store.Phone{Type: strings.ToLower(strings.TrimSpace(p.Type)), Number: NormalizeNumber(p.Number)}
+			ps[i] = Phone{Type: strings.ToLower(strings.TrimSpace(p.Type)), Number: NormalizeNumber(p.Number)}
 		}
 		c.Phones = ps
 	}
@@ -113,11 +111,11 @@ func NormalizeNumber(s string) string {
 	}
 	d := b.String()
 	switch {
-	case store.NumberPattern.MatchString(d):
+	case NumberPattern.MatchString(d):
 		return d
-	case len(d) == 11 && d[0] == '1' && store.NumberPattern.MatchString(d[1:]):
+	case len(d) == 11 && d[0] == '1' && NumberPattern.MatchString(d[1:]):
 		return d[1:]
-	case len(d) == 12 && strings.HasPrefix(d, "+1") && store.NumberPattern.MatchString(d[2:]):
+	case len(d) == 12 && strings.HasPrefix(d, "+1") && NumberPattern.MatchString(d[2:]):
 		return d[2:]
 	case e164.MatchString(d) && !strings.HasPrefix(d, "+1"):
 		return d
@@ -127,7 +125,7 @@ func NormalizeNumber(s string) string {
 
 // Validate reports every problem of c (as Invalid), or nil. It does not
 // normalize: pass Normalize(c) for input typed by people.
-func Validate(c store.Contact) error {
+func Validate(c Contact) error {
 	var errs Invalid
 	add := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -214,7 +212,7 @@ func checkNumber(n string, intl bool) string {
 	if msg := checkText(n, MaxFieldLen, false); msg != "" {
 		return msg
 	}
-	if store.NumberPattern.MatchString(n) {
+	if NumberPattern.MatchString(n) {
 		return ""
 	}
 	if intl && e164.MatchString(n) {

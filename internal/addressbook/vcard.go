@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-vcard"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // How a contact maps to vCard 4.0:
@@ -41,7 +39,7 @@ const Favorite = "favorite"
 const revLayout = "20060102T150405Z"
 
 // ToVCard maps a contact to a vCard 4.0 card.
-func ToVCard(c store.Contact) vcard.Card {
+func ToVCard(c Contact) vcard.Card {
 	card := make(vcard.Card)
 	card.SetValue(vcard.FieldVersion, "4.0")
 	card.SetValue(vcard.FieldProductID, ProductID)
@@ -81,7 +79,7 @@ func ToVCard(c store.Contact) vcard.Card {
 func telField(number, typ string) *vcard.Field {
 	f := &vcard.Field{Value: number, Params: vcard.Params{}}
 	switch {
-	case store.NumberPattern.MatchString(number):
+	case NumberPattern.MatchString(number):
 		f.Value = "tel:+1" + number
 		f.Params.Set(vcard.ParamValue, "uri")
 	case e164.MatchString(number):
@@ -98,8 +96,8 @@ func telField(number, typ string) *vcard.Field {
 
 // FromVCard maps a card (vCard 3.0 or 4.0) to a normalized, validated
 // contact. A problem is a *PropertyError naming the property.
-func FromVCard(card vcard.Card) (store.Contact, error) {
-	var c store.Contact
+func FromVCard(card vcard.Card) (Contact, error) {
+	var c Contact
 	c.UID = card.Value(vcard.FieldUID)
 	if n := card.Preferred(vcard.FieldName); n != nil {
 		comps := splitCompound(n.Value)
@@ -133,7 +131,7 @@ func FromVCard(card vcard.Card) (store.Contact, error) {
 			c.Number = NormalizeNumber(f.Value)
 			continue
 		}
-		c.Phones = append(c.Phones, store.Phone{Type: phoneType(f.Params), Number: NormalizeNumber(f.Value)})
+		c.Phones = append(c.Phones, Phone{Type: phoneType(f.Params), Number: NormalizeNumber(f.Value)})
 		telIndex = append(telIndex, i)
 	}
 	c.Email = card.PreferredValue(vcard.FieldEmail)
@@ -153,7 +151,7 @@ func FromVCard(card vcard.Card) (store.Contact, error) {
 	if rev := card.Value(vcard.FieldRevision); rev != "" {
 		t, err := parseRev(rev)
 		if err != nil {
-			return store.Contact{}, &PropertyError{Property: vcard.FieldRevision, Err: err}
+			return Contact{}, &PropertyError{Property: vcard.FieldRevision, Err: err}
 		}
 		c.UpdatedAt = t
 	}
@@ -165,7 +163,7 @@ func FromVCard(card vcard.Card) (store.Contact, error) {
 	}
 	var inv Invalid
 	if !errors.As(err, &inv) || len(inv) == 0 {
-		return store.Contact{}, err
+		return Contact{}, err
 	}
 	// Name the first problem in the card's own terms.
 	fe := inv[0]
@@ -206,7 +204,7 @@ func FromVCard(card vcard.Card) (store.Contact, error) {
 	default:
 		pe.Property, pe.Err = "", fe
 	}
-	return store.Contact{}, pe
+	return Contact{}, pe
 }
 
 // mainTel picks the contact's videophone number among the TELs: the

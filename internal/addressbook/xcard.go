@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-vcard"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // xCard (RFC 6351) is vCard 4.0 written as XML; RFC 9248 section 7 uses it
@@ -45,7 +43,7 @@ const XCardContentType = "application/vcard+xml; charset=utf-8"
 var nComponents = []string{"surname", "given", "additional", "prefix", "suffix"}
 
 // EncodeXCard writes contacts as one xCard document.
-func EncodeXCard(w io.Writer, contacts []store.Contact) error {
+func EncodeXCard(w io.Writer, contacts []Contact) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(xml.Header)
 	bw.WriteString(`<vcards xmlns="` + XCardNamespace + `">` + "\n")
@@ -202,7 +200,7 @@ func isURI(s string) bool {
 // DecodeXCard reads an xCard document (a <vcards> element holding <vcard>
 // elements, or a lone <vcard>) into contacts, normalized and validated like
 // Decode, with the same limits and the same *Error for what is wrong.
-func DecodeXCard(r io.Reader, maxCards int, maxBytes int64) ([]store.Contact, error) {
+func DecodeXCard(r io.Reader, maxCards int, maxBytes int64) ([]Contact, error) {
 	cards, err := readXCards(r, maxCards, maxBytes)
 	if err != nil {
 		return nil, err
@@ -226,8 +224,8 @@ func ReadXCards(r io.Reader, maxCards int, maxBytes int64) ([]vcard.Card, error)
 
 // mapCards maps parsed cards to contacts, pinning errors to card, line and
 // property, and refuses a UID that repeats.
-func mapCards(cards []parsedCard) ([]store.Contact, error) {
-	out := make([]store.Contact, 0, len(cards))
+func mapCards(cards []parsedCard) ([]Contact, error) {
+	out := make([]Contact, 0, len(cards))
 	uids := make(map[string]int)
 	for i, pc := range cards {
 		c, err := FromVCard(pc.card)

@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 func TestXCardRoundTrip(t *testing.T) {
-	tests := []store.Contact{
+	tests := []Contact{
 		full(),
 		{Name: "Minimal", Number: "2025550123"},
 		{Name: "SIP only", Number: "sips:bob@[2001:db8::1]:5061", UID: "x,y;z\\w"},
@@ -35,9 +33,9 @@ func TestXCardRoundTrip(t *testing.T) {
 }
 
 func TestEncodeXCardGolden(t *testing.T) {
-	c := store.Contact{
+	c := Contact{
 		UID: "urn:uuid:5b8c2b7e-6a0e-4a3e-9a39-0f6d2b1f0c11", Name: "Bob Smith", GivenName: "Bob", FamilyName: "Smith", Number: "2025550123",
-		Phones: []store.Phone{ph("voice", "3125550199"), ph("cell", "sip:bob@example.com")}, Email: "bob@example.com", Organization: "Acme; Sales",
+		Phones: []Phone{ph("voice", "3125550199"), ph("cell", "sip:bob@example.com")}, Email: "bob@example.com", Organization: "Acme; Sales",
 		Note: "Prefers ASL, mornings\n<in person>", Favorite: true, UpdatedAt: time.Date(2024, 1, 2, 15, 4, 5, 0, time.UTC),
 	}
 	want := `<?xml version="1.0" encoding="UTF-8"?>
@@ -59,7 +57,7 @@ func TestEncodeXCardGolden(t *testing.T) {
 </vcards>
 `
 	var buf bytes.Buffer
-	if err := EncodeXCard(&buf, []store.Contact{c}); err != nil {
+	if err := EncodeXCard(&buf, []Contact{c}); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(want, buf.String()); d != "" {
@@ -77,7 +75,7 @@ func TestDecodeXCardForeign(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		want []store.Contact
+		want []Contact
 	}{
 		{
 			// RFC 6351 section 7 (the author's card), trimmed of what the
@@ -144,9 +142,9 @@ G1V 2M2</text></label>
     <tz><text>-0500</text></tz>
   </vcard>
 </vcards>`,
-			want: []store.Contact{{
+			want: []Contact{{
 				Name: "Simon Perreault", GivenName: "Simon", FamilyName: "Perreault", Organization: "Viagenie",
-				Number: "4182626501", Phones: []store.Phone{ph("work", "4186569254")}, Email: "simon.perreault@viagenie.ca",
+				Number: "4182626501", Phones: []Phone{ph("work", "4186569254")}, Email: "simon.perreault@viagenie.ca",
 			}},
 		},
 		{
@@ -162,7 +160,7 @@ G1V 2M2</text></label>
   <x:categories><x:text>Family</x:text><x:text>Starred</x:text></x:categories>
   <x:rev><x:timestamp>2023-11-05T10:20:30Z</x:timestamp></x:rev>
 </x:vcard>`,
-			want: []store.Contact{{Name: "Jane Doe", Number: "2025550143", Favorite: true,
+			want: []Contact{{Name: "Jane Doe", Number: "2025550143", Favorite: true,
 				UpdatedAt: time.Date(2023, 11, 5, 10, 20, 30, 0, time.UTC)}},
 		},
 	}
@@ -235,7 +233,7 @@ func TestDecodeXCardErrors(t *testing.T) {
 
 func TestDecodeXCardTooLarge(t *testing.T) {
 	var buf bytes.Buffer
-	EncodeXCard(&buf, []store.Contact{{Name: "x", Number: "2025550123"}})
+	EncodeXCard(&buf, []Contact{{Name: "x", Number: "2025550123"}})
 	in := buf.String()
 	if _, err := DecodeXCard(strings.NewReader(in), 5, int64(len(in))); err != nil {
 		t.Fatalf("exactly at the limit: %v", err)
@@ -248,7 +246,7 @@ func TestDecodeXCardTooLarge(t *testing.T) {
 // vCard and xCard agree: a book exported as one and imported as the other
 // is the same book.
 func TestXCardMatchesVCard(t *testing.T) {
-	book := []store.Contact{full(), {Name: "B", Number: "sip:b@example.com", Phones: []store.Phone{ph("text", "+442079460000")}}}
+	book := []Contact{full(), {Name: "B", Number: "sip:b@example.com", Phones: []Phone{ph("text", "+442079460000")}}}
 	var v, x bytes.Buffer
 	Encode(&v, book)
 	EncodeXCard(&x, book)
@@ -269,7 +267,7 @@ func TestXCardMatchesVCard(t *testing.T) {
 // whatever is accepted is valid and survives our own export and import.
 func FuzzDecodeXCard(f *testing.F) {
 	var buf bytes.Buffer
-	EncodeXCard(&buf, []store.Contact{full(), {Name: "B", Number: "sip:b@example.com"}})
+	EncodeXCard(&buf, []Contact{full(), {Name: "B", Number: "sip:b@example.com"}})
 	f.Add(buf.String())
 	f.Add(`<vcard xmlns="urn:ietf:params:xml:ns:vcard-4.0"><fn><text>x</text></fn><tel><text>2025550123</text></tel></vcard>`)
 	f.Add(`<x:vcards xmlns:x="urn:ietf:params:xml:ns:vcard-4.0"><x:vcard><x:group name="g"><x:tel><x:uri>tel:+12025550123</x:uri></x:tel></x:group><x:n><x:surname>a;b</x:surname><x:given/></x:n></x:vcard></x:vcards>`)
@@ -304,7 +302,7 @@ func FuzzDecodeXCard(f *testing.F) {
 	})
 }
 
-func xmlSafe(c store.Contact) bool {
+func xmlSafe(c Contact) bool {
 	s := c.UID + c.Name + c.GivenName + c.FamilyName + c.Number + c.Email + c.Organization + c.Note
 	for _, p := range c.Phones {
 		s += p.Number

@@ -14,9 +14,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/profile"
-	"github.com/z5vrs/z5/internal/store"
 )
 
 func TestStateSaveLoad(t *testing.T) {
@@ -31,7 +31,7 @@ func TestStateSaveLoad(t *testing.T) {
 		SIP:      SIPCreds{Username: "2025550102-ab", Password: "device-credential", Realm: "mcs.z5.test", Hosts: []string{"mcs1.mcs.z5.test"}, Port: 5060},
 		MCSToken: "mcs-token",
 		License:  "lic.sig", LicenseExpires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
-		Contacts: []store.Contact{{ID: "c1", Name: "Bob", Number: "3035550199", Version: 2}},
+		Contacts: []addressbook.Contact{{ID: "c1", Name: "Bob", Number: "3035550199", Version: 2}},
 	}
 	if err := want.save(home); err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestHints(t *testing.T) {
 }
 
 func TestFindContact(t *testing.T) {
-	c := &Client{state: &State{Contacts: []store.Contact{
+	c := &Client{state: &State{Contacts: []addressbook.Contact{
 		{ID: "c1", Name: "Bob", Number: "3035550199"},
 		{ID: "c2", Name: "Carol Jones", Number: "4045550123"},
 		{ID: "c3", Name: "Dan", Number: "5055550100"},

@@ -10,35 +10,35 @@ import (
 	"strings"
 	"time"
 
-	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/addressbook"
 )
 
 // apiContact is the MCS API's JSON form of a contact.
 type apiContact struct {
-	ID           string        `json:"id,omitempty"`
-	UID          string        `json:"uid,omitempty"`
-	Name         string        `json:"name"`
-	GivenName    string        `json:"given_name,omitempty"`
-	FamilyName   string        `json:"family_name,omitempty"`
-	Number       string        `json:"number"`
-	Phones       []store.Phone `json:"phones,omitempty"`
-	Email        string        `json:"email,omitempty"`
-	Organization string        `json:"organization,omitempty"`
-	Note         string        `json:"note,omitempty"`
-	Favorite     bool          `json:"favorite,omitempty"`
-	Version      int64         `json:"version,omitempty"`
-	UpdatedAt    time.Time     `json:"updated_at,omitzero"`
+	ID           string              `json:"id,omitempty"`
+	UID          string              `json:"uid,omitempty"`
+	Name         string              `json:"name"`
+	GivenName    string              `json:"given_name,omitempty"`
+	FamilyName   string              `json:"family_name,omitempty"`
+	Number       string              `json:"number"`
+	Phones       []addressbook.Phone `json:"phones,omitempty"`
+	Email        string              `json:"email,omitempty"`
+	Organization string              `json:"organization,omitempty"`
+	Note         string              `json:"note,omitempty"`
+	Favorite     bool                `json:"favorite,omitempty"`
+	Version      int64               `json:"version,omitempty"`
+	UpdatedAt    time.Time           `json:"updated_at,omitzero"`
 }
 
-func (a apiContact) contact(owner string) store.Contact {
-	return store.Contact{Owner: owner, ID: a.ID, UID: a.UID, Name: a.Name, GivenName: a.GivenName, FamilyName: a.FamilyName,
+func (a apiContact) contact(owner string) addressbook.Contact {
+	return addressbook.Contact{Owner: owner, ID: a.ID, UID: a.UID, Name: a.Name, GivenName: a.GivenName, FamilyName: a.FamilyName,
 		Number: a.Number, Phones: a.Phones, Email: a.Email, Organization: a.Organization, Note: a.Note,
 		Favorite: a.Favorite, Version: a.Version, UpdatedAt: a.UpdatedAt}
 }
 
 // SyncContacts runs the second half of step 3: downloads the address book
 // when it changed (If-None-Match) and caches it. It returns the contacts.
-func (c *Client) SyncContacts(ctx context.Context) ([]store.Contact, error) {
+func (c *Client) SyncContacts(ctx context.Context) ([]addressbook.Contact, error) {
 	if c.state.MCSToken == "" {
 		return nil, stepErr(StepMCS, ErrNotLoggedIn, "log in first: z5 login")
 	}
@@ -59,7 +59,7 @@ func (c *Client) SyncContacts(ctx context.Context) ([]store.Contact, error) {
 		c.event(StepMCS, start, "address book unchanged: %d contact(s)", len(c.state.Contacts))
 		return c.state.Contacts, nil // 304
 	}
-	cs := make([]store.Contact, 0, len(resp.Contacts))
+	cs := make([]addressbook.Contact, 0, len(resp.Contacts))
 	for _, a := range resp.Contacts {
 		cs = append(cs, a.contact(c.state.Number))
 	}
@@ -72,13 +72,13 @@ func (c *Client) SyncContacts(ctx context.Context) ([]store.Contact, error) {
 }
 
 // Contacts returns the cached address book.
-func (c *Client) Contacts() []store.Contact { return c.state.Contacts }
+func (c *Client) Contacts() []addressbook.Contact { return c.state.Contacts }
 
 // AddContact creates a contact on the MCS and refreshes the cache.
-func (c *Client) AddContact(ctx context.Context, name, number string) (store.Contact, error) {
+func (c *Client) AddContact(ctx context.Context, name, number string) (addressbook.Contact, error) {
 	var out apiContact
 	if _, err := c.callMCS(ctx, http.MethodPost, "/api/v1/contacts", apiContact{Name: name, Number: number}, &out, nil); err != nil {
-		return store.Contact{}, fmt.Errorf("add contact: %w", err)
+		return addressbook.Contact{}, fmt.Errorf("add contact: %w", err)
 	}
 	_, err := c.SyncContacts(ctx)
 	return out.contact(c.state.Number), err
@@ -107,8 +107,8 @@ func (c *Client) RemoveContact(ctx context.Context, idOrName string) error {
 }
 
 // FindContact matches an id, an exact name (case-insensitive), or a number.
-func (c *Client) FindContact(q string) (store.Contact, error) {
-	var matches []store.Contact
+func (c *Client) FindContact(q string) (addressbook.Contact, error) {
+	var matches []addressbook.Contact
 	for _, ct := range c.state.Contacts {
 		if ct.ID == q || strings.EqualFold(ct.Name, q) || ct.Number == q {
 			matches = append(matches, ct)
@@ -116,11 +116,11 @@ func (c *Client) FindContact(q string) (store.Contact, error) {
 	}
 	switch len(matches) {
 	case 0:
-		return store.Contact{}, fmt.Errorf("no contact %q in the address book (z5 contacts list)", q)
+		return addressbook.Contact{}, fmt.Errorf("no contact %q in the address book (z5 contacts list)", q)
 	case 1:
 		return matches[0], nil
 	}
-	return store.Contact{}, fmt.Errorf("%d contacts match %q: use the id", len(matches), q)
+	return addressbook.Contact{}, fmt.Errorf("%d contacts match %q: use the id", len(matches), q)
 }
 
 // ImportVCard uploads vCards (merged by UID on the MCS).

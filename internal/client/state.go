@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/profile"
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // State is what a client keeps under its home dir between runs. It holds
@@ -36,9 +36,9 @@ type State struct {
 	License        string    `json:"license,omitempty"`
 	LicenseExpires time.Time `json:"license_expires,omitzero"`
 
-	Contacts    []store.Contact `json:"contacts,omitempty"`
-	ContactsRev int64           `json:"contacts_rev,omitempty"`
-	ContactsTag string          `json:"contacts_etag,omitempty"`
+	Contacts    []addressbook.Contact `json:"contacts,omitempty"`
+	ContactsRev int64                 `json:"contacts_rev,omitempty"`
+	ContactsTag string                `json:"contacts_etag,omitempty"`
 }
 
 // Number is one of the customer's phone numbers.

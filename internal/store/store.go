@@ -11,8 +11,9 @@ package store
 import (
 	"context"
 	"errors"
-	"regexp"
 	"time"
+
+	"github.com/z5vrs/z5/internal/addressbook"
 )
 
 // Sentinel errors; implementations wrap them with context.
@@ -99,8 +100,9 @@ type Store interface {
 	Close() error
 }
 
-// NumberPattern is a 10-digit NANP number: NXX-NXX-XXXX.
-var NumberPattern = regexp.MustCompile(`^[2-9][0-9]{2}[2-9][0-9]{6}$`)
+// NumberPattern is a 10-digit NANP number: NXX-NXX-XXXX (defined with the
+// address book, which checks its numbers without the store).
+var NumberPattern = addressbook.NumberPattern
 
 // Customer is an account that logs in to ZDial.
 type Customer struct {
@@ -174,31 +176,12 @@ func (s Session) Valid(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
 }
 
-// Contact is one address-book entry of a number. Every field here survives
-// a vCard export/import round trip.
-type Contact struct {
-	Owner        string // the number whose book this is
-	ID           string // stable, URL-safe
-	UID          string // vCard UID
-	Name         string // FN
-	GivenName    string
-	FamilyName   string
-	Number       string // the contact's videophone number (10 digits or SIP URI)
-	Phones       []Phone
-	Email        string
-	Organization string
-	Note         string
-	Favorite     bool
-	Version      int64 // ETag source; bumped by every update
-	Rev          int64 // position in the book's change log
-	UpdatedAt    time.Time
-}
-
-// Phone is an additional number of a contact.
-type Phone struct {
-	Type   string // "video", "voice", "text", "cell", "home", "work"
-	Number string
-}
+// Contact and Phone are address-book entries; their home is package
+// addressbook, which the client links without the store.
+type (
+	Contact = addressbook.Contact
+	Phone   = addressbook.Phone
+)
 
 // ContactChange is one entry of a book's change log.
 type ContactChange struct {
