@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // Call is the relay state of one call: one stream per m-line.
@@ -286,16 +284,29 @@ func (c *Call) heldLocked() bool {
 	return true
 }
 
+// StreamStats are one leg's counters of a relayed stream, for the call
+// record.
+type StreamStats struct {
+	Leg       string // "caller" or "callee"
+	Media     string // "audio" or "video"
+	Packets   uint64
+	Bytes     uint64
+	Lost      int64
+	JitterMS  float64
+	Dropped   uint64 // packets from strangers, never forwarded
+	RTCPCount uint64
+}
+
 // Stats returns two entries per stream that ever carried media, caller
 // leg first. Packets, Bytes and RTCPCount count what that leg's client sent
 // and the relay accepted; Dropped counts strangers on the leg's ports. Lost
 // and JitterMS describe the media the leg sent: from the other client's
 // RTCP reports when they pass through (end to end), otherwise as the relay
 // measured it on arrival (RFC 3550 A.3, A.8).
-func (c *Call) Stats() []store.StreamStats {
+func (c *Call) Stats() []StreamStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []store.StreamStats
+	var out []StreamStats
 	for _, s := range c.streams {
 		if !s.allocated() {
 			continue
@@ -303,7 +314,7 @@ func (c *Call) Stats() []store.StreamStats {
 		s.mu.Lock()
 		for side := SideA; side <= SideB; side++ {
 			x := &s.legs[side]
-			st := store.StreamStats{
+			st := StreamStats{
 				Leg:       side.String(),
 				Media:     s.media,
 				Packets:   x.packets,

@@ -834,7 +834,9 @@ func (p *proxy) end(c *call, reason string, status int) {
 	}
 	var stats []store.StreamStats
 	if c.rc != nil {
-		stats = c.rc.Stats()
+		for _, st := range c.rc.Stats() {
+			stats = append(stats, store.StreamStats(st))
+		}
 		if err := c.rc.Close(); err != nil {
 			s.log.Warn("relay call close", "call_id", c.id, "error", err)
 		}
