@@ -23,22 +23,27 @@ import (
 // Flood and overload protection. The transport asks the shield about every
 // connection and message before anything is parsed:
 //
-//   - a banned source (internal/floodguard) has its TCP/TLS connections
-//     closed at accept and its datagrams dropped unread;
-//   - each source may send Limits.RateLimit requests a second (token
-//     bucket, Limits.RateBurst); beyond that a TCP/TLS request is answered
-//     503 with Retry-After from the raw bytes, and a UDP request is dropped,
-//     since a UDP source can be forged and a 503 would then reflect onto a
-//     victim;
-//   - a source whose TCP/TLS requests keep being refused by the rate limit,
-//     or that fails digest authentication too often (auth.go), is banned.
-//     Only connection-oriented events count toward a ban: over UDP anyone
-//     could earn a ban for somebody else's address.
+//   - a banned source (internal/floodguard) has its new TCP/TLS
+//     connections closed at accept, its open ones closed unless a
+//     registration is bound to them, and its datagrams dropped unread;
+//   - each source (floodguard.Key: an IPv4 address or an IPv6 /64) may
+//     send Limits.RateLimit requests a second (token bucket,
+//     Limits.RateBurst) over UDP and unregistered connections; a
+//     registered connection has a bucket of its own (authlimits.go).
+//     Beyond that a TCP/TLS request is answered 503 with Retry-After from
+//     the raw bytes, and a UDP request is dropped, since a UDP source can
+//     be forged and a 503 would then reflect onto a victim;
+//   - a source whose unregistered TCP/TLS requests keep being refused by
+//     the rate limit, or at which digests fail for many distinct users
+//     (authlimits.go), is banned. Only connection-oriented events count
+//     toward a ban: over UDP anyone could earn a ban for somebody else's
+//     address.
 //
 // Then, once sipgo has parsed a request (admit, called from handle):
 //
 //   - at most Limits.MaxInFlight requests outside calls (REGISTER,
-//     OPTIONS, MESSAGE...) are worked on at once; more are answered 503
+//     OPTIONS, MESSAGE...) are worked on at once, MaxInFlightPerSource
+//     from one source; more are answered 503
 //     with Retry-After at once, rather than queued until clients time out.
 //     Calls and requests inside them are never shed this way: a REGISTER
 //     flood must not stop calls;

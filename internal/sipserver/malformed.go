@@ -8,11 +8,11 @@ import (
 
 // checkRaw rejects what sipgo's parser lets through in a message's header
 // section (start line, header fields, final CRLF) but RFC 3261 §25 does
-// not allow: a NUL or other control byte outside folding whitespace,
-// a header name that is not a token (empty, containing a space, or
-// non-ASCII such as invalid UTF-8), a header line without a colon, a
-// continuation line before the first header, and a Request-URI or Via
-// port beyond 65535. Such a message could be read differently by the next
+// not allow: a NUL or other control byte (but HT, or one escaped in a
+// quoted string), a header name that is not a token (empty, containing a
+// space, or non-ASCII such as invalid UTF-8), a header line without a
+// colon, a continuation line before the first header, and a Request-URI
+// or Via port beyond 65535. Such a message could be read differently by the next
 // element than by us, so it is answered 400 rather than repaired.
 func checkRaw(hdr []byte) *sipError {
 	eol := bytes.Index(hdr, []byte("\r\n"))

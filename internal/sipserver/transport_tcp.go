@@ -83,7 +83,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if slot == nil {
 			c.Close()
 			l.reject()
-			l.log.Warn("connection refused: server connection limit", "remote_ip", ip, "limit", l.conns.maxTotal)
+			l.log.Debug("connection refused: server connection limit", "remote_ip", ip, "limit", l.conns.maxTotal)
 			continue
 		}
 		cc.slot = slot
@@ -194,9 +194,10 @@ func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
 }
 
 // extendBinding lets the flow idle until at least until (a registration
-// bound to it expires then). The registration was digest-authenticated,
-// so the flow no longer counts against its source's connection cap and
-// outlives bans of its source (guard.go).
+// bound to it expires then). Its caller authenticated the flow (a digest
+// for a registration, or a peer node's mark), so the flow no longer counts
+// against its source's connection cap and outlives bans of its source
+// (guard.go).
 func (c *flowConn) extendBinding(until time.Time) {
 	c.slot.authenticate()
 	for {
