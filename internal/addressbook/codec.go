@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-vcard"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // The text/vcard wire form (RFC 6350 section 3), written and read here
@@ -264,7 +266,7 @@ func Decode(r io.Reader, maxCards int, maxBytes int64) ([]Contact, error) {
 		}
 		if c.UID != "" {
 			if j, dup := uids[c.UID]; dup {
-				e := &Error{Card: i + 1, Line: pc.line, Property: "UID", Err: fmt.Errorf("%q repeats card %d", clip(c.UID), j)}
+				e := &Error{Card: i + 1, Line: pc.line, Property: "UID", Err: fmt.Errorf("%q repeats card %d", clip.String(c.UID, 40), j)}
 				if ls := pc.lines["UID"]; len(ls) > 0 {
 					e.Line = ls[0]
 				}
@@ -345,7 +347,7 @@ func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) 
 		switch name {
 		case "BEGIN":
 			if !strings.EqualFold(raw, "VCARD") {
-				return nil, syntax(num, "BEGIN:%s, want BEGIN:VCARD", clip(raw))
+				return nil, syntax(num, "BEGIN:%s, want BEGIN:VCARD", clip.String(raw, 40))
 			}
 			if cur != nil {
 				return nil, syntax(num, "BEGIN:VCARD inside a card (END:VCARD missing before it?)")
@@ -358,10 +360,10 @@ func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) 
 			continue
 		case "END":
 			if cur == nil {
-				return nil, syntax(num, "END:%s without BEGIN:VCARD", clip(raw))
+				return nil, syntax(num, "END:%s without BEGIN:VCARD", clip.String(raw, 40))
 			}
 			if !strings.EqualFold(raw, "VCARD") {
-				return nil, syntax(num, "END:%s, want END:VCARD", clip(raw))
+				return nil, syntax(num, "END:%s, want END:VCARD", clip.String(raw, 40))
 			}
 			if err := checkVersion(cur); err != nil {
 				err.Card = len(cards) + 1
@@ -372,7 +374,7 @@ func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) 
 			continue
 		}
 		if cur == nil {
-			return nil, syntax(num, "%s outside BEGIN:VCARD ... END:VCARD", clip(name))
+			return nil, syntax(num, "%s outside BEGIN:VCARD ... END:VCARD", clip.String(name, 40))
 		}
 		if nprop++; nprop > maxProperties {
 			return nil, &Error{Card: len(cards) + 1, Line: num, Err: fmt.Errorf("%w: more than %d properties in one card", ErrSyntax, maxProperties)}
@@ -401,7 +403,7 @@ func checkVersion(pc *parsedCard) *Error {
 	case "3.0", "4.0":
 		return nil
 	default:
-		return &Error{Line: pc.lines["VERSION"][0], Property: "VERSION", Err: fmt.Errorf("%w: %q not supported, want 3.0 or 4.0", ErrSyntax, clip(v))}
+		return &Error{Line: pc.lines["VERSION"][0], Property: "VERSION", Err: fmt.Errorf("%w: %q not supported, want 3.0 or 4.0", ErrSyntax, clip.String(v, 40))}
 	}
 }
 
@@ -472,17 +474,17 @@ func validName(s string) bool {
 func parseContentLine(l string) (group, name string, params vcard.Params, value string, err error) {
 	end := strings.IndexAny(l, ";:")
 	if end < 0 {
-		return "", "", nil, "", fmt.Errorf("%q has no ':'", clip(l))
+		return "", "", nil, "", fmt.Errorf("%q has no ':'", clip.String(l, 40))
 	}
 	name = l[:end]
 	if g, n, ok := strings.Cut(name, "."); ok {
 		group, name = g, n
 		if !validName(group) {
-			return "", "", nil, "", fmt.Errorf("group name %q: want letters, digits and '-'", clip(group))
+			return "", "", nil, "", fmt.Errorf("group name %q: want letters, digits and '-'", clip.String(group, 40))
 		}
 	}
 	if !validName(name) {
-		return "", "", nil, "", fmt.Errorf("property name %q: want letters, digits and '-'", clip(name))
+		return "", "", nil, "", fmt.Errorf("property name %q: want letters, digits and '-'", clip.String(name, 40))
 	}
 	name = strings.ToUpper(name)
 	rest := l[end:]
@@ -501,7 +503,7 @@ func parseContentLine(l string) (group, name string, params vcard.Params, value 
 			continue
 		}
 		if !validName(pname) {
-			return "", "", nil, "", fmt.Errorf("%s: parameter name %q: want letters, digits and '-'", name, clip(pname))
+			return "", "", nil, "", fmt.Errorf("%s: parameter name %q: want letters, digits and '-'", name, clip.String(pname, 40))
 		}
 		if params == nil {
 			params = make(vcard.Params)

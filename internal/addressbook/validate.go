@@ -13,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // Limits of one contact.
@@ -159,7 +161,7 @@ func Validate(c Contact) error {
 	}
 	for i, p := range phones {
 		if !slices.Contains(PhoneTypes, p.Type) {
-			add(fmt.Sprintf("phones[%d].type", i), "%q is not one of %s", clip(p.Type), strings.Join(PhoneTypes, ", "))
+			add(fmt.Sprintf("phones[%d].type", i), "%q is not one of %s", clip.String(p.Type, 40), strings.Join(PhoneTypes, ", "))
 		}
 		if p.Number == "" {
 			add(fmt.Sprintf("phones[%d].number", i), "required")
@@ -171,7 +173,7 @@ func Validate(c Contact) error {
 		if msg := checkText(c.Email, MaxFieldLen, false); msg != "" {
 			add("email", "%s", msg)
 		} else if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email || a.Name != "" {
-			add("email", "%q is not an e-mail address (want user@example.com)", clip(c.Email))
+			add("email", "%q is not an e-mail address (want user@example.com)", clip.String(c.Email, 40))
 		}
 	}
 	line("organization", c.Organization)
@@ -225,7 +227,7 @@ func checkNumber(n string, intl bool) string {
 	if intl {
 		want = "a 10-digit NANP number, an E.164 number (+442079460000) or a sip: URI"
 	}
-	return fmt.Sprintf("%q is not %s", clip(n), want)
+	return fmt.Sprintf("%q is not %s", clip.String(n, 40), want)
 }
 
 // checkSIPURI checks the part after "sip:": [user@]host[:port][;params],
@@ -246,20 +248,7 @@ func checkSIPURI(rest string) string {
 		hostport = hostport[i+1:]
 	}
 	if !sipHost.MatchString(hostport) {
-		return fmt.Sprintf("sip URI host %q is not a host name or address", clip(hostport))
+		return fmt.Sprintf("sip URI host %q is not a host name or address", clip.String(hostport, 40))
 	}
 	return ""
-}
-
-// clip shortens a value quoted in an error message.
-func clip(s string) string {
-	const max = 40
-	if len(s) <= max {
-		return s
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "..."
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-vcard"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // How a contact maps to vCard 4.0:
@@ -270,7 +272,7 @@ func parseRev(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not a timestamp (want e.g. 20240102T150405Z)", clip(s))
+	return time.Time{}, fmt.Errorf("%q is not a timestamp (want e.g. 20240102T150405Z)", clip.String(s, 40))
 }
 
 // escapeComponent escapes one component of a compound value (N, ORG).

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-vcard"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // xCard (RFC 6351) is vCard 4.0 written as XML; RFC 9248 section 7 uses it
@@ -241,7 +243,7 @@ func mapCards(cards []parsedCard) ([]Contact, error) {
 		}
 		if c.UID != "" {
 			if j, dup := uids[c.UID]; dup {
-				e := &Error{Card: i + 1, Line: pc.line, Property: "UID", Err: fmt.Errorf("%q repeats card %d", clip(c.UID), j)}
+				e := &Error{Card: i + 1, Line: pc.line, Property: "UID", Err: fmt.Errorf("%q repeats card %d", clip.String(c.UID, 40), j)}
 				if ls := pc.lines["UID"]; len(ls) > 0 {
 					e.Line = ls[0]
 				}
@@ -292,11 +294,11 @@ func (x *xReader) next(card int) (xml.Token, error) {
 		case xml.CharData:
 			if trimmed := bytes.TrimLeft(t, " \t\r\n"); len(trimmed) > 0 {
 				x.tokLine += bytes.Count(t[:len(t)-len(trimmed)], []byte("\n"))
-				return nil, x.syntax(card, "text %q outside a value element", clip(string(bytes.TrimSpace(t))))
+				return nil, x.syntax(card, "text %q outside a value element", clip.String(string(bytes.TrimSpace(t)), 40))
 			}
 		case xml.Directive:
 			// A DOCTYPE could declare entities; xCard needs none.
-			return nil, x.syntax(card, "<!%s> not allowed in xCard", clip(string(t)))
+			return nil, x.syntax(card, "<!%s> not allowed in xCard", clip.String(string(t), 40))
 		}
 	}
 }
@@ -326,7 +328,7 @@ func (x *xReader) text(card int, start xml.StartElement) (string, error) {
 		case xml.EndElement:
 			return b.String(), nil
 		case xml.StartElement:
-			return "", x.syntax(card, "<%s> inside <%s>, which holds text only", clip(t.Name.Local), clip(start.Name.Local))
+			return "", x.syntax(card, "<%s> inside <%s>, which holds text only", clip.String(t.Name.Local, 40), clip.String(start.Name.Local, 40))
 		}
 	}
 }
@@ -353,7 +355,7 @@ func readXCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error)
 		if strings.EqualFold(label, "us-ascii") {
 			return in, nil
 		}
-		return nil, fmt.Errorf("encoding %q not supported; send UTF-8", clip(label))
+		return nil, fmt.Errorf("encoding %q not supported; send UTF-8", clip.String(label, 40))
 	}
 
 	tok, err := x.next(0)
@@ -455,7 +457,7 @@ func (x *xReader) card(num int, start xml.StartElement) (parsedCard, error) {
 		}
 		prop := strings.ToUpper(el.Name.Local)
 		if !validName(prop) {
-			return pc, x.syntax(num, "element <%s> is not a vCard property name", clip(el.Name.Local))
+			return pc, x.syntax(num, "element <%s> is not a vCard property name", clip.String(el.Name.Local, 40))
 		}
 		params, values, err := x.property(num, el)
 		if err != nil {
@@ -481,7 +483,7 @@ func (x *xReader) property(num int, start xml.StartElement) (vcard.Params, []xVa
 		tok, err := x.next(num)
 		if err != nil {
 			if err == io.EOF {
-				err = x.syntax(num, "</%s> missing", clip(start.Name.Local))
+				err = x.syntax(num, "</%s> missing", clip.String(start.Name.Local, 40))
 			}
 			return nil, nil, err
 		}
@@ -536,7 +538,7 @@ func (x *xReader) parameters(num int) (vcard.Params, error) {
 			tok, err := x.next(num)
 			if err != nil {
 				if err == io.EOF {
-					err = x.syntax(num, "</%s> missing", clip(p.Name.Local))
+					err = x.syntax(num, "</%s> missing", clip.String(p.Name.Local, 40))
 				}
 				return nil, err
 			}
@@ -567,7 +569,7 @@ func fieldFromX(prop string, params vcard.Params, values []xValue) (*vcard.Field
 		for _, v := range values {
 			i := slices.Index(nComponents, v.el)
 			if i < 0 {
-				return nil, fmt.Errorf("<%s> is not a component of <n> (want %s)", clip(v.el), strings.Join(nComponents, ", "))
+				return nil, fmt.Errorf("<%s> is not a component of <n> (want %s)", clip.String(v.el, 40), strings.Join(nComponents, ", "))
 			}
 			if comps[i] != "" {
 				comps[i] += ","
@@ -614,11 +616,11 @@ func describe(tok xml.Token) string {
 	switch t := tok.(type) {
 	case xml.StartElement:
 		if t.Name.Space == "" {
-			return fmt.Sprintf("<%s> without a namespace", clip(t.Name.Local))
+			return fmt.Sprintf("<%s> without a namespace", clip.String(t.Name.Local, 40))
 		}
-		return fmt.Sprintf("<%s> in namespace %q", clip(t.Name.Local), clip(t.Name.Space))
+		return fmt.Sprintf("<%s> in namespace %q", clip.String(t.Name.Local, 40), clip.String(t.Name.Space, 40))
 	case xml.EndElement:
-		return fmt.Sprintf("</%s>", clip(t.Name.Local))
+		return fmt.Sprintf("</%s>", clip.String(t.Name.Local, 40))
 	}
 	return "text"
 }

@@ -8,12 +8,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/emersion/go-vcard"
 	webdavcarddav "github.com/emersion/go-webdav/carddav"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/httpcond"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -50,10 +51,10 @@ func (b *Backend) resolve(ctx context.Context, path string, k kind) (resource, e
 	}
 	res, ok := parsePath(path)
 	if !ok || res.kind != k {
-		return resource{}, notFound("no such resource %s", clip(path, 80))
+		return resource{}, notFound("no such resource %s", clip.String(path, 80))
 	}
 	if res.owner != owner {
-		return resource{}, &davError{status: http.StatusForbidden, msg: fmt.Sprintf("%s is not %s's", clip(path, 80), owner)}
+		return resource{}, &davError{status: http.StatusForbidden, msg: fmt.Sprintf("%s is not %s's", clip.String(path, 80), owner)}
 	}
 	return res, nil
 }
@@ -131,7 +132,7 @@ func (b *Backend) object(c store.Contact) webdavcarddav.AddressObject {
 func (b *Backend) contact(ctx context.Context, owner, id string) (store.Contact, error) {
 	c, err := b.store.Contact(ctx, owner, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return c, notFound("no contact %q in this address book", clip(id, 64))
+		return c, notFound("no contact %q in this address book", clip.String(id, 64))
 	}
 	if err != nil {
 		return c, fmt.Errorf("contact %s/%s: %w", owner, id, err)
@@ -235,25 +236,25 @@ func (b *Backend) putCard(ctx context.Context, res resource, card vcard.Card, co
 	}
 	etag := ""
 	if exists {
-		etag = etagOf(cur.Version)
+		etag = httpcond.VersionETag(cur.Version)
 	}
 	if cond.ifNoneMatch != "" {
-		tags, star, err := parseETags(cond.ifNoneMatch)
+		tags, star, err := httpcond.ParseETags(cond.ifNoneMatch)
 		if err != nil {
 			return c, false, badRequest("If-None-Match: %v", err)
 		}
-		if exists && (star || matchWeak(tags, etag)) {
+		if exists && (star || httpcond.MatchWeak(tags, etag)) {
 			return c, false, errPrecondition("the contact already exists (ETag %s); fetch it and PUT with If-Match to change it", etag)
 		}
 	}
 	var ifVersion int64
 	if cond.ifMatch != "" {
-		tags, star, err := parseETags(cond.ifMatch)
+		tags, star, err := httpcond.ParseETags(cond.ifMatch)
 		if err != nil {
 			return c, false, badRequest("If-Match: %v", err)
 		}
 		if !exists {
-			return c, false, errPrecondition("If-Match: there is no contact %q (deleted meanwhile?)", clip(res.id, 64))
+			return c, false, errPrecondition("If-Match: there is no contact %q (deleted meanwhile?)", clip.String(res.id, 64))
 		}
 		if !star && !slices.Contains(tags, etag) {
 			return c, false, errPrecondition("the contact changed since you read it (now ETag %s); fetch it, reapply your change and retry", etag)
@@ -279,7 +280,7 @@ func (b *Backend) putCard(ctx context.Context, res resource, card vcard.Card, co
 		c.UID = cur.UID // a card without UID keeps the contact's
 	} else if c.UID != cur.UID {
 		return c, false, &davError{status: http.StatusConflict, cond: condNoUIDConflict, href: ObjectPath(res.owner, res.id),
-			msg: fmt.Sprintf("a contact's UID cannot change (it is %q); create a new resource for another UID", clip(cur.UID, 80))}
+			msg: fmt.Sprintf("a contact's UID cannot change (it is %q); create a new resource for another UID", clip.String(cur.UID, 80))}
 	}
 	updated, err := b.store.UpdateContact(ctx, c, ifVersion)
 	switch {
@@ -300,7 +301,7 @@ func (b *Backend) putCard(ctx context.Context, res resource, card vcard.Card, co
 // resource was created meanwhile, or another contact has the UID.
 func (b *Backend) createConflict(ctx context.Context, res resource, uid string) error {
 	if _, err := b.store.Contact(ctx, res.owner, res.id); err == nil {
-		return errPrecondition("contact %q was created meanwhile by someone else; fetch it and PUT with If-Match", clip(res.id, 64))
+		return errPrecondition("contact %q was created meanwhile by someone else; fetch it and PUT with If-Match", clip.String(res.id, 64))
 	}
 	cs, err := b.store.ListContacts(ctx, res.owner)
 	if err != nil {
@@ -309,7 +310,7 @@ func (b *Backend) createConflict(ctx context.Context, res resource, uid string) 
 	for _, o := range cs {
 		if o.UID == uid {
 			return &davError{status: http.StatusConflict, cond: condNoUIDConflict, href: ObjectPath(o.Owner, o.ID),
-				msg: fmt.Sprintf("another contact in this book already has UID %q; change that one instead", clip(uid, 80))}
+				msg: fmt.Sprintf("another contact in this book already has UID %q; change that one instead", clip.String(uid, 80))}
 		}
 	}
 	return &davError{status: http.StatusConflict, msg: "the contact conflicts with one written meanwhile; retry"}
@@ -319,19 +320,19 @@ func (b *Backend) createConflict(ctx context.Context, res resource, uid string) 
 func (b *Backend) deleteContact(ctx context.Context, res resource, ifMatch string) error {
 	var ifVersion int64
 	if ifMatch != "" {
-		tags, star, err := parseETags(ifMatch)
+		tags, star, err := httpcond.ParseETags(ifMatch)
 		if err != nil {
 			return badRequest("If-Match: %v", err)
 		}
 		cur, err := b.store.Contact(ctx, res.owner, res.id)
 		if errors.Is(err, store.ErrNotFound) {
-			return errPrecondition("If-Match: there is no contact %q (deleted meanwhile?)", clip(res.id, 64))
+			return errPrecondition("If-Match: there is no contact %q (deleted meanwhile?)", clip.String(res.id, 64))
 		}
 		if err != nil {
 			return fmt.Errorf("contact %s/%s: %w", res.owner, res.id, err)
 		}
-		if !star && !slices.Contains(tags, etagOf(cur.Version)) {
-			return errPrecondition("the contact changed since you read it (now ETag %s); fetch it and decide again", etagOf(cur.Version))
+		if !star && !slices.Contains(tags, httpcond.VersionETag(cur.Version)) {
+			return errPrecondition("the contact changed since you read it (now ETag %s); fetch it and decide again", httpcond.VersionETag(cur.Version))
 		}
 		ifVersion = cur.Version
 	}
@@ -341,7 +342,7 @@ func (b *Backend) deleteContact(ctx context.Context, res resource, ifMatch strin
 		if ifMatch != "" {
 			return errPrecondition("the contact was deleted meanwhile")
 		}
-		return notFound("no contact %q in this address book", clip(res.id, 64))
+		return notFound("no contact %q in this address book", clip.String(res.id, 64))
 	case errors.Is(err, store.ErrConflict):
 		return errPrecondition("the contact changed while you deleted it; fetch it and decide again")
 	case err != nil:
@@ -362,68 +363,4 @@ func (b *Backend) bookRev(ctx context.Context, owner string) (int64, error) {
 
 func errPrecondition(format string, args ...any) *davError {
 	return &davError{status: http.StatusPreconditionFailed, msg: fmt.Sprintf(format, args...)}
-}
-
-// etagOf is a contact's entity tag: its version, quoted, the same tag the
-// JSON API gives the same contact.
-func etagOf(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
-
-// parseETags parses an If-Match or If-None-Match value: "*" or a list of
-// entity tags. Weak tags keep their W/ prefix.
-func parseETags(v string) (tags []string, star bool, err error) {
-	v = strings.TrimSpace(v)
-	if v == "*" {
-		return nil, true, nil
-	}
-	for v != "" {
-		weak := strings.HasPrefix(v, "W/")
-		rest := strings.TrimPrefix(v, "W/")
-		if !strings.HasPrefix(rest, `"`) {
-			return nil, false, fmt.Errorf("%q is not an entity tag; write it quoted, as the ETag header gave it (e.g. \"3\")", clip(v, 40))
-		}
-		end := strings.IndexByte(rest[1:], '"')
-		if end < 0 {
-			return nil, false, fmt.Errorf("unterminated entity tag %q", clip(v, 40))
-		}
-		tag := rest[:end+2]
-		if weak {
-			tag = "W/" + tag
-		}
-		tags = append(tags, tag)
-		v = strings.TrimSpace(rest[end+2:])
-		if v == "" {
-			break
-		}
-		if v[0] != ',' {
-			return nil, false, fmt.Errorf("entity tags must be separated by ',' at %q", clip(v, 40))
-		}
-		v = strings.TrimSpace(v[1:])
-	}
-	if len(tags) == 0 {
-		return nil, false, errors.New("empty entity tag list")
-	}
-	return tags, false, nil
-}
-
-// matchWeak is If-None-Match's weak comparison (RFC 9110 section 13.1.2).
-func matchWeak(tags []string, etag string) bool {
-	for _, t := range tags {
-		if strings.TrimPrefix(t, "W/") == etag {
-			return true
-		}
-	}
-	return false
-}
-
-// noneMatch reports whether If-None-Match lets a GET through (false: 304).
-func noneMatch(r *http.Request, etag string) bool {
-	v := r.Header.Get("If-None-Match")
-	if v == "" {
-		return true
-	}
-	tags, star, err := parseETags(v)
-	if err != nil {
-		return true // a malformed condition is ignored
-	}
-	return !star && !matchWeak(tags, etag)
 }

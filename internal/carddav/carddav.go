@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -221,7 +222,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	res, ok := parsePath(r.URL.EscapedPath())
 	if !ok {
-		return notFound("no such CardDAV resource %s; the address book is at %s<number>/%s/", clip(r.URL.Path, 80), PathRoot+"addressbooks/", BookName)
+		return notFound("no such CardDAV resource %s; the address book is at %s<number>/%s/", clip.String(r.URL.Path, 80), PathRoot+"addressbooks/", BookName)
 	}
 	if r.Method == http.MethodOptions {
 		return h.options(w, res) // no login needed to learn what is served
@@ -232,7 +233,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if res.kind != kindRoot && res.owner != sess.Number {
 		return &davError{status: http.StatusForbidden,
-			msg: fmt.Sprintf("you are logged in as %s; this is %s's; your address book is %s", sess.Number, clip(res.owner, 20), BookPath(sess.Number))}
+			msg: fmt.Sprintf("you are logged in as %s; this is %s's; your address book is %s", sess.Number, clip.String(res.owner, 20), BookPath(sess.Number))}
 	}
 	r = r.WithContext(WithOwner(r.Context(), sess.Number))
 	switch r.Method {
@@ -252,7 +253,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return &davError{status: http.StatusForbidden, msg: "each number has exactly one address book, " + BookPath(sess.Number) + "; no other collection can be made"}
 	}
 	return &davError{status: http.StatusMethodNotAllowed, allow: allowed(res.kind),
-		msg: fmt.Sprintf("method %s is not supported here; use %s", clip(r.Method, 16), allowed(res.kind))}
+		msg: fmt.Sprintf("method %s is not supported here; use %s", clip.String(r.Method, 16), allowed(res.kind))}
 }
 
 func allowed(k kind) string {
@@ -271,15 +272,4 @@ func (h *Handler) options(w http.ResponseWriter, res resource) error {
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 	return nil
-}
-
-// clip keeps echoes of client input in messages and logs short.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && (s[n]&0xC0) == 0x80 {
-		n--
-	}
-	return s[:n] + "..."
 }

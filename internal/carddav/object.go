@@ -16,6 +16,8 @@ import (
 	"github.com/emersion/go-vcard"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/httpcond"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -86,11 +88,11 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, res resource) erro
 	if err != nil {
 		return err
 	}
-	etag := etagOf(c.Version)
+	etag := httpcond.VersionETag(c.Version)
 	hd := w.Header()
 	hd.Set("Cache-Control", "private, no-cache")
 	hd.Set("Vary", "Accept")
-	if !noneMatch(r, etag) {
+	if !httpcond.NoneMatch(r, etag) {
 		hd.Set("ETag", etag)
 		w.WriteHeader(http.StatusNotModified)
 		return nil
@@ -128,11 +130,11 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, res resource) erro
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || !slices.Contains(vcardTypes, mt) {
 		return &davError{status: http.StatusUnsupportedMediaType, cond: condSupportedData,
-			msg: fmt.Sprintf("Content-Type %q is not accepted; send text/vcard (vCard 3.0 or 4.0)", clip(ct, 64))}
+			msg: fmt.Sprintf("Content-Type %q is not accepted; send text/vcard (vCard 3.0 or 4.0)", clip.String(ct, 64))}
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return &davError{status: http.StatusUnsupportedMediaType, cond: condSupportedData,
-			msg: fmt.Sprintf("charset %q is not accepted; send UTF-8", clip(cs, 32))}
+			msg: fmt.Sprintf("charset %q is not accepted; send UTF-8", clip.String(cs, 32))}
 	}
 	max := h.cfg.MaxBody
 	tooLarge := &davError{status: http.StatusRequestEntityTooLarge, cond: condMaxSize,
@@ -190,7 +192,7 @@ func checkName(id string) string {
 	}
 	for _, r := range id {
 		if r == '\\' || r == utf8.RuneError || unicode.IsControl(r) || unicode.IsSpace(r) {
-			return fmt.Sprintf("resource name %q has a character %q this address book does not allow in names; name it e.g. <uuid>.vcf", clip(id, 64), r)
+			return fmt.Sprintf("resource name %q has a character %q this address book does not allow in names; name it e.g. <uuid>.vcf", clip.String(id, 64), r)
 		}
 	}
 	return ""

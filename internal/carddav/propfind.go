@@ -13,6 +13,8 @@ import (
 	"github.com/emersion/go-vcard"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/httpcond"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -71,7 +73,7 @@ func parseDepth(v string, def int) (int, error) {
 	case "infinity":
 		return -1, nil
 	}
-	return 0, badRequest("Depth: %q; want 0, 1 or infinity", clip(v, 16))
+	return 0, badRequest("Depth: %q; want 0, 1 or infinity", clip.String(v, 16))
 }
 
 func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, res resource) error {
@@ -86,7 +88,7 @@ func (h *Handler) propfind(w http.ResponseWriter, r *http.Request, res resource)
 	req := propReq{all: true} // RFC 4918 section 9.1: an empty body is allprop
 	if root != nil {
 		if !root.is(nsDAV, "propfind") {
-			return badRequest("a PROPFIND body is a DAV:propfind element, not {%s}%s", clip(root.name.Space, 64), clip(root.name.Local, 32))
+			return badRequest("a PROPFIND body is a DAV:propfind element, not {%s}%s", clip.String(root.name.Space, 64), clip.String(root.name.Local, 32))
 		}
 		var ok bool
 		if req, ok = parsePropReq(root); !ok {
@@ -330,7 +332,7 @@ func (h *Handler) bookProps(ctx context.Context, owner string) props {
 func (h *Handler) objectProps(c store.Contact, report bool) props {
 	ps := props{
 		dav("resourcetype"):               resourceType(),
-		dav("getetag"):                    textProp(etagOf(c.Version)),
+		dav("getetag"):                    textProp(httpcond.VersionETag(c.Version)),
 		dav("getcontenttype"):             textProp(addressbook.ContentType),
 		dav("current-user-principal"):     hrefProp(PrincipalPath(c.Owner)),
 		dav("current-user-privilege-set"): privileges("read", "read-current-user-privilege-set", "write", "write-content"),
@@ -416,7 +418,7 @@ func checkAddressData(req *node) error {
 	v, hasV := req.attr("version")
 	if (ct != "" && ct != vcard.MIMEType) || (hasV && v != v3 && v != v4) {
 		return &davError{status: http.StatusForbidden, cond: condConversion,
-			msg: fmt.Sprintf("address-data as %q version %q is not served; ask for text/vcard version 3.0 or 4.0", clip(ct, 40), clip(v, 10))}
+			msg: fmt.Sprintf("address-data as %q version %q is not served; ask for text/vcard version 3.0 or 4.0", clip.String(ct, 40), clip.String(v, 10))}
 	}
 	return nil
 }

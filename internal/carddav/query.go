@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-vcard"
 	webdavcarddav "github.com/emersion/go-webdav/carddav"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // The CARDDAV:filter of an addressbook-query (RFC 6352 section 10.5),
@@ -67,7 +69,7 @@ func parseFilter(q *node) (queryFilter, error) {
 		if nr := l.child(nsCardDAV, "nresults"); nr != nil {
 			n, err := strconv.Atoi(strings.TrimSpace(nr.text))
 			if err != nil || n < 1 {
-				return f, badRequest("CARDDAV:nresults %q: want a positive number", clip(nr.text, 20))
+				return f, badRequest("CARDDAV:nresults %q: want a positive number", clip.String(nr.text, 20))
 			}
 			f.limit = n
 		}
@@ -82,7 +84,7 @@ func testAttr(n *node) (allOf bool, err error) {
 	case "allof":
 		return true, nil
 	default:
-		return false, badRequest("test=%q: want anyof or allof", clip(v, 20))
+		return false, badRequest("test=%q: want anyof or allof", clip.String(v, 20))
 	}
 }
 
@@ -133,7 +135,7 @@ func parseTextMatch(n *node) (textMatch, error) {
 			tm.match = v
 		default:
 			return tm, &davError{status: http.StatusBadRequest, cond: condFilter,
-				msg: fmt.Sprintf("match-type %q: want equals, contains, starts-with or ends-with", clip(v, 20))}
+				msg: fmt.Sprintf("match-type %q: want equals, contains, starts-with or ends-with", clip.String(v, 20))}
 		}
 	}
 	switch v, _ := n.attr("negate-condition"); v {
@@ -141,7 +143,7 @@ func parseTextMatch(n *node) (textMatch, error) {
 	case "yes":
 		tm.negate = true
 	default:
-		return tm, badRequest("negate-condition %q: want yes or no", clip(v, 10))
+		return tm, badRequest("negate-condition %q: want yes or no", clip.String(v, 10))
 	}
 	switch v, _ := n.attr("collation"); v {
 	case "", "i;unicode-casemap", "i;ascii-casemap":
@@ -149,7 +151,7 @@ func parseTextMatch(n *node) (textMatch, error) {
 		tm.octet = true
 	default:
 		return tm, &davError{status: http.StatusForbidden, cond: condCollation,
-			msg: fmt.Sprintf("collation %q is not supported; use i;unicode-casemap or i;octet", clip(v, 40))}
+			msg: fmt.Sprintf("collation %q is not supported; use i;unicode-casemap or i;octet", clip.String(v, 40))}
 	}
 	return tm, nil
 }

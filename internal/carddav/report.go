@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -44,7 +45,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, res resource) e
 		return h.syncCollection(w, r, res, root, req)
 	}
 	return &davError{status: http.StatusForbidden, cond: condSupportedReport,
-		msg: fmt.Sprintf("report {%s}%s is not supported; use addressbook-multiget, addressbook-query or sync-collection", clip(root.name.Space, 64), clip(root.name.Local, 32))}
+		msg: fmt.Sprintf("report {%s}%s is not supported; use addressbook-multiget, addressbook-query or sync-collection", clip.String(root.name.Space, 64), clip.String(root.name.Local, 32))}
 }
 
 // multiget answers each DAV:href: the contact's properties, or 404.
@@ -125,7 +126,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request, res resource, ro
 func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, res resource, root *node, req propReq) error {
 	// RFC 6578 section 3.2: the report is defined for Depth 0 only.
 	if d := strings.TrimSpace(r.Header.Get("Depth")); d != "" && d != "0" {
-		return badRequest("sync-collection takes Depth: 0 (or no Depth header), not %q", clip(d, 16))
+		return badRequest("sync-collection takes Depth: 0 (or no Depth header), not %q", clip.String(d, 16))
 	}
 	level := root.child(nsDAV, "sync-level")
 	if level == nil {
@@ -133,7 +134,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, res res
 	}
 	// The book holds no collections, so "infinite" reports the same as 1.
 	if l := strings.TrimSpace(level.text); l != "1" && l != "infinite" {
-		return badRequest("DAV:sync-level %q: want 1 or infinite", clip(l, 16))
+		return badRequest("DAV:sync-level %q: want 1 or infinite", clip.String(l, 16))
 	}
 	tokEl := root.child(nsDAV, "sync-token")
 	if tokEl == nil {
@@ -144,7 +145,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, res res
 		if nr := l.child(nsDAV, "nresults"); nr != nil {
 			n, err := strconv.Atoi(strings.TrimSpace(nr.text))
 			if err != nil || n < 1 {
-				return badRequest("DAV:nresults %q: want a positive number", clip(nr.text, 20))
+				return badRequest("DAV:nresults %q: want a positive number", clip.String(nr.text, 20))
 			}
 			limit = n
 		}
@@ -205,7 +206,7 @@ func (h *Handler) parseSyncToken(ctx context.Context, owner, tok string) (since 
 	}
 	invalid := func(why string) error {
 		return &davError{status: http.StatusForbidden, cond: condValidSyncToken,
-			msg: fmt.Sprintf("sync token %q %s; sync again from an empty token", clip(tok, 80), why)}
+			msg: fmt.Sprintf("sync token %q %s; sync again from an empty token", clip.String(tok, 80), why)}
 	}
 	rest, ok := strings.CutPrefix(tok, SyncTokenPrefix+owner+"/")
 	if !ok {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // Request bodies are small XML documents; they are read into a tree of
@@ -80,7 +82,7 @@ func parseXML(body []byte) (*node, error) {
 		if strings.EqualFold(label, "us-ascii") {
 			return in, nil
 		}
-		return nil, fmt.Errorf("encoding %q not supported; send UTF-8", clip(label, 32))
+		return nil, fmt.Errorf("encoding %q not supported; send UTF-8", clip.String(label, 32))
 	}
 	var (
 		stack []*node

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/httpcond"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -85,7 +87,7 @@ func (s *Service) errBookFull() *apiError {
 
 func errNoContact(id string) *apiError {
 	return &apiError{status: http.StatusNotFound, code: "not_found",
-		msg: fmt.Sprintf("no contact %q in this address book", clip(id, 64))}
+		msg: fmt.Sprintf("no contact %q in this address book", clip.String(id, 64))}
 }
 
 // contactID is the {id} of the URL; store IDs are at most 255 bytes.
@@ -109,25 +111,15 @@ func (s *Service) bookRev(r *http.Request, owner string) (int64, error) {
 }
 
 func (s *Service) handleListContacts(w http.ResponseWriter, r *http.Request, sess store.Session) error {
-	rev, err := s.bookRev(r, sess.Number)
-	if err != nil {
+	b, err := s.loadBook(w, r, sess.Number, bookETag)
+	if b == nil {
 		return err
 	}
-	etag := bookETag(rev)
-	// Private data: caches may keep it only to revalidate with the ETag.
-	w.Header().Set("Cache-Control", "private, no-cache")
-	if !noneMatch(r, etag) {
-		return notModified(w, etag)
-	}
-	cs, err := s.store.ListContacts(r.Context(), sess.Number)
-	if err != nil {
-		return fmt.Errorf("list contacts of %s: %w", sess.Number, err)
-	}
-	out := listJSON{Contacts: make([]contactJSON, len(cs)), Rev: rev}
-	for i, c := range cs {
+	out := listJSON{Contacts: make([]contactJSON, len(b.contacts)), Rev: b.rev}
+	for i, c := range b.contacts {
 		out.Contacts[i] = toJSON(c)
 	}
-	w.Header().Set("ETag", etag)
+	w.Header().Set("ETag", b.etag)
 	return writeJSON(w, r, http.StatusOK, out)
 }
 
@@ -146,12 +138,12 @@ func (s *Service) handleCreateContact(w http.ResponseWriter, r *http.Request, se
 		return s.errBookFull()
 	case errors.Is(err, store.ErrExists):
 		return &apiError{status: http.StatusConflict, code: "uid_taken",
-			msg: fmt.Sprintf("a contact with uid %q is already in the book; change that one with PUT, or leave uid empty", clip(c.UID, 80))}
+			msg: fmt.Sprintf("a contact with uid %q is already in the book; change that one with PUT, or leave uid empty", clip.String(c.UID, 80))}
 	case err != nil:
 		return fmt.Errorf("create contact in %s: %w", sess.Number, err)
 	}
 	w.Header().Set("Location", PathContacts+"/"+url.PathEscape(created.ID))
-	w.Header().Set("ETag", contactETag(created.Version))
+	w.Header().Set("ETag", httpcond.VersionETag(created.Version))
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, r, http.StatusCreated, toJSON(created))
 }
@@ -165,9 +157,9 @@ func (s *Service) handleGetContact(w http.ResponseWriter, r *http.Request, sess 
 	if err != nil {
 		return err
 	}
-	etag := contactETag(c.Version)
+	etag := httpcond.VersionETag(c.Version)
 	w.Header().Set("Cache-Control", "private, no-cache")
-	if !noneMatch(r, etag) {
+	if !httpcond.NoneMatch(r, etag) {
 		return notModified(w, etag)
 	}
 	w.Header().Set("ETag", etag)
@@ -189,14 +181,14 @@ func (s *Service) contact(r *http.Request, owner, id string) (store.Contact, err
 // the version the write must still find (0 for "*": any). Comparison is
 // strong (RFC 9110 13.1.1): a weak tag never matches.
 func precondition(header string, cur store.Contact) (int64, error) {
-	tags, star, err := parseETags(header)
+	tags, star, err := httpcond.ParseETags(header)
 	if err != nil {
 		return 0, badRequest("invalid_if_match", "If-Match: %v", err)
 	}
 	if star {
 		return 0, nil
 	}
-	etag := contactETag(cur.Version)
+	etag := httpcond.VersionETag(cur.Version)
 	for _, t := range tags {
 		if t == etag {
 			return cur.Version, nil
@@ -206,9 +198,9 @@ func precondition(header string, cur store.Contact) (int64, error) {
 }
 
 func errStale(cur store.Contact) *apiError {
-	etag := contactETag(cur.Version)
+	etag := httpcond.VersionETag(cur.Version)
 	return &apiError{status: http.StatusPreconditionFailed, code: "precondition_failed", etag: etag,
-		msg: fmt.Sprintf("contact %q changed since you read it (now version %d, ETag %s); fetch it, reapply your change and retry", clip(cur.ID, 64), cur.Version, etag)}
+		msg: fmt.Sprintf("contact %q changed since you read it (now version %d, ETag %s); fetch it, reapply your change and retry", clip.String(cur.ID, 64), cur.Version, etag)}
 }
 
 // conflict answers a write that lost a race after its precondition held:
@@ -244,7 +236,7 @@ func (s *Service) handlePutContact(w http.ResponseWriter, r *http.Request, sess 
 		return err
 	}
 	if in.ID != "" && in.ID != id {
-		return badRequest("id_mismatch", "the body's id %q is not the URL's %q", clip(in.ID, 64), clip(id, 64))
+		return badRequest("id_mismatch", "the body's id %q is not the URL's %q", clip.String(in.ID, 64), clip.String(id, 64))
 	}
 	c := fromJSON(in, sess.Number)
 	c.ID = id
@@ -253,7 +245,7 @@ func (s *Service) handlePutContact(w http.ResponseWriter, r *http.Request, sess 
 		c.UID = cur.UID // a client that does not know UIDs keeps it
 	} else if c.UID != cur.UID {
 		inv, _ := errors.AsType[addressbook.Invalid](verr)
-		verr = append(addressbook.Invalid{{Field: "uid", Msg: fmt.Sprintf("cannot change (it is %q); create a new contact instead", clip(cur.UID, 80))}}, inv...)
+		verr = append(addressbook.Invalid{{Field: "uid", Msg: fmt.Sprintf("cannot change (it is %q); create a new contact instead", clip.String(cur.UID, 80))}}, inv...)
 	}
 	if verr != nil {
 		return invalid(verr)
@@ -265,7 +257,7 @@ func (s *Service) handlePutContact(w http.ResponseWriter, r *http.Request, sess 
 	case err != nil:
 		return fmt.Errorf("update contact %s/%s: %w", sess.Number, id, err)
 	}
-	w.Header().Set("ETag", contactETag(updated.Version))
+	w.Header().Set("ETag", httpcond.VersionETag(updated.Version))
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, r, http.StatusOK, toJSON(updated))
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // apiError is an error with its HTTP answer:
@@ -60,7 +62,7 @@ func badRequest(code, format string, args ...any) *apiError {
 func errMethod(method string, allow []string) *apiError {
 	a := strings.Join(allow, ", ")
 	return &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-		msg: fmt.Sprintf("method %s is not allowed here; use %s", clip(method, 16), a), allow: a}
+		msg: fmt.Sprintf("method %s is not allowed here; use %s", clip.String(method, 16), a), allow: a}
 }
 
 func (s *Service) errTooLarge() *apiError {
@@ -73,7 +75,7 @@ func (s *Service) errTooLarge() *apiError {
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		s.log.Error("mcs request failed", "method", r.Method, "path", clip(r.URL.Path, 80), "err", err)
+		s.log.Error("mcs request failed", "method", r.Method, "path", clip.String(r.URL.Path, 80), "err", err)
 		ae = errInternal
 	}
 	h := w.Header()
@@ -123,11 +125,11 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request, types ...stri
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || !slices.Contains(types, mt) {
 		return nil, &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			msg: fmt.Sprintf("Content-Type %q is not accepted here; send %s", clip(ct, 64), strings.Join(types, " or "))}
+			msg: fmt.Sprintf("Content-Type %q is not accepted here; send %s", clip.String(ct, 64), strings.Join(types, " or "))}
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return nil, &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
-			msg: fmt.Sprintf("charset %q is not accepted; send UTF-8", clip(cs, 32))}
+			msg: fmt.Sprintf("charset %q is not accepted; send UTF-8", clip.String(cs, 32))}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
@@ -178,9 +180,9 @@ func jsonError(err error, v any) *apiError {
 		return badRequest("invalid_json", "the JSON body ends too early; send a complete object")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return badRequest("unknown_field", "unknown field %s; a contact has only %s", clip(f, 80), fieldList(v))
+		return badRequest("unknown_field", "unknown field %s; a contact has only %s", clip.String(f, 80), fieldList(v))
 	}
-	return badRequest("invalid_json", "invalid JSON: %s", clip(strings.TrimPrefix(err.Error(), "json: "), 200))
+	return badRequest("invalid_json", "invalid JSON: %s", clip.String(strings.TrimPrefix(err.Error(), "json: "), 200))
 }
 
 func jsonKind(k reflect.Kind) string {
@@ -217,86 +219,14 @@ func fieldList(v any) string {
 	return strings.Join(names, ", ")
 }
 
-// Entity tags. A contact's is its version, the book's its revision; both
-// strong (RFC 9110 section 8.8.3).
-
-func contactETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+// Entity tags. A contact's is its version (httpcond.VersionETag), the
+// book's its revision; both strong (RFC 9110 section 8.8.3).
 
 func bookETag(rev int64) string { return `"rev-` + strconv.FormatInt(rev, 10) + `"` }
-
-// parseETags parses an If-Match or If-None-Match value: "*" or a list of
-// entity tags. Weak tags keep their W/ prefix.
-func parseETags(v string) (tags []string, star bool, err error) {
-	v = strings.TrimSpace(v)
-	if v == "*" {
-		return nil, true, nil
-	}
-	for v != "" {
-		weak := strings.HasPrefix(v, "W/")
-		rest := strings.TrimPrefix(v, "W/")
-		if !strings.HasPrefix(rest, `"`) {
-			return nil, false, fmt.Errorf("%q is not an entity tag; write it quoted, as the ETag header gave it (e.g. \"3\")", clip(v, 40))
-		}
-		end := strings.IndexByte(rest[1:], '"')
-		if end < 0 {
-			return nil, false, fmt.Errorf("unterminated entity tag %q", clip(v, 40))
-		}
-		tag := rest[:end+2]
-		if weak {
-			tag = "W/" + tag
-		}
-		tags = append(tags, tag)
-		v = strings.TrimSpace(rest[end+2:])
-		if v == "" {
-			break
-		}
-		if v[0] != ',' {
-			return nil, false, fmt.Errorf("entity tags must be separated by ',' at %q", clip(v, 40))
-		}
-		v = strings.TrimSpace(v[1:])
-	}
-	if len(tags) == 0 {
-		return nil, false, errors.New("empty entity tag list")
-	}
-	return tags, false, nil
-}
-
-// noneMatch reports whether If-None-Match lets the request through (true:
-// answer normally; false: 304). Comparison is weak, as RFC 9110 13.1.2 says.
-func noneMatch(r *http.Request, current string) bool {
-	v := r.Header.Get("If-None-Match")
-	if v == "" {
-		return true
-	}
-	tags, star, err := parseETags(v)
-	if err != nil {
-		return true // a malformed condition is ignored
-	}
-	if star {
-		return false
-	}
-	for _, t := range tags {
-		if strings.TrimPrefix(t, "W/") == current {
-			return false
-		}
-	}
-	return true
-}
 
 // notModified answers 304 with the validator the client will keep.
 func notModified(w http.ResponseWriter, etag string) error {
 	w.Header().Set("ETag", etag)
 	w.WriteHeader(http.StatusNotModified)
 	return nil
-}
-
-// clip keeps echoes of client input in messages and logs short.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "..."
 }

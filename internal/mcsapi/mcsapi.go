@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/carddav"
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/rue"
@@ -164,12 +165,12 @@ func (s *Service) routes() {
 			http.MethodDelete: s.auth(s.handleDeleteContact),
 		}},
 		{PathContactsVCF, map[string]handler{
-			http.MethodGet:  s.auth(s.handleExport),
-			http.MethodPost: s.auth(s.handleImport),
+			http.MethodGet:  s.auth(s.handleExport(vcardFile)),
+			http.MethodPost: s.auth(s.handleImport(vcardFile)),
 		}},
 		{PathContactsXML, map[string]handler{
-			http.MethodGet:  s.auth(s.handleExportXML),
-			http.MethodPost: s.auth(s.handleImportXML),
+			http.MethodGet:  s.auth(s.handleExport(xcardFile)),
+			http.MethodPost: s.auth(s.handleImport(xcardFile)),
 		}},
 		{rue.PathConfig, map[string]handler{http.MethodGet: s.handleRUEConfig}},
 		{rue.PathProviders, map[string]handler{http.MethodGet: s.handleRUEProviders}},
@@ -194,7 +195,7 @@ func (s *Service) routes() {
 	s.davRoutes()
 	s.mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotFound, code: "not_found",
-			msg: fmt.Sprintf("no such endpoint %s; see docs/api-mcs.md for the routes", clip(r.URL.Path, 64))}
+			msg: fmt.Sprintf("no such endpoint %s; see docs/api-mcs.md for the routes", clip.String(r.URL.Path, 64))}
 	}))
 }
 

@@ -4,17 +4,36 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 
 	"github.com/z5vrs/z5/internal/addressbook"
+	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/httpcond"
 	"github.com/z5vrs/z5/internal/store"
 )
 
-// vCard media types accepted on import: RFC 6350's, the older x- form and
-// vCard 3.0's text/directory, as other software labels its exports.
-var vcardTypes = []string{"text/vcard", "text/x-vcard", "text/directory"}
+// bookFile is a file format of the whole book: vCard (this file) or
+// xCard (dav.go). Export and import are the same for both but for these.
+type bookFile struct {
+	name        string   // the upload's name in the log
+	ext         string   // the ETag's suffix and the file name's extension
+	contentType string   // of the export
+	accept      []string // media types accepted on import
+	encode      func(io.Writer, []store.Contact) error
+	decode      func(r io.Reader, maxCards int, maxBytes int64) ([]store.Contact, error)
+}
+
+// vcardFile is vCard 4.0. On import it accepts RFC 6350's media type, the
+// older x- form and vCard 3.0's text/directory, as other software labels
+// its exports.
+var vcardFile = bookFile{
+	name: "vcard", ext: "vcf", contentType: addressbook.ContentType,
+	accept: []string{"text/vcard", "text/x-vcard", "text/directory"},
+	encode: addressbook.Encode, decode: addressbook.Decode,
+}
 
 type importJSON struct {
 	Created   int `json:"created"`
@@ -22,51 +41,77 @@ type importJSON struct {
 	Unchanged int `json:"unchanged"`
 }
 
-// handleExport sends the whole book as vCard 4.0.
-func (s *Service) handleExport(w http.ResponseWriter, r *http.Request, sess store.Session) error {
-	rev, err := s.bookRev(r, sess.Number)
+// loadBook answers a conditional GET of the whole book: tag is the
+// representation's ETag at the book's revision. It returns nil, having
+// answered 304, when the client's copy is current.
+func (s *Service) loadBook(w http.ResponseWriter, r *http.Request, number string, tag func(rev int64) string) (*book, error) {
+	rev, err := s.bookRev(r, number)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Not the JSON list's tag: a strong ETag names one representation.
-	etag := `"rev-` + strconv.FormatInt(rev, 10) + `-vcf"`
+	etag := tag(rev)
+	// Private data: caches may keep it only to revalidate with the ETag.
 	w.Header().Set("Cache-Control", "private, no-cache")
-	if !noneMatch(r, etag) {
-		return notModified(w, etag)
+	if !httpcond.NoneMatch(r, etag) {
+		return nil, notModified(w, etag)
 	}
-	cs, err := s.store.ListContacts(r.Context(), sess.Number)
+	cs, err := s.store.ListContacts(r.Context(), number)
 	if err != nil {
-		return fmt.Errorf("list contacts of %s: %w", sess.Number, err)
+		return nil, fmt.Errorf("list contacts of %s: %w", number, err)
 	}
-	var buf bytes.Buffer
-	if err := addressbook.Encode(&buf, cs); err != nil {
-		return fmt.Errorf("export %s: %w", sess.Number, err)
-	}
-	h := w.Header()
-	h.Set("ETag", etag)
-	h.Set("Content-Type", addressbook.ContentType)
-	h.Set("Content-Disposition", `attachment; filename="`+sess.Number+`.vcf"`)
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
-	}
-	return nil
+	return &book{contacts: cs, rev: rev, etag: etag}, nil
 }
 
-// handleImport merges vCards into the book by UID: a card whose UID is in
-// the book updates that contact, any other card is created. Every card is
-// checked, and the book's limit too, before anything is written.
-func (s *Service) handleImport(w http.ResponseWriter, r *http.Request, sess store.Session) error {
-	body, err := s.readBody(w, r, vcardTypes...)
-	if err != nil {
-		return err
+// book is the whole address book at one revision.
+type book struct {
+	contacts []store.Contact
+	rev      int64
+	etag     string
+}
+
+// handleExport sends the whole book as one file of format f.
+func (s *Service) handleExport(f bookFile) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess store.Session) error {
+		// Not the JSON list's tag: a strong ETag names one representation.
+		b, err := s.loadBook(w, r, sess.Number, func(rev int64) string {
+			return `"rev-` + strconv.FormatInt(rev, 10) + `-` + f.ext + `"`
+		})
+		if b == nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := f.encode(&buf, b.contacts); err != nil {
+			return fmt.Errorf("export %s: %w", sess.Number, err)
+		}
+		h := w.Header()
+		h.Set("ETag", b.etag)
+		h.Set("Content-Type", f.contentType)
+		h.Set("Content-Disposition", `attachment; filename="`+sess.Number+`.`+f.ext+`"`)
+		h.Set("Content-Length", strconv.Itoa(buf.Len()))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(buf.Bytes())
+		}
+		return nil
 	}
-	cards, err := addressbook.Decode(bytes.NewReader(body), s.cfg.MaxContacts, s.cfg.MaxBody)
-	if err != nil {
-		return s.vcardError(err)
+}
+
+// handleImport merges a file of format f into the book by UID: a card
+// whose UID is in the book updates that contact, any other card is
+// created. Every card is checked, and the book's limit too, before
+// anything is written.
+func (s *Service) handleImport(f bookFile) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess store.Session) error {
+		body, err := s.readBody(w, r, f.accept...)
+		if err != nil {
+			return err
+		}
+		cards, err := f.decode(bytes.NewReader(body), s.cfg.MaxContacts, s.cfg.MaxBody)
+		if err != nil {
+			return s.vcardError(err)
+		}
+		return s.importContacts(w, r, sess, cards, f.name)
 	}
-	return s.importContacts(w, r, sess, cards, "vcard")
 }
 
 // importContacts merges decoded contacts into the session's book (see
@@ -108,7 +153,7 @@ func (s *Service) importContacts(w http.ResponseWriter, r *http.Request, sess st
 				return partial(s.errBookFull())
 			case errors.Is(err, store.ErrExists):
 				return partial(&apiError{status: http.StatusConflict, code: "conflict",
-					msg: fmt.Sprintf("card %d: a contact with UID %q was added while importing", i+1, clip(c.UID, 80))})
+					msg: fmt.Sprintf("card %d: a contact with UID %q was added while importing", i+1, clip.String(c.UID, 80))})
 			case err != nil:
 				return fmt.Errorf("import card %d into %s: %w", i+1, sess.Number, err)
 			}
@@ -126,7 +171,7 @@ func (s *Service) importContacts(w http.ResponseWriter, r *http.Request, sess st
 		switch {
 		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 			return partial(&apiError{status: http.StatusConflict, code: "conflict",
-				msg: fmt.Sprintf("card %d: contact %q (UID %q) changed while importing", i+1, clip(ex.Name, 64), clip(c.UID, 80))})
+				msg: fmt.Sprintf("card %d: contact %q (UID %q) changed while importing", i+1, clip.String(ex.Name, 64), clip.String(c.UID, 80))})
 		case err != nil:
 			return fmt.Errorf("import card %d into %s: %w", i+1, sess.Number, err)
 		}

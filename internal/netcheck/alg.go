@@ -8,6 +8,7 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
@@ -130,17 +131,10 @@ func diffSDP(sent, got []byte) string {
 			g = gl[i]
 		}
 		if s != g {
-			return fmt.Sprintf("SDP: sent %q, the MCS received %q", clip(s, 80), clip(g, 80))
+			return fmt.Sprintf("SDP: sent %q, the MCS received %q", clip.String(s, 80), clip.String(g, 80))
 		}
 	}
 	return fmt.Sprintf("SDP: sent %d bytes, the MCS received %d", len(sent), len(got))
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // summariseALG folds the per-MCS observations into one verdict.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/wire/rtpprobe"
 )
 
@@ -101,7 +102,7 @@ func apiMessage(body []byte) string {
 		} `json:"error"`
 	}
 	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-		return clip(e.Error.Message, 200)
+		return clip.String(e.Error.Message, 200)
 	}
 	return ""
 }

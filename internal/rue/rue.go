@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/profile"
 )
 
@@ -269,7 +270,7 @@ func decodeObject(b []byte, where string) (object, error) {
 		v := raw[k]
 		n := normKey(k)
 		if _, dup := o[n]; dup {
-			return nil, fmt.Errorf("%w: %s: key %q given twice (in two spellings?)", ErrInvalid, where, clip(k))
+			return nil, fmt.Errorf("%w: %s: key %q given twice (in two spellings?)", ErrInvalid, where, clip.String(k, 80))
 		}
 		o[n] = v
 	}
@@ -432,34 +433,34 @@ func (c *Config) validate() []error {
 		}
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			bad(key, "%q is not an https:// URL", clip(v))
+			bad(key, "%q is not an https:// URL", clip.String(v, 80))
 		}
 	}
 	if c.ProviderDomain == "" && len(c.OutboundProxies) == 0 && c.Z5 == nil {
 		bad("provider-domain", "missing: a RUE needs the SIP domain or an outbound proxy to register")
 	}
 	if c.ProviderDomain != "" && !validHost(c.ProviderDomain) {
-		bad("provider-domain", "%q is not a domain name", clip(c.ProviderDomain))
+		bad("provider-domain", "%q is not a domain name", clip.String(c.ProviderDomain, 80))
 	}
 	for i, p := range c.OutboundProxies {
 		if !sipURI(p) {
-			bad(fmt.Sprintf("outbound-proxies[%d]", i), "%q is not a sip: or sips: URI", clip(p))
+			bad(fmt.Sprintf("outbound-proxies[%d]", i), "%q is not a sip: or sips: URI", clip.String(p, 80))
 		}
 	}
 	for i, s := range c.ICEServers {
 		if !strings.HasPrefix(s, "stun:") && !strings.HasPrefix(s, "stuns:") && !strings.HasPrefix(s, "turn:") && !strings.HasPrefix(s, "turns:") {
-			bad(fmt.Sprintf("ice-servers[%d]", i), "%q is not a stun:, stuns:, turn: or turns: URI", clip(s))
+			bad(fmt.Sprintf("ice-servers[%d]", i), "%q is not a stun:, stuns:, turn: or turns: URI", clip.String(s, 80))
 		}
 	}
 	httpsURL("providerEntryPoint", c.ProviderEntryPoint)
 	httpsURL("contacts", c.Contacts)
 	for key, v := range map[string]string{"mwi": c.MWI, "videomail": c.Videomail} {
 		if v != "" && !sipURI(v) {
-			bad(key, "%q is not a sip: or sips: URI", clip(v))
+			bad(key, "%q is not a sip: or sips: URI", clip.String(v, 80))
 		}
 	}
 	if c.PhoneNumber != "" && !e164(c.PhoneNumber) {
-		bad("phone-number", "%q is not an E.164 number (+12025550123)", clip(c.PhoneNumber))
+		bad("phone-number", "%q is not an E.164 number (+12025550123)", clip.String(c.PhoneNumber, 80))
 	}
 	if c.CardDAV != "" {
 		user, host, ok := strings.Cut(c.CardDAV, "@")
@@ -467,7 +468,7 @@ func (c *Config) validate() []error {
 			host = h
 		}
 		if !ok || user == "" || !validHost(host) {
-			bad("carddav", "%q is not user@host", clip(c.CardDAV))
+			bad("carddav", "%q is not user@host", clip.String(c.CardDAV, 80))
 		}
 	}
 	for i, d := range c.DialAround {
@@ -659,7 +660,7 @@ func ParseProviderList(b []byte) (*ProviderList, error) {
 			return nil, err
 		}
 		if u, err := url.Parse(p.EntryPoint); err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("%w: %s.providerEntryPoint: %q is not an https:// URL", ErrInvalid, where, clip(p.EntryPoint))
+			return nil, fmt.Errorf("%w: %s.providerEntryPoint: %q is not an https:// URL", ErrInvalid, where, clip.String(p.EntryPoint, 80))
 		}
 		l.Providers = append(l.Providers, p)
 	}
@@ -718,16 +719,4 @@ func validHost(h string) bool {
 		}
 	}
 	return true
-}
-
-func clip(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	i := max
-	for i > 0 && (s[i]&0xC0) == 0x80 {
-		i--
-	}
-	return s[:i] + "..."
 }

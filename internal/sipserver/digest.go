@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/z5vrs/z5/internal/clip"
 )
 
 // Digest authentication (RFC 3261 §22, RFC 7616 as applied to SIP by
@@ -78,7 +80,7 @@ func parseDigest(v string) (digestCredentials, error) {
 			i++
 		}
 		if i == 0 {
-			return c, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip(s))
+			return c, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		name := strings.ToLower(s[:i])
 		s = strings.TrimLeft(s[i:], " \t")
@@ -151,7 +153,7 @@ func parseDigest(v string) (digestCredentials, error) {
 			break
 		}
 		if s[0] != ',' {
-			return c, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip(s))
+			return c, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		s = s[1:]
 	}
@@ -159,13 +161,6 @@ func parseDigest(v string) (digestCredentials, error) {
 		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
 	}
 	return c, nil
-}
-
-func clip(s string) string {
-	if len(s) > 24 {
-		return s[:24] + "..."
-	}
-	return s
 }
 
 // digestHash returns the hash of a digest algorithm we offer.
