@@ -1,6 +1,10 @@
 package media
 
-import "github.com/pion/rtp"
+import (
+	"github.com/pion/rtp"
+
+	"github.com/z5vrs/z5/internal/rtpstats"
+)
 
 // DefaultMaxFrameSize bounds one reassembled access unit; a peer cannot make
 // the depacketizer buffer more than this.
@@ -56,7 +60,7 @@ func (d *H264Depacketizer) Push(p *rtp.Packet) []H264Frame {
 	gap := false
 	if d.haveSeq {
 		diff := int16(p.SequenceNumber - d.lastSeq)
-		if diff <= 0 && diff > -maxMisorder {
+		if diff <= 0 && diff > -rtpstats.MaxMisorder {
 			return nil // duplicate or reordered: its frame is already judged
 		}
 		// Anything but the next number, a far jump back included (the

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+
+	"github.com/z5vrs/z5/internal/rtpstats"
 )
 
 // Feedback pacing: a receiver waiting for a keyframe repeats its request at
@@ -52,7 +54,7 @@ type Receiver struct {
 	haveCand   bool // a new SSRC on probation
 	candSSRC   uint32
 	candSeq    uint16
-	stats      *receptionStats
+	stats      *rtpstats.Receiver
 	depack     H264Depacketizer
 	rate       rateMeter
 
@@ -113,7 +115,7 @@ func (r *Receiver) HandleRTP(buf []byte, now time.Time) error {
 	if !r.acceptSSRC(&p, now) {
 		return nil
 	}
-	r.stats.update(p.SequenceNumber, p.Timestamp, now)
+	r.stats.Update(p.SequenceNumber, p.Timestamp, now, r.cfg.ClockRate)
 	r.packets++
 	r.bytes += uint64(len(buf))
 	r.rate.add(len(buf), now)
@@ -150,7 +152,7 @@ func (r *Receiver) acceptSSRC(p *rtp.Packet, now time.Time) bool {
 		return false
 	}
 	r.haveRemote, r.remoteSSRC, r.haveCand = true, p.SSRC, false
-	r.stats = newReceptionStats(r.cfg.ClockRate, now)
+	r.stats = &rtpstats.Receiver{}
 	r.depack = H264Depacketizer{}
 	r.needKey = r.cfg.Kind == KindVideo
 	return true
@@ -252,7 +254,7 @@ func (r *Receiver) reports(rrs []rtcp.ReceptionReport, now time.Time) {
 			continue
 		}
 		r.remoteReports++
-		r.remoteLost = lost24(rr.TotalLost)
+		r.remoteLost = rtpstats.Lost24(rr.TotalLost)
 		r.remoteFraction = rr.FractionLost
 		r.remoteJitter = rr.Jitter
 		if rtt, ok := rttFromReport(now, rr.LastSenderReport, rr.Delay); ok {
@@ -272,10 +274,10 @@ func (r *Receiver) ReceptionReport(now time.Time) (rtcp.ReceptionReport, bool) {
 	}
 	rr := rtcp.ReceptionReport{
 		SSRC:               r.remoteSSRC,
-		FractionLost:       r.stats.closeInterval(),
-		TotalLost:          clampLost24(r.stats.lost()),
-		LastSequenceNumber: r.stats.extendedMax(),
-		Jitter:             uint32(r.stats.jitter),
+		FractionLost:       r.stats.CloseInterval(),
+		TotalLost:          rtpstats.ClampLost24(r.stats.Lost()),
+		LastSequenceNumber: r.stats.ExtendedMax(),
+		Jitter:             uint32(r.stats.Jitter()),
 	}
 	if r.haveLSR && r.lsrSSRC == r.remoteSSRC {
 		rr.LastSenderReport = r.lsr
@@ -364,9 +366,9 @@ func (r *Receiver) Stats(now time.Time) ReceiverStats {
 		RecordError:        r.sinkErr,
 	}
 	if r.stats != nil {
-		s.Lost = r.stats.lost()
-		s.FractionLost = float64(r.stats.fraction) / 256
-		s.JitterMs = r.stats.jitterMs()
+		s.Lost = r.stats.Lost()
+		s.FractionLost = float64(r.stats.Fraction()) / 256
+		s.JitterMs = r.stats.JitterMS()
 	}
 	return s
 }

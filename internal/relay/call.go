@@ -325,7 +325,7 @@ func (c *Call) Stats() []StreamStats {
 				JitterMS:  x.rx.jitterMS(),
 			}
 			if x.reported.valid() {
-				clock := x.rx.clock
+				clock := x.rx.clock()
 				if clock == 0 {
 					clock = s.clockFor(255)
 				}

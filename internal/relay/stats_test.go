@@ -30,6 +30,8 @@ func TestSeqStats(t *testing.T) {
 		// A jump of 20000 is believed only when the next packet follows it.
 		{"restart after a jump", []pk{{1, 0, 0, 1}, {2, 160, 20 * time.Millisecond, 1}, {20000, 320, 40 * time.Millisecond, 1},
 			{20001, 480, 60 * time.Millisecond, 1}, {20003, 800, 100 * time.Millisecond, 1}}, 1, 0},
+		{"restart keeps earlier loss", []pk{{1, 0, 0, 1}, {3, 320, 40 * time.Millisecond, 1}, {20000, 9000, 60 * time.Millisecond, 1},
+			{20001, 9160, 80 * time.Millisecond, 1}, {20002, 9320, 100 * time.Millisecond, 1}}, 1, 0},
 		{"new SSRC keeps earlier loss", []pk{{1, 0, 0, 1}, {3, 320, 40 * time.Millisecond, 1},
 			{500, 9000, 60 * time.Millisecond, 2}, {501, 9160, 80 * time.Millisecond, 2}}, 1, 0},
 	}
