@@ -18,6 +18,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/egress"
+	"github.com/z5vrs/z5/internal/portrange"
 )
 
 // Rule is one outbound permission: Proto to Dest on Ports, from any source
@@ -70,17 +71,16 @@ func Rules(c *config.Config) []Rule {
 			})
 		}
 	}
-	single := func(p int) config.PortRange { return config.PortRange{Min: p, Max: p} }
 	p := c.Ports
-	add(1, egress.GroupNaming, "udp", single(p.DNS), config.RoleDNS, purposeDNS)
+	add(1, egress.GroupNaming, "udp", portrange.Single(p.DNS), config.RoleDNS, purposeDNS)
 	// DNS needs TCP as well as UDP: answers larger than the UDP size limit
 	// are truncated and retried over TCP.
-	add(1, egress.GroupNaming, "tcp", single(p.DNS), config.RoleDNS, purposeDNS)
-	add(2, egress.GroupZDial, "tcp", single(p.ZDialHTTPS), config.RoleZDial, purposeZDial)
-	add(3, egress.GroupMCS, "tcp", single(p.MCSHTTPS), config.RoleMCS, purposeMCS)
-	add(4, egress.GroupSIP, "tcp", single(p.SIP), config.RoleMCS, purposeSIP)
+	add(1, egress.GroupNaming, "tcp", portrange.Single(p.DNS), config.RoleDNS, purposeDNS)
+	add(2, egress.GroupZDial, "tcp", portrange.Single(p.ZDialHTTPS), config.RoleZDial, purposeZDial)
+	add(3, egress.GroupMCS, "tcp", portrange.Single(p.MCSHTTPS), config.RoleMCS, purposeMCS)
+	add(4, egress.GroupSIP, "tcp", portrange.Single(p.SIP), config.RoleMCS, purposeSIP)
 	if p.SIPTLS != 0 {
-		add(4, egress.GroupSIP, "tcp", single(p.SIPTLS), config.RoleMCS, purposeSIPTLS)
+		add(4, egress.GroupSIP, "tcp", portrange.Single(p.SIPTLS), config.RoleMCS, purposeSIPTLS)
 	}
 	add(5, egress.GroupRTP, "udp", p.RTP, config.RoleMCS, purposeRTP)
 	return out

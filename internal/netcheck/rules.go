@@ -28,7 +28,7 @@ const (
 // is a line of the list the admin was given.
 type Rule struct {
 	Step  int             `json:"step"`
-	Group string          `json:"group"` // a egress.Group* constant
+	Group string          `json:"group"` // an egress.Group* constant
 	Check string          `json:"check"` // a Check* constant
 	Proto string          `json:"proto"`
 	Ports portrange.Range `json:"ports"`

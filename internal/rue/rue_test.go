@@ -16,8 +16,8 @@ import (
 	"github.com/z5vrs/z5/internal/profile"
 )
 
-// devProfile names what the dev stack runs: an MCS port other than 443,
-// and a node listed twice (lb and mcs1 share nothing; mcs1 appears once).
+// devProfile names what the dev stack runs: an MCS port other than 443;
+// one MCS name is listed twice, and the document names it once.
 func devProfile() *profile.Profile {
 	return &profile.Profile{
 		Version:  1,
