@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/profile"
-	"github.com/z5vrs/z5/internal/provision"
 	"github.com/z5vrs/z5/internal/store/sqlite"
 )
 
@@ -51,11 +51,11 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, err := provision.AddCustomer(ctx, st, user(i), "", pass(i)); err != nil {
+			if _, err := backoffice.AddCustomer(ctx, st, user(i), "", pass(i)); err != nil {
 				errs <- err
 				return
 			}
-			if _, err := provision.AddNumber(ctx, st, user(i), number(i), ""); err != nil {
+			if _, err := backoffice.AddNumber(ctx, st, user(i), number(i), ""); err != nil {
 				errs <- err
 			}
 		}()
@@ -63,7 +63,7 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 	wg.Wait()
 	// The colleague also has a standard SIP phone, whose password is
 	// guessed over SIP.
-	if _, err := provision.AddSIPDevice(ctx, st, "mcs.z5.test", number(office), "desk-phone", "desk-phone-pw", "desk"); err != nil {
+	if _, err := backoffice.AddSIPDevice(ctx, st, "mcs.z5.test", number(office), "desk-phone", "desk-phone-pw", "desk"); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -20,10 +20,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
-	"github.com/z5vrs/z5/internal/provision"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -69,10 +69,10 @@ func run(ctx context.Context) error {
 			if _, err := st.CreateCustomer(ctx, store.Customer{Username: "u" + u, DisplayName: u, PasswordHash: hash, CreatedAt: time.Now()}); err != nil {
 				return fmt.Errorf("customer u%s: %w", u, err)
 			}
-			if _, err := provision.AddNumber(ctx, st, "u"+u, u, ""); err != nil {
+			if _, err := backoffice.AddNumber(ctx, st, "u"+u, u, ""); err != nil {
 				return err
 			}
-			if _, err := provision.AddSIPDevice(ctx, st, cfg.SIP.Realm, u, u, pw(u), "bench"); err != nil {
+			if _, err := backoffice.AddSIPDevice(ctx, st, cfg.SIP.Realm, u, u, pw(u), "bench"); err != nil {
 				return err
 			}
 		}

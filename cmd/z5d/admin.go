@@ -12,9 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/provider"
-	"github.com/z5vrs/z5/internal/provision"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -87,7 +87,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		c, err := provision.AddCustomer(ctx, a.st, pos[0], *display, pw)
+		c, err := backoffice.AddCustomer(ctx, a.st, pos[0], *display, pw)
 		if err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		n, err := provision.AddNumber(ctx, a.st, pos[0], pos[1], *label)
+		n, err := backoffice.AddNumber(ctx, a.st, pos[0], pos[1], *label)
 		if err != nil {
 			return err
 		}
@@ -164,7 +164,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		d, err := provision.AddSIPDevice(ctx, a.st, a.cfg.SIP.Realm, pos[0], *user, pw, *name)
+		d, err := backoffice.AddSIPDevice(ctx, a.st, a.cfg.SIP.Realm, pos[0], *user, pw, *name)
 		if err != nil {
 			return err
 		}
@@ -175,7 +175,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		num, err := provision.NormalizeNumber(pos[0])
+		num, err := backoffice.NormalizeNumber(pos[0])
 		if err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		c, err := provision.AddContact(ctx, a.st, pos[0], pos[1], pos[2], a.cfg.MCS.MaxContacts)
+		c, err := backoffice.AddContact(ctx, a.st, pos[0], pos[1], pos[2], a.cfg.MCS.MaxContacts)
 		if err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		num, err := provision.NormalizeNumber(pos[0])
+		num, err := backoffice.NormalizeNumber(pos[0])
 		if err != nil {
 			return err
 		}
@@ -239,7 +239,7 @@ func (a *admin) dispatch(ctx context.Context, args []string) error {
 		}
 		f := store.CallFilter{Limit: *limit}
 		if *number != "" {
-			n, err := provision.NormalizeNumber(*number)
+			n, err := backoffice.NormalizeNumber(*number)
 			if err != nil {
 				return err
 			}

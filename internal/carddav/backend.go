@@ -18,11 +18,11 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 )
 
-// Backend is go-webdav's carddav.Backend over store.Store: the number in
+// Backend is go-webdav's carddav.Backend over the store's contacts: the number in
 // the request context (WithOwner) owns one book, BookPath(number). Paths
 // are URL paths as in requests. Errors carry their HTTP status.
 type Backend struct {
-	store       store.Store
+	store       Store
 	maxContacts int
 	maxSize     int64
 }
@@ -31,7 +31,7 @@ var _ webdavcarddav.Backend = (*Backend)(nil)
 
 // NewBackend serves st's address books; maxContacts bounds a book and
 // maxSize is the advertised CARDDAV:max-resource-size.
-func NewBackend(st store.Store, maxContacts int, maxSize int64) *Backend {
+func NewBackend(st Store, maxContacts int, maxSize int64) *Backend {
 	return &Backend{store: st, maxContacts: maxContacts, maxSize: maxSize}
 }
 

@@ -18,7 +18,7 @@
 // as the password of HTTP Basic with the number (or the device's SIP user
 // name) as user name, since most CardDAV clients only speak Basic.
 //
-// Backend implements go-webdav's carddav.Backend over store.Store. The
+// Backend implements go-webdav's carddav.Backend over the store. The
 // HTTP side is served by Handler rather than go-webdav's carddav.Handler
 // because that one (v0.6.0) writes and reads cards with go-vcard's
 // encoder and decoder (which double-escape compound values, do not fold,
@@ -74,9 +74,22 @@ type Config struct {
 	MaxBody     int64 // bytes of any request body, a vCard PUT included
 }
 
+// Store is what CardDAV needs of the provider's store: the address books,
+// and the sessions and devices its logins are checked against.
+type Store interface {
+	ListContacts(ctx context.Context, owner string) ([]store.Contact, error)
+	Contact(ctx context.Context, owner, id string) (store.Contact, error)
+	CreateContact(ctx context.Context, c store.Contact, maxContacts int) (store.Contact, error)
+	UpdateContact(ctx context.Context, c store.Contact, ifVersion int64) (store.Contact, error)
+	DeleteContact(ctx context.Context, owner, id string, ifVersion int64) error
+	ContactChanges(ctx context.Context, owner string, sinceRev int64) (changes []store.ContactChange, rev int64, err error)
+	Session(ctx context.Context, tokenHash []byte) (store.Session, error)
+	Device(ctx context.Context, id int64) (store.Device, error)
+}
+
 // Deps are the collaborators of a Handler.
 type Deps struct {
-	Store store.Store
+	Store Store
 	Log   *slog.Logger     // nil: discard
 	Now   func() time.Time // nil: time.Now
 }
@@ -84,7 +97,7 @@ type Deps struct {
 // Handler serves CardDAV. It is safe for concurrent use.
 type Handler struct {
 	cfg     Config
-	store   store.Store
+	store   Store
 	backend *Backend
 	log     *slog.Logger
 	now     func() time.Time

@@ -15,12 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/provider"
-	"github.com/z5vrs/z5/internal/provision"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -266,17 +266,17 @@ func verify(a, b []media.StreamStats) error {
 
 func provisionDemo(ctx context.Context, st store.Store, cfg *config.Config) error {
 	steps := []func() error{
-		func() error { _, err := provision.AddCustomer(ctx, st, "alice", "Alice", alicePass); return err },
-		func() error { _, err := provision.AddNumber(ctx, st, "alice", aliceHome, "home"); return err },
-		func() error { _, err := provision.AddNumber(ctx, st, "alice", aliceWork, "work"); return err },
-		func() error { _, err := provision.AddCustomer(ctx, st, "bob", "Bob", bobPass); return err },
-		func() error { _, err := provision.AddNumber(ctx, st, "bob", bobNumber, ""); return err },
+		func() error { _, err := backoffice.AddCustomer(ctx, st, "alice", "Alice", alicePass); return err },
+		func() error { _, err := backoffice.AddNumber(ctx, st, "alice", aliceHome, "home"); return err },
+		func() error { _, err := backoffice.AddNumber(ctx, st, "alice", aliceWork, "work"); return err },
+		func() error { _, err := backoffice.AddCustomer(ctx, st, "bob", "Bob", bobPass); return err },
+		func() error { _, err := backoffice.AddNumber(ctx, st, "bob", bobNumber, ""); return err },
 		func() error {
-			_, err := provision.AddContact(ctx, st, aliceWork, "Bob", bobNumber, cfg.MCS.MaxContacts)
+			_, err := backoffice.AddContact(ctx, st, aliceWork, "Bob", bobNumber, cfg.MCS.MaxContacts)
 			return err
 		},
 		func() error {
-			_, err := provision.AddContact(ctx, st, bobNumber, "Alice", aliceWork, cfg.MCS.MaxContacts)
+			_, err := backoffice.AddContact(ctx, st, bobNumber, "Alice", aliceWork, cfg.MCS.MaxContacts)
 			return err
 		},
 	}

@@ -11,6 +11,7 @@
 package mcsapi
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
@@ -52,9 +53,18 @@ type Config struct {
 	RateBurst int
 }
 
+// Store is what the MCS API needs of the provider's store: the address
+// books (which CardDAV shares), sessions, and what a license names.
+type Store interface {
+	carddav.Store
+	Customer(ctx context.Context, id int64) (store.Customer, error)
+	Number(ctx context.Context, number string) (store.Number, error)
+	RecordLicense(ctx context.Context, l store.License) error
+}
+
 // Deps are the collaborators of a Service.
 type Deps struct {
-	Store      store.Store
+	Store      Store
 	LicenseKey ed25519.PrivateKey
 	Log        *slog.Logger          // nil: discard
 	Now        func() time.Time      // nil: time.Now
@@ -65,7 +75,7 @@ type Deps struct {
 // Service serves the MCS API. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
-	store   store.Store
+	store   Store
 	key     ed25519.PrivateKey
 	log     *slog.Logger
 	now     func() time.Time

@@ -25,9 +25,15 @@ type Config struct {
 	DeadAfter time.Duration
 }
 
+// Store is what membership needs of the provider's store: the node table.
+type Store interface {
+	Heartbeat(ctx context.Context, n store.NodeStatus) error
+	Nodes(ctx context.Context) ([]store.NodeStatus, error)
+}
+
 // Deps are injected.
 type Deps struct {
-	Store store.Store
+	Store Store
 	Log   *slog.Logger
 	Now   func() time.Time
 }
@@ -35,7 +41,7 @@ type Deps struct {
 // Membership is the node table as this process sees it.
 type Membership struct {
 	cfg  Config
-	st   store.Store
+	st   Store
 	log  *slog.Logger
 	now  func() time.Time
 	kick chan struct{}

@@ -10,6 +10,7 @@
 package zdial
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -66,9 +67,26 @@ type Config struct {
 	RateBurst int
 }
 
+// Store is what ZDial needs of the provider's store: accounts, numbers,
+// devices and login sessions.
+type Store interface {
+	CustomerByUsername(ctx context.Context, username string) (store.Customer, error)
+	Customer(ctx context.Context, id int64) (store.Customer, error)
+	SetPasswordHash(ctx context.Context, customerID int64, hash string) error
+	RecordLoginFailure(ctx context.Context, customerID int64, now time.Time, maxFailures int, lockout time.Duration) (store.Customer, error)
+	ResetLoginFailures(ctx context.Context, customerID int64) error
+	NumbersOf(ctx context.Context, customerID int64) ([]store.Number, error)
+	DevicesOf(ctx context.Context, number string) ([]store.Device, error)
+	CreateDevice(ctx context.Context, d store.Device) (store.Device, error)
+	UpdateDeviceCredentials(ctx context.Context, id int64, cred store.Credentials) error
+	CreateSession(ctx context.Context, s store.Session) error
+	Session(ctx context.Context, tokenHash []byte) (store.Session, error)
+	RevokeSession(ctx context.Context, tokenHash []byte, now time.Time) error
+}
+
 // Deps are the collaborators of a Service.
 type Deps struct {
-	Store      store.Store
+	Store      Store
 	Log        *slog.Logger          // nil: discard
 	Now        func() time.Time      // nil: time.Now
 	Registerer prometheus.Registerer // nil: metrics are kept but not exported
@@ -94,7 +112,7 @@ const (
 // Service serves the ZDial API. It is safe for concurrent use.
 type Service struct {
 	cfg     Config
-	store   store.Store
+	store   Store
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics

@@ -1,7 +1,7 @@
 // Package provision is the provider's back office: creating customers,
 // their numbers, standard SIP devices and contacts with the same validation
 // the APIs apply. `z5d admin` and `z5d demo` call it.
-package provision
+package backoffice
 
 import (
 	"context"
@@ -16,6 +16,16 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 )
 
+// Store is what the back office writes to and checks against.
+type Store interface {
+	CreateCustomer(ctx context.Context, c store.Customer) (store.Customer, error)
+	CustomerByUsername(ctx context.Context, username string) (store.Customer, error)
+	AddNumber(ctx context.Context, n store.Number) error
+	Number(ctx context.Context, number string) (store.Number, error)
+	CreateDevice(ctx context.Context, d store.Device) (store.Device, error)
+	CreateContact(ctx context.Context, c store.Contact, maxContacts int) (store.Contact, error)
+}
+
 var (
 	usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{1,63}$`)
 	sipUserRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -26,7 +36,7 @@ var ErrInvalid = errors.New("invalid")
 
 // AddCustomer creates a customer who logs in to ZDial with username and
 // password (stored as argon2id only).
-func AddCustomer(ctx context.Context, st store.Store, username, displayName, pw string) (store.Customer, error) {
+func AddCustomer(ctx context.Context, st Store, username, displayName, pw string) (store.Customer, error) {
 	username = strings.ToLower(strings.TrimSpace(username))
 	if !usernameRE.MatchString(username) {
 		return store.Customer{}, fmt.Errorf("%w: username %q: use 2-64 of a-z 0-9 . _ @ -", ErrInvalid, username)
@@ -69,7 +79,7 @@ func NormalizeNumber(s string) (string, error) {
 }
 
 // AddNumber gives a customer (by username) a phone number.
-func AddNumber(ctx context.Context, st store.Store, username, number, label string) (store.Number, error) {
+func AddNumber(ctx context.Context, st Store, username, number, label string) (store.Number, error) {
 	c, err := st.CustomerByUsername(ctx, strings.ToLower(username))
 	if err != nil {
 		return store.Number{}, fmt.Errorf("customer %q: %w", username, err)
@@ -88,7 +98,7 @@ func AddNumber(ctx context.Context, st store.Store, username, number, label stri
 // AddSIPDevice creates credentials for a standard SIP endpoint of number
 // (a third-party videophone): it registers with digest auth and no Z5
 // license. sipUser defaults to the number itself.
-func AddSIPDevice(ctx context.Context, st store.Store, realm, number, sipUser, pw, name string) (store.Device, error) {
+func AddSIPDevice(ctx context.Context, st Store, realm, number, sipUser, pw, name string) (store.Device, error) {
 	d, err := NormalizeNumber(number)
 	if err != nil {
 		return store.Device{}, err
@@ -116,7 +126,7 @@ func AddSIPDevice(ctx context.Context, st store.Store, realm, number, sipUser, p
 }
 
 // AddContact adds an entry to number's address book.
-func AddContact(ctx context.Context, st store.Store, owner, name, contactNumber string, maxContacts int) (store.Contact, error) {
+func AddContact(ctx context.Context, st Store, owner, name, contactNumber string, maxContacts int) (store.Contact, error) {
 	o, err := NormalizeNumber(owner)
 	if err != nil {
 		return store.Contact{}, err
