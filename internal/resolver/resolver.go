@@ -139,6 +139,12 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (looku
 	}
 	var errs []error
 	for _, srv := range r.order(now) {
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !r.now().Before(dl) {
+			// The caller gave up (its deadline may pass a moment before
+			// ctx says so): a server never asked must not be marked failed.
+			errs = append(errs, fmt.Errorf("%s: not asked: %w", srv, context.DeadlineExceeded))
+			break
+		}
 		msg, att := r.exchange(ctx, srv, fqdn, qtype)
 		res.Attempts = append(res.Attempts, att...)
 		if msg == nil {

@@ -206,3 +206,32 @@ func TestSilentServerCostsOnce(t *testing.T) {
 		t.Errorf("first attempt went to %v, want the answering server", res.Attempts[0].Server)
 	}
 }
+
+// TestCallerDeadlineSparesTheNextServer: a lookup whose deadline runs out
+// on a silent first server marks that one failed, not the next one it never
+// had time to ask, so the next lookup goes straight to the answering server.
+func TestCallerDeadlineSparesTheNextServer(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	silent := netip.MustParseAddrPort(pc.LocalAddr().String())
+	good := startNS(t, zone, false, true, true)
+	r := New([]netip.AddrPort{silent, good.addr}, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := r.LookupHost(ctx, "zdial.z5.test"); err == nil {
+		t.Fatal("answered within a deadline spent on the silent server")
+	}
+	if n := good.queries.Load(); n != 0 {
+		t.Fatalf("the answering server was asked %d times after the deadline", n)
+	}
+	res, err := r.LookupHost(context.Background(), "lb.mcs.z5.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts[0].Server != good.addr {
+		t.Errorf("next lookup asked %v first, want the answering server %v (attempts %+v)", res.Attempts[0].Server, good.addr, res.Attempts)
+	}
+}
