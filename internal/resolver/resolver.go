@@ -139,10 +139,14 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (looku
 	}
 	var errs []error
 	for _, srv := range r.order(now) {
-		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !r.now().Before(dl) {
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 			// The caller gave up (its deadline may pass a moment before
 			// ctx says so): a server never asked must not be marked failed.
-			errs = append(errs, fmt.Errorf("%s: not asked: %w", srv, context.DeadlineExceeded))
+			err := ctx.Err()
+			if err == nil {
+				err = context.DeadlineExceeded
+			}
+			errs = append(errs, fmt.Errorf("%s: not asked: %w", srv, err))
 			break
 		}
 		msg, att := r.exchange(ctx, srv, fqdn, qtype)
