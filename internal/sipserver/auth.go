@@ -48,12 +48,14 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 	}
 	src := sourceIP(req)
 	key := failureKey(cred.Username, src) // per (source, user); IPv6 sources by /64
-	if s.failures.blocked(key, now) || s.accountBlocked(cred.Username, req) {
+	if !s.reserveAttempt(key, cred.Username, req, now) {
 		s.m.authFailures.WithLabelValues("blocked").Inc()
 		s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")
-		s.authFailed(req) // still guessing: toward a ban of the source (guard.go)
+		s.authFailed(req, now) // still guessing: toward a ban of the source (guard.go)
 		return store.Device{}, false
 	}
+	// From here one failure per limit is reserved for this attempt; only
+	// an outcome that is not a wrong guess gives it back.
 	dev, err := s.store.DeviceBySIPUser(ctx, cred.Username)
 	ha1, haveHA1 := "", false
 	switch {
@@ -61,6 +63,7 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 		ha1, haveHA1 = dev.Cred.HA1(strings.ToUpper(cred.Algorithm))
 	case errors.Is(err, store.ErrNotFound):
 	default:
+		s.releaseAttempt(key, cred.Username)
 		s.log.Error("device lookup failed", "sip_user", cred.Username, "error", err)
 		s.respond(tx, req, 500, "Server Internal Error", retryAfter(5))
 		return store.Device{}, false
@@ -83,11 +86,18 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 	if verr == nil && !haveHA1 {
 		verr = errDigestMismatch
 	}
-	switch {
-	case verr == nil:
+	if verr == nil {
 		s.failures.succeed(key)
+		s.shield.accounts.release(cred.Username)
 		trust(tx) // responses from here on are stateful (amplify.go)
 		return dev, true
+	}
+	if errors.Is(verr, errDigestStale) || errors.Is(verr, errDigestBadNonce) || errors.Is(verr, errDigestReplay) {
+		// Not a wrong guess: a right password on an old or reused nonce,
+		// or a nonce never checked against.
+		s.releaseAttempt(key, cred.Username)
+	}
+	switch {
 	case errors.Is(verr, errDigestStale):
 		s.m.authFailures.WithLabelValues("stale").Inc()
 		s.challenge(tx, req, kind, true)
@@ -101,9 +111,8 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 		s.challenge(tx, req, kind, false)
 	default:
 		s.m.authFailures.WithLabelValues("mismatch").Inc()
-		s.failures.fail(key, now)
-		// Counted before answering, so the next guess finds it counted.
-		s.authFailed(req) // per account, and toward a ban of the source (authlimits.go)
+		// The failure was counted when reserved, before the check.
+		s.banTally(req) // toward a ban of the source (authlimits.go)
 		s.log.Info("authentication failed", "sip_user", cred.Username, "remote_addr", req.Source(), "reason", verr.Error())
 		if s.failures.blocked(key, now) {
 			s.respond(tx, req, 403, "Forbidden (Too Many Failed Attempts)")

@@ -45,36 +45,57 @@ func (s *Server) digestUser(req *sipmsg.Request) string {
 	return ""
 }
 
-// authFailed counts a failed digest: toward the account's limit, and over
-// TCP and TLS (a UDP source address proves nothing) toward a ban of the
-// source when it is the first failure of this user from it in the window.
-func (s *Server) authFailed(req *sipmsg.Request) {
-	sh := s.shield
-	user := s.digestUser(req)
-	if user != "" && sh.maxAccount > 0 {
-		sh.accounts.Add(user)
+// reserveAttempt reserves one failure per (source, user) and per account
+// before a digest is checked (sipcore.ReserveFailure), so guesses in
+// flight at once cannot overshoot either limit. It returns false, having
+// reserved nothing, when either limit is reached; a request over a
+// connection a registration is bound to is never refused by the
+// account's limit (its device proved itself). The caller gives the
+// reservation back with releaseAttempt unless the digest was wrong.
+func (s *Server) reserveAttempt(key, user string, req *sipmsg.Request, now time.Time) bool {
+	if !s.failures.reserve(key, now, true) {
+		return false
 	}
+	if !s.shield.accounts.reserve(user, now, !s.registeredFlow(req)) {
+		s.failures.release(key)
+		return false
+	}
+	return true
+}
+
+// releaseAttempt gives back what reserveAttempt took.
+func (s *Server) releaseAttempt(key, user string) {
+	s.failures.release(key)
+	s.shield.accounts.release(user)
+}
+
+// registeredFlow reports whether req came over a connection a
+// registration is bound to.
+func (s *Server) registeredFlow(req *sipmsg.Request) bool {
+	c := s.t.flow(sipmsg.NetworkToUpper(req.Transport()), req.Source())
+	return c != nil && c.authenticated()
+}
+
+// authFailed counts an attempt refused for too many failures toward the
+// account's limit, then counts the failure toward a ban of the source.
+func (s *Server) authFailed(req *sipmsg.Request, now time.Time) {
+	if user := s.digestUser(req); user != "" {
+		s.shield.accounts.fail(user, now)
+	}
+	s.banTally(req)
+}
+
+// banTally counts a failed digest over TCP and TLS (a UDP source address
+// proves nothing) toward a ban of the source when it is the first failure
+// of this user from it in the window.
+func (s *Server) banTally(req *sipmsg.Request) {
 	if sipmsg.NetworkToUpper(req.Transport()) == "UDP" {
 		return
 	}
 	src := sourceIP(req)
-	if sh.pairs.Add(failureKey(user, src)) < 2 {
-		sh.guard.Record(src, eventAuthFailure)
+	if s.shield.pairs.Add(failureKey(s.digestUser(req), src)) < 2 {
+		s.shield.guard.Record(src, eventAuthFailure)
 	}
-}
-
-// accountBlocked reports whether attempts at user are refused because the
-// account failed too often; a request over a connection a registration
-// is bound to is never refused this way (its device proved itself).
-func (s *Server) accountBlocked(user string, req *sipmsg.Request) bool {
-	sh := s.shield
-	if sh.maxAccount <= 0 || sh.accounts.Count(user) < float64(sh.maxAccount) {
-		return false
-	}
-	if c := s.t.flow(sipmsg.NetworkToUpper(req.Transport()), req.Source()); c != nil && c.authenticated() {
-		return false
-	}
-	return true
 }
 
 // admitFlow decides on one framed message of a TCP/TLS flow before it is

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/clip"
+	"github.com/z5vrs/z5/internal/sipcore"
 )
 
 // Digest authentication (RFC 3261 §22, RFC 7616 as applied to SIP by
@@ -354,55 +355,68 @@ func (a *digestAuth) sweep(now time.Time) {
 	}
 }
 
-// failureLimiter counts failed authentications per (user, source address)
-// and reports when a key has failed too often within the window.
+// failureLimiter counts failed authentications per key (a user and
+// source address, or an account) and refuses a key that has failed too
+// often within the window. The decisions are sipcore's; this holds the
+// counts. max <= 0 turns it off.
 type failureLimiter struct {
 	max    int
 	window time.Duration
 
 	mu   sync.Mutex // guards keys
-	keys map[string]failures
-}
-
-type failures struct {
-	count int
-	since time.Time
+	keys map[string]sipcore.Failures
 }
 
 const maxFailureKeys = 1 << 16
 
 func newFailureLimiter(max int, window time.Duration) *failureLimiter {
-	return &failureLimiter{max: max, window: window, keys: map[string]failures{}}
+	return &failureLimiter{max: max, window: window, keys: map[string]sipcore.Failures{}}
+}
+
+// reserve counts a failure for key in advance of checking a digest, unless
+// key is at the limit and enforce is set (then it returns false). Only
+// release or succeed gives the reservation back, so guesses in flight at
+// once cannot overshoot the limit.
+func (l *failureLimiter) reserve(key string, now time.Time, enforce bool) bool {
+	if l.max <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.keys[key]
+	if !ok && len(l.keys) >= maxFailureKeys {
+		l.sweepLocked(now)
+		if len(l.keys) >= maxFailureKeys {
+			return true // under a flood, stop counting rather than grow
+		}
+	}
+	f, admitted := sipcore.ReserveFailure(f, l.max, l.window, now, enforce)
+	l.keys[key] = f
+	return admitted
+}
+
+// release gives back a reservation whose check was not a wrong guess.
+func (l *failureLimiter) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f, ok := l.keys[key]; ok {
+		l.keys[key] = sipcore.ReleaseFailure(f)
+	}
 }
 
 // blocked reports whether key has reached the limit.
 func (l *failureLimiter) blocked(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f, ok := l.keys[key]
-	if ok && now.Sub(f.since) > l.window {
-		delete(l.keys, key)
+	if l.max <= 0 {
 		return false
 	}
-	return ok && f.count >= l.max
-}
-
-// fail records a failure for key.
-func (l *failureLimiter) fail(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f, ok := l.keys[key]
-	if !ok || now.Sub(f.since) > l.window {
-		if !ok && len(l.keys) >= maxFailureKeys {
-			l.sweepLocked(now)
-			if len(l.keys) >= maxFailureKeys {
-				return // under a flood, stop counting rather than grow
-			}
-		}
-		f = failures{since: now}
-	}
-	f.count++
-	l.keys[key] = f
+	return sipcore.FailureBlocked(l.keys[key], l.max, l.window, now)
+}
+
+// fail counts a failure for key without checking the limit.
+func (l *failureLimiter) fail(key string, now time.Time) {
+	l.reserve(key, now, false)
 }
 
 // succeed clears key's failures.
@@ -420,7 +434,7 @@ func (l *failureLimiter) sweep(now time.Time) {
 
 func (l *failureLimiter) sweepLocked(now time.Time) {
 	for k, f := range l.keys {
-		if now.Sub(f.since) > l.window {
+		if f.Count == 0 || now.Sub(f.Since) > l.window {
 			delete(l.keys, k)
 		}
 	}

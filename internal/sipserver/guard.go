@@ -172,11 +172,10 @@ type shield struct {
 	// a few phones retrying a stale password.
 	pairs *floodguard.Tally
 	// accounts counts failed digests per account over ten minutes.
-	accounts   *floodguard.Tally
-	maxAccount int
-	maxCalls   int
-	maxIn      int64
-	inFlight   atomic.Int64
+	accounts *failureLimiter
+	maxCalls int
+	maxIn    int64
+	inFlight atomic.Int64
 	// maxInPerSource keeps one source from taking every slot: a client
 	// that sends requests and stops reading holds each until its write
 	// times out.
@@ -203,7 +202,7 @@ func newShield(l Limits, s *Server, reg prometheus.Registerer) (*shield, error) 
 		maxInPerSource: l.MaxInFlightPerSource, perIn: map[netip.Prefix]int{},
 		flowRate: rate.Limit(l.RateLimit), flowBurst: l.RateBurst,
 		pairs:    floodguard.NewTally(l.BanWindow, l.MaxSources),
-		accounts: floodguard.NewTally(accountWindow, l.MaxSources), maxAccount: l.MaxAccountFailures}
+		accounts: newFailureLimiter(l.MaxAccountFailures, accountWindow)}
 	if l.RateLimit < 0 {
 		sh.flowRate = rate.Inf
 	}
