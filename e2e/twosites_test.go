@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/pgtest"
 	"github.com/z5vrs/z5/internal/profile"
@@ -467,9 +469,10 @@ func writeUntilKilled(t *testing.T, prof *profile.Profile, home, base string, si
 // runs 20 trials with kill -9 (the kernel resets the client's connection
 // at once). Z5_BENCH_FAILOVER_MODE=stop freezes the node with SIGSTOP
 // instead, a host that stops answering without closing anything: the
-// client then notices by its keepalive (a pong within 10 s of each 20 s
-// ping). Each trial also times how long B's nameserver takes to stop
-// listing the failed node for lb.mcs.
+// client then notices by its keepalive (client.DefaultPingInterval,
+// client.DefaultPongTimeout), and each freeze lands at a random point of
+// the ping cycle. Each trial also times how long B's nameserver takes to
+// stop listing the failed node for lb.mcs.
 func TestFailoverBench(t *testing.T) {
 	trials, _ := strconv.Atoi(os.Getenv("Z5_BENCH_FAILOVER"))
 	if trials <= 0 {
@@ -524,6 +527,9 @@ func TestFailoverBench(t *testing.T) {
 				t.Fatalf("trial %d: lb.mcs at %s is %v (%v), want both sites", i, to.dns, lb, err)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+		if mode == "stop" {
+			time.Sleep(rand.N(client.DefaultPingInterval))
 		}
 		before := strings.Count(lis.Output(), registered(to))
 		failed := time.Now()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -17,25 +18,14 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
-// Keepalive timing (RFC 5626 §4.4.1): a CRLF ping every pingEvery; a flow
-// that returns nothing within pongWait is dead and the client re-registers,
-// failing over to the next MCS.
-// A flow the MCS closed (a crash or restart resets the TCP connection) is
-// noticed within flowCheck, without waiting for the next ping.
-const (
-	pingEvery   = 20 * time.Second
-	pongWait    = 10 * time.Second
-	flowCheck   = 250 * time.Millisecond
-	maxBackoff  = 30 * time.Second
-	registerTTL = 600
-)
-
 // PhoneOptions configure the SIP side of a client.
 type PhoneOptions struct {
 	// OnIncoming receives each incoming call; nil rejects calls with 480.
 	OnIncoming func(*IncomingCall)
 	// Expires is the registration lifetime asked for (seconds).
 	Expires int
+	// Flow times the keepalive and failover (defaults in flow.go).
+	Flow FlowOptions
 }
 
 // Phone is a client registered with an MCS over its own TCP connection: all
@@ -51,7 +41,8 @@ type Phone struct {
 	dsrv  *sipgo.DialogServerCache
 	creds SIPCreds
 
-	lastRecv sync.Map // remote "ip:port" -> *atomic.Int64 (unix nanos)
+	epoch    time.Time // lastRecv counts from here (monotonic)
+	lastRecv sync.Map  // remote "ip:port" -> *atomic.Int64 (nanos since epoch)
 
 	mu       sync.Mutex // guards the following
 	server   netip.AddrPort
@@ -83,7 +74,8 @@ func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error)
 	if opts.Expires == 0 {
 		opts.Expires = registerTTL
 	}
-	p := &Phone{c: c, opts: opts, log: c.log.With("component", "sip"), creds: c.state.SIP,
+	opts.Flow = opts.Flow.withDefaults()
+	p := &Phone{c: c, opts: opts, log: c.log.With("component", "sip"), creds: c.state.SIP, epoch: time.Now(),
 		callID: sipmsg.GenerateTagN(24), incoming: map[string]*IncomingCall{},
 		stop: make(chan struct{}), done: make(chan struct{}), dead: make(chan struct{}, 1)}
 	var err error
@@ -103,7 +95,7 @@ func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error)
 		return nil, err
 	}
 	p.routes()
-	if err := p.registerAny(ctx); err != nil {
+	if err := p.registerAny(ctx, netip.Addr{}); err != nil {
 		p.ua.Close()
 		return nil, err
 	}
@@ -115,17 +107,18 @@ func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error)
 func (p *Phone) sawData(props sipmsg.TransportReadProps, data []byte) ([]byte, error) {
 	if props.RemoteAddr != nil {
 		v, _ := p.lastRecv.LoadOrStore(props.RemoteAddr.String(), new(atomic.Int64))
-		v.(*atomic.Int64).Store(time.Now().UnixNano())
+		v.(*atomic.Int64).Store(int64(time.Since(p.epoch)))
 	}
 	return data, nil
 }
 
+// lastData is when the flow to server last delivered bytes (zero: never).
 func (p *Phone) lastData(server netip.AddrPort) time.Time {
 	v, ok := p.lastRecv.Load(server.String())
 	if !ok {
 		return time.Time{}
 	}
-	return time.Unix(0, v.(*atomic.Int64).Load())
+	return p.epoch.Add(time.Duration(v.(*atomic.Int64).Load()))
 }
 
 // Server is the MCS the phone is registered with: name and address.
@@ -140,9 +133,10 @@ func (p *Phone) AOR() string {
 	return "sip:" + p.c.state.Number + "@" + p.creds.Domain
 }
 
-// registerAny tries every MCS name and address in order until one accepts
-// the registration.
-func (p *Phone) registerAny(ctx context.Context) error {
+// registerAny tries every MCS address, in failover order, until one
+// accepts the registration. avoid is the node whose flow just failed
+// (invalid when none did).
+func (p *Phone) registerAny(ctx context.Context, avoid netip.Addr) error {
 	start := time.Now()
 	hosts := p.creds.Hosts
 	if len(hosts) == 0 {
@@ -152,70 +146,61 @@ func (p *Phone) registerAny(ctx context.Context) error {
 	if port == 0 {
 		port = p.c.state.Profile.Ports.SIP
 	}
+	healthy := p.healthy(ctx)
 	var errs []error
-	tried := map[netip.Addr]bool{}
-	for _, h := range p.healthyFirst(ctx, hosts) {
-		addrs, r := p.c.lookup(ctx, h)
+	addrs := map[string][]netip.Addr{}
+	for _, h := range hosts {
+		a, r := p.c.lookup(ctx, h)
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h, r.Err))
 			continue
 		}
-		for _, a := range addrs {
-			if tried[a] {
-				continue
-			}
-			tried[a] = true
-			ap := netip.AddrPortFrom(a, uint16(port))
-			err := p.register(ctx, h, ap, p.opts.Expires)
-			if err == nil {
-				p.c.event(StepSIP, start, "registered %s with %s (%s) over TCP, expires in %s", p.AOR(), h, ap, p.expiresIn())
-				return nil
-			}
-			var se *StepError
-			if errors.As(err, &se) && se.Step == StepMCS {
-				return err // a license problem is the same on every node
-			}
-			if errors.Is(err, ErrBadCredentials) {
-				return stepErr(StepSIP, err, "log in again (z5 login) to get fresh SIP credentials")
-			}
-			errs = append(errs, fmt.Errorf("%s (%s): %w", h, ap, err))
-			if ctx.Err() != nil {
-				return stepErr(StepSIP, ctx.Err(), "")
-			}
+		addrs[h] = a
+	}
+	for _, t := range failoverOrder(hosts, addrs, healthy, avoid) {
+		ap := netip.AddrPortFrom(t.addr, uint16(port))
+		err := p.register(ctx, t.host, ap, p.opts.Expires)
+		if err == nil {
+			p.c.event(StepSIP, start, "registered %s with %s (%s) over TCP, expires in %s", p.AOR(), t.host, ap, p.expiresIn())
+			return nil
+		}
+		var se *StepError
+		if errors.As(err, &se) && se.Step == StepMCS {
+			return err // a license problem is the same on every node
+		}
+		if errors.Is(err, ErrBadCredentials) {
+			return stepErr(StepSIP, err, "log in again (z5 login) to get fresh SIP credentials")
+		}
+		p.log.Info("registration attempt failed", "host", t.host, "server", ap.String(), "error", err)
+		errs = append(errs, fmt.Errorf("%s (%s): %w", t.host, ap, err))
+		if ctx.Err() != nil {
+			return stepErr(StepSIP, ctx.Err(), "")
 		}
 	}
 	return stepErr(StepSIP, errors.Join(errs...), fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v)", port, hosts))
 }
 
-// healthyFirst keeps the hosts' order but moves those the provider's DNS
-// currently lists as healthy (the lb.mcs name) ahead of the others, so a
-// hung node that still accepts TCP is tried last, not first.
-func (p *Phone) healthyFirst(ctx context.Context, hosts []string) []string {
+// healthy is the MCS addresses the provider's DNS currently lists as
+// healthy (the lb.mcs name), nil when it cannot say within HealthTimeout:
+// the answer only orders the candidates, so a nameserver that hung along
+// with the node must not hold the failover up (the resolver then asks the
+// other nameservers first for the names that follow).
+func (p *Phone) healthy(ctx context.Context) []netip.Addr {
 	lb := p.creds.LB
 	if lb == "" {
 		lb = p.c.state.Profile.Names.LBMCS
 	}
 	if lb == "" {
-		return hosts
+		return nil
 	}
-	healthy, r := p.c.lookup(ctx, lb)
-	if r.Err != nil || len(healthy) == 0 {
-		return hosts
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Flow.HealthTimeout)
+	defer cancel()
+	addrs, r := p.c.lookup(ctx, lb)
+	if r.Err != nil {
+		p.log.Info("MCS health unknown: trying every MCS", "name", lb, "error", r.Err)
+		return nil
 	}
-	ok := map[netip.Addr]bool{}
-	for _, a := range healthy {
-		ok[a] = true
-	}
-	var first, rest []string
-	for _, h := range hosts {
-		addrs, r := p.c.lookup(ctx, h)
-		if r.Err == nil && len(addrs) > 0 && ok[addrs[0]] {
-			first = append(first, h)
-		} else {
-			rest = append(rest, h)
-		}
-	}
-	return append(first, rest...)
+	return addrs
 }
 
 func (p *Phone) expiresIn() time.Duration {
@@ -228,7 +213,7 @@ func (p *Phone) expiresIn() time.Duration {
 func (p *Phone) register(ctx context.Context, host string, server netip.AddrPort, expires int) error {
 	// A node that accepts TCP but never answers (hung) costs this much
 	// before the next one is tried.
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Flow.AttemptTimeout)
 	defer cancel()
 	if expires > 0 {
 		// A fresh flow: learn our local address with an OPTIONS ping, which
@@ -347,71 +332,74 @@ func (p *Phone) newRequest(method sipmsg.RequestMethod, ruri sipmsg.Uri, server 
 }
 
 // maintain refreshes the registration and watches the flow with CRLF
-// keepalives; on failure it re-registers with backoff, trying every MCS.
+// keepalives; on failure it re-registers with backoff, trying every MCS,
+// the failed one last.
 func (p *Phone) maintain() {
 	defer close(p.done)
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
+	f := p.opts.Flow
 	watch := time.NewTicker(flowCheck)
 	defer watch.Stop()
 	var pingSent time.Time
+	nextPing := time.Now().Add(pingGap(f.PingInterval, rand.Float64()))
 	for {
 		p.mu.Lock()
 		refresh := p.regAt.Add(p.expires * 8 / 10)
 		server := p.server
 		p.mu.Unlock()
-		wait := time.Until(refresh)
-		if !pingSent.IsZero() {
-			wait = min(wait, time.Until(pingSent.Add(pongWait)))
-		}
-		timer := time.NewTimer(max(wait, 0))
+		now := time.Now()
+		act, next := keepalive(now, pingSent, nextPing, p.lastData(server), f)
 		var reason string
-		select {
-		case <-p.stop:
-			timer.Stop()
-			return
-		case <-ping.C:
-			timer.Stop()
+		switch act {
+		case kaPong:
+			pingSent = time.Time{}
+			continue
+		case kaDead:
+			reason = fmt.Sprintf("no keepalive pong from %s within %s", server, f.PongTimeout)
+		case kaPing:
+			// Sent before the write, so a pong that beats the write's
+			// return still counts.
+			pingSent, nextPing = now, now.Add(pingGap(f.PingInterval, rand.Float64()))
 			if err := p.sendPing(server); err != nil {
 				reason = "keepalive write failed: " + err.Error()
 			} else {
-				pingSent = time.Now()
 				continue
 			}
-		case <-p.dead:
-			timer.Stop()
-			reason = "connection lost"
-		case <-watch.C:
-			timer.Stop()
-			if p.flowOpen(server) {
-				continue
-			}
-			reason = "connection closed by " + server.String()
-		case <-timer.C:
-			if !pingSent.IsZero() && time.Since(pingSent) >= pongWait {
-				if p.lastData(server).Before(pingSent) {
-					reason = "no keepalive pong from " + server.String()
-				} else {
-					pingSent = time.Time{}
-					continue
+		}
+		if reason == "" {
+			timer := time.NewTimer(max(min(time.Until(refresh), time.Until(next)), 0))
+			select {
+			case <-p.stop:
+				timer.Stop()
+				return
+			case <-p.dead:
+				timer.Stop()
+				reason = "connection lost"
+			case <-watch.C:
+				timer.Stop()
+				if !p.flowOpen(server) {
+					reason = "connection closed by " + server.String()
 				}
-			} else {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			case <-timer.C:
+				if time.Now().Before(refresh) {
+					continue // a keepalive step is due
+				}
 				p.mu.Lock()
 				host := p.host
 				p.mu.Unlock()
-				err := p.register(ctx, host, server, p.opts.Expires)
-				cancel()
-				if err == nil {
-					continue
+				err := p.register(context.Background(), host, server, p.opts.Expires)
+				if err != nil {
+					reason = "refresh failed: " + err.Error()
 				}
-				reason = "refresh failed: " + err.Error()
+			}
+			if reason == "" {
+				continue
 			}
 		}
 		pingSent = time.Time{}
 		p.log.Warn("SIP flow failed, re-registering", "server", server.String(), "reason", reason)
 		p.closeFlow(server)
-		p.reconnect()
+		p.reconnect(server.Addr())
+		nextPing = time.Now().Add(pingGap(f.PingInterval, rand.Float64()))
 	}
 }
 
@@ -431,7 +419,7 @@ func (p *Phone) sendPing(server netip.AddrPort) error {
 	if !ok {
 		return fmt.Errorf("connection to %s cannot write raw bytes", server)
 	}
-	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.SetWriteDeadline(time.Now().Add(pingWriteTimeout))
 	_, err = w.Write([]byte("\r\n\r\n"))
 	return err
 }
@@ -443,12 +431,13 @@ func (p *Phone) closeFlow(server netip.AddrPort) {
 }
 
 // reconnect re-registers with exponential backoff until it succeeds or the
-// phone closes. It flushes DNS so failover sees current health.
-func (p *Phone) reconnect() {
-	backoff := 500 * time.Millisecond
+// phone closes, trying failed (the node just left) last. It flushes DNS so
+// failover sees current health.
+func (p *Phone) reconnect(failed netip.Addr) {
+	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		p.c.FlushDNS()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 		go func() {
 			select {
 			case <-p.stop:
@@ -456,7 +445,7 @@ func (p *Phone) reconnect() {
 			case <-ctx.Done():
 			}
 		}()
-		err := p.registerAny(ctx)
+		err := p.registerAny(ctx, failed)
 		cancel()
 		if err == nil {
 			host, server := p.Server()
@@ -485,7 +474,7 @@ func (p *Phone) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.done
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), unregisterTimeout)
 	defer cancel()
 	err := p.register(ctx, host, server, 0)
 	p.ua.Close()
