@@ -464,7 +464,9 @@ func TestAuthFloodBansSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	challenge := c.response(3 * time.Second).GetHeader("WWW-Authenticate").Value()
-	// 20 guesses (ban_auth_failures), a different user name each time.
+	// 20 guesses, a different user name each time: digests failing for 10
+	// distinct user names (ban_auth_failures' default) ban the source, which
+	// closes this unregistered connection.
 	var err error
 	for i := range 20 {
 		auth := md5Digest(challenge, fmt.Sprintf("user%02d", i), "password1", "sip:mcs.z5.test", 1)
