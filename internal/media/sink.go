@@ -212,3 +212,41 @@ func (s *WAVSink) Close() error {
 	}
 	return nil
 }
+
+// Tee is a Sink that hands every frame to each of sinks in turn (a call
+// recorded to Matroska and, on request, to raw files too). Every sink gets
+// every frame; the first error is returned.
+func Tee(sinks ...Sink) Sink {
+	var live []Sink
+	for _, s := range sinks {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 1 {
+		return live[0]
+	}
+	return teeSink(live)
+}
+
+type teeSink []Sink
+
+func (t teeSink) WriteFrame(payload []byte, ts uint32) error {
+	var err error
+	for _, s := range t {
+		if werr := s.WriteFrame(payload, ts); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+func (t teeSink) Close() error {
+	var err error
+	for _, s := range t {
+		if cerr := s.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
