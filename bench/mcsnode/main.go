@@ -69,10 +69,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	rl, err := relay.New(relay.Config{
-		Bind: node.BindAddr(), Advertise: node.Addr(),
-		Ports: cfg.Ports.RTP, MediaTimeout: cfg.Relay.MediaTimeout,
-	}, log.With("role", "relay"), reg)
+	rcfg := provider.RelayConfig(cfg, node)
+	// The load comes from one address and few accounts: no port quotas.
+	rcfg.MaxPortsPerCustomer, rcfg.MaxPortsPerSource = 0, 0
+	rl, err := relay.New(rcfg, relay.Deps{Log: log.With("component", "relay"), Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}

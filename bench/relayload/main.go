@@ -77,7 +77,9 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("ng: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := relay.New(relay.Config{Bind: ip, Ports: pr, MediaTimeout: time.Minute}, log, nil)
+	def := config.Dev("").Relay
+	r, err := relay.New(relay.Config{Bind: ip, Ports: pr, MediaTimeout: time.Minute, ProbeRate: def.ProbeRate,
+		MaxStreams: def.MaxStreams}, relay.Deps{Log: log})
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,6 @@ import (
 
 	"github.com/z5vrs/z5/internal/carddav"
 	"github.com/z5vrs/z5/internal/clip"
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/rue"
 	"github.com/z5vrs/z5/internal/store"
@@ -42,7 +41,7 @@ type Config struct {
 	MaxBody     int64    // bytes of any request body
 	// RUE is the RFC 9248 provider configuration served at rue.PathConfig
 	// (rue.go); nil: not served. The provider builds it from the profile
-	// (provider.NewRUE), which needs the CA and license key ConfigFrom lacks.
+	// (provider.NewRUE), which needs the CA and license key.
 	RUE *rue.Config
 	// Provider names the deployment in the RFC 9248 provider list.
 	Provider string
@@ -133,21 +132,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.routes()
 	return s, nil
-}
-
-// ConfigFrom fills Config from the deployment config's [mcs] section; the
-// issuer is the SIP domain, the name the whole deployment answers to.
-func ConfigFrom(c *config.Config) Config {
-	return Config{
-		LicenseTTL:  c.MCS.LicenseTTL,
-		Features:    slices.Clone(c.MCS.Features),
-		Issuer:      c.Names.SIPDomain,
-		MaxContacts: c.MCS.MaxContacts,
-		MaxBody:     int64(c.MCS.MaxBody),
-		Provider:    c.Provider.Name,
-		RateLimit:   float64(c.MCS.RateLimit),
-		RateBurst:   c.MCS.RateBurst,
-	}
 }
 
 // Paths of the API.

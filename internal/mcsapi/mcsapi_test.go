@@ -21,7 +21,6 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/z5vrs/z5/internal/addressbook"
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -492,13 +491,8 @@ func TestNew(t *testing.T) {
 		!strings.Contains(err.Error(), "deps.Store is required") || !strings.Contains(err.Error(), "LicenseTTL 0s: must be at least 1m") {
 		t.Errorf("empty config: %v", err)
 	}
-	c := config.Dev(t.TempDir())
-	cfg := ConfigFrom(c)
-	if cfg.Issuer != "mcs.z5.test" || cfg.LicenseTTL != c.MCS.LicenseTTL || cfg.MaxContacts != c.MCS.MaxContacts {
-		t.Errorf("ConfigFrom: %+v", cfg)
-	}
-	if _, err := New(cfg, Deps{Store: st, LicenseKey: key}); err != nil {
-		t.Errorf("dev config: %v", err)
+	if _, err := New(testConfig(), Deps{Store: st, LicenseKey: key}); err != nil {
+		t.Errorf("test config: %v", err)
 	}
 }
 

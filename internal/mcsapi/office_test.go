@@ -20,8 +20,8 @@ import (
 // fetches its license and its contacts. None may be refused: the Z5 client
 // does not retry a 429, and the office shares one address.
 func TestOfficeBehindOneAddress(t *testing.T) {
-	def := ConfigFrom(config.Dev(t.TempDir()))
-	e := newEnv(t, func(c *Config) { c.RateLimit, c.RateBurst = def.RateLimit, def.RateBurst })
+	def := config.Dev(t.TempDir()).MCS
+	e := newEnv(t, func(c *Config) { c.RateLimit, c.RateBurst = float64(def.RateLimit), def.RateBurst })
 	const n = 200
 	tokens := make([]string, n)
 	for i := range tokens {

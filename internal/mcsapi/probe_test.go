@@ -302,8 +302,10 @@ func TestProbeFloodOneAccount(t *testing.T) {
 	const quota = 2 * 2 * probePorts // two sessions' pairs
 	// Ports above the ephemeral range; a busy one is skipped by the relay.
 	base := 61000 + 2*int(time.Now().UnixNano()%1000)
+	def := config.Dev("").Relay
 	r, err := relay.New(relay.Config{Bind: lo, Ports: config.PortRange{Min: base, Max: base + 63},
-		MaxPortsPerCustomer: quota, MaxPortsPerSource: 64}, nil, nil)
+		MediaTimeout: def.MediaTimeout, ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams,
+		MaxPortsPerCustomer: quota, MaxPortsPerSource: 64}, relay.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,9 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 	deps := mcsapi.Deps{Store: st, LicenseKey: key, Log: testLog(t)}
 	if !o.noRelay {
 		p.rtp = freeRange(t, 32)
-		p.relay, err = relay.New(relay.Config{Bind: lo, Ports: p.rtp}, testLog(t), nil)
+		def := config.Dev("").Relay
+		p.relay, err = relay.New(relay.Config{Bind: lo, Ports: p.rtp, MediaTimeout: def.MediaTimeout,
+			ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams}, relay.Deps{Log: testLog(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

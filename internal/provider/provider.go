@@ -107,12 +107,8 @@ func New(ctx context.Context, cfg *config.Config, name string, opts Options) (*N
 
 func (n *Node) build() error {
 	cfg := n.cfg
-	mcfg := membership.Config{Heartbeat: cfg.Health.Heartbeat, DeadAfter: cfg.Health.DeadAfter}
-	if n.node.Has(config.RoleMCS) {
-		mcfg.Self = store.NodeStatus{Name: n.node.Name, Site: n.node.Site, Address: n.node.Address}
-	}
 	var err error
-	if n.members, err = membership.New(mcfg, membership.Deps{Store: n.store, Log: n.log.With("component", "membership")}); err != nil {
+	if n.members, err = membership.New(MembershipConfig(cfg, n.node), membership.Deps{Store: n.store, Log: n.log.With("component", "membership")}); err != nil {
 		return err
 	}
 	if n.node.Has(config.RoleDNS) {
@@ -123,7 +119,7 @@ func (n *Node) build() error {
 		n.dns = s
 	}
 	if n.node.Has(config.RoleZDial) {
-		h, err := zdial.New(zdial.ConfigFrom(cfg), zdial.Deps{Store: n.store, Log: n.log.With("role", "zdial"), Registerer: n.reg})
+		h, err := zdial.New(ZDialConfig(cfg), zdial.Deps{Store: n.store, Log: n.log.With("role", "zdial"), Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("zdial: %w", err)
 		}
@@ -134,17 +130,11 @@ func (n *Node) build() error {
 		n.zdialSrv = newHTTPS("zdial", h, cert, n.log)
 	}
 	if n.node.Has(config.RoleMCS) {
-		n.relay, err = relay.New(relay.Config{
-			Bind: n.node.BindAddr(), Advertise: n.node.Addr(),
-			Ports: cfg.Ports.RTP, MediaTimeout: cfg.Relay.MediaTimeout, ProbeRate: cfg.Relay.ProbeRate,
-			MaxStreams: cfg.Relay.MaxStreams, MaxPortsPerCustomer: cfg.Relay.MaxPortsPerCustomer,
-			MaxPortsPerSource: cfg.Relay.MaxPortsPerSource,
-			CustomerNetworks:  cfg.Relay.CustomerPrefixes(), ProviderNetworks: cfg.RelayProviderPrefixes(),
-		}, n.log.With("role", "relay"), n.reg)
+		n.relay, err = relay.New(RelayConfig(cfg, n.node), relay.Deps{Log: n.log.With("component", "relay"), Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
-		acfg := mcsapi.ConfigFrom(cfg)
+		acfg := MCSAPIConfig(cfg)
 		acfg.RUE = NewRUE(n.Profile())
 		h, err := mcsapi.New(acfg, mcsapi.Deps{Store: n.store, LicenseKey: n.key,
 			Log: n.log.With("role", "mcs-api"), Registerer: n.reg, Probe: n.relay})

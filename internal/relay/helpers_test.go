@@ -70,6 +70,22 @@ type relayOpts struct {
 	customer, provider     []netip.Prefix
 }
 
+// filled completes c with the deployment's defaults (internal/config's)
+// for the values a test leaves zero.
+func filled(c Config) Config {
+	d := config.Dev("").Relay
+	if c.MediaTimeout == 0 {
+		c.MediaTimeout = d.MediaTimeout
+	}
+	if c.ProbeRate == 0 {
+		c.ProbeRate = d.ProbeRate
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = d.MaxStreams
+	}
+	return c
+}
+
 // newTestRelay starts a relay on loopback with its own port range and
 // checks, when the test ends, that no goroutine of it survived Close.
 func newTestRelay(t testing.TB, o relayOpts) (*Relay, config.PortRange) {
@@ -81,9 +97,9 @@ func newTestRelay(t testing.TB, o relayOpts) (*Relay, config.PortRange) {
 		o.bind = loopback
 	}
 	pr := freeRangeOn(t, o.bind, o.ports)
-	r, err := New(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout,
+	r, err := New(filled(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout,
 		MaxStreams: o.maxStreams, MaxPortsPerCustomer: o.perCustomer, MaxPortsPerSource: o.perSource,
-		CustomerNetworks: o.customer, ProviderNetworks: o.provider}, testLogger(t), o.reg)
+		CustomerNetworks: o.customer, ProviderNetworks: o.provider}), Deps{Log: testLogger(t), Registerer: o.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,6 @@ const (
 	maxProbePorts = 16
 	maxProbeTTL   = time.Minute
 	maxProbeKey   = 64
-	// defaultProbeRate matches the deployment config's relay.probe_rate.
-	defaultProbeRate = 200
 	// repliesPerProbePort caps one session's replies per open port: a
 	// check sends about 50 per port.
 	repliesPerProbePort = 128
@@ -71,13 +69,6 @@ type probeSession struct {
 // media (and probes) to.
 func (r *Relay) Advertise() netip.Addr { return r.cfg.Advertise }
 
-func (r *Relay) probeRate() int {
-	if r.cfg.ProbeRate > 0 {
-		return r.cfg.ProbeRate
-	}
-	return defaultProbeRate
-}
-
 // OpenProbe opens n relay ports spread over the configured range (its first
 // and last ports and n-2 between) for ttl, answering only datagrams
 // authenticated with token (see package rtpprobe) and only back to their
@@ -117,7 +108,7 @@ func (r *Relay) OpenProbe(owner Owner, token []byte, n int, ttl time.Duration) (
 		return nil, ErrNoPorts
 	}
 	r.m.allocated.Set(float64(r.pool.allocated()))
-	pr := r.probeRate()
+	pr := r.cfg.ProbeRate
 	s := &probeSession{
 		r:     r,
 		owner: owner,
@@ -250,7 +241,7 @@ func (s *probeSession) answer(req []byte, src netip.AddrPort, now time.Time, out
 	if !s.lim.AllowN(now, 1) || s.budget.Add(-1) < 0 {
 		return 0, false
 	}
-	if !s.r.probes.allowSource(src.Addr().Unmap(), now, s.r.probeRate()) {
+	if !s.r.probes.allowSource(src.Addr().Unmap(), now, s.r.cfg.ProbeRate) {
 		return 0, false
 	}
 	return n, true

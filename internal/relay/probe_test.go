@@ -23,7 +23,7 @@ var probeKey = []byte("probe-session-key-32-bytes-long!")
 func newProbeRelay(t *testing.T, n, probeRate int) (*Relay, config.PortRange) {
 	t.Helper()
 	pr := freeRange(t, n)
-	r, err := New(Config{Bind: loopback, Ports: pr, ProbeRate: probeRate}, testLogger(t), nil)
+	r, err := New(filled(Config{Bind: loopback, Ports: pr, ProbeRate: probeRate}), Deps{Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

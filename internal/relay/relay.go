@@ -45,17 +45,16 @@ func (s Side) String() string {
 	return fmt.Sprintf("side(%d)", int(s))
 }
 
-// defaultMediaTimeout matches the deployment config's default.
-const defaultMediaTimeout = 30 * time.Second
-
-// Config configures a Relay.
+// Config configures a Relay. internal/config fills every value a
+// deployment leaves out (provider.RelayConfig turns it into this); New
+// only checks them.
 type Config struct {
 	Bind         netip.Addr       // local address to bind media sockets on
 	Advertise    netip.Addr       // address written into SDP (zero = Bind)
 	Ports        config.PortRange // inclusive; even ports carry RTP, odd RTCP
-	MediaTimeout time.Duration    // zero means 30s
-	ProbeRate    int              // probe echoes per second per source and session; zero means 200
-	MaxStreams   int              // media streams holding ports per call; zero means 4
+	MediaTimeout time.Duration    // an answered call this long without media is reported
+	ProbeRate    int              // probe echoes per second per source and session
+	MaxStreams   int              // media streams holding ports per call
 
 	// Per-owner quotas of ports held (calls and probes); zero: no limit.
 	MaxPortsPerCustomer int
@@ -68,8 +67,11 @@ type Config struct {
 	ProviderNetworks []netip.Prefix
 }
 
-// defaultMaxStreams matches the deployment config's relay.max_streams.
-const defaultMaxStreams = 4
+// Deps are a Relay's collaborators.
+type Deps struct {
+	Log        *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+}
 
 // Relay owns the port range and the calls using it.
 type Relay struct {
@@ -104,8 +106,9 @@ type Relay struct {
 }
 
 // New validates cfg and returns a relay. It binds nothing yet: ports are
-// bound per stream by Call.RewriteSDP. reg may be nil.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
+// bound per stream by Call.RewriteSDP.
+func New(cfg Config, deps Deps) (*Relay, error) {
+	log, reg := deps.Log, deps.Registerer
 	if !cfg.Bind.IsValid() {
 		return nil, fmt.Errorf("relay: bind address required")
 	}
@@ -123,17 +126,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 	if r := cfg.Ports; r.Min < 1 || r.Max > 65535 || r.Min > r.Max {
 		return nil, fmt.Errorf("relay: port range %s must lie within 1-65535 with min <= max", r)
 	}
-	if cfg.MediaTimeout < 0 {
-		return nil, fmt.Errorf("relay: negative media timeout %s", cfg.MediaTimeout)
+	if cfg.MediaTimeout <= 0 {
+		return nil, fmt.Errorf("relay: media timeout %s, want a positive duration", cfg.MediaTimeout)
 	}
-	if cfg.MediaTimeout == 0 {
-		cfg.MediaTimeout = defaultMediaTimeout
-	}
-	if cfg.MaxStreams < 0 || cfg.MaxStreams > maxStreams {
+	if cfg.MaxStreams < 1 || cfg.MaxStreams > maxStreams {
 		return nil, fmt.Errorf("relay: %d media streams per call, want 1-%d", cfg.MaxStreams, maxStreams)
 	}
-	if cfg.MaxStreams == 0 {
-		cfg.MaxStreams = defaultMaxStreams
+	if cfg.ProbeRate < 1 {
+		return nil, fmt.Errorf("relay: probe rate %d per second, want at least 1", cfg.ProbeRate)
 	}
 	pool := newPortPool(cfg.Ports.Min, cfg.Ports.Max)
 	if pool.size() < 2 {

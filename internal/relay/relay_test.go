@@ -389,7 +389,7 @@ func TestPortInUse(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	good := Config{Bind: loopback, Ports: freeRange(t, 8)}
+	good := filled(Config{Bind: loopback, Ports: freeRange(t, 8)})
 	tests := []struct {
 		name string
 		mod  func(*Config)
@@ -400,20 +400,22 @@ func TestNewValidates(t *testing.T) {
 		{"bad range", func(c *Config) { c.Ports.Min, c.Ports.Max = 30000, 20000 }, "port range"},
 		{"too many streams", func(c *Config) { c.MaxStreams = maxStreams + 1 }, "media streams per call"},
 		{"tiny range", func(c *Config) { c.Ports.Max = c.Ports.Min + 2 }, "a stream needs 2"},
-		{"negative timeout", func(c *Config) { c.MediaTimeout = -1 }, "negative media timeout"},
+		{"no timeout", func(c *Config) { c.MediaTimeout = 0 }, "media timeout"},
+		{"no streams", func(c *Config) { c.MaxStreams = 0 }, "media streams per call"},
+		{"no probe rate", func(c *Config) { c.ProbeRate = 0 }, "probe rate"},
 	}
 	for _, tt := range tests {
 		cfg := good
 		tt.mod(&cfg)
-		if _, err := New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), tt.err) {
+		if _, err := New(cfg, Deps{}); err == nil || !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("%s: %v, want error containing %q", tt.name, err, tt.err)
 		}
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := New(good, nil, reg); err != nil {
+	if _, err := New(good, Deps{Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(good, nil, reg); err == nil {
+	if _, err := New(good, Deps{Registerer: reg}); err == nil {
 		t.Error("second relay on one registry: no error")
 	}
 }

@@ -16,7 +16,7 @@ import (
 func TestMediaTimeoutSupervision(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const timeout = 30 * time.Second
-		r, err := New(Config{Bind: loopback, Ports: freeRangeFake(), MediaTimeout: timeout}, nil, nil)
+		r, err := New(filled(Config{Bind: loopback, Ports: freeRangeFake(), MediaTimeout: timeout}), Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}

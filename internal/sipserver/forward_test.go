@@ -89,7 +89,9 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	ports := relayPorts()
-	rl, err := relay.New(relay.Config{Bind: addr.Addr(), Ports: ports, MediaTimeout: 30 * time.Second}, log.With("component", "relay"), nil)
+	def := config.Dev("").Relay
+	rl, err := relay.New(relay.Config{Bind: addr.Addr(), Ports: ports, MediaTimeout: def.MediaTimeout,
+		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams}, relay.Deps{Log: log.With("component", "relay")})
 	if err != nil {
 		t.Fatal(err)
 	}

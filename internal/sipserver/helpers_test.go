@@ -106,7 +106,9 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	if o.ports.Min != 0 {
 		ports = o.ports
 	}
-	rl, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), Ports: ports, MediaTimeout: o.mediaTimeout}, log.With("component", "relay"), nil)
+	def := config.Dev("").Relay
+	rl, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), Ports: ports, MediaTimeout: o.mediaTimeout,
+		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams}, relay.Deps{Log: log.With("component", "relay")})
 	if err != nil {
 		t.Fatal(err)
 	}

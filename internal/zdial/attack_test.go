@@ -16,10 +16,16 @@ import (
 	"github.com/z5vrs/z5/internal/config"
 )
 
-// defaultConfig is the Config a deployment gets when [zdial] sets nothing.
+// defaultConfig is the Config a deployment gets when [zdial] sets nothing:
+// the limits internal/config fills in.
 func defaultConfig(t *testing.T) func(*Config) {
-	def := ConfigFrom(config.Dev(t.TempDir()))
-	return func(c *Config) { *c = def }
+	z := config.Dev(t.TempDir()).ZDial
+	return func(c *Config) {
+		c.SessionTTL, c.MCSTokenTTL, c.Lockout = z.SessionTTL, z.SessionTTL, z.Lockout
+		c.MaxFailures, c.AccountMaxFailures, c.SourceMaxFailures = z.MaxFailures, z.AccountMaxFailures, z.SourceMaxFailures
+		c.PerIPRate, c.PerIPBurst = z.PerIPRate, z.PerIPBurst
+		c.RateLimit, c.RateBurst = float64(z.RateLimit), z.RateBurst
+	}
 }
 
 // cheapParams keeps the hashes of many logins cheap: a login rehashes to

@@ -25,7 +25,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -36,7 +35,7 @@ type Config struct {
 	LBMCS     string   // lb.mcs name: healthy MCS nodes
 	MCSHosts  []string // mcs1.mcs..., mcs2.mcs...: failover order
 	SIPPort   int
-	Realm     string // digest realm; defaults to SIPDomain
+	Realm     string // digest realm
 
 	SessionTTL time.Duration // login token lifetime
 	// MaxFailures failed logins for one username from one source (an
@@ -58,7 +57,7 @@ type Config struct {
 	PerIPRate  int
 	PerIPBurst int
 	// MCSTokenTTL is the MCS API token lifetime; never beyond the login
-	// session it was made from. Defaults to SessionTTL.
+	// session it was made from.
 	MCSTokenTTL time.Duration
 	// RateLimit is the requests per second one source may make to any
 	// endpoint, in bursts of RateBurst; beyond it: 429 with Retry-After.
@@ -149,12 +148,6 @@ type route struct {
 
 // New validates cfg and builds the Service.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if cfg.Realm == "" {
-		cfg.Realm = cfg.SIPDomain
-	}
-	if cfg.MCSTokenTTL == 0 {
-		cfg.MCSTokenTTL = cfg.SessionTTL
-	}
 	var errs []error
 	check := func(bad bool, format string, args ...any) {
 		if bad {
@@ -163,6 +156,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	check(deps.Store == nil, "deps.Store is required")
 	check(cfg.SIPDomain == "", "SIPDomain is required")
+	check(cfg.Realm == "", "Realm is required")
 	check(cfg.LBMCS == "", "LBMCS is required")
 	check(len(cfg.MCSHosts) == 0, "MCSHosts: at least one MCS host name is required")
 	check(cfg.SIPPort < 1 || cfg.SIPPort > 65535, "SIPPort %d out of range 1-65535", cfg.SIPPort)
@@ -228,37 +222,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		"/healthz":        {get, s.handleHealth},
 	}
 	return s, nil
-}
-
-// ConfigFrom fills Config from the deployment config: names, the SIP port
-// and realm, and the [zdial] limits. MCS host names are every MCS node's
-// own names in file order (site A first), the client's failover order.
-func ConfigFrom(c *config.Config) Config {
-	var hosts []string
-	for _, n := range c.NodesWithRole(config.RoleMCS) {
-		for _, h := range n.Hosts {
-			if !slices.Contains(hosts, h) {
-				hosts = append(hosts, h)
-			}
-		}
-	}
-	return Config{
-		SIPDomain:          c.Names.SIPDomain,
-		LBMCS:              c.Names.LBMCS,
-		MCSHosts:           hosts,
-		SIPPort:            c.Ports.SIP,
-		Realm:              c.SIP.Realm,
-		SessionTTL:         c.ZDial.SessionTTL,
-		MaxFailures:        c.ZDial.MaxFailures,
-		AccountMaxFailures: c.ZDial.AccountMaxFailures,
-		SourceMaxFailures:  c.ZDial.SourceMaxFailures,
-		Lockout:            c.ZDial.Lockout,
-		PerIPRate:          c.ZDial.PerIPRate,
-		PerIPBurst:         c.ZDial.PerIPBurst,
-		MCSTokenTTL:        c.ZDial.SessionTTL,
-		RateLimit:          float64(c.ZDial.RateLimit),
-		RateBurst:          c.ZDial.RateBurst,
-	}
 }
 
 // HTTPServer returns an *http.Server for s with every timeout set, so a

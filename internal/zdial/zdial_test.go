@@ -21,7 +21,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
@@ -479,27 +478,11 @@ func TestNewValidates(t *testing.T) {
 	}
 	cfg := Config{}
 	_, err := New(cfg, Deps{})
-	for _, want := range []string{"SIPDomain", "LBMCS", "MCSHosts", "SIPPort", "SessionTTL", "MaxFailures",
+	for _, want := range []string{"SIPDomain", "Realm", "LBMCS", "MCSHosts", "SIPPort", "SessionTTL", "MaxFailures",
 		"AccountMaxFailures", "SourceMaxFailures", "Lockout", "PerIPRate", "PerIPBurst"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(zero config) error %v lacks %s", err, want)
 		}
-	}
-}
-
-func TestConfigFrom(t *testing.T) {
-	c := config.Dev(t.TempDir())
-	got := ConfigFrom(c)
-	want := Config{
-		SIPDomain: "mcs.z5.test", LBMCS: "lb.mcs.z5.test",
-		MCSHosts: []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
-		SIPPort:  5060, Realm: "mcs.z5.test",
-		SessionTTL: c.ZDial.SessionTTL, MaxFailures: 5, AccountMaxFailures: 20, SourceMaxFailures: 30,
-		Lockout: 15 * time.Minute, PerIPRate: 300, PerIPBurst: 250, MCSTokenTTL: c.ZDial.SessionTTL,
-		RateLimit: 20, RateBurst: 500,
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("ConfigFrom(dev) (-want +got):\n%s", d)
 	}
 }
 
