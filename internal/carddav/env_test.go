@@ -17,6 +17,7 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // env is one CardDAV handler over TLS on loopback, on a fresh SQLite
@@ -49,41 +50,12 @@ func newStore(t testing.TB) *sqlite.Store {
 	return st
 }
 
-func token(t testing.TB, st store.Store, s store.Session) string {
-	t.Helper()
-	tok := store.NewToken()
-	s.TokenHash = store.TokenHash(tok)
-	if err := st.CreateSession(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func provision(t testing.TB, st store.Store, user, number string) (store.Device, string, int64) {
-	t.Helper()
-	ctx := context.Background()
-	cu, err := st.CreateCustomer(ctx, store.Customer{Username: user, DisplayName: user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: user + "-laptop",
-		SIPUser: number + "-1", Cred: store.NewCredentials(number+"-1", "mcs.z5.test", "pw")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := token(t, st, store.Session{Kind: store.SessionMCS, CustomerID: cu.ID, Number: number, DeviceID: dev.ID, ExpiresAt: time.Now().Add(time.Hour)})
-	return dev, tok, cu.ID
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, st: newStore(t)}
-	e.aliceDev, e.alice, e.aliceCust = provision(t, e.st, "alice", alice)
-	_, e.bob, _ = provision(t, e.st, "bob", bob)
-	e.zdialTok = token(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCust, ExpiresAt: time.Now().Add(time.Hour)})
+	e.aliceDev, e.alice, e.aliceCust = testenv.Provision(t, e.st, "alice", alice)
+	_, e.bob, _ = testenv.Provision(t, e.st, "bob", bob)
+	e.zdialTok = testenv.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCust, ExpiresAt: time.Now().Add(time.Hour)})
 	var err error
 	e.h, err = New(Config{MaxContacts: 20, MaxBody: 64 << 10}, Deps{Store: e.st})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 const serverName = "mcs1.mcs.z5.test"
@@ -39,7 +39,7 @@ type env struct {
 	base   string // https://127.0.0.1:port
 	addr   string
 	client *http.Client
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 
 	// Alice holds number 2025550100 on device aliceDev; Bob 3125550100.
 	aliceDev, bobDev store.Device
@@ -67,38 +67,6 @@ func newStore(t testing.TB) *sqlite.Store {
 	return st
 }
 
-// provision creates a customer holding number with one Z5 device and
-// returns the device and a valid MCS token for it.
-func provision(t testing.TB, st store.Store, username, number string) (store.Device, string, int64) {
-	t.Helper()
-	ctx := context.Background()
-	cu, err := st.CreateCustomer(ctx, store.Customer{Username: username, DisplayName: username})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: username + "-laptop",
-		SIPUser: number + "-1", Cred: store.NewCredentials(number+"-1", "mcs.z5.test", "pw")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := newSession(t, st, store.Session{Kind: store.SessionMCS, CustomerID: cu.ID, Number: number, DeviceID: dev.ID,
-		ExpiresAt: time.Now().Add(time.Hour)})
-	return dev, tok, cu.ID
-}
-
-func newSession(t testing.TB, st store.Store, s store.Session) string {
-	t.Helper()
-	tok := store.NewToken()
-	s.TokenHash = store.TokenHash(tok)
-	if err := st.CreateSession(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, cfg: testConfig(), st: newStore(t)}
@@ -110,10 +78,10 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.pub = pub
-	e.aliceDev, e.alice, e.aliceCustomer = provision(t, e.st, "alice", "2025550100")
-	e.bobDev, e.bob, _ = provision(t, e.st, "bob", "3125550100")
+	e.aliceDev, e.alice, e.aliceCustomer = testenv.Provision(t, e.st, "alice", "2025550100")
+	e.bobDev, e.bob, _ = testenv.Provision(t, e.st, "bob", "3125550100")
 
-	e.logs = &syncBuffer{}
+	e.logs = &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.svc, err = New(e.cfg, Deps{Store: e.st, LicenseKey: key, Log: log, Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -222,22 +190,4 @@ func (r resp) json(t *testing.T, v any) {
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
-}
-
-// syncBuffer collects log output so tests can check no secret reached it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

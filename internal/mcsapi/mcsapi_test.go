@@ -23,6 +23,7 @@ import (
 	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 func TestTLSOnly(t *testing.T) {
@@ -125,13 +126,13 @@ func TestLicense(t *testing.T) {
 func TestLicenseNumberGone(t *testing.T) {
 	e := newEnv(t)
 	// A token for a device that does not exist (deleted since) gets no license.
-	tok := newSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	tok := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: 9999, ExpiresAt: time.Now().Add(time.Hour)})
 	if r := e.do("POST", PathLicense, tok, "").want(t, http.StatusForbidden); r.err().Code != "device_gone" {
 		t.Errorf("code %q", r.err().Code)
 	}
 	// Nor a token whose number another customer holds.
-	tok = newSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "3125550100",
+	tok = testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "3125550100",
 		DeviceID: e.bobDev.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	if r := e.do("POST", PathLicense, tok, "").want(t, http.StatusForbidden); r.err().Code != "number_gone" {
 		t.Errorf("code %q", r.err().Code)
@@ -141,10 +142,10 @@ func TestLicenseNumberGone(t *testing.T) {
 func TestAuth(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now()
-	zdial := newSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCustomer, ExpiresAt: now.Add(time.Hour)})
-	expired := newSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	zdial := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCustomer, ExpiresAt: now.Add(time.Hour)})
+	expired := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: e.aliceDev.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
-	revoked := newSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	revoked := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: e.aliceDev.ID, ExpiresAt: now.Add(time.Hour)})
 	if err := e.st.RevokeSession(context.Background(), store.TokenHash(revoked), now); err != nil {
 		t.Fatal(err)
@@ -499,7 +500,7 @@ func TestNew(t *testing.T) {
 func newHandler(t testing.TB) (*Service, string) {
 	t.Helper()
 	st := newStore(t)
-	_, tok, _ := provision(t, st, "fuzz", "2025550100")
+	_, tok, _ := testenv.Provision(t, st, "fuzz", "2025550100")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	svc, err := New(testConfig(), Deps{Store: st, LicenseKey: key})
 	if err != nil {

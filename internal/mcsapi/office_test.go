@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestOfficeBehindOneAddress: 200 Z5 clients of 200 customers behind one
@@ -25,7 +26,7 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 	const n = 200
 	tokens := make([]string, n)
 	for i := range tokens {
-		_, tokens[i], _ = provision(t, e.st, fmt.Sprintf("office-%03d", i), fmt.Sprintf("55540%05d", i))
+		_, tokens[i], _ = testenv.Provision(t, e.st, fmt.Sprintf("office-%03d", i), fmt.Sprintf("55540%05d", i))
 	}
 	var (
 		wg    sync.WaitGroup

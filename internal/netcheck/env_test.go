@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -31,6 +30,7 @@ import (
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
@@ -359,33 +359,8 @@ func serveSIPConn(c net.Conn, b sipBehaviour) {
 }
 
 // freeRange finds n consecutive ports (n even, starting even) that bind on
-// loopback now, above the kernel's ephemeral range where concurrent port-0
-// sockets never land.
-func freeRange(t *testing.T, n int) config.PortRange {
-	t.Helper()
-	for range 200 {
-		r, _ := rand.Int(rand.Reader, big.NewInt(int64((65534-61000-n)/2)))
-		base := 61000 + 2*int(r.Int64())
-		var conns []*net.UDPConn
-		ok := true
-		for port := base; port < base+n; port++ {
-			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, uint16(port))))
-			if err != nil {
-				ok = false
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			c.Close()
-		}
-		if ok {
-			return config.PortRange{Min: base, Max: base + n - 1}
-		}
-	}
-	t.Fatalf("no %d free consecutive ports", n)
-	return config.PortRange{}
-}
+// loopback now.
+func freeRange(t *testing.T, n int) config.PortRange { return testenv.FreeUDPRange(t, lo, n) }
 
 // options are fast probes for loopback.
 func (p *provider) options(token string) Options {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // The tests in this file mount the attacks of the open-internet review
@@ -41,6 +43,17 @@ func oneStream(addr string, port int, extra ...string) []byte {
 		m=audio %d RTP/AVP 0
 		a=rtpmap:0 PCMU/8000
 		%s`, addr, addr, port, strings.Join(extra, "\n")))
+}
+
+// relayPort has c rewrite body from side, signalled from src, and returns
+// the relay address the other side sends the first stream's RTP to.
+func relayPort(t *testing.T, c *Call, side Side, body []byte, src netip.Addr) netip.AddrPort {
+	t.Helper()
+	out, err := c.RewriteSDP(side, body, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return streamPorts(t, out)[0]
 }
 
 // streamPorts is the RTP address of each m-line of a rewritten body.
@@ -92,16 +105,8 @@ func TestAttackReflection(t *testing.T) {
 	// RTP and for RTCP.
 	c := r.NewCall("reflect", nil)
 	defer c.Close()
-	offer, err := c.RewriteSDP(SideA, oneStream("127.0.0.1", victim.port(), fmt.Sprintf("a=rtcp:%d", victim.port())), netip.MustParseAddr("127.0.0.2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayB := streamPorts(t, offer)[0]
-	answer, err := c.RewriteSDP(SideB, oneStream("127.0.0.3", callee.port()), netip.MustParseAddr("127.0.0.3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayA := streamPorts(t, answer)[0]
+	relayB := relayPort(t, c, SideA, oneStream("127.0.0.1", victim.port(), fmt.Sprintf("a=rtcp:%d", victim.port())), netip.MustParseAddr("127.0.0.2"))
+	relayA := relayPort(t, c, SideB, oneStream("127.0.0.3", callee.port()), netip.MustParseAddr("127.0.0.3"))
 
 	// The callee talks (RTP and RTCP) before the attacker ever sends.
 	for i := range n {
@@ -131,7 +136,7 @@ func TestAttackReflection(t *testing.T) {
 	attacker.send(relayA, rtpPacket(0, 2, 160, 0xa0a0a0a0, "marker"))
 	callee.expect(rtpPacket(0, 2, 160, 0xa0a0a0a0, "marker"), relayB)
 	callee.expectNothing()
-	if got := counter(t, reg, "z5_relay_dropped_packets_total", "malformed"); got != float64(n/len(payloads)*len(payloads)) {
+	if got := testenv.Metric(t, reg, "z5_relay_dropped_packets_total", "reason=malformed"); got != float64(n/len(payloads)*len(payloads)) {
 		t.Errorf("malformed drops = %v, want %d", got, n/len(payloads)*len(payloads))
 	}
 	t.Logf("non-RTP payloads (SIP, SNMP, syslog, STUN, TURN, DTLS) forwarded: 0 of %d", n/len(payloads)*len(payloads))
@@ -141,16 +146,8 @@ func TestAttackReflection(t *testing.T) {
 	c2 := r.NewCall("reflect-answer", nil)
 	defer c2.Close()
 	caller2 := peerOn(t, "127.0.0.2")
-	offer2, err := c2.RewriteSDP(SideA, oneStream("127.0.0.2", caller2.port()), netip.MustParseAddr("127.0.0.2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayB2 := streamPorts(t, offer2)[0]
-	answer2, err := c2.RewriteSDP(SideB, oneStream("127.0.0.1", victim.port()), netip.MustParseAddr("127.0.0.3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayA2 := streamPorts(t, answer2)[0]
+	relayB2 := relayPort(t, c2, SideA, oneStream("127.0.0.2", caller2.port()), netip.MustParseAddr("127.0.0.2"))
+	relayA2 := relayPort(t, c2, SideB, oneStream("127.0.0.1", victim.port()), netip.MustParseAddr("127.0.0.3"))
 	for i := range n {
 		caller2.send(relayA2, rtpPacket(0, uint16(i), uint32(160*i), 0xa1a1a1a1, "to the victim?"))
 	}
@@ -202,7 +199,7 @@ func TestAttackPortQuota(t *testing.T) {
 		t.Fatalf("one customer holds %d ports (%d allocated), quota %d", cust, r.AllocatedPorts(), quota)
 	}
 	// The metric counts probe ports with call ports.
-	if got := counter(t, reg, "z5_relay_allocated_ports", ""); got != float64(r.AllocatedPorts()) {
+	if got := testenv.Metric(t, reg, "z5_relay_allocated_ports", ""); got != float64(r.AllocatedPorts()) {
 		t.Errorf("z5_relay_allocated_ports = %v, allocated %d", got, r.AllocatedPorts())
 	}
 	// Other accounts from the same source stop at the per-source quota.
@@ -229,7 +226,7 @@ func TestAttackPortQuota(t *testing.T) {
 	if _, err := gc.RewriteSDP(SideA, newClient(t, false).sdp(1), good.Source); err != nil {
 		t.Fatalf("another customer's call: %v", err)
 	}
-	if got := counter(t, reg, "z5_relay_quota_refusals_total", ""); got < 2 {
+	if got := testenv.Metric(t, reg, "z5_relay_quota_refusals_total", ""); got < 2 {
 		t.Errorf("quota refusals metric = %v", got)
 	}
 	t.Logf("range %d ports: one customer holds %d (quota %d), one source %d (quota %d); another customer's call got its ports",
@@ -262,16 +259,8 @@ func TestAttackHijackBeforeLatch(t *testing.T) {
 
 			c := r.NewCall("hijack", nil)
 			defer c.Close()
-			offer, err := c.RewriteSDP(SideA, oneStream(tc.sdpAddr, caller.port(), tc.extra...), sig)
-			if err != nil {
-				t.Fatal(err)
-			}
-			relayB := streamPorts(t, offer)[0]
-			answer, err := c.RewriteSDP(SideB, oneStream("127.0.0.3", callee.port()), netip.MustParseAddr("127.0.0.3"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			relayA := streamPorts(t, answer)[0]
+			relayB := relayPort(t, c, SideA, oneStream(tc.sdpAddr, caller.port(), tc.extra...), sig)
+			relayA := relayPort(t, c, SideB, oneStream("127.0.0.3", callee.port()), netip.MustParseAddr("127.0.0.3"))
 
 			// The spray: every port of the range, RTP with a guessed SSRC.
 			for p := pr.Min; p <= pr.Max; p++ {

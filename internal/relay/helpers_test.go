@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,39 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
 // freeRange finds n consecutive ports (n even, starting even) that bind on
-// loopback right now. It searches above the kernel's ephemeral range, where
-// port-0 sockets of concurrently running tests never land.
-func freeRange(t testing.TB, n int) config.PortRange { return freeRangeOn(t, loopback, n) }
-
-func freeRangeOn(t testing.TB, ip netip.Addr, n int) config.PortRange {
-	t.Helper()
-	for range 200 {
-		base := 61000 + 2*rand.IntN((65534-61000-n)/2)
-		var conns []*net.UDPConn
-		ok := true
-		for p := base; p < base+n; p++ {
-			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p))))
-			if err != nil {
-				ok = false
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			c.Close()
-		}
-		if ok {
-			return config.PortRange{Min: base, Max: base + n - 1}
-		}
-	}
-	t.Fatalf("no %d free consecutive ports above 61000", n)
-	return config.PortRange{}
-}
+// loopback right now.
+func freeRange(t testing.TB, n int) config.PortRange { return testenv.FreeUDPRange(t, loopback, n) }
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
@@ -96,7 +70,7 @@ func newTestRelay(t testing.TB, o relayOpts) (*Relay, config.PortRange) {
 	if !o.bind.IsValid() {
 		o.bind = loopback
 	}
-	pr := freeRangeOn(t, o.bind, o.ports)
+	pr := testenv.FreeUDPRange(t, o.bind, o.ports)
 	r, err := New(filled(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout,
 		MaxStreams: o.maxStreams, MaxPortsPerCustomer: o.perCustomer, MaxPortsPerSource: o.perSource,
 		CustomerNetworks: o.customer, ProviderNetworks: o.provider}), Deps{Log: testLogger(t), Registerer: o.reg})

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // client is one softphone on loopback: audio RTP and RTCP on separate
@@ -195,47 +197,22 @@ func TestForwardAudioVideo(t *testing.T) {
 			}
 			// The counter is bumped after the write the peer has already
 			// read, so give the forwarding goroutine a moment.
-			got := counter(t, reg, "z5_relay_packets_total", "")
+			got := testenv.Metric(t, reg, "z5_relay_packets_total", "")
 			for deadline := time.Now().Add(2 * time.Second); got != 8 && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
-				got = counter(t, reg, "z5_relay_packets_total", "")
+				got = testenv.Metric(t, reg, "z5_relay_packets_total", "")
 			}
 			if got != 8 {
 				t.Errorf("z5_relay_packets_total = %v, want 8", got)
 			}
-			if got := counter(t, reg, "z5_relay_active_calls", ""); got != 1 {
+			if got := testenv.Metric(t, reg, "z5_relay_active_calls", ""); got != 1 {
 				t.Errorf("z5_relay_active_calls = %v", got)
 			}
-			if got := counter(t, reg, "z5_relay_allocated_ports", ""); got != 8 {
+			if got := testenv.Metric(t, reg, "z5_relay_allocated_ports", ""); got != 8 {
 				t.Errorf("z5_relay_allocated_ports = %v, want 8", got)
 			}
 		})
 	}
-}
-
-// counter reads a counter or gauge (with the given label value, or the
-// only series) from reg.
-func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label) {
-				continue
-			}
-			if m.Counter != nil {
-				return m.Counter.GetValue()
-			}
-			return m.Gauge.GetValue()
-		}
-	}
-	return 0
 }
 
 func TestStrangerAndHijack(t *testing.T) {
@@ -290,7 +267,7 @@ func testStrangerAndHijack(t *testing.T, batch bool) {
 	waitFor(t, "callee-side drop", func() bool { return statsOf(cs.call, "callee", "audio").Dropped == 1 })
 	a.audio.expectNothing()
 
-	if got := counter(t, reg, "z5_relay_dropped_packets_total", "stranger"); got < 2 {
+	if got := testenv.Metric(t, reg, "z5_relay_dropped_packets_total", "reason=stranger"); got < 2 {
 		t.Errorf("stranger drops metric = %v", got)
 	}
 }
@@ -342,7 +319,7 @@ func TestPortExhaustion(t *testing.T) {
 	if r.ActiveCalls() != 2 {
 		t.Errorf("active calls %d", r.ActiveCalls())
 	}
-	if got := counter(t, reg, "z5_relay_port_exhaustion_total", ""); got != 1 {
+	if got := testenv.Metric(t, reg, "z5_relay_port_exhaustion_total", ""); got != 1 {
 		t.Errorf("exhaustion metric %v", got)
 	}
 	// A re-INVITE that adds a stream fails too, and changes nothing.

@@ -21,6 +21,7 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // cheapHash keeps fixture setup fast; the first successful login upgrades
@@ -58,24 +59,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log output so tests can check no secret reached it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type env struct {
 	t      *testing.T
 	cfg    Config
@@ -85,7 +68,7 @@ type env struct {
 	ca     *pki.CA
 	client *http.Client
 	clock  *clock
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 
 	mu sync.Mutex // guards secrets when requests run concurrently
 	// secrets are every password and token the test handled; none may
@@ -123,7 +106,7 @@ func newEnv(t *testing.T, mod func(*Config), deps ...func(*Deps)) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 
-	e := &env{t: t, cfg: testConfig(), st: st, clock: &clock{}, logs: &syncBuffer{}}
+	e := &env{t: t, cfg: testConfig(), st: st, clock: &clock{}, logs: &testenv.SyncBuffer{}}
 	e.clock.Freeze()
 	if mod != nil {
 		mod(&e.cfg)

@@ -24,6 +24,7 @@ import (
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 func TestLogin(t *testing.T) {
@@ -568,34 +569,10 @@ func TestMetrics(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		svc.ServeHTTP(httptest.NewRecorder(), req)
 	}
-	if got := counter(t, reg, "z5_zdial_logins_total", "result=invalid"); got != 2 {
+	if got := testenv.Metric(t, reg, "z5_zdial_logins_total", "result=invalid"); got != 2 {
 		t.Errorf("logins{invalid} = %v, want 2", got)
 	}
-	if got := counter(t, reg, "z5_zdial_requests_total", "code=401,route=/api/v1/login"); got != 2 {
+	if got := testenv.Metric(t, reg, "z5_zdial_requests_total", "code=401,route=/api/v1/login"); got != 2 {
 		t.Errorf("requests{login,401} = %v, want 2", got)
 	}
-}
-
-// counter reads a counter from reg; labels are "k=v,..." sorted by name.
-func counter(t *testing.T, reg *prometheus.Registry, name, labels string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, l := range m.GetLabel() {
-				ls = append(ls, l.GetName()+"="+l.GetValue())
-			}
-			if strings.Join(ls, ",") == labels {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
