@@ -42,43 +42,41 @@ func startDNS(t *testing.T) netip.AddrPort {
 		}
 		w.WriteMsg(m)
 	})
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := netip.MustParseAddrPort(pc.LocalAddr().String())
-		l, err := net.Listen("tcp", ap.String())
-		if err != nil {
-			pc.Close()
-			continue // the TCP port is taken: another pair
-		}
-		udp := &dns.Server{PacketConn: pc, Handler: h}
-		tcp := &dns.Server{Listener: l, Handler: h}
-		go udp.ActivateAndServe()
-		go tcp.ActivateAndServe()
-		t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
-		return ap
-	}
-	t.Fatal("no free UDP+TCP port pair")
-	return netip.AddrPort{}
+	pc, l := listenPair(t)
+	udp := &dns.Server{PacketConn: pc, Handler: h}
+	tcp := &dns.Server{Listener: l, Handler: h}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
 // silentDNS takes UDP and TCP packets on a port and never answers.
 func silentDNS(t *testing.T) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := netip.MustParseAddrPort(pc.LocalAddr().String())
-	l, err := net.Listen("tcp", ap.String())
-	if err != nil {
-		pc.Close()
-		t.Skipf("TCP port %d taken", ap.Port())
-	}
+	pc, l := listenPair(t)
 	t.Cleanup(func() { pc.Close(); l.Close() })
-	return ap
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+// listenPair binds UDP and TCP on one free port of 127.0.0.1, as a DNS
+// server listens.
+func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			continue // the TCP port is taken: another pair
+		}
+		return pc, l
+	}
+	t.Fatal("no free UDP+TCP port pair")
+	return nil, nil
 }
 
 // fakeProvider is a ZDial and an MCS API as small as step 2 and 3 need,

@@ -366,23 +366,15 @@ func TestMalformedPackets(t *testing.T) {
 	if _, err := c.Write(append(frame, garbage...)); err != nil {
 		t.Fatal(err)
 	}
-	var l [2]byte
-	if _, err := io.ReadFull(c, l[:]); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(c, body); err != nil {
-		t.Fatal(err)
-	}
 	var m dns.Msg
-	if err := m.Unpack(body); err != nil || m.Rcode != dns.RcodeFormatError {
+	if err := m.Unpack(readFrame(t, c)); err != nil || m.Rcode != dns.RcodeFormatError {
 		t.Errorf("tcp garbage: %v %v, want FORMERR", &m, err)
 	}
 	if _, err := c.Write([]byte{0, 3, 1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
 	// Closed with the frame's body unread: EOF or a reset.
-	if _, err := c.Read(l[:]); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+	if _, err := c.Read(make([]byte, 2)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("after a 3-byte frame: %v, want the connection closed", err)
 	}
 }
@@ -409,16 +401,8 @@ func TestTCPPipelining(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		var l [2]byte
-		if _, err := io.ReadFull(c, l[:]); err != nil {
-			t.Fatal(err)
-		}
-		body := make([]byte, binary.BigEndian.Uint16(l[:]))
-		if _, err := io.ReadFull(c, body); err != nil {
-			t.Fatal(err)
-		}
 		var m dns.Msg
-		if err := m.Unpack(body); err != nil || m.Id != uint16(100+i) || len(m.Answer) != 1 {
+		if err := m.Unpack(readFrame(t, c)); err != nil || m.Id != uint16(100+i) || len(m.Answer) != 1 {
 			t.Errorf("answer %d: %v %v", i, &m, err)
 		}
 	}
@@ -534,4 +518,19 @@ func TestServeReturnsOnCancel(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("close after serve: %v", err)
 	}
+}
+
+// readFrame reads one length-prefixed DNS message from a TCP connection
+// (RFC 1035 section 4.2.2).
+func readFrame(t *testing.T, c net.Conn) []byte {
+	t.Helper()
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
