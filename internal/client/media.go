@@ -22,10 +22,14 @@ type MediaOptions struct {
 	Audio media.Source
 	// NoVideo offers audio only.
 	NoVideo bool
-	// RecordDir, when set, records what we receive: PREFIX-video.h264 and
-	// PREFIX-audio.wav (mode 0600), both decodable by ffmpeg.
+	// RecordDir, when set, records what we receive to PREFIX.mkv (mode
+	// 0600): Matroska with the video and audio in step, which players
+	// and ffmpeg open as is.
 	RecordDir    string
 	RecordPrefix string
+	// RecordRaw also writes the streams as received: PREFIX-video.h264
+	// (Annex B) and PREFIX-audio.wav (μ-law).
+	RecordRaw bool
 	// MediaTimeout hangs up when nothing arrives for this long (default 20s).
 	MediaTimeout time.Duration
 }
@@ -52,9 +56,10 @@ type Call struct {
 	Started    time.Time  // when the INVITE was sent (or received)
 	Answered   time.Time
 
-	session *media.Session
-	socks   []*net.UDPConn
-	timeout time.Duration
+	session  *media.Session
+	recorder *media.Recorder // nil when not recording
+	socks    []*net.UDPConn
+	timeout  time.Duration
 
 	stopOnce sync.Once
 	mu       sync.Mutex
@@ -92,10 +97,22 @@ func (c *Call) Hangup(ctx context.Context) error {
 func (c *Call) stopMedia() {
 	c.stopOnce.Do(func() {
 		c.session.Stop()
+		if c.recorder != nil {
+			c.recorder.Close()
+		}
 		for _, s := range c.socks {
 			s.Close()
 		}
 	})
+}
+
+// Recording is the path of the call's Matroska recording, "" when the call
+// is not recorded. The file is complete once the call has ended.
+func (c *Call) Recording() string {
+	if c.recorder == nil {
+		return ""
+	}
+	return c.recorder.Path()
 }
 
 // Wait runs the call until the other side hangs up, ctx ends (Ctrl-C),
@@ -267,7 +284,7 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 		call.timeout = 20 * time.Second
 	}
 	var streams []media.StreamConfig
-	add := func(sp *media.StreamParams, rtp, rtcp *net.UDPConn, src media.Source, sinkPath string, newSink func(string) (media.Sink, error)) error {
+	add := func(sp *media.StreamParams, rtp, rtcp *net.UDPConn, src media.Source, sink media.Sink, rawPath string, newRaw func(string) (media.Sink, error)) error {
 		if sp == nil || rtp == nil {
 			return nil
 		}
@@ -280,11 +297,14 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 			sc.Source = src
 		}
 		if sp.Recv && mo.RecordDir != "" {
-			sink, err := newSink(sinkPath)
-			if err != nil {
-				return err
+			var raw media.Sink
+			if mo.RecordRaw {
+				var err error
+				if raw, err = newRaw(rawPath); err != nil {
+					return err
+				}
 			}
-			sc.Sink = sink
+			sc.Sink = media.Tee(sink, raw)
 		}
 		call.Relay = sp.Remote.Addr()
 		streams = append(streams, sc)
@@ -314,14 +334,28 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 			return nil, stepErr(StepMedia, err, "")
 		}
 	}
+	var audioSink, videoSink media.Sink
+	if mo.RecordDir != "" {
+		call.recorder, err = media.NewRecorder(media.RecorderConfig{
+			Path:  filepath.Join(mo.RecordDir, prefix+".mkv"),
+			Video: neg.Video != nil && neg.Video.Recv && sa.video != nil,
+			Audio: neg.Audio != nil && neg.Audio.Recv,
+		})
+		if err != nil {
+			sa.close()
+			return nil, stepErr(StepMedia, err, "")
+		}
+		audioSink, videoSink = call.recorder.AudioSink(), call.recorder.VideoSink()
+	}
 	err = errors.Join(
-		add(neg.Audio, sa.audio, sa.audioRTCP, audio, filepath.Join(mo.RecordDir, prefix+"-audio.wav"),
+		add(neg.Audio, sa.audio, sa.audioRTCP, audio, audioSink, filepath.Join(mo.RecordDir, prefix+"-audio.wav"),
 			func(p string) (media.Sink, error) { return media.NewWAVSink(p) }),
-		add(neg.Video, sa.video, sa.videoRTCP, video, filepath.Join(mo.RecordDir, prefix+"-video.h264"),
+		add(neg.Video, sa.video, sa.videoRTCP, video, videoSink, filepath.Join(mo.RecordDir, prefix+"-video.h264"),
 			func(p string) (media.Sink, error) { return media.NewH264FileSink(p) }),
 	)
 	if err != nil || len(streams) == 0 {
 		sa.close()
+		closeSinks(streams, call.recorder)
 		if err == nil {
 			err = errors.New("no common audio or video codec")
 		}
@@ -330,6 +364,7 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 	call.session, err = media.NewSession(media.SessionConfig{Streams: streams, Logger: p.log})
 	if err != nil {
 		sa.close()
+		closeSinks(streams, call.recorder)
 		return nil, stepErr(StepMedia, err, "")
 	}
 	call.socks = sa.all()
@@ -339,6 +374,18 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 	}
 	go call.watchFirst()
 	return call, nil
+}
+
+// closeSinks releases the recording files of a call that never started.
+func closeSinks(streams []media.StreamConfig, rec *media.Recorder) {
+	for _, sc := range streams {
+		if sc.Sink != nil {
+			sc.Sink.Close()
+		}
+	}
+	if rec != nil {
+		rec.Close()
+	}
 }
 
 // watchFirst notes when the first packet arrives (INVITE-to-media time).
