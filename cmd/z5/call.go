@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/z5vrs/z5/internal/callreport"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/media"
 )
@@ -24,12 +26,13 @@ type callSummary struct {
 	EndReason  string              `json:"end_reason"`
 	Negotiated media.Negotiated    `json:"negotiated"`
 	Streams    []media.StreamStats `json:"streams"`
+	Recording  string              `json:"recording,omitempty"` // the call's .mkv
 }
 
 func summarize(call *client.Call, target, server string) callSummary {
 	s := callSummary{Target: target, CallID: call.Dialog.CallID, Server: server, Relay: call.Relay.String(),
 		SetupMs: ms(call.Answered.Sub(call.Started)), DurationS: time.Since(call.Answered).Seconds(),
-		EndReason: call.Reason(), Negotiated: call.Negotiated, Streams: call.Stats()}
+		EndReason: call.Reason(), Negotiated: call.Negotiated, Streams: call.Stats(), Recording: call.Recording()}
 	if f := call.FirstMedia(); !f.IsZero() {
 		s.FirstRxMs = ms(f.Sub(call.Started))
 	}
@@ -38,8 +41,8 @@ func summarize(call *client.Call, target, server string) callSummary {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func mediaOptions(send, record, prefix string) (client.MediaOptions, error) {
-	mo := client.MediaOptions{RecordDir: record, RecordPrefix: prefix}
+func mediaOptions(send, record, prefix string, raw bool) (client.MediaOptions, error) {
+	mo := client.MediaOptions{RecordDir: record, RecordPrefix: prefix, RecordRaw: raw}
 	for _, f := range strings.Split(send, ",") {
 		if f == "" {
 			continue
@@ -58,10 +61,12 @@ func mediaOptions(send, record, prefix string) (client.MediaOptions, error) {
 }
 
 func (e *env) call(ctx context.Context, args []string) error {
-	fs := newFlagSet("call", "call NUMBER|NAME [--duration D] [--send CLIP[,CLIP]] [--record DIR] [--json]", e.stderr)
+	fs := newFlagSet("call", "call NUMBER|NAME [--duration D] [--send CLIP[,CLIP]] [--record DIR [--raw]] [--stats-file F.csv] [--json]", e.stderr)
 	duration := fs.Duration("duration", 0, "hang up after this long (default: until Ctrl-C or the other side hangs up)")
 	send := fs.String("send", "", "what to send: an H.264 Annex B file and/or a μ-law .wav, comma-separated (default: the built-in clip)")
-	record := fs.String("record", "", "record what is received into DIR (call-video.h264, call-audio.wav)")
+	record := fs.String("record", "", "record what is received into DIR as call.mkv (video and audio, plays in ffplay and VLC)")
+	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (call-video.h264, call-audio.wav)")
+	statsFile := fs.String("stats-file", "", "write per-second call quality to this CSV file (draw it with z5 report)")
 	asJSON := fs.Bool("json", false, "print a machine-readable summary at the end")
 	audioOnly := fs.Bool("audio-only", false, "offer audio only")
 	pos, err := parseArgs(fs, args)
@@ -71,11 +76,23 @@ func (e *env) call(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return usagef("call: want one NUMBER or contact NAME")
 	}
-	mo, err := mediaOptions(*send, *record, "call")
+	if *raw && *record == "" {
+		return usagef("call: --raw needs --record DIR")
+	}
+	mo, err := mediaOptions(*send, *record, "call", *raw)
 	if err != nil {
 		return err
 	}
 	mo.NoVideo = *audioOnly
+	var stats *statsRecorder
+	if *statsFile != "" {
+		// Opened before dialing: a path that cannot be written fails
+		// now, not after the call.
+		if stats, err = newStatsRecorder(*statsFile); err != nil {
+			return err
+		}
+		defer stats.Close()
+	}
 	progress := e.printEvent
 	if *asJSON {
 		progress = func(client.Event) {}
@@ -102,6 +119,11 @@ func (e *env) call(ctx context.Context, args []string) error {
 	}
 	say("connected: media through relay %s (setup %s); Ctrl-C hangs up", call.Relay, call.Answered.Sub(call.Started).Round(time.Millisecond))
 	reason := call.Wait(ctx, *duration, func(st []media.StreamStats) {
+		if stats != nil {
+			if err := stats.add(time.Since(call.Answered), st); err != nil {
+				fmt.Fprintf(e.stderr, "z5: %v (the call goes on)\n", err)
+			}
+		}
 		if !*asJSON {
 			fmt.Fprintln(e.stdout, statsLine(st))
 		}
@@ -118,6 +140,17 @@ func (e *env) call(ctx context.Context, args []string) error {
 		say("call ended: %s after %.1fs", reason, sum.DurationS)
 		for _, s := range sum.Streams {
 			say("  %s", streamLine(s))
+		}
+		if sum.Recording != "" {
+			say("recording: %s", sum.Recording)
+		}
+		if stats != nil {
+			say("call quality: %s (z5 report %s --svg call.svg draws it)", *statsFile, *statsFile)
+		}
+	}
+	if stats != nil {
+		if err := stats.Close(); err != nil {
+			return err
 		}
 	}
 	return noMediaError(c, call, sum)
@@ -157,14 +190,18 @@ func streamLine(s media.StreamStats) string {
 }
 
 func (e *env) listen(ctx context.Context, args []string) error {
-	fs := newFlagSet("listen", "listen [--auto-answer] [--record DIR] [--send CLIP] [--json]", e.stderr)
+	fs := newFlagSet("listen", "listen [--auto-answer] [--record DIR [--raw]] [--send CLIP] [--json]", e.stderr)
 	auto := fs.Bool("auto-answer", false, "answer every call at once")
-	record := fs.String("record", "", "record each call's received media into DIR")
+	record := fs.String("record", "", "record each call's received media into DIR as callN-FROM.mkv")
+	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (.h264, .wav)")
 	send := fs.String("send", "", "what to send in answered calls (default: the built-in clip)")
 	asJSON := fs.Bool("json", false, "print one JSON summary line per call")
 	maxCalls := fs.Int("max-calls", 0, "exit after this many calls (0: run until Ctrl-C)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *raw && *record == "" {
+		return usagef("listen: --raw needs --record DIR")
 	}
 	progress := e.printEvent
 	if *asJSON {
@@ -213,7 +250,7 @@ func (e *env) listen(ctx context.Context, args []string) error {
 				ic.Reject(486, "Busy Here")
 				continue
 			}
-			mo, err := mediaOptions(*send, *record, fmt.Sprintf("call%d-%s", n, ic.From))
+			mo, err := mediaOptions(*send, *record, fmt.Sprintf("call%d-%s", n, ic.From), *raw)
 			if err != nil {
 				return err
 			}
@@ -235,6 +272,9 @@ func (e *env) listen(ctx context.Context, args []string) error {
 				for _, s := range sum.Streams {
 					fmt.Fprintf(e.stdout, "  %s\n", streamLine(s))
 				}
+				if sum.Recording != "" {
+					fmt.Fprintf(e.stdout, "  recording: %s\n", sum.Recording)
+				}
 			}
 			if *maxCalls > 0 && n >= *maxCalls {
 				return nil
@@ -244,4 +284,46 @@ func (e *env) listen(ctx context.Context, args []string) error {
 			}
 		}
 	}
+}
+
+// statsRecorder keeps a call's per-second quality rows in a CSV file.
+type statsRecorder struct {
+	f       *os.File
+	w       *callreport.Writer
+	sampler callreport.Sampler
+	closed  bool
+}
+
+func newStatsRecorder(path string) (*statsRecorder, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("stats file: %w", err)
+	}
+	r := &statsRecorder{f: f, w: callreport.NewWriter(f)}
+	// The header goes first, so even a call that never connects leaves a
+	// file z5 report reads.
+	if err := r.w.Write(nil); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stats file %s: %w", path, err)
+	}
+	return r, nil
+}
+
+func (r *statsRecorder) add(el time.Duration, st []media.StreamStats) error {
+	if err := r.w.Write(r.sampler.Rows(el, st)); err != nil {
+		return fmt.Errorf("stats file %s: %w", r.f.Name(), err)
+	}
+	return nil
+}
+
+// Close is idempotent.
+func (r *statsRecorder) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if err := r.f.Close(); err != nil {
+		return fmt.Errorf("stats file %s: %w", r.f.Name(), err)
+	}
+	return nil
 }

@@ -34,6 +34,7 @@ Usage: z5 [--home DIR] COMMAND [flags]
   call NUMBER|NAME [--duration D] [--send CLIP] [--record DIR] [--json]
                           steps 4-5: a video call through the MCS relay
   check [--profile provider.json] [--json]   network readiness: which firewall rule is missing
+  report STATS.csv [--svg OUT.svg]           a call's quality (from call --stats-file) as a table and a chart
   status                  who is logged in, license, registration target
   logout                  revoke the session and forget the tokens
 
@@ -115,6 +116,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.call(ctx, args[1:])
 	case "check":
 		return e.check(ctx, args[1:])
+	case "report":
+		return e.report(args[1:])
 	case "status":
 		return e.status(args[1:])
 	case "logout":

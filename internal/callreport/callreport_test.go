@@ -267,7 +267,7 @@ func TestNiceStep(t *testing.T) {
 func TestSummary(t *testing.T) {
 	rows := []Row{{1, "audio", Recv, 60, 50, 0, 2, nan}, {2, "audio", Recv, 70, 50, 10, nan, nan}}
 	got := Summary(rows)
-	for _, want := range []string{"audio received               Bitrate kb/s           60.0       65.0       70.0", "Packet loss %           0.0        5.0       10.0", "Jitter ms               2.0        2.0        2.0"} {
+	for _, want := range []string{"audio received               Bitrate kb/s             60.0     65.0     70.0", "Packet loss %             0.0      5.0     10.0", "Jitter ms                 2.0      2.0      2.0"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}

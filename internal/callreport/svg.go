@@ -305,14 +305,14 @@ func Summarize(rows []Row, stream, direction string, value func(Row) float64) St
 // every metric per stream and direction.
 func Summary(rows []Row) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-28s %-16s %10s %10s %10s\n", "series", "metric", "min", "avg", "max")
+	fmt.Fprintf(&b, "%-28s %-20s %8s %8s %8s\n", "series", "metric", "min", "avg", "max")
 	for _, s := range allSeries {
 		for _, m := range metrics {
 			st := Summarize(rows, s.stream, s.direction, m.value)
 			if st.N == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "%-28s %-16s %10.1f %10.1f %10.1f\n", s.label, m.title+" "+strings.SplitN(m.unit, " ", 2)[0], st.Min, st.Avg, st.Max)
+			fmt.Fprintf(&b, "%-28s %-20s %8.1f %8.1f %8.1f\n", s.label, m.title+" "+strings.SplitN(m.unit, " ", 2)[0], st.Min, st.Avg, st.Max)
 		}
 	}
 	return b.String()
