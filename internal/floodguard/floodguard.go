@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/lru"
 )
 
 // Threshold is how many events of one kind within Window earn a ban.
@@ -96,7 +98,7 @@ type Guard struct {
 	m       *metrics
 
 	mu      sync.Mutex // guards sources
-	sources *lru[netip.Prefix, *source]
+	sources *lru.Map[netip.Prefix, *source]
 }
 
 // source is one tracked address or /64.
@@ -165,7 +167,7 @@ func New(cfg Config, deps Deps) (*Guard, error) {
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	g.sources = newLRU[netip.Prefix, *source](cfg.MaxSources)
+	g.sources = lru.New[netip.Prefix, *source](cfg.MaxSources)
 	m, err := newMetrics(g, deps.Registerer)
 	if err != nil {
 		return nil, err
@@ -221,7 +223,7 @@ func (g *Guard) BannedFor(ip netip.Addr) (time.Duration, bool) {
 	now := time.Now()
 	key := Key(ip)
 	g.mu.Lock()
-	src, ok := g.sources.peek(key)
+	src, ok := g.sources.Peek(key)
 	var left time.Duration
 	if ok {
 		left = src.bannedUntil.Sub(now)
@@ -246,10 +248,10 @@ func (g *Guard) Record(ip netip.Addr, kind string) bool {
 	key := Key(ip)
 
 	g.mu.Lock()
-	src, ok := g.sources.get(key)
+	src, ok := g.sources.Get(key)
 	if !ok {
 		src = &source{windows: make([]window, len(g.kinds))}
-		if _, evicted := g.sources.add(key, src); evicted {
+		if evicted := g.sources.Add(key, src); evicted {
 			g.m.evicted.Inc()
 		}
 	}
@@ -292,7 +294,7 @@ func (g *Guard) Record(ip netip.Addr, kind string) bool {
 func (g *Guard) Unban(ip netip.Addr) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if src, ok := g.sources.peek(Key(ip)); ok {
+	if src, ok := g.sources.Peek(Key(ip)); ok {
 		src.bannedUntil = time.Time{}
 	}
 }
@@ -303,7 +305,7 @@ func (g *Guard) Bans() []Ban {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Ban
-	g.sources.each(func(k netip.Prefix, s *source) {
+	g.sources.Each(func(k netip.Prefix, s *source) {
 		if now.Before(s.bannedUntil) {
 			out = append(out, Ban{Source: k, Until: s.bannedUntil, Duration: s.bannedUntil.Sub(now), Offence: s.offences})
 		}
@@ -315,7 +317,7 @@ func (g *Guard) Bans() []Ban {
 func (g *Guard) Tracked() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.sources.len()
+	return g.sources.Len()
 }
 
 // window is a sliding-window event counter of constant size: the counts of

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/z5vrs/z5/internal/lru"
 )
 
 // Limiter is a token bucket per source (Key: an IPv4 address or IPv6 /64):
@@ -19,7 +21,7 @@ type Limiter struct {
 	burst int
 
 	mu      sync.Mutex // guards buckets
-	buckets *lru[netip.Prefix, *rate.Limiter]
+	buckets *lru.Map[netip.Prefix, *rate.Limiter]
 }
 
 // NewLimiter returns a limiter of perSecond with burst per source, holding
@@ -33,7 +35,7 @@ func NewLimiter(perSecond float64, burst, maxSources int) *Limiter {
 	if perSecond <= 0 {
 		lim = rate.Inf
 	}
-	return &Limiter{limit: lim, burst: max(burst, 1), buckets: newLRU[netip.Prefix, *rate.Limiter](maxSources)}
+	return &Limiter{limit: lim, burst: max(burst, 1), buckets: lru.New[netip.Prefix, *rate.Limiter](maxSources)}
 }
 
 // Allow takes one token for ip now. When there is none it reports how long
@@ -48,12 +50,13 @@ func (l *Limiter) Allow(ip netip.Addr) (retryAfter time.Duration, ok bool) {
 	defer l.mu.Unlock()
 	// Drop at most one refilled bucket per call: keeps the table to the
 	// active sources at constant cost.
-	if k, lim, ok := l.buckets.oldest(); ok && k != key && lim.TokensAt(now) >= float64(l.burst) {
-		l.buckets.removeOldest()
+	if k, lim, ok := l.buckets.Oldest(); ok && k != key && lim.TokensAt(now) >= float64(l.burst) {
+		l.buckets.RemoveOldest()
 	}
-	lim, ok := l.buckets.get(key)
+	lim, ok := l.buckets.Get(key)
 	if !ok {
-		lim, _ = l.buckets.add(key, rate.NewLimiter(l.limit, l.burst))
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.buckets.Add(key, lim)
 	}
 	if lim.AllowN(now, 1) {
 		return 0, true
@@ -67,7 +70,7 @@ func (l *Limiter) Allow(ip netip.Addr) (retryAfter time.Duration, ok bool) {
 func (l *Limiter) Tracked() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.buckets.len()
+	return l.buckets.Len()
 }
 
 // RetrySeconds is d rounded up to whole seconds, at least 1: the value of

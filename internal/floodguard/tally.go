@@ -3,6 +3,8 @@ package floodguard
 import (
 	"sync"
 	"time"
+
+	"github.com/z5vrs/z5/internal/lru"
 )
 
 // Tally counts events per string key in a sliding window, for limits
@@ -13,7 +15,7 @@ type Tally struct {
 	window time.Duration
 
 	mu   sync.Mutex // guards keys
-	keys *lru[string, *window]
+	keys *lru.Map[string, *window]
 }
 
 // NewTally returns a tally over a window of size, holding at most maxKeys keys
@@ -22,7 +24,7 @@ func NewTally(size time.Duration, maxKeys int) *Tally {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxSources
 	}
-	return &Tally{window: size, keys: newLRU[string, *window](maxKeys)}
+	return &Tally{window: size, keys: lru.New[string, *window](maxKeys)}
 }
 
 // Add counts one event for key now and returns the events in the window
@@ -31,9 +33,10 @@ func (t *Tally) Add(key string) float64 {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w, ok := t.keys.get(key)
+	w, ok := t.keys.Get(key)
 	if !ok {
-		w, _ = t.keys.add(key, &window{})
+		w = &window{}
+		t.keys.Add(key, w)
 	}
 	return w.add(now, t.window)
 }
@@ -43,7 +46,7 @@ func (t *Tally) Count(key string) float64 {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w, ok := t.keys.peek(key)
+	w, ok := t.keys.Peek(key)
 	if !ok {
 		return 0
 	}
@@ -54,7 +57,7 @@ func (t *Tally) Count(key string) float64 {
 func (t *Tally) Reset(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if w, ok := t.keys.peek(key); ok {
+	if w, ok := t.keys.Peek(key); ok {
 		*w = window{}
 	}
 }
@@ -63,7 +66,7 @@ func (t *Tally) Reset(key string) {
 func (t *Tally) Tracked() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.keys.len()
+	return t.keys.Len()
 }
 
 // count returns the events in the sliding window ending at now without

@@ -2,13 +2,14 @@ package zdial
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/z5vrs/z5/internal/httpjson"
 )
 
 // apiError is an error a handler returns to answer the client with a
@@ -73,7 +74,9 @@ func unauthorized(code, errParam, msg string) *apiError {
 // request's route; the client only learns that something failed.
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
-	if !errors.As(err, &ae) {
+	if je, ok := errors.AsType[*httpjson.Error](err); ok {
+		ae = &apiError{status: je.Status, code: je.Code, msg: je.Message}
+	} else if !errors.As(err, &ae) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			// The client went away or the server is shutting down.
 			s.log.Debug("zdial request abandoned", "route", r.URL.Path, "err", err)
@@ -97,23 +100,22 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	}
-	writeJSON(w, ae.status, struct {
+	writeJSON(w, r, ae.status, struct {
 		Error body `json:"error"`
 	}{body{ae.code, ae.msg}})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only our own response types reach here; they always marshal.
-		b = []byte(`{"error":{"code":"internal_error","message":"response encoding failed"}}`)
-		status = http.StatusInternalServerError
+// contentType is the media type of every answer, as docs/api-zdial.md
+// spells it.
+const contentType = "application/json; charset=utf-8"
+
+// writeJSON answers status with v.
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	if err := httpjson.Write(w, r, status, contentType, v); err != nil {
+		// Only our own response types reach here; they always encode.
+		_ = httpjson.Write(w, r, http.StatusInternalServerError, contentType,
+			map[string]map[string]string{"error": {"code": "internal_error", "message": "response encoding failed"}})
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
 }
 
 // retrySeconds is d rounded up to whole seconds, at least 1: a client

@@ -1,69 +1,12 @@
 package zdial
 
 import (
-	"container/list"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/z5vrs/z5/internal/lru"
 )
-
-// lru is a map bounded to max entries that evicts the least recently used.
-// Per-address and per-username state is keyed by attacker-chosen values, so
-// it must never grow without bound. Not safe for concurrent use.
-type lru[K comparable, V any] struct {
-	max int
-	ll  *list.List // of *lruEntry; front is most recent
-	m   map[K]*list.Element
-}
-
-type lruEntry[K comparable, V any] struct {
-	key K
-	val V
-}
-
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, ll: list.New(), m: make(map[K]*list.Element)}
-}
-
-// get returns the value for k, marking it recently used.
-func (l *lru[K, V]) get(k K) (*V, bool) {
-	e, ok := l.m[k]
-	if !ok {
-		return nil, false
-	}
-	l.ll.MoveToFront(e)
-	return &e.Value.(*lruEntry[K, V]).val, true
-}
-
-// add inserts k (which must be absent), evicting the oldest entry when full.
-func (l *lru[K, V]) add(k K, v V) *V {
-	if l.ll.Len() >= l.max {
-		l.removeOldest()
-	}
-	ent := &lruEntry[K, V]{key: k, val: v}
-	l.m[k] = l.ll.PushFront(ent)
-	return &ent.val
-}
-
-// oldest returns the least recently used entry.
-func (l *lru[K, V]) oldest() (K, *V, bool) {
-	e := l.ll.Back()
-	if e == nil {
-		var zero K
-		return zero, nil, false
-	}
-	ent := e.Value.(*lruEntry[K, V])
-	return ent.key, &ent.val, true
-}
-
-func (l *lru[K, V]) removeOldest() {
-	if e := l.ll.Back(); e != nil {
-		l.ll.Remove(e)
-		delete(l.m, e.Value.(*lruEntry[K, V]).key)
-	}
-}
-
-func (l *lru[K, V]) len() int { return l.ll.Len() }
 
 // sourceKey is the source a client address counts as: the address itself
 // for IPv4, its /64 for IPv6 (one host or one home usually holds a whole
@@ -92,7 +35,7 @@ type buckets[K comparable] struct {
 	rate     float64 // drained per second
 
 	mu sync.Mutex // guards m
-	m  *lru[K, level]
+	m  *lru.Map[K, *level]
 }
 
 type level struct {
@@ -102,7 +45,7 @@ type level struct {
 
 // newBuckets allows capacity takes at once per key, refilled at perSecond.
 func newBuckets[K comparable](capacity int, perSecond float64, maxKeys int) *buckets[K] {
-	return &buckets[K]{capacity: float64(capacity), rate: perSecond, m: newLRU[K, level](maxKeys)}
+	return &buckets[K]{capacity: float64(capacity), rate: perSecond, m: lru.New[K, *level](maxKeys)}
 }
 
 func (b *buckets[K]) drain(l *level, now time.Time) {
@@ -118,14 +61,15 @@ func (b *buckets[K]) take(k K, now time.Time) (time.Duration, bool) {
 	defer b.mu.Unlock()
 	// Drop at most one drained bucket per call: keeps the table to the
 	// active keys at constant cost.
-	if old, l, found := b.m.oldest(); found && old != k {
+	if old, l, found := b.m.Oldest(); found && old != k {
 		if b.drain(l, now); l.n == 0 {
-			b.m.removeOldest()
+			b.m.RemoveOldest()
 		}
 	}
-	l, ok := b.m.get(k)
+	l, ok := b.m.Get(k)
 	if !ok {
-		l = b.m.add(k, level{at: now})
+		l = &level{at: now}
+		b.m.Add(k, l)
 	}
 	b.drain(l, now)
 	if over := l.n + 1 - b.capacity; over > 1e-9 {
@@ -139,7 +83,7 @@ func (b *buckets[K]) take(k K, now time.Time) (time.Duration, bool) {
 func (b *buckets[K]) wouldTake(k K, now time.Time) (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	l, ok := b.m.get(k)
+	l, ok := b.m.Get(k)
 	if !ok {
 		return 0, true
 	}
@@ -154,7 +98,7 @@ func (b *buckets[K]) wouldTake(k K, now time.Time) (time.Duration, bool) {
 func (b *buckets[K]) giveBack(k K, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.m.get(k); ok {
+	if l, ok := b.m.Get(k); ok {
 		b.drain(l, now)
 		l.n = max(0, l.n-1)
 	}
@@ -174,7 +118,7 @@ type locks struct {
 	lockout     time.Duration
 
 	mu sync.Mutex // guards m
-	m  *lru[string, lockState]
+	m  *lru.Map[string, *lockState]
 }
 
 type lockState struct {
@@ -183,14 +127,14 @@ type lockState struct {
 }
 
 func newLocks(maxFailures int, lockout time.Duration, maxKeys int) *locks {
-	return &locks{maxFailures: maxFailures, lockout: lockout, m: newLRU[string, lockState](maxKeys)}
+	return &locks{maxFailures: maxFailures, lockout: lockout, m: lru.New[string, *lockState](maxKeys)}
 }
 
 // lockedFor reports how long key stays locked at now (0: not locked).
 func (t *locks) lockedFor(key string, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.m.get(key); ok && st.lockedUntil.After(now) {
+	if st, ok := t.m.Get(key); ok && st.lockedUntil.After(now) {
 		return st.lockedUntil.Sub(now)
 	}
 	return 0
@@ -202,9 +146,10 @@ func (t *locks) lockedFor(key string, now time.Time) time.Duration {
 func (t *locks) reserve(key string, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.m.get(key)
+	st, ok := t.m.Get(key)
 	if !ok {
-		st = t.m.add(key, lockState{})
+		st = &lockState{}
+		t.m.Add(key, st)
 	}
 	if !st.lockedUntil.IsZero() {
 		if now.Before(st.lockedUntil) {
@@ -223,7 +168,7 @@ func (t *locks) reserve(key string, now time.Time) time.Duration {
 func (t *locks) undo(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.m.get(key); ok && st.failures > 0 {
+	if st, ok := t.m.Get(key); ok && st.failures > 0 {
 		st.failures--
 		if st.failures < t.maxFailures {
 			st.lockedUntil = time.Time{}
@@ -235,7 +180,7 @@ func (t *locks) undo(key string) {
 func (t *locks) clear(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.m.get(key); ok {
+	if st, ok := t.m.Get(key); ok {
 		*st = lockState{}
 	}
 }

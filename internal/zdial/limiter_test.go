@@ -84,7 +84,7 @@ func TestBucketsBounded(t *testing.T) {
 	b := newBuckets[netip.Prefix](1, 1.0/60, 50)
 	for i := range 1000 {
 		b.take(sourceKey(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})), now)
-		if n := b.m.len(); n > 50 {
+		if n := b.m.Len(); n > 50 {
 			t.Fatalf("%d buckets after %d addresses, want <= 50", n, i+1)
 		}
 	}
@@ -93,7 +93,7 @@ func TestBucketsBounded(t *testing.T) {
 	for i := range 10 {
 		b.take(sourceKey(netip.AddrFrom4([4]byte{198, 19, 0, byte(i)})), later)
 	}
-	if n := b.m.len(); n > 50-10+10 {
+	if n := b.m.Len(); n > 50-10+10 {
 		t.Errorf("%d buckets", n)
 	}
 }
@@ -136,8 +136,8 @@ func TestLocks(t *testing.T) {
 		// Bounded: a third name evicts the least recently used.
 		l.reserve("a", time.Now())
 		l.reserve("b", time.Now())
-		if l.m.len() != 2 {
-			t.Errorf("keys = %d, want 2", l.m.len())
+		if l.m.Len() != 2 {
+			t.Errorf("keys = %d, want 2", l.m.Len())
 		}
 	})
 }

@@ -143,7 +143,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.logins.WithLabelValues(loginOK).Inc()
 	log.Info("zdial login", "customer_id", c.ID, "numbers", len(nums))
-	writeJSON(w, http.StatusOK, loginResponse{
+	writeJSON(w, r, http.StatusOK, loginResponse{
 		Token:     token,
 		ExpiresAt: timeJSON(sess.ExpiresAt),
 		Customer:  customerJSON{Username: c.Username, DisplayName: c.DisplayName},

@@ -105,7 +105,7 @@ func (s *Service) handleSelect(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.selects.WithLabelValues(result).Inc()
 	log.Info("zdial number selected", "device_id", dev.ID, "sip_user", dev.SIPUser, "new_device", created)
-	writeJSON(w, http.StatusOK, selectResponse{
+	writeJSON(w, r, http.StatusOK, selectResponse{
 		Number:   req.Number,
 		DeviceID: dev.ID,
 		SIP: sipJSON{

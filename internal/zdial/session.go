@@ -33,7 +33,7 @@ func (s *Service) handleSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, sessionResponse{
+	writeJSON(w, r, http.StatusOK, sessionResponse{
 		Customer:  customerJSON{Username: c.Username, DisplayName: c.DisplayName},
 		Numbers:   nums,
 		ExpiresAt: timeJSON(sess.ExpiresAt),
