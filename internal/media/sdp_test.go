@@ -27,6 +27,24 @@ var (
 	ap       = netip.AddrPortFrom
 )
 
+// ourSession starts every description TestBuildAnswer expects of us
+// (session 7 on 127.0.0.1); peerSession starts the peer's descriptions
+// whose session part does not matter to the case (192.0.2.2).
+const (
+	ourSession = `
+		v=0
+		o=z5 7 7 IN IP4 127.0.0.1
+		s=z5
+		c=IN IP4 127.0.0.1
+		t=0 0`
+	peerSession = `
+		v=0
+		o=- 1 1 IN IP4 192.0.2.2
+		s=-
+		c=IN IP4 192.0.2.2
+		t=0 0`
+)
+
 // baresipOffer is what baresip 1.0 sends in an INVITE (captured; it has no
 // H.264 here, so video is VP8 and the call is audio-only). PT 96 means opus
 // in audio and VP8 in video.
@@ -185,12 +203,7 @@ func TestBuildAnswer(t *testing.T) {
 		want    string
 		wantNeg Negotiated
 	}{
-		{"baresip: PCMU, VP8 declined", baresipOffer, `
-			v=0
-			o=z5 7 7 IN IP4 127.0.0.1
-			s=z5
-			c=IN IP4 127.0.0.1
-			t=0 0
+		{"baresip: PCMU, VP8 declined", baresipOffer, ourSession + `
 			m=audio 50000 RTP/AVP 0
 			a=rtpmap:0 PCMU/8000
 			a=ptime:20
@@ -201,12 +214,7 @@ func TestBuildAnswer(t *testing.T) {
 				Kind: KindAudio, Codec: "PCMU", PT: 0, ClockRate: 8000,
 				Remote: ap(peerIP, 40052), RemoteRTCP: ap(peerIP, 40053), Send: true, Recv: true,
 			}}},
-		{"linphone: H.264 mode 1 chosen over mode 0, a=rtcp honoured", linphoneOffer, `
-			v=0
-			o=z5 7 7 IN IP4 127.0.0.1
-			s=z5
-			c=IN IP4 127.0.0.1
-			t=0 0
+		{"linphone: H.264 mode 1 chosen over mode 0, a=rtcp honoured", linphoneOffer, ourSession + `
 			m=audio 50000 RTP/AVP 0
 			a=rtpmap:0 PCMU/8000
 			a=ptime:20
@@ -230,23 +238,13 @@ func TestBuildAnswer(t *testing.T) {
 					Send: true, Recv: true, PLI: true, FIR: true,
 				},
 			}},
-		{"H.264 mode 0 only: video declined, audio-only call", `
-			v=0
-			o=- 1 1 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"H.264 mode 0 only: video declined, audio-only call", peerSession + `
 			m=audio 4000 RTP/AVP 0
 			a=rtcp-mux
 			m=video 4002 RTP/AVP 97
 			a=rtpmap:97 H264/90000
 			a=fmtp:97 profile-level-id=42e01f
-			a=rtcp-mux`, `
-			v=0
-			o=z5 7 7 IN IP4 127.0.0.1
-			s=z5
-			c=IN IP4 127.0.0.1
-			t=0 0
+			a=rtcp-mux`, ourSession + `
 			m=audio 50000 RTP/AVP 0
 			a=rtpmap:0 PCMU/8000
 			a=ptime:20
@@ -257,12 +255,7 @@ func TestBuildAnswer(t *testing.T) {
 				Kind: KindAudio, Codec: "PCMU", PT: 0, ClockRate: 8000,
 				Remote: ap(peerIP, 4000), RemoteRTCP: ap(peerIP, 4000), RTCPMux: true, Send: true, Recv: true,
 			}}},
-		{"text stream and SRTP audio declined, directions mirrored", `
-			v=0
-			o=- 1 1 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"text stream and SRTP audio declined, directions mirrored", peerSession + `
 			a=sendonly
 			m=audio 4000 RTP/SAVP 0
 			m=text 4010 RTP/AVP 98
@@ -272,12 +265,7 @@ func TestBuildAnswer(t *testing.T) {
 			a=rtpmap:96 h264/90000
 			a=fmtp:96 packetization-mode=1
 			a=rtcp-fb:* nack pli
-			a=recvonly`, `
-			v=0
-			o=z5 7 7 IN IP4 127.0.0.1
-			s=z5
-			c=IN IP4 127.0.0.1
-			t=0 0
+			a=recvonly`, ourSession + `
 			m=audio 0 RTP/SAVP 0
 			m=text 0 RTP/AVP 98
 			m=audio 50000 RTP/AVP 0
@@ -325,23 +313,13 @@ func TestBuildAnswerErrors(t *testing.T) {
 		want  error
 	}{
 		{"not SDP", "INVITE sip:x SIP/2.0", ErrBadSDP},
-		{"no common codec", `
-			v=0
-			o=- 1 1 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"no common codec", peerSession + `
 			m=audio 4000 RTP/AVP 8 96
 			a=rtpmap:8 PCMA/8000
 			a=rtpmap:96 opus/48000/2
 			m=video 4002 RTP/AVP 96
 			a=rtpmap:96 VP8/90000`, ErrNoCommonCodec},
-		{"PCMU at the wrong rate", `
-			v=0
-			o=- 1 1 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"PCMU at the wrong rate", peerSession + `
 			m=audio 4000 RTP/AVP 0
 			a=rtpmap:0 PCMU/16000`, ErrNoCommonCodec},
 		{"no connection address", `
@@ -357,12 +335,7 @@ func TestBuildAnswerErrors(t *testing.T) {
 			c=IN IP4 peer.example
 			t=0 0
 			m=audio 4000 RTP/AVP 0`, ErrBadSDP},
-		{"bad a=rtcp", `
-			v=0
-			o=- 1 1 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"bad a=rtcp", peerSession + `
 			m=audio 4000 RTP/AVP 0
 			a=rtcp:port`, ErrBadSDP},
 	}
@@ -386,12 +359,7 @@ func TestParseAnswer(t *testing.T) {
 			Kind: KindAudio, Codec: "PCMU", PT: 0, ClockRate: 8000,
 			Remote: ap(peerIP, 40060), RemoteRTCP: ap(peerIP, 40061), Send: true, Recv: true,
 		}}},
-		{"full answer with rtcp-mux, fmtp omitted", `
-			v=0
-			o=- 1 2 IN IP4 192.0.2.2
-			s=-
-			c=IN IP4 192.0.2.2
-			t=0 0
+		{"full answer with rtcp-mux, fmtp omitted", peerSession + `
 			m=audio 30000 RTP/AVP 0 101
 			a=rtpmap:101 telephone-event/8000
 			a=rtcp-mux
@@ -434,12 +402,7 @@ func TestParseAnswer(t *testing.T) {
 			}
 		})
 	}
-	declined := sdpText(`
-		v=0
-		o=- 1 2 IN IP4 192.0.2.2
-		s=-
-		c=IN IP4 192.0.2.2
-		t=0 0
+	declined := sdpText(peerSession + `
 		m=audio 0 RTP/AVP 0
 		m=video 0 RTP/AVP 96`)
 	if _, err := ParseAnswer([]byte(declined)); !errors.Is(err, ErrNoCommonCodec) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,32 +20,73 @@ var advertise = netip.MustParseAddr("203.0.113.5")
 // the next stream P2 and P3, and so on.
 type sdpStep struct {
 	from Side
+	sdp  string // in and want in one text, as sdpSplit reads it
 	in   string
 	want string
 	err  string // substring of the expected error; want is then unused
 }
 
-const offerAV = `
+var sdpChange = regexp.MustCompile(`\[([^\[\]]*) => ([^\[\]]*)\]`)
+
+// sdpSplit reads a description written as it passes through the relay:
+// [x => y] stands for x in what the client sends and for y in what the
+// relay forwards, and a line that is empty on one side is not on that side.
+// Lines without a change are on both sides as written.
+func sdpSplit(s string) (in, want string) {
+	var ins, wants []string
+	for _, l := range strings.Split(s, "\n") {
+		if !sdpChange.MatchString(l) {
+			ins, wants = append(ins, l), append(wants, l)
+			continue
+		}
+		if a := sdpChange.ReplaceAllString(l, "$1"); strings.TrimSpace(a) != "" {
+			ins = append(ins, a)
+		}
+		if b := sdpChange.ReplaceAllString(l, "$2"); strings.TrimSpace(b) != "" {
+			wants = append(wants, b)
+		}
+	}
+	return strings.Join(ins, "\n"), strings.Join(wants, "\n")
+}
+
+func TestSDPSplit(t *testing.T) {
+	in, want := sdpSplit("v=0\nc=IN IP4 [10.0.0.5 => 203.0.113.5]\n[a=ice-lite => ]\nm=audio [49170 => {P1}] RTP/AVP [0 => 0 8]\n[ => a=sendrecv]")
+	if in != "v=0\nc=IN IP4 10.0.0.5\na=ice-lite\nm=audio 49170 RTP/AVP 0" {
+		t.Errorf("in = %q", in)
+	}
+	if want != "v=0\nc=IN IP4 203.0.113.5\nm=audio {P1} RTP/AVP 0 8\na=sendrecv" {
+		t.Errorf("want = %q", want)
+	}
+}
+
+// offerAV and answerAV are a softphone's audio and video call as it
+// reaches the relay, offerAVOut and answerAVOut as the relay forwards them.
+var (
+	offerAV, offerAVOut   = sdpSplit(offerAVSDP)
+	answerAV, answerAVOut = sdpSplit(answerAVSDP)
+)
+
+const offerAVSDP = `
 v=0
-o=alice 2890844526 2890844526 IN IP4 10.0.0.5
+o=alice 2890844526 2890844526 IN IP4 [10.0.0.5 => 203.0.113.5]
 s=-
-c=IN IP4 10.0.0.5
+c=IN IP4 [10.0.0.5 => 203.0.113.5]
 t=0 0
-a=ice-lite
-m=audio 49170 RTP/AVP 0 8 101
+[a=ice-lite => ]
+m=audio [49170 => {P1}] RTP/AVP 0 8 101
 a=rtpmap:0 PCMU/8000
 a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
-a=rtcp:49171
+a=rtcp:[49171 => {P1+1}]
 a=ptime:20
 a=sendrecv
-a=ice-ufrag:F7gI
-a=ice-pwd:x9cml/YzichV2+XlhiMu8g
-a=candidate:1 1 UDP 2130706431 10.0.0.5 49170 typ host
-a=candidate:1 2 UDP 2130706430 10.0.0.5 49171 typ host
-a=end-of-candidates
-m=video 51372 RTP/AVPF 96
+[a=ice-ufrag:F7gI => ]
+[a=ice-pwd:x9cml/YzichV2+XlhiMu8g => ]
+[a=candidate:1 1 UDP 2130706431 10.0.0.5 49170 typ host => ]
+[a=candidate:1 2 UDP 2130706430 10.0.0.5 49171 typ host => ]
+[a=end-of-candidates => ]
+m=video [51372 => {P3}] RTP/AVPF 96
 b=AS:2000
 a=rtpmap:96 H264/90000
 a=fmtp:96 profile-level-id=42e01f;packetization-mode=1
@@ -54,61 +96,19 @@ a=rtcp-mux
 a=sendrecv
 `
 
-const offerAVOut = `
+const answerAVSDP = `
 v=0
-o=alice 2890844526 2890844526 IN IP4 203.0.113.5
+o=bob 2808844564 2808844564 IN IP4 [10.1.0.9 => 203.0.113.5]
 s=-
-c=IN IP4 203.0.113.5
+c=IN IP4 [10.1.0.9 => 203.0.113.5]
 t=0 0
-m=audio {P1} RTP/AVP 0 8 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=rtcp:{P1+1}
-a=ptime:20
-a=sendrecv
-m=video {P3} RTP/AVPF 96
-b=AS:2000
-a=rtpmap:96 H264/90000
-a=fmtp:96 profile-level-id=42e01f;packetization-mode=1
-a=rtcp-fb:96 nack pli
-a=rtcp-fb:96 ccm fir
-a=rtcp-mux
-a=sendrecv
-`
-
-const answerAV = `
-v=0
-o=bob 2808844564 2808844564 IN IP4 10.1.0.9
-s=-
-c=IN IP4 10.1.0.9
-t=0 0
-m=audio 3456 RTP/AVP 0 101
+m=audio [3456 => {P0}] RTP/AVP 0 101
 a=rtpmap:0 PCMU/8000
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
-a=rtcp:3457 IN IP4 10.1.0.9
-m=video 3458 RTP/AVPF 96
-c=IN IP4 10.1.0.10
-a=rtpmap:96 H264/90000
-a=rtcp-fb:96 nack pli
-a=rtcp-mux
-`
-
-const answerAVOut = `
-v=0
-o=bob 2808844564 2808844564 IN IP4 203.0.113.5
-s=-
-c=IN IP4 203.0.113.5
-t=0 0
-m=audio {P0} RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=rtcp:{P0+1} IN IP4 203.0.113.5
-m=video {P2} RTP/AVPF 96
-c=IN IP4 203.0.113.5
+a=rtcp:[3457 => {P0+1}] IN IP4 [10.1.0.9 => 203.0.113.5]
+m=video [3458 => {P2}] RTP/AVPF 96
+c=IN IP4 [10.1.0.10 => 203.0.113.5]
 a=rtpmap:96 H264/90000
 a=rtcp-fb:96 nack pli
 a=rtcp-mux
@@ -128,53 +128,29 @@ func TestRewriteSDP(t *testing.T) {
 			{from: SideB, in: answerAV, want: answerAVOut},
 			// The same offer again (a session refresh): nothing changed.
 			{from: SideA, in: offerAV, want: offerAVOut},
-			{from: SideA, in: `
+			{from: SideA, sdp: `
 				v=0
-				o=alice 2890844526 2890844527 IN IP4 10.0.0.5
+				o=alice 2890844526 2890844527 IN IP4 [10.0.0.5 => 203.0.113.5]
 				s=-
 				c=IN IP4 0.0.0.0
 				t=0 0
-				m=audio 49170 RTP/AVP 0
+				m=audio [49170 => {P1}] RTP/AVP 0
 				a=rtpmap:0 PCMU/8000
 				a=sendonly
-				m=video 51372 RTP/AVPF 96
-				a=rtpmap:96 H264/90000
-				a=rtcp-mux
-				a=inactive`, want: `
-				v=0
-				o=alice 2890844526 2890844527 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 0.0.0.0
-				t=0 0
-				m=audio {P1} RTP/AVP 0
-				a=rtpmap:0 PCMU/8000
-				a=sendonly
-				m=video {P3} RTP/AVPF 96
+				m=video [51372 => {P3}] RTP/AVPF 96
 				a=rtpmap:96 H264/90000
 				a=rtcp-mux
 				a=inactive`},
-			{from: SideB, in: `
+			{from: SideB, sdp: `
 				v=0
-				o=bob 2808844564 2808844565 IN IP4 10.1.0.9
+				o=bob 2808844564 2808844565 IN IP4 [10.1.0.9 => 203.0.113.5]
 				s=-
-				c=IN IP4 10.1.0.9
+				c=IN IP4 [10.1.0.9 => 203.0.113.5]
 				t=0 0
-				m=audio 3456 RTP/AVP 0
+				m=audio [3456 => {P0}] RTP/AVP 0
 				a=rtpmap:0 PCMU/8000
 				a=recvonly
-				m=video 3458 RTP/AVPF 96
-				a=rtpmap:96 H264/90000
-				a=rtcp-mux
-				a=inactive`, want: `
-				v=0
-				o=bob 2808844564 2808844565 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P0} RTP/AVP 0
-				a=rtpmap:0 PCMU/8000
-				a=recvonly
-				m=video {P2} RTP/AVPF 96
+				m=video [3458 => {P2}] RTP/AVPF 96
 				a=rtpmap:96 H264/90000
 				a=rtcp-mux
 				a=inactive`},
@@ -184,140 +160,81 @@ func TestRewriteSDP(t *testing.T) {
 				want: strings.Replace(offerAVOut, "2890844526 2890844526", "2890844526 2890844528", 1)},
 		}},
 		{"port-0 m-line stays disabled until a re-INVITE enables it", []sdpStep{
-			{from: SideA, in: `
+			{from: SideA, sdp: `
 				v=0
-				o=- 1 1 IN IP4 10.0.0.5
+				o=- 1 1 IN IP4 [10.0.0.5 => 203.0.113.5]
 				s=-
-				c=IN IP4 10.0.0.5
+				c=IN IP4 [10.0.0.5 => 203.0.113.5]
 				t=0 0
-				m=audio 49170 RTP/AVP 0
-				m=video 0 RTP/AVP 96
-				a=rtpmap:96 H264/90000`, want: `
-				v=0
-				o=- 1 1 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P1} RTP/AVP 0
+				m=audio [49170 => {P1}] RTP/AVP 0
 				m=video 0 RTP/AVP 96
 				a=rtpmap:96 H264/90000`},
-			{from: SideB, in: `
+			{from: SideB, sdp: `
 				v=0
-				o=- 7 7 IN IP4 10.1.0.9
+				o=- 7 7 IN IP4 [10.1.0.9 => 203.0.113.5]
 				s=-
-				c=IN IP4 10.1.0.9
+				c=IN IP4 [10.1.0.9 => 203.0.113.5]
 				t=0 0
-				m=audio 3456 RTP/AVP 0
-				m=video 0 RTP/AVP 96`, want: `
-				v=0
-				o=- 7 7 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P0} RTP/AVP 0
+				m=audio [3456 => {P0}] RTP/AVP 0
 				m=video 0 RTP/AVP 96`},
-			{from: SideB, in: `
+			{from: SideB, sdp: `
 				v=0
-				o=- 7 8 IN IP4 10.1.0.9
+				o=- 7 8 IN IP4 [10.1.0.9 => 203.0.113.5]
 				s=-
-				c=IN IP4 10.1.0.9
+				c=IN IP4 [10.1.0.9 => 203.0.113.5]
 				t=0 0
-				m=audio 3456 RTP/AVP 0
-				m=video 3458 RTP/AVP 96
-				a=rtpmap:96 H264/90000`, want: `
-				v=0
-				o=- 7 8 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P0} RTP/AVP 0
-				m=video {P2} RTP/AVP 96
+				m=audio [3456 => {P0}] RTP/AVP 0
+				m=video [3458 => {P2}] RTP/AVP 96
 				a=rtpmap:96 H264/90000`},
 		}},
 		{"a new m-line in a re-INVITE gets new ports", []sdpStep{
-			{from: SideA, in: `
+			{from: SideA, sdp: `
 				v=0
-				o=- 1 1 IN IP4 10.0.0.5
+				o=- 1 1 IN IP4 [10.0.0.5 => 203.0.113.5]
 				s=-
-				c=IN IP4 10.0.0.5
+				c=IN IP4 [10.0.0.5 => 203.0.113.5]
 				t=0 0
-				m=audio 49170 RTP/AVP 0`, want: `
+				m=audio [49170 => {P1}] RTP/AVP 0`},
+			{from: SideA, sdp: `
 				v=0
-				o=- 1 1 IN IP4 203.0.113.5
+				o=- 1 2 IN IP4 [10.0.0.5 => 203.0.113.5]
 				s=-
-				c=IN IP4 203.0.113.5
+				c=IN IP4 [10.0.0.5 => 203.0.113.5]
 				t=0 0
-				m=audio {P1} RTP/AVP 0`},
-			{from: SideA, in: `
-				v=0
-				o=- 1 2 IN IP4 10.0.0.5
-				s=-
-				c=IN IP4 10.0.0.5
-				t=0 0
-				m=audio 49170 RTP/AVP 0
-				m=text 49180 RTP/AVP 98
-				a=rtpmap:98 t140/1000`, want: `
-				v=0
-				o=- 1 2 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P1} RTP/AVP 0
-				m=text {P3} RTP/AVP 98
+				m=audio [49170 => {P1}] RTP/AVP 0
+				m=text [49180 => {P3}] RTP/AVP 98
 				a=rtpmap:98 t140/1000`},
 		}},
 		{"WebRTC-style 0.0.0.0 with candidates is not hold; IPv6 client", []sdpStep{
-			{from: SideA, in: `
+			{from: SideA, sdp: `
 				v=0
-				o=- 4611731400430051336 2 IN IP6 2001:db8::5
+				o=- 4611731400430051336 2 IN [IP6 => IP4] [2001:db8::5 => 203.0.113.5]
 				s=-
 				t=0 0
 				a=group:BUNDLE 0
-				m=audio 9 UDP/TLS/RTP/SAVPF 111
-				c=IN IP4 0.0.0.0
-				a=rtcp:9 IN IP4 0.0.0.0
-				a=ice-ufrag:EsAw
-				a=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y
-				a=ice-options:trickle
+				m=audio [9 => {P1}] UDP/TLS/RTP/SAVPF 111
+				c=IN IP4 [0.0.0.0 => 203.0.113.5]
+				a=rtcp:[9 => {P1+1}] IN IP4 [0.0.0.0 => 203.0.113.5]
+				[a=ice-ufrag:EsAw => ]
+				[a=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y => ]
+				[a=ice-options:trickle => ]
 				a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F
 				a=setup:actpass
 				a=mid:0
 				a=sendrecv
 				a=rtcp-mux
 				a=rtpmap:111 opus/48000/2
-				a=candidate:1 1 udp 2113937151 2001:db8::5 51000 typ host`, want: `
-				v=0
-				o=- 4611731400430051336 2 IN IP4 203.0.113.5
-				s=-
-				t=0 0
-				a=group:BUNDLE 0
-				m=audio {P1} UDP/TLS/RTP/SAVPF 111
-				c=IN IP4 203.0.113.5
-				a=rtcp:{P1+1} IN IP4 203.0.113.5
-				a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F
-				a=setup:actpass
-				a=mid:0
-				a=sendrecv
-				a=rtcp-mux
-				a=rtpmap:111 opus/48000/2`},
+				[a=candidate:1 1 udp 2113937151 2001:db8::5 51000 typ host => ]`},
 		}},
 		{"a TCP m-line cannot be relayed and is disabled", []sdpStep{
-			{from: SideA, in: `
+			{from: SideA, sdp: `
 				v=0
-				o=- 1 1 IN IP6 2001:db8::5
+				o=- 1 1 IN [IP6 => IP4] [2001:db8::5 => 203.0.113.5]
 				s=-
-				c=IN IP6 2001:db8::5
+				c=IN [IP6 => IP4] [2001:db8::5 => 203.0.113.5]
 				t=0 0
-				m=audio 49170 RTP/AVP 0
-				m=message 2855 TCP/MSRP *
-				a=accept-types:text/plain`, want: `
-				v=0
-				o=- 1 1 IN IP4 203.0.113.5
-				s=-
-				c=IN IP4 203.0.113.5
-				t=0 0
-				m=audio {P1} RTP/AVP 0
-				m=message 0 TCP/MSRP *
+				m=audio [49170 => {P1}] RTP/AVP 0
+				m=message [2855 => 0] TCP/MSRP *
 				a=accept-types:text/plain`},
 		}},
 		{"malformed descriptions are rejected", []sdpStep{
@@ -373,6 +290,9 @@ func TestRewriteSDP(t *testing.T) {
 			defer c.Close()
 			rep := portReplacer(pr.Min)
 			for i, st := range tt.steps {
+				if st.sdp != "" {
+					st.in, st.want = sdpSplit(st.sdp)
+				}
 				in := sdpText(st.in)
 				if st.in == "" {
 					in = nil
