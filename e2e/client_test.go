@@ -168,11 +168,55 @@ func probe(t *testing.T, ffprobe, path string) (codec string, frames int) {
 	return r.Streams[0].Codec, frames
 }
 
+// recording is what ffprobe and ffmpeg make of a call's .mkv.
+type recording struct {
+	duration float64
+	codecs   map[string]string // codec_type -> codec_name
+	frames   map[string]int    // codec_type -> decoded frames
+}
+
+// probeMKV checks that a call recording is Matroska with a real duration,
+// that ffmpeg decodes all of it without an error, and returns its streams.
+func probeMKV(t *testing.T, ffprobe, path string) recording {
+	t.Helper()
+	out, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-show_entries",
+		"format=format_name,duration:stream=codec_type,codec_name,nb_read_frames", "-of", "json", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
+	}
+	var r struct {
+		Format struct {
+			Name     string `json:"format_name"`
+			Duration string `json:"duration"`
+		} `json:"format"`
+		Streams []struct {
+			Type   string `json:"codec_type"`
+			Codec  string `json:"codec_name"`
+			Frames string `json:"nb_read_frames"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil || r.Format.Name != "matroska,webm" {
+		t.Fatalf("ffprobe %s: %v, not Matroska:\n%s", path, err, out)
+	}
+	rec := recording{codecs: map[string]string{}, frames: map[string]int{}}
+	rec.duration, _ = strconv.ParseFloat(r.Format.Duration, 64)
+	for _, st := range r.Streams {
+		rec.codecs[st.Type] = st.Codec
+		rec.frames[st.Type], _ = strconv.Atoi(st.Frames)
+	}
+	ffmpeg := filepath.Join(filepath.Dir(ffprobe), "ffmpeg")
+	if out, err := exec.Command(ffmpeg, "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("ffmpeg decoding %s: %v\n%s", path, err, out)
+	}
+	return rec
+}
+
 // TestClientFullFlow drives everything a customer does with the z5 binary:
 // two homes of alice (the second of her two numbers chosen with --number)
 // and one of bob (one number, chosen by itself), address-book sync between
 // alice's homes with a vCard round trip, then a video call to a contact by
-// name, with bob auto-answering; both sides' recordings decode with ffmpeg.
+// name, with bob auto-answering; both sides' recordings (.mkv, and bob's
+// raw streams asked for with --raw) play in ffmpeg.
 func TestClientFullFlow(t *testing.T) {
 	s := startStack(t)
 	s.provision(t)
@@ -231,7 +275,7 @@ func TestClientFullFlow(t *testing.T) {
 
 	// The call: bob listens, alice calls "Bob" by name.
 	recBob, recAlice := t.TempDir(), t.TempDir()
-	lis := startZ5(t, bob, "listen", "--auto-answer", "--record", recBob, "--max-calls", "1")
+	lis := startZ5(t, bob, "listen", "--auto-answer", "--record", recBob, "--raw", "--max-calls", "1")
 	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
 	out = mustZ5(t, alice, "", "call", "Bob", "--duration", "4s", "--record", recAlice, "--json")
 	sum := parseSummary(t, out)
@@ -255,9 +299,10 @@ func TestClientFullFlow(t *testing.T) {
 		name     string
 		tx, rx   map[string]streamLine
 		recorded string
+		raw      bool
 	}{
-		{"alice->bob", aliceStreams, bobStreams, filepath.Join(recBob, "call1-"+aliceWork)},
-		{"bob->alice", bobStreams, aliceStreams, filepath.Join(recAlice, "call")},
+		{"alice->bob", aliceStreams, bobStreams, filepath.Join(recBob, "call1-"+aliceWork), true},
+		{"bob->alice", bobStreams, aliceStreams, filepath.Join(recAlice, "call"), false},
 	} {
 		for _, kind := range []string{"audio", "video"} {
 			tx, rx := dir.tx[kind], dir.rx[kind]
@@ -277,15 +322,31 @@ func TestClientFullFlow(t *testing.T) {
 			t.Logf("ffprobe not installed: recordings not decoded (scripts/deps.sh installs ffmpeg)")
 			continue
 		}
-		codec, frames := probe(t, ffprobe, dir.recorded+"-video.h264")
+		rec := probeMKV(t, ffprobe, dir.recorded+".mkv")
 		sent := dir.tx["video"].framesSent
-		t.Logf("%s video: %d frames sent, ffprobe decoded %d (%s)", dir.name, sent, frames, codec)
-		if codec != "h264" || float64(frames) < 0.95*float64(sent) {
-			t.Errorf("%s video recording: codec %q, %d decodable frames of %d sent (want >= 95%%)", dir.name, codec, frames, sent)
+		t.Logf("%s recording: %.2f s, %d video frames sent, ffprobe decoded %v %v", dir.name, rec.duration, sent, rec.codecs, rec.frames)
+		if rec.codecs["video"] != "h264" || float64(rec.frames["video"]) < 0.95*float64(sent) {
+			t.Errorf("%s video recording: %v, %d decodable frames of %d sent (want >= 95%%)", dir.name, rec.codecs, rec.frames["video"], sent)
+		}
+		if rec.codecs["audio"] != "pcm_s16le" || float64(rec.frames["audio"]) < 0.95*float64(dir.tx["audio"].pktsSent) {
+			t.Errorf("%s audio recording: %v, %d frames of %d packets sent", dir.name, rec.codecs, rec.frames["audio"], dir.tx["audio"].pktsSent)
+		}
+		if rec.duration < 3.5 || rec.duration > 5 {
+			t.Errorf("%s recording lasts %.2f s, the call about 4", dir.name, rec.duration)
+		}
+		if !dir.raw {
+			if _, err := os.Stat(dir.recorded + "-video.h264"); !os.IsNotExist(err) {
+				t.Errorf("%s: raw video written without --raw (%v)", dir.name, err)
+			}
+			continue
+		}
+		codec, frames := probe(t, ffprobe, dir.recorded+"-video.h264")
+		if codec != "h264" || frames != rec.frames["video"] {
+			t.Errorf("%s raw video: codec %q, %d frames; the .mkv has %d", dir.name, codec, frames, rec.frames["video"])
 		}
 		codec, frames = probe(t, ffprobe, dir.recorded+"-audio.wav")
 		if codec != "pcm_mulaw" || frames == 0 {
-			t.Errorf("%s audio recording: codec %q, %d frames (want pcm_mulaw)", dir.name, codec, frames)
+			t.Errorf("%s raw audio: codec %q, %d frames (want pcm_mulaw)", dir.name, codec, frames)
 		}
 	}
 }
@@ -512,7 +573,8 @@ func TestDemoBinary(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin(t, "z5d"), "demo")
+	data := t.TempDir()
+	cmd := exec.CommandContext(ctx, bin(t, "z5d"), "demo", "--data", data)
 	began := time.Now()
 	b, err := cmd.CombinedOutput()
 	out := string(b)
@@ -527,6 +589,23 @@ func TestDemoBinary(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// The recordings it names are there and play.
+	recDir := filepath.Join(data, "recordings")
+	if !strings.Contains(out, "alice-received.mkv, bob-received.mkv in "+recDir) {
+		t.Errorf("demo output does not name its recordings in %s:\n%s", recDir, out)
+	}
+	ffprobe, err := exec.LookPath("ffprobe")
+	if err != nil {
+		t.Logf("ffprobe not installed: recordings not decoded (scripts/deps.sh installs ffmpeg)")
+		return
+	}
+	for _, name := range []string{"alice-received.mkv", "bob-received.mkv"} {
+		rec := probeMKV(t, ffprobe, filepath.Join(recDir, name))
+		t.Logf("%s: %.2f s, %v, frames %v", name, rec.duration, rec.codecs, rec.frames)
+		if rec.duration < 1 || rec.codecs["video"] != "h264" || rec.codecs["audio"] != "pcm_s16le" || rec.frames["video"] == 0 {
+			t.Errorf("%s: %.2f s, %v, frames %v: want h264 and pcm_s16le with a duration", name, rec.duration, rec.codecs, rec.frames)
 		}
 	}
 }

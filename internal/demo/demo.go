@@ -200,7 +200,8 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	if err := verify(aStats, bStats); err != nil {
 		return fmt.Errorf("step 5 (RTP media): %w", err)
 	}
-	fmt.Fprintf(w, "\nRecordings (decodable with ffmpeg): %s\n", recDir)
+	fmt.Fprintf(w, "\nRecordings (Matroska, video and audio; play with ffplay or VLC): %s, %s in %s\n",
+		filepath.Base(aCall.Recording()), filepath.Base(b.call.Recording()), recDir)
 	if opts.DataDir == "" {
 		fmt.Fprintf(w, "(removed with the demo's temp dir; pass --data DIR to keep them)\n")
 	}

@@ -5,7 +5,9 @@
 // paced in real time, with RTCP sender and receiver reports; it receives the
 // peer's RTP, computes the RFC 3550 reception statistics (loss, interarrival
 // jitter, round-trip time), asks for keyframes with PLI when video breaks, and
-// records what arrives to files ffmpeg decodes (Annex B .h264, μ-law .wav).
+// records what arrives: one Matroska file per call (Recorder, on
+// internal/mkv) that players open as is, and optionally the raw streams
+// (Annex B .h264, μ-law .wav).
 //
 // The pieces are usable alone: H264Source and PCMUSource produce frames,
 // H264Packetizer and H264Depacketizer convert frames to and from RTP
