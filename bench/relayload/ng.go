@@ -117,7 +117,7 @@ func (s *ngServer) serve(ctx context.Context, conn *net.UDPConn) error {
 			return err
 		}
 		if _, err := conn.WriteToUDPAddrPort(out, from); err != nil {
-			s.log.Warn("ng reply", "err", err)
+			s.log.Warn("ng reply", "error", err)
 		}
 	}
 }

@@ -67,7 +67,7 @@ var errInternal = &davError{status: http.StatusInternalServerError, msg: "the se
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	de, ok := errors.AsType[*davError](err)
 	if !ok {
-		h.log.Error("carddav request failed", "method", r.Method, "path", clip.String(r.URL.Path, 80), "err", err)
+		h.log.Error("carddav request failed", "method", r.Method, "path", clip.String(r.URL.Path, 80), "error", err)
 		de = errInternal
 	}
 	hd := w.Header()

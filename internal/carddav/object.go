@@ -162,7 +162,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, res resource) erro
 	if err != nil {
 		return err
 	}
-	h.log.Debug("carddav put", "number", res.owner, "id", c.ID, "version", c.Version, "created", created)
+	h.log.Debug("carddav put", "number", res.owner, "contact_id", c.ID, "version", c.Version, "created", created)
 	w.Header().Set("Cache-Control", "no-store")
 	if created {
 		w.Header().Set("Location", ObjectPath(res.owner, res.id))

@@ -46,7 +46,7 @@ func (s *Server) Handle(req *dns.Msg, client netip.Addr, tcp bool) *dns.Msg {
 		if len(req.Question) > 0 {
 			q = req.Question[0].Name + " " + dns.Type(req.Question[0].Qtype).String()
 		}
-		s.log.Debug("dns query", "client", client, "tcp", tcp, "question", q,
+		s.log.Debug("dns query", "remote_addr", client, "transport", transportName(tcp), "question", q,
 			"rcode", dns.RcodeToString[resp.Rcode], "answers", len(resp.Answer), "tc", resp.Truncated)
 	}
 	return resp
@@ -292,4 +292,12 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// transportName is the transport key's value for a query over TCP or not.
+func transportName(tcp bool) string {
+	if tcp {
+		return "tcp"
+	}
+	return "udp"
 }

@@ -215,13 +215,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.wg.Go(func() { s.serveTCP(tcp) })
 	s.mu.Unlock()
 
-	s.log.Info("dns serving", "addr", s.Addr().String(), "zones", s.zoneNames())
+	s.log.Info("dns serving", "listen_addr", s.Addr().String(), "zones", s.zoneNames())
 	select {
 	case <-ctx.Done():
 	case <-s.done:
 	}
 	if err := s.Close(); err != nil {
-		s.log.Warn("dns close", "err", err)
+		s.log.Warn("dns close", "error", err)
 	}
 	return nil
 }
@@ -293,7 +293,7 @@ func (s *Server) serveUDP(conn *net.UDPConn, pi pktinfo) {
 			if s.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("dns udp read", "err", err)
+			s.log.Warn("dns udp read", "error", err)
 			s.pause(errorBackoff)
 			continue
 		}
@@ -309,7 +309,7 @@ func (s *Server) serveUDP(conn *net.UDPConn, pi pktinfo) {
 				return
 			}
 			if s.log.Enabled(context.Background(), slog.LevelDebug) {
-				s.log.Debug("dns udp write", "remote_addr", from.String(), "err", err)
+				s.log.Debug("dns udp write", "remote_addr", from.String(), "error", err)
 			}
 		}
 	}
@@ -323,7 +323,7 @@ func (s *Server) serveTCP(ln *net.TCPListener) {
 				return
 			}
 			// EMFILE and friends: wait for connections to go away.
-			s.log.Warn("dns tcp accept", "err", err)
+			s.log.Warn("dns tcp accept", "error", err)
 			s.pause(errorBackoff)
 			continue
 		}
@@ -429,7 +429,7 @@ func (s *Server) handlePacket(b []byte, client netip.Addr, tcp bool, buf []byte)
 	if err != nil {
 		// Our own records always pack; a question that unpacked packs
 		// too. Should either ever fail, answer SERVFAIL, not silence.
-		s.log.Error("dns pack response", "err", err)
+		s.log.Error("dns pack response", "error", err)
 		fail := &dns.Msg{MsgHdr: dns.MsgHdr{
 			Id: req.Id, Response: true, Opcode: req.Opcode,
 			RecursionDesired: req.RecursionDesired, Rcode: dns.RcodeServerFailure,

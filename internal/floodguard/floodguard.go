@@ -59,7 +59,8 @@ type Config struct {
 
 // Deps are a Guard's collaborators.
 type Deps struct {
-	// Service names the guarded service in metrics and logs ("sip").
+	// Service names the guarded service in metrics ("sip"); Log says
+	// which component it guards.
 	Service    string
 	Log        *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: metrics are kept but not exported
@@ -281,8 +282,8 @@ func (g *Guard) Record(ip netip.Addr, kind string) bool {
 
 	g.m.bans.WithLabelValues(kind).Inc()
 	// Addresses only: no user names, credentials or message content.
-	g.log.Warn("source banned", "service", g.service, "source", ban.Source.String(), "reason", kind,
-		"events", ban.Events, "window", th.Window, "ban", d, "offence", ban.Offence)
+	g.log.Warn("source banned", "source", ban.Source.String(), "reason", kind,
+		"events", ban.Events, "window", th.Window, "duration", d, "offence", ban.Offence)
 	if g.onBan != nil {
 		g.onBan(ban)
 	}

@@ -68,7 +68,7 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if je, ok := errors.AsType[*httpjson.Error](err); ok {
 		ae = &apiError{status: je.Status, code: je.Code, msg: je.Message}
 	} else if !errors.As(err, &ae) {
-		s.log.Error("mcs request failed", "method", r.Method, "path", clip.String(r.URL.Path, 80), "err", err)
+		s.log.Error("mcs request failed", "method", r.Method, "path", clip.String(r.URL.Path, 80), "error", err)
 		ae = errInternal
 	}
 	h := w.Header()

@@ -264,7 +264,7 @@ func (s *Service) wrap(h handler) http.Handler {
 			s.metrics.observe(route, sw.status, d)
 			if s.log.Enabled(r.Context(), slog.LevelDebug) {
 				s.log.Debug("mcs request", "method", r.Method, "route", route, "status", sw.status,
-					"duration_ms", d.Milliseconds(), "remote_addr", r.RemoteAddr)
+					"duration", d, "remote_addr", r.RemoteAddr)
 			}
 		}()
 		if err := h(sw, r); err != nil {

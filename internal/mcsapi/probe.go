@@ -152,7 +152,7 @@ func (s *Service) handleProbe(w http.ResponseWriter, r *http.Request, sess store
 			msg: fmt.Sprintf("your account or address holds its share of media relay ports; retry in %d s", secs)}
 	}
 	if err != nil {
-		s.log.Info("probe not opened", "err", err)
+		s.log.Info("probe not opened", "error", err)
 		w.Header().Set("Retry-After", "5")
 		return &apiError{status: http.StatusServiceUnavailable, code: "probes_unavailable",
 			msg: "probes unavailable: the media relay cannot spare ports right now; retry shortly"}

@@ -162,7 +162,7 @@ func (s *Session) Start(ctx context.Context) error {
 	s.started = true
 	ctx, s.cancel = context.WithCancel(ctx)
 	for _, st := range s.streams {
-		s.log.Debug("media stream start", "kind", st.cfg.Kind, "ssrc", st.sender.SSRC(),
+		s.log.Debug("media stream start", "stream", st.cfg.Kind, "ssrc", st.sender.SSRC(),
 			"local_addr", st.cfg.Local.LocalAddr().String(), "remote_addr", st.cfg.Remote.String(),
 			"rtcp_mux", st.cfg.LocalRTCP == nil)
 		s.wg.Go(func() { s.readLoop(ctx, st, st.cfg.Local, false) })
@@ -247,20 +247,20 @@ func (s *Session) sendLoop(ctx context.Context, st *stream) {
 			err = fmt.Errorf("frame duration %v", dur)
 		}
 		if err != nil {
-			s.log.Warn("media source failed, sending stops", "kind", st.cfg.Kind, "err", err)
+			s.log.Warn("media source failed, sending stops", "stream", st.cfg.Kind, "error", err)
 			return
 		}
 		now := time.Now()
 		pkts, err := st.sender.Packetize(frame, dur, now)
 		if err != nil {
-			s.log.Warn("media packetize failed, sending stops", "kind", st.cfg.Kind, "err", err)
+			s.log.Warn("media packetize failed, sending stops", "stream", st.cfg.Kind, "error", err)
 			return
 		}
 		for _, p := range pkts {
 			if _, err := st.cfg.Local.WriteToUDPAddrPort(p, st.cfg.Remote); err != nil {
 				st.sendErrors.Add(1)
 				if s.log.Enabled(ctx, slog.LevelDebug) {
-					s.log.Debug("rtp send failed", "kind", st.cfg.Kind, "remote_addr", st.cfg.Remote.String(), "err", err)
+					s.log.Debug("rtp send failed", "stream", st.cfg.Kind, "remote_addr", st.cfg.Remote.String(), "error", err)
 				}
 			}
 		}
@@ -321,7 +321,7 @@ func (s *Session) sendRTCP(st *stream, now time.Time, feedback []rtcp.Packet, by
 	}
 	b, err := rtcp.Marshal(pkts)
 	if err != nil {
-		s.log.Warn("rtcp marshal failed", "kind", st.cfg.Kind, "err", err)
+		s.log.Warn("rtcp marshal failed", "stream", st.cfg.Kind, "error", err)
 		return
 	}
 	conn := st.cfg.Local
@@ -351,7 +351,7 @@ func (s *Session) readLoop(ctx context.Context, st *stream, conn *net.UDPConn, r
 			}
 			// ICMP errors surface here on some systems; keep reading.
 			if s.log.Enabled(ctx, slog.LevelDebug) {
-				s.log.Debug("media read failed", "kind", st.cfg.Kind, "err", err)
+				s.log.Debug("media read failed", "stream", st.cfg.Kind, "error", err)
 			}
 			continue
 		}
@@ -374,7 +374,7 @@ func (s *Session) readLoop(ctx context.Context, st *stream, conn *net.UDPConn, r
 			}
 		}
 		if err != nil && s.log.Enabled(ctx, slog.LevelDebug) {
-			s.log.Debug("media packet rejected", "kind", st.cfg.Kind, "remote_addr", from.String(), "err", err)
+			s.log.Debug("media packet rejected", "stream", st.cfg.Kind, "remote_addr", from.String(), "error", err)
 		}
 	}
 }

@@ -159,7 +159,7 @@ func (m *Membership) tick(ctx context.Context, beat bool) {
 	m.mu.Lock()
 	for name, n := range fresh {
 		if old, ok := m.nodes[name]; ok && Alive(old, m.now(), m.cfg.DeadAfter) != Alive(n, m.now(), m.cfg.DeadAfter) {
-			m.log.Info("node health changed", "peer", name, "healthy", Alive(n, m.now(), m.cfg.DeadAfter))
+			m.log.Info("node health changed", "peer_node", name, "healthy", Alive(n, m.now(), m.cfg.DeadAfter))
 		}
 	}
 	m.nodes, m.read = fresh, m.now()

@@ -112,14 +112,14 @@ func (n *Node) build() error {
 		return err
 	}
 	if n.node.Has(config.RoleDNS) {
-		s, err := dnsserver.New(cfg, dnsserver.Deps{Log: n.log.With("role", "dns"), Health: n.members, Registerer: n.reg})
+		s, err := dnsserver.New(cfg, dnsserver.Deps{Log: n.log.With("component", "dns"), Health: n.members, Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)
 		}
 		n.dns = s
 	}
 	if n.node.Has(config.RoleZDial) {
-		h, err := zdial.New(ZDialConfig(cfg), zdial.Deps{Store: n.store, Log: n.log.With("role", "zdial"), Registerer: n.reg})
+		h, err := zdial.New(ZDialConfig(cfg), zdial.Deps{Store: n.store, Log: n.log.With("component", "zdial"), Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("zdial: %w", err)
 		}
@@ -137,7 +137,7 @@ func (n *Node) build() error {
 		acfg := MCSAPIConfig(cfg)
 		acfg.RUE = NewRUE(n.Profile())
 		h, err := mcsapi.New(acfg, mcsapi.Deps{Store: n.store, LicenseKey: n.key,
-			Log: n.log.With("role", "mcs-api"), Registerer: n.reg, Probe: n.relay})
+			Log: n.log.With("component", "mcsapi"), Registerer: n.reg, Probe: n.relay})
 		if err != nil {
 			return fmt.Errorf("mcs api: %w", err)
 		}
@@ -357,7 +357,7 @@ func newHTTPS(name string, h http.Handler, cert tls.Certificate, log *slog.Logge
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(log.With("role", name).Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(log.With("component", name).Handler(), slog.LevelDebug),
 	}}
 }
 

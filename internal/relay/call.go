@@ -164,7 +164,7 @@ func (c *Call) allocate(s *stream) error {
 	if !c.r.quota.take(c.owner, ports) {
 		c.r.m.quotaRefused.Inc()
 		cust, src := c.r.quota.held(c.owner)
-		c.log.Warn("relay port quota reached", "customer", c.owner.Customer, "customer_ports", cust,
+		c.log.Warn("relay port quota reached", "customer_id", c.owner.Customer, "customer_ports", cust,
 			"source", c.owner.Source, "source_ports", src)
 		return ErrQuota
 	}

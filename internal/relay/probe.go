@@ -96,7 +96,7 @@ func (r *Relay) OpenProbe(owner Owner, token []byte, n int, ttl time.Duration) (
 	if !r.quota.take(owner, 2*n) {
 		r.m.quotaRefused.Inc()
 		cust, src := r.quota.held(owner)
-		r.log.Warn("relay port quota reached by a probe", "customer", owner.Customer, "customer_ports", cust,
+		r.log.Warn("relay port quota reached by a probe", "customer_id", owner.Customer, "customer_ports", cust,
 			"source", owner.Source, "source_ports", src)
 		return nil, ErrQuota
 	}

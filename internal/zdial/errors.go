@@ -79,10 +79,10 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	} else if !errors.As(err, &ae) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			// The client went away or the server is shutting down.
-			s.log.Debug("zdial request abandoned", "route", r.URL.Path, "err", err)
+			s.log.Debug("zdial request abandoned", "route", r.URL.Path, "error", err)
 			ae = errBusy
 		} else {
-			s.log.Error("zdial request failed", "route", r.URL.Path, "remote_addr", r.RemoteAddr, "err", err)
+			s.log.Error("zdial request failed", "route", r.URL.Path, "remote_addr", r.RemoteAddr, "error", err)
 			ae = errInternal
 		}
 	}

@@ -103,7 +103,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, password.ErrMalformed) {
 		// A broken or unset hash must not open the account, nor answer
 		// faster than a wrong password would.
-		log.Error("zdial stored password hash unusable", "customer_id", c.ID, "err", err)
+		log.Error("zdial stored password hash unusable", "customer_id", c.ID, "error", err)
 		if _, err := s.verify(ctx, s.dummyHash, req.Password); err != nil {
 			return err
 		}
@@ -264,11 +264,11 @@ func (s *Service) rehash(ctx context.Context, log *slog.Logger, customerID int64
 	<-s.hashSem
 	if err != nil {
 		// A password set before today's length rules; keep the old hash.
-		log.Warn("zdial password rehash skipped", "customer_id", customerID, "err", err)
+		log.Warn("zdial password rehash skipped", "customer_id", customerID, "error", err)
 		return
 	}
 	if err := s.store.SetPasswordHash(ctx, customerID, h); err != nil {
-		log.Warn("zdial password rehash not stored", "customer_id", customerID, "err", err)
+		log.Warn("zdial password rehash not stored", "customer_id", customerID, "error", err)
 	}
 }
 
