@@ -1,5 +1,7 @@
-// Package profile is the provider profile: the one document a Z5 client
-// needs before step 1 — which nameservers to ask, which names to resolve,
+// Package profile is provider.json, what a client needs before step 1 —
+// not the deployment config (internal/config) nor the node that serves it
+// (internal/provider). It is the one document a Z5 client reads first:
+// which nameservers to ask, which names to resolve,
 // which ports to use, which CA to trust and which keys sign licenses. The
 // provider publishes it (`z5d profile`, provider.json in dev) and `z5 login
 // --profile` reads it. internal/provider builds it from the deployment;

@@ -1,6 +1,10 @@
-// Package provider assembles one node of a Z5 deployment: the roles the
-// deployment config gives it (dns, zdial, mcs = HTTPS API + SIP + relay),
-// their shared store, CA and license key, and the metrics/health endpoint.
+// Package provider turns a deployment into running roles on one node — not
+// the deployment file (internal/config), the client's profile document
+// (internal/profile) or the staff's back office (internal/backoffice). A
+// Node holds the roles the deployment config gives it (dns, zdial, mcs =
+// HTTPS API + SIP + relay), their shared store, CA and license key, and the
+// metrics/health endpoint; each role's Config is built here from the
+// deployment (roles.go), so the roles only check what they are given.
 // `z5d run` and `z5d demo` both run a Node; neither holds any logic of its
 // own.
 package provider
