@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/z5vrs/z5/internal/callreport"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/license"
 )
@@ -168,6 +170,48 @@ func probe(t *testing.T, ffprobe, path string) (codec string, frames int) {
 	return r.Streams[0].Codec, frames
 }
 
+// checkStatsFile reads the per-second quality rows of a 4 s call and has
+// `z5 report` draw them.
+func checkStatsFile(t *testing.T, home, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := callreport.Read(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	var videoIn, farLoss int
+	for _, r := range rows {
+		seen[r.Stream+" "+r.Direction]++
+		if r.Stream == "video" && r.Direction == callreport.Recv && r.Kbps > 100 && r.FPS > 20 {
+			videoIn++
+		}
+		if r.Direction == callreport.Send && !math.IsNaN(r.LossPct) {
+			farLoss++
+		}
+	}
+	t.Logf("stats file: %d rows, %v; %d seconds of video received, %d rows with the far end's loss", len(rows), seen, videoIn, farLoss)
+	for _, k := range []string{"video send", "video recv", "audio send", "audio recv"} {
+		if seen[k] < 3 {
+			t.Errorf("stats file: %d rows of %s in a 4 s call, want one a second", seen[k], k)
+		}
+	}
+	if videoIn < 2 || farLoss == 0 {
+		t.Errorf("stats file: %d seconds with video arriving, %d rows with the far end's report", videoIn, farLoss)
+	}
+	svg := filepath.Join(filepath.Dir(path), "call.svg")
+	if out := mustZ5(t, home, "", "report", path, "--svg", svg); !strings.Contains(out, "video received") {
+		t.Errorf("z5 report:\n%s", out)
+	}
+	if b, err := os.ReadFile(svg); err != nil || !strings.Contains(string(b), "<desc id=\"desc\">") {
+		t.Errorf("z5 report --svg: %v\n%.200s", err, b)
+	}
+}
+
 // recording is what ffprobe and ffmpeg make of a call's .mkv.
 type recording struct {
 	duration float64
@@ -277,7 +321,8 @@ func TestClientFullFlow(t *testing.T) {
 	recBob, recAlice := t.TempDir(), t.TempDir()
 	lis := startZ5(t, bob, "listen", "--auto-answer", "--record", recBob, "--raw", "--max-calls", "1")
 	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
-	out = mustZ5(t, alice, "", "call", "Bob", "--duration", "4s", "--record", recAlice, "--json")
+	statsCSV := filepath.Join(recAlice, "call.csv")
+	out = mustZ5(t, alice, "", "call", "Bob", "--duration", "4s", "--record", recAlice, "--stats-file", statsCSV, "--json")
 	sum := parseSummary(t, out)
 	waitExit(t, lis, 15*time.Second)
 	t.Logf("call: setup %.1f ms, first media %.1f ms, %.1f s, relay %s, ended %q", sum.SetupMs, sum.FirstMedia, sum.DurationS, sum.Relay, sum.EndReason)
@@ -287,6 +332,7 @@ func TestClientFullFlow(t *testing.T) {
 	if sum.FirstMedia <= 0 || sum.SetupMs <= 0 {
 		t.Errorf("setup %.1f ms, first media %.1f ms: want both measured", sum.SetupMs, sum.FirstMedia)
 	}
+	checkStatsFile(t, alice, statsCSV)
 	bobStreams := listenerStreams(lis.Output())
 	if len(bobStreams) != 2 || !strings.Contains(lis.Output(), "call from "+aliceWork+" ended: remote hangup") {
 		t.Fatalf("listener output:\n%s", lis.Output())

@@ -11,16 +11,17 @@ import (
 // metric is one chart of the picture.
 type metric struct {
 	title string
-	unit  string
+	unit  string // on the chart
+	short string // in the summary table
 	value func(Row) float64
 }
 
 var metrics = []metric{
-	{"Bitrate", "kb/s", func(r Row) float64 { return r.Kbps }},
-	{"Frame rate", "frames/s (audio: packets/s)", func(r Row) float64 { return r.FPS }},
-	{"Packet loss", "%", func(r Row) float64 { return r.LossPct }},
-	{"Jitter", "ms", func(r Row) float64 { return r.JitterMs }},
-	{"Round-trip time", "ms", func(r Row) float64 { return r.RTTMs }},
+	{"Bitrate", "kb/s", "kb/s", func(r Row) float64 { return r.Kbps }},
+	{"Frame rate", "frames/s; audio: packets/s", "frames/s", func(r Row) float64 { return r.FPS }},
+	{"Packet loss", "%", "%", func(r Row) float64 { return r.LossPct }},
+	{"Jitter", "ms", "ms", func(r Row) float64 { return r.JitterMs }},
+	{"Round-trip time", "ms", "ms", func(r Row) float64 { return r.RTTMs }},
 }
 
 // series is one stream in one direction, drawn the same way in every
@@ -233,7 +234,7 @@ func describe(rows []Row, present []series) string {
 			if st.N == 0 {
 				continue
 			}
-			sum = append(sum, fmt.Sprintf("%s average %.1f, max %.1f %s", strings.ToLower(m.title), st.Avg, st.Max, m.unit))
+			sum = append(sum, fmt.Sprintf("%s average %.1f, max %.1f %s", strings.ToLower(m.title), st.Avg, st.Max, m.short))
 		}
 		if len(sum) > 0 {
 			parts = append(parts, fmt.Sprintf("%s (%s line): %s.", capitalize(s.label), lineName(s), strings.Join(sum, "; ")))
@@ -312,7 +313,7 @@ func Summary(rows []Row) string {
 			if st.N == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "%-28s %-20s %8.1f %8.1f %8.1f\n", s.label, m.title+" "+strings.SplitN(m.unit, " ", 2)[0], st.Min, st.Avg, st.Max)
+			fmt.Fprintf(&b, "%-28s %-20s %8.1f %8.1f %8.1f\n", s.label, m.title+" "+m.short, st.Min, st.Avg, st.Max)
 		}
 	}
 	return b.String()
