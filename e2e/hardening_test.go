@@ -3,9 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/md5"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,8 @@ import (
 	"github.com/miekg/dns"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/siptest"
 )
 
 // Slow, broken and hostile peers against the real z5d: each test runs a
@@ -171,24 +171,6 @@ func register2(number, callID string, cseq int, src, auth string) string {
 	return strings.Join(append(lines, "Content-Length: 0"), "\r\n") + "\r\n\r\n"
 }
 
-// md5Digest answers a 401 challenge (RFC 2617 with qop=auth).
-func md5Digest(challenge, user, pass, uri string, nc int) string {
-	param := func(k string) string {
-		_, rest, ok := strings.Cut(challenge, k+`="`)
-		if !ok {
-			return ""
-		}
-		v, _, _ := strings.Cut(rest, `"`)
-		return v
-	}
-	h := func(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
-	realm, nonce, opaque := param("realm"), param("nonce"), param("opaque")
-	ncs := fmt.Sprintf("%08x", nc)
-	resp := h(h(user+":"+realm+":"+pass) + ":" + nonce + ":" + ncs + ":c0ffee:auth:" + h("REGISTER:"+uri))
-	return fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, cnonce="c0ffee", opaque="%s", qop=auth, nc=%s`,
-		user, realm, nonce, uri, resp, opaque, ncs)
-}
-
 // registerOnce registers number with a fresh Call-ID over c and returns
 // the final status and how long the exchange took.
 func (c *sipConn) registerOnce(number, user, pass, src string) (int, time.Duration) {
@@ -202,7 +184,7 @@ func (c *sipConn) registerOnce(number, user, pass, src string) (int, time.Durati
 	if res.StatusCode != 401 {
 		return int(res.StatusCode), time.Since(start)
 	}
-	auth := md5Digest(res.GetHeader("WWW-Authenticate").Value(), user, pass, "sip:mcs.z5.test", 1)
+	auth := siptest.Digest(res.GetHeader("WWW-Authenticate").Value(), user, pass, "REGISTER", "sip:mcs.z5.test", "c0ffee", 1)
 	if err := c.send(register2(number, callID, 2, src, auth)); err != nil {
 		c.t.Fatal(err)
 	}
@@ -469,7 +451,7 @@ func TestAuthFloodBansSource(t *testing.T) {
 	// closes this unregistered connection.
 	var err error
 	for i := range 20 {
-		auth := md5Digest(challenge, fmt.Sprintf("user%02d", i), "password1", "sip:mcs.z5.test", 1)
+		auth := siptest.Digest(challenge, fmt.Sprintf("user%02d", i), "password1", "REGISTER", "sip:mcs.z5.test", "c0ffee", 1)
 		if err = c.send(register2("4155550103", "stuff", i+2, attacker, auth)); err != nil {
 			break
 		}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/z5vrs/z5/internal/devstack"
 )
 
 var (
@@ -77,36 +79,7 @@ func loopbackIP(t *testing.T) string {
 // ports, and returns its path.
 func stackConfig(t *testing.T, dir, ip string, extra string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`data_dir = %q
-
-[provider]
-name = "Z5 e2e"
-
-[names]
-zdial = "zdial.z5.test"
-lb_mcs = "lb.mcs.z5.test"
-sip_domain = "mcs.z5.test"
-
-[ports]
-dns = 5353
-zdial_https = 8443
-mcs_https = 9443
-sip = 5060
-rtp = "20000-20999"
-metrics = 9090
-
-[dns]
-zones = ["z5.test"]
-%s
-[[site]]
-name = "a"
-
-[[site.node]]
-name = "n1"
-roles = ["dns", "zdial", "mcs"]
-address = %q
-hosts = ["mcs1.mcs.z5.test", "mcs2.mcs.z5.test"]
-`, dir, extra, ip)
+	cfg := devstack.Config("Z5 e2e", dir, ip, extra)
 	p := filepath.Join(dir, "z5.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,7 +110,16 @@ func (p *proc) Output() string {
 // start runs a binary until the test ends (SIGTERM, then SIGKILL).
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin(t, name), args...), done: make(chan struct{})}
+	return startPath(t, bin(t, name), args, func(out string) {
+		t.Logf("%s %v output:\n%s", name, args, out)
+	})
+}
+
+// startPath runs path until the test ends, handing its output to onFail
+// when the test failed.
+func startPath(t *testing.T, path string, args []string, onFail func(out string)) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -147,7 +129,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("%s %v output:\n%s", name, args, p.Output())
+			onFail(p.Output())
 		}
 	})
 	return p

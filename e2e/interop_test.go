@@ -339,20 +339,9 @@ func startTool(t *testing.T, name string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, tailOf(p.Output()))
-		}
+	return startPath(t, path, args, func(out string) {
+		t.Logf("%s output:\n%s", name, tailOf(out))
 	})
-	return p
 }
 
 func freeTCPPort(t *testing.T) int {

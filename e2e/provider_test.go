@@ -141,20 +141,28 @@ func (s *stack) provision(t *testing.T) {
 	s.admin(t, "", "contact", "add", "2025550102", "Bob", "3035550199")
 }
 
-func TestLoginLicenseAddressBook(t *testing.T) {
+// startProvisioned starts a stack holding alice's and bob's accounts and
+// returns it, its profile and a client with a fresh home, not logged in.
+func startProvisioned(t *testing.T) (*stack, *profile.Profile, *client.Client) {
+	t.Helper()
 	s := startStack(t)
 	s.provision(t)
 	prof, err := profile.Load(s.profilePath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	c, err := client.Open(client.Options{Home: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, prof, c
+}
+
+func TestLoginLicenseAddressBook(t *testing.T) {
+	_, prof, c := startProvisioned(t)
+	ctx := context.Background()
 	// Two numbers and none chosen: a clear error.
-	err = c.Login(ctx, client.LoginRequest{Profile: prof, Username: "alice", Password: "alice-secret-1"})
+	err := c.Login(ctx, client.LoginRequest{Profile: prof, Username: "alice", Password: "alice-secret-1"})
 	if !strings.Contains(fmt.Sprint(err), "several numbers") {
 		t.Fatalf("login without --number: %v", err)
 	}
@@ -191,17 +199,8 @@ func TestLoginLicenseAddressBook(t *testing.T) {
 // TestCrashKeepsAcknowledgedWrites: contacts the MCS acknowledged (201) are
 // all there after kill -9 and a restart.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	s := startStack(t)
-	s.provision(t)
-	prof, err := profile.Load(s.profilePath())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, prof, c := startProvisioned(t)
 	ctx := context.Background()
-	c, err := client.Open(client.Options{Home: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := c.Login(ctx, client.LoginRequest{Profile: prof, Username: "bob", Password: "bob-secret-22"}); err != nil {
 		t.Fatal(err)
 	}

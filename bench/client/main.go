@@ -33,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/z5vrs/z5/internal/devstack"
 )
 
 // Targets from the issue: registration < 50 ms, first media < 30 ms (p95).
@@ -78,7 +80,7 @@ func run(ctx context.Context, runs, calls int, binDir string, strict bool) error
 		return err
 	}
 	b.cfg = filepath.Join(dir, "z5.toml")
-	if err := os.WriteFile(b.cfg, []byte(config(dir, b.ip)), 0o644); err != nil {
+	if err := os.WriteFile(b.cfg, []byte(devstack.Config("Z5 bench", dir, b.ip, "")), 0o644); err != nil {
 		return err
 	}
 	srv := exec.CommandContext(ctx, filepath.Join(binDir, "z5d"), "run", "--config", b.cfg, "--node", "n1", "--log-level", "warn")
@@ -312,37 +314,4 @@ func loopbackIP() (string, error) {
 		}
 	}
 	return "", errors.New("no usable loopback address")
-}
-
-func config(dir, ip string) string {
-	return fmt.Sprintf(`data_dir = %q
-
-[provider]
-name = "Z5 bench"
-
-[names]
-zdial = "zdial.z5.test"
-lb_mcs = "lb.mcs.z5.test"
-sip_domain = "mcs.z5.test"
-
-[ports]
-dns = 5353
-zdial_https = 8443
-mcs_https = 9443
-sip = 5060
-rtp = "20000-20999"
-metrics = 9090
-
-[dns]
-zones = ["z5.test"]
-
-[[site]]
-name = "a"
-
-[[site.node]]
-name = "n1"
-roles = ["dns", "zdial", "mcs"]
-address = %q
-hosts = ["mcs1.mcs.z5.test", "mcs2.mcs.z5.test"]
-`, dir, ip)
 }

@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,6 +23,8 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/siptest"
 )
 
 func main() {
@@ -325,7 +325,7 @@ func (u *ua) register(ctx context.Context) (int, error) {
 		return r.StatusCode, nil
 	}
 	u.nc++
-	auth := digest(r.GetHeader("WWW-Authenticate").Value(), u.user, "pw-"+u.user, "REGISTER", "sip:"+u.domain, u.nc)
+	auth := siptest.Digest(r.GetHeader("WWW-Authenticate").Value(), u.user, "pw-"+u.user, "REGISTER", "sip:"+u.domain, "pr0be", u.nc)
 	if err := u.send(u.registerText(auth)); err != nil {
 		return 0, err
 	}
@@ -334,23 +334,6 @@ func (u *ua) register(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return r.StatusCode, nil
-}
-
-func digest(challenge, user, pass, method, uri string, nc int) string {
-	param := func(k string) string {
-		_, rest, ok := strings.Cut(challenge, k+`="`)
-		if !ok {
-			return ""
-		}
-		v, _, _ := strings.Cut(rest, `"`)
-		return v
-	}
-	h := func(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
-	realm, nonce, opaque := param("realm"), param("nonce"), param("opaque")
-	ncs := fmt.Sprintf("%08x", nc)
-	resp := h(h(user+":"+realm+":"+pass) + ":" + nonce + ":" + ncs + ":pr0be:auth:" + h(method+":"+uri))
-	return fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, cnonce="pr0be", opaque="%s", qop=auth, nc=%s`,
-		user, realm, nonce, uri, resp, opaque, ncs)
 }
 
 func sdp(addr string) string {
