@@ -199,7 +199,7 @@ func TestMCSFailover(t *testing.T) {
 // TestMCSHungFailover: bob listens on mcs1; mcs1's process is frozen with
 // SIGSTOP, so its kernel keeps the connection open (and still accepts new
 // ones) but nothing answers, and DNS keeps listing it for dead_after. bob's
-// keepalive (a CRLF ping every 4 s, dead without a pong in 3 s) notices,
+// keepalive (a CRLF ping every 3.2-4 s, dead without a pong in 3 s) notices,
 // and he re-registers on mcs2 without first trying the hung node again.
 func TestMCSHungFailover(t *testing.T) {
 	dir := t.TempDir()
