@@ -156,7 +156,7 @@ provision() {
 		mkdir -p "$TMP/provision-data" && chmod 700 "$TMP/provision-data"
 		z5_config "$TMP/provision-data" >"$TMP/provision.toml"
 		"$BIN/provision" --config "$TMP/provision.toml" --count $USERS --first $FIRST || exit 1
-		mkdir -p "$cache" && cp "$TMP/provision-data/z5.db" "$cache/z5.db"
+		mkdir -p "$cache" && cp "$TMP/provision-data/z5.db" "$cache/z5.db" && chmod 600 "$cache/z5.db"
 	fi
 	Z5_DB=$cache/z5.db
 }
@@ -232,7 +232,7 @@ Z5_PID=
 z5_start() {
 	local d=$TMP/z5 i
 	rm -rf "$d" && mkdir -p "$d/data" && chmod 700 "$d/data"
-	cp "$Z5_DB" "$d/data/z5.db"
+	cp "$Z5_DB" "$d/data/z5.db" && chmod 600 "$d/data/z5.db" # z5d refuses a database other users can read
 	z5_config "$d/data" >"$d/z5.toml"
 	if [ -n "$Z5_DIGEST" ]; then
 		sed -i "s/^max_conns_per_ip = 20000\$/&\n$Z5_DIGEST/" "$d/z5.toml"
@@ -381,29 +381,35 @@ reg_step() {
 		-t "$REG_MODE" -i $UA_IP -p 5073 "$REG_TARGET"
 }
 
-register_part() {
-	local out=$RES/register.txt z5_t1 z5_tn kam_t1 kam_tn
-	: >"$out"
+# reg_ladders NAME TARGET OUT: the one-connection (t1) and the
+# connection-per-REGISTER (tn) ladders against TARGET, appended to OUT; the
+# best rates land in REG_T1 and REG_TN.
+REG_T1=
+REG_TN=
+reg_ladders() {
 	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 12000" rates_tn="250 500 1000 1500 2000 3000 4000"
+	REG_TARGET=$2
+	REG_MODE=t1 REG_LABEL="$1 t1" ladder "$1 t1" "$3" "$rates_t1" reg_step
+	REG_T1=$BEST
+	REG_MODE=tn REG_LABEL="$1 tn" ladder "$1 tn" "$3" "$rates_tn" reg_step
+	REG_TN=$BEST
+}
+
+register_part() {
+	local out=$RES/register.txt z5_t1 z5_tn
+	: >"$out"
 	log "register: digest REGISTER over TCP, ${SIP_STEP}s per step, $LADDER_USERS users"
 	z5_start register || exit 1
-	REG_TARGET=$Z5_IP:5060
-	REG_MODE=t1 REG_LABEL="z5d t1" ladder "z5d t1" "$out" "$rates_t1" reg_step
-	z5_t1=$BEST
-	REG_MODE=tn REG_LABEL="z5d tn" ladder "z5d tn" "$out" "$rates_tn" reg_step
-	z5_tn=$BEST
+	reg_ladders z5d "$Z5_IP:5060" "$out"
+	z5_t1=$REG_T1 z5_tn=$REG_TN
 	stop "$Z5_PID"
 
 	kam_start register || exit 1
-	REG_TARGET=$KAM_IP:5060
-	REG_MODE=t1 REG_LABEL="kamailio t1" ladder "kamailio t1" "$out" "$rates_t1" reg_step
-	kam_t1=$BEST
-	REG_MODE=tn REG_LABEL="kamailio tn" ladder "kamailio tn" "$out" "$rates_tn" reg_step
-	kam_tn=$BEST
+	reg_ladders kamailio "$KAM_IP:5060" "$out"
 	stop "$KAM_PID"
 
-	row "REGISTER/s, one TCP connection (-t t1)" "$z5_t1" "$kam_t1" 'ratio>=1'
-	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$kam_tn" 'ratio>=1'
+	row "REGISTER/s, one TCP connection (-t t1)" "$z5_t1" "$REG_T1" 'ratio>=1'
+	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$REG_TN" 'ratio>=1'
 }
 
 # --- 3. calls ---------------------------------------------------------------------
