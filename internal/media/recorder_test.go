@@ -340,3 +340,26 @@ func TestULawToLinear(t *testing.T) {
 		t.Errorf("appendPCM16: % x", got)
 	}
 }
+
+// FuzzSPSSize: the SPS comes from the peer; no input may panic, loop or
+// yield an absurd picture size.
+func FuzzSPSSize(f *testing.F) {
+	for _, nal := range splitAnnexB(embeddedH264) {
+		if nal[0]&nalTypeMask == nalSPS {
+			f.Add(nal)
+			break
+		}
+	}
+	f.Add([]byte{0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58})
+	f.Add([]byte{0x67, 0x64, 0, 0, 0xff})
+	f.Fuzz(func(t *testing.T, nal []byte) {
+		w, h, err := spsSize(nal)
+		if err == nil && (w <= 0 || h <= 0 || w > 16384 || h > 16384) {
+			t.Errorf("spsSize accepted %dx%d", w, h)
+		}
+		if err != nil && !errors.Is(err, errSPS) {
+			t.Errorf("error %v is not errSPS", err)
+		}
+		annexBToAVCC(append([]byte{0, 0, 1}, nal...))
+	})
+}
