@@ -77,9 +77,9 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	defer rl.Close()
-	scfg := sipserver.ConfigFrom(cfg, node)
+	scfg := provider.SIPConfig(cfg, node)
 	scfg.DigestAlgorithms = strings.Split(*digest, ",")
-	srv, err := sipserver.New(scfg, sipserver.Deps{Store: st, Relay: rl, Log: log.With("role", "sip"), Registerer: reg})
+	srv, err := sipserver.New(scfg, sipserver.Deps{Store: st, Relay: rl, Log: log.With("component", "sip"), Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}

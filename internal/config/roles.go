@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -273,6 +274,14 @@ type SIP struct {
 	DefaultExpires  int           `toml:"default_expires"`
 	NoAnswerTimeout time.Duration `toml:"no_answer_timeout"`
 	MaxMessageSize  int           `toml:"max_message_size"`
+	// MaxHeaders caps the header fields of one message.
+	MaxHeaders int `toml:"max_headers"`
+	// MaxAuthFailures failed digests for one user from one source (an
+	// IPv6 /64) within ten minutes earn 403 until the window passes.
+	MaxAuthFailures int `toml:"max_auth_failures"`
+	// DigestAlgorithms are offered to Z5 devices in this order (RFC 8760);
+	// standard SIP devices are offered MD5 alone.
+	DigestAlgorithms []string `toml:"digest_algorithms"`
 	// MaxConnsPerIP caps the TCP/TLS connections of one source address
 	// (an IPv6 /64) that no digest-authenticated registration is bound to
 	// yet; at the cap the source's most stalled connection is closed to
@@ -370,6 +379,15 @@ func (s *SIP) applyDefaults(c *Config) {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = 2 * time.Minute
 	}
+	if s.MaxHeaders == 0 {
+		s.MaxHeaders = 128
+	}
+	if s.MaxAuthFailures == 0 {
+		s.MaxAuthFailures = 5
+	}
+	if len(s.DigestAlgorithms) == 0 {
+		s.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
+	}
 	s.applyLimitDefaults()
 }
 
@@ -398,7 +416,7 @@ func (s *SIP) applyLimitDefaults() {
 	setInt(&s.BanRateLimited, 2000)
 	setDur(&s.BanWindow, time.Minute)
 	setDur(&s.BanTime, 5*time.Minute)
-	setDur(&s.BanMaxTime, 24*time.Hour)
+	setDur(&s.BanMaxTime, max(24*time.Hour, s.BanTime))
 	setInt(&s.MaxTrackedSources, 65536)
 	setInt(&s.UDPUnauthBytesPerSec, 128<<10)
 	setInt(&s.MaxUDPBindingsPerAddr, 16)
@@ -441,6 +459,17 @@ func (s *SIP) validate() Errors {
 	}
 	if s.MaxMessageSize < 1500 {
 		errs = append(errs, &Error{Key: "sip.max_message_size", Msg: "must be at least 1500"})
+	}
+	if s.MaxHeaders < 16 {
+		errs = append(errs, &Error{Key: "sip.max_headers", Msg: fmt.Sprintf("%d: must be at least 16", s.MaxHeaders)})
+	}
+	if s.MaxAuthFailures < 1 {
+		errs = append(errs, &Error{Key: "sip.max_auth_failures", Msg: fmt.Sprintf("%d: must be at least 1", s.MaxAuthFailures)})
+	}
+	for _, a := range s.DigestAlgorithms {
+		if !slices.Contains([]string{"SHA-256", "SHA-512-256", "MD5"}, a) {
+			errs = append(errs, &Error{Key: "sip.digest_algorithms", Msg: fmt.Sprintf("%q: want SHA-256, SHA-512-256 or MD5", a)})
+		}
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		errs = append(errs, &Error{Key: "sip.tls_cert", Msg: "tls_cert and tls_key go together"})

@@ -151,13 +151,13 @@ func (n *Node) build() error {
 			return err
 		}
 		n.mcsSrv = newHTTPS("mcs", h, cert, n.log)
-		scfg := sipserver.ConfigFrom(cfg, n.node)
+		scfg := SIPConfig(cfg, n.node)
 		if cfg.Ports.SIPTLS != 0 {
 			scfg.TLS = pki.ServerTLS(cert)
 		}
 		n.sip, err = sipserver.New(scfg, sipserver.Deps{
 			Store: n.store, Relay: n.relay, LicenseKeys: []ed25519.PublicKey{n.key.Public().(ed25519.PublicKey)},
-			Log: n.log.With("role", "sip"), Registerer: n.reg,
+			Log: n.log.With("component", "sip"), Registerer: n.reg,
 			// Calls are forwarded only to MCS nodes membership counts as
 			// alive.
 			Health: n.members,

@@ -291,7 +291,8 @@ func (b *byteBudget) take(n int, now time.Time) bool {
 // (Timer G); sipgo's own 100 Trying in the meantime is dropped (classify).
 type udpTx struct {
 	sipmsg.ServerTransaction
-	s        *Server
+	amp      *amplifyGuard
+	udp      *packetConn // nil once the server is closing
 	req      *sipmsg.Request
 	branch   string
 	trusted  atomic.Bool
@@ -304,7 +305,10 @@ func (s *Server) wrapUDP(req *sipmsg.Request, tx sipmsg.ServerTransaction) (sipm
 	if tx == nil || s.t.amp == nil || sipmsg.NetworkToUpper(req.Transport()) != "UDP" {
 		return tx, func() {}
 	}
-	u := &udpTx{ServerTransaction: tx, s: s, req: req}
+	s.mu.Lock()
+	udp := s.udp
+	s.mu.Unlock()
+	u := &udpTx{ServerTransaction: tx, amp: s.t.amp, udp: udp, req: req}
 	if via := req.Via(); via != nil {
 		u.branch, _ = via.Params.Get("branch")
 	}
@@ -314,7 +318,7 @@ func (s *Server) wrapUDP(req *sipmsg.Request, tx sipmsg.ServerTransaction) (sipm
 
 func (t *udpTx) release() {
 	if t.released.CompareAndSwap(false, true) {
-		t.s.t.amp.release(t.branch)
+		t.amp.release(t.branch)
 	}
 }
 
@@ -338,12 +342,9 @@ func (t *udpTx) Respond(res *sipmsg.Response) error {
 	if err != nil {
 		return fmt.Errorf("stateless response to %q: %w", t.req.Source(), err)
 	}
-	t.s.mu.Lock()
-	udp := t.s.udp
-	t.s.mu.Unlock()
-	if udp == nil {
+	if t.udp == nil {
 		return net.ErrClosed
 	}
-	_, err = udp.writeUnauth([]byte(res.String()), addr)
+	_, err = t.udp.writeUnauth([]byte(res.String()), addr)
 	return err
 }

@@ -370,9 +370,7 @@ func testCanceledForksStopRetransmitting(t *testing.T) {
 		t.Fatal("canceled call was answered")
 	}
 	waitFor(t, "call ended", func() bool {
-		e.srv.px.mu.Lock()
-		defer e.srv.px.mu.Unlock()
-		return len(e.srv.px.calls) == 0
+		return len(e.srv.calls.all()) == 0
 	})
 	before := make([]int, forks)
 	for i, p := range silent {
@@ -467,28 +465,6 @@ func TestByteBudget(t *testing.T) {
 	} {
 		if got := b.take(step.n, t0.Add(step.at)); got != step.want {
 			t.Errorf("take(%d) at +%s: %v, want %v", step.n, step.at, got, step.want)
-		}
-	}
-}
-
-func TestUDPBindingsOver(t *testing.T) {
-	const flow = "UDP/192.0.2.1:5060"
-	here := &binding{flow: flowRef{id: flow}}
-	there := &binding{flow: flowRef{id: "UDP/192.0.2.1:5061"}}
-	for _, tc := range []struct {
-		name     string
-		changes  []change
-		existing int
-		want     bool
-	}{
-		{"new under the cap", []change{{new: &binding{}}}, 1, false},
-		{"new at the cap", []change{{new: &binding{}}}, 2, true},
-		{"refresh at the cap", []change{{old: here, new: &binding{}}}, 2, false},
-		{"moved here at the cap", []change{{old: there, new: &binding{}}}, 2, true},
-		{"removal", []change{{old: here}}, 3, false},
-	} {
-		if got := udpBindingsOver(tc.changes, tc.existing, flow, 2); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 // (which comes after the failure limits are consulted) until gate closes,
 // and says on entered each time one arrives there.
 type gateStore struct {
-	store.Store
+	Store
 	user    string
 	entered chan struct{}
 	gate    chan struct{}
@@ -51,7 +51,7 @@ func TestConcurrentGuessesReserveFailures(t *testing.T) {
 	}{
 		{"per source and user", 5, func(c *Config) { c.MaxAuthFailures = 5 },
 			[]string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1"}, "127.0.0.1"},
-		{"per account", 3, func(c *Config) { c.MaxAuthFailures = 5; c.Limits.MaxAccountFailures = 3 },
+		{"per account", 3, func(c *Config) { c.MaxAuthFailures = 5; c.MaxAuthFailuresPerAccount = 3 },
 			[]string{"127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"}, "127.0.0.25"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -15,7 +16,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -64,22 +65,6 @@ const (
 // Health reports MCS node membership.
 type Health interface{ Healthy(node string) bool }
 
-// peersOf lists the deployment's MCS nodes other than self with their SIP
-// address, nil when there are none.
-func peersOf(c *config.Config, self config.Node) map[string]netip.AddrPort {
-	var m map[string]netip.AddrPort
-	for _, n := range c.NodesWithRole(config.RoleMCS) {
-		if n.Name == self.Name || !n.Addr().IsValid() {
-			continue
-		}
-		if m == nil {
-			m = map[string]netip.AddrPort{}
-		}
-		m[n.Name] = netip.AddrPortFrom(n.Addr().Unmap(), uint16(c.Ports.SIP))
-	}
-	return m
-}
-
 func validatePeers(peers map[string]netip.AddrPort) error {
 	seen := map[netip.Addr]string{}
 	for _, name := range slices.Sorted(maps.Keys(peers)) {
@@ -116,7 +101,16 @@ func (s *Server) ownLoop(via *sipmsg.ViaHeader) bool {
 
 // peers holds the node-to-node connections this node dialled.
 type peers struct {
-	s      *Server
+	addrs map[string]netip.AddrPort // Config.Peers; immutable
+	t     *transport
+	log   *slog.Logger
+	ctx   context.Context // ends when the server closes
+	// self is the server's listening address; goAsync runs a goroutine
+	// the server waits for; serveTCP is sipgo's reader of connections.
+	self     func() netip.AddrPort
+	goAsync  func(func())
+	serveTCP func(net.Listener) error
+
 	health Health                // nil: every peer counts as alive
 	byIP   map[netip.Addr]string // peer node by address; immutable
 	l      *peerListener
@@ -138,7 +132,8 @@ type peerConn struct {
 
 func newPeers(s *Server, health Health, reg prometheus.Registerer) (*peers, error) {
 	ps := &peers{
-		s: s, health: health, byIP: map[netip.Addr]string{}, conns: map[string]*peerConn{},
+		addrs: s.cfg.Peers, t: s.t, log: s.log, ctx: s.ctx, self: s.Addr, goAsync: s.goAsync, serveTCP: s.sip.ServeTCP,
+		health: health, byIP: map[netip.Addr]string{}, conns: map[string]*peerConn{},
 		l: &peerListener{in: make(chan peerHandoff), done: s.ctx.Done(), addr: s.Addr},
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "z5", Subsystem: "sip", Name: "forwarded_calls_total",
@@ -259,8 +254,7 @@ func (s *Server) signalIP(msg headed, fallback netip.Addr) netip.Addr {
 // transitInvite routes an INVITE a peer forwarded to this node's own
 // bindings of the callee. The origin anchors the media and keeps the
 // call record; this node adds neither.
-func (p *proxy) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, origin string) {
-	s := p.s
+func (s *Server) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, origin string) {
 	flow, ok := s.flowOf(req)
 	if !ok {
 		return
@@ -269,7 +263,7 @@ func (p *proxy) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	if flow.conn != nil {
 		flow.conn.extendBinding(time.Now().Add(peerIdle))
 	}
-	callee, isNumber := targetNumber(req.Recipient.User)
+	callee, isNumber := sipcore.TargetNumber(req.Recipient.User)
 	if !isNumber {
 		s.respond(tx, req, 404, "Not Found")
 		return
@@ -284,20 +278,20 @@ func (p *proxy) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 		},
 		early: map[string]party{},
 	}
-	if !p.add(c) {
+	if !s.calls.add(c) {
 		s.respond(tx, req, 482, "Loop Detected")
 		return
 	}
 	forks := s.reg.lookup(callee) // never on to another node
 	if len(forks) == 0 {
 		s.respond(tx, req, 480, "Temporarily Unavailable")
-		p.end(c, endUnavailable, 480)
+		s.end(c, endUnavailable, 480)
 		return
 	}
 	s.peers.forwards.WithLabelValues("in").Inc()
 	s.log.Info("forwarded call", "call_id", c.id, "from_node", origin, "to", callee, "forks", len(forks))
 	s.respond(tx, req, 100, "Trying")
-	p.fork(c, req, tx, forks, req.Body())
+	s.fork(c, req, tx, forks, req.Body())
 }
 
 // peerForks returns a fork to every other node the callee is registered on
@@ -305,8 +299,7 @@ func (p *proxy) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 // registered here, and nodes membership counts as dead, are left out; a
 // node that cannot be reached has its rows for the callee removed as
 // stale, so the next call does not wait for it again.
-func (p *proxy) peerForks(ctx context.Context, callee string, local []binding) []binding {
-	s := p.s
+func (s *Server) peerForks(ctx context.Context, callee string, local []binding) []binding {
 	if len(s.cfg.Peers) == 0 {
 		return nil
 	}
@@ -317,7 +310,7 @@ func (p *proxy) peerForks(ctx context.Context, callee string, local []binding) [
 	}
 	here := map[int64]bool{}
 	for _, b := range local {
-		here[b.deviceID] = true
+		here[b.DeviceID] = true
 	}
 	byNode := map[string][]store.Registration{}
 	for _, r := range regs {
@@ -334,27 +327,29 @@ func (p *proxy) peerForks(ctx context.Context, callee string, local []binding) [
 		flow, err := s.peers.flow(ctx, node)
 		if err != nil {
 			s.log.Warn("callee's node unreachable: registrations dropped as stale", "number", callee, "node", node, "error", err)
-			p.dropStale(byNode[node])
+			s.dropStale(byNode[node])
 			continue
 		}
 		s.peers.forwards.WithLabelValues("out").Inc()
 		out = append(out, binding{
-			number: callee,
-			// The peer resolves the number itself: the Request-URI names
-			// the SIP domain, which every node serves.
-			contact: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: callee, Host: s.cfg.Domain}},
-			flow:    flow,
+			Binding: sipcore.Binding{
+				Number: callee,
+				// The peer resolves the number itself: the Request-URI
+				// names the SIP domain, which every node serves.
+				Contact: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: callee, Host: s.cfg.Domain}},
+			},
+			flow: flow,
 		})
 	}
 	return out
 }
 
-func (p *proxy) dropStale(regs []store.Registration) {
+func (s *Server) dropStale(regs []store.Registration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, r := range regs {
-		if err := p.s.store.DeleteRegistration(ctx, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			p.s.log.Warn("stale registration not removed", "number", r.Number, "node", r.Node, "error", err)
+		if err := s.store.DeleteRegistration(ctx, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("stale registration not removed", "number", r.Number, "node", r.Node, "error", err)
 		}
 	}
 }
@@ -363,14 +358,14 @@ func (p *proxy) dropStale(regs []store.Registration) {
 // connection to the same node (dialled when needed); f itself when none
 // can be had, so that sending fails as it would have.
 func (ps *peers) reach(f flowRef) flowRef {
-	if f.peer == "" || f.alive(ps.s.t) {
+	if f.peer == "" || f.alive(ps.t) {
 		return f
 	}
-	ctx, cancel := context.WithTimeout(ps.s.ctx, peerDialTimeout)
+	ctx, cancel := context.WithTimeout(ps.ctx, peerDialTimeout)
 	defer cancel()
 	nf, err := ps.flow(ctx, f.peer)
 	if err != nil {
-		ps.s.log.Debug("peer not reachable", "node", f.peer, "error", err)
+		ps.log.Debug("peer not reachable", "node", f.peer, "error", err)
 		return f
 	}
 	return nf
@@ -379,8 +374,7 @@ func (ps *peers) reach(f flowRef) flowRef {
 // flow returns the connection to a peer node, dialling it when there is
 // none.
 func (ps *peers) flow(ctx context.Context, node string) (flowRef, error) {
-	s := ps.s
-	addr, ok := s.cfg.Peers[node]
+	addr, ok := ps.addrs[node]
 	if !ok {
 		return flowRef{}, fmt.Errorf("sipserver: %q is not a peer node", node)
 	}
@@ -395,7 +389,7 @@ func (ps *peers) flow(ctx context.Context, node string) (flowRef, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.fc != nil {
-		if f := ps.ref(node, pc.fc); f.alive(s.t) {
+		if f := ps.ref(node, pc.fc); f.alive(ps.t) {
 			pc.fc.extendBinding(time.Now().Add(peerIdle))
 			return f, nil
 		}
@@ -406,7 +400,7 @@ func (ps *peers) flow(ctx context.Context, node string) (flowRef, error) {
 		ps.dialFails.Inc()
 		return flowRef{}, fmt.Errorf("sipserver: connect to peer %s (%s): %w", node, addr, err)
 	}
-	s.log.Info("connected to peer", "node", node, "addr", addr.String(), "flow", fc.id)
+	ps.log.Info("connected to peer", "node", node, "remote_addr", addr.String(), "flow", fc.id)
 	pc.fc = fc
 	return ps.ref(node, fc), nil
 }
@@ -414,7 +408,7 @@ func (ps *peers) flow(ctx context.Context, node string) (flowRef, error) {
 func (ps *peers) ref(node string, fc *flowConn) flowRef {
 	// Via and Record-Route name our listening port, where the peer (or
 	// anyone following the route) reaches us, not the dialled socket's.
-	local := netip.AddrPortFrom(fc.laddr.Addr(), ps.s.Addr().Port())
+	local := netip.AddrPortFrom(fc.laddr.Addr(), ps.self().Port())
 	return flowRef{id: fc.id, transport: "TCP", dest: fc.RemoteAddr().String(), local: local, conn: fc, peer: node}
 }
 
@@ -422,34 +416,33 @@ func (ps *peers) ref(node string, fc *flowConn) flowRef {
 // us by it) and hands the connection to sipgo, which then reads it like
 // an accepted one and sends requests for the peer's address over it.
 func (ps *peers) dial(ctx context.Context, addr netip.AddrPort) (*flowConn, error) {
-	s := ps.s
 	ps.start.Do(func() {
-		s.goAsync(func() {
-			if err := s.sip.ServeTCP(ps.l); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("peer connections: reader stopped", "error", err)
+		ps.goAsync(func() {
+			if err := ps.serveTCP(ps.l); err != nil && !errors.Is(err, net.ErrClosed) {
+				ps.log.Warn("peer connections: reader stopped", "error", err)
 			}
 		})
 	})
 	d := net.Dialer{Timeout: peerDialTimeout}
-	if ip := s.Addr().Addr(); ip.IsValid() && !ip.IsUnspecified() {
+	if ip := ps.self().Addr(); ip.IsValid() && !ip.IsUnspecified() {
 		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
 	}
 	c, err := d.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}
-	fc := s.t.newFlowConn(c, "TCP")
+	fc := ps.t.newFlowConn(c, "TCP")
 	fc.extendBinding(time.Now().Add(peerIdle))
 	taken := make(chan struct{})
 	select {
 	case ps.l.in <- peerHandoff{c: fc, taken: taken}:
-	case <-s.ctx.Done():
+	case <-ps.ctx.Done():
 		fc.Close()
 		return nil, net.ErrClosed
 	}
 	select {
 	case <-taken:
-	case <-s.ctx.Done():
+	case <-ps.ctx.Done():
 		return nil, net.ErrClosed // Close closes every flow, this one too
 	}
 	return fc, nil

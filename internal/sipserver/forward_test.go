@@ -100,11 +100,9 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 		defer close(relayDone)
 		rl.Serve(ctx)
 	}()
-	cfg := Config{
-		Node: name, Domain: testDomain, Hosts: []string{"mcs-" + name + ".mcs.z5.test"},
-		MinExpires: 2, MaxExpires: 3600, DefaultExpires: 600,
-		NoAnswerTimeout: 10 * time.Second, Version: "test", Peers: peers,
-	}
+	cfg := testConfig()
+	cfg.Node, cfg.Hosts, cfg.Peers = name, []string{"mcs-" + name + ".mcs.z5.test"}, peers
+	cfg.MinExpires, cfg.NoAnswerTimeout = 2, 10*time.Second
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -319,7 +317,7 @@ func checkOneRecord(t *testing.T, n *twoNodes, callID string) {
 	}
 	waitFor(t, "relays released", func() bool { return n.a.relay.ActiveCalls() == 0 })
 	for _, e := range []*env{n.a, n.b} {
-		waitFor(t, "calls ended on both nodes", func() bool { return e.srv.px.get(callID) == nil })
+		waitFor(t, "calls ended on both nodes", func() bool { return e.srv.calls.get(callID) == nil })
 	}
 }
 
@@ -373,7 +371,7 @@ func TestForwardedCallOutcomes(t *testing.T) {
 			rec, _ := n.st.Call(ctx, callID)
 			return rec.EndReason == endCancel && rec.Status == 487
 		})
-		waitFor(t, "call gone on node b", func() bool { return n.b.srv.px.get(callID) == nil })
+		waitFor(t, "call gone on node b", func() bool { return n.b.srv.calls.get(callID) == nil })
 	})
 	t.Run("callee's node unreachable: 480, registration dropped", func(t *testing.T) {
 		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
@@ -500,33 +498,15 @@ func TestForwardingMarkFromClients(t *testing.T) {
 	})
 }
 
-func TestPeersFromConfig(t *testing.T) {
-	c, err := config.Load("../../deploy/two-sites.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		node string
-		want map[string]netip.AddrPort
-	}{
-		{"a-mcs", map[string]netip.AddrPort{"b-mcs": netip.MustParseAddrPort("208.95.32.21:5060")}},
-		{"b-mcs", map[string]netip.AddrPort{"a-mcs": netip.MustParseAddrPort("208.94.16.21:5060")}},
-	} {
-		node, ok := c.Node(tt.node)
-		if !ok {
-			t.Fatalf("no node %s", tt.node)
-		}
-		got := ConfigFrom(c, node).Peers
-		if d := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
-			t.Errorf("%s: peers (-want +got):\n%s", tt.node, d)
-		}
-	}
+func TestPeersValidation(t *testing.T) {
 	for name, peers := range map[string]map[string]netip.AddrPort{
 		"no port":     {"b": netip.MustParseAddrPort("192.0.2.1:0")},
 		"unspecified": {"b": netip.MustParseAddrPort("0.0.0.0:5060")},
 		"shared addr": {"b": netip.MustParseAddrPort("192.0.2.1:5060"), "c": netip.MustParseAddrPort("192.0.2.1:5061")},
 	} {
-		if _, err := New(Config{Domain: "d", Peers: peers}, Deps{Store: fuzzStore{}}); err == nil || !strings.Contains(err.Error(), "peer") {
+		cfg := testConfig()
+		cfg.Peers = peers
+		if _, err := New(cfg, Deps{Store: fuzzStore{}}); err == nil || !strings.Contains(err.Error(), "peer") {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -600,9 +580,9 @@ func TestForwardedReInvite(t *testing.T) {
 // TestPeerHeaderRules: what a node believes of X-Z5-Source and what it
 // passes on, by where a message came from.
 func TestPeerHeaderRules(t *testing.T) {
-	srv, err := New(Config{Node: "a", Domain: testDomain, Peers: map[string]netip.AddrPort{
-		"b": netip.MustParseAddrPort("127.0.0.3:5060"),
-	}}, Deps{Store: fuzzStore{}})
+	cfg := testConfig()
+	cfg.Node, cfg.Peers = "a", map[string]netip.AddrPort{"b": netip.MustParseAddrPort("127.0.0.3:5060")}
+	srv, err := New(cfg, Deps{Store: fuzzStore{}})
 	if err != nil {
 		t.Fatal(err)
 	}

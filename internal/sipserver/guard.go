@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/floodguard"
+	"github.com/z5vrs/z5/internal/sipcore"
 )
 
 // Flood and overload protection. The transport asks the shield about every
@@ -27,8 +25,8 @@ import (
 //     connections closed at accept, its open ones closed unless a
 //     registration is bound to them, and its datagrams dropped unread;
 //   - each source (floodguard.Key: an IPv4 address or an IPv6 /64) may
-//     send Limits.RateLimit requests a second (token bucket,
-//     Limits.RateBurst) over UDP and unregistered connections; a
+//     send SIP.RateLimit requests a second (token bucket,
+//     SIP.RateBurst) over UDP and unregistered connections; a
 //     registered connection has a bucket of its own (authlimits.go).
 //     Beyond that a TCP/TLS request is answered 503 with Retry-After from
 //     the raw bytes, and a UDP request is dropped, since a UDP source can
@@ -41,116 +39,13 @@ import (
 //
 // Then, once sipgo has parsed a request (admit, called from handle):
 //
-//   - at most Limits.MaxInFlight requests outside calls (REGISTER,
+//   - at most SIP.MaxInFlight requests outside calls (REGISTER,
 //     OPTIONS, MESSAGE...) are worked on at once, MaxInFlightPerSource
 //     from one source; more are answered 503
 //     with Retry-After at once, rather than queued until clients time out.
 //     Calls and requests inside them are never shed this way: a REGISTER
 //     flood must not stop calls;
-//   - a number takes part in at most Limits.MaxCallsPerNumber calls.
-
-// Limits are the server's defences against floods and overload; the zero
-// value means the defaults (docs/limits.md).
-type Limits struct {
-	RateLimit float64 // requests per second per source (IPv6: /64); < 0 off; default 200
-	RateBurst int     // default twice RateLimit
-
-	MaxInFlight int // requests outside calls handled at once; default 1024
-	// MaxInFlightPerSource of them may come from one source (IPv6: /64);
-	// default a quarter of MaxInFlight.
-	MaxInFlightPerSource int
-
-	MaxRegistrationsPerNumber int // default 32
-	MaxCallsPerNumber         int // default 8
-
-	// MaxAccountFailures failed digests for one account within ten
-	// minutes, from anywhere, refuse further attempts at it (403) except
-	// on a connection already registered. < 0: no limit; default 50.
-	MaxAccountFailures int
-
-	// A source at which digest authentication failed for BanAuthFailures
-	// distinct users, or that has BanRateLimited requests refused by the
-	// rate limit, within BanWindow is banned for BanTime, doubled per
-	// repeat up to BanMaxTime. < 0: never. A ban never closes a connection
-	// a registration is bound to.
-	BanAuthFailures int // default 10
-	BanRateLimited  int // default 2000
-	BanWindow       time.Duration
-	BanTime         time.Duration
-	BanMaxTime      time.Duration
-
-	// Allow lists sources never banned or rate limited (the deployment's
-	// own nodes); AllowLoopback adds 127.0.0.0/8 and ::1.
-	Allow         []netip.Prefix
-	AllowLoopback bool
-	MaxSources    int // tracked sources; default 65536
-}
-
-// LimitsFrom reads the limits of the deployment config's [sip] section;
-// every MCS node of the deployment is allowlisted.
-func LimitsFrom(c *config.Config) Limits {
-	allow := c.SIP.BanAllowPrefixes()
-	for _, n := range c.NodesWithRole(config.RoleMCS) {
-		if a := n.Addr(); a.IsValid() && !a.IsUnspecified() {
-			allow = append(allow, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-		}
-	}
-	return Limits{
-		RateLimit: float64(c.SIP.RateLimit), RateBurst: c.SIP.RateBurst,
-		MaxInFlight:               c.SIP.MaxInFlight,
-		MaxInFlightPerSource:      c.SIP.MaxInFlightPerSource,
-		MaxAccountFailures:        c.SIP.MaxAuthFailuresPerAccount,
-		MaxRegistrationsPerNumber: c.SIP.MaxRegistrationsPerNumber,
-		MaxCallsPerNumber:         c.SIP.MaxCallsPerNumber,
-		BanAuthFailures:           c.SIP.BanAuthFailures, BanRateLimited: c.SIP.BanRateLimited,
-		BanWindow: c.SIP.BanWindow, BanTime: c.SIP.BanTime, BanMaxTime: c.SIP.BanMaxTime,
-		Allow: allow, AllowLoopback: c.SIP.BanAllowLoopback, MaxSources: c.SIP.MaxTrackedSources,
-	}
-}
-
-func (l *Limits) applyDefaults() {
-	def := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	defDur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	if l.RateLimit == 0 {
-		l.RateLimit = 200
-	}
-	def(&l.RateBurst, max(int(2*l.RateLimit), 1000))
-	def(&l.MaxInFlight, 1024)
-	def(&l.MaxInFlightPerSource, max(l.MaxInFlight/4, 1))
-	def(&l.MaxAccountFailures, 50)
-	def(&l.MaxRegistrationsPerNumber, 32)
-	def(&l.MaxCallsPerNumber, 8)
-	def(&l.BanAuthFailures, 10)
-	def(&l.BanRateLimited, 2000)
-	defDur(&l.BanWindow, time.Minute)
-	defDur(&l.BanTime, 5*time.Minute)
-	defDur(&l.BanMaxTime, max(24*time.Hour, l.BanTime))
-	def(&l.MaxSources, floodguard.DefaultMaxSources)
-}
-
-func (l *Limits) validate() error {
-	switch {
-	case l.RateBurst < 1:
-		return fmt.Errorf("sipserver: config: RateBurst %d below 1", l.RateBurst)
-	case l.MaxInFlight < 1:
-		return fmt.Errorf("sipserver: config: MaxInFlight %d below 1", l.MaxInFlight)
-	case l.MaxInFlightPerSource < 1 || l.MaxInFlightPerSource > l.MaxInFlight:
-		return fmt.Errorf("sipserver: config: MaxInFlightPerSource %d outside 1..MaxInFlight (%d)", l.MaxInFlightPerSource, l.MaxInFlight)
-	case l.MaxRegistrationsPerNumber < 1 || l.MaxCallsPerNumber < 1:
-		return fmt.Errorf("sipserver: config: MaxRegistrationsPerNumber %d and MaxCallsPerNumber %d must be at least 1", l.MaxRegistrationsPerNumber, l.MaxCallsPerNumber)
-	case l.BanWindow <= 0 || l.BanTime <= 0 || l.BanMaxTime < l.BanTime:
-		return fmt.Errorf("sipserver: config: need positive BanWindow (%s) and 0 < BanTime (%s) <= BanMaxTime (%s)", l.BanWindow, l.BanTime, l.BanMaxTime)
-	}
-	return nil
-}
+//   - a number takes part in at most SIP.MaxCallsPerNumber calls.
 
 // Event kinds counted by the flood guard.
 const (
@@ -194,33 +89,33 @@ type shieldMetrics struct {
 
 // newShield builds the server's shield; a ban closes the source's open
 // connections at once.
-func newShield(l Limits, s *Server, reg prometheus.Registerer) (*shield, error) {
+func newShield(c Config, s *Server, reg prometheus.Registerer) (*shield, error) {
 	threshold := func(n int) floodguard.Threshold {
-		return floodguard.Threshold{Count: max(n, 0), Window: l.BanWindow}
+		return floodguard.Threshold{Count: max(n, 0), Window: c.BanWindow}
 	}
-	sh := &shield{maxCalls: l.MaxCallsPerNumber, maxIn: int64(l.MaxInFlight),
-		maxInPerSource: l.MaxInFlightPerSource, perIn: map[netip.Prefix]int{},
-		flowRate: rate.Limit(l.RateLimit), flowBurst: l.RateBurst,
-		pairs:    floodguard.NewTally(l.BanWindow, l.MaxSources),
-		accounts: newFailureLimiter(l.MaxAccountFailures, accountWindow)}
-	if l.RateLimit < 0 {
+	sh := &shield{maxCalls: c.MaxCallsPerNumber, maxIn: int64(c.MaxInFlight),
+		maxInPerSource: c.MaxInFlightPerSource, perIn: map[netip.Prefix]int{},
+		flowRate: rate.Limit(c.RateLimit), flowBurst: c.RateBurst,
+		pairs:    floodguard.NewTally(c.BanWindow, c.MaxTrackedSources),
+		accounts: newFailureLimiter(c.MaxAuthFailuresPerAccount, accountWindow)}
+	if c.RateLimit < 0 {
 		sh.flowRate = rate.Inf
 	}
 	var err error
 	sh.guard, err = floodguard.New(floodguard.Config{
 		Thresholds: map[string]floodguard.Threshold{
-			eventAuthFailure: threshold(l.BanAuthFailures),
-			eventRateLimited: threshold(l.BanRateLimited),
+			eventAuthFailure: threshold(c.BanAuthFailures),
+			eventRateLimited: threshold(c.BanRateLimited),
 		},
-		BanTime: l.BanTime, MaxBanTime: l.BanMaxTime, MaxSources: l.MaxSources,
-		Allow: l.Allow, AllowLoopback: l.AllowLoopback,
+		BanTime: c.BanTime, MaxBanTime: c.BanMaxTime, MaxSources: c.MaxTrackedSources,
+		Allow: c.Allow, AllowLoopback: c.BanAllowLoopback,
 	}, floodguard.Deps{Service: "sip", Log: s.log, Registerer: reg, OnBan: func(b floodguard.Ban) {
 		s.t.closeFrom(b.Source)
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("sipserver: %w", err)
 	}
-	sh.limiter = floodguard.NewLimiter(l.RateLimit, l.RateBurst, l.MaxSources)
+	sh.limiter = floodguard.NewLimiter(float64(c.RateLimit), c.RateBurst, c.MaxTrackedSources)
 	sh.m = &shieldMetrics{
 		banned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "z5", Subsystem: "sip", Name: "banned_dropped_total",
@@ -321,7 +216,7 @@ func refuse(msg []byte, code int, reason string, retry int) []byte {
 func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) (release func(), ok bool) {
 	sh := s.shield
 	switch {
-	case req.IsAck() || req.IsCancel() || toTag(req) != "":
+	case req.IsAck() || req.IsCancel() || sipcore.ToTag(req) != "":
 		return func() {}, true
 	case req.Method == sipmsg.INVITE:
 		return func() {}, s.callsWithinCap(req, tx)
@@ -369,9 +264,9 @@ func (sh *shield) leave(src netip.Addr) {
 // caller is read from From: a request whose From is not the caller's is
 // refused later anyway (proxy.identify).
 func (s *Server) callsWithinCap(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	caller, _ := targetNumber(req.From().Address.User)
-	callee, _ := targetNumber(req.Recipient.User)
-	nCaller, nCallee := s.px.callsOf(caller, callee)
+	caller, _ := sipcore.TargetNumber(req.From().Address.User)
+	callee, _ := sipcore.TargetNumber(req.Recipient.User)
+	nCaller, nCallee := s.calls.countOf(caller, callee)
 	switch {
 	case caller != "" && nCaller >= s.shield.maxCalls:
 		s.shield.m.shed.WithLabelValues("calls_per_number").Inc()
@@ -383,23 +278,6 @@ func (s *Server) callsWithinCap(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		return false
 	}
 	return true
-}
-
-// callsOf counts the calls on this node each number takes part in.
-func (p *proxy) callsOf(a, b string) (na, nb int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.calls {
-		// From and To are set when the call is made and never change.
-		parties := []string{c.record.From, c.record.To}
-		if a != "" && slices.Contains(parties, a) {
-			na++
-		}
-		if b != "" && slices.Contains(parties, b) {
-			nb++
-		}
-	}
-	return na, nb
 }
 
 // closeFrom closes the flows from a banned source that no registration

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -90,7 +91,7 @@ func (r *rawTCP) readAll(t *testing.T, n int, timeout time.Duration) (msgs []sip
 }
 
 func TestRateLimitPerSource(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{RateLimit: 5, RateBurst: 5} })
+	e := newEnv(t, func(c *Config) { c.RateLimit, c.RateBurst = 5, 5 })
 	greedy := dialFrom(t, "127.0.0.21", e.addr)
 	var burst strings.Builder
 	for range 15 {
@@ -150,7 +151,7 @@ func TestRateLimitPerSource(t *testing.T) {
 }
 
 func TestFailedDigestsBanTheSource(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{BanAuthFailures: 3, BanTime: time.Hour} })
+	e := newEnv(t, func(c *Config) { c.BanAuthFailures, c.BanTime = 3, time.Hour })
 	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
 	const attacker = "127.0.0.31"
 	c := dialFrom(t, attacker, e.addr)
@@ -187,7 +188,7 @@ func TestFailedDigestsBanTheSource(t *testing.T) {
 	if n := metricValue(e, "z5_sip_banned_dropped_total", "transport", "udp"); n != 1 {
 		t.Errorf("banned datagrams counted %v", n)
 	}
-	if !strings.Contains(e.logs.String(), `msg="source banned" service=sip source=127.0.0.31/32 reason=auth_failure`) {
+	if !regexp.MustCompile(`msg="source banned" .*source=127.0.0.31/32 reason=auth_failure`).MatchString(e.logs.String()) {
 		t.Errorf("no ban log line:\n%s", e.logs.String())
 	}
 	// A good client from another address registers.
@@ -200,7 +201,7 @@ func TestFailedDigestsBanTheSource(t *testing.T) {
 // TestUDPFailuresDoNotBan: a UDP source can be forged, so its failures
 // earn 403 for the user but never a ban of the address.
 func TestUDPFailuresDoNotBan(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{BanAuthFailures: 2} })
+	e := newEnv(t, func(c *Config) { c.BanAuthFailures = 2 })
 	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
 	const src = "127.0.0.41"
 	udpReg := func(cseq int, auth string) sipmsg.Message {
@@ -222,7 +223,7 @@ func TestUDPFailuresDoNotBan(t *testing.T) {
 // slowStore makes the device lookup of one SIP user wait for a gate, to
 // hold a request in flight.
 type slowStore struct {
-	store.Store
+	Store
 	user    string
 	entered chan struct{}
 	gate    chan struct{}
@@ -242,7 +243,7 @@ func (s *slowStore) DeviceBySIPUser(ctx context.Context, user string) (store.Dev
 
 func TestOverloadSheds(t *testing.T) {
 	slow := &slowStore{user: "slow", entered: make(chan struct{}), gate: make(chan struct{})}
-	e := newEnvWith(t, func(c *Config) { c.Limits = Limits{MaxInFlight: 1} }, func(d *Deps) {
+	e := newEnvWith(t, func(c *Config) { c.MaxInFlight, c.MaxInFlightPerSource = 1, 1 }, func(d *Deps) {
 		slow.Store = d.Store
 		d.Store = slow
 	})
@@ -318,7 +319,7 @@ func TestOverloadSheds(t *testing.T) {
 }
 
 func TestCallsPerNumberCap(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxCallsPerNumber: 1} })
+	e := newEnv(t, func(c *Config) { c.MaxCallsPerNumber = 1 })
 	a, b := twoPhones(t, e)
 	e.provision("5552340003", store.DeviceSIP, "carol", "secret-c")
 	c := newPhone(t, e, "5552340003", "carol", "secret-c")
@@ -347,7 +348,7 @@ func TestCallsPerNumberCap(t *testing.T) {
 }
 
 func TestRegistrationsPerNumberCap(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxRegistrationsPerNumber: 1} })
+	e := newEnv(t, func(c *Config) { c.MaxRegistrationsPerNumber = 1 })
 	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
 	e.provision(alice, store.DeviceSIP, "alice2", "secret-a2")
 	p1 := newPhone(t, e, alice, "alice", "secret-a")
@@ -361,20 +362,6 @@ func TestRegistrationsPerNumberCap(t *testing.T) {
 	// A refresh of the one binding is not a new registration.
 	if res := p1.register(600); res.StatusCode != 200 {
 		t.Fatalf("refresh: %d", res.StatusCode)
-	}
-}
-
-func TestLimitsValidation(t *testing.T) {
-	for name, l := range map[string]Limits{
-		"burst":      {RateBurst: -1},
-		"in flight":  {MaxInFlight: -1},
-		"calls":      {MaxCallsPerNumber: -2},
-		"ban times":  {BanTime: time.Hour, BanMaxTime: time.Minute},
-		"ban window": {BanWindow: -time.Second},
-	} {
-		if _, err := New(Config{Domain: "d", Limits: l}, Deps{Store: fuzzStore{}}); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }
 
@@ -404,7 +391,7 @@ func FuzzRefuse(f *testing.F) {
 // the others out.
 func TestOneSourceCannotTakeEverySlot(t *testing.T) {
 	slow := &slowStore{user: "slow", entered: make(chan struct{}), gate: make(chan struct{})}
-	e := newEnvWith(t, func(c *Config) { c.Limits = Limits{MaxInFlight: 16, MaxInFlightPerSource: 2} }, func(d *Deps) {
+	e := newEnvWith(t, func(c *Config) { c.MaxInFlight, c.MaxInFlightPerSource = 16, 2 }, func(d *Deps) {
 		slow.Store = d.Store
 		d.Store = slow
 	})

@@ -118,11 +118,8 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 		rl.Serve(ctx)
 	}()
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	cfg := Config{
-		Node: "test", Domain: testDomain, Hosts: []string{"mcs1.mcs.z5.test"},
-		MinExpires: 2, MaxExpires: 3600, DefaultExpires: 600,
-		NoAnswerTimeout: 10 * time.Second, Version: "test",
-	}
+	cfg := testConfig()
+	cfg.MinExpires, cfg.NoAnswerTimeout = 2, 10*time.Second
 	if mod != nil {
 		mod(&cfg)
 	}

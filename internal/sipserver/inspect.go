@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/sipcore"
 )
 
 // branchPrefix starts the Via branch of every request this server sends, so
@@ -197,12 +199,6 @@ func isScheme(s string) bool {
 	return true
 }
 
-// supportedScheme reports whether we route a URI scheme.
-func supportedScheme(s string) bool {
-	s = strings.ToLower(s)
-	return s == "sip" || s == "sips"
-}
-
 // classifyParseError turns a parse failure into the most precise answer:
 // 505 for another SIP version, 416 for a well-formed but unsupported
 // Request-URI scheme, else 400 naming the part that is malformed.
@@ -225,7 +221,7 @@ func classifyParseError(hdr []byte) *sipError {
 	if !ok || !isScheme(scheme) {
 		return &sipError{400, "Malformed Request-URI"}
 	}
-	if !supportedScheme(scheme) {
+	if !sipcore.SupportedScheme(scheme) {
 		return &sipError{416, "Unsupported URI Scheme"}
 	}
 	var u sipmsg.Uri

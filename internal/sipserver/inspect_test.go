@@ -129,21 +129,6 @@ func TestStampResponse(t *testing.T) {
 	}
 }
 
-func TestTargetNumber(t *testing.T) {
-	for in, want := range map[string]string{
-		"5552340002": "5552340002", "+15552340002": "5552340002", "1-555-234-0002": "5552340002",
-		"5552340002;user=phone": "5552340002", "alice": "", "123": "", "5551230002": "",
-	} {
-		got, ok := targetNumber(in)
-		if !ok {
-			got = ""
-		}
-		if got != want {
-			t.Errorf("targetNumber(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // fuzzStore answers every lookup with "not found".
 type fuzzStore struct{ store.Store }
 
@@ -194,7 +179,9 @@ func FuzzHandleMessage(f *testing.F) {
 	for _, tc := range requestCases {
 		f.Add([]byte(expand(tc.text, "127.0.0.1:5060", "UDP")))
 	}
-	srv, err := New(Config{Domain: testDomain, Version: "fuzz"}, Deps{Store: fuzzStore{}})
+	cfg := testConfig()
+	cfg.Version = "fuzz"
+	srv, err := New(cfg, Deps{Store: fuzzStore{}})
 	if err != nil {
 		f.Fatal(err)
 	}

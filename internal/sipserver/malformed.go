@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+
+	"github.com/z5vrs/z5/internal/sipcore"
 )
 
 // checkRaw rejects what sipgo's parser lets through in a message's header
@@ -122,7 +124,7 @@ func validPort(p string) bool {
 // there is none (or the URI is not sip/sips: the parser judges it).
 func uriPort(uri string) string {
 	scheme, rest, ok := strings.Cut(uri, ":")
-	if !ok || !supportedScheme(scheme) {
+	if !ok || !sipcore.SupportedScheme(scheme) {
 		return ""
 	}
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {

@@ -268,7 +268,7 @@ func TestStalePasswordsDoNotBanTheOffice(t *testing.T) {
 // per-account limit; a device already registered over its connection
 // still re-registers.
 func TestAccountFailureLimit(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxAccountFailures: 6} })
+	e := newEnv(t, func(c *Config) { c.MaxAuthFailuresPerAccount = 6 })
 	d := e.provision(alice, store.DeviceSIP, "alice", "secret-a")
 	owner := dialOffice(t, "127.0.0.70", e.addr, d.Number, "alice", "secret-a")
 	if code := owner.register(t); code != 200 {

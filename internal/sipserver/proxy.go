@@ -13,6 +13,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -33,23 +34,14 @@ func noBuild(*sipgo.Client, *sipmsg.Request) error { return nil }
 
 // Ends of a call, as recorded in the call detail record.
 const (
-	endBye          = "bye"
-	endCancel       = "cancel"
-	endBusy         = "busy"
-	endUnavailable  = "unavailable"
-	endNoAnswer     = "no-answer"
-	endMediaTimeout = "media-timeout"
-	endError        = "error"
+	endBye          = sipcore.EndBye
+	endCancel       = sipcore.EndCancel
+	endBusy         = sipcore.EndBusy
+	endUnavailable  = sipcore.EndUnavailable
+	endNoAnswer     = sipcore.EndNoAnswer
+	endMediaTimeout = sipcore.EndMediaTimeout
+	endError        = sipcore.EndError
 )
-
-type proxy struct {
-	s *Server
-
-	mu    sync.Mutex // guards calls
-	calls map[string]*call
-}
-
-func newProxy(s *Server) *proxy { return &proxy{s: s, calls: map[string]*call{}} }
 
 // call is one call through the proxy, from INVITE to its end.
 type call struct {
@@ -118,12 +110,6 @@ func (c *call) sideOf(fromCaller bool) relay.Side {
 	return relay.SideB
 }
 
-func (p *proxy) get(callID string) *call {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.calls[callID]
-}
-
 // identify establishes who sends an INVITE (or other out-of-dialog
 // request): a request over a TCP/TLS flow that a registration of the
 // device is bound to is trusted as that device, since the flow is a
@@ -131,8 +117,7 @@ func (p *proxy) get(callID string) *call {
 // that no one else can inject into. Anything else (UDP, or an unregistered
 // connection) must answer a 407 digest challenge. The From user must then
 // be the device's number.
-func (p *proxy) identify(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) (number string, deviceID int64, flow flowRef, ok bool) {
-	s := p.s
+func (s *Server) identify(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) (number string, deviceID int64, flow flowRef, ok bool) {
 	flow, ok = s.flowOf(req)
 	if !ok {
 		return "", 0, flow, false
@@ -157,42 +142,20 @@ func (p *proxy) identify(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 	return number, deviceID, flow, true
 }
 
-// targetNumber extracts a 10-digit number from a Request-URI user part:
-// "5551230002", "+15551230002", "1-555-123-0002".
-func targetNumber(user string) (string, bool) {
-	user, _, _ = strings.Cut(user, ";") // user parameters (RFC 3261 §19.1.1)
-	var digits []byte
-	for _, c := range []byte(user) {
-		switch {
-		case c >= '0' && c <= '9':
-			digits = append(digits, c)
-		case c == '+' || c == '-' || c == '.' || c == '(' || c == ')' || c == ' ':
-		default:
-			return "", false
-		}
-	}
-	if len(digits) == 11 && digits[0] == '1' {
-		digits = digits[1:]
-	}
-	n := string(digits)
-	return n, store.NumberPattern.MatchString(n)
-}
-
 // invite handles an initial INVITE: authenticate, find the callee's
 // bindings, anchor the media, fork, and relay the outcome.
-func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s := p.s
+func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if origin, ok := s.forwardedBy(req); ok {
-		p.transitInvite(req, tx, origin)
+		s.transitInvite(req, tx, origin)
 		return
 	}
-	callerNumber, callerDevice, callerFlow, ok := p.identify(ctx, req, tx)
+	callerNumber, callerDevice, callerFlow, ok := s.identify(ctx, req, tx)
 	if !ok {
 		return
 	}
 	// From here on every attempt is accounted for: a call detail record
 	// is made, and ends with the reason the call did.
-	callee, isNumber := targetNumber(req.Recipient.User)
+	callee, isNumber := sipcore.TargetNumber(req.Recipient.User)
 	if !isNumber {
 		callee = req.Recipient.User
 	}
@@ -209,7 +172,7 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 			CallID: callID, From: callerNumber, To: callee, Node: s.cfg.Node, StartedAt: s.now(),
 		},
 	}
-	if !p.add(c) {
+	if !s.calls.add(c) {
 		// Same Call-ID, new transaction: a merged or looped request
 		// (RFC 3261 §8.2.2.2).
 		s.respond(tx, req, 482, "Loop Detected")
@@ -220,7 +183,7 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 	}
 	fail := func(code int, reason string, hs ...sipmsg.Header) {
 		s.respond(tx, req, code, reason, hs...)
-		p.end(c, endReasonFor(code), code)
+		s.end(c, sipcore.EndReasonFor(code), code)
 	}
 	if !isNumber {
 		fail(404, "Not Found")
@@ -246,7 +209,7 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 			forks = append(forks, b)
 		}
 	}
-	forks = append(forks, p.peerForks(ctx, callee, local)...)
+	forks = append(forks, s.peerForks(ctx, callee, local)...)
 	if len(forks) == 0 {
 		fail(480, "Temporarily Unavailable")
 		return
@@ -261,50 +224,39 @@ func (p *proxy) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serve
 	if n, err := s.store.Number(ctx, callerNumber); err == nil {
 		owner.Customer = relay.CustomerKey(n.CustomerID)
 	}
-	c.rc = s.relay.NewCallFor(owner, callID, func() { p.mediaTimeout(c) })
+	c.rc = s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
 	s.m.calls.Inc()
 	offer := body
 	if len(body) > 0 {
 		var err error
 		offer, err = c.rc.RewriteSDP(relay.SideA, body, callerFlow.remoteIP())
 		if err != nil {
-			p.rejectSDP(c, req, tx, err)
+			s.rejectSDP(c, req, tx, err)
 			return
 		}
 	}
 	s.log.Info("call", "call_id", callID, "from", callerNumber, "to", callee, "forks", len(forks))
 	s.respond(tx, req, 100, "Trying")
-	p.fork(c, req, tx, forks, offer)
+	s.fork(c, req, tx, forks, offer)
 }
 
 // rejectSDP answers an offer the relay could not anchor and ends the call.
-func (p *proxy) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, err error) {
-	s := p.s
+func (s *Server) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, err error) {
 	if errors.Is(err, relay.ErrQuota) {
 		s.log.Warn("relay port quota reached", "call_id", c.id)
 		s.respond(tx, req, 503, "Service Unavailable (Media Port Quota Reached)", retryAfter(30))
-		p.end(c, endError, 503)
+		s.end(c, endError, 503)
 		return
 	}
 	if errors.Is(err, relay.ErrNoPorts) {
 		s.log.Warn("relay out of ports", "call_id", c.id)
 		s.respond(tx, req, 503, "Service Unavailable (Media Ports Exhausted)", retryAfter(10))
-		p.end(c, endError, 503)
+		s.end(c, endError, 503)
 		return
 	}
 	s.log.Info("offer not anchored", "call_id", c.id, "error", err)
 	s.respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "session description not accepted"`))
-	p.end(c, endError, 488)
-}
-
-func (p *proxy) add(c *call) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, dup := p.calls[c.id]; dup {
-		return false
-	}
-	p.calls[c.id] = c
-	return true
+	s.end(c, endError, 488)
 }
 
 // fork is one branch of a forked INVITE.
@@ -327,13 +279,12 @@ type forkEvent struct {
 	err error
 }
 
-func (p *proxy) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, bindings []binding, offer []byte) {
-	s := p.s
+func (s *Server) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, bindings []binding, offer []byte) {
 	events := make(chan forkEvent)
 	decided := make(chan struct{}) // closed when the outcome is settled
 	var forks []*fork
 	for _, b := range bindings {
-		f := &fork{b: b, req: p.forkRequest(req, b, c.caller.flow, offer)}
+		f := &fork{b: b, req: s.forkRequest(req, b, c.caller.flow, offer)}
 		t, err := s.cli.TransactionRequest(s.ctx, f.req, noBuild)
 		if err != nil {
 			s.log.Debug("fork not sent", "call_id", c.id, "flow", b.flow.id, "error", err)
@@ -341,7 +292,7 @@ func (p *proxy) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 		}
 		f.tx = t
 		forks = append(forks, f)
-		s.goAsync(func() { p.readFork(c, f, events, decided) })
+		s.goAsync(func() { s.readFork(c, f, events, decided) })
 	}
 	defer close(decided)
 
@@ -353,144 +304,99 @@ func (p *proxy) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	timer := time.NewTimer(s.cfg.NoAnswerTimeout)
 	defer timer.Stop()
 
-	pending := len(forks)
-	settled := map[*fork]bool{} // a final response or the end of its transaction, counted once
-	settle := func(f *fork) {
-		if !settled[f] {
-			settled[f] = true
-			pending--
+	// The decisions are sipcore.Fork's; here they are carried out.
+	index := make(map[*fork]int, len(forks))
+	for i, f := range forks {
+		index[f] = i
+	}
+	finals := make([]*sipmsg.Response, len(forks)) // each fork's final response
+	st := sipcore.NewForkState(len(forks))
+	act := st.Outcome()
+	var ev sipcore.ForkEvent
+	var res *sipmsg.Response // the event's response
+	for !act.Done {
+		ev, res = s.nextForkEvent(events, index, canceled, tx, timer.C)
+		st, act = sipcore.Fork(st, ev)
+		if res != nil && res.StatusCode >= 300 {
+			finals[ev.Fork] = res
+		}
+		if act.Relay {
+			s.relayProvisional(c, req, tx, forks[ev.Fork], res)
 		}
 	}
-	var best *sipmsg.Response
-	cancelAll := func() {
-		for _, f := range forks {
-			p.cancelFork(f)
-		}
+	s.markLate(forks)
+	for _, f := range forks {
+		s.cancelFork(f)
 	}
-	for pending > 0 {
-		select {
-		case ev := <-events:
-			f := ev.f
-			res := ev.res
-			if res == nil {
-				settle(f)
-				continue
-			}
-			switch {
-			case res.StatusCode == 100:
-			case res.IsProvisional():
-				up, err := p.relayBody(c, res, req, false)
-				if err != nil {
-					continue
-				}
-				if tag := toTag(res); tag != "" {
-					c.mu.Lock()
-					c.early[tag] = p.calleeParty(f, res)
-					c.mu.Unlock()
-				}
-				if err := s.reply(tx, req, up); err != nil {
-					s.log.Debug("provisional not relayed", "call_id", c.id, "error", err)
-				}
-			case res.IsSuccess():
-				p.markLate(forks)
-				cancelAll()
-				p.answer(c, req, tx, f, res)
-				return
-			default:
-				settle(f)
-				if best == nil || rank(res.StatusCode) < rank(best.StatusCode) {
-					best = res
-				}
-				if res.StatusCode >= 600 {
-					pending = 0 // a global failure ends the search
-				}
-			}
-		case <-canceled:
-			// sipgo has answered 200 to the CANCEL and 487 to the INVITE.
-			p.markLate(forks)
-			cancelAll()
-			s.log.Info("call canceled by caller", "call_id", c.id)
-			p.end(c, endCancel, 487)
-			return
-		case <-tx.Done():
-			p.markLate(forks)
-			cancelAll()
-			// A CANCEL ends the transaction too (after the 487): when
-			// both are ready, select may take either.
-			select {
-			case <-canceled:
-				s.log.Info("call canceled by caller", "call_id", c.id)
-				p.end(c, endCancel, 487)
-			default:
-				p.end(c, endError, 0)
-			}
-			return
-		case <-timer.C:
-			p.markLate(forks)
-			cancelAll()
-			s.respond(tx, req, 408, "Request Timeout")
-			s.log.Info("call not answered", "call_id", c.id, "after", s.cfg.NoAnswerTimeout)
-			p.end(c, endNoAnswer, 408)
-			return
-		case <-s.ctx.Done():
-			p.markLate(forks)
-			cancelAll()
-			s.respond(tx, req, 503, "Service Unavailable (Shutting Down)")
-			p.end(c, endError, 503)
-			return
-		}
-	}
-	p.markLate(forks)
-	cancelAll()
-	code := 480
-	if best != nil {
-		code = best.StatusCode
-		up := upstream(best, req)
+	switch {
+	case act.Answer:
+		s.answer(c, req, tx, forks[ev.Fork], res)
+		return
+	case act.Forward:
+		up := upstream(finals[act.Fork], req)
 		up.SetBody(nil)
 		if err := s.reply(tx, req, up); err != nil {
 			s.log.Debug("final response not relayed", "call_id", c.id, "error", err)
 		}
-	} else {
-		s.respond(tx, req, code, "Temporarily Unavailable")
+	case act.Code != 0:
+		s.respond(tx, req, act.Code, act.Reason)
 	}
-	p.end(c, endReasonFor(code), code)
-}
-
-// rank orders final responses for the one sent upstream (RFC 3261 §16.7
-// step 6): a global failure first, then busy, then other client errors,
-// then unavailability and timeouts, then server errors.
-func rank(code int) int {
 	switch {
-	case code >= 600:
-		return 0
-	case code == 486:
-		return 1
-	case code == 480 || code == 404 || code == 410:
-		return 3
-	case code == 408:
-		return 4
-	case code >= 500:
-		return 5
+	case ev.Kind == sipcore.CallerCanceled || ev.Kind == sipcore.CallerGone && ev.Canceled:
+		s.log.Info("call canceled by caller", "call_id", c.id)
+	case ev.Kind == sipcore.NoAnswer:
+		s.log.Info("call not answered", "call_id", c.id, "duration", s.cfg.NoAnswerTimeout)
 	}
-	return 2
+	s.end(c, act.End, act.Status)
 }
 
-func endReasonFor(code int) string {
-	switch code {
-	case 486, 600, 603:
-		return endBusy
-	case 404, 410, 480, 604:
-		return endUnavailable
-	case 408:
-		return endNoAnswer
-	case 487:
-		return endCancel
+// nextForkEvent waits for the next event of a forked INVITE: a fork's
+// response or end, the caller's CANCEL or end, the no-answer timer, or
+// the server closing. res is the response of a ForkResponse.
+func (s *Server) nextForkEvent(events <-chan forkEvent, index map[*fork]int, canceled <-chan struct{}, tx sipmsg.ServerTransaction, timer <-chan time.Time) (sipcore.ForkEvent, *sipmsg.Response) {
+	select {
+	case e := <-events:
+		if e.res == nil {
+			return sipcore.ForkEvent{Kind: sipcore.ForkEnded, Fork: index[e.f]}, nil
+		}
+		return sipcore.ForkEvent{Kind: sipcore.ForkResponse, Fork: index[e.f], Status: e.res.StatusCode}, e.res
+	case <-canceled:
+		return sipcore.ForkEvent{Kind: sipcore.CallerCanceled}, nil
+	case <-tx.Done():
+		// A CANCEL ends the transaction too (after the 487): when both
+		// are ready, select may take either.
+		select {
+		case <-canceled:
+			return sipcore.ForkEvent{Kind: sipcore.CallerGone, Canceled: true}, nil
+		default:
+			return sipcore.ForkEvent{Kind: sipcore.CallerGone}, nil
+		}
+	case <-timer:
+		return sipcore.ForkEvent{Kind: sipcore.NoAnswer}, nil
+	case <-s.ctx.Done():
+		return sipcore.ForkEvent{Kind: sipcore.Shutdown}, nil
 	}
-	return endError
+}
+
+// relayProvisional sends a fork's provisional response upstream, its SDP
+// anchored on the relay, and remembers the early dialog it opens.
+func (s *Server) relayProvisional(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, f *fork, res *sipmsg.Response) {
+	up, err := s.relayBody(c, res, req, false)
+	if err != nil {
+		return
+	}
+	if tag := sipcore.ToTag(res); tag != "" {
+		c.mu.Lock()
+		c.early[tag] = s.calleeParty(f, res)
+		c.mu.Unlock()
+	}
+	if err := s.reply(tx, req, up); err != nil {
+		s.log.Debug("provisional not relayed", "call_id", c.id, "error", err)
+	}
 }
 
 // markLate hands each fork's remaining responses to its reader.
-func (p *proxy) markLate(forks []*fork) {
+func (s *Server) markLate(forks []*fork) {
 	for _, f := range forks {
 		f.mu.Lock()
 		f.late = true
@@ -502,8 +408,7 @@ func (p *proxy) markLate(forks []*fork) {
 // decided, then deals with late ones itself: CANCEL once a provisional
 // response allows it, and ACK plus BYE for a late 2xx (another branch won,
 // or the caller gave up).
-func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-chan struct{}) {
-	s := p.s
+func (s *Server) readFork(c *call, f *fork, events chan<- forkEvent, decided <-chan struct{}) {
 	for {
 		select {
 		case res := <-f.tx.Responses():
@@ -517,11 +422,11 @@ func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-ch
 			late := f.late
 			f.mu.Unlock()
 			if sendCancel {
-				p.cancelFork(f)
+				s.cancelFork(f)
 			}
 			if late {
 				if res.IsSuccess() {
-					p.hangUpLate(c, f, res)
+					s.hangUpLate(c, f, res)
 				}
 				continue
 			}
@@ -529,7 +434,7 @@ func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-ch
 			case events <- forkEvent{f: f, res: res}:
 			case <-decided:
 				if res.IsSuccess() {
-					p.hangUpLate(c, f, res)
+					s.hangUpLate(c, f, res)
 				}
 			}
 		case <-f.tx.Done():
@@ -554,7 +459,7 @@ func (p *proxy) readFork(c *call, f *fork, events chan<- forkEvent, decided <-ch
 // resending the INVITE (Timer A) for 32 s. Its retransmissions are dropped
 // at the socket instead (amplify.go); the transaction itself lives on, so a
 // late 1xx still draws the CANCEL and a late 2xx the ACK and BYE.
-func (p *proxy) cancelFork(f *fork) {
+func (s *Server) cancelFork(f *fork) {
 	f.mu.Lock()
 	f.cancel = true
 	if f.final || f.cancelSent || !f.provisional {
@@ -563,7 +468,7 @@ func (p *proxy) cancelFork(f *fork) {
 		if quiet {
 			if via := f.req.Via(); via != nil {
 				branch, _ := via.Params.Get("branch")
-				p.s.t.amp.silence(branch)
+				s.t.amp.silence(branch)
 			}
 		}
 		return
@@ -586,13 +491,12 @@ func (p *proxy) cancelFork(f *fork) {
 	cr.SetBody(nil)
 	cr.SetTransport(inv.Transport())
 	cr.SetDestination(inv.Destination())
-	p.sendAndForget(cr)
+	s.sendAndForget(cr)
 }
 
 // sendAndForget sends a request in its own client transaction and
 // discards the outcome (CANCEL, BYE the proxy originates).
-func (p *proxy) sendAndForget(req *sipmsg.Request) {
-	s := p.s
+func (s *Server) sendAndForget(req *sipmsg.Request) {
 	t, err := s.cli.TransactionRequest(s.ctx, req, noBuild)
 	if err != nil {
 		s.log.Debug("request not sent", "method", req.Method, "error", err)
@@ -616,10 +520,9 @@ func (p *proxy) sendAndForget(req *sipmsg.Request) {
 }
 
 // forkRequest builds the INVITE for one binding (RFC 3261 §16.6).
-func (p *proxy) forkRequest(req *sipmsg.Request, b binding, callerFlow flowRef, offer []byte) *sipmsg.Request {
-	s := p.s
+func (s *Server) forkRequest(req *sipmsg.Request, b binding, callerFlow flowRef, offer []byte) *sipmsg.Request {
 	f := req.Clone()
-	f.Recipient = *b.contact.Address.Clone()
+	f.Recipient = *b.Contact.Address.Clone()
 	s.popOwnRoutes(f)
 	f.RemoveHeader("Proxy-Authorization") // our realm's credentials stop here
 	s.decMaxForwards(f)
@@ -656,7 +559,7 @@ func upstream(res *sipmsg.Response, req *sipmsg.Request) *sipmsg.Response {
 
 // relayBody prepares a response for the sender of req with any SDP body
 // anchored on the relay for the side that sent it.
-func (p *proxy) relayBody(c *call, res *sipmsg.Response, req *sipmsg.Request, fromCaller bool) (*sipmsg.Response, error) {
+func (s *Server) relayBody(c *call, res *sipmsg.Response, req *sipmsg.Request, fromCaller bool) (*sipmsg.Response, error) {
 	up := upstream(res, req)
 	c.mu.Lock()
 	src, dst := c.callee.flow, c.caller.flow
@@ -664,11 +567,11 @@ func (p *proxy) relayBody(c *call, res *sipmsg.Response, req *sipmsg.Request, fr
 	if fromCaller {
 		src, dst = dst, src
 	}
-	p.s.passOn(up, res, dst.peer != "")
+	s.passOn(up, res, dst.peer != "")
 	if c.rc != nil && len(res.Body()) > 0 && isSDPType(res.ContentType()) {
-		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), res.Body(), p.s.signalIP(res, responseSourceIP(res, src)))
+		body, err := c.rc.RewriteSDP(c.sideOf(fromCaller), res.Body(), s.signalIP(res, responseSourceIP(res, src)))
 		if err != nil {
-			p.s.log.Info("answer not anchored", "call_id", c.id, "error", err)
+			s.log.Info("answer not anchored", "call_id", c.id, "error", err)
 			return nil, err
 		}
 		up.SetBody(body)
@@ -685,33 +588,32 @@ func responseSourceIP(res *sipmsg.Response, fallback flowRef) netip.Addr {
 }
 
 // calleeParty describes the callee from the fork that answered.
-func (p *proxy) calleeParty(f *fork, res *sipmsg.Response) party {
-	target := f.b.contact.Address
+func (s *Server) calleeParty(f *fork, res *sipmsg.Response) party {
+	target := f.b.Contact.Address
 	if ch := res.Contact(); ch != nil {
 		target = ch.Address
 	}
 	return party{
-		flow: f.b.flow, deviceID: f.b.deviceID, target: *target.Clone(),
+		flow: f.b.flow, deviceID: f.b.DeviceID, target: *target.Clone(),
 		self: cloneTo(res.To()), peer: fromAsTo(f.req.From()),
 	}
 }
 
 // answer completes a call with the winning fork's 2xx.
-func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, f *fork, res *sipmsg.Response) {
-	s := p.s
-	callee := p.calleeParty(f, res)
+func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, f *fork, res *sipmsg.Response) {
+	callee := s.calleeParty(f, res)
 	c.mu.Lock()
 	c.callee = callee
-	c.calleeTag = toTag(res)
+	c.calleeTag = sipcore.ToTag(res)
 	c.caller.peer = cloneTo(res.To()) // now with the callee's tag
 	c.mu.Unlock()
-	up, err := p.relayBody(c, res, req, false)
+	up, err := s.relayBody(c, res, req, false)
 	if err != nil {
 		// Answered, but the media cannot be anchored: hang up the callee
 		// and fail the call rather than let media bypass the relay.
-		p.hangUpLate(c, f, res)
+		s.hangUpLate(c, f, res)
 		s.respond(tx, req, 500, "Server Internal Error (Media Not Anchored)")
-		p.end(c, endError, 500)
+		s.end(c, endError, 500)
 		return
 	}
 	c.mu.Lock()
@@ -734,7 +636,7 @@ func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction
 		f.tx.Terminate() // no 2xx retransmissions to absorb
 	} else {
 		f.tx.OnRetransmission(func(r *sipmsg.Response) {
-			if again, err := p.relayBody(c, r, req, false); err == nil {
+			if again, err := s.relayBody(c, r, req, false); err == nil {
 				s.reply(tx, req, again)
 			}
 		})
@@ -746,7 +648,7 @@ func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction
 			for {
 				select {
 				case ack := <-tx.Acks():
-					p.inDialogAck(ack)
+					s.inDialogAck(ack)
 				case <-tx.Done():
 					return
 				case <-s.ctx.Done():
@@ -759,20 +661,19 @@ func (p *proxy) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction
 
 // hangUpLate acknowledges a 2xx the proxy will not use and ends that
 // dialog with BYE.
-func (p *proxy) hangUpLate(c *call, f *fork, res *sipmsg.Response) {
-	callee := p.calleeParty(f, res)
+func (s *Server) hangUpLate(c *call, f *fork, res *sipmsg.Response) {
+	callee := s.calleeParty(f, res)
 	seq := f.req.CSeq().SeqNo
-	ack := p.newInDialog(sipmsg.ACK, callee, c.id, seq)
-	if err := p.s.cli.WriteRequest(ack, noBuild); err != nil {
-		p.s.log.Debug("ACK not sent", "call_id", c.id, "error", err)
+	ack := s.newInDialog(sipmsg.ACK, callee, c.id, seq)
+	if err := s.cli.WriteRequest(ack, noBuild); err != nil {
+		s.log.Debug("ACK not sent", "call_id", c.id, "error", err)
 	}
-	p.sendAndForget(p.newInDialog(sipmsg.BYE, callee, c.id, seq+1))
+	s.sendAndForget(s.newInDialog(sipmsg.BYE, callee, c.id, seq+1))
 }
 
 // newInDialog builds a request the proxy sends to a party on behalf of the
 // other one: BYE on media timeout, ACK and BYE for an unwanted 2xx.
-func (p *proxy) newInDialog(method sipmsg.RequestMethod, to party, callID string, seq uint32) *sipmsg.Request {
-	s := p.s
+func (s *Server) newInDialog(method sipmsg.RequestMethod, to party, callID string, seq uint32) *sipmsg.Request {
 	r := sipmsg.NewRequest(method, *to.target.Clone())
 	r.AppendHeader(s.newVia(to.flow))
 	mf := sipmsg.MaxForwardsHeader(70)
@@ -792,8 +693,7 @@ func (p *proxy) newInDialog(method sipmsg.RequestMethod, to party, callID string
 
 // mediaTimeout is the relay's report that an answered call's media
 // stopped: hang up both parties.
-func (p *proxy) mediaTimeout(c *call) {
-	s := p.s
+func (s *Server) mediaTimeout(c *call) {
 	c.mu.Lock()
 	if c.ended || !c.answered {
 		c.mu.Unlock()
@@ -805,15 +705,14 @@ func (p *proxy) mediaTimeout(c *call) {
 	s.log.Info("media timeout: hanging up", "call_id", c.id)
 	// Toward the callee we speak as the caller and vice versa, each in the
 	// other's CSeq space.
-	p.sendAndForget(p.newInDialog(sipmsg.BYE, callee, c.id, caller.cseq+1))
-	p.sendAndForget(p.newInDialog(sipmsg.BYE, caller, c.id, callee.cseq+1))
-	p.end(c, endMediaTimeout, 0)
+	s.sendAndForget(s.newInDialog(sipmsg.BYE, callee, c.id, caller.cseq+1))
+	s.sendAndForget(s.newInDialog(sipmsg.BYE, caller, c.id, callee.cseq+1))
+	s.end(c, endMediaTimeout, 0)
 }
 
 // end finishes a call once: releases the relay ports and completes the
 // call detail record.
-func (p *proxy) end(c *call, reason string, status int) {
-	s := p.s
+func (s *Server) end(c *call, reason string, status int) {
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
@@ -822,11 +721,7 @@ func (p *proxy) end(c *call, reason string, status int) {
 	c.ended = true
 	answered := c.answered
 	c.mu.Unlock()
-	p.mu.Lock()
-	if p.calls[c.id] == c {
-		delete(p.calls, c.id)
-	}
-	p.mu.Unlock()
+	s.calls.remove(c)
 	if c.transit {
 		// The forwarding node accounts for the call.
 		s.log.Info("forwarded call ended", "call_id", c.id, "reason", reason)
@@ -868,27 +763,20 @@ func durationOf(r store.Call) time.Duration {
 }
 
 // endAll ends every call (server shutdown).
-func (p *proxy) endAll() {
-	p.mu.Lock()
-	all := make([]*call, 0, len(p.calls))
-	for _, c := range p.calls {
-		all = append(all, c)
-	}
-	p.mu.Unlock()
-	for _, c := range all {
-		p.end(c, endError, 0)
+func (s *Server) endAll() {
+	for _, c := range s.calls.all() {
+		s.end(c, endError, 0)
 	}
 }
 
 // inDialog routes a request inside a call's dialog to the other party.
-func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s := p.s
-	c := p.get(req.CallID().Value())
+func (s *Server) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	c := s.calls.get(req.CallID().Value())
 	if c == nil {
 		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	fromCaller, dst, ok := p.direction(c, req)
+	fromCaller, dst, ok := s.direction(c, req)
 	if !ok {
 		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
@@ -908,9 +796,9 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 			}
 		}
 	}
-	fwd, err := p.forwardRequest(c, req, fromCaller, dst)
+	fwd, err := s.forwardRequest(c, req, fromCaller, dst)
 	if err != nil {
-		p.rejectSDP(c, req, tx, err)
+		s.rejectSDP(c, req, tx, err)
 		return
 	}
 	t, err := s.cli.TransactionRequest(s.ctx, fwd, noBuild)
@@ -918,13 +806,13 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 		s.log.Debug("in-dialog request not sent", "call_id", c.id, "method", req.Method, "error", err)
 		s.respond(tx, req, 480, "Temporarily Unavailable")
 		if req.Method == sipmsg.BYE {
-			p.end(c, endBye, 0)
+			s.end(c, endBye, 0)
 		}
 		return
 	}
 	defer t.Terminate()
 	if req.IsInvite() {
-		tx.OnCancel(func(*sipmsg.Request) { p.cancelRequest(fwd) })
+		tx.OnCancel(func(*sipmsg.Request) { s.cancelRequest(fwd) })
 	}
 	final := 0
 	for final == 0 {
@@ -933,13 +821,13 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 			if res.StatusCode == 100 {
 				continue
 			}
-			up, err := p.relayBody(c, res, req, !fromCaller)
+			up, err := s.relayBody(c, res, req, !fromCaller)
 			if err != nil {
 				up = upstream(res, req)
 			}
 			if !res.IsProvisional() {
 				final = res.StatusCode
-				p.refreshTarget(c, !fromCaller, req.Method, res.Contact())
+				s.refreshTarget(c, !fromCaller, req.Method, res.Contact())
 			}
 			if err := s.reply(tx, req, up); err != nil {
 				s.log.Debug("response not relayed", "call_id", c.id, "error", err)
@@ -954,22 +842,21 @@ func (p *proxy) inDialog(ctx context.Context, req *sipmsg.Request, tx sipmsg.Ser
 		}
 	}
 	if req.Method == sipmsg.BYE {
-		p.end(c, endBye, 0)
+		s.end(c, endBye, 0)
 	}
 }
 
 // inDialogAck forwards an ACK for a 2xx (a transaction of its own).
-func (p *proxy) inDialogAck(req *sipmsg.Request) {
-	s := p.s
-	c := p.get(req.CallID().Value())
+func (s *Server) inDialogAck(req *sipmsg.Request) {
+	c := s.calls.get(req.CallID().Value())
 	if c == nil {
 		return
 	}
-	fromCaller, dst, ok := p.direction(c, req)
+	fromCaller, dst, ok := s.direction(c, req)
 	if !ok || !fromCaller {
 		return
 	}
-	fwd, err := p.forwardRequest(c, req, fromCaller, dst)
+	fwd, err := s.forwardRequest(c, req, fromCaller, dst)
 	if err != nil {
 		s.log.Info("ACK body not anchored", "call_id", c.id, "error", err)
 		return
@@ -983,8 +870,8 @@ func (p *proxy) inDialogAck(req *sipmsg.Request) {
 // direction tells who sent an in-dialog request, by the dialog's tags, and
 // checks it came over that party's flow (or from the same device after it
 // reconnected).
-func (p *proxy) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst party, ok bool) {
-	ft, tt := fromTag(req), toTag(req)
+func (s *Server) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst party, ok bool) {
+	ft, tt := fromTag(req), sipcore.ToTag(req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var src party
@@ -1008,7 +895,7 @@ func (p *proxy) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst pa
 	default:
 		return false, party{}, false
 	}
-	if !p.sameParty(src, req) {
+	if !s.sameParty(src, req) {
 		return false, party{}, false
 	}
 	if seq := req.CSeq().SeqNo; req.Method != sipmsg.ACK && req.Method != sipmsg.CANCEL {
@@ -1023,13 +910,13 @@ func (p *proxy) direction(c *call, req *sipmsg.Request) (fromCaller bool, dst pa
 
 // sameParty reports whether req arrived from the party: over its flow, or
 // over a flow the same device has registered since.
-func (p *proxy) sameParty(src party, req *sipmsg.Request) bool {
+func (s *Server) sameParty(src party, req *sipmsg.Request) bool {
 	if src.flow.peer != "" {
 		// A party behind a peer node: any connection from that node.
-		node, ok := p.s.peerAt(req.Source(), req.Transport())
+		node, ok := s.peerAt(req.Source(), req.Transport())
 		return ok && node == src.flow.peer
 	}
-	flow, ok := p.s.flowOf(req)
+	flow, ok := s.flowOf(req)
 	if !ok {
 		return false
 	}
@@ -1040,13 +927,12 @@ func (p *proxy) sameParty(src party, req *sipmsg.Request) bool {
 		// UDP: the same address the party used.
 		return flow.dest == src.flow.dest
 	}
-	_, dev, ok := p.s.reg.flowDevice(flow.id)
+	_, dev, ok := s.reg.flowDevice(flow.id)
 	return ok && dev == src.deviceID
 }
 
 // forwardRequest builds the forwarded copy of an in-dialog request.
-func (p *proxy) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, dst party) (*sipmsg.Request, error) {
-	s := p.s
+func (s *Server) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, dst party) (*sipmsg.Request, error) {
 	dst.flow = s.peers.reach(dst.flow)
 	fwd := req.Clone()
 	s.popOwnRoutes(fwd)
@@ -1062,7 +948,7 @@ func (p *proxy) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, ds
 		}
 		fwd.SetBody(body)
 	}
-	p.refreshTarget(c, fromCaller, req.Method, req.Contact())
+	s.refreshTarget(c, fromCaller, req.Method, req.Contact())
 	fwd.SetTransport(dst.flow.transport)
 	fwd.SetDestination(dst.flow.dest)
 	return fwd, nil
@@ -1070,7 +956,7 @@ func (p *proxy) forwardRequest(c *call, req *sipmsg.Request, fromCaller bool, ds
 
 // refreshTarget updates a party's remote target from a target refresh
 // request or its 2xx (RFC 3261 §12.2).
-func (p *proxy) refreshTarget(c *call, ofCaller bool, method sipmsg.RequestMethod, contact *sipmsg.ContactHeader) {
+func (s *Server) refreshTarget(c *call, ofCaller bool, method sipmsg.RequestMethod, contact *sipmsg.ContactHeader) {
 	if contact == nil || (method != sipmsg.INVITE && method != sipmsg.UPDATE) {
 		return
 	}
@@ -1084,20 +970,19 @@ func (p *proxy) refreshTarget(c *call, ofCaller bool, method sipmsg.RequestMetho
 }
 
 // cancelRequest sends CANCEL for a forwarded in-dialog INVITE.
-func (p *proxy) cancelRequest(inv *sipmsg.Request) {
+func (s *Server) cancelRequest(inv *sipmsg.Request) {
 	f := &fork{req: inv, provisional: true}
-	p.cancelFork(f)
+	s.cancelFork(f)
 }
 
 // forwardSimple forwards an out-of-dialog non-INVITE request (OPTIONS or
 // MESSAGE to a number) to the callee's most recent binding.
-func (p *proxy) forwardSimple(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s := p.s
-	_, _, _, ok := p.identify(ctx, req, tx)
+func (s *Server) forwardSimple(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	_, _, _, ok := s.identify(ctx, req, tx)
 	if !ok {
 		return
 	}
-	callee, ok := targetNumber(req.Recipient.User)
+	callee, ok := sipcore.TargetNumber(req.Recipient.User)
 	if !ok {
 		s.respond(tx, req, 404, "Not Found")
 		return
@@ -1109,7 +994,7 @@ func (p *proxy) forwardSimple(ctx context.Context, req *sipmsg.Request, tx sipms
 	}
 	b := bindings[0]
 	fwd := req.Clone()
-	fwd.Recipient = *b.contact.Address.Clone()
+	fwd.Recipient = *b.Contact.Address.Clone()
 	s.popOwnRoutes(fwd)
 	fwd.RemoveHeader("Proxy-Authorization")
 	s.decMaxForwards(fwd)
@@ -1145,15 +1030,6 @@ func (p *proxy) forwardSimple(ctx context.Context, req *sipmsg.Request, tx sipms
 
 func fromTag(req *sipmsg.Request) string {
 	t, _ := req.From().Params.Get("tag")
-	return t
-}
-
-func toTag(m interface{ To() *sipmsg.ToHeader }) string {
-	to := m.To()
-	if to == nil {
-		return ""
-	}
-	t, _ := to.Params.Get("tag")
 	return t
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -355,7 +356,7 @@ func TestMediaTimeoutHangsUpBoth(t *testing.T) {
 	// Each BYE belongs to its recipient's dialog: the other side's tag in
 	// From, the recipient's own in To.
 	callerTag, _ := ic.req.From().Params.Get("tag")
-	calleeTag := toTag(ic.dlg.InviteResponse)
+	calleeTag := sipcore.ToTag(ic.dlg.InviteResponse)
 	for _, tc := range []struct {
 		p        *phone
 		from, to string

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -47,175 +46,13 @@ import (
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/relay"
-	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
-// Config configures a Server.
-type Config struct {
-	Node   string // this node's name in the location table
-	Realm  string // digest realm; defaults to Domain
-	Domain string // the SIP domain, e.g. mcs.z5.test
-	// Hosts are this node's own DNS names (mcs1.mcs.z5.test); requests
-	// for them, the domain or this node's addresses are ours.
-	Hosts []string
-	// Advertise is the address put in Via and Record-Route; zero: the
-	// local address of each connection.
-	Advertise netip.Addr
-
-	NonceTTL                               time.Duration
-	MinExpires, MaxExpires, DefaultExpires int
-	// NoAnswerTimeout ends an unanswered call with 408 (default 3 min:
-	// relay calls wait in interpreter queues).
-	NoAnswerTimeout time.Duration
-
-	MaxMessageSize int // bytes, headers and body
-	MaxHeaders     int // header fields per message (default 128)
-	// MaxConnsPerIP caps the TCP/TLS connections of one source (IPv4
-	// address, IPv6 /64) that no authenticated registration is bound to
-	// (default 256: an office behind one NAT address connects at once);
-	// at the cap the source's most stalled connection is closed for a
-	// newcomer. MaxConns caps all connections (memory; default 50000).
-	MaxConnsPerIP int
-	MaxConns      int
-	IdleTimeout   time.Duration // a connection silent this long is closed
-	// MessageTimeout bounds how long a message may take to arrive once
-	// its first byte has (slow senders; default 10s).
-	MessageTimeout time.Duration
-	// MaxAuthFailures failed digests from one address for one user within
-	// ten minutes earn 403 until the window passes (default 5).
-	MaxAuthFailures int
-	// DigestAlgorithms are offered in this order (default SHA-256,
-	// SHA-512-256, MD5, per RFC 8760). Clients that take the first
-	// challenge and know only MD5 (SIPp 3.6, baresip 1.0 with libre 1.1)
-	// need ["MD5"] first.
-	DigestAlgorithms []string
-	// Limits defend against floods and overload (guard.go).
-	Limits Limits
-	// UDPUnauthBytesPerSec caps the bytes per second of all responses to
-	// unauthenticated UDP requests (amplify.go); MaxUDPBindingsPerAddr
-	// the UDP registrations bound to one ip:port (registrar.go).
-	UDPUnauthBytesPerSec  int
-	MaxUDPBindingsPerAddr int
-
-	TLS *tls.Config // nil: no TLS listener
-
-	// Peers are the deployment's other MCS nodes by name, each with the
-	// address of its SIP TCP listener. A call for a number registered on
-	// one of them (the shared location table says where) is forwarded
-	// there; a request from a peer's address over TCP that carries the
-	// forwarding mark is trusted as that peer's (forward.go).
-	Peers map[string]netip.AddrPort
-
-	Version string // in "Server: Z5-MCS/<version>"; default from the build
-}
-
-// ConfigFrom derives the server's config from the deployment config for
-// one node. TLS is left to the caller (it needs the node's certificate).
-func ConfigFrom(c *config.Config, node config.Node) Config {
-	return Config{
-		Node:            node.Name,
-		Realm:           c.SIP.Realm,
-		Domain:          c.Names.SIPDomain,
-		Hosts:           node.Hosts,
-		Advertise:       node.Addr(),
-		NonceTTL:        c.SIP.NonceTTL,
-		MinExpires:      c.SIP.MinExpires,
-		MaxExpires:      c.SIP.MaxExpires,
-		DefaultExpires:  c.SIP.DefaultExpires,
-		NoAnswerTimeout: c.SIP.NoAnswerTimeout,
-		MaxMessageSize:  c.SIP.MaxMessageSize,
-		MaxConnsPerIP:   c.SIP.MaxConnsPerIP,
-		MaxConns:        c.SIP.MaxConns,
-		IdleTimeout:     c.SIP.IdleTimeout,
-		MessageTimeout:  c.SIP.MessageTimeout,
-		Limits:          LimitsFrom(c),
-		Peers:           peersOf(c, node),
-
-		UDPUnauthBytesPerSec:  c.SIP.UDPUnauthBytesPerSec,
-		MaxUDPBindingsPerAddr: c.SIP.MaxUDPBindingsPerAddr,
-	}
-}
-
-func (c *Config) applyDefaults() {
-	def := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	defDur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	c.Domain = config.CanonicalName(c.Domain)
-	if c.Realm == "" {
-		c.Realm = c.Domain
-	}
-	for i, h := range c.Hosts {
-		c.Hosts[i] = config.CanonicalName(h)
-	}
-	defDur(&c.NonceTTL, 5*time.Minute)
-	def(&c.MinExpires, 60)
-	def(&c.MaxExpires, 3600)
-	def(&c.DefaultExpires, 600)
-	defDur(&c.NoAnswerTimeout, 3*time.Minute)
-	def(&c.MaxMessageSize, 64<<10)
-	def(&c.MaxHeaders, 128)
-	def(&c.MaxConnsPerIP, 256)
-	def(&c.MaxConns, 50000)
-	defDur(&c.IdleTimeout, 2*time.Minute)
-	defDur(&c.MessageTimeout, 10*time.Second)
-	def(&c.MaxAuthFailures, 5)
-	def(&c.UDPUnauthBytesPerSec, 128<<10)
-	def(&c.MaxUDPBindingsPerAddr, 16)
-	c.Limits.applyDefaults()
-	if len(c.DigestAlgorithms) == 0 {
-		c.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
-	}
-	if c.Version == "" {
-		c.Version = buildVersion()
-	}
-	if _, self := c.Peers[c.Node]; self {
-		c.Peers = maps.Clone(c.Peers)
-		delete(c.Peers, c.Node)
-	}
-}
-
-func (c *Config) validate() error {
-	switch {
-	case c.Domain == "":
-		return errors.New("sipserver: config: Domain is required")
-	case c.MinExpires < 1 || c.MinExpires > c.MaxExpires:
-		return fmt.Errorf("sipserver: config: need 1 <= MinExpires (%d) <= MaxExpires (%d)", c.MinExpires, c.MaxExpires)
-	case c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires:
-		return fmt.Errorf("sipserver: config: DefaultExpires %d outside %d..%d", c.DefaultExpires, c.MinExpires, c.MaxExpires)
-	case c.MaxMessageSize < 1500:
-		return fmt.Errorf("sipserver: config: MaxMessageSize %d below 1500", c.MaxMessageSize)
-	case c.MaxConnsPerIP < 1 || c.MaxConns < c.MaxConnsPerIP:
-		return fmt.Errorf("sipserver: config: need 1 <= MaxConnsPerIP (%d) <= MaxConns (%d)", c.MaxConnsPerIP, c.MaxConns)
-	}
-	for _, a := range c.DigestAlgorithms {
-		if _, ok := digestHash(a); !ok || a == "" || strings.ToUpper(a) != a {
-			return fmt.Errorf("sipserver: config: digest algorithm %q: want SHA-256, SHA-512-256 or MD5", a)
-		}
-	}
-	if err := c.Limits.validate(); err != nil {
-		return err
-	}
-	return validatePeers(c.Peers)
-}
-
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
 // Deps are the server's collaborators.
 type Deps struct {
-	Store       store.Store
+	Store       Store
 	Relay       *relay.Relay // nil: calls are refused with 503
 	LicenseKeys []ed25519.PublicKey
 	Log         *slog.Logger
@@ -230,7 +67,7 @@ type Deps struct {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	store store.Store
+	store Store
 	relay *relay.Relay
 	keys  []ed25519.PublicKey
 	now   func() time.Time
@@ -245,8 +82,9 @@ type Server struct {
 	failures *failureLimiter
 	shield   *shield // bans, rate and in-flight limits (guard.go)
 	reg      *registrar
-	px       *proxy
+	calls    *calls // the calls through this node
 	peers    *peers
+	local    sipcore.Local // what names this node (isOurHost, ownLoop)
 
 	// ctx ends when the server closes: handlers waiting on the network
 	// give up.
@@ -280,7 +118,7 @@ func noDialer(net.Addr) net.Dialer {
 
 // New validates cfg and builds a server.
 func New(cfg Config, deps Deps) (*Server, error) {
-	cfg.applyDefaults()
+	cfg.normalize()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -306,11 +144,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.closeDone = make(chan struct{})
-	s.reg = newRegistrar(s)
-	s.px = newProxy(s)
-	if s.peers, err = newPeers(s, deps.Health, deps.Registerer); err != nil {
-		return nil, err
-	}
+	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}
+	s.calls = newCalls()
 
 	parser := sipmsg.NewParser()
 	parser.MaxMessageLength = cfg.MaxMessageSize
@@ -327,7 +162,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		onClose:    func(c *flowConn) { s.reg.dropFlow(c.id) },
 		flows:      map[string]*flowConn{},
 	}
-	if s.shield, err = newShield(cfg.Limits, s, deps.Registerer); err != nil {
+	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m.registrations, sipcore.RegisterLimits{
+		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires, DefaultExpires: cfg.DefaultExpires,
+		MaxPerNumber: cfg.MaxRegistrationsPerNumber, MaxUDPPerAddr: cfg.MaxUDPBindingsPerAddr,
+	})
+	if s.shield, err = newShield(cfg, s, deps.Registerer); err != nil {
 		return nil, err
 	}
 	s.t.shield = s.shield
@@ -374,6 +213,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	// One entry point for every method: dispatch decides.
 	s.sip.OnNoRoute(s.handle)
+	// Node-to-node connections are read by the same sipgo server.
+	if s.peers, err = newPeers(s, deps.Health, deps.Registerer); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -577,7 +420,7 @@ func (s *Server) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	s.px.endAll()
+	s.endAll()
 	// Close the flows first and let sipgo's readers drop them from its
 	// pool: closing the pool under a live reader makes sipgo count the
 	// connection's references below zero (and say so on the default log).
@@ -654,78 +497,25 @@ func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.dispatch(s.ctx, req, tx)
 }
 
-// Methods this server handles, for Allow.
-var allowed = []sipmsg.RequestMethod{
-	sipmsg.INVITE, sipmsg.ACK, sipmsg.CANCEL, sipmsg.BYE, sipmsg.REGISTER, sipmsg.OPTIONS,
-	sipmsg.INFO, sipmsg.UPDATE, sipmsg.PRACK, sipmsg.MESSAGE, sipmsg.NOTIFY, sipmsg.REFER,
-}
-
-// Methods that exist only inside a dialog.
-var dialogOnly = []sipmsg.RequestMethod{sipmsg.BYE, sipmsg.INFO, sipmsg.UPDATE, sipmsg.PRACK, sipmsg.NOTIFY, sipmsg.REFER}
-
-// Known methods we do not serve outside a dialog: 405 rather than 501.
-var known = []sipmsg.RequestMethod{sipmsg.SUBSCRIBE, sipmsg.PUBLISH}
-
-// supportedOptions are the option tags this server implements.
-var supportedOptions = []string{"outbound"}
-
-func allowHeader() sipmsg.Header {
-	s := make([]string, len(allowed))
-	for i, m := range allowed {
-		s[i] = string(m)
-	}
-	return sipmsg.NewHeader("Allow", strings.Join(s, ", "))
-}
-
-// dispatch routes a request (RFC 3261 §16.3 request validation first).
+// dispatch routes a request as sipcore.Route decides (RFC 3261 §16.3
+// request validation first).
 func (s *Server) dispatch(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if req.IsAck() {
-		if toTag(req) != "" {
-			s.px.inDialogAck(req)
-		}
-		return
-	}
-	if req.IsCancel() {
-		// sipgo answers a CANCEL that matches a transaction itself.
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if s.rejectRequire(req, tx, "Proxy-Require") {
-		return
-	}
-	if !supportedScheme(req.Recipient.Scheme) {
-		s.respond(tx, req, 416, "Unsupported URI Scheme")
-		return
-	}
-	for _, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sipmsg.ViaHeader); ok && s.ownLoop(v) {
-			s.respond(tx, req, 482, "Loop Detected")
-			return
-		}
-	}
-	terminates := req.Method == sipmsg.REGISTER || req.Method == sipmsg.OPTIONS && s.isSelf(req.Recipient) && toTag(req) == ""
-	if !terminates && s.tooManyHops(req, tx) {
-		return
-	}
-	switch {
-	case req.Method == sipmsg.REGISTER:
-		s.reg.handle(ctx, req, tx)
-	case toTag(req) != "":
-		s.px.inDialog(ctx, req, tx)
-	case req.Method == sipmsg.OPTIONS && s.isSelf(req.Recipient):
+	h, refusal := sipcore.Route(req, s.local)
+	switch h {
+	case sipcore.Refuse:
+		s.respond(tx, req, refusal.Code, refusal.Reason, refusal.Headers...)
+	case sipcore.InDialogAck:
+		s.inDialogAck(req)
+	case sipcore.Registrar:
+		s.register(ctx, req, tx)
+	case sipcore.InDialog:
+		s.inDialog(ctx, req, tx)
+	case sipcore.Options:
 		s.options(req, tx)
-	case !slices.Contains(allowed, req.Method) && !slices.Contains(known, req.Method):
-		s.respond(tx, req, 501, "Not Implemented", allowHeader())
-	case !s.isOurHost(req.Recipient.Host):
-		s.respond(tx, req, 403, "Forbidden (Relaying Denied)")
-	case req.Method == sipmsg.INVITE:
-		s.px.invite(ctx, req, tx)
-	case req.Method == sipmsg.OPTIONS || req.Method == sipmsg.MESSAGE:
-		s.px.forwardSimple(ctx, req, tx)
-	case slices.Contains(dialogOnly, req.Method):
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist")
-	default:
-		s.respond(tx, req, 405, "Method Not Allowed", allowHeader())
+	case sipcore.Invite:
+		s.invite(ctx, req, tx)
+	case sipcore.ForwardSimple:
+		s.forwardSimple(ctx, req, tx)
 	}
 }
 
@@ -736,11 +526,11 @@ func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	hs := []sipmsg.Header{
-		allowHeader(),
+		sipcore.AllowHeader(),
 		sipmsg.NewHeader("Accept", "application/sdp"),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),
-		sipmsg.NewHeader("Supported", strings.Join(supportedOptions, ", ")),
+		sipmsg.NewHeader("Supported", strings.Join(sipcore.SupportedOptions, ", ")),
 	}
 	// `z5 check` asks over TCP what we received, to spot a SIP ALG on the
 	// customer's firewall rewriting its messages (algprobe.EchoReply).
@@ -758,40 +548,14 @@ func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 // rejectRequire answers 420 when a Require or Proxy-Require header lists
-// an option tag we do not support (RFC 3261 §8.2.2.3, §16.3).
+// an option tag we do not support.
 func (s *Server) rejectRequire(req *sipmsg.Request, tx sipmsg.ServerTransaction, header string) bool {
-	var unsupported []string
-	for _, h := range req.GetHeaders(header) {
-		for _, tag := range optionTags(h.Value()) {
-			if !slices.Contains(supportedOptions, tag) && !slices.Contains(unsupported, tag) {
-				unsupported = append(unsupported, tag)
-			}
-		}
-	}
-	if len(unsupported) == 0 {
+	r := sipcore.UnsupportedRequire(req, header)
+	if r.Code == 0 {
 		return false
 	}
-	s.respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(unsupported, ", ")))
+	s.respond(tx, req, r.Code, r.Reason, r.Headers...)
 	return true
-}
-
-func optionTags(v string) []string {
-	var out []string
-	for _, t := range strings.Split(v, ",") {
-		if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// tooManyHops answers 483 when a request to be forwarded has no hops left.
-func (s *Server) tooManyHops(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		s.respond(tx, req, 483, "Too Many Hops")
-		return true
-	}
-	return false
 }
 
 // respond sends a response built from req.
@@ -838,16 +602,6 @@ func (s *Server) isOurHost(host string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Contains(s.selfIPs, a.Unmap())
-}
-
-// isSelf reports whether a Request-URI addresses the server itself rather
-// than a user: no user part (or one that is not a number) at our host.
-func (s *Server) isSelf(u sipmsg.Uri) bool {
-	if !s.isOurHost(u.Host) {
-		return false
-	}
-	_, isNumber := targetNumber(u.User)
-	return u.User == "" || !isNumber
 }
 
 // flowOf returns the flow a request arrived on.

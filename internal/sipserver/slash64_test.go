@@ -89,7 +89,7 @@ func runSourcesKeyedBySlash64(t *testing.T) {
 // TestInFlightShareBySlash64: the in-flight share of a source counts its
 // whole IPv6 /64 (and an IPv4 address alone).
 func TestInFlightShareBySlash64(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxInFlight: 16, MaxInFlightPerSource: 4} })
+	e := newEnv(t, func(c *Config) { c.MaxInFlight, c.MaxInFlightPerSource = 16, 4 })
 	sh := e.srv.shield
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	for i := range 4 {

@@ -68,7 +68,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 				return nil, err
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed, retrying", "error", err, "backoff", backoff)
+			l.log.Warn("accept failed, retrying", "error", err, "duration", backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -83,7 +83,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if slot == nil {
 			c.Close()
 			l.reject()
-			l.log.Debug("connection refused: server connection limit", "remote_ip", ip, "limit", l.conns.maxTotal)
+			l.log.Debug("connection refused: server connection limit", "remote_addr", ip.String(), "limit", l.conns.maxTotal)
 			continue
 		}
 		cc.slot = slot

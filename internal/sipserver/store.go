@@ -1,0 +1,23 @@
+package sipserver
+
+import (
+	"context"
+	"time"
+
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Store is the part of the deployment's store the server uses: devices
+// and numbers to authenticate and route, the shared location table, and
+// call records.
+type Store interface {
+	DeviceBySIPUser(ctx context.Context, sipUser string) (store.Device, error)
+	DevicesOf(ctx context.Context, number string) ([]store.Device, error)
+	Number(ctx context.Context, number string) (store.Number, error)
+
+	locationStore
+	Registrations(ctx context.Context, number string, now time.Time) ([]store.Registration, error)
+
+	CreateCall(ctx context.Context, c store.Call) error
+	UpdateCall(ctx context.Context, c store.Call) error
+}
