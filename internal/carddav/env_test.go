@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -109,15 +108,7 @@ func (e *env) do(method, path, body string, hdr ...string) resp {
 		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	res, b := testenv.Fetch(e.t, e.client, req)
 	return resp{res, string(b)}
 }
 

@@ -41,14 +41,7 @@ func startServer(t *testing.T, cfg *config.Config, deps Deps, addr string) *Serv
 	go func() { errc <- s.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("serve did not return after cancel")
-		}
+		serveReturns(t, errc, "cancel")
 	})
 	return s
 }
@@ -474,14 +467,7 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second close: %v", err)
 	}
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("serve after close: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return after close")
-	}
+	serveReturns(t, errc, "close")
 	if err := s.Listen(netip.MustParseAddrPort("127.0.0.1:0")); err == nil {
 		t.Error("listen after close succeeded")
 	}
@@ -507,14 +493,7 @@ func TestServeReturnsOnCancel(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ctx) }()
 	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return")
-	}
+	serveReturns(t, errc, "cancel")
 	if err := s.Close(); err != nil {
 		t.Errorf("close after serve: %v", err)
 	}
@@ -533,4 +512,18 @@ func readFrame(t *testing.T, c net.Conn) []byte {
 		t.Fatal(err)
 	}
 	return body
+}
+
+// serveReturns checks that Serve, whose result goes to errc, returns nil
+// soon after the server is told to stop (by cancel or close).
+func serveReturns(t *testing.T, errc <-chan error, after string) {
+	t.Helper()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("serve after %s: %v", after, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("serve did not return after %s", after)
+	}
 }

@@ -54,6 +54,8 @@ func testConfig() Config {
 		Issuer:      "mcs.z5.test",
 		MaxContacts: 50,
 		MaxBody:     64 << 10,
+
+		MaxTrackedSources: 1024,
 	}
 }
 
@@ -161,15 +163,7 @@ func (e *env) do(method, path, token, body string, hdr ...string) resp {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	res, b := testenv.Fetch(e.t, e.client, req)
 	return resp{res, b}
 }
 

@@ -49,6 +49,17 @@ func sdpSplit(s string) (in, want string) {
 	return strings.Join(ins, "\n"), strings.Join(wants, "\n")
 }
 
+// session is the session part of a description from a client at addr
+// (origin "user id version"), with both addresses as the relay rewrites them.
+func session(origin, addr string) string {
+	return fmt.Sprintf(`
+		v=0
+		o=%s IN IP4 [%s => 203.0.113.5]
+		s=-
+		c=IN IP4 [%[2]s => 203.0.113.5]
+		t=0 0`, origin, addr)
+}
+
 func TestSDPSplit(t *testing.T) {
 	in, want := sdpSplit("v=0\nc=IN IP4 [10.0.0.5 => 203.0.113.5]\n[a=ice-lite => ]\nm=audio [49170 => {P1}] RTP/AVP [0 => 0 8]\n[ => a=sendrecv]")
 	if in != "v=0\nc=IN IP4 10.0.0.5\na=ice-lite\nm=audio 49170 RTP/AVP 0" {
@@ -141,12 +152,7 @@ func TestRewriteSDP(t *testing.T) {
 				a=rtpmap:96 H264/90000
 				a=rtcp-mux
 				a=inactive`},
-			{from: SideB, sdp: `
-				v=0
-				o=bob 2808844564 2808844565 IN IP4 [10.1.0.9 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.1.0.9 => 203.0.113.5]
-				t=0 0
+			{from: SideB, sdp: session("bob 2808844564 2808844565", "10.1.0.9") + `
 				m=audio [3456 => {P0}] RTP/AVP 0
 				a=rtpmap:0 PCMU/8000
 				a=recvonly
@@ -160,47 +166,22 @@ func TestRewriteSDP(t *testing.T) {
 				want: strings.Replace(offerAVOut, "2890844526 2890844526", "2890844526 2890844528", 1)},
 		}},
 		{"port-0 m-line stays disabled until a re-INVITE enables it", []sdpStep{
-			{from: SideA, sdp: `
-				v=0
-				o=- 1 1 IN IP4 [10.0.0.5 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.0.0.5 => 203.0.113.5]
-				t=0 0
+			{from: SideA, sdp: session("- 1 1", "10.0.0.5") + `
 				m=audio [49170 => {P1}] RTP/AVP 0
 				m=video 0 RTP/AVP 96
 				a=rtpmap:96 H264/90000`},
-			{from: SideB, sdp: `
-				v=0
-				o=- 7 7 IN IP4 [10.1.0.9 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.1.0.9 => 203.0.113.5]
-				t=0 0
+			{from: SideB, sdp: session("- 7 7", "10.1.0.9") + `
 				m=audio [3456 => {P0}] RTP/AVP 0
 				m=video 0 RTP/AVP 96`},
-			{from: SideB, sdp: `
-				v=0
-				o=- 7 8 IN IP4 [10.1.0.9 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.1.0.9 => 203.0.113.5]
-				t=0 0
+			{from: SideB, sdp: session("- 7 8", "10.1.0.9") + `
 				m=audio [3456 => {P0}] RTP/AVP 0
 				m=video [3458 => {P2}] RTP/AVP 96
 				a=rtpmap:96 H264/90000`},
 		}},
 		{"a new m-line in a re-INVITE gets new ports", []sdpStep{
-			{from: SideA, sdp: `
-				v=0
-				o=- 1 1 IN IP4 [10.0.0.5 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.0.0.5 => 203.0.113.5]
-				t=0 0
+			{from: SideA, sdp: session("- 1 1", "10.0.0.5") + `
 				m=audio [49170 => {P1}] RTP/AVP 0`},
-			{from: SideA, sdp: `
-				v=0
-				o=- 1 2 IN IP4 [10.0.0.5 => 203.0.113.5]
-				s=-
-				c=IN IP4 [10.0.0.5 => 203.0.113.5]
-				t=0 0
+			{from: SideA, sdp: session("- 1 2", "10.0.0.5") + `
 				m=audio [49170 => {P1}] RTP/AVP 0
 				m=text [49180 => {P3}] RTP/AVP 98
 				a=rtpmap:98 t140/1000`},
@@ -253,28 +234,13 @@ func TestRewriteSDP(t *testing.T) {
 				c=IN IP4 224.2.1.1/127
 				t=0 0
 				m=audio 49170 RTP/AVP 0`, err: "multicast address 224.2.1.1"},
-			{from: SideA, in: `
-				v=0
-				o=- 1 1 IN IP4 10.0.0.5
-				s=-
-				c=IN IP4 10.0.0.5
-				t=0 0
+			{from: SideA, sdp: session("- 1 1", "10.0.0.5") + `
 				m=audio 49170 RTP/AVP 0
 				a=rtcp:seventy`, err: `m-line 1 (audio) a=rtcp:seventy: bad port "seventy"`},
-			{from: SideA, in: `
-				v=0
-				o=- 1 1 IN IP4 10.0.0.5
-				s=-
-				c=IN IP4 10.0.0.5
-				t=0 0
+			{from: SideA, sdp: session("- 1 1", "10.0.0.5") + `
 				m=video 49170 RTP/AVP 96
 				a=rtpmap:96 H264`, err: "m-line 1 (video) a=rtpmap:96 H264"},
-			{from: SideA, in: `
-				v=0
-				o=- 1 1 IN IP4 10.0.0.5
-				s=-
-				c=IN IP4 10.0.0.5
-				t=0 0
+			{from: SideA, sdp: session("- 1 1", "10.0.0.5") + `
 				m=audio 70000 RTP/AVP 0`, err: "bad sdp"},
 			{from: SideA, in: "v=0\no=- 1 1 IN IP4 10.0.0.5\ns=-\nc=IN IP4 10.0.0.5\nt=0 0\n" +
 				strings.Repeat("m=audio 49170 RTP/AVP 0\n", 17), err: "17 m-lines, at most 16"},
