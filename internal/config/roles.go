@@ -220,6 +220,9 @@ type MCS struct {
 	// turns it off.
 	RateLimit int `toml:"rate_limit"`
 	RateBurst int `toml:"rate_burst"`
+	// MaxTrackedSources bounds the per-address buckets of the rate limit;
+	// the least recently active are forgotten first.
+	MaxTrackedSources int `toml:"max_tracked_sources"`
 }
 
 func (m *MCS) applyDefaults() {
@@ -243,6 +246,9 @@ func (m *MCS) applyDefaults() {
 		// address starting at once.
 		m.RateBurst = 1000
 	}
+	if m.MaxTrackedSources == 0 {
+		m.MaxTrackedSources = 65536
+	}
 }
 
 func (m *MCS) validate() Errors {
@@ -261,6 +267,9 @@ func (m *MCS) validate() Errors {
 	}
 	if m.RateBurst < 1 {
 		errs = append(errs, &Error{Key: "mcs.rate_burst", Msg: "must be at least 1"})
+	}
+	if m.MaxTrackedSources < 1 {
+		errs = append(errs, &Error{Key: "mcs.max_tracked_sources", Msg: "must be at least 1"})
 	}
 	return errs
 }

@@ -50,6 +50,9 @@ type Config struct {
 	// less: no limit.
 	RateLimit float64
 	RateBurst int
+	// MaxTrackedSources bounds the addresses whose buckets are kept (the
+	// least recently active are forgotten).
+	MaxTrackedSources int
 }
 
 // Store is what the MCS API needs of the provider's store: the address
@@ -101,6 +104,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	check(cfg.Issuer == "", "Issuer is required")
 	check(cfg.MaxContacts < 1, "MaxContacts %d: must be at least 1", cfg.MaxContacts)
 	check(cfg.MaxBody < 1024, "MaxBody %d: must be at least 1024 bytes", cfg.MaxBody)
+	check(cfg.MaxTrackedSources < 1, "MaxTrackedSources %d: must be at least 1", cfg.MaxTrackedSources)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("mcsapi config: %w", errors.Join(errs...))
 	}
@@ -110,16 +114,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:     cfg,
-		store:   deps.Store,
-		key:     deps.LicenseKey,
-		log:     deps.Log,
-		now:     deps.Now,
-		metrics: m,
-		mux:     http.NewServeMux(),
-		prober:  deps.Probe,
-		// Per-address buckets, as many as the flood guard tracks.
-		reqLimit: floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, 0),
+		cfg:      cfg,
+		store:    deps.Store,
+		key:      deps.LicenseKey,
+		log:      deps.Log,
+		now:      deps.Now,
+		metrics:  m,
+		mux:      http.NewServeMux(),
+		prober:   deps.Probe,
+		reqLimit: floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedSources),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

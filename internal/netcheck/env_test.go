@@ -132,7 +132,8 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 	} else {
 		p.rtp = config.PortRange{Min: 10000, Max: 65535}
 	}
-	api, err := mcsapi.New(mcsapi.Config{LicenseTTL: time.Hour, Issuer: sipDomain, MaxContacts: 10, MaxBody: 64 << 10}, deps)
+	api, err := mcsapi.New(mcsapi.Config{LicenseTTL: time.Hour, Issuer: sipDomain, MaxContacts: 10, MaxBody: 64 << 10,
+		MaxTrackedSources: 1024}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,8 @@ func MCSAPIConfig(c *config.Config) mcsapi.Config {
 		Provider:    c.Provider.Name,
 		RateLimit:   float64(c.MCS.RateLimit),
 		RateBurst:   c.MCS.RateBurst,
+
+		MaxTrackedSources: c.MCS.MaxTrackedSources,
 	}
 }
 

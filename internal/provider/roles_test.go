@@ -33,7 +33,7 @@ func TestMCSAPIConfig(t *testing.T) {
 	want := mcsapi.Config{
 		LicenseTTL: c.MCS.LicenseTTL, Features: c.MCS.Features, Issuer: "mcs.z5.test",
 		MaxContacts: c.MCS.MaxContacts, MaxBody: int64(c.MCS.MaxBody), Provider: c.Provider.Name,
-		RateLimit: float64(c.MCS.RateLimit), RateBurst: c.MCS.RateBurst,
+		RateLimit: float64(c.MCS.RateLimit), RateBurst: c.MCS.RateBurst, MaxTrackedSources: 65536,
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("MCSAPIConfig(dev) (-want +got):\n%s", d)
