@@ -70,9 +70,25 @@ func runDecodeErrors(t *testing.T, decode decoder, tests []decodeErrorCase) {
 	}
 }
 
-// checkAccepted is what a fuzzer asserts of contacts a decoder accepted:
-// each is valid, and unless exportable (nil: all are) rejects one, the
-// contacts survive our own export and import unchanged.
+// fuzzDecode is what a fuzzer asserts of any document: decode rejects it
+// with a short message, or accepts only valid contacts that, unless
+// exportable (nil: all are) rejects one, survive our own export and import
+// unchanged.
+func fuzzDecode(t *testing.T, in string, encode encoder, decode decoder, exportable func(Contact) bool) {
+	t.Helper()
+	got, err := decode(strings.NewReader(in), 50, 64<<10)
+	if err != nil {
+		if len(err.Error()) > 1024 {
+			t.Errorf("error message of %d bytes", len(err.Error()))
+		}
+		return
+	}
+	checkAccepted(t, got, encode, decode, exportable)
+}
+
+// checkAccepted asserts of contacts a decoder accepted that each is valid
+// and, unless exportable (nil: all are) rejects one, that they survive our
+// own export and import unchanged.
 func checkAccepted(t *testing.T, got []Contact, encode encoder, decode decoder, exportable func(Contact) bool) {
 	t.Helper()
 	for i, c := range got {

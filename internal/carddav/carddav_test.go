@@ -15,7 +15,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 const (
@@ -70,7 +70,7 @@ func TestDiscovery(t *testing.T) {
 func TestAuth(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	expired := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCust, Number: alice, DeviceID: e.aliceDev.ID, ExpiresAt: time.Now().Add(-time.Minute)})
+	expired := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCust, Number: alice, DeviceID: e.aliceDev.ID, ExpiresAt: time.Now().Add(-time.Minute)})
 	tests := []struct {
 		name, auth, path string
 		code             int
@@ -105,7 +105,7 @@ func TestAuth(t *testing.T) {
 		})
 	}
 	// Logging out of ZDial revokes the MCS token, and CardDAV with it.
-	tok := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCust, Number: alice, DeviceID: e.aliceDev.ID, ExpiresAt: time.Now().Add(time.Hour)})
+	tok := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCust, Number: alice, DeviceID: e.aliceDev.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	e.do("PROPFIND", book, "", "Authorization", basic(alice, tok), "Depth", "0").want(t, 207)
 	if err := e.st.RevokeSession(ctx, store.TokenHash(tok), time.Now()); err != nil {
 		t.Fatal(err)
@@ -523,8 +523,8 @@ func TestParsePath(t *testing.T) {
 // FuzzRequest sends arbitrary bodies with every method: never a 5xx, a
 // panic or a hang.
 func FuzzRequest(f *testing.F) {
-	st := newStore(f)
-	_, tok, _ := testenv.Provision(f, st, "fuzz", alice)
+	st := teststore.SQLite(f)
+	_, tok, _ := teststore.Provision(f, st, "fuzz", alice)
 	h, err := New(Config{MaxContacts: 5, MaxBody: 16 << 10}, Deps{Store: st})
 	if err != nil {
 		f.Fatal(err)

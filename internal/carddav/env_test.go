@@ -1,14 +1,12 @@
 package carddav
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
 	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 // env is one CardDAV handler over TLS on loopback, on a fresh SQLite
@@ -39,22 +38,12 @@ const (
 	bob   = "3125550100"
 )
 
-func newStore(t testing.TB) *sqlite.Store {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, st: newStore(t)}
-	e.aliceDev, e.alice, e.aliceCust = testenv.Provision(t, e.st, "alice", alice)
-	_, e.bob, _ = testenv.Provision(t, e.st, "bob", bob)
-	e.zdialTok = testenv.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCust, ExpiresAt: time.Now().Add(time.Hour)})
+	e := &env{t: t, st: teststore.SQLite(t)}
+	e.aliceDev, e.alice, e.aliceCust = teststore.Provision(t, e.st, "alice", alice)
+	_, e.bob, _ = teststore.Provision(t, e.st, "bob", bob)
+	e.zdialTok = teststore.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCust, ExpiresAt: time.Now().Add(time.Hour)})
 	var err error
 	e.h, err = New(Config{MaxContacts: 20, MaxBody: 64 << 10}, Deps{Store: e.st})
 	if err != nil {

@@ -1,7 +1,6 @@
 package mcsapi
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
 	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 const serverName = "mcs1.mcs.z5.test"
@@ -59,19 +58,9 @@ func testConfig() Config {
 	}
 }
 
-func newStore(t testing.TB) *sqlite.Store {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, cfg: testConfig(), st: newStore(t)}
+	e := &env{t: t, cfg: testConfig(), st: teststore.SQLite(t)}
 	for _, m := range mod {
 		m(&e.cfg)
 	}
@@ -80,8 +69,8 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.pub = pub
-	e.aliceDev, e.alice, e.aliceCustomer = testenv.Provision(t, e.st, "alice", "2025550100")
-	e.bobDev, e.bob, _ = testenv.Provision(t, e.st, "bob", "3125550100")
+	e.aliceDev, e.alice, e.aliceCustomer = teststore.Provision(t, e.st, "alice", "2025550100")
+	e.bobDev, e.bob, _ = teststore.Provision(t, e.st, "bob", "3125550100")
 
 	e.logs = &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -23,7 +23,7 @@ import (
 	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 func TestTLSOnly(t *testing.T) {
@@ -126,13 +126,13 @@ func TestLicense(t *testing.T) {
 func TestLicenseNumberGone(t *testing.T) {
 	e := newEnv(t)
 	// A token for a device that does not exist (deleted since) gets no license.
-	tok := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	tok := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: 9999, ExpiresAt: time.Now().Add(time.Hour)})
 	if r := e.do("POST", PathLicense, tok, "").want(t, http.StatusForbidden); r.err().Code != "device_gone" {
 		t.Errorf("code %q", r.err().Code)
 	}
 	// Nor a token whose number another customer holds.
-	tok = testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "3125550100",
+	tok = teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "3125550100",
 		DeviceID: e.bobDev.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	if r := e.do("POST", PathLicense, tok, "").want(t, http.StatusForbidden); r.err().Code != "number_gone" {
 		t.Errorf("code %q", r.err().Code)
@@ -142,10 +142,10 @@ func TestLicenseNumberGone(t *testing.T) {
 func TestAuth(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now()
-	zdial := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCustomer, ExpiresAt: now.Add(time.Hour)})
-	expired := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	zdial := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionZDial, CustomerID: e.aliceCustomer, ExpiresAt: now.Add(time.Hour)})
+	expired := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: e.aliceDev.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
-	revoked := testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
+	revoked := teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.aliceCustomer, Number: "2025550100",
 		DeviceID: e.aliceDev.ID, ExpiresAt: now.Add(time.Hour)})
 	if err := e.st.RevokeSession(context.Background(), store.TokenHash(revoked), now); err != nil {
 		t.Fatal(err)
@@ -486,7 +486,7 @@ func TestImportErrors(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	st := newStore(t)
+	st := teststore.SQLite(t)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	if _, err := New(Config{}, Deps{}); err == nil ||
 		!strings.Contains(err.Error(), "deps.Store is required") || !strings.Contains(err.Error(), "LicenseTTL 0s: must be at least 1m") {
@@ -499,8 +499,8 @@ func TestNew(t *testing.T) {
 
 func newHandler(t testing.TB) (*Service, string) {
 	t.Helper()
-	st := newStore(t)
-	_, tok, _ := testenv.Provision(t, st, "fuzz", "2025550100")
+	st := teststore.SQLite(t)
+	_, tok, _ := teststore.Provision(t, st, "fuzz", "2025550100")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	svc, err := New(testConfig(), Deps{Store: st, LicenseKey: key})
 	if err != nil {

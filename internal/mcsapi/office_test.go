@@ -13,7 +13,7 @@ import (
 	"testing/synctest"
 
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 // TestOfficeBehindOneAddress: 200 Z5 clients of 200 customers behind one
@@ -26,7 +26,7 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 	const n = 200
 	tokens := make([]string, n)
 	for i := range tokens {
-		_, tokens[i], _ = testenv.Provision(t, e.st, fmt.Sprintf("office-%03d", i), fmt.Sprintf("55540%05d", i))
+		_, tokens[i], _ = teststore.Provision(t, e.st, fmt.Sprintf("office-%03d", i), fmt.Sprintf("55540%05d", i))
 	}
 	var (
 		wg    sync.WaitGroup
@@ -69,7 +69,7 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 // is another source. On the fake clock of a synctest bubble, so no token
 // refills between the requests however slow the machine.
 func TestRateLimitIPv6Slash64(t *testing.T) {
-	st := newStore(t)
+	st := teststore.SQLite(t)
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 // fakeProber records OpenProbe calls.
@@ -77,9 +77,9 @@ func (e *probeEnv) advance(d time.Duration) {
 
 func newProbeEnv(t *testing.T, p Prober) *probeEnv {
 	t.Helper()
-	st := newStore(t)
-	dev, tok, cust := testenv.Provision(t, st, "alice", "2025550100")
-	zd := testenv.NewSession(t, st, store.Session{Kind: store.SessionZDial, CustomerID: cust, ExpiresAt: time.Now().Add(time.Hour)})
+	st := teststore.SQLite(t)
+	dev, tok, cust := teststore.Provision(t, st, "alice", "2025550100")
+	zd := teststore.NewSession(t, st, store.Session{Kind: store.SessionZDial, CustomerID: cust, ExpiresAt: time.Now().Add(time.Hour)})
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestProbeRateLimit(t *testing.T) {
 // customer's device dev.
 func (e *probeEnv) mcsToken(t *testing.T, dev int64) string {
 	t.Helper()
-	return testenv.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.cust, Number: "2025550100", DeviceID: dev,
+	return teststore.NewSession(t, e.st, store.Session{Kind: store.SessionMCS, CustomerID: e.cust, Number: "2025550100", DeviceID: dev,
 		ExpiresAt: time.Now().Add(time.Hour)})
 }
 
@@ -324,7 +324,7 @@ func TestProbeFloodOneAccount(t *testing.T) {
 		t.Fatalf("one account opened %d sessions holding %d ports, quota %d", opened, held, quota)
 	}
 	// Another customer's check.
-	_, tok, _ := testenv.Provision(t, e.st, "bob", "3125550100")
+	_, tok, _ := teststore.Provision(t, e.st, "bob", "3125550100")
 	if res, ej, _ := e.post(t, http.MethodPost, tok); res.StatusCode != http.StatusOK {
 		t.Fatalf("another customer's probe: %d %+v", res.StatusCode, ej)
 	}

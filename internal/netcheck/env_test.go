@@ -1,7 +1,6 @@
 package netcheck
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,9 +26,8 @@ import (
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/relay"
-	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/store/sqlite"
 	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
@@ -111,12 +108,8 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 		p.zdial = serveHTTPS(t, zca, zdialName, mux)
 	}
 	// MCS: the real API, over a store with one logged-in device.
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	p.token = provisionDevice(t, st)
+	st := teststore.SQLite(t)
+	_, p.token, _ = teststore.Provision(t, st, "alice", "2025550100")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	deps := mcsapi.Deps{Store: st, LicenseKey: key, Log: testLog(t)}
 	if !o.noRelay {
@@ -166,32 +159,6 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// provisionDevice creates a customer with one Z5 device and returns its
-// MCS token.
-func provisionDevice(t *testing.T, st store.Store) string {
-	t.Helper()
-	ctx := context.Background()
-	cu, err := st.CreateCustomer(ctx, store.Customer{Username: "alice", DisplayName: "Alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const number = "2025550100"
-	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: "laptop",
-		SIPUser: number + "-1", Cred: store.NewCredentials(number+"-1", sipDomain, "pw")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := store.NewToken()
-	if err := st.CreateSession(ctx, store.Session{TokenHash: store.TokenHash(tok), Kind: store.SessionMCS,
-		CustomerID: cu.ID, Number: number, DeviceID: dev.ID, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // startDNS serves the provider's names on 127.0.0.1 over TCP and, unless

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +22,8 @@ import (
 
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/store/sqlite"
 	"github.com/z5vrs/z5/internal/testenv"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 func TestLogin(t *testing.T) {
@@ -552,11 +551,7 @@ func TestSelectConcurrentSameInstance(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := teststore.SQLite(t)
 	svc, err := New(testConfig(), Deps{Store: st, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,29 @@
-package testenv
+// Package teststore gives tests a store with accounts in it: a fresh
+// SQLite database and the customers, devices and sessions they log in with.
+// Only tests import it.
+package teststore
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/store/sqlite"
 )
+
+// SQLite opens a fresh SQLite store in the test's temporary directory and
+// closes it when the test ends.
+func SQLite(t testing.TB) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
 
 // Accounts is the part of the store that provisioning a test account uses.
 type Accounts interface {
