@@ -184,6 +184,9 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 		return nil, stepErr(StepMedia, err, "")
 	}
 	offer, err := media.BuildOffer(local, sa.audioPort(), sa.videoPort(), true)
+	if err == nil {
+		offer, err = media.WithSources(offer, sa.src)
+	}
 	if err != nil {
 		sa.close()
 		return nil, stepErr(StepMedia, err, "")
@@ -251,6 +254,9 @@ func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*
 		return nil, stepErr(StepMedia, err, "")
 	}
 	answer, neg, err := media.BuildAnswer(ic.Offer, local, sa.audioPort(), sa.videoPort())
+	if err == nil {
+		answer, err = media.WithSources(answer, sa.src)
+	}
 	if err != nil {
 		sa.close()
 		ic.Reject(488, "Not Acceptable Here")
@@ -290,6 +296,12 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 		}
 		sc := media.StreamConfig{Kind: sp.Kind, PT: sp.PT, ClockRate: sp.ClockRate, Local: rtp,
 			Remote: sp.Remote, RemoteRTCP: sp.RemoteRTCP, UseFIR: sp.FIR && !sp.PLI}
+		switch sp.Kind {
+		case media.KindAudio:
+			sc.SSRC = sa.src.Audio
+		case media.KindVideo:
+			sc.SSRC = sa.src.Video
+		}
 		if !sp.RTCPMux {
 			sc.LocalRTCP = rtcp
 		}
@@ -361,7 +373,7 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 		}
 		return nil, stepErr(StepMedia, err, "")
 	}
-	call.session, err = media.NewSession(media.SessionConfig{Streams: streams, Logger: p.log})
+	call.session, err = media.NewSession(media.SessionConfig{Streams: streams, CNAME: sa.src.CNAME, Logger: p.log})
 	if err != nil {
 		sa.close()
 		closeSinks(streams, call.recorder)
@@ -417,11 +429,17 @@ func (c *Call) watchFirst() {
 type streamSockets struct {
 	audio, audioRTCP *net.UDPConn
 	video, videoRTCP *net.UDPConn
+	// src is what the streams send from, announced in our SDP so the
+	// relay latches only on our packets.
+	src media.Sources
 }
 
 func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
-	sa := &streamSockets{}
-	var err error
+	src, err := media.NewSources()
+	if err != nil {
+		return nil, err
+	}
+	sa := &streamSockets{src: src}
 	if sa.audio, sa.audioRTCP, err = udpPair(ip); err != nil {
 		return nil, err
 	}

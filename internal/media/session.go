@@ -39,6 +39,9 @@ type StreamConfig struct {
 	MTU        int    // largest RTP payload; 0 means DefaultMTU
 	// UseFIR asks for keyframes with FIR instead of PLI.
 	UseFIR bool
+	// SSRC is the source this stream sends from; 0 picks a random one.
+	// Set it to the SSRC the SDP announced (Sources).
+	SSRC uint32
 }
 
 // SessionConfig describes the media of one call.
@@ -118,7 +121,7 @@ func newStream(sc StreamConfig) (*stream, error) {
 	case !sc.Remote.IsValid() || sc.Remote.Port() == 0:
 		return nil, fmt.Errorf("remote address %v: %w", sc.Remote, ErrBadConfig)
 	}
-	sender, err := NewSender(SenderConfig{Kind: sc.Kind, PT: sc.PT, ClockRate: sc.ClockRate, MTU: sc.MTU})
+	sender, err := NewSender(SenderConfig{Kind: sc.Kind, PT: sc.PT, ClockRate: sc.ClockRate, MTU: sc.MTU, SSRC: sc.SSRC})
 	if err != nil {
 		return nil, err
 	}
