@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/z5vrs/z5/internal/apimetrics"
 	"github.com/z5vrs/z5/internal/carddav"
 	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/floodguard"
@@ -221,7 +222,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	if wait, ok := s.reqLimit.Allow(remoteIP(r)); !ok {
-		s.metrics.observe("rate_limited", http.StatusTooManyRequests, 0)
+		s.metrics.Observe("rate_limited", http.StatusTooManyRequests, 0)
 		h.Set("Retry-After", strconv.Itoa(floodguard.RetrySeconds(wait)))
 		s.writeError(w, r, &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
 			msg: fmt.Sprintf("too many requests from your address; wait %d s and try again", floodguard.RetrySeconds(wait))})
@@ -248,7 +249,7 @@ type handler func(http.ResponseWriter, *http.Request) error
 func (s *Service) wrap(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now() // real time: durations must not follow a test clock
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &apimetrics.StatusWriter{ResponseWriter: w}
 		route := r.Pattern
 		if route == "" || route == "/" {
 			route = "other"
@@ -259,14 +260,14 @@ func (s *Service) wrap(h handler) http.Handler {
 					panic(p)
 				}
 				s.log.Error("mcs handler panic", "route", route, "panic", fmt.Sprint(p))
-				if sw.status == 0 {
+				if sw.Status == 0 {
 					s.writeError(sw, r, errInternal)
 				}
 			}
 			d := time.Since(start)
-			s.metrics.observe(route, sw.status, d)
+			s.metrics.Observe(route, sw.Status, d)
 			if s.log.Enabled(r.Context(), slog.LevelDebug) {
-				s.log.Debug("mcs request", "method", r.Method, "route", route, "status", sw.status,
+				s.log.Debug("mcs request", "method", r.Method, "route", route, "status", sw.Status,
 					"duration", d, "remote_addr", r.RemoteAddr)
 			}
 		}()
@@ -280,26 +281,3 @@ func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
 }
-
-// statusWriter remembers the status for metrics and the panic handler.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

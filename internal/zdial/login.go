@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -73,7 +74,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("invalid_field", `"password" is longer than %d bytes`, password.MaxLen)
 	}
 	ctx := r.Context()
-	log := s.log.With("remote_addr", ip, "username", truncate(req.Username, 64))
+	log := s.log.With("remote_addr", ip, "username", clip.String(req.Username, 64))
 
 	c, err := s.store.CustomerByUsername(ctx, req.Username)
 	known := err == nil

@@ -25,6 +25,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/z5vrs/z5/internal/apimetrics"
+	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -244,7 +246,7 @@ func (s *Service) HTTPServer(tlsConf *tls.Config) *http.Server {
 // turns handler errors into JSON error bodies.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &apimetrics.StatusWriter{ResponseWriter: w}
 	h := sw.Header()
 	h.Set("Strict-Transport-Security", "max-age=31536000")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -261,11 +263,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(p)
 			}
 			s.log.Error("zdial handler panic", "route", label, "panic", fmt.Sprint(p))
-			if sw.status == 0 {
+			if sw.Status == 0 {
 				s.writeError(sw, r, errInternal)
 			}
 		}
-		s.metrics.observe(label, sw.status, time.Since(start))
+		s.metrics.Observe(label, sw.Status, time.Since(start))
 	}()
 
 	if wait, ok := s.allowRequest(r); !ok {
@@ -277,14 +279,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.writeError(sw, r, &apiError{status: http.StatusNotFound, code: "not_found",
-			msg: fmt.Sprintf("no such endpoint %s; see docs/api-zdial.md for the routes", truncate(r.URL.Path, 64))})
+			msg: fmt.Sprintf("no such endpoint %s; see docs/api-zdial.md for the routes", clip.String(r.URL.Path, 64))})
 		return
 	}
 	label = r.URL.Path
 	if !slices.Contains(rt.methods, r.Method) {
 		allow := strings.Join(rt.methods, ", ")
 		s.writeError(sw, r, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-			msg:   fmt.Sprintf("%s does not accept %s; use %s", r.URL.Path, truncate(r.Method, 16), allow),
+			msg:   fmt.Sprintf("%s does not accept %s; use %s", r.URL.Path, clip.String(r.Method, 16), allow),
 			allow: allow})
 		return
 	}
@@ -308,35 +310,4 @@ func (s *Service) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		_, _ = w.Write([]byte("ok\n"))
 	}
 	return nil
-}
-
-// statusWriter remembers the status for metrics and the panic handler.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// truncate keeps echoes of client input in messages and logs short.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
