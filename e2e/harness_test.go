@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -14,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/z5vrs/z5/internal/devstack"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 var (
@@ -89,23 +88,13 @@ func stackConfig(t *testing.T, dir, ip string, extra string) string {
 
 // proc is a started binary whose output is kept for failure messages.
 type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
+	testenv.SyncBuffer // stdout and stderr
+	cmd                *exec.Cmd
+	done               chan struct{}
 }
 
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) Output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
+// Output is what the process has written so far.
+func (p *proc) Output() string { return p.String() }
 
 // start runs a binary until the test ends (SIGTERM, then SIGKILL).
 func start(t *testing.T, name string, args ...string) *proc {
