@@ -247,14 +247,15 @@ func lastListenSummary(t *testing.T, out string) listenSummary {
 func (s *stack) wantCallRecord(t *testing.T, from, to string) string {
 	t.Helper()
 	type record struct {
-		From, To            string
-		AnsweredAt, EndedAt time.Time
-		EndReason           string
-		Status              int
-		MediaStats          []struct {
+		From, To   string
+		AnsweredAt time.Time `json:"answered_at"`
+		EndedAt    time.Time `json:"ended_at"`
+		EndReason  string    `json:"end_reason"`
+		Status     int
+		MediaStats []struct {
 			Leg, Media string
 			Packets    uint64
-		}
+		} `json:"streams"`
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	var last string

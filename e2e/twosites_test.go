@@ -383,8 +383,10 @@ func TestTwoSites(t *testing.T) {
 
 // callRecord is the part of `z5d admin --json calls` the tests read.
 type callRecord struct {
-	CallID, Node        string
-	AnsweredAt, EndedAt time.Time
+	CallID     string `json:"call_id"`
+	Node       string
+	AnsweredAt time.Time `json:"answered_at"`
+	EndedAt    time.Time `json:"ended_at"`
 }
 
 // clientToken reads a logged-in client's MCS token.

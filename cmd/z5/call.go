@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/z5vrs/z5/internal/callreport"
+	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/media"
 )
@@ -60,22 +64,37 @@ func mediaOptions(send, record, prefix string, raw bool) (client.MediaOptions, e
 	return mo, nil
 }
 
-func (e *env) call(ctx context.Context, args []string) error {
-	fs := newFlagSet("call", "call NUMBER|NAME [--duration D] [--send CLIP[,CLIP]] [--record DIR [--raw]] [--stats-file F.csv] [--json]", e.stderr)
+func (e *env) callCmd() *cobra.Command {
+	cmd := command("call NUMBER|NAME [--duration D] [--send CLIP[,CLIP]] [--record DIR [--raw]] [--stats-file F.csv] [--json]",
+		"steps 4-5: a video call through the MCS relay", 0, 1<<10)
+	cmd.Args = func(_ *cobra.Command, pos []string) error {
+		if len(pos) != 1 {
+			return usagef("call: want one NUMBER or contact NAME")
+		}
+		return nil
+	}
+	fs := cmd.Flags()
 	duration := fs.Duration("duration", 0, "hang up after this long (default: until Ctrl-C or the other side hangs up)")
 	send := fs.String("send", "", "what to send: an H.264 Annex B file and/or a μ-law .wav, comma-separated (default: the built-in clip)")
 	record := fs.String("record", "", "record what is received into DIR as call.mkv (video and audio, plays in ffplay and VLC)")
 	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (call-video.h264, call-audio.wav)")
 	statsFile := fs.String("stats-file", "", "write per-second call quality to this CSV file (draw it with z5 report)")
-	asJSON := fs.Bool("json", false, "print a machine-readable summary at the end")
 	audioOnly := fs.Bool("audio-only", false, "offer audio only")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		err := e.call(cmd.Context(), pos, duration, send, record, raw, statsFile, audioOnly)
+		if err != nil && e.json {
+			// A script reading --json gets an object either way; the
+			// words still go to standard error.
+			writeJSONError(e.stdout, pos[0], err)
+		}
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("call: want one NUMBER or contact NAME")
-	}
+	return cmd
+}
+
+func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, send, record *string, raw *bool, statsFile *string, audioOnly *bool) error {
+	asJSON := &e.json
+	var err error
 	if *raw && *record == "" {
 		return usagef("call: --raw needs --record DIR")
 	}
@@ -113,21 +132,26 @@ func (e *env) call(ctx context.Context, args []string) error {
 		}
 	}
 	say("calling %s via %s (%s)...", pos[0], host, server)
-	call, err := ph.Call(ctx, pos[0], mo, func(code int, reason string) { say("  %d %s", code, reason) })
+	call, err := ph.Call(ctx, pos[0], mo, progressPrinter(func(code int, reason string) { say("  %d %s", code, reason) }))
 	if err != nil {
 		return err
 	}
 	say("connected: media through relay %s (setup %s); Ctrl-C hangs up", call.Relay, call.Answered.Sub(call.Started).Round(time.Millisecond))
+	live, started := cli.NewLiveLine(e.stdout), false
 	reason := call.Wait(ctx, *duration, func(st []media.StreamStats) {
 		if stats != nil {
 			if err := stats.add(time.Since(call.Answered), st); err != nil {
 				fmt.Fprintf(e.stderr, "z5: %v (the call goes on)\n", err)
 			}
 		}
-		if !*asJSON {
-			fmt.Fprintln(e.stdout, statsLine(st))
+		if !*asJSON && (started || sending(st)) {
+			// The first second may end before the first packet went
+			// out: no "tx 0 kb/s" while the call is sending.
+			started = true
+			live.Set(statsLine(st))
 		}
 	})
+	live.Done()
 	sum := summarize(call, pos[0], fmt.Sprintf("%s (%s)", host, server))
 	sum.EndReason = reason
 	if *asJSON {
@@ -175,6 +199,50 @@ func noMediaError(c *client.Client, call *client.Call, sum callSummary) error {
 		Hint: fmt.Sprintf("allow outbound UDP ports %s to the MCS servers", rtp)}
 }
 
+// sending reports whether any stream has sent something yet.
+func sending(st []media.StreamStats) bool {
+	for _, s := range st {
+		if s.SendKbps > 0 || s.PacketsSent > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// progressPrinter passes on provisional responses in order: one that
+// arrives after a later stage was shown (100 Trying after 180 Ringing)
+// is dropped, so the caller never reads them out of order.
+func progressPrinter(print func(code int, reason string)) func(int, string) {
+	last := 0
+	return func(code int, reason string) {
+		if code < last {
+			return
+		}
+		last = code
+		print(code, reason)
+	}
+}
+
+// writeJSONError is z5 call --json's output when the call failed: the
+// step, what failed and what to do, as the error says them.
+func writeJSONError(w io.Writer, target string, err error) {
+	out := map[string]any{"target": target, "error": err.Error()}
+	var se *client.StepError
+	if errors.As(err, &se) {
+		out["step"], out["step_name"], out["error"] = se.Step, client.StepNames[se.Step], se.Err.Error()
+		if se.Hint != "" {
+			out["what_to_do"] = se.Hint
+		}
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		out["usage"] = true
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}
+
 func statsLine(st []media.StreamStats) string {
 	var parts []string
 	for _, s := range st {
@@ -189,19 +257,40 @@ func streamLine(s media.StreamStats) string {
 		s.Kind, s.PacketsSent, s.FramesSent, s.PacketsReceived, s.FramesReceived, s.Lost, s.JitterMs, s.RTTMs)
 }
 
-func (e *env) listen(ctx context.Context, args []string) error {
-	fs := newFlagSet("listen", "listen [--auto-answer] [--record DIR [--raw]] [--send CLIP] [--json]", e.stderr)
-	auto := fs.Bool("auto-answer", false, "answer every call at once")
+func (e *env) listenCmd() *cobra.Command {
+	cmd := command("listen [--auto-answer] [--record DIR [--raw]] [--send CLIP] [--json]",
+		"step 4: stay registered, take calls", 0, 0)
+	cmd.Long = `Stay registered and take calls (step 4).
+
+On a terminal each call rings on screen: press a to answer, d to decline,
+and h to hang up the call in progress. --auto-answer answers every call at
+once (for scripts). Without --auto-answer and without a terminal, calls
+are declined (603 Decline) and the caller is told so.`
+	fs := cmd.Flags()
+	auto := fs.Bool("auto-answer", false, "answer every call at once (for scripts)")
 	record := fs.String("record", "", "record each call's received media into DIR as callN-FROM.mkv")
 	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (.h264, .wav)")
 	send := fs.String("send", "", "what to send in answered calls (default: the built-in clip)")
-	asJSON := fs.Bool("json", false, "print one JSON summary line per call")
 	maxCalls := fs.Int("max-calls", 0, "exit after this many calls (0: run until Ctrl-C)")
-	if _, err := parseArgs(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return e.listen(cmd.Context(), auto, record, raw, send, maxCalls)
 	}
+	return cmd
+}
+
+func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool, send *string, maxCalls *int) error {
+	asJSON := &e.json
 	if *raw && *record == "" {
 		return usagef("listen: --raw needs --record DIR")
+	}
+	// On a terminal without --auto-answer the user answers by key.
+	var keys <-chan byte
+	if f, ok := e.stdin.(*os.File); ok && !*auto && !*asJSON && cli.IsTerminal(f) {
+		k, stop, err := cli.Keys(f)
+		if err == nil {
+			keys = k
+			defer stop()
+		}
 	}
 	progress := e.printEvent
 	if *asJSON {
@@ -233,6 +322,14 @@ func (e *env) listen(ctx context.Context, args []string) error {
 	host, server := ph.Server()
 	if !*asJSON {
 		fmt.Fprintf(e.stdout, "listening as %s on %s (%s); Ctrl-C to stop\n", ph.AOR(), host, server)
+		switch {
+		case *auto:
+			fmt.Fprintln(e.stdout, "calls are answered at once (--auto-answer)")
+		case keys != nil:
+			fmt.Fprintln(e.stdout, "when a call rings: a answers, d declines; in a call, h hangs up")
+		default:
+			fmt.Fprintln(e.stdout, "standard input is not a terminal: calls are declined (pass --auto-answer to answer them)")
+		}
 	}
 	n := 0
 	for {
@@ -242,13 +339,18 @@ func (e *env) listen(ctx context.Context, args []string) error {
 		case ic := <-calls:
 			n++
 			if !*auto {
-				// Without a UI to ring, a listener without --auto-answer
-				// declines politely so the caller is not left waiting.
-				if !*asJSON {
-					fmt.Fprintf(e.stdout, "incoming call from %s declined (use --auto-answer)\n", ic.From)
+				if keys == nil {
+					// Nobody to ring: decline politely so the caller is
+					// not left waiting.
+					if !*asJSON {
+						fmt.Fprintf(e.stdout, "incoming call from %s declined (no terminal to ring; use --auto-answer)\n", ic.From)
+					}
+					ic.Reject(603, "Decline")
+					continue
 				}
-				ic.Reject(486, "Busy Here")
-				continue
+				if !e.ring(ctx, ic, keys) {
+					continue
+				}
 			}
 			mo, err := mediaOptions(*send, *record, fmt.Sprintf("call%d-%s", n, ic.From), *raw)
 			if err != nil {
@@ -259,10 +361,31 @@ func (e *env) listen(ctx context.Context, args []string) error {
 			}
 			call, err := ic.AcceptWithMedia(ctx, mo)
 			if err != nil {
-				fmt.Fprintf(e.stderr, "answer failed: %v\n", err)
+				fmt.Fprintf(e.stderr, "z5: answering the call from %s failed: %v\n", ic.From, err)
 				continue
 			}
-			reason := call.Wait(ctx, 0, nil)
+			callCtx, hangup := context.WithCancel(ctx)
+			if keys != nil {
+				go func() {
+					for {
+						select {
+						case k, ok := <-keys:
+							if !ok {
+								return
+							}
+							if k == 'h' || k == 'H' {
+								fmt.Fprintln(e.stdout, "hanging up")
+								hangup()
+								return
+							}
+						case <-callCtx.Done():
+							return
+						}
+					}
+				}()
+			}
+			reason := call.Wait(callCtx, 0, nil)
+			hangup()
 			sum := summarize(call, ic.From, fmt.Sprintf("%s (%s)", host, server))
 			sum.EndReason = reason
 			if *asJSON {
@@ -281,6 +404,39 @@ func (e *env) listen(ctx context.Context, args []string) error {
 			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return nil
+			}
+		}
+	}
+}
+
+// ring shows an incoming call and waits for a (answer) or d (decline);
+// it reports whether to answer. The caller hanging up ends the ring.
+func (e *env) ring(ctx context.Context, ic *client.IncomingCall, keys <-chan byte) bool {
+	from := ic.From
+	if ic.FromName != "" {
+		from = fmt.Sprintf("%s (%s)", ic.FromName, ic.From)
+	}
+	fmt.Fprintf(e.stdout, "\aincoming call from %s: press a to answer, d to decline\n", from)
+	for {
+		select {
+		case <-ctx.Done():
+			ic.Reject(480, "Temporarily Unavailable")
+			return false
+		case <-ic.Cancelled():
+			fmt.Fprintf(e.stdout, "missed call from %s (the caller hung up)\n", from)
+			return false
+		case k, ok := <-keys:
+			if !ok {
+				ic.Reject(480, "Temporarily Unavailable")
+				return false
+			}
+			switch k {
+			case 'a', 'A':
+				return true
+			case 'd', 'D':
+				fmt.Fprintf(e.stdout, "declined the call from %s\n", from)
+				ic.Reject(603, "Decline")
+				return false
 			}
 		}
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/netcheck"
 	"github.com/z5vrs/z5/internal/profile"
@@ -18,19 +21,21 @@ const exitBlocked = 3
 
 // check probes every outbound rule of the provider's list from this
 // network and prints, per rule, whether it works and what to add.
-func (e *env) check(ctx context.Context, args []string) error {
-	fs := newFlagSet("check", "check [--profile provider.json] [--json] [--home DIR] [--timeout D]", e.stderr)
+func (e *env) checkCmd() *cobra.Command {
+	cmd := command("check [--profile provider.json] [--json] [--timeout D]",
+		"network readiness: which firewall rule is missing", 0, 0)
+	cmd.Long = `Probe every outbound rule of the provider's list from this network and
+print, per rule, whether it works and the rule to add when it does not.
+Exit status 3 when a required rule is blocked.`
+	fs := cmd.Flags()
 	prof := fs.String("profile", "", "provider profile (default: the one saved by z5 login)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	home := fs.String("home", e.home, "client state dir (for the profile and the login used by the RTP probe)")
 	timeout := fs.Duration("timeout", 2*time.Second, "time to wait for each probe's answer")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usagef("check: unexpected argument %q", pos[0])
-	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return e.check(cmd.Context(), *prof, *timeout) }
+	return cmd
+}
+
+func (e *env) check(ctx context.Context, profPath string, timeoutD time.Duration) error {
+	prof, timeout, asJSON, home := &profPath, &timeoutD, &e.json, &e.home
 	if *timeout <= 0 || *timeout > time.Minute {
 		return usagef("check: --timeout %s: want a duration up to 1m", *timeout)
 	}
@@ -70,7 +75,7 @@ func (e *env) check(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		printReport(e.stdout, rep, source)
+		printReport(e.stdout, rep, source, cli.Colour(e.stdout))
 	}
 	if rep.Blocked {
 		n := 0
@@ -79,7 +84,7 @@ func (e *env) check(ctx context.Context, args []string) error {
 				n++
 			}
 		}
-		return exitError{fmt.Errorf("check: %d required rule(s) blocked", n), exitBlocked}
+		return exitError{Err: fmt.Errorf("check: %d required rule(s) blocked", n), Code: exitBlocked}
 	}
 	return nil
 }
@@ -87,7 +92,7 @@ func (e *env) check(ctx context.Context, args []string) error {
 // printReport writes the report for a network admin: one aligned line per
 // rule in the seed's notation, then the rules to add, the SIP ALG and
 // call-quality verdicts, and a summary.
-func printReport(w io.Writer, rep *netcheck.Report, source string) {
+func printReport(w io.Writer, rep *netcheck.Report, source string, colour bool) {
 	fmt.Fprintf(w, "z5 check: %s, %d rules (profile %s)\n\n", rep.Provider, len(rep.Results), source)
 	sw, lw, bw := len("blocked"), 0, 0
 	for _, r := range rep.Results {
@@ -96,7 +101,8 @@ func printReport(w io.Writer, rep *netcheck.Report, source string) {
 		bw = max(bw, len(r.Rule.Label()))
 	}
 	for _, r := range rep.Results {
-		fmt.Fprintf(w, "%-*s  %-*s  %-*s  %s\n", sw, r.Status, lw, r.Line, bw, r.Rule.Label(), outcome(r))
+		status := cli.Paint(colour, string(r.Status), fmt.Sprintf("%-*s", sw, r.Status))
+		fmt.Fprintf(w, "%s  %-*s  %-*s  %s\n", status, lw, r.Line, bw, r.Rule.Label(), outcome(r))
 	}
 	var adds []netcheck.Result
 	for _, r := range rep.Results {

@@ -56,7 +56,7 @@ func TestCheckBlocked(t *testing.T) {
 		t.Errorf("check took %s", d)
 	}
 	var ee exitError
-	if !errors.As(err, &ee) || ee.code != exitBlocked {
+	if !errors.As(err, &ee) || ee.Code != exitBlocked {
 		t.Fatalf("err = %v, want exit status %d\n%s", err, exitBlocked, out.String())
 	}
 	got := out.String()
@@ -81,7 +81,7 @@ func TestCheckBlocked(t *testing.T) {
 	out.Reset()
 	err = run(context.Background(), []string{"--home", filepath.Join(dir, "home"), "check", "--profile", path, "--timeout", "300ms", "--json"},
 		strings.NewReader(""), &out, &errb)
-	if !errors.As(err, &ee) || ee.code != exitBlocked || !strings.Contains(out.String(), `"blocked": true`) {
+	if !errors.As(err, &ee) || ee.Code != exitBlocked || !strings.Contains(out.String(), `"blocked": true`) {
 		t.Errorf("--json: %v\n%s", err, out.String())
 	}
 }
@@ -128,7 +128,7 @@ func TestPrintReport(t *testing.T) {
 		Blocked: true,
 	}
 	var b bytes.Buffer
-	printReport(&b, rep, "provider.json")
+	printReport(&b, rep, "provider.json", false)
 	want := `z5 check: Z5 test, 4 rules (profile provider.json)
 
 ok           outbound 53 udp  198.18.1.53           DNS                   2.1 ms

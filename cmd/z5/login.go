@@ -12,55 +12,78 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/rue"
 )
 
-func (e *env) login(ctx context.Context, args []string) error {
-	fs := newFlagSet("login", "login --profile provider.json --username U --password-stdin [--number N]", e.stderr)
+func (e *env) loginCmd() *cobra.Command {
+	cmd := command("login --profile provider.json --username U [--password-stdin] [--number N]",
+		"steps 1-3: resolve, log in, choose a number, license, address book", 0, 0)
+	cmd.Long = `Log in (steps 1-3): resolve the provider's names, log in to ZDial, choose
+one of the account's numbers, fetch the license and the address book.
+
+On a terminal it asks for the password without echoing it; scripts pass
+--password-stdin and write it to standard input. The password is never
+stored, only the session tokens (mode 0600 under --home).`
+	cmd.Example = "  z5 login --profile provider.json --username alice\n  printf '%s\\n' \"$PW\" | z5 login --username alice --password-stdin"
+	fs := cmd.Flags()
 	prof := fs.String("profile", "", "provider profile (provider.json); optional after the first login")
-	user := fs.String("username", "", "ZDial username")
-	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
+	user := fs.String("username", "", "ZDial username (required)")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input's first line (for scripts)")
 	number := fs.String("number", "", "which of the account's numbers to use")
-	if _, err := parseArgs(fs, args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return e.login(cmd.Context(), *prof, *user, *pwStdin, *number)
 	}
-	if *user == "" {
+	return cmd
+}
+
+func (e *env) login(ctx context.Context, prof, user string, pwStdin bool, number string) error {
+	if user == "" {
 		return usagef("login: --username is required")
 	}
-	if !*pwStdin {
-		return usagef("login: pass --password-stdin and write the password to standard input (never on the command line)")
+	req := client.LoginRequest{Username: user, Number: number}
+	if prof != "" {
+		var err error
+		if req.Profile, err = loadProfile(prof); err != nil {
+			return err
+		}
 	}
 	in := bufio.NewReader(e.stdin)
-	line, err := in.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read password: %w", err)
+	var pw string
+	if pwStdin {
+		line, err := in.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read password: %w", err)
+		}
+		if pw = strings.TrimRight(line, "\r\n"); pw == "" {
+			return errors.New("login: empty password on standard input (--password-stdin reads its first line)")
+		}
+	} else {
+		var err error
+		if pw, err = cli.Password(e.stdin, e.stderr, false, "Password for "+user+": "); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
 	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return errors.New("login: empty password on standard input")
-	}
+	req.Password = pw
 	c, err := e.open(e.printEvent)
 	if err != nil {
 		return err
 	}
-	req := client.LoginRequest{Username: *user, Password: pw, Number: *number}
-	if *prof != "" {
-		if req.Profile, err = loadProfile(*prof); err != nil {
-			return err
-		}
-	}
-	// Several numbers and none given: ask on the terminal. The password
-	// took standard input's first line; the choice is its next one.
+	// Several numbers and none given: ask on the terminal. With
+	// --password-stdin the password took standard input's first line;
+	// the choice is its next one.
 	{
 		req.Choose = func(ns []client.Number) (string, error) {
-			if !isTerminal(os.Stdin) {
+			if !cli.IsTerminal(e.stdin) {
 				list := make([]string, len(ns))
 				for i, n := range ns {
 					list[i] = n.Number
 				}
-				return "", fmt.Errorf("%w (%s) and standard input is not a terminal", client.ErrNumberRequired, strings.Join(list, ", "))
+				return "", fmt.Errorf("%w (%s) and standard input is not a terminal: pass --number", client.ErrNumberRequired, strings.Join(list, ", "))
 			}
 			fmt.Fprintln(e.stdout, "This account has several numbers:")
 			for i, n := range ns {
@@ -89,17 +112,14 @@ func (e *env) login(ctx context.Context, args []string) error {
 	return nil
 }
 
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+func (e *env) statusCmd() *cobra.Command {
+	cmd := command("status", "who is logged in, license, registration target", 0, 0)
+	cmd.RunE = func(*cobra.Command, []string) error { return e.status() }
+	return cmd
 }
 
-func (e *env) status(args []string) error {
-	fs := newFlagSet("status", "status [--json]", e.stderr)
-	asJSON := fs.Bool("json", false, "machine-readable output")
-	if _, err := parseArgs(fs, args); err != nil {
-		return err
-	}
+func (e *env) status() error {
+	asJSON := &e.json
 	c, err := e.open(nil)
 	if err != nil {
 		return err
@@ -126,10 +146,13 @@ func (e *env) status(args []string) error {
 	return nil
 }
 
-func (e *env) logout(ctx context.Context, args []string) error {
-	if _, err := parseArgs(newFlagSet("logout", "logout", e.stderr), args); err != nil {
-		return err
-	}
+func (e *env) logoutCmd() *cobra.Command {
+	cmd := command("logout", "revoke the session and forget the tokens", 0, 0)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return e.logout(cmd.Context()) }
+	return cmd
+}
+
+func (e *env) logout(ctx context.Context) error {
 	c, err := e.open(nil)
 	if err != nil {
 		return err
@@ -141,16 +164,28 @@ func (e *env) logout(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (e *env) contacts(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("contacts: want list, add NAME NUMBER, rm ID|NAME, import FILE.vcf or export FILE.vcf")
+func (e *env) contactsCmd() *cobra.Command {
+	cmd := cli.Group(&cobra.Command{Use: "contacts", Short: "the address book: list, add, rm, import, export"})
+	for _, sub := range []struct {
+		use, short string
+		n          int
+	}{
+		{"list", "list the contacts (synchronised with the MCS)", 0},
+		{"add NAME NUMBER", "add a contact", 2},
+		{"rm ID|NAME", "remove a contact", 1},
+		{"import FILE.vcf", "import contacts from a vCard file", 1},
+		{"export FILE.vcf", "export the contacts as a vCard file (mode 0600)", 1},
+	} {
+		c := command(sub.use, sub.short, sub.n, sub.n)
+		c.RunE = func(c *cobra.Command, pos []string) error { return e.contacts(c.Context(), c.Name(), pos) }
+		cmd.AddCommand(c)
 	}
-	fs := newFlagSet("contacts "+args[0], "contacts list|add|rm|import|export ...", e.stderr)
-	asJSON := fs.Bool("json", false, "machine-readable output")
-	pos, err := parseArgs(fs, args[1:])
-	if err != nil {
-		return err
-	}
+	return cmd
+}
+
+func (e *env) contacts(ctx context.Context, sub string, pos []string) error {
+	asJSON := &e.json
+	args := []string{sub}
 	c, err := e.open(nil)
 	if err != nil {
 		return err
@@ -227,7 +262,7 @@ func (e *env) contacts(ctx context.Context, args []string) error {
 		fmt.Fprintf(e.stdout, "exported %d bytes to %s\n", len(data), pos[0])
 		return nil
 	}
-	return usagef("contacts: unknown subcommand %q", args[0])
+	return usagef("contacts: unknown command %q", args[0])
 }
 
 // loadProfile reads a Z5 provider profile, or an RFC 9248 provider

@@ -5,21 +5,27 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/z5vrs/z5/internal/callreport"
 )
 
 // report reads a stats file written by `z5 call --stats-file` and prints
 // its summary, and with --svg draws it for a support ticket.
-func (e *env) report(args []string) error {
-	fs := newFlagSet("report", "report STATS.csv [--svg OUT.svg]", e.stderr)
-	svg := fs.String("svg", "", "draw the call's quality over time into this SVG file")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
+func (e *env) reportCmd() *cobra.Command {
+	cmd := command("report STATS.csv [--svg OUT.svg]", "a call's quality (from call --stats-file) as a table and a chart", 1, 1)
+	cmd.Args = func(_ *cobra.Command, pos []string) error {
+		if len(pos) != 1 {
+			return usagef("report: want one STATS.csv (written by z5 call --stats-file)")
+		}
+		return nil
 	}
-	if len(pos) != 1 {
-		return usagef("report: want one STATS.csv (written by z5 call --stats-file)")
-	}
+	svg := cmd.Flags().String("svg", "", "draw the call's quality over time into this SVG file")
+	cmd.RunE = func(_ *cobra.Command, pos []string) error { return e.report(pos, svg) }
+	return cmd
+}
+
+func (e *env) report(pos []string, svg *string) error {
 	f, err := os.Open(pos[0])
 	if err != nil {
 		return fmt.Errorf("report: %w", err)

@@ -1,316 +1,452 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/z5vrs/z5/internal/backoffice"
+	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
 	"github.com/z5vrs/z5/internal/store"
 )
 
-const adminUsage = `Usage: z5d admin [--data DIR | --config FILE] [--json] COMMAND ...
-
-  customer add USERNAME [--display NAME] --password-stdin
-  customer list
-  number add USERNAME NUMBER [--label LABEL]
-  number list USERNAME
-  device add NUMBER --kind sip [--user SIPUSER] [--name NAME] --password-stdin
-  device list NUMBER
-  contact add NUMBER NAME CONTACT_NUMBER
-  contact list NUMBER
-  calls [--number NUMBER] [--limit N]
-
-Passwords are read from standard input (one line), never from the command line.
-`
-
-func cmdAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("admin", "z5d admin [--data DIR | --config FILE] COMMAND ...", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
-	cfgPath := fs.String("config", "", "deployment config (TOML)")
-	data := fs.String("data", "", "dev data dir (default: the dev stack's)")
-	asJSON := fs.Bool("json", false, "machine-readable output")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return usagef("admin: missing command")
-	}
-	cfg, err := loadConfig(*cfgPath, *cfgPath == "", *data)
-	if err != nil {
-		return err
-	}
-	st, err := provider.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	a := &admin{cfg: cfg, st: st, stdin: stdin, out: stdout, err: stderr, json: *asJSON}
-	return a.dispatch(ctx, rest)
-}
-
 type admin struct {
+	cfgPath, data string
+	json          bool
+
 	cfg   *config.Config
 	st    store.Store
 	stdin io.Reader
 	out   io.Writer
 	err   io.Writer
-	json  bool
 }
 
-func (a *admin) dispatch(ctx context.Context, args []string) error {
-	cmd := strings.Join(args[:min(2, len(args))], " ")
-	if args[0] == "calls" {
-		cmd = "calls"
-	}
-	switch cmd {
-	case "customer add":
-		fs := newFlagSet("customer add", "z5d admin customer add USERNAME [--display NAME] --password-stdin", a.err)
-		display := fs.String("display", "", "display name")
-		pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
-		pos, err := parseInterleaved(fs, args[2:], 1)
-		if err != nil {
-			return err
-		}
-		pw, err := a.password(*pwStdin)
-		if err != nil {
-			return err
-		}
-		c, err := backoffice.AddCustomer(ctx, a.st, pos[0], *display, pw)
-		if err != nil {
-			return err
-		}
-		return a.print(c.Username, map[string]any{"id": c.ID, "username": c.Username, "display_name": c.DisplayName})
-	case "customer list":
-		cs, err := a.st.ListCustomers(ctx)
-		if err != nil {
-			return err
-		}
-		if a.json {
-			return a.printJSON(cs)
-		}
-		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tNUMBERS\tLOCKED UNTIL")
-		for _, c := range cs {
-			ns, _ := a.st.NumbersOf(ctx, c.ID)
-			var nums []string
-			for _, n := range ns {
-				nums = append(nums, n.Number)
-			}
-			locked := "-"
-			if c.LockedUntil.After(time.Now()) {
-				locked = c.LockedUntil.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Username, c.DisplayName, strings.Join(nums, ","), locked)
-		}
-		return tw.Flush()
-	case "number add":
-		fs := newFlagSet("number add", "z5d admin number add USERNAME NUMBER [--label LABEL]", a.err)
-		label := fs.String("label", "", "label shown when choosing a number")
-		pos, err := parseInterleaved(fs, args[2:], 2)
-		if err != nil {
-			return err
-		}
-		n, err := backoffice.AddNumber(ctx, a.st, pos[0], pos[1], *label)
-		if err != nil {
-			return err
-		}
-		return a.print(n.Number, n)
-	case "number list":
-		pos, err := parseInterleaved(newFlagSet("number list", "z5d admin number list USERNAME", a.err), args[2:], 1)
-		if err != nil {
-			return err
-		}
-		c, err := a.st.CustomerByUsername(ctx, pos[0])
-		if err != nil {
-			return fmt.Errorf("customer %q: %w", pos[0], err)
-		}
-		ns, err := a.st.NumbersOf(ctx, c.ID)
-		if err != nil {
-			return err
-		}
-		if a.json {
-			return a.printJSON(ns)
-		}
-		for _, n := range ns {
-			fmt.Fprintf(a.out, "%s\t%s\n", n.Number, n.Label)
-		}
-		return nil
-	case "device add":
-		fs := newFlagSet("device add", "z5d admin device add NUMBER --kind sip [--user SIPUSER] --password-stdin", a.err)
-		kind := fs.String("kind", "", `device kind: "sip" (a standard SIP endpoint)`)
-		user := fs.String("user", "", "SIP username (default: the number)")
-		name := fs.String("name", "", "a label for the device")
-		pwStdin := fs.Bool("password-stdin", false, "read the SIP password from standard input")
-		pos, err := parseInterleaved(fs, args[2:], 1)
-		if err != nil {
-			return err
-		}
-		if *kind != store.DeviceSIP {
-			return usagef("device add: --kind sip is required (Z5 devices are created by logging in with z5)")
-		}
-		pw, err := a.password(*pwStdin)
-		if err != nil {
-			return err
-		}
-		d, err := backoffice.AddSIPDevice(ctx, a.st, a.cfg.SIP.Realm, pos[0], *user, pw, *name)
-		if err != nil {
-			return err
-		}
-		return a.print(fmt.Sprintf("device %d: SIP user %s, realm %s, domain %s", d.ID, d.SIPUser, a.cfg.SIP.Realm, a.cfg.Names.SIPDomain),
-			map[string]any{"id": d.ID, "number": d.Number, "kind": d.Kind, "sip_user": d.SIPUser, "realm": a.cfg.SIP.Realm, "domain": a.cfg.Names.SIPDomain})
-	case "device list":
-		pos, err := parseInterleaved(newFlagSet("device list", "z5d admin device list NUMBER", a.err), args[2:], 1)
-		if err != nil {
-			return err
-		}
-		num, err := backoffice.NormalizeNumber(pos[0])
-		if err != nil {
-			return err
-		}
-		ds, err := a.st.DevicesOf(ctx, num)
-		if err != nil {
-			return err
-		}
-		type row struct {
-			ID      int64  `json:"id"`
-			Kind    string `json:"kind"`
-			SIPUser string `json:"sip_user"`
-			Name    string `json:"name"`
-		}
-		var rows []row
-		for _, d := range ds {
-			rows = append(rows, row{d.ID, d.Kind, d.SIPUser, d.Name})
-		}
-		if a.json {
-			return a.printJSON(rows)
-		}
-		for _, r := range rows {
-			fmt.Fprintf(a.out, "%d\t%s\t%s\t%s\n", r.ID, r.Kind, r.SIPUser, r.Name)
-		}
-		return nil
-	case "contact add":
-		pos, err := parseInterleaved(newFlagSet("contact add", "z5d admin contact add NUMBER NAME CONTACT_NUMBER", a.err), args[2:], 3)
-		if err != nil {
-			return err
-		}
-		c, err := backoffice.AddContact(ctx, a.st, pos[0], pos[1], pos[2], a.cfg.MCS.MaxContacts)
-		if err != nil {
-			return err
-		}
-		return a.print(fmt.Sprintf("contact %s: %s %s", c.ID, c.Name, c.Number), c)
-	case "contact list":
-		pos, err := parseInterleaved(newFlagSet("contact list", "z5d admin contact list NUMBER", a.err), args[2:], 1)
-		if err != nil {
-			return err
-		}
-		num, err := backoffice.NormalizeNumber(pos[0])
-		if err != nil {
-			return err
-		}
-		cs, err := a.st.ListContacts(ctx, num)
-		if err != nil {
-			return err
-		}
-		if a.json {
-			return a.printJSON(cs)
-		}
-		for _, c := range cs {
-			fmt.Fprintf(a.out, "%s\t%s\t%s\n", c.ID, c.Name, c.Number)
-		}
-		return nil
-	case "calls":
-		fs := newFlagSet("calls", "z5d admin calls [--number NUMBER] [--limit N]", a.err)
-		number := fs.String("number", "", "only calls from or to this number")
-		limit := fs.Int("limit", 50, "most recent N calls")
-		if _, err := parseInterleaved(fs, args[1:], 0); err != nil {
-			return err
-		}
-		f := store.CallFilter{Limit: *limit}
-		if *number != "" {
-			n, err := backoffice.NormalizeNumber(*number)
-			if err != nil {
+// adminCmd is the staff's command line. --data, --config and --json are
+// accepted before or after the subcommand.
+func adminCmd() *cobra.Command {
+	a := &admin{}
+	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, numbers, devices, contacts, calls",
+		Long: `Manage the provider's customers, numbers, devices and contacts, and read
+the call log, in the data dir of "z5d run --dev --data DIR" or the store of
+a deployment (--config FILE).
+
+Passwords are asked for on a terminal (without echo) or read from standard
+input's first line with --password-stdin; never from the command line.`})
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&a.cfgPath, "config", "", "deployment config (TOML)")
+	pf.StringVar(&a.data, "data", "", "data dir (default: the dev stack's)")
+	pf.BoolVar(&a.json, "json", false, "machine-readable output (snake_case keys, no secrets)")
+
+	leaf := func(use, short string, n int, run func(ctx context.Context, pos []string) error) *cobra.Command {
+		c := command(use, short, n, n)
+		c.RunE = func(c *cobra.Command, pos []string) error {
+			a.stdin, a.out, a.err = c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr()
+			if err := a.open(c.Context()); err != nil {
 				return err
 			}
-			f.Number = n
+			defer a.st.Close()
+			return run(c.Context(), pos)
 		}
-		calls, err := a.st.ListCalls(ctx, f)
+		return c
+	}
+
+	customer := cli.Group(&cobra.Command{Use: "customer", Short: "customers (ZDial accounts)"})
+	var display string
+	var pwStdin bool
+	add := leaf("add USERNAME [--display NAME] [--password-stdin]", "create a customer (asks for the password)", 1,
+		func(ctx context.Context, pos []string) error { return a.customerAdd(ctx, pos[0], display, pwStdin) })
+	add.Flags().StringVar(&display, "display", "", "display name")
+	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input's first line (for scripts)")
+	pw := leaf("password USERNAME [--password-stdin]", "set a customer's password (and unlock the account)", 1,
+		func(ctx context.Context, pos []string) error { return a.customerPassword(ctx, pos[0], pwStdin) })
+	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input's first line (for scripts)")
+	customer.AddCommand(add, pw,
+		leaf("list", "list customers", 0, a.customerList),
+		leaf("unlock USERNAME", "clear a customer's failed logins and lockout", 1, a.customerUnlock))
+
+	number := cli.Group(&cobra.Command{Use: "number", Short: "phone numbers of customers"})
+	var label string
+	nadd := leaf("add USERNAME NUMBER [--label LABEL]", "give a customer a number", 2, func(ctx context.Context, pos []string) error {
+		n, err := backoffice.AddNumber(ctx, a.st, pos[0], pos[1], label)
+		if err != nil {
+			return a.words(err, "number "+pos[1])
+		}
+		return a.print(n.Number, numberJSON(n))
+	})
+	nadd.Flags().StringVar(&label, "label", "", "label shown when choosing a number")
+	number.AddCommand(nadd, leaf("list USERNAME", "list a customer's numbers", 1, a.numberList))
+
+	device := cli.Group(&cobra.Command{Use: "device", Short: "devices (standard SIP endpoints) of a number"})
+	var kind, user, name string
+	dadd := leaf("add NUMBER --kind sip [--user SIPUSER] [--name NAME] [--password-stdin]", "add a SIP device to a number (asks for its SIP password)", 1,
+		func(ctx context.Context, pos []string) error {
+			return a.deviceAdd(ctx, pos[0], kind, user, name, pwStdin)
+		})
+	dadd.Flags().StringVar(&kind, "kind", "", `device kind: "sip" (a standard SIP endpoint)`)
+	dadd.Flags().StringVar(&user, "user", "", "SIP username (default: the number)")
+	dadd.Flags().StringVar(&name, "name", "", "a label for the device")
+	dadd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the SIP password from standard input's first line (for scripts)")
+	device.AddCommand(dadd, leaf("list NUMBER", "list a number's devices", 1, a.deviceList))
+
+	contact := cli.Group(&cobra.Command{Use: "contact", Short: "the address book of a number"})
+	contact.AddCommand(leaf("add NUMBER NAME CONTACT_NUMBER", "add a contact to a number's address book", 3, a.contactAdd),
+		leaf("list NUMBER", "list a number's contacts", 1, a.contactList))
+
+	var cnum string
+	var limit int
+	calls := leaf("calls [--number NUMBER] [--limit N]", "the call log, most recent first", 0,
+		func(ctx context.Context, _ []string) error { return a.calls(ctx, cnum, limit) })
+	calls.Flags().StringVar(&cnum, "number", "", "only calls from or to this number")
+	calls.Flags().IntVar(&limit, "limit", 50, "most recent N calls")
+
+	cmd.AddCommand(customer, number, device, contact, calls)
+	return cmd
+}
+
+func (a *admin) open(ctx context.Context) error {
+	cfg, err := loadConfig(a.cfgPath, false, a.data, false)
+	if err != nil {
+		return err
+	}
+	st, err := provider.OpenStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open the store of %s: %w", cfg.DataDir, err)
+	}
+	a.cfg, a.st = cfg, st
+	return nil
+}
+
+// password asks on a terminal or reads standard input (--password-stdin).
+func (a *admin) password(fromStdin bool, prompt string) (string, error) {
+	return cli.Password(a.stdin, a.err, fromStdin, prompt)
+}
+
+// words says a store error in the admin's words: what is wrong with
+// which thing, not the database's internals.
+func (a *admin) words(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrExists) || strings.Contains(err.Error(), "UNIQUE constraint failed"):
+		return fmt.Errorf("%s already exists", what)
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s does not exist", what)
+	case errors.Is(err, backoffice.ErrInvalid):
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (a *admin) customer(ctx context.Context, username string) (store.Customer, error) {
+	c, err := a.st.CustomerByUsername(ctx, strings.ToLower(strings.TrimSpace(username)))
+	if err != nil {
+		return c, a.words(err, "customer "+username)
+	}
+	return c, nil
+}
+
+func (a *admin) customerAdd(ctx context.Context, username, display string, fromStdin bool) error {
+	if _, err := a.st.CustomerByUsername(ctx, strings.ToLower(strings.TrimSpace(username))); err == nil {
+		return fmt.Errorf("customer %s already exists", username)
+	}
+	pw, err := a.password(fromStdin, "Password for "+username+": ")
+	if err != nil {
+		return err
+	}
+	c, err := backoffice.AddCustomer(ctx, a.st, username, display, pw)
+	if err != nil {
+		return a.words(err, "customer "+username)
+	}
+	return a.print("customer "+c.Username+" created", customerJSON(c, nil))
+}
+
+func (a *admin) customerPassword(ctx context.Context, username string, fromStdin bool) error {
+	c, err := a.customer(ctx, username)
+	if err != nil {
+		return err
+	}
+	pw, err := a.password(fromStdin, "New password for "+c.Username+": ")
+	if err != nil {
+		return err
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return fmt.Errorf("password: %w", err)
+	}
+	if err := a.st.SetPasswordHash(ctx, c.ID, hash); err != nil {
+		return a.words(err, "customer "+username)
+	}
+	if err := a.st.ResetLoginFailures(ctx, c.ID); err != nil {
+		return a.words(err, "customer "+username)
+	}
+	return a.print("password of "+c.Username+" set; the account is unlocked", map[string]any{"username": c.Username, "password_set": true, "unlocked": true})
+}
+
+func (a *admin) customerUnlock(ctx context.Context, pos []string) error {
+	c, err := a.customer(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := a.st.ResetLoginFailures(ctx, c.ID); err != nil {
+		return a.words(err, "customer "+pos[0])
+	}
+	return a.print(c.Username+" unlocked: failed logins cleared", map[string]any{"username": c.Username, "unlocked": true})
+}
+
+// customerView is a customer as admin JSON shows it: never the password
+// hash; times only when set.
+type customerView struct {
+	ID          int64      `json:"id"`
+	Username    string     `json:"username"`
+	DisplayName string     `json:"display_name"`
+	Numbers     []string   `json:"numbers,omitempty"`
+	Failures    int        `json:"failed_logins"`
+	LockedUntil *time.Time `json:"locked_until,omitempty"`
+	CreatedAt   *time.Time `json:"created_at,omitempty"`
+}
+
+func customerJSON(c store.Customer, numbers []string) customerView {
+	v := customerView{ID: c.ID, Username: c.Username, DisplayName: c.DisplayName, Numbers: numbers, Failures: c.Failures,
+		LockedUntil: timeOrNil(c.LockedUntil), CreatedAt: timeOrNil(c.CreatedAt)}
+	if v.LockedUntil != nil && !v.LockedUntil.After(time.Now()) {
+		v.LockedUntil = nil // a lock in the past is no lock
+	}
+	return v
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (a *admin) customerList(ctx context.Context, _ []string) error {
+	cs, err := a.st.ListCustomers(ctx)
+	if err != nil {
+		return a.words(err, "customers")
+	}
+	views := make([]customerView, 0, len(cs))
+	for _, c := range cs {
+		ns, err := a.st.NumbersOf(ctx, c.ID)
+		if err != nil {
+			return a.words(err, "numbers of "+c.Username)
+		}
+		var nums []string
+		for _, n := range ns {
+			nums = append(nums, n.Number)
+		}
+		views = append(views, customerJSON(c, nums))
+	}
+	if a.json {
+		return a.printJSON(views)
+	}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tDISPLAY NAME\tNUMBERS\tLOCKED UNTIL")
+	for _, v := range views {
+		locked := "-"
+		if v.LockedUntil != nil {
+			locked = v.LockedUntil.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Username, v.DisplayName, strings.Join(v.Numbers, ","), locked)
+	}
+	return tw.Flush()
+}
+
+type numberView struct {
+	Number    string     `json:"number"`
+	Label     string     `json:"label,omitempty"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+}
+
+func numberJSON(n store.Number) numberView {
+	return numberView{Number: n.Number, Label: n.Label, CreatedAt: timeOrNil(n.CreatedAt)}
+}
+
+func (a *admin) numberList(ctx context.Context, pos []string) error {
+	c, err := a.customer(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	ns, err := a.st.NumbersOf(ctx, c.ID)
+	if err != nil {
+		return a.words(err, "numbers of "+pos[0])
+	}
+	if a.json {
+		views := make([]numberView, 0, len(ns))
+		for _, n := range ns {
+			views = append(views, numberJSON(n))
+		}
+		return a.printJSON(views)
+	}
+	for _, n := range ns {
+		fmt.Fprintf(a.out, "%s\t%s\n", n.Number, n.Label)
+	}
+	return nil
+}
+
+func (a *admin) deviceAdd(ctx context.Context, number, kind, user, name string, fromStdin bool) error {
+	if kind != store.DeviceSIP {
+		return usagef("device add: --kind sip is required (Z5 devices are created by logging in with z5)")
+	}
+	pw, err := a.password(fromStdin, "SIP password for the device: ")
+	if err != nil {
+		return err
+	}
+	d, err := backoffice.AddSIPDevice(ctx, a.st, a.cfg.SIP.Realm, number, user, pw, name)
+	if err != nil {
+		what := "SIP user " + user
+		if user == "" {
+			what = "a device for " + number
+		}
+		return a.words(err, what)
+	}
+	return a.print(fmt.Sprintf("device %d of %s: SIP user %s, realm %s, domain %s", d.ID, d.Number, d.SIPUser, a.cfg.SIP.Realm, a.cfg.Names.SIPDomain),
+		map[string]any{"id": d.ID, "number": d.Number, "kind": d.Kind, "sip_user": d.SIPUser, "realm": a.cfg.SIP.Realm, "domain": a.cfg.Names.SIPDomain})
+}
+
+func (a *admin) deviceList(ctx context.Context, pos []string) error {
+	num, err := backoffice.NormalizeNumber(pos[0])
+	if err != nil {
+		return err
+	}
+	ds, err := a.st.DevicesOf(ctx, num)
+	if err != nil {
+		return a.words(err, "devices of "+num)
+	}
+	type row struct {
+		ID        int64      `json:"id"`
+		Kind      string     `json:"kind"`
+		SIPUser   string     `json:"sip_user"`
+		Name      string     `json:"name,omitempty"`
+		CreatedAt *time.Time `json:"created_at,omitempty"`
+	}
+	rows := []row{}
+	for _, d := range ds {
+		rows = append(rows, row{d.ID, d.Kind, d.SIPUser, d.Name, timeOrNil(d.CreatedAt)})
+	}
+	if a.json {
+		return a.printJSON(rows)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(a.out, "%d\t%s\t%s\t%s\n", r.ID, r.Kind, r.SIPUser, r.Name)
+	}
+	return nil
+}
+
+type contactView struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Number    string     `json:"number"`
+	Email     string     `json:"email,omitempty"`
+	Favorite  bool       `json:"favorite,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
+func (a *admin) contactAdd(ctx context.Context, pos []string) error {
+	c, err := backoffice.AddContact(ctx, a.st, pos[0], pos[1], pos[2], a.cfg.MCS.MaxContacts)
+	if err != nil {
+		return a.words(err, "contact "+pos[1])
+	}
+	return a.print(fmt.Sprintf("contact %s: %s %s", c.ID, c.Name, c.Number),
+		contactView{c.ID, c.Name, c.Number, c.Email, c.Favorite, timeOrNil(c.UpdatedAt)})
+}
+
+func (a *admin) contactList(ctx context.Context, pos []string) error {
+	num, err := backoffice.NormalizeNumber(pos[0])
+	if err != nil {
+		return err
+	}
+	cs, err := a.st.ListContacts(ctx, num)
+	if err != nil {
+		return a.words(err, "contacts of "+num)
+	}
+	if a.json {
+		views := make([]contactView, 0, len(cs))
+		for _, c := range cs {
+			views = append(views, contactView{c.ID, c.Name, c.Number, c.Email, c.Favorite, timeOrNil(c.UpdatedAt)})
+		}
+		return a.printJSON(views)
+	}
+	for _, c := range cs {
+		fmt.Fprintf(a.out, "%s\t%s\t%s\n", c.ID, c.Name, c.Number)
+	}
+	return nil
+}
+
+type streamView struct {
+	Leg      string  `json:"leg"`
+	Media    string  `json:"media"`
+	Packets  uint64  `json:"packets"`
+	Bytes    uint64  `json:"bytes"`
+	Lost     int64   `json:"lost"`
+	JitterMs float64 `json:"jitter_ms"`
+	// Dropped: packets from addresses other than the call's endpoints,
+	// which the relay never forwards.
+	DroppedStrangers uint64 `json:"dropped_from_strangers"`
+	RTCP             uint64 `json:"rtcp_packets"`
+}
+
+type callView struct {
+	CallID     string       `json:"call_id"`
+	From       string       `json:"from"`
+	To         string       `json:"to"`
+	Node       string       `json:"node,omitempty"`
+	StartedAt  *time.Time   `json:"started_at,omitempty"`
+	AnsweredAt *time.Time   `json:"answered_at,omitempty"`
+	EndedAt    *time.Time   `json:"ended_at,omitempty"`
+	EndReason  string       `json:"end_reason,omitempty"`
+	Status     int          `json:"status,omitempty"`
+	Streams    []streamView `json:"streams,omitempty"`
+}
+
+func (a *admin) calls(ctx context.Context, number string, limit int) error {
+	f := store.CallFilter{Limit: limit}
+	if number != "" {
+		n, err := backoffice.NormalizeNumber(number)
 		if err != nil {
 			return err
 		}
-		if a.json {
-			return a.printJSON(calls)
-		}
-		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "STARTED\tFROM\tTO\tANSWERED\tDURATION\tEND\tSTATUS\tCALL-ID")
+		f.Number = n
+	}
+	calls, err := a.st.ListCalls(ctx, f)
+	if err != nil {
+		return a.words(err, "call log")
+	}
+	if a.json {
+		views := make([]callView, 0, len(calls))
 		for _, c := range calls {
-			dur := "-"
-			if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() {
-				dur = c.EndedAt.Sub(c.AnsweredAt).Round(time.Second).String()
+			v := callView{CallID: c.CallID, From: c.From, To: c.To, Node: c.Node, StartedAt: timeOrNil(c.StartedAt),
+				AnsweredAt: timeOrNil(c.AnsweredAt), EndedAt: timeOrNil(c.EndedAt), EndReason: c.EndReason, Status: c.Status}
+			for _, s := range c.MediaStats {
+				v.Streams = append(v.Streams, streamView{s.Leg, s.Media, s.Packets, s.Bytes, s.Lost, s.JitterMS, s.Dropped, s.RTCPCount})
 			}
-			ans := "no"
-			if !c.AnsweredAt.IsZero() {
-				ans = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.StartedAt.Format(time.DateTime), c.From, c.To, ans, dur, c.EndReason, c.Status, c.CallID)
+			views = append(views, v)
 		}
-		return tw.Flush()
+		return a.printJSON(views)
 	}
-	fmt.Fprint(a.err, adminUsage)
-	return usagef("admin: unknown command %q", cmd)
-}
-
-// parseInterleaved parses flags that may come before or after exactly n
-// positional arguments.
-func parseInterleaved(fs interface {
-	Parse([]string) error
-	Args() []string
-}, args []string, n int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STARTED\tFROM\tTO\tANSWERED\tDURATION\tEND\tSTATUS\tCALL-ID")
+	for _, c := range calls {
+		dur := "-"
+		if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() {
+			dur = c.EndedAt.Sub(c.AnsweredAt).Round(time.Second).String()
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
+		ans := "no"
+		if !c.AnsweredAt.IsZero() {
+			ans = "yes"
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.StartedAt.Format(time.DateTime), c.From, c.To, ans, dur, c.EndReason, c.Status, c.CallID)
 	}
-	if len(pos) != n {
-		return nil, usagef("want %d argument(s), got %d: %q", n, len(pos), pos)
-	}
-	return pos, nil
-}
-
-func (a *admin) password(fromStdin bool) (string, error) {
-	if !fromStdin {
-		return "", usagef("pass --password-stdin and write the password to standard input (passwords are never taken from the command line)")
-	}
-	line, err := bufio.NewReader(io.LimitReader(a.stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", errors.New("empty password on standard input")
-	}
-	return pw, nil
+	return tw.Flush()
 }
 
 func (a *admin) print(text string, v any) error {

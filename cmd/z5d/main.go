@@ -5,9 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -15,25 +12,21 @@ import (
 	"syscall"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/spf13/cobra"
+
+	"github.com/z5vrs/z5/internal/cli"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; else
+// the module version and commit come from the build info.
 var version = "dev"
 
-const usage = `z5d — the Z5 provider: DNS, ZDial, MCS (HTTPS, SIP, media relay)
+const long = `z5d is the Z5 provider: DNS, ZDial, MCS (HTTPS, SIP, media relay).
 
-Usage:
-  z5d [run --dev] [--data DIR]         the whole stack on loopback (dev CA, SQLite)
-  z5d run --config FILE [--node NAME]  production: the roles of NAME (default: every node
-                                       whose address is local)
-  z5d demo [--data DIR]                dev stack + two clients + a video call, step by step
-  z5d admin [--data DIR | --config FILE] ...   customers, numbers, devices, contacts, calls
-  z5d firewall --config FILE --format seed|nft|iptables|ip6tables|pf|csv|json|md
-  z5d profile --config FILE | --data DIR   print the provider profile (provider.json)
-  z5d version
-
-Run "z5d COMMAND --help" for a command's flags.
-`
+  z5d demo                      the whole system on loopback, two clients, a video call
+  z5d run --dev --data DIR      the whole stack on loopback (dev CA, SQLite) for trying by hand
+  z5d run --config FILE         production: the roles of this host's nodes
+  z5d admin --data DIR ...      customers, numbers, devices, contacts, calls`
 
 func main() {
 	// sipgo logs through a package-level logger of its own; its reference
@@ -43,72 +36,28 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(os.Stderr, "z5d: %v\n", err)
-			os.Exit(2)
-		}
-		fmt.Fprintf(os.Stderr, "z5d: %v\n", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Report(os.Stderr, "z5d", err))
 }
 
 // usageError marks a mistake in the command line (exit status 2).
-type usageError struct{ error }
+type usageError = cli.UsageError
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return cli.Usagef(format, args...) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return cmdRun(ctx, []string{"--dev"}, stdout, stderr)
-	}
-	switch args[0] {
-	case "run":
-		return cmdRun(ctx, args[1:], stdout, stderr)
-	case "demo":
-		return cmdDemo(ctx, args[1:], stdout, stderr)
-	case "admin":
-		return cmdAdmin(ctx, args[1:], stdin, stdout, stderr)
-	case "firewall":
-		return cmdFirewall(args[1:], stdout, stderr)
-	case "profile":
-		return cmdProfile(ctx, args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "z5d %s\n", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		if len(args[0]) > 0 && args[0][0] == '-' {
-			// "z5d --data DIR" is "z5d run --dev --data DIR".
-			return cmdRun(ctx, append([]string{"--dev"}, args...), stdout, stderr)
-		}
-		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q", args[0])
-	}
+	return cli.Execute(ctx, newRoot(stdin, stdout, stderr), args, stdin, stdout, stderr)
 }
 
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+// newRoot builds the command tree; the same tree serves help, completion
+// and the man pages. Bare z5d prints help (exit 2): starting five
+// listeners is never a default.
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	root := cli.NewRoot("z5d", "the Z5 provider: DNS, ZDial, MCS (HTTPS, SIP, media relay)", long, cli.Version(version))
+	root.AddCommand(runCmd(), demoCmd(), adminCmd(), firewallCmd(), profileCmd())
+	return root
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	return nil
+// command is a leaf command taking lo to hi positional arguments.
+func command(use, short string, lo, hi int) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cli.RangeArgs(lo, hi)}
 }

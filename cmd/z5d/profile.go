@@ -5,17 +5,24 @@ import (
 	"encoding/json"
 	"io"
 
+	"github.com/spf13/cobra"
+
 	"github.com/z5vrs/z5/internal/provider"
 )
 
-func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("profile", "z5d profile --config FILE | --data DIR", stderr)
-	cfgPath := fs.String("config", "", "deployment config (TOML)")
-	data := fs.String("data", "", "data dir holding the CA and license key (dev default)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func profileCmd() *cobra.Command {
+	cmd := command("profile --config FILE | --data DIR", "print the provider profile (provider.json) a client logs in with", 0, 0)
+	f := cmd.Flags()
+	cfgPath := f.String("config", "", "deployment config (TOML)")
+	data := f.String("data", "", "data dir holding the CA and license key (default: the dev stack's)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return cmdProfile(cmd.Context(), *cfgPath, *data, cmd.OutOrStdout())
 	}
-	cfg, err := loadConfig(*cfgPath, *cfgPath == "", *data)
+	return cmd
+}
+
+func cmdProfile(ctx context.Context, cfgPath, data string, stdout io.Writer) error {
+	cfg, err := loadConfig(cfgPath, false, data, false)
 	if err != nil {
 		return err
 	}

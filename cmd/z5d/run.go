@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/provider"
@@ -24,7 +27,11 @@ func defaultDevDir() string {
 }
 
 // loadConfig resolves --config / --dev --data into a deployment config.
-func loadConfig(path string, dev bool, data string) (*config.Config, error) {
+// Only create (run --dev) may start from a data dir that does not exist:
+// elsewhere a missing or mistyped --data would silently mint a new CA and
+// license key that match nothing.
+func loadConfig(path string, dev bool, data string, create bool) (*config.Config, error) {
+	var cfg *config.Config
 	switch {
 	case path != "" && dev:
 		return nil, usagef("--config and --dev are exclusive")
@@ -39,38 +46,63 @@ func loadConfig(path string, dev bool, data string) (*config.Config, error) {
 		if c.DataDir == "" {
 			return nil, fmt.Errorf("%s: data_dir is not set (or pass --data DIR)", path)
 		}
-		return c, nil
+		cfg = c
 	default:
 		if data == "" {
 			data = defaultDevDir()
 		}
-		return config.Dev(data), nil
+		cfg = config.Dev(data)
 	}
+	if !create {
+		if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no data dir at %s: run `z5d run --dev --data %s` first or pass --config", cfg.DataDir, cfg.DataDir)
+		}
+		if db := cfg.Store.Path; cfg.Store.Driver == "sqlite" {
+			if !filepath.IsAbs(db) {
+				db = filepath.Join(cfg.DataDir, db)
+			}
+			if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("no Z5 database in %s: run `z5d run --dev --data %s` first or pass --config", cfg.DataDir, cfg.DataDir)
+			}
+		}
+	}
+	return cfg, nil
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "z5d run --dev [--data DIR] | z5d run --config FILE [--node NAME]", stderr)
-	dev := fs.Bool("dev", false, "run the whole stack on loopback with a dev CA and SQLite")
-	cfgPath := fs.String("config", "", "deployment config (TOML)")
-	data := fs.String("data", "", "data dir (CA, keys, database, provider.json)")
-	node := fs.String("node", "", `nodes of the config to run: NAME[,NAME...] or "all" (default: every node whose address is local)`)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func runCmd() *cobra.Command {
+	cmd := command("run --dev [--data DIR] | run --config FILE [--node NAME]", "run the provider: the dev stack on loopback, or a deployment's nodes", 0, 0)
+	cmd.Long = `Run the provider.
+
+  z5d run --dev [--data DIR]         the whole stack on loopback with a dev CA and
+                                     SQLite; writes DIR/provider.json for z5 login
+  z5d run --config FILE [--node NAME]  production: the roles of NAME (default:
+                                     every node whose address is local)`
+	f := cmd.Flags()
+	dev := f.Bool("dev", false, "run the whole stack on loopback with a dev CA and SQLite")
+	cfgPath := f.String("config", "", "deployment config (TOML)")
+	data := f.String("data", "", "data dir (CA, keys, database, provider.json); created by --dev")
+	node := f.String("node", "", `nodes of the config to run: NAME[,NAME...] or "all" (default: every node whose address is local)`)
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return cmdRun(cmd.Context(), *dev, *cfgPath, *data, *node, *logLevel, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	}
-	if !*dev && *cfgPath == "" {
+	return cmd
+}
+
+func cmdRun(ctx context.Context, dev bool, cfgPath, data, node, logLevel string, stdout, stderr io.Writer) error {
+	if !dev && cfgPath == "" {
 		return usagef("run needs --dev or --config FILE")
 	}
-	cfg, err := loadConfig(*cfgPath, *dev, *data)
+	cfg, err := loadConfig(cfgPath, dev, data, true)
 	if err != nil {
 		return err
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	names, err := nodesToRun(cfg, *node)
+	names, err := nodesToRun(cfg, node)
 	if err != nil {
 		return err
 	}

@@ -192,7 +192,7 @@ func (c *Client) Profile() *profile.Profile { return c.state.Profile }
 
 func (c *Client) requireProfile() (*profile.Profile, error) {
 	if c.state.Profile == nil {
-		return nil, stepErr(StepDNS, errors.New("no provider profile"), "log in first: z5 login --profile provider.json --username NAME --password-stdin")
+		return nil, stepErr(StepDNS, errors.New("no provider profile"), "log in first: z5 login --profile provider.json --username NAME (it asks for the password)")
 	}
 	return c.state.Profile, nil
 }

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/spf13/cobra"
+
+	"github.com/z5vrs/z5/internal/cli"
+)
+
+// TestMain lets a test run this binary's main in a child process (under a
+// pseudo-terminal) by setting Z5_TEST_MAIN.
+func TestMain(m *testing.M) {
+	if os.Getenv("Z5_TEST_MAIN") == "1" {
+		os.Args = append([]string{"z5"}, strings.Fields(os.Getenv("Z5_TEST_ARGS"))...)
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+func runZ5(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// ttyRun runs z5 ARGS on a pseudo-terminal, types input once want shows,
+// and returns everything the terminal showed.
+func ttyRun(t *testing.T, args, want, input string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "Z5_TEST_MAIN=1", "Z5_TEST_ARGS="+args)
+	f, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(20 * time.Second)
+	typed := false
+	for time.Now().Before(deadline) {
+		n, err := f.Read(buf)
+		out.Write(buf[:n])
+		if !typed && strings.Contains(out.String(), want) {
+			f.Write([]byte(input))
+			typed = true
+		}
+		if err != nil {
+			break // EIO: the child exited
+		}
+	}
+	cmd.Wait()
+	return out.String()
+}
+
+// TestLoginPromptsForPasswordOnTTY: on a terminal, z5 login asks for the
+// password without echo and goes on to log in (which fails here at the
+// missing profile, after the password was taken).
+func TestLoginPromptsForPasswordOnTTY(t *testing.T) {
+	home := t.TempDir()
+	out := ttyRun(t, "--home "+home+" login --username alice", "Password for alice: ", "tty-typed-secret\r")
+	if !strings.Contains(out, "Password for alice: ") {
+		t.Fatalf("no prompt: %q", out)
+	}
+	if strings.Contains(out, "tty-typed-secret") {
+		t.Errorf("the password was echoed: %q", out)
+	}
+	if !strings.Contains(out, "no provider profile") {
+		t.Errorf("login did not go on past the password: %q", out)
+	}
+	// Without a terminal and without --password-stdin: a usage error.
+	_, _, err := runZ5(t, "--home", home, "login", "--username", "alice")
+	if cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), "--password-stdin") {
+		t.Errorf("login without a terminal: %v", err)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	home := t.TempDir()
+	for _, args := range [][]string{
+		{}, {"bogus"}, {"contacts"}, {"contacts", "bogus"}, {"contacts", "add", "x"},
+		{"status", "extra"}, {"logout", "extra"}, {"call"}, {"call", "a", "b"}, {"login", "--bogus"},
+		{"check", "--timeout", "2h"}, {"listen", "--raw"},
+	} {
+		_, _, err := runZ5(t, append([]string{"--home", home}, args...)...)
+		if code := cli.ExitCode(err); code != 2 {
+			t.Errorf("z5 %q: exit %d (%v), want 2", args, code, err)
+		}
+	}
+	// Global flags anywhere.
+	for _, args := range [][]string{{"status", "--home", home, "--json"}, {"--json", "status", "--home", home}} {
+		out, _, err := runZ5(t, args...)
+		if err != nil || !strings.Contains(out, `"logged_in": false`) {
+			t.Errorf("z5 %q: %v %s", args, err, out)
+		}
+	}
+}
+
+func TestHelpEverywhere(t *testing.T) {
+	root := newRoot(nil, io.Discard, io.Discard)
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		path := strings.Fields(c.CommandPath())[1:]
+		out, _, err := runZ5(t, append(path, "--help")...)
+		if err != nil {
+			t.Errorf("z5 %v --help: %v", path, err)
+		}
+		if strings.Contains(out, "Flags:\n\n") {
+			t.Errorf("z5 %v --help shows an empty Flags:", path)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "--") && !strings.HasSuffix(f[0], ",") {
+				t.Errorf("z5 %v --help shows a single-dash flag: %q", path, line)
+			}
+		}
+		n++
+	}
+	walk(root)
+	if n < 15 {
+		t.Errorf("only %d commands walked", n)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, _, err := runZ5(t, "completion", sh)
+		if err != nil || !strings.Contains(out, "z5") {
+			t.Errorf("completion %s: %v, %d bytes", sh, err, len(out))
+		}
+	}
+	out, _, err := runZ5(t, "--version")
+	if err != nil || !strings.HasPrefix(out, "z5 ") {
+		t.Errorf("--version: %v %q", err, out)
+	}
+}
+
+// TestCallJSONError: z5 call --json prints a JSON object when the call
+// fails (here: not logged in), naming the step and what to do.
+func TestCallJSONError(t *testing.T) {
+	out, _, err := runZ5(t, "--home", t.TempDir(), "call", "2025550101", "--json")
+	if err == nil {
+		t.Fatal("call succeeded without a login")
+	}
+	var got map[string]any
+	if jerr := json.Unmarshal([]byte(out), &got); jerr != nil {
+		t.Fatalf("not JSON: %v\n%s", jerr, out)
+	}
+	if got["error"] == nil || got["step"] == nil || got["what_to_do"] == nil || got["target"] != "2025550101" {
+		t.Errorf("JSON error object %v", got)
+	}
+}
+
+func TestProgressInOrder(t *testing.T) {
+	for _, tc := range []struct {
+		in   []int
+		want string
+	}{
+		{[]int{100, 180}, "100 180 "},
+		{[]int{180, 100}, "180 "},
+		{[]int{100, 183, 180}, "100 183 "},
+		{[]int{100, 180, 180}, "100 180 180 "},
+	} {
+		var b strings.Builder
+		p := progressPrinter(func(code int, _ string) { b.WriteString(strconv.Itoa(code) + " ") })
+		for _, c := range tc.in {
+			p(c, "")
+		}
+		if b.String() != tc.want {
+			t.Errorf("%v: printed %q, want %q", tc.in, b.String(), tc.want)
+		}
+	}
+}
+
+// TestLiveLine: in place on a terminal, plain lines when piped; colour
+// never with NO_COLOR.
+func TestLiveLine(t *testing.T) {
+	var b bytes.Buffer
+	l := cli.NewLiveLine(&b)
+	l.Set("one")
+	l.Set("two")
+	l.Done()
+	if b.String() != "one\ntwo\n" {
+		t.Errorf("piped: %q", b.String())
+	}
+	f, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer tty.Close()
+	l = cli.NewLiveLine(tty)
+	l.Set("one")
+	l.Set("two")
+	l.Done()
+	got := make([]byte, 64)
+	n, _ := f.Read(got)
+	if s := string(got[:n]); !strings.Contains(s, "\r\x1b[Kone\r\x1b[Ktwo") {
+		t.Errorf("terminal: %q", s)
+	}
+	if !cli.Colour(tty) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" {
+		t.Error("no colour on a terminal")
+	}
+	t.Setenv("NO_COLOR", "1")
+	if cli.Colour(tty) {
+		t.Error("colour with NO_COLOR set")
+	}
+}

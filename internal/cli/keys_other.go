@@ -1,0 +1,14 @@
+//go:build !linux
+
+package cli
+
+import (
+	"errors"
+	"os"
+)
+
+// Keys is only implemented on Linux; elsewhere interactive answering is
+// not offered.
+func Keys(f *os.File) (<-chan byte, func(), error) {
+	return nil, nil, errors.New("single-key input is only supported on Linux")
+}
