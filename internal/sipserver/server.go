@@ -22,6 +22,11 @@
 // transport_*.go), the Server header on responses sipgo writes itself,
 // outbound dialling it would do to addresses named in a Via (refused), and
 // its UDP connection pool growing with every source address.
+//
+// The protocol decisions (what a REGISTER changes, where a request goes, a
+// forked INVITE's outcome, the digest failure limits) are pure functions
+// in internal/sipcore; this package is their shell: transports, timers,
+// the binding and call tables, the store and the wiring.
 package sipserver
 
 import (
@@ -33,9 +38,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime/debug"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,10 +46,8 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/sipcore"
-	"github.com/z5vrs/z5/internal/wire/algprobe"
 )
 
 // Deps are the server's collaborators.
@@ -465,239 +465,3 @@ func (s *Server) goAsync(f func()) {
 		f()
 	}()
 }
-
-// handle is sipgo's request handler for every method.
-func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		if !req.IsAck() {
-			s.respond(tx, req, 503, "Service Unavailable (Shutting Down)")
-		}
-		return
-	}
-	s.bg.Add(1)
-	s.mu.Unlock()
-	defer s.bg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in SIP handler", "panic", r, "method", req.Method, "stack", string(debug.Stack()))
-			if !req.IsAck() {
-				s.respond(tx, req, 500, "Server Internal Error")
-			}
-		}
-	}()
-	tx, unwrap := s.wrapUDP(req, tx) // stateless until authenticated (amplify.go)
-	defer unwrap()
-	release, ok := s.admit(req, tx)
-	if !ok {
-		return
-	}
-	defer release()
-	s.dispatch(s.ctx, req, tx)
-}
-
-// dispatch routes a request as sipcore.Route decides (RFC 3261 §16.3
-// request validation first).
-func (s *Server) dispatch(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	h, refusal := sipcore.Route(req, s.local)
-	switch h {
-	case sipcore.Refuse:
-		s.respond(tx, req, refusal.Code, refusal.Reason, refusal.Headers...)
-	case sipcore.InDialogAck:
-		s.inDialogAck(req)
-	case sipcore.Registrar:
-		s.register(ctx, req, tx)
-	case sipcore.InDialog:
-		s.inDialog(ctx, req, tx)
-	case sipcore.Options:
-		s.options(req, tx)
-	case sipcore.Invite:
-		s.invite(ctx, req, tx)
-	case sipcore.ForwardSimple:
-		s.forwardSimple(ctx, req, tx)
-	}
-}
-
-// options answers OPTIONS addressed to the server itself: capabilities,
-// and the reachability probe of `z5 check`.
-func (s *Server) options(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectRequire(req, tx, "Require") {
-		return
-	}
-	hs := []sipmsg.Header{
-		sipcore.AllowHeader(),
-		sipmsg.NewHeader("Accept", "application/sdp"),
-		sipmsg.NewHeader("Accept-Encoding", "identity"),
-		sipmsg.NewHeader("Accept-Language", "en"),
-		sipmsg.NewHeader("Supported", strings.Join(sipcore.SupportedOptions, ", ")),
-	}
-	// `z5 check` asks over TCP what we received, to spot a SIP ALG on the
-	// customer's firewall rewriting its messages (algprobe.EchoReply).
-	if echo, body, ok := algprobe.EchoReply(req); ok {
-		res := sipmsg.NewResponseFromRequest(req, 200, "OK", body)
-		for _, h := range append(hs, echo...) {
-			res.AppendHeader(h)
-		}
-		if err := s.reply(tx, req, res); err != nil {
-			s.log.Debug("respond failed", "status", 200, "method", req.Method, "error", err)
-		}
-		return
-	}
-	s.respond(tx, req, 200, "OK", hs...)
-}
-
-// rejectRequire answers 420 when a Require or Proxy-Require header lists
-// an option tag we do not support.
-func (s *Server) rejectRequire(req *sipmsg.Request, tx sipmsg.ServerTransaction, header string) bool {
-	r := sipcore.UnsupportedRequire(req, header)
-	if r.Code == 0 {
-		return false
-	}
-	s.respond(tx, req, r.Code, r.Reason, r.Headers...)
-	return true
-}
-
-// respond sends a response built from req.
-func (s *Server) respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hs ...sipmsg.Header) {
-	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hs {
-		res.AppendHeader(h)
-	}
-	if err := s.reply(tx, req, res); err != nil {
-		s.log.Debug("respond failed", "status", code, "method", req.Method, "error", err)
-	}
-}
-
-// reply sends a response in its transaction. sipgo refuses UDP messages
-// over 1500 bytes (sip.UDPMTUSize), a rule RFC 3261 §18.1.1 makes for
-// requests, which can move to TCP; a response cannot, so one that large
-// (a video SDP, a long Via chain) is sent as a single datagram here.
-func (s *Server) reply(tx sipmsg.ServerTransaction, req *sipmsg.Request, res *sipmsg.Response) error {
-	err := tx.Respond(res)
-	if !errors.Is(err, sipmsg.ErrUDPMTUCongestion) || sipmsg.NetworkToUpper(req.Transport()) != "UDP" {
-		return err
-	}
-	addr, aerr := net.ResolveUDPAddr("udp", req.Source()) // rport: always the source
-	if aerr != nil {
-		return err
-	}
-	s.mu.Lock()
-	udp := s.udp
-	s.mu.Unlock()
-	_, err = udp.WriteTo([]byte(res.String()), addr)
-	return err
-}
-
-// isOurHost reports whether a URI host names this server or its domain.
-func (s *Server) isOurHost(host string) bool {
-	h := config.CanonicalName(strings.Trim(host, "[]"))
-	if h == s.cfg.Domain || slices.Contains(s.cfg.Hosts, h) {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	if err != nil {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Contains(s.selfIPs, a.Unmap())
-}
-
-// flowOf returns the flow a request arrived on.
-func (s *Server) flowOf(req *sipmsg.Request) (flowRef, bool) {
-	tr := sipmsg.NetworkToUpper(req.Transport())
-	src := req.Source()
-	if tr == "UDP" {
-		s.mu.Lock()
-		local := s.addr
-		s.mu.Unlock()
-		return flowRef{id: "UDP/" + src, transport: tr, dest: src, local: local}, true
-	}
-	c := s.t.flow(tr, src)
-	if c == nil {
-		return flowRef{}, false
-	}
-	return flowRef{id: c.id, transport: tr, dest: src, local: c.laddr, conn: c}, true
-}
-
-// viaHost is the host this server puts in Via and Record-Route on a flow.
-func (s *Server) viaHost(f flowRef) string {
-	switch {
-	case s.cfg.Advertise.IsValid():
-		return s.cfg.Advertise.String()
-	case f.local.IsValid() && !f.local.Addr().IsUnspecified():
-		return f.local.Addr().Unmap().String()
-	case len(s.cfg.Hosts) > 0:
-		return s.cfg.Hosts[0]
-	}
-	return s.cfg.Domain
-}
-
-func (s *Server) newVia(f flowRef) *sipmsg.ViaHeader {
-	params := sipmsg.NewParams()
-	params.Add("branch", branchPrefix+randomToken(10))
-	return &sipmsg.ViaHeader{
-		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: f.transport,
-		Host: s.viaHost(f), Port: int(f.local.Port()), Params: params,
-	}
-}
-
-func (s *Server) recordRoute(f flowRef) *sipmsg.RecordRouteHeader {
-	params := sipmsg.NewParams()
-	params.Add("transport", strings.ToLower(f.transport))
-	params.Add("lr", "")
-	return &sipmsg.RecordRouteHeader{Address: sipmsg.Uri{
-		Scheme: "sip", Host: s.viaHost(f), Port: int(f.local.Port()), UriParams: params,
-	}}
-}
-
-// popOwnRoutes removes the Route entries at the top that name us (loose
-// routing, RFC 3261 §16.4).
-func (s *Server) popOwnRoutes(req *sipmsg.Request) {
-	for {
-		r := req.Route()
-		if r == nil || !s.isOurHost(r.Address.Host) {
-			return
-		}
-		req.RemoveHeader("Route")
-	}
-}
-
-// decMaxForwards replaces Max-Forwards by one less (sipgo shares the
-// header object between clones, so it is replaced, not decremented).
-func (s *Server) decMaxForwards(req *sipmsg.Request) {
-	n := sipmsg.MaxForwardsHeader(70)
-	if mf := req.MaxForwards(); mf != nil && mf.Val() > 0 {
-		n = sipmsg.MaxForwardsHeader(mf.Val() - 1)
-	}
-	if req.MaxForwards() != nil {
-		req.ReplaceHeader(&n)
-	} else {
-		req.AppendHeader(&n)
-	}
-}
-
-// demote is a slog handler lowering records one level (Error to Warn,
-// Warn to Info, Info to Debug).
-type demote struct{ h slog.Handler }
-
-func (d demote) level(l slog.Level) slog.Level {
-	switch {
-	case l >= slog.LevelError:
-		return slog.LevelWarn
-	case l >= slog.LevelWarn:
-		return slog.LevelInfo
-	}
-	return slog.LevelDebug
-}
-
-func (d demote) Enabled(ctx context.Context, l slog.Level) bool { return d.h.Enabled(ctx, d.level(l)) }
-
-func (d demote) Handle(ctx context.Context, r slog.Record) error {
-	r.Level = d.level(r.Level)
-	return d.h.Handle(ctx, r)
-}
-
-func (d demote) WithAttrs(as []slog.Attr) slog.Handler { return demote{d.h.WithAttrs(as)} }
-func (d demote) WithGroup(n string) slog.Handler       { return demote{d.h.WithGroup(n)} }
