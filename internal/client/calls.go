@@ -258,8 +258,10 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 			switch de.Res.StatusCode {
 			case sipmsg.StatusTemporarilyUnavailable, sipmsg.StatusNotFound:
 				ce.Err = ErrUnavailable
-			case sipmsg.StatusBusyHere, sipmsg.StatusGlobalDecline, 600:
+			case sipmsg.StatusBusyHere, 600:
 				ce.Err = ErrBusy
+			case sipmsg.StatusGlobalDecline:
+				ce.Err = ErrDeclined
 			case sipmsg.StatusRequestTimeout:
 				ce.Err = fmt.Errorf("%w: no answer", ErrUnavailable)
 			default:

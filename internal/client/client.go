@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/z5vrs/z5/internal/profile"
@@ -51,6 +53,8 @@ var (
 	ErrNoLicense      = errors.New("no valid license")
 	ErrUnavailable    = errors.New("not available")
 	ErrBusy           = errors.New("busy")
+	ErrDeclined       = errors.New("declined")
+	ErrCallingSelf    = errors.New("that is your own number")
 	ErrConflict       = errors.New("changed elsewhere")
 )
 
@@ -308,3 +312,29 @@ func (c *Client) FlushDNS() {
 	}
 	c.mu.Unlock()
 }
+
+// plainNetError says a connection failure in words ("connection refused")
+// instead of the SIP stack's internals, keeping err for errors.Is.
+func plainNetError(err error) error {
+	var words string
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused"):
+		words = "connection refused: nothing listens there, or a firewall rejects the connection"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		words = "no route to the server: the network or a firewall drops the traffic"
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		words = "no answer in time: a firewall may drop the traffic, or the server is overloaded"
+	default:
+		return err
+	}
+	return &wordedError{words: words, err: err}
+}
+
+type wordedError struct {
+	words string
+	err   error
+}
+
+func (e *wordedError) Error() string { return e.words }
+func (e *wordedError) Unwrap() error { return e.err }

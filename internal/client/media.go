@@ -177,6 +177,10 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 		// earn a 404 that reads like "nobody answered".
 		return nil, err
 	}
+	if target == p.c.state.Number || target == "+1"+p.c.state.Number {
+		return nil, stepErr(StepSIP, fmt.Errorf("call to %s: %w", target, ErrCallingSelf),
+			"call another number; to test a call alone, log in a second account in another --home and run z5 listen there")
+	}
 	started := time.Now()
 	local := p.localAddr()
 	sa, err := newStreamSockets(local, !mo.NoVideo)
@@ -236,10 +240,14 @@ func callHint(ce *CallError) string {
 	switch {
 	case ce.Status == 404:
 		return "check the number: no customer of this provider has it"
+	case ce.Status == 408 || ce.Status == 480 && ce.Reason != "" && strings.Contains(strings.ToLower(ce.Reason), "no answer"):
+		return "nobody answered: try again later"
 	case errors.Is(ce, ErrUnavailable):
 		return "the person you called is not signed in or did not answer: try again later"
 	case errors.Is(ce, ErrBusy):
 		return "the line is busy: try again later"
+	case errors.Is(ce, ErrDeclined):
+		return "the person you called declined the call: try again later"
 	}
 	return ""
 }

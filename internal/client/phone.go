@@ -157,6 +157,10 @@ func (p *Phone) registerAny(ctx context.Context, avoid netip.Addr) error {
 		}
 		addrs[h] = a
 	}
+	if len(addrs) == 0 {
+		// No MCS name resolved: that is a DNS problem, not the SIP port.
+		return stepErr(StepDNS, fmt.Errorf("could not resolve the MCS servers: %w", errors.Join(errs...)), dnsHint(p.c.state.Profile))
+	}
 	for _, t := range failoverOrder(hosts, addrs, healthy, avoid) {
 		ap := netip.AddrPortFrom(t.addr, uint16(port))
 		err := p.register(ctx, t.host, ap, p.opts.Expires)
@@ -172,12 +176,13 @@ func (p *Phone) registerAny(ctx context.Context, avoid netip.Addr) error {
 			return stepErr(StepSIP, err, "log in again (z5 login) to get fresh SIP credentials")
 		}
 		p.log.Info("registration attempt failed", "host", t.host, "server", ap.String(), "error", err)
-		errs = append(errs, fmt.Errorf("%s (%s): %w", t.host, ap, err))
+		errs = append(errs, fmt.Errorf("%s (%s): %w", t.host, ap, plainNetError(err)))
 		if ctx.Err() != nil {
 			return stepErr(StepSIP, ctx.Err(), "")
 		}
 	}
-	return stepErr(StepSIP, errors.Join(errs...), fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v)", port, hosts))
+	return stepErr(StepSIP, fmt.Errorf("could not register with any MCS: %w", errors.Join(errs...)),
+		fmt.Sprintf("allow outbound TCP port %d to the MCS servers (%v); if it is allowed, the provider's MCS may be down: try again in a minute", port, hosts))
 }
 
 // healthy is the MCS addresses the provider's DNS currently lists as
