@@ -20,6 +20,7 @@ import (
 	"github.com/z5vrs/z5/internal/callreport"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/license"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // The people stack.provision creates.
@@ -219,38 +220,16 @@ type recording struct {
 	frames   map[string]int    // codec_type -> decoded frames
 }
 
-// probeMKV checks that a call recording is Matroska with a real duration,
-// that ffmpeg decodes all of it without an error, and returns its streams.
-func probeMKV(t *testing.T, ffprobe, path string) recording {
+// probeMKV checks that a call recording is Matroska that ffprobe and
+// ffmpeg read without an error, and returns its streams.
+func probeMKV(t *testing.T, path string) recording {
 	t.Helper()
-	out, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-show_entries",
-		"format=format_name,duration:stream=codec_type,codec_name,nb_read_frames", "-of", "json", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
-	}
-	var r struct {
-		Format struct {
-			Name     string `json:"format_name"`
-			Duration string `json:"duration"`
-		} `json:"format"`
-		Streams []struct {
-			Type   string `json:"codec_type"`
-			Codec  string `json:"codec_name"`
-			Frames string `json:"nb_read_frames"`
-		} `json:"streams"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil || r.Format.Name != "matroska,webm" {
-		t.Fatalf("ffprobe %s: %v, not Matroska:\n%s", path, err, out)
-	}
+	p := testenv.ProbeMKV(t, path)
 	rec := recording{codecs: map[string]string{}, frames: map[string]int{}}
-	rec.duration, _ = strconv.ParseFloat(r.Format.Duration, 64)
-	for _, st := range r.Streams {
+	rec.duration, _ = strconv.ParseFloat(p.Format.Duration, 64)
+	for _, st := range p.Streams {
 		rec.codecs[st.Type] = st.Codec
 		rec.frames[st.Type], _ = strconv.Atoi(st.Frames)
-	}
-	ffmpeg := filepath.Join(filepath.Dir(ffprobe), "ffmpeg")
-	if out, err := exec.Command(ffmpeg, "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("ffmpeg decoding %s: %v\n%s", path, err, out)
 	}
 	return rec
 }
@@ -368,7 +347,7 @@ func TestClientFullFlow(t *testing.T) {
 			t.Logf("ffprobe not installed: recordings not decoded (scripts/deps.sh installs ffmpeg)")
 			continue
 		}
-		rec := probeMKV(t, ffprobe, dir.recorded+".mkv")
+		rec := probeMKV(t, dir.recorded+".mkv")
 		sent := dir.tx["video"].framesSent
 		t.Logf("%s recording: %.2f s, %d video frames sent, ffprobe decoded %v %v", dir.name, rec.duration, sent, rec.codecs, rec.frames)
 		if rec.codecs["video"] != "h264" || float64(rec.frames["video"]) < 0.95*float64(sent) {
@@ -642,13 +621,12 @@ func TestDemoBinary(t *testing.T) {
 	if !strings.Contains(out, "alice-received.mkv, bob-received.mkv in "+recDir) {
 		t.Errorf("demo output does not name its recordings in %s:\n%s", recDir, out)
 	}
-	ffprobe, err := exec.LookPath("ffprobe")
-	if err != nil {
+	if _, err := exec.LookPath("ffprobe"); err != nil {
 		t.Logf("ffprobe not installed: recordings not decoded (scripts/deps.sh installs ffmpeg)")
 		return
 	}
 	for _, name := range []string{"alice-received.mkv", "bob-received.mkv"} {
-		rec := probeMKV(t, ffprobe, filepath.Join(recDir, name))
+		rec := probeMKV(t, filepath.Join(recDir, name))
 		t.Logf("%s: %.2f s, %v, frames %v", name, rec.duration, rec.codecs, rec.frames)
 		if rec.duration < 1 || rec.codecs["video"] != "h264" || rec.codecs["audio"] != "pcm_s16le" || rec.frames["video"] == 0 {
 			t.Errorf("%s: %.2f s, %v, frames %v: want h264 and pcm_s16le with a duration", name, rec.duration, rec.codecs, rec.frames)

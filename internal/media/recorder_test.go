@@ -2,7 +2,6 @@ package media
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,55 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
-
-// mkvProbe is what ffprobe says about a Matroska recording.
-type mkvProbe struct {
-	Format struct {
-		Name     string `json:"format_name"`
-		Duration string `json:"duration"`
-	} `json:"format"`
-	Streams []struct {
-		Type       string `json:"codec_type"`
-		Codec      string `json:"codec_name"`
-		Width      int    `json:"width"`
-		Height     int    `json:"height"`
-		SampleRate string `json:"sample_rate"`
-		Channels   int    `json:"channels"`
-		Frames     string `json:"nb_read_frames"`
-	} `json:"streams"`
-}
-
-// probeMKV runs ffprobe (counting frames) and ffmpeg (decoding everything)
-// on path; any decoding error fails the test. It skips without ffmpeg.
-func probeMKV(t *testing.T, path string) mkvProbe {
-	t.Helper()
-	ffprobe, err := exec.LookPath("ffprobe")
-	if err != nil {
-		t.Skip("ffprobe not installed (Debian package ffmpeg)")
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Skip("ffmpeg not installed (Debian package ffmpeg)")
-	}
-	cmd := exec.Command(ffprobe, "-v", "error", "-count_frames", "-show_entries",
-		"format=format_name,duration:stream=codec_type,codec_name,width,height,sample_rate,channels,nb_read_frames",
-		"-of", "json", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || stderr.Len() > 0 {
-		t.Fatalf("ffprobe %s: %v\n%s", path, err, stderr.String())
-	}
-	var p mkvProbe
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatalf("ffprobe output: %v\n%s", err, out)
-	}
-	if out, err := exec.Command(ffmpeg, "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("ffmpeg decoding %s: %v\n%s", path, err, out)
-	}
-	return p
-}
 
 // fakeClock advances only when told.
 type fakeClock struct{ t time.Time }
@@ -131,7 +84,7 @@ func TestRecorderPlays(t *testing.T) {
 		t.Errorf("recording mode: %v %v, want 0600", fi.Mode(), err)
 	}
 
-	p := probeMKV(t, path)
+	p := testenv.ProbeMKV(t, path)
 	dur, _ := strconv.ParseFloat(p.Format.Duration, 64)
 	t.Logf("ffprobe: %s, %.3f s, %+v", p.Format.Name, dur, p.Streams)
 	if p.Format.Name != "matroska,webm" || dur < 2.9 || dur > 3.2 {
@@ -203,7 +156,7 @@ func TestRecorderWaitsForParameterSets(t *testing.T) {
 	if got := rec.VideoFramesDropped(); got != 29 {
 		t.Errorf("dropped %d frames before the keyframe, want 29", got)
 	}
-	p := probeMKV(t, path)
+	p := testenv.ProbeMKV(t, path)
 	if len(p.Streams) != 1 || p.Streams[0].Frames != "31" {
 		t.Errorf("streams: %+v, want one video stream of 31 frames", p.Streams)
 	}
