@@ -340,6 +340,9 @@ type SIP struct {
 	BanWindow       time.Duration `toml:"ban_window"`
 	BanTime         time.Duration `toml:"ban_time"`
 	BanMaxTime      time.Duration `toml:"ban_max_time"`
+	// BanForget clears a source's offences once it has been clean this
+	// long, so an old offence does not lengthen a new ban.
+	BanForget time.Duration `toml:"ban_forget"`
 	// BanAllow lists addresses and networks (CIDR) never banned or rate
 	// limited; the deployment's own nodes always are. BanAllowLoopback
 	// adds 127.0.0.0/8 and ::1.
@@ -426,6 +429,7 @@ func (s *SIP) applyLimitDefaults() {
 	setDur(&s.BanWindow, time.Minute)
 	setDur(&s.BanTime, 5*time.Minute)
 	setDur(&s.BanMaxTime, max(24*time.Hour, s.BanTime))
+	setDur(&s.BanForget, 24*time.Hour)
 	setInt(&s.MaxTrackedSources, 65536)
 	setInt(&s.UDPUnauthBytesPerSec, 128<<10)
 	setInt(&s.MaxUDPBindingsPerAddr, 16)
@@ -624,6 +628,9 @@ func (s *SIP) validateLimits() Errors {
 	}
 	if s.BanTime < time.Second || s.BanMaxTime < s.BanTime {
 		errs = append(errs, &Error{Key: "sip.ban_time", Msg: fmt.Sprintf("need 1s <= ban_time (%s) <= ban_max_time (%s)", s.BanTime, s.BanMaxTime)})
+	}
+	if s.BanForget < time.Second {
+		errs = append(errs, &Error{Key: "sip.ban_forget", Msg: "must be at least 1s"})
 	}
 	for _, v := range s.BanAllow {
 		if _, err := parsePrefixOrAddr(v); err != nil {

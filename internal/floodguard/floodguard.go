@@ -41,14 +41,14 @@ type Config struct {
 	// Thresholds by event kind ("auth_failure", "rate_limited", ...). The
 	// kind is also the reason label of the ban metric and log line.
 	Thresholds map[string]Threshold
-	// BanTime is the first ban of a source (default 1m); each further
-	// offence doubles it, up to MaxBanTime (default 1h).
+	// BanTime is the first ban of a source; each further offence doubles
+	// it, up to MaxBanTime.
 	BanTime    time.Duration
 	MaxBanTime time.Duration
 	// Forget clears a source's offence count once it has been clean this
-	// long (default 24h), so an old offence does not lengthen a new ban.
+	// long, so an old offence does not lengthen a new ban.
 	Forget time.Duration
-	// MaxSources bounds the tracked sources (default 65536).
+	// MaxSources bounds the tracked sources.
 	MaxSources int
 	// Allow lists networks that are never counted or banned: the
 	// deployment's own nodes, monitoring.
@@ -79,14 +79,6 @@ type Ban struct {
 	Offence  int // 1 for the first ban, 2 for the next...
 }
 
-// Defaults of Config.
-const (
-	DefaultBanTime    = time.Minute
-	DefaultMaxBanTime = time.Hour
-	DefaultForget     = 24 * time.Hour
-	DefaultMaxSources = 65536
-)
-
 // Guard tracks sources and their bans.
 type Guard struct {
 	cfg     Config
@@ -110,28 +102,17 @@ type source struct {
 	lastOffence time.Time
 }
 
-// New validates cfg and builds a Guard.
+// New validates cfg and builds a Guard. Every duration and bound is
+// required: the deployment config (internal/config) fills them.
 func New(cfg Config, deps Deps) (*Guard, error) {
-	if cfg.BanTime == 0 {
-		cfg.BanTime = DefaultBanTime
-	}
-	if cfg.MaxBanTime == 0 {
-		cfg.MaxBanTime = max(DefaultMaxBanTime, cfg.BanTime)
-	}
-	if cfg.Forget == 0 {
-		cfg.Forget = DefaultForget
-	}
-	if cfg.MaxSources == 0 {
-		cfg.MaxSources = DefaultMaxSources
-	}
 	var errs []error
 	switch {
-	case cfg.BanTime < 0:
+	case cfg.BanTime <= 0:
 		errs = append(errs, fmt.Errorf("BanTime %s: must be positive", cfg.BanTime))
 	case cfg.MaxBanTime < cfg.BanTime:
 		errs = append(errs, fmt.Errorf("MaxBanTime %s: below BanTime %s", cfg.MaxBanTime, cfg.BanTime))
 	}
-	if cfg.Forget < 0 {
+	if cfg.Forget <= 0 {
 		errs = append(errs, fmt.Errorf("Forget %s: must be positive", cfg.Forget))
 	}
 	if cfg.MaxSources < 1 {

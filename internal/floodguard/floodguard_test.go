@@ -48,12 +48,34 @@ var (
 	src2 = netip.MustParseAddr("192.0.2.2")
 )
 
+// testBanTime is the first ban of the guards these tests build.
+const testBanTime = time.Minute
+
+// complete fills the bounds cfg leaves zero with the ones these tests
+// assume: bans of 1m doubling up to 1h, offences forgotten after a clean
+// day, 65536 sources.
+func complete(cfg Config) Config {
+	if cfg.BanTime == 0 {
+		cfg.BanTime = testBanTime
+	}
+	if cfg.MaxBanTime == 0 {
+		cfg.MaxBanTime = time.Hour
+	}
+	if cfg.Forget == 0 {
+		cfg.Forget = 24 * time.Hour
+	}
+	if cfg.MaxSources == 0 {
+		cfg.MaxSources = 65536
+	}
+	return cfg
+}
+
 func newGuard(t *testing.T, cfg Config, deps Deps) *Guard {
 	t.Helper()
 	if cfg.Thresholds == nil {
 		cfg.Thresholds = map[string]Threshold{"auth_failure": {Count: 5, Window: time.Minute}}
 	}
-	g, err := New(cfg, deps)
+	g, err := New(complete(cfg), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +109,8 @@ func TestBanAtThresholdAndExpiry(t *testing.T) {
 		if g.Banned(src2) {
 			t.Fatal("another source is banned too")
 		}
-		if left, _ := g.BannedFor(src1); left != DefaultBanTime {
-			t.Errorf("ban: %s, want %s", left, DefaultBanTime)
+		if left, _ := g.BannedFor(src1); left != testBanTime {
+			t.Errorf("ban: %s, want %s", left, testBanTime)
 		}
 		if got := value(t, g.m.bans.WithLabelValues("auth_failure")); got != 1 {
 			t.Errorf("z5_floodguard_bans_total = %v, want 1", got)
@@ -104,7 +126,7 @@ func TestBanAtThresholdAndExpiry(t *testing.T) {
 		}
 		// Events during a ban are not counted toward the next one.
 		record(g, src1, "auth_failure", 100)
-		time.Sleep(DefaultBanTime)
+		time.Sleep(testBanTime)
 		if g.Banned(src1) {
 			t.Fatal("still banned after the ban time")
 		}
@@ -254,18 +276,24 @@ func TestConfigErrors(t *testing.T) {
 		{BanTime: -time.Second},
 		{BanTime: time.Hour, MaxBanTime: time.Minute},
 		{MaxSources: -1},
+		{Forget: -time.Second},
 		{Thresholds: map[string]Threshold{"x": {Count: 3}}},
 		{Thresholds: map[string]Threshold{"": {Count: 3, Window: time.Second}}},
 		{Allow: []netip.Prefix{{}}},
 	} {
-		if _, err := New(cfg, Deps{}); err == nil {
+		if _, err := New(complete(cfg), Deps{}); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+	// No bound has a default here: internal/config fills them.
+	if _, err := New(Config{}, Deps{}); err == nil || !strings.Contains(err.Error(), "BanTime") ||
+		!strings.Contains(err.Error(), "Forget") || !strings.Contains(err.Error(), "MaxSources") {
+		t.Errorf("New(zero config) = %v, want BanTime, Forget and MaxSources refused", err)
 	}
 	// Two guards on one registry: distinct services.
 	reg := prometheus.NewRegistry()
 	for _, svc := range []string{"sip", "mcs-api"} {
-		if _, err := New(Config{}, Deps{Service: svc, Registerer: reg}); err != nil {
+		if _, err := New(complete(Config{}), Deps{Service: svc, Registerer: reg}); err != nil {
 			t.Fatalf("guard %s: %v", svc, err)
 		}
 	}
@@ -308,7 +336,10 @@ func TestConcurrent(t *testing.T) {
 }
 
 func ExampleGuard() {
-	g, _ := New(Config{Thresholds: map[string]Threshold{"auth_failure": {Count: 3, Window: time.Minute}}}, Deps{Service: "sip"})
+	g, _ := New(Config{
+		Thresholds: map[string]Threshold{"auth_failure": {Count: 3, Window: time.Minute}},
+		BanTime:    time.Minute, MaxBanTime: time.Hour, Forget: 24 * time.Hour, MaxSources: 1024,
+	}, Deps{Service: "sip"})
 	ip := netip.MustParseAddr("203.0.113.9")
 	for i := range 3 {
 		fmt.Println(i+1, g.Record(ip, "auth_failure"))

@@ -25,12 +25,9 @@ type Limiter struct {
 }
 
 // NewLimiter returns a limiter of perSecond with burst per source, holding
-// at most maxSources buckets (0: DefaultMaxSources). perSecond <= 0 means
-// no limit: Allow always says yes.
+// at most maxSources buckets (at least one). perSecond <= 0 means no
+// limit: Allow always says yes.
 func NewLimiter(perSecond float64, burst, maxSources int) *Limiter {
-	if maxSources <= 0 {
-		maxSources = DefaultMaxSources
-	}
 	lim := rate.Limit(perSecond)
 	if perSecond <= 0 {
 		lim = rate.Inf

@@ -9,7 +9,7 @@ import (
 
 func TestLimiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter(200, 400, 0)
+		l := NewLimiter(200, 400, 16)
 		for i := range 400 {
 			if _, ok := l.Allow(src1); !ok {
 				t.Fatalf("request %d of the burst refused", i+1)
@@ -58,7 +58,7 @@ func TestLimiterIPv6AndBound(t *testing.T) {
 }
 
 func TestLimiterOff(t *testing.T) {
-	l := NewLimiter(0, 0, 0)
+	l := NewLimiter(0, 0, 16)
 	for range 10000 {
 		if _, ok := l.Allow(src1); !ok {
 			t.Fatal("a limiter of rate 0 refused")

@@ -18,12 +18,9 @@ type Tally struct {
 	keys *lru.Map[string, *window]
 }
 
-// NewTally returns a tally over a window of size, holding at most maxKeys keys
-// (0: DefaultMaxSources).
+// NewTally returns a tally over a window of size, holding at most maxKeys
+// keys (at least one).
 func NewTally(size time.Duration, maxKeys int) *Tally {
-	if maxKeys <= 0 {
-		maxKeys = DefaultMaxSources
-	}
 	return &Tally{window: size, keys: lru.New[string, *window](maxKeys)}
 }
 

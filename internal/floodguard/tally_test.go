@@ -10,7 +10,7 @@ import (
 
 func TestTallySlidingWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tl := NewTally(time.Minute, 0)
+		tl := NewTally(time.Minute, 16)
 		for i := 1; i <= 5; i++ {
 			if n := tl.Add("alice|192.0.2.1"); n != float64(i) {
 				t.Fatalf("event %d counted as %v", i, n)

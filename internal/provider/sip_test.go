@@ -31,7 +31,7 @@ func TestSIPConfig(t *testing.T) {
 			MaxConnsPerIP:    256, MaxConns: 50000, IdleTimeout: 2 * time.Minute, MessageTimeout: 10 * time.Second,
 			RateLimit: 200, RateBurst: 1000, MaxInFlight: 1024, MaxInFlightPerSource: 256, MaxAuthFailuresPerAccount: 50,
 			MaxRegistrationsPerNumber: 32, MaxCallsPerNumber: 8,
-			BanAuthFailures: 10, BanRateLimited: 2000, BanWindow: time.Minute, BanTime: 5 * time.Minute, BanMaxTime: 24 * time.Hour,
+			BanAuthFailures: 10, BanRateLimited: 2000, BanWindow: time.Minute, BanTime: 5 * time.Minute, BanMaxTime: 24 * time.Hour, BanForget: 24 * time.Hour,
 			MaxTrackedSources: 65536, UDPUnauthBytesPerSec: 128 << 10, MaxUDPBindingsPerAddr: 16,
 		},
 		Node: "dev", Domain: "mcs.z5.test",

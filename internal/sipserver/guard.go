@@ -107,7 +107,7 @@ func newShield(c Config, s *Server, reg prometheus.Registerer) (*shield, error) 
 			eventAuthFailure: threshold(c.BanAuthFailures),
 			eventRateLimited: threshold(c.BanRateLimited),
 		},
-		BanTime: c.BanTime, MaxBanTime: c.BanMaxTime, MaxSources: c.MaxTrackedSources,
+		BanTime: c.BanTime, MaxBanTime: c.BanMaxTime, Forget: c.BanForget, MaxSources: c.MaxTrackedSources,
 		Allow: c.Allow, AllowLoopback: c.BanAllowLoopback,
 	}, floodguard.Deps{Service: "sip", Log: s.log, Registerer: reg, OnBan: func(b floodguard.Ban) {
 		s.t.closeFrom(b.Source)
