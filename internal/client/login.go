@@ -142,7 +142,7 @@ func (c *Client) selectNumber(ctx context.Context, number string) error {
 	if err := c.save(); err != nil {
 		return err
 	}
-	c.event(StepZDial, start, "selected number %s (device %d, SIP user %s)", resp.Number, resp.DeviceID, resp.SIP.Username)
+	c.event(StepZDial, start, "selected number %s (this installation is its device %d)", resp.Number, resp.DeviceID)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/backoffice"
+	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/media"
@@ -195,8 +196,12 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	fmt.Fprintf(w, "\nCall detail record: %s -> %s, answered %v, %s of conversation, ended %q\n",
 		rec.From, rec.To, !rec.AnsweredAt.IsZero(), rec.EndedAt.Sub(rec.AnsweredAt).Round(10*time.Millisecond), rec.EndReason)
 	for _, s := range rec.MediaStats {
-		fmt.Fprintf(w, "  relay %-6s %-5s %6d packets %9d bytes, %d from strangers dropped\n", s.Leg, s.Media, s.Packets, s.Bytes, s.Dropped)
+		fmt.Fprintf(w, "  relay, %-6s leg, %-5s: %6d packets, %9d bytes forwarded; %d packets from unknown addresses dropped\n",
+			s.Leg, s.Media, s.Packets, s.Bytes, s.Dropped)
 	}
+	fmt.Fprintf(w, "  (the relay counts every packet of a leg it forwarded, including the first ones that open the path and\n"+
+		"  those in flight at hang-up; the phones count only what they sent and received during the call, so the\n"+
+		"  totals differ by a few packets. Packets from addresses that are not the call's two phones are dropped.)\n")
 	if err := verify(aStats, bStats); err != nil {
 		return fmt.Errorf("step 5 (RTP media): %w", err)
 	}
@@ -205,7 +210,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	if opts.DataDir == "" {
 		fmt.Fprintf(w, "(removed with the demo's temp dir; pass --data DIR to keep them)\n")
 	}
-	fmt.Fprintf(w, "\nAll five steps passed in %s.\n", time.Since(p.start).Round(time.Millisecond))
+	fmt.Fprintf(w, "\n%s in %s.\n", cli.Paint(cli.Colour(w), "ok", "All five steps passed"), time.Since(p.start).Round(time.Millisecond))
 	return nil
 }
 
@@ -213,7 +218,7 @@ func describe(sp *media.StreamParams) string {
 	if sp == nil {
 		return "none"
 	}
-	return fmt.Sprintf("%s/%d pt %d", sp.Codec, sp.ClockRate, sp.PT)
+	return fmt.Sprintf("%s at %d Hz", sp.Codec, sp.ClockRate)
 }
 
 func printStats(w io.Writer, label string, sender, receiver []media.StreamStats) {
