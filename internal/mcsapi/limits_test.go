@@ -2,8 +2,9 @@ package mcsapi
 
 import (
 	"net/http"
-	"strconv"
 	"testing"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestRateLimitPerAddress: beyond its burst an address gets 429 with
@@ -19,24 +20,7 @@ func TestRateLimitPerAddress(t *testing.T) {
 			limited = r
 		}
 	}
-	if codes[http.StatusOK] < 3 || codes[http.StatusOK] > 4 || codes[http.StatusTooManyRequests] != 6-codes[http.StatusOK] {
-		t.Fatalf("6 requests at 1/s burst 3: %v", codes)
-	}
-	if got := limited.err().Code; got != "rate_limited" {
-		t.Errorf("error code %q", got)
-	}
-	if ra, err := strconv.Atoi(limited.Header.Get("Retry-After")); err != nil || ra < 1 {
-		t.Errorf("Retry-After %q", limited.Header.Get("Retry-After"))
-	}
-	for h, want := range map[string]string{
-		"Strict-Transport-Security": "max-age=31536000",
-		"X-Content-Type-Options":    "nosniff",
-		"Cache-Control":             "no-store",
-	} {
-		if got := limited.Header.Get(h); got != want {
-			t.Errorf("429 %s: %q, want %q", h, got, want)
-		}
-	}
+	testenv.WantRateLimited(t, codes, limited.Header, limited.body)
 }
 
 // TestSecurityHeadersOnEveryAnswer: success, client error and not found

@@ -2,9 +2,9 @@ package zdial
 
 import (
 	"net"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestRequestRateLimit: any endpoint, beyond the burst: 429 with
@@ -20,24 +20,7 @@ func TestRequestRateLimit(t *testing.T) {
 			limited = r
 		}
 	}
-	if codes[200] < 3 || codes[200] > 4 || codes[429] != 6-codes[200] {
-		t.Fatalf("6 requests at 1/s burst 3: %v", codes)
-	}
-	if !strings.Contains(string(limited.body), `"code":"rate_limited"`) {
-		t.Errorf("429 body %s", limited.body)
-	}
-	if ra, err := strconv.Atoi(limited.header.Get("Retry-After")); err != nil || ra < 1 {
-		t.Errorf("Retry-After %q", limited.header.Get("Retry-After"))
-	}
-	for h, want := range map[string]string{
-		"Strict-Transport-Security": "max-age=31536000",
-		"X-Content-Type-Options":    "nosniff",
-		"Cache-Control":             "no-store",
-	} {
-		if got := limited.header.Get(h); got != want {
-			t.Errorf("429 %s: %q, want %q", h, got, want)
-		}
-	}
+	testenv.WantRateLimited(t, codes, limited.header, limited.body)
 	other := e.newClient(&net.TCPAddr{IP: net.ParseIP("127.0.0.2")})
 	if r := e.do(other, "GET", "/healthz", "", ""); r.status != 200 {
 		t.Fatalf("another address: %d", r.status)
