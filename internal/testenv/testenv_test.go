@@ -1,0 +1,50 @@
+package testenv
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c_total"}, []string{"code", "route"})
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "g"})
+	reg.MustRegister(c, g)
+	c.WithLabelValues("401", "/login").Add(2)
+	c.WithLabelValues("200", "/login").Add(5)
+	g.Set(7)
+	for _, tt := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"c_total", "code=401,route=/login", 2},
+		{"c_total", "code=200,route=/login", 5},
+		{"c_total", "code=500,route=/login", 0},
+		{"c_total", "route=/login", 0}, // a label missing is another series
+		{"g", "", 7},
+		{"nothing", "", 0},
+	} {
+		if got := Metric(t, reg, tt.name, tt.labels); got != tt.want {
+			t.Errorf("Metric(%s, %q) = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
+}
+
+func TestFreeUDPRange(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	r := FreeUDPRange(t, lo, 8)
+	if r.Min%2 != 0 || r.Max-r.Min != 7 || r.Min < 61000 || r.Max > 65535 {
+		t.Fatalf("range %+v, want 8 ports from an even one above 61000", r)
+	}
+	// Every port of it binds once FreeUDPRange has let go of them.
+	for p := r.Min; p <= r.Max; p++ {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, uint16(p))))
+		if err != nil {
+			t.Fatalf("port %d: %v", p, err)
+		}
+		c.Close()
+	}
+}
