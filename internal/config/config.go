@@ -268,6 +268,9 @@ func (c *Config) validate() Errors {
 	if c.Ports.SIPTLS < 0 || c.Ports.SIPTLS > 65535 {
 		add("ports.sip_tls", "port %d out of range 0-65535 (0 turns TLS off)", c.Ports.SIPTLS)
 	}
+	if c.SIP.RequireTLS && c.Ports.SIPTLS == 0 {
+		add("sip.require_tls", "needs ports.sip_tls: without a TLS port no device could register")
+	}
 	if r := c.Ports.RTP; r.Min < 1024 || r.Max > 65535 || r.Min > r.Max {
 		add("ports.rtp", "range %s must lie within 1024-65535 with min <= max", r)
 	} else if r.Size() < 4 {

@@ -304,6 +304,10 @@ type SIP struct {
 	// means a certificate from the deployment CA.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// RequireTLS refuses a REGISTER that arrives over plain TCP or UDP
+	// (403): every device then signals over TLS (ports.sip_tls). Off by
+	// default so standard devices without TLS keep working.
+	RequireTLS bool `toml:"require_tls"`
 
 	// Limits against floods and hostile peers (docs/limits.md).
 	//

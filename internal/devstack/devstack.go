@@ -25,6 +25,7 @@ dns = 5353
 zdial_https = 8443
 mcs_https = 9443
 sip = 5060
+sip_tls = 5061
 rtp = "20000-20999"
 metrics = 9090
 
