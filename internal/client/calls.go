@@ -232,7 +232,7 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 	// A loose route to the MCS we registered with: sipgo builds CANCEL from
 	// the INVITE's headers, not its destination, and without a Route would
 	// look the SIP domain up in the system resolver.
-	req.AppendHeader(sipmsg.NewHeader("Route", fmt.Sprintf("<sip:%s;transport=tcp;lr>", server)))
+	req.AppendHeader(sipmsg.NewHeader("Route", fmt.Sprintf("<sip:%s;transport=%s;lr>", server, p.network)))
 	req.AppendHeader(&contact)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -198,6 +199,12 @@ type fakeMCS struct {
 // it is not 0.
 func listenMCS(t *testing.T, port int) *fakeMCS {
 	t.Helper()
+	return listenMCSTLS(t, port, nil)
+}
+
+// listenMCSTLS is listenMCS speaking TLS with conf (nil: plain TCP).
+func listenMCSTLS(t *testing.T, port int, conf *tls.Config) *fakeMCS {
+	t.Helper()
 	for range 50 {
 		b := make([]byte, 3)
 		rand.Read(b)
@@ -205,6 +212,9 @@ func listenMCS(t *testing.T, port int) *fakeMCS {
 		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
 			continue
+		}
+		if conf != nil {
+			ln = tls.NewListener(ln, conf)
 		}
 		m := &fakeMCS{t: t, ln: ln, served: make(chan struct{}), release: make(chan struct{})}
 		go m.serve()
@@ -342,17 +352,33 @@ func (s *syncBuffer) String() string {
 // accepting new ones). The keepalive must declare the flow dead and the
 // phone register at the other MCS, without first trying the hung node
 // again though DNS still lists it as healthy.
+// Over TLS (the profile has a TLS port) the same holds, and the pings ride
+// inside TLS.
 func TestHungNodeFailover(t *testing.T) {
-	mcs1 := listenMCS(t, 0)
-	port := mcs1.addr().Port()
-	mcs2 := listenMCS(t, int(port))
-	// Steps 2 and 3 (HTTPS) on 127.0.0.1, then SIP on the two nodes.
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) { hungNodeFailover(t, useTLS) })
+	}
+}
+
+func hungNodeFailover(t *testing.T, useTLS bool) {
 	z := &zoneDNS{a: map[string][]netip.Addr{}}
 	local := netip.MustParseAddr("127.0.0.1")
 	for _, n := range []string{"zdial", "lb.mcs", "mcs1.mcs", "mcs2.mcs", "mcs"} {
 		z.set(n+".z5.test", local)
 	}
+	// Steps 2 and 3 (HTTPS) on 127.0.0.1, then SIP on the two nodes.
 	f := newFakeProvider(t, startZoneDNS(t, z))
+	var conf1, conf2 *tls.Config
+	if useTLS {
+		conf1, conf2 = mcsServerTLS(t, f.ca, "mcs1.mcs.z5.test"), mcsServerTLS(t, f.ca, "mcs2.mcs.z5.test")
+	}
+	mcs1 := listenMCSTLS(t, 0, conf1)
+	port := mcs1.addr().Port()
+	mcs2 := listenMCSTLS(t, int(port), conf2)
+	if useTLS {
+		// The profile's TLS port wins over the plain port ZDial hands out.
+		f.profile.Ports.SIPTLS = int(port)
+	}
 
 	logs := &syncBuffer{}
 	c, err := Open(Options{Home: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -363,7 +389,11 @@ func TestHungNodeFailover(t *testing.T) {
 	if err := c.Login(ctx, LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
 		t.Fatal(err)
 	}
-	c.state.SIP.Port = int(port)
+	if useTLS {
+		c.state.SIP.Port = 1 // nothing listens there
+	} else {
+		c.state.SIP.Port = int(port)
+	}
 	z.set("mcs1.mcs.z5.test", mcs1.addr().Addr())
 	z.set("mcs2.mcs.z5.test", mcs2.addr().Addr())
 	z.set("lb.mcs.z5.test", mcs1.addr().Addr(), mcs2.addr().Addr())

@@ -85,6 +85,7 @@ type fakeProvider struct {
 	t       *testing.T
 	profile *profile.Profile
 	key     ed25519.PrivateKey // signs licenses
+	ca      *pki.CA            // issued every server certificate
 
 	mu       sync.Mutex // guards the following
 	requests []string   // every request body ZDial and the MCS saw
@@ -104,7 +105,7 @@ func newFakeProvider(t *testing.T, nameservers ...netip.AddrPort) *fakeProvider 
 		t.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	f := &fakeProvider{t: t, key: key, status: map[string]int{}}
+	f := &fakeProvider{t: t, key: key, ca: ca, status: map[string]int{}}
 	serve := func(names []string, h http.Handler) int {
 		cert, err := ca.Issue(names, nil)
 		if err != nil {

@@ -28,18 +28,23 @@ type PhoneOptions struct {
 	Flow FlowOptions
 }
 
-// Phone is a client registered with an MCS over its own TCP connection: all
-// signalling, including incoming calls, rides that client-opened flow.
+// Phone is a client registered with an MCS over its own TCP or TLS
+// connection: all signalling, including incoming calls, rides that
+// client-opened flow.
 type Phone struct {
-	c     *Client
-	opts  PhoneOptions
-	log   *slog.Logger
-	ua    *sipgo.UserAgent
-	cl    *sipgo.Client
-	srv   *sipgo.Server
-	dcli  *sipgo.DialogClientCache
-	dsrv  *sipgo.DialogServerCache
-	creds SIPCreds
+	c    *Client
+	opts PhoneOptions
+	log  *slog.Logger
+	// network ("tls" or "tcp") and port are how every flow to an MCS is
+	// opened (sipTransport).
+	network string
+	port    int
+	ua      *sipgo.UserAgent
+	cl      *sipgo.Client
+	srv     *sipgo.Server
+	dcli    *sipgo.DialogClientCache
+	dsrv    *sipgo.DialogServerCache
+	creds   SIPCreds
 
 	epoch    time.Time // lastRecv counts from here (monotonic)
 	lastRecv sync.Map  // remote "ip:port" -> *atomic.Int64 (nanos since epoch)
@@ -47,6 +52,7 @@ type Phone struct {
 	mu       sync.Mutex // guards the following
 	server   netip.AddrPort
 	host     string
+	dialing  string // the MCS name a new TLS flow is verified against
 	contact  sipmsg.ContactHeader
 	callID   string
 	cseq     uint32
@@ -61,8 +67,9 @@ type Phone struct {
 }
 
 // Connect runs step 4: verifies the license (no SIP without one), opens a
-// TCP connection to the first reachable MCS (mcs1, then mcs2, ...), and
-// registers with digest authentication. The phone keeps the registration
+// connection to the first reachable MCS (mcs1, then mcs2, ...) over TLS
+// when the provider profile has a TLS port, else over TCP, and registers
+// with digest authentication. The phone keeps the registration
 // alive until Close.
 func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error) {
 	if c.state.SIP.Username == "" {
@@ -78,11 +85,20 @@ func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error)
 	p := &Phone{c: c, opts: opts, log: c.log.With("component", "sip"), creds: c.state.SIP, epoch: time.Now(),
 		callID: sipmsg.GenerateTagN(24), incoming: map[string]*IncomingCall{},
 		stop: make(chan struct{}), done: make(chan struct{}), dead: make(chan struct{}, 1)}
-	var err error
-	p.ua, err = sipgo.NewUA(
+	p.network, p.port = sipTransport(c.state.Profile.Ports, c.state.SIP.Port)
+	uaOpts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent(c.opts.UserAgent),
 		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerReadFilter(p.sawData)),
-	)
+	}
+	if p.network == "tls" {
+		pool, err := c.state.Profile.CAPool()
+		if err != nil {
+			return nil, stepErr(StepSIP, err, "the provider profile's CA is unusable: run z5 login --profile again")
+		}
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(mcsTLSConfig(pool, p.dialingName)))
+	}
+	var err error
+	p.ua, err = sipgo.NewUA(uaOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +117,13 @@ func (c *Client) Connect(ctx context.Context, opts PhoneOptions) (*Phone, error)
 	}
 	go p.maintain()
 	return p, nil
+}
+
+// dialingName is the MCS name a TLS handshake is verified against.
+func (p *Phone) dialingName() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dialing
 }
 
 // sawData notes that a flow delivered bytes (a message or a CRLF pong).
@@ -142,10 +165,7 @@ func (p *Phone) registerAny(ctx context.Context, avoid netip.Addr) error {
 	if len(hosts) == 0 {
 		hosts = p.c.state.Profile.Names.MCS
 	}
-	port := p.creds.Port
-	if port == 0 {
-		port = p.c.state.Profile.Ports.SIP
-	}
+	port := p.port
 	healthy := p.healthy(ctx)
 	var errs []error
 	addrs := map[string][]netip.Addr{}
@@ -165,7 +185,7 @@ func (p *Phone) registerAny(ctx context.Context, avoid netip.Addr) error {
 		ap := netip.AddrPortFrom(t.addr, uint16(port))
 		err := p.register(ctx, t.host, ap, p.opts.Expires)
 		if err == nil {
-			p.c.event(StepSIP, start, "registered %s with %s (%s) over TCP, expires in %s", p.AOR(), t.host, ap, p.expiresIn())
+			p.c.event(StepSIP, start, "registered %s with %s (%s) over %s, expires in %s", p.AOR(), t.host, ap, strings.ToUpper(p.network), p.expiresIn())
 			return nil
 		}
 		var se *StepError
@@ -222,7 +242,11 @@ func (p *Phone) register(ctx context.Context, host string, server netip.AddrPort
 	defer cancel()
 	if expires > 0 {
 		// A fresh flow: learn our local address with an OPTIONS ping, which
-		// also proves the MCS answers SIP over this connection.
+		// also proves the MCS answers SIP over this connection. A TLS flow
+		// opened now is verified against host.
+		p.mu.Lock()
+		p.dialing = host
+		p.mu.Unlock()
 		if err := p.ping(ctx, server); err != nil {
 			return err
 		}
@@ -302,7 +326,7 @@ func (p *Phone) ping(ctx context.Context, server netip.AddrPort) error {
 	req := p.newRequest(sipmsg.OPTIONS, sipmsg.Uri{Scheme: "sip", Host: server.Addr().String(), Port: int(server.Port())}, server)
 	res, err := p.cl.Do(ctx, req)
 	if err != nil {
-		return fmt.Errorf("OPTIONS over TCP: %w", err)
+		return fmt.Errorf("OPTIONS over %s: %w", strings.ToUpper(p.network), err)
 	}
 	if res.StatusCode >= 300 && res.StatusCode != sipmsg.StatusUnauthorized && res.StatusCode != sipmsg.StatusProxyAuthRequired {
 		return fmt.Errorf("OPTIONS: %d %s", res.StatusCode, res.Reason)
@@ -313,7 +337,7 @@ func (p *Phone) ping(ctx context.Context, server netip.AddrPort) error {
 			UriParams: sipmsg.NewParams()},
 		Params: sipmsg.NewParams(),
 	}
-	contact.Address.UriParams.Add("transport", "tcp")
+	contact.Address.UriParams.Add("transport", p.network)
 	contact.Address.UriParams.Add("ob", "")
 	contact.Params.Add("+sip.instance", `"<`+p.c.state.InstanceID+`>"`)
 	contact.Params.Add("reg-id", "1")
@@ -323,11 +347,11 @@ func (p *Phone) ping(ctx context.Context, server netip.AddrPort) error {
 	return nil
 }
 
-// newRequest builds a request sent over TCP to server, never resolving the
-// Request-URI's host through the system resolver.
+// newRequest builds a request sent over the phone's transport to server,
+// never resolving the Request-URI's host through the system resolver.
 func (p *Phone) newRequest(method sipmsg.RequestMethod, ruri sipmsg.Uri, server netip.AddrPort) *sipmsg.Request {
 	req := sipmsg.NewRequest(method, ruri)
-	req.SetTransport("TCP")
+	req.SetTransport(strings.ToUpper(p.network))
 	req.SetDestination(server.String())
 	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: p.creds.Domain}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sipmsg.GenerateTagN(16))
@@ -408,15 +432,17 @@ func (p *Phone) maintain() {
 	}
 }
 
-// flowOpen reports whether the TCP connection to server is still open: the
+// flowOpen reports whether the connection to server is still open: the
 // transport drops a connection from its pool when its read loop ends.
 func (p *Phone) flowOpen(server netip.AddrPort) bool {
-	conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String())
+	conn, err := p.ua.TransportLayer().GetConnection(p.network, server.String())
 	return err == nil && conn != nil
 }
 
+// sendPing writes a CRLF ping into the flow (inside TLS on a TLS flow, RFC
+// 5626 §4.4.1).
 func (p *Phone) sendPing(server netip.AddrPort) error {
-	conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String())
+	conn, err := p.ua.TransportLayer().GetConnection(p.network, server.String())
 	if err != nil || conn == nil {
 		return fmt.Errorf("no connection to %s", server)
 	}
@@ -430,7 +456,7 @@ func (p *Phone) sendPing(server netip.AddrPort) error {
 }
 
 func (p *Phone) closeFlow(server netip.AddrPort) {
-	if conn, err := p.ua.TransportLayer().GetConnection("tcp", server.String()); err == nil && conn != nil {
+	if conn, err := p.ua.TransportLayer().GetConnection(p.network, server.String()); err == nil && conn != nil {
 		conn.Close()
 	}
 }
