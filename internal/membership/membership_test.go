@@ -2,12 +2,11 @@ package membership
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/z5vrs/z5/internal/store"
-	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
 func TestAlive(t *testing.T) {
@@ -28,11 +27,7 @@ func TestAlive(t *testing.T) {
 
 func TestHeartbeatsAndLeave(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := teststore.SQLite(t)
 	a, err := New(Config{Self: store.NodeStatus{Name: "a-mcs", Site: "a", Address: "127.0.0.1"},
 		Heartbeat: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}, Deps{Store: st})
 	if err != nil {
