@@ -94,6 +94,16 @@ type callSetup struct {
 	relayBAudio, relayBVideo netip.AddrPort
 }
 
+// audioBothWays sends fromA from the caller's audio socket and fromB, once
+// fromA arrived, from the callee's: each must reach the other side from the
+// relay port facing it.
+func (cs *callSetup) audioBothWays(fromA, fromB []byte) {
+	cs.a.audio.send(cs.relayAAudio, fromA)
+	cs.b.audio.expect(fromA, cs.relayBAudio)
+	cs.b.audio.send(cs.relayBAudio, fromB)
+	cs.a.audio.expect(fromB, cs.relayAAudio)
+}
+
 func setupCall(t testing.TB, r *Relay, bPlus1 bool, onTimeout func()) *callSetup {
 	t.Helper()
 	cs := &callSetup{call: r.NewCall(t.Name(), onTimeout), a: newClient(t, false), b: newClient(t, bPlus1)}
@@ -148,11 +158,7 @@ func TestForwardAudioVideo(t *testing.T) {
 			// Audio RTP both ways: the caller sends first and latches;
 			// the callee gets it from the relay's callee-facing port.
 			p1 := rtpPacket(0, 1, 160, 0xa0a0a0a0, "caller audio 1")
-			a.audio.send(cs.relayAAudio, p1)
-			b.audio.expect(p1, cs.relayBAudio)
-			p2 := rtpPacket(0, 7, 160, 0xb0b0b0b0, "callee audio 1")
-			b.audio.send(cs.relayBAudio, p2)
-			a.audio.expect(p2, cs.relayAAudio)
+			cs.audioBothWays(p1, rtpPacket(0, 7, 160, 0xb0b0b0b0, "callee audio 1"))
 
 			// RTCP on the RTCP ports (a=rtcp for the caller, port+1 or
 			// a=rtcp for the callee).
@@ -225,7 +231,7 @@ func testStrangerAndHijack(t *testing.T, batch bool) {
 	r, _ := newTestRelay(t, relayOpts{reg: reg})
 	r.batch = batch
 	cs := setupCall(t, r, false, nil)
-	a, b := cs.a, cs.b
+	a := cs.a
 
 	// Before anyone latched: another address (127.0.0.2 is loopback too,
 	// but not the caller's signalling address) sends to the caller-facing
@@ -241,11 +247,7 @@ func testStrangerAndHijack(t *testing.T, batch bool) {
 
 	// The caller latches; the first thing the callee sees is the caller's
 	// packet, not the stranger's (same socket, in order).
-	p1 := rtpPacket(0, 1, 160, 0xa0a0a0a0, "caller")
-	a.audio.send(cs.relayAAudio, p1)
-	b.audio.expect(p1, cs.relayBAudio)
-	b.audio.send(cs.relayBAudio, rtpPacket(0, 1, 160, 0xb0b0b0b0, "callee"))
-	a.audio.expect(rtpPacket(0, 1, 160, 0xb0b0b0b0, "callee"), cs.relayAAudio)
+	cs.audioBothWays(rtpPacket(0, 1, 160, 0xa0a0a0a0, "caller"), rtpPacket(0, 1, 160, 0xb0b0b0b0, "callee"))
 
 	// Hijack: the caller's IP but another port, to the latched port.
 	dropped := statsOf(cs.call, "caller", "audio").Dropped
@@ -254,12 +256,7 @@ func testStrangerAndHijack(t *testing.T, batch bool) {
 	waitFor(t, "hijack drop", func() bool { return statsOf(cs.call, "caller", "audio").Dropped == dropped+1 })
 	// The legitimate stream goes on; the callee never saw the hijacker,
 	// and the callee's media still goes to the caller, not the hijacker.
-	p2 := rtpPacket(0, 2, 320, 0xa0a0a0a0, "caller again")
-	a.audio.send(cs.relayAAudio, p2)
-	b.audio.expect(p2, cs.relayBAudio)
-	p3 := rtpPacket(0, 2, 320, 0xb0b0b0b0, "callee again")
-	b.audio.send(cs.relayBAudio, p3)
-	a.audio.expect(p3, cs.relayAAudio)
+	cs.audioBothWays(rtpPacket(0, 2, 320, 0xa0a0a0a0, "caller again"), rtpPacket(0, 2, 320, 0xb0b0b0b0, "callee again"))
 	hijacker.expectNothing()
 
 	// A stranger on the callee-facing side too.
