@@ -21,6 +21,8 @@ import (
 	"github.com/miekg/dns"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 func TestKeepalive(t *testing.T) {
@@ -152,26 +154,7 @@ func startZoneDNS(t *testing.T, z *zoneDNS) netip.AddrPort {
 		}
 		w.WriteMsg(m)
 	})
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := netip.MustParseAddrPort(pc.LocalAddr().String())
-		l, err := net.Listen("tcp", ap.String())
-		if err != nil {
-			pc.Close()
-			continue
-		}
-		udp := &dns.Server{PacketConn: pc, Handler: h}
-		tcp := &dns.Server{Listener: l, Handler: h}
-		go udp.ActivateAndServe()
-		go tcp.ActivateAndServe()
-		t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
-		return ap
-	}
-	t.Fatal("no free UDP+TCP port pair")
-	return netip.AddrPort{}
+	return serveDNS(t, h)
 }
 
 // fakeMCS is a SIP registrar as small as a phone needs: it answers
@@ -329,24 +312,6 @@ func (m *fakeMCS) flow(c net.Conn) {
 	}
 }
 
-// syncBuffer is a log sink safe for the phone's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestHungNodeFailover mounts the hung-node failure on a registered phone:
 // its MCS stops answering but keeps the connection (and its kernel keeps
 // accepting new ones). The keepalive must declare the flow dead and the
@@ -380,7 +345,7 @@ func hungNodeFailover(t *testing.T, useTLS bool) {
 		f.profile.Ports.SIPTLS = int(port)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	c, err := Open(Options{Home: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

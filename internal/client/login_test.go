@@ -42,6 +42,13 @@ func startDNS(t *testing.T) netip.AddrPort {
 		}
 		w.WriteMsg(m)
 	})
+	return serveDNS(t, h)
+}
+
+// serveDNS serves h over UDP and TCP on one port of 127.0.0.1 until the
+// test ends, and returns the address.
+func serveDNS(t *testing.T, h dns.Handler) netip.AddrPort {
+	t.Helper()
 	pc, l := listenPair(t)
 	udp := &dns.Server{PacketConn: pc, Handler: h}
 	tcp := &dns.Server{Listener: l, Handler: h}
