@@ -50,6 +50,10 @@ type StreamParams struct {
 	// PLI and FIR: the peer takes those keyframe requests (a=rtcp-fb).
 	PLI bool `json:"pli"`
 	FIR bool `json:"fir"`
+	// Encrypted: the stream runs SRTP keyed by SDES (RFC 4568) with SRTP
+	// holding the keys, which never leave the process.
+	Encrypted bool      `json:"encrypted"`
+	SRTP      *SRTPKeys `json:"-"`
 }
 
 // BuildOffer writes the client's SDP offer: PCMU audio on audioPort and
@@ -170,8 +174,10 @@ func h264Attributes(pt uint8, profile string, pli, fir bool) []sdp.Attribute {
 // with PCMU and the first video stream with H.264 packetization-mode 1 are
 // accepted on audioPort and videoPort (0 declines that kind); every other
 // m= line, an H.264 offer limited to mode 0 (its single NAL units cannot
-// carry our keyframes) and encrypted profiles are declined with port 0, in
-// the offer's order. rtcp-mux is accepted when offered; otherwise the
+// carry our keyframes) and encrypted profiles other than SDES-keyed
+// RTP/SAVP(F) are declined with port 0, in the offer's order. An RTP/SAVP(F)
+// stream is answered with the first offered a=crypto suite we support and a
+// fresh key (RFC 4568 7.1.1), or declined when none is usable. rtcp-mux is accepted when offered; otherwise the
 // caller must have port+1 open for RTCP. It fails with ErrNoCommonCodec
 // when nothing is accepted.
 func BuildAnswer(offer []byte, addr netip.Addr, audioPort, videoPort int) ([]byte, Negotiated, error) {
@@ -242,8 +248,18 @@ func answerMedia(off *sdp.SessionDescription, md *sdp.MediaDescription, port int
 	if md.MediaName.Port.Value == 0 {
 		return nil, nil, kind + " disabled by the offer", nil
 	}
-	if proto != "RTP/AVP" && proto != "RTP/AVPF" {
+	if proto != "RTP/AVP" && proto != "RTP/AVPF" && !isSecureProto(proto) {
 		return nil, nil, kind + " over " + proto + " not supported", nil
+	}
+	var (
+		cryptoLine sdp.Attribute
+		keys       *SRTPKeys
+	)
+	if isSecureProto(proto) {
+		var why string
+		if cryptoLine, keys, why = answerCrypto(md); keys == nil {
+			return nil, nil, why, nil
+		}
 	}
 	c := collectCodecs(md)
 	var (
@@ -285,6 +301,10 @@ func answerMedia(off *sdp.SessionDescription, md *sdp.MediaDescription, port int
 	}
 	out.MediaName.Formats = []string{strconv.Itoa(int(pt))}
 	out.Attributes = append(attrs, out.Attributes...)
+	if keys != nil {
+		out.Attributes = append(out.Attributes, cryptoLine)
+		params.Encrypted, params.SRTP = true, keys
+	}
 	return out, params, "", nil
 }
 

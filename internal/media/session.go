@@ -42,6 +42,9 @@ type StreamConfig struct {
 	// SSRC is the source this stream sends from; 0 picks a random one.
 	// Set it to the SSRC the SDP announced (Sources).
 	SSRC uint32
+	// SRTP, when set, protects the stream with SRTP and SRTCP (the keys
+	// the SDP exchange agreed, StreamParams.SRTP); nil runs plain RTP.
+	SRTP *SRTPKeys
 }
 
 // SessionConfig describes the media of one call.
@@ -76,9 +79,11 @@ type stream struct {
 	sender  *Sender
 	recv    *Receiver
 	rtcpDst netip.AddrPort
+	srtp    *srtpStream // nil: plain RTP
 
-	sendErrors atomic.Uint64
-	foreign    atomic.Uint64 // datagrams from addresses other than the peer's
+	sendErrors   atomic.Uint64
+	srtpRejected atomic.Uint64 // failed authentication, replays, undecryptable
+	foreign      atomic.Uint64 // datagrams from addresses other than the peer's
 }
 
 // NewSession validates cfg and prepares every stream.
@@ -126,6 +131,11 @@ func newStream(sc StreamConfig) (*stream, error) {
 		return nil, err
 	}
 	st := &stream{cfg: sc, sender: sender, rtcpDst: sc.RemoteRTCP}
+	if sc.SRTP != nil {
+		if st.srtp, err = newSRTPStream(sc.SRTP); err != nil {
+			return nil, err
+		}
+	}
 	if !st.rtcpDst.IsValid() {
 		st.rtcpDst = sc.Remote
 		if sc.LocalRTCP != nil {
@@ -167,7 +177,7 @@ func (s *Session) Start(ctx context.Context) error {
 	for _, st := range s.streams {
 		s.log.Debug("media stream start", "stream", st.cfg.Kind, "ssrc", st.sender.SSRC(),
 			"local_addr", st.cfg.Local.LocalAddr().String(), "remote_addr", st.cfg.Remote.String(),
-			"rtcp_mux", st.cfg.LocalRTCP == nil)
+			"rtcp_mux", st.cfg.LocalRTCP == nil, "srtp", st.cfg.SRTP)
 		s.wg.Go(func() { s.readLoop(ctx, st, st.cfg.Local, false) })
 		if st.cfg.LocalRTCP != nil {
 			s.wg.Go(func() { s.readLoop(ctx, st, st.cfg.LocalRTCP, true) })
@@ -260,6 +270,12 @@ func (s *Session) sendLoop(ctx context.Context, st *stream) {
 			return
 		}
 		for _, p := range pkts {
+			if st.srtp != nil {
+				if p, err = st.srtp.protectRTP(p); err != nil {
+					st.sendErrors.Add(1)
+					continue
+				}
+			}
 			if _, err := st.cfg.Local.WriteToUDPAddrPort(p, st.cfg.Remote); err != nil {
 				st.sendErrors.Add(1)
 				if s.log.Enabled(ctx, slog.LevelDebug) {
@@ -327,6 +343,12 @@ func (s *Session) sendRTCP(st *stream, now time.Time, feedback []rtcp.Packet, by
 		s.log.Warn("rtcp marshal failed", "stream", st.cfg.Kind, "error", err)
 		return
 	}
+	if st.srtp != nil {
+		if b, err = st.srtp.protectRTCP(b); err != nil {
+			st.sendErrors.Add(1)
+			return
+		}
+	}
 	conn := st.cfg.Local
 	if st.cfg.LocalRTCP != nil {
 		conn = st.cfg.LocalRTCP
@@ -342,6 +364,10 @@ func (s *Session) sendRTCP(st *stream, now time.Time, feedback []rtcp.Packet, by
 // 64-95, which are never used.
 func (s *Session) readLoop(ctx context.Context, st *stream, conn *net.UDPConn, rtcpOnly bool) {
 	buf := make([]byte, 1<<16)
+	var plain []byte // decrypted SRTP, when the stream is encrypted
+	if st.srtp != nil {
+		plain = make([]byte, 1<<16)
+	}
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -367,6 +393,22 @@ func (s *Session) readLoop(ctx context.Context, st *stream, conn *net.UDPConn, r
 		if !st.fromPeer(from, isRTCP) {
 			st.foreign.Add(1)
 			continue
+		}
+		if st.srtp != nil {
+			if isRTCP {
+				pkt, err = st.srtp.unprotectRTCP(plain, pkt)
+			} else {
+				pkt, err = st.srtp.unprotectRTP(plain, pkt)
+			}
+			if err != nil {
+				// Forged, corrupted or replayed: it never reaches the
+				// receiver, so it cannot move its state.
+				st.srtpRejected.Add(1)
+				if s.log.Enabled(ctx, slog.LevelDebug) {
+					s.log.Debug("srtp packet rejected", "stream", st.cfg.Kind, "remote_addr", from.String(), "error", err)
+				}
+				continue
+			}
 		}
 		if isRTCP {
 			err = st.recv.HandleRTCP(pkt, now)
@@ -428,6 +470,10 @@ type StreamStats struct {
 	Foreign     uint64 `json:"foreign"`   // datagrams from other addresses or SSRCs
 	Malformed   uint64 `json:"malformed"` // unparsable RTP or RTCP
 	RecordError string `json:"record_error,omitempty"`
+	// Encrypted: the stream runs SRTP; SRTPRejected counts packets that
+	// failed SRTP/SRTCP authentication or replay checks.
+	Encrypted    bool   `json:"encrypted"`
+	SRTPRejected uint64 `json:"srtp_rejected"`
 }
 
 // Stats returns the statistics of every stream, in configuration order.
@@ -467,6 +513,8 @@ func (s *Session) Stats() []StreamStats {
 			FIRReceived:        rs.FIRReceived,
 			Foreign:            st.foreign.Load() + rs.ForeignSSRC,
 			Malformed:          rs.Malformed + rs.BadRTCP,
+			Encrypted:          st.srtp != nil,
+			SRTPRejected:       st.srtpRejected.Load(),
 		}
 		if rs.RecordError != nil {
 			x.RecordError = rs.RecordError.Error()
