@@ -8,17 +8,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-)
 
-func value(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
-}
+	"github.com/z5vrs/z5/internal/testenv"
+)
 
 func TestRequests(t *testing.T) {
 	r := NewRequests(Opts{Prefix: "z5_test", CountHelp: "c", DurationHelp: "d", Buckets: []float64{1}})
@@ -29,10 +21,10 @@ func TestRequests(t *testing.T) {
 	r.Observe("/a", 0, time.Millisecond) // nothing written: net/http sends 200
 	r.Observe("/a", 200, time.Millisecond)
 	r.Observe("/a", 404, time.Millisecond)
-	if got := value(t, r.count.WithLabelValues("/a", "200")); got != 2 {
+	if got := testenv.Count(t, r.count.WithLabelValues("/a", "200")); got != 2 {
 		t.Errorf("/a 200 counted %v times, want 2", got)
 	}
-	if got := value(t, r.count.WithLabelValues("/a", "404")); got != 1 {
+	if got := testenv.Count(t, r.count.WithLabelValues("/a", "404")); got != 1 {
 		t.Errorf("/a 404 counted %v times, want 1", got)
 	}
 	err := Register(reg, "test", NewRequests(Opts{Prefix: "z5_test", CountHelp: "c", DurationHelp: "d"}).Collectors()...)

@@ -12,18 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-)
 
-// value reads a counter.
-func value(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
-}
+	"github.com/z5vrs/z5/internal/testenv"
+)
 
 // exported counts the series of the named families in reg.
 func exported(t *testing.T, reg *prometheus.Registry, names ...string) int {
@@ -112,7 +103,7 @@ func TestBanAtThresholdAndExpiry(t *testing.T) {
 		if left, _ := g.BannedFor(src1); left != testBanTime {
 			t.Errorf("ban: %s, want %s", left, testBanTime)
 		}
-		if got := value(t, g.m.bans.WithLabelValues("auth_failure")); got != 1 {
+		if got := testenv.Count(t, g.m.bans.WithLabelValues("auth_failure")); got != 1 {
 			t.Errorf("z5_floodguard_bans_total = %v, want 1", got)
 		}
 		if n := exported(t, reg, "z5_floodguard_bans_total", "z5_floodguard_banned_sources"); n != 2 {
@@ -261,7 +252,7 @@ func TestBoundedSources(t *testing.T) {
 	if n := g.Tracked(); n != 100 {
 		t.Fatalf("tracked %d sources, want the cap of 100", n)
 	}
-	if got := value(t, g.m.evicted); got != 9900 {
+	if got := testenv.Count(t, g.m.evicted); got != 9900 {
 		t.Errorf("evictions %v, want 9900", got)
 	}
 	// The most recent source is still counted.

@@ -5,7 +5,18 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// Count reads a counter.
+func Count(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
 
 // Metric reads the value of a counter or gauge series from g. labels names
 // the series as "k=v,..." in label-name order ("" for a series without

@@ -33,6 +33,14 @@ func TestMetric(t *testing.T) {
 	}
 }
 
+func TestCount(t *testing.T) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "n_total"})
+	c.Add(3)
+	if got := Count(t, c); got != 3 {
+		t.Errorf("Count = %v, want 3", got)
+	}
+}
+
 func TestFreeUDPRange(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	r := FreeUDPRange(t, lo, 8)
