@@ -137,14 +137,15 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		return err
 	}
 	say("connected: media through relay %s (setup %s); Ctrl-C hangs up", call.Relay, call.Answered.Sub(call.Started).Round(time.Millisecond))
-	live, started := cli.NewLiveLine(e.stdout), false
+	live, started, ticks := cli.NewLiveLine(e.stdout), false, 0
 	reason := call.Wait(ctx, *duration, func(st []media.StreamStats) {
 		if stats != nil {
 			if err := stats.add(time.Since(call.Answered), st); err != nil {
 				fmt.Fprintf(e.stderr, "z5: %v (the call goes on)\n", err)
 			}
 		}
-		if !*asJSON && (started || sending(st)) {
+		ticks++
+		if !*asJSON && (started || sending(st) || ticks > 2) {
 			// The first second may end before the first packet went
 			// out: no "tx 0 kb/s" while the call is sending.
 			started = true
@@ -199,14 +200,18 @@ func noMediaError(c *client.Client, call *client.Call, sum callSummary) error {
 		Hint: fmt.Sprintf("allow outbound UDP ports %s to the MCS servers", rtp)}
 }
 
-// sending reports whether any stream has sent something yet.
+// sending reports whether the stats show every sending stream's rate:
+// in the first second packets may be out before a rate is measured, and
+// "tx 0 kb/s" would then be wrong.
 func sending(st []media.StreamStats) bool {
+	some := false
 	for _, s := range st {
-		if s.SendKbps > 0 || s.PacketsSent > 0 {
-			return true
+		if s.PacketsSent > 0 && s.SendKbps == 0 {
+			return false
 		}
+		some = some || s.SendKbps > 0
 	}
-	return false
+	return some
 }
 
 // progressPrinter passes on provisional responses in order: one that
@@ -348,7 +353,11 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 					ic.Reject(603, "Decline")
 					continue
 				}
-				if !e.ring(ctx, ic, keys) {
+				from := ic.From
+				if ic.FromName != "" && ic.FromName != ic.From {
+					from = fmt.Sprintf("%s (%s)", ic.FromName, ic.From)
+				}
+				if !e.ring(ctx, ic, from, keys) {
 					continue
 				}
 			}
@@ -365,8 +374,12 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 				continue
 			}
 			callCtx, hangup := context.WithCancel(ctx)
-			if keys != nil {
+			keysDone := make(chan struct{})
+			if keys == nil {
+				close(keysDone)
+			} else {
 				go func() {
+					defer close(keysDone)
 					for {
 						select {
 						case k, ok := <-keys:
@@ -386,6 +399,7 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 			}
 			reason := call.Wait(callCtx, 0, nil)
 			hangup()
+			<-keysDone
 			sum := summarize(call, ic.From, fmt.Sprintf("%s (%s)", host, server))
 			sum.EndReason = reason
 			if *asJSON {
@@ -409,13 +423,15 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 	}
 }
 
+// ringing is the part of an incoming call ring uses.
+type ringing interface {
+	Cancelled() <-chan struct{}
+	Reject(code int, reason string) error
+}
+
 // ring shows an incoming call and waits for a (answer) or d (decline);
 // it reports whether to answer. The caller hanging up ends the ring.
-func (e *env) ring(ctx context.Context, ic *client.IncomingCall, keys <-chan byte) bool {
-	from := ic.From
-	if ic.FromName != "" {
-		from = fmt.Sprintf("%s (%s)", ic.FromName, ic.From)
-	}
+func (e *env) ring(ctx context.Context, ic ringing, from string, keys <-chan byte) bool {
 	fmt.Fprintf(e.stdout, "\aincoming call from %s: press a to answer, d to decline\n", from)
 	for {
 		select {

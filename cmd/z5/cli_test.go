@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/z5vrs/z5/internal/cli"
+	"github.com/z5vrs/z5/internal/media"
 )
 
 // TestMain lets a test run this binary's main in a child process (under a
@@ -216,5 +217,100 @@ func TestLiveLine(t *testing.T) {
 	t.Setenv("NO_COLOR", "1")
 	if cli.Colour(tty) {
 		t.Error("colour with NO_COLOR set")
+	}
+}
+
+// TestFirstStatsLine: no stats line says tx 0 kb/s for a stream that is
+// sending.
+func TestFirstStatsLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   []media.StreamStats
+		want bool
+	}{
+		{[]media.StreamStats{{Kind: "audio", PacketsSent: 50}, {Kind: "video", PacketsSent: 70}}, false},
+		{[]media.StreamStats{{Kind: "audio", PacketsSent: 50, SendKbps: 69}, {Kind: "video", PacketsSent: 70}}, false},
+		{[]media.StreamStats{{Kind: "audio", PacketsSent: 50, SendKbps: 69}, {Kind: "video", PacketsSent: 70, SendKbps: 400}}, true},
+		{[]media.StreamStats{{Kind: "audio", PacketsSent: 50, SendKbps: 69}, {Kind: "video"}}, true},
+		{[]media.StreamStats{{Kind: "audio"}}, false},
+	} {
+		if got := sending(tc.st); got != tc.want {
+			t.Errorf("sending(%+v) = %v, want %v", tc.st, got, tc.want)
+		}
+	}
+}
+
+type fakeRing struct {
+	cancelled chan struct{}
+	rejected  int
+}
+
+func (f *fakeRing) Cancelled() <-chan struct{} { return f.cancelled }
+func (f *fakeRing) Reject(code int, _ string) error {
+	f.rejected = code
+	return nil
+}
+
+// TestRingKeys: a answers, d declines with 603, other keys are ignored,
+// and a caller who hangs up ends the ring as a missed call.
+func TestRingKeys(t *testing.T) {
+	for _, tc := range []struct {
+		keys     string
+		cancel   bool
+		answer   bool
+		rejected int
+		says     string
+	}{
+		{"a", false, true, 0, "press a to answer, d to decline"},
+		{"xA", false, true, 0, "incoming call from bob"},
+		{"d", false, false, 603, "declined the call from bob"},
+		{"", true, false, 0, "missed call from bob"},
+	} {
+		var out bytes.Buffer
+		e := &env{stdout: &out}
+		keys := make(chan byte, len(tc.keys))
+		for _, k := range []byte(tc.keys) {
+			keys <- k
+		}
+		f := &fakeRing{cancelled: make(chan struct{})}
+		if tc.cancel {
+			close(f.cancelled)
+		}
+		got := e.ring(t.Context(), f, "bob", keys)
+		if got != tc.answer || f.rejected != tc.rejected || !strings.Contains(out.String(), tc.says) {
+			t.Errorf("keys %q: answer %v, rejected %d, printed %q; want %v, %d, %q", tc.keys, got, f.rejected, out.String(), tc.answer, tc.rejected, tc.says)
+		}
+	}
+}
+
+// TestKeysOnPTY: on a terminal, single key presses arrive without Enter
+// and are not echoed; stop restores the terminal.
+func TestKeysOnPTY(t *testing.T) {
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer tty.Close()
+	keys, stop, err := cli.Keys(tty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master.Write([]byte("a"))
+	select {
+	case k := <-keys:
+		if k != 'a' {
+			t.Errorf("key %q, want a", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no key without Enter")
+	}
+	stop()
+	// No echo: the master reads nothing back. Write a marker from the
+	// tty side and check it is the first thing the master sees.
+	tty.Write([]byte("|"))
+	b := make([]byte, 16)
+	n, _ := master.Read(b)
+	if string(b[:n]) != "|" {
+		t.Errorf("the key was echoed: %q", b[:n])
 	}
 }

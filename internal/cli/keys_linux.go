@@ -51,3 +51,20 @@ func Keys(f *os.File) (keys <-chan byte, stop func(), err error) {
 		unix.IoctlSetTermios(fd, unix.TCSETS, old)
 	}, nil
 }
+
+// noEcho turns the terminal's echo off before the password prompt is
+// shown, so nothing typed right after the prompt appears can echo.
+func noEcho(f *os.File) (restore func(), err error) {
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	t := *old
+	t.Lflag &^= unix.ECHO
+	t.Lflag |= unix.ICANON | unix.ISIG
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
+		return nil, err
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+}

@@ -68,6 +68,9 @@ func Password(in io.Reader, out io.Writer, fromStdin bool, prompt string) (strin
 		}
 		return pw, nil
 	case IsTerminal(in):
+		if restore, err := noEcho(in.(*os.File)); err == nil {
+			defer restore()
+		}
 		fmt.Fprint(out, prompt)
 		b, err := term.ReadPassword(int(in.(*os.File).Fd()))
 		fmt.Fprintln(out)
