@@ -29,6 +29,9 @@ const (
 type Negotiated struct {
 	Audio *StreamParams `json:"audio,omitempty"`
 	Video *StreamParams `json:"video,omitempty"`
+	// Text is real-time text (RFC 4103), negotiated by WithText,
+	// AnswerText and ParseText beside audio and video.
+	Text *TextParams `json:"text,omitempty"`
 }
 
 // StreamParams is how to run one negotiated stream toward the peer.
