@@ -32,6 +32,48 @@ type MediaOptions struct {
 	RecordRaw bool
 	// MediaTimeout hangs up when nothing arrives for this long (default 20s).
 	MediaTimeout time.Duration
+	// SRTP says whether the call's media is encrypted.
+	SRTP SRTPMode
+}
+
+// SRTPMode is when a call's media runs SRTP, keyed by SDES (RFC 4568) in
+// the SDP. The keys travel in the signalling, so they protect anything
+// only when the signalling itself is TLS. Whatever the mode, an SRTP offer
+// is answered with SRTP.
+type SRTPMode int
+
+const (
+	// SRTPAuto offers SRTP when the phone signals over TLS, and plain RTP
+	// otherwise. A callee that refuses SRTP (488, or every stream
+	// declined) is called again once with plain RTP: the summary then
+	// says the call is not encrypted.
+	SRTPAuto SRTPMode = iota
+	// SRTPOff offers plain RTP.
+	SRTPOff
+	// SRTPOn offers SRTP even without TLS, and does not fall back.
+	SRTPOn
+	// SRTPRequire is SRTPOn, and refuses a plain offer with 488.
+	SRTPRequire
+)
+
+// ParseSRTPMode reads "auto", "off", "on" or "require".
+func ParseSRTPMode(s string) (SRTPMode, error) {
+	switch strings.ToLower(s) {
+	case "", "auto":
+		return SRTPAuto, nil
+	case "off":
+		return SRTPOff, nil
+	case "on":
+		return SRTPOn, nil
+	case "require":
+		return SRTPRequire, nil
+	}
+	return SRTPAuto, fmt.Errorf("srtp %q: want auto, on, off or require", s)
+}
+
+// offersSRTP reports whether a call placed in mode m offers SRTP.
+func (p *Phone) offersSRTP(m SRTPMode) bool {
+	return m == SRTPOn || m == SRTPRequire || (m == SRTPAuto && p.network == "tls")
 }
 
 // OpenSource opens a clip file by its kind: .h264/.264 (Annex B H.264) for
@@ -76,6 +118,9 @@ func (c *Call) FirstMedia() time.Time {
 
 // Stats are the per-stream counters so far.
 func (c *Call) Stats() []media.StreamStats { return c.session.Stats() }
+
+// Encrypted reports whether every stream of the call runs SRTP.
+func (c *Call) Encrypted() bool { return c.Negotiated.Encrypted() }
 
 // Reason says why the call ended.
 func (c *Call) Reason() string {
@@ -187,28 +232,49 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 	if err != nil {
 		return nil, stepErr(StepMedia, err, "")
 	}
-	offer, err := media.BuildOffer(local, sa.audioPort(), sa.videoPort(), true)
-	if err == nil {
-		offer, err = media.WithSources(offer, sa.src)
-	}
-	if err != nil {
-		sa.close()
-		return nil, stepErr(StepMedia, err, "")
-	}
-	d, err := p.Invite(ctx, target, offer, onProgress)
-	if err != nil {
-		sa.close()
-		var ce *CallError
-		if errors.As(err, &ce) && ce.Status != 0 {
-			return nil, stepErr(StepSIP, err, callHint(ce))
+	srtp := p.offersSRTP(mo.SRTP)
+	var (
+		d   *Dialog
+		neg media.Negotiated
+	)
+	for {
+		offer, keys, err := buildCallOffer(local, sa, srtp)
+		if err != nil {
+			sa.close()
+			return nil, stepErr(StepMedia, err, "")
 		}
-		return nil, stepErr(StepSIP, err, "")
-	}
-	neg, err := media.ParseAnswer(d.RemoteSDP)
-	if err != nil {
-		d.Hangup(context.Background())
-		sa.close()
-		return nil, stepErr(StepMedia, fmt.Errorf("the answer's SDP: %w", err), "")
+		// Only an automatic choice falls back to plain RTP, and only once.
+		fallback := srtp && mo.SRTP == SRTPAuto
+		d, err = p.Invite(ctx, target, offer, onProgress)
+		var ce *CallError
+		if err != nil && fallback && errors.As(err, &ce) && ce.Status == 488 {
+			p.log.Info("srtp refused by the callee, calling again with plain rtp", "target", target, "status", ce.Status)
+			srtp = false
+			continue
+		}
+		if err != nil {
+			sa.close()
+			if errors.As(err, &ce) && ce.Status != 0 {
+				return nil, stepErr(StepSIP, err, callHint(ce))
+			}
+			return nil, stepErr(StepSIP, err, "")
+		}
+		neg, err = media.ParseAnswer(d.RemoteSDP)
+		if err == nil {
+			err = keys.ApplyAnswer(d.RemoteSDP, &neg)
+		}
+		if err != nil && fallback && errors.Is(err, media.ErrNoCommonCodec) {
+			p.log.Info("srtp declined by the callee, calling again with plain rtp", "target", target)
+			d.Hangup(context.Background())
+			srtp = false
+			continue
+		}
+		if err != nil {
+			d.Hangup(context.Background())
+			sa.close()
+			return nil, stepErr(StepMedia, fmt.Errorf("the answer's SDP: %w", err), "")
+		}
+		break
 	}
 	call, err := p.startMedia(ctx, d, neg, sa, mo, started)
 	if err != nil {
@@ -216,6 +282,20 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 		return nil, err
 	}
 	return call, nil
+}
+
+// buildCallOffer writes the offer of a call on sa's sockets, with SDES
+// keys when srtp is set (keys is nil otherwise).
+func buildCallOffer(local netip.Addr, sa *streamSockets, srtp bool) ([]byte, *media.OfferedKeys, error) {
+	offer, err := media.BuildOffer(local, sa.audioPort(), sa.videoPort(), true)
+	if err == nil {
+		offer, err = media.WithSources(offer, sa.src)
+	}
+	var keys *media.OfferedKeys
+	if err == nil && srtp {
+		offer, keys, err = media.WithCrypto(offer)
+	}
+	return offer, keys, err
 }
 
 // dialable reports whether target can be called as it is: a SIP URI or a
@@ -270,6 +350,11 @@ func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*
 		ic.Reject(488, "Not Acceptable Here")
 		return nil, stepErr(StepMedia, fmt.Errorf("the offer's SDP: %w", err), "")
 	}
+	if mo.SRTP == SRTPRequire && !neg.Encrypted() {
+		sa.close()
+		ic.Reject(488, "Not Acceptable Here (Encryption Required)")
+		return nil, stepErr(StepMedia, errors.New("the caller offered media without SRTP, and this phone requires it"), "")
+	}
 	d, err := ic.Answer(answer)
 	if err != nil {
 		sa.close()
@@ -303,7 +388,7 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 			return nil
 		}
 		sc := media.StreamConfig{Kind: sp.Kind, PT: sp.PT, ClockRate: sp.ClockRate, Local: rtp,
-			Remote: sp.Remote, RemoteRTCP: sp.RemoteRTCP, UseFIR: sp.FIR && !sp.PLI}
+			Remote: sp.Remote, RemoteRTCP: sp.RemoteRTCP, UseFIR: sp.FIR && !sp.PLI, SRTP: sp.SRTP}
 		switch sp.Kind {
 		case media.KindAudio:
 			sc.SSRC = sa.src.Audio
