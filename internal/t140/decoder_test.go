@@ -2,6 +2,7 @@ package t140
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -139,7 +140,7 @@ func TestEditor(t *testing.T) {
 				}
 			}
 			rest, _ := e.Flush()
-			if !equal(lines, tc.lines) || rest.Text != tc.rest || string(ops) != tc.ops {
+			if !slices.Equal(lines, tc.lines) || rest.Text != tc.rest || string(ops) != tc.ops {
 				t.Fatalf("lines %q rest %q ops %s; want %q %q %s", lines, rest.Text, ops, tc.lines, tc.rest, tc.ops)
 			}
 		})

@@ -2,6 +2,7 @@ package t140
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,7 +99,7 @@ func TestEncoderSchedule(t *testing.T) {
 		}
 		got := parse(t, pkt)
 		if got.marker != s.want.marker || got.seq != s.want.seq || got.ts != s.want.ts ||
-			!equal(got.blocks, s.want.blocks) || !equalU(got.offs, s.want.offs) {
+			!slices.Equal(got.blocks, s.want.blocks) || !slices.Equal(got.offs, s.want.offs) {
 			t.Fatalf("at %d ms: %+v, want %+v", s.at, got, *s.want)
 		}
 	}
@@ -118,7 +119,7 @@ func TestEncoderSchedule(t *testing.T) {
 	if !ok {
 		t.Fatal("no packet after a long interval")
 	}
-	if got := parse(t, pkt); !equal(got.blocks, []string{"", "", ""}) {
+	if got := parse(t, pkt); !slices.Equal(got.blocks, []string{"", "", ""}) {
 		t.Fatalf("after a long interval: %+v", got)
 	}
 }
@@ -130,7 +131,7 @@ func TestEncoderPlainAndLimits(t *testing.T) {
 	if !ok {
 		t.Fatal("no packet")
 	}
-	if got := parse(t, pkt); !equal(got.blocks, []string{"ok\uFFFD"}) || !got.marker {
+	if got := parse(t, pkt); !slices.Equal(got.blocks, []string{"ok\uFFFD"}) || !got.marker {
 		t.Fatalf("plain t140: %+v", got)
 	}
 	if _, ok := e.Packet(t0.Add(Interval)); ok {
@@ -163,28 +164,4 @@ func TestEncoderPlainAndLimits(t *testing.T) {
 			t.Errorf("NewEncoder(%+v) accepted", cfg)
 		}
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalU(a, b []uint16) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
