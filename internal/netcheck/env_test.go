@@ -51,6 +51,7 @@ type provider struct {
 	zdial   netip.AddrPort
 	mcs     netip.AddrPort
 	sip     netip.AddrPort
+	sipTLS  netip.AddrPort // zero when off
 	rtp     config.PortRange
 	token   string // a valid MCS token
 	relay   *relay.Relay
@@ -65,7 +66,19 @@ type providerOpts struct {
 	sip         sipBehaviour  // how the SIP responder answers
 	noRelay     bool          // MCS API without a relay
 	slowHealth  time.Duration // delay of the MCS /healthz
+	sipTLS      sipTLSMode    // SIP over TLS (ports.sip_tls); off by default
 }
+
+// sipTLSMode is what answers on the profile's SIP TLS port.
+type sipTLSMode int
+
+const (
+	sipTLSOff     sipTLSMode = iota // no TLS port in the profile
+	sipTLSOK                        // the SIP responder over TLS, certificate from the CA for the MCS
+	sipTLSClosed                    // nothing listens (a firewall rejects)
+	sipTLSSilent                    // TCP accepted, no handshake (a firewall holding TLS)
+	sipTLSOtherCA                   // a certificate of another CA (TLS interception)
+)
 
 type sipBehaviour int
 
@@ -141,6 +154,20 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 	}
 	p.mcs = serveHTTPS(t, ca, mcsName, h)
 	p.sip = startSIP(t, o.sip)
+	switch o.sipTLS {
+	case sipTLSOK:
+		p.sipTLS = startSIPTLS(t, ca, o.sip)
+	case sipTLSClosed:
+		p.sipTLS = closedTCPPort(t)
+	case sipTLSSilent:
+		p.sipTLS = silentTCP(t)
+	case sipTLSOtherCA:
+		other, err := pki.LoadOrCreateCA(t.TempDir(), "Intercepting proxy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.sipTLS = startSIPTLS(t, other, o.sip)
+	}
 
 	lk, _, _ := ed25519.GenerateKey(rand.Reader)
 	p.profile = &profile.Profile{
@@ -148,7 +175,7 @@ func newProvider(t *testing.T, o providerOpts) *provider {
 		Provider: "Z5 test",
 		Names:    profile.Names{ZDial: zdialName, LBMCS: lbName, MCS: []string{mcsName}, SIPDomain: sipDomain},
 		Ports: profile.Ports{ZDialHTTPS: int(p.zdial.Port()), MCSHTTPS: int(p.mcs.Port()), SIP: int(p.sip.Port()),
-			RTP: p.rtp.String()},
+			SIPTLS: int(p.sipTLS.Port()), RTP: p.rtp.String()},
 		CAPEM:       string(ca.CertPEM()),
 		LicenseKeys: []string{license.EncodePublicKey(lk)},
 	}
@@ -247,9 +274,28 @@ func closedTCPPort(t *testing.T) netip.AddrPort {
 // built the way the MCS builds it, with ALGEchoReply's headers and body.
 func startSIP(t *testing.T, b sipBehaviour) netip.AddrPort {
 	t.Helper()
+	return startSIPOn(t, b, nil)
+}
+
+// startSIPTLS is the responder over TLS, with a certificate from ca for
+// the MCS name.
+func startSIPTLS(t *testing.T, ca *pki.CA, b sipBehaviour) netip.AddrPort {
+	t.Helper()
+	cert, err := ca.Issue([]string{mcsName, lbName}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startSIPOn(t, b, pki.ServerTLS(cert))
+}
+
+func startSIPOn(t *testing.T, b sipBehaviour, conf *tls.Config) netip.AddrPort {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if conf != nil {
+		ln = tls.NewListener(ln, conf)
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -348,4 +394,38 @@ func startDNSUDPSink(t *testing.T) netip.AddrPort {
 	}
 	t.Cleanup(func() { pc.Close() })
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+// silentTCP accepts connections and never reads or writes on them until
+// the test ends, as a firewall holding the handshake does.
+func silentTCP(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return netip.MustParseAddrPort(ln.Addr().String())
 }

@@ -6,7 +6,8 @@
 // Each rule is judged alone: every nameserver over UDP and separately over
 // TCP with a real query; every HTTPS endpoint with a TLS handshake verified
 // against the profile's CA and a GET /healthz; SIP with an OPTIONS over TCP
-// to each MCS, which also detects a SIP ALG rewriting messages; the RTP
+// to each MCS, which also detects a SIP ALG rewriting messages, and SIP over
+// TLS (where the provider serves it) with a verified handshake; the RTP
 // range with authenticated UDP probes echoed by the MCS relay (a logged-in
 // client only), measuring loss, jitter and round-trip time. Probes run
 // concurrently with small timeouts, so a fully blocked network is reported

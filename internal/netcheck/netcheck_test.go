@@ -247,3 +247,50 @@ func TestRunOptions(t *testing.T) {
 		t.Errorf("cancelled: %v, %v", rep, err)
 	}
 }
+
+// TestRunSIPTLS: where the provider serves SIP over TLS, z5 check probes
+// the TLS rule with a handshake verified against the profile's CA as the
+// MCS name, and names the rule when it is blocked (the Z5 client signals
+// only over TLS there, so the report is blocked).
+func TestRunSIPTLS(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		mode    sipTLSMode
+		status  Status
+		detail  string
+		add     bool // the report says to add the rule
+		fix     string
+		blocked bool
+	}{
+		{"open", sipTLSOK, StatusOK, "TLS verified as " + mcsName, false, "", false},
+		{"refused", sipTLSClosed, StatusBlocked, "refused", true, "", true},
+		{"held", sipTLSSilent, StatusBlocked, "TLS handshake got no answer", true, "", true},
+		{"intercepted", sipTLSOtherCA, StatusBlocked, "not signed by the provider's CA", false, "TLS inspection", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProvider(t, providerOpts{sipTLS: tt.mode})
+			rep := run(t, p.options(p.token))
+			r := resultOf(t, rep, CheckSIPTLS, "tcp")
+			line := "outbound " + portOf(p.sipTLS) + " tcp  127.0.0.1"
+			if r.Status != tt.status || r.Line != line || !strings.Contains(r.Detail, tt.detail) {
+				t.Errorf("sip_tls = %s %q (%s), want %s %q (%q)", r.Status, r.Line, r.Detail, tt.status, line, tt.detail)
+			}
+			if r.Rule.Label() != "SIP TLS "+mcsName || !r.Rule.Required {
+				t.Errorf("rule %q required=%v, want %q required", r.Rule.Label(), r.Rule.Required, "SIP TLS "+mcsName)
+			}
+			if wantAdd := map[bool]string{true: line, false: ""}[tt.add]; r.Add != wantAdd {
+				t.Errorf("add = %q, want %q", r.Add, wantAdd)
+			}
+			if tt.fix != "" && !strings.Contains(r.Fix, tt.fix) {
+				t.Errorf("fix = %q, want it to mention %q", r.Fix, tt.fix)
+			}
+			if rep.Blocked != tt.blocked {
+				t.Errorf("report blocked = %v, want %v:%s", rep.Blocked, tt.blocked, verdicts(rep))
+			}
+			// Plain SIP is still probed beside it.
+			if s := resultOf(t, rep, CheckSIP, "tcp"); s.Status != StatusOK {
+				t.Errorf("sip = %+v", s)
+			}
+		})
+	}
+}

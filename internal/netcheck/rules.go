@@ -36,8 +36,9 @@ type Rule struct {
 	Dest netip.Addr `json:"destination"`
 	// Name is the DNS name that led to Dest, or the nameserver's address.
 	Name string `json:"name"`
-	// Required: the client cannot work without it. SIP over TLS is an
-	// alternative transport, so its rule is informational.
+	// Required: the client cannot work without it. Where the provider
+	// serves SIP over TLS the Z5 client signals only over TLS, so that
+	// rule is required too.
 	Required bool `json:"required"`
 }
 
@@ -134,7 +135,7 @@ func Rules(p *profile.Profile, addrs map[string][]netip.Addr) ([]Rule, error) {
 	add(3, egress.GroupMCS, CheckMCS, "tcp", portrange.Single(p.Ports.MCSHTTPS), p.Names.MCS, true)
 	add(4, egress.GroupSIP, CheckSIP, "tcp", portrange.Single(p.Ports.SIP), p.Names.MCS, true)
 	if p.Ports.SIPTLS != 0 {
-		add(4, egress.GroupSIP, CheckSIPTLS, "tcp", portrange.Single(p.Ports.SIPTLS), p.Names.MCS, false)
+		add(4, egress.GroupSIP, CheckSIPTLS, "tcp", portrange.Single(p.Ports.SIPTLS), p.Names.MCS, true)
 	}
 	add(5, egress.GroupRTP, CheckRTP, "udp", rtp, p.Names.MCS, true)
 	return dedup(out), nil
