@@ -240,11 +240,16 @@ func TestHandleDev(t *testing.T) {
 		{name: "srv udp", q: "_sip._udp.mcs.z5.test. SRV", aa: true,
 			answer: "_sip._udp.mcs.z5.test. 300 IN SRV 10 1 5060 mcs1.mcs.z5.test.",
 			extra:  "mcs1.mcs.z5.test. 300 IN A 127.0.0.1"},
-		{name: "no sips without tls", q: "_sips._tcp.mcs.z5.test. SRV", aa: true, rcode: dns.RcodeNameError, ns: soa},
+		// The dev stack serves SIP over TLS (ports.sip_tls): NAPTR lists it first.
+		{name: "srv tls", q: "_sips._tcp.mcs.z5.test. SRV", aa: true,
+			answer: "_sips._tcp.mcs.z5.test. 300 IN SRV 10 1 5061 mcs1.mcs.z5.test.",
+			extra:  "mcs1.mcs.z5.test. 300 IN A 127.0.0.1"},
 		{name: "naptr", q: "mcs.z5.test. NAPTR", aa: true,
-			answer: `mcs.z5.test. 300 IN NAPTR 20 10 "S" "SIP+D2T" "" _sip._tcp.mcs.z5.test.
+			answer: `mcs.z5.test. 300 IN NAPTR 10 10 "S" "SIPS+D2T" "" _sips._tcp.mcs.z5.test.
+				mcs.z5.test. 300 IN NAPTR 20 10 "S" "SIP+D2T" "" _sip._tcp.mcs.z5.test.
 				mcs.z5.test. 300 IN NAPTR 30 10 "S" "SIP+D2U" "" _sip._udp.mcs.z5.test.`,
-			extra: `_sip._tcp.mcs.z5.test. 300 IN SRV 10 1 5060 mcs1.mcs.z5.test.
+			extra: `_sips._tcp.mcs.z5.test. 300 IN SRV 10 1 5061 mcs1.mcs.z5.test.
+				_sip._tcp.mcs.z5.test. 300 IN SRV 10 1 5060 mcs1.mcs.z5.test.
 				_sip._udp.mcs.z5.test. 300 IN SRV 10 1 5060 mcs1.mcs.z5.test.`},
 		{name: "soa", q: "z5.test. SOA", aa: true, answer: soa},
 		{name: "ns with glue", q: "z5.test. NS", aa: true,

@@ -404,3 +404,57 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// TestTLSDeploymentAddsRules: the seed's topology with SIP over TLS on
+// (ports.sip_tls) lists exactly the seed's rules plus "outbound 5061 tcp"
+// to each MCS, after the SIP rules; without it, exactly the seed's list
+// (TestRulesMatchSeed, TestSeedFormatMatchesSeed).
+func TestTLSDeploymentAddsRules(t *testing.T) {
+	src, err := os.ReadFile(twoSitesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := config.Parse("two-sites.toml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTLS := strings.Replace(string(src), "\nsip = 5060\n", "\nsip = 5060\nsip_tls = 5061\n", 1)
+	if withTLS == string(src) {
+		t.Fatal("two-sites.toml has no `sip = 5060` line to add sip_tls after")
+	}
+	tlsCfg, err := config.Parse("two-sites-tls.toml", []byte(withTLS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	lastSIP := 0
+	for _, r := range Rules(plain) {
+		want = append(want, seedLine(r))
+		if r.Group == egress.GroupSIP {
+			lastSIP = len(want)
+		}
+	}
+	var added []string
+	for _, n := range tlsCfg.NodesWithRole(config.RoleMCS) {
+		added = append(added, "outbound 5061 tcp  "+n.Addr().String())
+	}
+	if len(added) != 2 {
+		t.Fatalf("%d MCS nodes in the seed topology, want 2", len(added))
+	}
+	want = append(want[:lastSIP], append(added, want[lastSIP:]...)...)
+	var got []string
+	for _, r := range Rules(tlsCfg) {
+		got = append(got, seedLine(r))
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("rules with TLS (-want +got):\n%s", d)
+	}
+	seed := render(t, tlsCfg, "seed")
+	for _, line := range added {
+		if !strings.Contains(seed, line+"\n") {
+			t.Errorf("seed rendering lacks %q:\n%s", line, seed)
+		}
+	}
+}
+
+func seedLine(r Rule) string { return fmt.Sprintf("outbound %s %s  %s", r.Ports, r.Proto, r.Dest) }

@@ -96,8 +96,9 @@ func para(b *bytes.Buffer, format string, args ...any) {
 	b.WriteString("\n\n")
 }
 
-// sipPorts says where the SIP connection goes: "port 5060", or "port 5060
-// (port 5061 for SIP over TLS)".
+// sipPorts says where the SIP connection goes: "port 5060", or with SIP
+// over TLS on, "port 5061 with SIP over TLS (standard SIP devices may
+// use port 5060 without it)": a Z5 client then always uses TLS.
 func sipPorts(rules []Rule) string {
 	var plain, tls []string
 	for _, r := range rules {
@@ -115,7 +116,10 @@ func sipPorts(rules []Rule) string {
 		s = "port " + strings.Join(plain, " and ")
 	}
 	if len(tls) > 0 {
-		s += " (port " + strings.Join(tls, " and ") + " for SIP over TLS)"
+		s = "port " + strings.Join(tls, " and ") + " with SIP over TLS"
+		if len(plain) > 0 {
+			s += " (standard SIP devices may use port " + strings.Join(plain, " and ") + " without it)"
+		}
 	}
 	return s
 }
