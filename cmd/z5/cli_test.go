@@ -6,28 +6,21 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
-	"github.com/spf13/cobra"
 
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/testenv/clitest"
 )
 
 // TestMain lets a test run this binary's main in a child process (under a
 // pseudo-terminal) by setting Z5_TEST_MAIN.
-func TestMain(m *testing.M) {
-	if os.Getenv("Z5_TEST_MAIN") == "1" {
-		os.Args = append([]string{"z5"}, strings.Fields(os.Getenv("Z5_TEST_ARGS"))...)
-		main()
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { clitest.Main(m, "Z5", "z5", main) }
 
 func runZ5(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
@@ -36,42 +29,12 @@ func runZ5(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
-// ttyRun runs z5 ARGS on a pseudo-terminal, types input once want shows,
-// and returns everything the terminal showed.
-func ttyRun(t *testing.T, args, want, input string) string {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "Z5_TEST_MAIN=1", "Z5_TEST_ARGS="+args)
-	f, err := pty.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out bytes.Buffer
-	buf := make([]byte, 4096)
-	deadline := time.Now().Add(20 * time.Second)
-	typed := false
-	for time.Now().Before(deadline) {
-		n, err := f.Read(buf)
-		out.Write(buf[:n])
-		if !typed && strings.Contains(out.String(), want) {
-			f.Write([]byte(input))
-			typed = true
-		}
-		if err != nil {
-			break // EIO: the child exited
-		}
-	}
-	cmd.Wait()
-	return out.String()
-}
-
 // TestLoginPromptsForPasswordOnTTY: on a terminal, z5 login asks for the
 // password without echo and goes on to log in (which fails here at the
 // missing profile, after the password was taken).
 func TestLoginPromptsForPasswordOnTTY(t *testing.T) {
 	home := t.TempDir()
-	out := ttyRun(t, "--home "+home+" login --username alice", "Password for alice: ", "tty-typed-secret\r")
+	out := clitest.OnTTY(t, "Z5", "--home "+home+" login --username alice", "Password for alice: ", "tty-typed-secret\r")
 	if !strings.Contains(out, "Password for alice: ") {
 		t.Fatalf("no prompt: %q", out)
 	}
@@ -110,38 +73,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 }
 
 func TestHelpEverywhere(t *testing.T) {
-	root := newRoot(nil, io.Discard, io.Discard)
-	var walk func(c *cobra.Command)
-	n := 0
-	walk = func(c *cobra.Command) {
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-		path := strings.Fields(c.CommandPath())[1:]
-		out, _, err := runZ5(t, append(path, "--help")...)
-		if err != nil {
-			t.Errorf("z5 %v --help: %v", path, err)
-		}
-		if strings.Contains(out, "Flags:\n\n") {
-			t.Errorf("z5 %v --help shows an empty Flags:", path)
-		}
-		for _, line := range strings.Split(out, "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "--") && !strings.HasSuffix(f[0], ",") {
-				t.Errorf("z5 %v --help shows a single-dash flag: %q", path, line)
-			}
-		}
-		n++
-	}
-	walk(root)
-	if n < 15 {
-		t.Errorf("only %d commands walked", n)
-	}
-	for _, sh := range []string{"bash", "zsh", "fish"} {
-		out, _, err := runZ5(t, "completion", sh)
-		if err != nil || !strings.Contains(out, "z5") {
-			t.Errorf("completion %s: %v, %d bytes", sh, err, len(out))
-		}
-	}
+	clitest.CheckTree(t, newRoot(nil, io.Discard, io.Discard), 15, func(args ...string) (string, error) {
+		out, _, err := runZ5(t, args...)
+		return out, err
+	})
 	out, _, err := runZ5(t, "--version")
 	if err != nil || !strings.HasPrefix(out, "z5 ") {
 		t.Errorf("--version: %v %q", err, out)

@@ -7,30 +7,20 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/creack/pty"
-	"github.com/spf13/cobra"
 
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
+	"github.com/z5vrs/z5/internal/testenv/clitest"
 )
 
 // TestMain lets a test run this binary's main in a child process (under a
 // pseudo-terminal) by setting Z5D_TEST_MAIN.
-func TestMain(m *testing.M) {
-	if os.Getenv("Z5D_TEST_MAIN") == "1" {
-		os.Args = append([]string{"z5d"}, strings.Fields(os.Getenv("Z5D_TEST_ARGS"))...)
-		main()
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { clitest.Main(m, "Z5D", "z5d", main) }
 
 func runZ5d(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()
@@ -142,7 +132,7 @@ func TestAdminPasswordPromptOnTTY(t *testing.T) {
 		{"admin --data " + dir + " customer add carol", "tty-secret-one"},
 		{"admin customer password carol --data " + dir, "tty-secret-two"},
 	} {
-		out := ttyRun(t, tc.args, tc.pw)
+		out := clitest.OnTTY(t, "Z5D", tc.args, "assword", tc.pw+"\r")
 		if !strings.Contains(out, "assword for carol: ") {
 			t.Errorf("z5d %s: no prompt in %q", tc.args, out)
 		}
@@ -164,69 +154,14 @@ func TestAdminPasswordPromptOnTTY(t *testing.T) {
 	}
 }
 
-// ttyRun runs z5d ARGS on a pseudo-terminal, types pw at the prompt, and
-// returns everything the terminal showed.
-func ttyRun(t *testing.T, args, pw string) string {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "Z5D_TEST_MAIN=1", "Z5D_TEST_ARGS="+args)
-	f, err := pty.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out bytes.Buffer
-	buf := make([]byte, 4096)
-	deadline := time.Now().Add(20 * time.Second)
-	typed := false
-	for time.Now().Before(deadline) {
-		n, err := f.Read(buf)
-		out.Write(buf[:n])
-		if !typed && strings.Contains(out.String(), "assword") {
-			f.Write([]byte(pw + "\r"))
-			typed = true
-		}
-		if err != nil {
-			break // EIO: the child exited
-		}
-	}
-	cmd.Wait()
-	return out.String()
-}
-
 // TestHelpEverywhere: --help works on every command and subcommand, help
 // shows only --flag style, and completion and man pages come from the
 // same tree.
 func TestHelpEverywhere(t *testing.T) {
-	root := newRoot(nil, io.Discard, io.Discard)
-	var walk func(c *cobra.Command)
-	n := 0
-	walk = func(c *cobra.Command) {
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-		path := strings.Fields(c.CommandPath())[1:]
-		out, _, err := runZ5d(t, "", append(path, "--help")...)
-		if err != nil {
-			t.Errorf("z5d %v --help: %v", path, err)
-		}
-		for _, line := range strings.Split(out, "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "--") && !strings.HasSuffix(f[0], ",") {
-				t.Errorf("z5d %v --help shows a single-dash flag: %q", path, line)
-			}
-		}
-		n++
-	}
-	walk(root)
-	if n < 20 {
-		t.Errorf("only %d commands walked", n)
-	}
-	for _, sh := range []string{"bash", "zsh", "fish"} {
-		out, _, err := runZ5d(t, "", "completion", sh)
-		if err != nil || !strings.Contains(out, "z5d") {
-			t.Errorf("completion %s: %v, %d bytes", sh, err, len(out))
-		}
-	}
+	clitest.CheckTree(t, newRoot(nil, io.Discard, io.Discard), 20, func(args ...string) (string, error) {
+		out, _, err := runZ5d(t, "", args...)
+		return out, err
+	})
 	dir := t.TempDir()
 	if _, _, err := runZ5d(t, "", "man", dir); err != nil {
 		t.Fatal(err)
