@@ -3,6 +3,7 @@ package provider
 import (
 	"crypto/ed25519"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/z5vrs/z5/internal/config"
@@ -46,8 +47,27 @@ func NewProfile(c *config.Config, caPEM []byte, keys ...ed25519.PublicKey) *prof
 
 // NewRUE is the RFC 9248 provider configuration of profile p, carrying p
 // as the "z5" extension so a Z5 client can start from either document.
+// With SIP over TLS on, each proxy is listed first as a sips: URI on the
+// TLS port (RFC 9248 asks for TLS), then over TCP for devices without it.
 func NewRUE(p *profile.Profile) *rue.Config {
 	r := rue.ForProfile(p)
+	r.OutboundProxies = append(sipsProxies(p), r.OutboundProxies...)
 	r.Z5 = p
 	return r
+}
+
+// sipsProxies are the outbound proxies of profile p over TLS, in the
+// order rue.ForProfile lists them over TCP; none with TLS off.
+func sipsProxies(p *profile.Profile) []string {
+	if p.Ports.SIPTLS == 0 {
+		return nil
+	}
+	var out []string
+	for _, h := range append([]string{p.Names.LBMCS}, p.Names.MCS...) {
+		px := "sips:" + net.JoinHostPort(h, strconv.Itoa(p.Ports.SIPTLS)) + ";lr"
+		if !slices.Contains(out, px) {
+			out = append(out, px)
+		}
+	}
+	return out
 }
