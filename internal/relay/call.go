@@ -90,6 +90,11 @@ func (c *Call) RewriteSDP(from Side, body []byte, signalIP netip.Addr) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %s: %w", c.id, from, err)
 	}
+	if c.r.cfg.RequireSRTP {
+		if err := p.requireSRTP(); err != nil {
+			return nil, fmt.Errorf("call %s: %s: %w", c.id, from, err)
+		}
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -233,6 +238,7 @@ func (s *stream) apply(from Side, st *sdpStream, signalIP netip.Addr) {
 	x.mux = st.mux
 	x.ssrcs = st.ssrcs
 	x.dtls, x.zrtp = st.dtls, st.zrtp
+	x.encrypted = st.encrypted && st.enabled()
 	x.silent = st.inactive || !st.enabled()
 	x.ep[compRTP].sdp = peer
 	x.ep[compRTCP].sdp = st.rtcpPeer()
@@ -295,6 +301,9 @@ type StreamStats struct {
 	JitterMS  float64
 	Dropped   uint64 // packets from strangers, never forwarded
 	RTCPCount uint64
+	// Encrypted: both sides' SDP keyed the stream end to end (SRTP), so
+	// the relay forwarded ciphertext it cannot read.
+	Encrypted bool
 }
 
 // Stats returns two entries per stream that ever carried media, caller
@@ -323,6 +332,7 @@ func (c *Call) Stats() []StreamStats {
 				RTCPCount: x.rtcp,
 				Lost:      x.rx.lost(),
 				JitterMS:  x.rx.jitterMS(),
+				Encrypted: s.legs[SideA].encrypted && s.legs[SideB].encrypted,
 			}
 			if x.reported.valid() {
 				clock := x.rx.clock()

@@ -1,6 +1,9 @@
 package relay
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNoPorts means the port range is exhausted; callers answer 503.
@@ -13,6 +16,11 @@ var (
 	// ErrBadSDP wraps every rejection of a session description; callers
 	// answer 488 (or 400) instead of 503.
 	ErrBadSDP = errors.New("relay: bad sdp")
+	// ErrSRTPRequired refuses a description with a stream the relay
+	// would carry unencrypted while Config.RequireSRTP is set. It wraps
+	// ErrBadSDP; callers answer 488 Not Acceptable Here (Encryption
+	// Required).
+	ErrSRTPRequired = fmt.Errorf("relay: media without SRTP refused by policy: %w", ErrBadSDP)
 	// ErrClosed is returned by a call or relay that has been closed.
 	ErrClosed = errors.New("relay: closed")
 )

@@ -162,12 +162,14 @@ type endpoint struct {
 type leg struct {
 	allowed netip.Addr // signalling IP: the only source that may latch
 	hasSDP  bool
-	mux     bool        // the side's SDP carried a=rtcp-mux
-	silent  bool        // a=inactive, or c= unspecified (RFC 2543 hold)
-	ssrcs   []uint32    // a=ssrc: a latching RTP/RTCP packet must carry one
-	dtls    bool        // the side's SDP negotiated DTLS-SRTP
-	zrtp    bool        // the side's SDP announced ZRTP
-	ep      [2]endpoint // by component
+	mux     bool     // the side's SDP carried a=rtcp-mux
+	silent  bool     // a=inactive, or c= unspecified (RFC 2543 hold)
+	ssrcs   []uint32 // a=ssrc: a latching RTP/RTCP packet must carry one
+	dtls    bool     // the side's SDP negotiated DTLS-SRTP
+	zrtp    bool     // the side's SDP announced ZRTP
+	// encrypted: the side's SDP keyed the stream itself (SDES or DTLS).
+	encrypted bool
+	ep        [2]endpoint // by component
 
 	// Counters of what this side sent, as accepted by the relay.
 	packets, bytes, rtcp uint64

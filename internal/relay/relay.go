@@ -65,6 +65,10 @@ type Config struct {
 	// advertises a loopback address.
 	CustomerNetworks []netip.Prefix
 	ProviderNetworks []netip.Prefix
+
+	// RequireSRTP refuses every description with a stream that is not
+	// SRTP (ErrSRTPRequired), offers and answers alike.
+	RequireSRTP bool
 }
 
 // Deps are a Relay's collaborators.

@@ -35,6 +35,10 @@ type sdpStream struct {
 	ssrcs    []uint32         // a=ssrc (RFC 5576): the sources the side sends
 	dtls     bool             // UDP/TLS/... with a=fingerprint (RFC 5763)
 	zrtp     bool             // a=zrtp-hash (RFC 6189)
+	// encrypted: the endpoints key the stream themselves, SDES
+	// (RTP/SAVP(F) with a=crypto, RFC 4568) or DTLS (a=fingerprint); the
+	// relay never sees the keys and forwards the packets as they come.
+	encrypted bool
 }
 
 // enabled reports whether the relay should carry this m-line.
@@ -120,6 +124,8 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 		st.dtls = slices.Contains(md.MediaName.Protos, "TLS") &&
 			(hasAttr(md.Attributes, "fingerprint") || hasAttr(desc.Attributes, "fingerprint"))
 		st.zrtp = hasAttr(md.Attributes, "zrtp-hash") || hasAttr(desc.Attributes, "zrtp-hash")
+		st.encrypted = (st.secure && hasAttr(md.Attributes, "crypto")) || st.dtls ||
+			(slices.Contains(md.MediaName.Protos, "DTLS") && (hasAttr(md.Attributes, "fingerprint") || hasAttr(desc.Attributes, "fingerprint")))
 		st.inactive = hasAttr(md.Attributes, "inactive") || (sessInactive && !hasDirection(md.Attributes))
 		where := fmt.Sprintf("m-line %d (%s)", i+1, st.media)
 
@@ -165,6 +171,20 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 		}
 	}
 	return p, nil
+}
+
+// requireSRTP is the [relay] require_srtp decision on one description:
+// every stream the relay would carry must be encrypted end to end (see
+// sdpStream.encrypted); a disabled (port 0) m-line carries nothing and
+// passes. ZRTP over RTP/AVP is refused: nothing in the SDP proves it.
+func (p *parsedSDP) requireSRTP() error {
+	for i, st := range p.streams {
+		if st.enabled() && !st.encrypted {
+			proto := strings.Join(p.desc.MediaDescriptions[i].MediaName.Protos, "/")
+			return fmt.Errorf("%w: m-line %d (%s) over %s without a=crypto or a=fingerprint", ErrSRTPRequired, i+1, st.media, proto)
+		}
+	}
+	return nil
 }
 
 // connAddr reads a c= line. A FQDN is allowed (RFC 4566) but gives no

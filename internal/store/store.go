@@ -248,6 +248,7 @@ type StreamStats struct {
 	JitterMS  float64
 	Dropped   uint64 // packets from strangers, never forwarded
 	RTCPCount uint64
+	Encrypted bool // SRTP end to end: the relay carried ciphertext
 }
 
 // CallFilter selects calls; zero fields match everything.

@@ -20,6 +20,7 @@ type dbStreamStats struct {
 	JitterMS  float64 `json:"jitter_ms"`
 	Dropped   uint64  `json:"dropped"`
 	RTCPCount uint64  `json:"rtcp_count"`
+	Encrypted bool    `json:"encrypted"`
 }
 
 func statsJSON(ss []store.StreamStats) (any, error) {

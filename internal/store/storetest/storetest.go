@@ -892,7 +892,7 @@ func testCalls(t *testing.T, s store.Store) {
 	c.AnsweredAt, c.EndedAt = t0.Add(3*time.Second), t0.Add(95*time.Second)
 	c.EndReason, c.Status = "bye", 200
 	c.MediaStats = []store.StreamStats{
-		{Leg: "caller", Media: "video", Packets: 1 << 33, Bytes: 1 << 40, Lost: -2, JitterMS: 3.25, Dropped: 17, RTCPCount: 95},
+		{Leg: "caller", Media: "video", Packets: 1 << 33, Bytes: 1 << 40, Lost: -2, JitterMS: 3.25, Dropped: 17, RTCPCount: 95, Encrypted: true},
 		{Leg: "callee", Media: "audio", Packets: 4700, Bytes: 752000, Lost: 3, JitterMS: 0.125, RTCPCount: 19},
 	}
 	noErr(t, "UpdateCall", s.UpdateCall(ctx, c))
