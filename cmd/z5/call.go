@@ -18,6 +18,9 @@ import (
 	"github.com/z5vrs/z5/internal/media"
 )
 
+// slowRegister is said when step 4 has not answered within slowNotice.
+const slowRegister = "[step 4] no answer from the MCS servers yet: still trying each of them (Ctrl-C gives up)..."
+
 // callSummary is `z5 call --json` output and the listener's per-call line.
 type callSummary struct {
 	Target     string              `json:"target"`
@@ -120,7 +123,9 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 	if err != nil {
 		return err
 	}
+	stopNotice := e.whileSlow(slowRegister)
 	ph, err := c.Connect(ctx, client.PhoneOptions{})
+	stopNotice()
 	if err != nil {
 		return err
 	}
@@ -306,6 +311,8 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 		return err
 	}
 	calls := make(chan *client.IncomingCall)
+	stopNotice := e.whileSlow(slowRegister)
+	defer stopNotice()
 	ph, err := c.Connect(ctx, client.PhoneOptions{OnIncoming: func(ic *client.IncomingCall) {
 		select {
 		case calls <- ic:
@@ -324,6 +331,7 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 		return err
 	}
 	defer ph.Close()
+	stopNotice()
 	host, server := ph.Server()
 	if !*asJSON {
 		fmt.Fprintf(e.stdout, "listening as %s on %s (%s); Ctrl-C to stop\n", ph.AOR(), host, server)

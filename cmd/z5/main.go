@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/spf13/cobra"
@@ -95,4 +96,27 @@ func (e *env) printEvent(ev client.Event) {
 // command is a leaf command taking args positional arguments (lo to hi).
 func command(use, short string, lo, hi int) *cobra.Command {
 	return &cobra.Command{Use: use, Short: short, Args: cli.RangeArgs(lo, hi)}
+}
+
+// slowNotice is how long a step may stay silent before the user is told
+// it is still trying.
+const slowNotice = 2 * time.Second
+
+// whileSlow prints msg once if the work it brackets takes longer than
+// slowNotice; the returned stop ends the bracket (and waits for a print
+// under way, so it never lands after what follows).
+func (e *env) whileSlow(msg string) (stop func()) {
+	if e.json {
+		return func() {}
+	}
+	printed := make(chan struct{})
+	t := time.AfterFunc(slowNotice, func() {
+		defer close(printed)
+		fmt.Fprintln(e.stdout, msg)
+	})
+	return func() {
+		if !t.Stop() {
+			<-printed
+		}
+	}
 }
