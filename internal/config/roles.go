@@ -521,6 +521,11 @@ type Relay struct {
 	// ProviderNetworks are the provider's own networks, never a media
 	// destination, in addition to every configured node address.
 	ProviderNetworks []string `toml:"provider_networks"`
+	// RequireSRTP refuses (488 Not Acceptable Here, Encryption Required)
+	// every offer or answer with a media stream that is not SRTP: SDES
+	// (RTP/SAVP with a=crypto) or DTLS-SRTP. Off by default; SDES keys
+	// protect anything only over TLS signalling (ports.sip_tls).
+	RequireSRTP bool `toml:"require_srtp"`
 }
 
 func (r *Relay) applyDefaults(c *Config) {

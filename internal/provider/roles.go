@@ -79,6 +79,7 @@ func RelayConfig(c *config.Config, node config.Node) relay.Config {
 		MaxPortsPerSource:   c.Relay.MaxPortsPerSource,
 		CustomerNetworks:    c.Relay.CustomerPrefixes(),
 		ProviderNetworks:    c.RelayProviderPrefixes(),
+		RequireSRTP:         c.Relay.RequireSRTP,
 	}
 }
 
