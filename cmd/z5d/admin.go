@@ -22,6 +22,7 @@ import (
 
 type admin struct {
 	cfgPath, data string
+	asJSON        *bool // the global --json
 	json          bool
 
 	cfg   *config.Config
@@ -31,10 +32,10 @@ type admin struct {
 	err   io.Writer
 }
 
-// adminCmd is the staff's command line. --data, --config and --json are
-// accepted before or after the subcommand.
-func adminCmd() *cobra.Command {
-	a := &admin{}
+// adminCmd is the staff's command line. --data, --config and the global
+// --json are accepted before or after the subcommand.
+func adminCmd(asJSON *bool) *cobra.Command {
+	a := &admin{asJSON: asJSON}
 	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, numbers, devices, contacts, calls",
 		Long: `Manage the provider's customers, numbers, devices and contacts, and read
 the call log, in the data dir of "z5d run --dev --data DIR" or the store of
@@ -45,12 +46,11 @@ input's first line with --password-stdin; never from the command line.`})
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&a.cfgPath, "config", "", "deployment config (TOML)")
 	pf.StringVar(&a.data, "data", "", "data dir (default: the dev stack's)")
-	pf.BoolVar(&a.json, "json", false, "machine-readable output (snake_case keys, no secrets)")
 
 	leaf := func(use, short string, n int, run func(ctx context.Context, pos []string) error) *cobra.Command {
 		c := command(use, short, n, n)
 		c.RunE = func(c *cobra.Command, pos []string) error {
-			a.stdin, a.out, a.err = c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr()
+			a.stdin, a.out, a.err, a.json = c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr(), *a.asJSON
 			if err := a.open(c.Context()); err != nil {
 				return err
 			}

@@ -98,6 +98,7 @@ func TestAdminJSONHasNoSecretsAndAdminWords(t *testing.T) {
 	for _, args := range [][]string{
 		{"admin", "--json", "--data", dir, "customer", "list"},
 		{"admin", "--data", dir, "customer", "list", "--json"},
+		{"--json", "admin", "--data", dir, "customer", "list"},
 	} {
 		out, _, err := runZ5d(t, "", args...)
 		if err != nil {

@@ -53,7 +53,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // listeners is never a default.
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := cli.NewRoot("z5d", "the Z5 provider: DNS, ZDial, MCS (HTTPS, SIP, media relay)", long, cli.Version(version))
-	root.AddCommand(runCmd(), demoCmd(), adminCmd(), firewallCmd(), profileCmd())
+	// --json is global, as in z5: accepted before or after any subcommand.
+	asJSON := root.PersistentFlags().Bool("json", false, "machine-readable output where a command has it (snake_case keys, no secrets)")
+	root.AddCommand(runCmd(), demoCmd(), adminCmd(asJSON), firewallCmd(), profileCmd())
 	return root
 }
 
