@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/z5vrs/z5/internal/addressbook"
 )
 
 // TestPlainNetError: connection failures read as words, not as the SIP
@@ -48,6 +50,20 @@ func TestCallHints(t *testing.T) {
 		}
 		if tc.ce.Status != 486 && tc.ce.Status != 600 && strings.Contains(callHint(tc.ce), "busy") {
 			t.Errorf("callHint(%d) says busy", tc.ce.Status)
+		}
+	}
+}
+
+// TestCallingYourself: dialing your own number (or a contact holding it)
+// is refused before any INVITE, in words, not as "not signed in".
+func TestCallingYourself(t *testing.T) {
+	p := &Phone{c: &Client{state: &State{Number: "2025550101",
+		Contacts: []addressbook.Contact{{ID: "c1", Name: "Me", Number: "2025550101"}}}}}
+	for _, target := range []string{"2025550101", "+12025550101", "Me"} {
+		_, err := p.Call(t.Context(), target, MediaOptions{}, nil)
+		var se *StepError
+		if !errors.Is(err, ErrCallingSelf) || !errors.As(err, &se) || se.Hint == "" || strings.Contains(err.Error(), "not signed in") {
+			t.Errorf("Call(%q) = %v", target, err)
 		}
 	}
 }
