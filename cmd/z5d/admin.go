@@ -393,6 +393,8 @@ type streamView struct {
 	// which the relay never forwards.
 	DroppedStrangers uint64 `json:"dropped_from_strangers"`
 	RTCP             uint64 `json:"rtcp_packets"`
+	// Encrypted: SRTP end to end; the relay carried what it cannot read.
+	Encrypted bool `json:"encrypted"`
 }
 
 type callView struct {
@@ -427,7 +429,7 @@ func (a *admin) calls(ctx context.Context, number string, limit int) error {
 			v := callView{CallID: c.CallID, From: c.From, To: c.To, Node: c.Node, StartedAt: timeOrNil(c.StartedAt),
 				AnsweredAt: timeOrNil(c.AnsweredAt), EndedAt: timeOrNil(c.EndedAt), EndReason: c.EndReason, Status: c.Status}
 			for _, s := range c.MediaStats {
-				v.Streams = append(v.Streams, streamView{s.Leg, s.Media, s.Packets, s.Bytes, s.Lost, s.JitterMS, s.Dropped, s.RTCPCount})
+				v.Streams = append(v.Streams, streamView{s.Leg, s.Media, s.Packets, s.Bytes, s.Lost, s.JitterMS, s.Dropped, s.RTCPCount, s.Encrypted})
 			}
 			views = append(views, v)
 		}
