@@ -147,4 +147,12 @@ summary: 4 rules: 2 ok, 1 needs-login, 1 blocked (2.10 s); the network blocks re
 	if got := b.String(); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}
+	// On a terminal the verdicts are coloured, padded as before.
+	b.Reset()
+	printReport(&b, rep, "provider.json", true)
+	for _, w := range []string{"\x1b[32mok         \x1b[0m  outbound 53 udp", "\x1b[31mblocked    \x1b[0m", "\x1b[33mneeds-login\x1b[0m"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("coloured output lacks %q:\n%q", w, b.String())
+		}
+	}
 }
