@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -104,7 +105,7 @@ const slowNotice = 2 * time.Second
 
 // whileSlow prints msg once if the work it brackets takes longer than
 // slowNotice; the returned stop ends the bracket (and waits for a print
-// under way, so it never lands after what follows).
+// under way, so it never lands after what follows). stop is idempotent.
 func (e *env) whileSlow(msg string) (stop func()) {
 	if e.json {
 		return func() {}
@@ -114,9 +115,14 @@ func (e *env) whileSlow(msg string) (stop func()) {
 		defer close(printed)
 		fmt.Fprintln(e.stdout, msg)
 	})
+	var once sync.Once
 	return func() {
-		if !t.Stop() {
-			<-printed
-		}
+		// Idempotent: a second Stop reports false too, but then the
+		// timer never fired and nothing would close printed.
+		once.Do(func() {
+			if !t.Stop() {
+				<-printed
+			}
+		})
 	}
 }

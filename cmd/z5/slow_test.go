@@ -26,6 +26,7 @@ func TestWhileSlow(t *testing.T) {
 			stop := e.whileSlow("still trying")
 			time.Sleep(tc.took)
 			stop()
+			stop() // idempotent: listen stops it early and again on return
 			if out.String() != tc.want {
 				t.Errorf("after %s (json %v): printed %q, want %q", tc.took, tc.json, out.String(), tc.want)
 			}
