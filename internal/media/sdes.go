@@ -216,7 +216,7 @@ func (o *OfferedKeys) ApplyAnswer(answer []byte, neg *Negotiated) error {
 	if err != nil {
 		return err
 	}
-	for _, sp := range []*StreamParams{neg.Audio, neg.Video} {
+	for _, sp := range neg.streams() {
 		if sp == nil {
 			continue
 		}
@@ -236,6 +236,15 @@ func (o *OfferedKeys) ApplyAnswer(answer []byte, neg *Negotiated) error {
 		sp.Encrypted, sp.SRTP = true, keys
 	}
 	return nil
+}
+
+// streams are the negotiated streams, nil ones included.
+func (n *Negotiated) streams() []*StreamParams {
+	s := []*StreamParams{n.Audio, n.Video}
+	if n.Text != nil {
+		s = append(s, &n.Text.StreamParams)
+	}
+	return s
 }
 
 // answeredLine finds the m= line ParseAnswer took sp from: the first of
@@ -303,10 +312,11 @@ func answerCrypto(md *sdp.MediaDescription) (sdp.Attribute, *SRTPKeys, string) {
 	return sdp.Attribute{}, nil, why
 }
 
-// Encrypted reports whether every negotiated stream runs SRTP.
+// Encrypted reports whether every negotiated stream runs SRTP, real-time
+// text included: a call whose text goes in the clear is not private.
 func (n Negotiated) Encrypted() bool {
 	some := false
-	for _, sp := range []*StreamParams{n.Audio, n.Video} {
+	for _, sp := range n.streams() {
 		if sp == nil {
 			continue
 		}

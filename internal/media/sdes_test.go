@@ -212,6 +212,15 @@ func TestSRTPOfferAnswer(t *testing.T) {
 	if (Negotiated{}).Encrypted() {
 		t.Error("an empty negotiation is not encrypted")
 	}
+	withText := neg
+	withText.Text = &TextParams{StreamParams: StreamParams{Kind: KindText}}
+	if withText.Encrypted() {
+		t.Error("a call with plain real-time text is not encrypted")
+	}
+	withText.Text.Encrypted = true
+	if !withText.Encrypted() {
+		t.Error("every stream encrypted, text included, is an encrypted call")
+	}
 
 	// Keys never reach JSON, a formatted value or a log line.
 	js, err := json.Marshal(neg)

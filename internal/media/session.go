@@ -79,7 +79,7 @@ type stream struct {
 	sender  *Sender
 	recv    *Receiver
 	rtcpDst netip.AddrPort
-	srtp    *srtpStream // nil: plain RTP
+	srtp    *SRTPContext // nil: plain RTP
 
 	sendErrors   atomic.Uint64
 	srtpRejected atomic.Uint64 // failed authentication, replays, undecryptable
@@ -132,7 +132,7 @@ func newStream(sc StreamConfig) (*stream, error) {
 	}
 	st := &stream{cfg: sc, sender: sender, rtcpDst: sc.RemoteRTCP}
 	if sc.SRTP != nil {
-		if st.srtp, err = newSRTPStream(sc.SRTP); err != nil {
+		if st.srtp, err = NewSRTPContext(sc.SRTP); err != nil {
 			return nil, err
 		}
 	}
@@ -271,7 +271,7 @@ func (s *Session) sendLoop(ctx context.Context, st *stream) {
 		}
 		for _, p := range pkts {
 			if st.srtp != nil {
-				if p, err = st.srtp.protectRTP(p); err != nil {
+				if p, err = st.srtp.ProtectRTP(p); err != nil {
 					st.sendErrors.Add(1)
 					continue
 				}
@@ -344,7 +344,7 @@ func (s *Session) sendRTCP(st *stream, now time.Time, feedback []rtcp.Packet, by
 		return
 	}
 	if st.srtp != nil {
-		if b, err = st.srtp.protectRTCP(b); err != nil {
+		if b, err = st.srtp.ProtectRTCP(b); err != nil {
 			st.sendErrors.Add(1)
 			return
 		}
@@ -396,9 +396,9 @@ func (s *Session) readLoop(ctx context.Context, st *stream, conn *net.UDPConn, r
 		}
 		if st.srtp != nil {
 			if isRTCP {
-				pkt, err = st.srtp.unprotectRTCP(plain, pkt)
+				pkt, err = st.srtp.UnprotectRTCP(plain, pkt)
 			} else {
-				pkt, err = st.srtp.unprotectRTP(plain, pkt)
+				pkt, err = st.srtp.UnprotectRTP(plain, pkt)
 			}
 			if err != nil {
 				// Forged, corrupted or replayed: it never reaches the

@@ -14,19 +14,22 @@ const (
 	srtcpReplayWindow = 64
 )
 
-// srtpStream protects what one stream sends with our key and unprotects
+// SRTPContext protects what one stream sends with our key and unprotects
 // what arrives with the peer's (pion/srtp), SRTCP included, with replay
-// protection both ways. A pion context is not safe for concurrent use, and
-// a stream sends from two goroutines (media, reports) and may read from
-// two (RTP and RTCP sockets), so each direction has a lock.
-type srtpStream struct {
+// protection both ways. A Session keeps one per encrypted stream; a stream
+// run outside a Session (real-time text) makes its own. A pion context is
+// not safe for concurrent use, and a stream sends from two goroutines
+// (media, reports) and may read from two (RTP and RTCP sockets), so each
+// direction has a lock.
+type SRTPContext struct {
 	txMu sync.Mutex
 	tx   *srtp.Context
 	rxMu sync.Mutex
 	rx   *srtp.Context
 }
 
-func newSRTPStream(k *SRTPKeys) (*srtpStream, error) {
+// NewSRTPContext keys a stream's two directions from the SDP exchange.
+func NewSRTPContext(k *SRTPKeys) (*SRTPContext, error) {
 	profile, size, ok := suiteProfile(k.Suite)
 	if !ok {
 		return nil, fmt.Errorf("srtp suite %q: %w", k.Suite, ErrBadConfig)
@@ -44,33 +47,33 @@ func newSRTPStream(k *SRTPKeys) (*srtpStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("srtp receive context: %w", err)
 	}
-	return &srtpStream{tx: tx, rx: rx}, nil
+	return &SRTPContext{tx: tx, rx: rx}, nil
 }
 
-// protectRTP encrypts and authenticates one marshalled RTP packet.
-func (s *srtpStream) protectRTP(pkt []byte) ([]byte, error) {
+// ProtectRTP encrypts and authenticates one marshalled RTP packet.
+func (s *SRTPContext) ProtectRTP(pkt []byte) ([]byte, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	return s.tx.EncryptRTP(nil, pkt, nil)
 }
 
-// protectRTCP encrypts one compound RTCP packet into SRTCP.
-func (s *srtpStream) protectRTCP(pkt []byte) ([]byte, error) {
+// ProtectRTCP encrypts one compound RTCP packet into SRTCP.
+func (s *SRTPContext) ProtectRTCP(pkt []byte) ([]byte, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	return s.tx.EncryptRTCP(nil, pkt, nil)
 }
 
-// unprotectRTP checks and decrypts one SRTP packet into dst; a forged,
+// UnprotectRTP checks and decrypts one SRTP packet into dst; a forged,
 // corrupted or replayed packet is an error.
-func (s *srtpStream) unprotectRTP(dst, pkt []byte) ([]byte, error) {
+func (s *SRTPContext) UnprotectRTP(dst, pkt []byte) ([]byte, error) {
 	s.rxMu.Lock()
 	defer s.rxMu.Unlock()
 	return s.rx.DecryptRTP(dst, pkt, nil)
 }
 
-// unprotectRTCP checks and decrypts one SRTCP packet into dst.
-func (s *srtpStream) unprotectRTCP(dst, pkt []byte) ([]byte, error) {
+// UnprotectRTCP checks and decrypts one SRTCP packet into dst.
+func (s *SRTPContext) UnprotectRTCP(dst, pkt []byte) ([]byte, error) {
 	s.rxMu.Lock()
 	defer s.rxMu.Unlock()
 	return s.rx.DecryptRTCP(dst, pkt, nil)

@@ -33,11 +33,11 @@ func TestSRTPRoundTrip(t *testing.T) {
 	for _, suite := range []string{SuiteAEADAES128GCM, SuiteAESCM128HMACSHA1_80} {
 		t.Run(suite, func(t *testing.T) {
 			ka, kb := keyPair(t, suite)
-			a, err := newSRTPStream(ka)
+			a, err := NewSRTPContext(ka)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := newSRTPStream(kb)
+			b, err := NewSRTPContext(kb)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +50,7 @@ func TestSRTPRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				enc, err := a.protectRTP(raw)
+				enc, err := a.ProtectRTP(raw)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -60,7 +60,7 @@ func TestSRTPRoundTrip(t *testing.T) {
 				if bytes.Contains(enc, payload[:16]) || len(enc) <= len(raw) {
 					t.Fatalf("payload not encrypted or no tag: %x", enc)
 				}
-				dec, err := b.unprotectRTP(nil, enc)
+				dec, err := b.UnprotectRTP(nil, enc)
 				if err != nil {
 					t.Fatalf("packet %d: %v", i, err)
 				}
@@ -70,20 +70,20 @@ func TestSRTPRoundTrip(t *testing.T) {
 				sent = append(sent, enc)
 			}
 			// The same packet again, an old one, and a forged one.
-			if _, err := b.unprotectRTP(nil, sent[4]); err == nil {
+			if _, err := b.UnprotectRTP(nil, sent[4]); err == nil {
 				t.Error("replayed SRTP packet accepted")
 			}
-			if _, err := b.unprotectRTP(nil, sent[1]); err == nil {
+			if _, err := b.UnprotectRTP(nil, sent[1]); err == nil {
 				t.Error("replayed older SRTP packet accepted")
 			}
 			forged := bytes.Clone(sent[0])
 			forged[2], forged[3] = 0, 9 // a new sequence number, the rest as sent
 			forged[len(forged)-1] ^= 1
-			if _, err := b.unprotectRTP(nil, forged); err == nil {
+			if _, err := b.UnprotectRTP(nil, forged); err == nil {
 				t.Error("tampered SRTP packet accepted")
 			}
 			// The key of the other direction does not open it.
-			if _, err := a.unprotectRTP(nil, sent[0]); err == nil {
+			if _, err := a.UnprotectRTP(nil, sent[0]); err == nil {
 				t.Error("our own packet decrypted with the peer's key")
 			}
 
@@ -92,26 +92,26 @@ func TestSRTPRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, err := a.protectRTCP(report)
+			enc, err := a.ProtectRTCP(report)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(enc[:8], report[:8]) || bytes.Contains(enc, []byte("z5-test-cname")) {
 				t.Fatalf("SRTCP: header must be clear, the rest encrypted: %x", enc)
 			}
-			dec, err := b.unprotectRTCP(nil, enc)
+			dec, err := b.UnprotectRTCP(nil, enc)
 			if err != nil || !bytes.Equal(dec, report) {
 				t.Fatalf("SRTCP round trip: %v", err)
 			}
-			if _, err := b.unprotectRTCP(nil, enc); err == nil {
+			if _, err := b.UnprotectRTCP(nil, enc); err == nil {
 				t.Error("replayed SRTCP packet accepted")
 			}
 		})
 	}
-	if _, err := newSRTPStream(&SRTPKeys{Suite: "AES_CM_128_HMAC_SHA1_32", Local: make([]byte, 30), Remote: make([]byte, 30)}); !errors.Is(err, ErrBadConfig) {
+	if _, err := NewSRTPContext(&SRTPKeys{Suite: "AES_CM_128_HMAC_SHA1_32", Local: make([]byte, 30), Remote: make([]byte, 30)}); !errors.Is(err, ErrBadConfig) {
 		t.Errorf("unsupported suite: %v", err)
 	}
-	if _, err := newSRTPStream(&SRTPKeys{Suite: SuiteAEADAES128GCM, Local: make([]byte, 30), Remote: make([]byte, 28)}); !errors.Is(err, ErrBadConfig) {
+	if _, err := NewSRTPContext(&SRTPKeys{Suite: SuiteAEADAES128GCM, Local: make([]byte, 30), Remote: make([]byte, 28)}); !errors.Is(err, ErrBadConfig) {
 		t.Errorf("short key: %v", err)
 	}
 }
