@@ -440,6 +440,14 @@ type ringing interface {
 // ring shows an incoming call and waits for a (answer) or d (decline);
 // it reports whether to answer. The caller hanging up ends the ring.
 func (e *env) ring(ctx context.Context, ic ringing, from string, keys <-chan byte) bool {
+	// Keys pressed while nothing rang do not answer this call.
+	for drained := false; !drained; {
+		select {
+		case <-keys:
+		default:
+			drained = true
+		}
+	}
 	fmt.Fprintf(e.stdout, "\aincoming call from %s: press a to answer, d to decline\n", from)
 	for {
 		select {

@@ -174,6 +174,24 @@ func TestFirstStatsLine(t *testing.T) {
 	}
 }
 
+// keyFeeder presses its keys once the ring has been shown.
+type keyFeeder struct {
+	bytes.Buffer
+	keys chan byte
+	feed []byte
+}
+
+func (k *keyFeeder) Write(p []byte) (int, error) {
+	n, err := k.Buffer.Write(p)
+	if strings.Contains(k.String(), "incoming call") {
+		for _, b := range k.feed {
+			k.keys <- b
+		}
+		k.feed = nil
+	}
+	return n, err
+}
+
 type fakeRing struct {
 	cancelled chan struct{}
 	rejected  int
@@ -200,12 +218,10 @@ func TestRingKeys(t *testing.T) {
 		{"d", false, false, 603, "declined the call from bob"},
 		{"", true, false, 0, "missed call from bob"},
 	} {
-		var out bytes.Buffer
-		e := &env{stdout: &out}
-		keys := make(chan byte, len(tc.keys))
-		for _, k := range []byte(tc.keys) {
-			keys <- k
-		}
+		keys := make(chan byte, len(tc.keys)+1)
+		keys <- 'a' // pressed before the ring: must not answer
+		out := &keyFeeder{keys: keys, feed: []byte(tc.keys)}
+		e := &env{stdout: out}
 		f := &fakeRing{cancelled: make(chan struct{})}
 		if tc.cancel {
 			close(f.cancelled)
