@@ -19,6 +19,8 @@ import (
 type Config struct {
 	// SIP is the deployment's [sip] section: expiry bounds, timeouts,
 	// message limits and the limits against floods (docs/limits.md).
+	// Its BanAllow, TLSCert and TLSKey are read by internal/provider into
+	// Allow and TLS, not here.
 	config.SIP
 
 	Node   string // this node's name in the location table

@@ -400,7 +400,11 @@ func (l *failureLimiter) release(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if f, ok := l.keys[key]; ok {
-		l.keys[key] = sipcore.ReleaseFailure(f)
+		if f = sipcore.ReleaseFailure(f); f.Count == 0 {
+			delete(l.keys, key) // only keys with failures take room
+		} else {
+			l.keys[key] = f
+		}
 	}
 }
 

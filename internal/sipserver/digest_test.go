@@ -138,6 +138,23 @@ func TestFailureLimiter(t *testing.T) {
 	if l.blocked("k", now) {
 		t.Fatal("success did not clear")
 	}
+	// Reservations: two in flight take the limit, a third is refused;
+	// one given back lets the next through, and an empty key takes no room.
+	if !l.reserve("r", now, true) || !l.reserve("r", now, true) || l.reserve("r", now, true) {
+		t.Fatal("want two reservations, then a refusal")
+	}
+	l.release("r")
+	if !l.reserve("r", now, true) {
+		t.Fatal("a released reservation was not given back")
+	}
+	l.release("r")
+	l.release("r")
+	if _, kept := l.keys["r"]; kept {
+		t.Fatal("a key with no failures left is still held")
+	}
+	if off := newFailureLimiter(-1, time.Minute); !off.reserve("k", now, true) || off.blocked("k", now) || len(off.keys) != 0 {
+		t.Fatal("a limiter with no limit counted")
+	}
 }
 
 // FuzzDigest feeds Authorization values to the parser: it must not panic,

@@ -227,7 +227,7 @@ func (s *Server) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		return
 	}
 	s.peers.forwards.WithLabelValues("in").Inc()
-	s.log.Info("forwarded call", "call_id", c.id, "from_node", origin, "to", callee, "forks", len(forks))
+	s.log.Info("forwarded call", "call_id", c.id, "peer_node", origin, "to", callee, "forks", len(forks))
 	s.respond(tx, req, 100, "Trying")
 	s.fork(c, req, tx, forks, req.Body())
 }
@@ -259,12 +259,12 @@ func (s *Server) peerForks(ctx context.Context, callee string, local []binding) 
 	var out []binding
 	for _, node := range slices.Sorted(maps.Keys(byNode)) {
 		if s.peers.health != nil && !s.peers.health.Healthy(node) && !recentlyRegistered(byNode[node], s.now()) {
-			s.log.Info("callee's node is down: not forwarded", "number", callee, "node", node)
+			s.log.Info("callee's node is down: not forwarded", "number", callee, "peer_node", node)
 			continue
 		}
 		flow, err := s.peers.flow(ctx, node)
 		if err != nil {
-			s.log.Warn("callee's node unreachable: registrations dropped as stale", "number", callee, "node", node, "error", err)
+			s.log.Warn("callee's node unreachable: registrations dropped as stale", "number", callee, "peer_node", node, "error", err)
 			s.dropStale(byNode[node])
 			continue
 		}
@@ -287,7 +287,7 @@ func (s *Server) dropStale(regs []store.Registration) {
 	defer cancel()
 	for _, r := range regs {
 		if err := s.store.DeleteRegistration(ctx, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("stale registration not removed", "number", r.Number, "node", r.Node, "error", err)
+			s.log.Warn("stale registration not removed", "number", r.Number, "peer_node", r.Node, "error", err)
 		}
 	}
 }

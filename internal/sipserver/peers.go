@@ -82,7 +82,7 @@ func (ps *peers) reach(f flowRef) flowRef {
 	defer cancel()
 	nf, err := ps.flow(ctx, f.peer)
 	if err != nil {
-		ps.log.Debug("peer not reachable", "node", f.peer, "error", err)
+		ps.log.Debug("peer not reachable", "peer_node", f.peer, "error", err)
 		return f
 	}
 	return nf
@@ -117,7 +117,7 @@ func (ps *peers) flow(ctx context.Context, node string) (flowRef, error) {
 		ps.dialFails.Inc()
 		return flowRef{}, fmt.Errorf("sipserver: connect to peer %s (%s): %w", node, addr, err)
 	}
-	ps.log.Info("connected to peer", "node", node, "remote_addr", addr.String(), "flow", fc.id)
+	ps.log.Info("connected to peer", "peer_node", node, "remote_addr", addr.String(), "flow", fc.id)
 	pc.fc = fc
 	return ps.ref(node, fc), nil
 }

@@ -254,7 +254,12 @@ func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
 		s.tls = &flowListener{Listener: tls.NewListener(capped, s.cfg.TLS), t: s.t, transport: "TLS"}
 	}
 	s.selfIPs = selfAddresses(s.addr.Addr(), s.cfg.Advertise)
-	s.log.Info("SIP listening", "addr", s.addr.String(), "tls_addr", s.tlsAddr.String(), "domain", s.cfg.Domain)
+	for _, tr := range []string{"udp", "tcp"} {
+		s.log.Info("SIP listening", "listen_addr", s.addr.String(), "transport", tr, "domain", s.cfg.Domain)
+	}
+	if s.tls != nil {
+		s.log.Info("SIP listening", "listen_addr", s.tlsAddr.String(), "transport", "tls", "domain", s.cfg.Domain)
+	}
 	return nil
 }
 
