@@ -13,6 +13,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/devstack"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
 	"github.com/z5vrs/z5/internal/testenv/clitest"
@@ -174,5 +175,25 @@ func TestHelpEverywhere(t *testing.T) {
 	out, _, err := runZ5d(t, "", "--version")
 	if err != nil || !strings.HasPrefix(out, "z5d ") || !strings.Contains(out, "go1.") {
 		t.Errorf("--version: %v %q", err, out)
+	}
+}
+
+// TestAdminConfigExistingDirCreatesDatabase: with --config, an existing
+// data dir without a database is a deployment provisioned before its first
+// run (bench/run.sh does this); without --config it is a mistyped --data.
+func TestAdminConfigExistingDirCreatesDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runZ5d(t, "", "admin", "--data", dir, "customer", "list"); err == nil || !strings.Contains(err.Error(), "no Z5 database in "+dir) {
+		t.Errorf("dev admin on a dir without a database: %v", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "z5.toml")
+	if err := os.WriteFile(cfg, []byte(devstack.Config("Z5 test", dir, "127.0.0.1", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runZ5d(t, "", "admin", "--config", cfg, "customer", "list"); err != nil {
+		t.Errorf("admin --config on an existing data dir: %v", err)
 	}
 }

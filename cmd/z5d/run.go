@@ -57,7 +57,10 @@ func loadConfig(path string, dev bool, data string, create bool) (*config.Config
 		if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no data dir at %s: run `z5d run --dev --data %s` first or pass --config", cfg.DataDir, cfg.DataDir)
 		}
-		if db := cfg.Store.Path; cfg.Store.Driver == "sqlite" {
+		// A dev data dir without the dev database is a mistyped --data
+		// (say /tmp); a deployment's admin may provision before its
+		// first run, so --config creates the database in an existing dir.
+		if db := cfg.Store.Path; path == "" && cfg.Store.Driver == "sqlite" {
 			if !filepath.IsAbs(db) {
 				db = filepath.Join(cfg.DataDir, db)
 			}
