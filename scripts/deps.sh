@@ -18,6 +18,7 @@ declare -A need=(
 	[vdirsyncer]=vdirsyncer
 	[linphonec]=linphone-cli
 	[curl]=curl
+	[tshark]=tshark
 )
 missing=()
 for cmd in "${!need[@]}"; do
