@@ -26,13 +26,17 @@ import (
 // Neither client will take a loopback address as its own, and Linphone
 // decides the network is down without a default route. So the test runs
 // again inside a network namespace of its own (`unshare --net`, root
-// only) where a veth pair carries 198.18.0.1/24 (RFC 2544 benchmarking
+// only) where a veth pair carries 198.18.0.0/24 (RFC 2544 benchmarking
 // range) and a default route points into the veth: nothing can leave the
-// namespace. The MCS, the Z5 clients and the SIP clients all live there.
+// namespace. The MCS (198.18.0.3), the Z5 clients and the SIP clients all
+// live there; the clients reach the MCS from 198.18.0.1 (the local route
+// to the MCS address prefers that source), because the relay never sends
+// media to its own node's address.
 
 const (
-	interopIP  = "198.18.0.1"
-	interopEnv = "Z5_INTEROP_NETNS"
+	interopIP   = "198.18.0.1" // the clients
+	interopNode = "198.18.0.3" // the MCS
+	interopEnv  = "Z5_INTEROP_NETNS"
 
 	baresipNumber = "4155550111"
 	baresipUser   = "bares-desk"
@@ -61,7 +65,9 @@ func TestInteropStandardClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	setup := "ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add " + interopIP + "/24 dev v0 && " +
-		"ip link set v0 up && ip link set v1 up && ip route add default via 198.18.0.2 dev v0"
+		"ip addr add " + interopNode + "/24 dev v0 && ip link set v0 up && ip link set v1 up && " +
+		"ip route change local " + interopNode + " dev v0 table local proto kernel scope host src " + interopIP + " && " +
+		"ip route add default via 198.18.0.2 dev v0"
 	args := []string{"-test.run", "^TestInteropStandardClients$", "-test.count", "1"}
 	if testing.Verbose() {
 		args = append(args, "-test.v")
@@ -108,7 +114,7 @@ func audioOf(streams []struct {
 }
 
 func runInterop(t *testing.T) {
-	s := &stack{ip: interopIP, dir: t.TempDir()}
+	s := &stack{ip: interopNode, dir: t.TempDir()}
 	s.cfg = stackConfig(t, s.dir, s.ip, "")
 	s.start(t)
 	s.provision(t)
@@ -145,7 +151,7 @@ func runInterop(t *testing.T) {
 			}
 		}
 		t.Logf("baresip answered Z5 (offer: PCMU audio + H.264 video): streams %v, audio sent %d received %d, relay %s", kinds, sent, recv, sum.Relay)
-		if sum.Relay != interopIP || sent == 0 || recv < 50 {
+		if sum.Relay != interopNode || sent == 0 || recv < 50 {
 			t.Errorf("Z5 call to baresip: relay %s, audio sent %d received %d\n%s\nbaresip:\n%s", sum.Relay, sent, recv, out, tailOf(b.Output()))
 		}
 		b.stop(syscall.SIGTERM)
@@ -193,7 +199,7 @@ func runInterop(t *testing.T) {
 			}
 		}
 		t.Logf("Linphone answered Z5: audio sent %d received %d, relay %s", sent, recv, sum.Relay)
-		if sum.Relay != interopIP || sent == 0 || recv < 50 {
+		if sum.Relay != interopNode || sent == 0 || recv < 50 {
 			t.Errorf("Z5 call to Linphone: relay %s, audio sent %d received %d\n%s\nlinphonec:\n%s", sum.Relay, sent, recv, out, tailOf(l.Output()))
 		}
 		l.quit(t)
@@ -320,7 +326,7 @@ module_tmp		account.so
 module_app		menu.so
 `, interopIP, freeTCPPort(t), name, name, 41000+len(name)*20, 41009+len(name)*20)
 	account := fmt.Sprintf("<sip:%s@mcs.z5.test;transport=tcp>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s:5060;transport=tcp\";regint=600;answermode=auto;audio_codecs=PCMU\n",
-		baresipNumber, baresipUser, baresipPass, interopIP)
+		baresipNumber, baresipUser, baresipPass, interopNode)
 	for file, text := range map[string]string{"config": config, "accounts": account} {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -410,7 +416,7 @@ reg_identity=sip:%s@mcs.z5.test
 reg_expires=600
 reg_sendregister=1
 publish=0
-`, freeTCPPort(t), linNumber, linUser, linPass, interopIP, interopIP, linNumber)
+`, freeTCPPort(t), linNumber, linUser, linPass, interopNode, interopNode, linNumber)
 	rcPath := filepath.Join(home, "linphonerc")
 	if err := os.WriteFile(rcPath, []byte(rc), 0o644); err != nil {
 		t.Fatal(err)
