@@ -32,6 +32,7 @@ type callSummary struct {
 	DurationS  float64             `json:"duration_s"`
 	EndReason  string              `json:"end_reason"`
 	Negotiated media.Negotiated    `json:"negotiated"`
+	Encrypted  bool                `json:"encrypted"` // every stream ran SRTP
 	Streams    []media.StreamStats `json:"streams"`
 	Recording  string              `json:"recording,omitempty"` // the call's .mkv
 }
@@ -39,7 +40,7 @@ type callSummary struct {
 func summarize(call *client.Call, target, server string) callSummary {
 	s := callSummary{Target: target, CallID: call.Dialog.CallID, Server: server, Relay: call.Relay.String(),
 		SetupMs: ms(call.Answered.Sub(call.Started)), DurationS: time.Since(call.Answered).Seconds(),
-		EndReason: call.Reason(), Negotiated: call.Negotiated, Streams: call.Stats(), Recording: call.Recording()}
+		EndReason: call.Reason(), Negotiated: call.Negotiated, Encrypted: call.Encrypted(), Streams: call.Stats(), Recording: call.Recording()}
 	if f := call.FirstMedia(); !f.IsZero() {
 		s.FirstRxMs = ms(f.Sub(call.Started))
 	}
