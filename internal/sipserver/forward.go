@@ -246,26 +246,22 @@ func (s *Server) peerForks(ctx context.Context, callee string, local []binding) 
 		s.log.Error("location lookup failed", "number", callee, "error", err)
 		return nil
 	}
-	here := map[int64]bool{}
-	for _, b := range local {
-		here[b.DeviceID] = true
-	}
-	byNode := map[string][]store.Registration{}
-	for _, r := range regs {
-		if _, peer := s.cfg.Peers[r.Node]; peer && !here[r.DeviceID] {
-			byNode[r.Node] = append(byNode[r.Node], r)
-		}
+	isPeer := func(node string) bool { _, ok := s.cfg.Peers[node]; return ok }
+	var alive func(string) bool
+	if s.peers.health != nil {
+		alive = s.peers.health.Healthy
 	}
 	var out []binding
-	for _, node := range slices.Sorted(maps.Keys(byNode)) {
-		if s.peers.health != nil && !s.peers.health.Healthy(node) && !recentlyRegistered(byNode[node], s.now()) {
+	for _, pt := range sipcore.PeerTargets(regs, isPeer, coreBindings(local), alive, s.now()) {
+		node := pt.Node
+		if pt.Down {
 			s.log.Info("callee's node is down: not forwarded", "number", callee, "peer_node", node)
 			continue
 		}
 		flow, err := s.peers.flow(ctx, node)
 		if err != nil {
 			s.log.Warn("callee's node unreachable: registrations dropped as stale", "number", callee, "peer_node", node, "error", err)
-			s.dropStale(byNode[node])
+			s.dropStale(pt.Registrations)
 			continue
 		}
 		s.peers.forwards.WithLabelValues("out").Inc()
@@ -290,20 +286,4 @@ func (s *Server) dropStale(regs []store.Registration) {
 			s.log.Warn("stale registration not removed", "number", r.Number, "peer_node", r.Node, "error", err)
 		}
 	}
-}
-
-// freshRegistration is how recent a registration must be to outweigh the
-// membership table: a node that took a REGISTER moments ago is alive even
-// if our copy of the table (read every heartbeat) has not seen it yet, as
-// right after both nodes start. A wrong guess costs a connect attempt,
-// which then drops the registrations as stale.
-const freshRegistration = 10 * time.Second
-
-func recentlyRegistered(regs []store.Registration, now time.Time) bool {
-	for _, r := range regs {
-		if now.Sub(r.UpdatedAt) < freshRegistration {
-			return true
-		}
-	}
-	return false
 }

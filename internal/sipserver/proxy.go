@@ -126,10 +126,8 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 	}
 	var forks []binding
 	local := s.reg.lookup(callee)
-	for _, b := range local {
-		if b.flow.id != callerFlow.id { // not back to the calling device itself
-			forks = append(forks, b)
-		}
+	for _, i := range sipcore.LocalTargets(coreBindings(local), callerFlow.id) {
+		forks = append(forks, local[i])
 	}
 	forks = append(forks, s.peerForks(ctx, callee, local)...)
 	if len(forks) == 0 {

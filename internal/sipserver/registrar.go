@@ -91,6 +91,15 @@ func newRegistrar(node string, st locationStore, t *transport, log *slog.Logger,
 		byNumber: map[string][]*binding{}, byFlow: map[string][]*binding{}}
 }
 
+// coreBindings are bs as sipcore sees them.
+func coreBindings(bs []binding) []sipcore.Binding {
+	out := make([]sipcore.Binding, len(bs))
+	for i, b := range bs {
+		out[i] = b.Binding
+	}
+	return out
+}
+
 // change is one binding added, refreshed or removed by a request.
 type change struct {
 	old, new *binding
