@@ -326,3 +326,55 @@ func runBlockedTLS(t *testing.T) {
 		t.Errorf("z5 listen with TLS blocked: %v, want a failure naming TCP port 5061:\n%s", err, lout)
 	}
 }
+
+// TestMCSHungFailoverTLS is TestMCSHungFailover on a deployment with SIP
+// over TLS: bob registers with mcs1 over TLS, mcs1 freezes (SIGSTOP), the
+// CRLF keepalive inside TLS notices, and bob re-registers with mcs2 over
+// TLS (its certificate verified as mcs2's name) as fast as over TCP; a call
+// then reaches him there.
+func TestMCSHungFailoverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ip1, ip2, ip3 := loopbackIP(t), loopbackIP(t), loopbackIP(t)
+	cfg := multiConfig(t, dir, ip1, ip2, ip3)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTLS := strings.Replace(string(b), "\nsip = 5060\n", "\nsip = 5060\nsip_tls = 5061\n", 1)
+	if withTLS == string(b) {
+		t.Fatal("no `sip = 5060` line in the failover config")
+	}
+	if err := os.WriteFile(cfg, []byte(withTLS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{ip: ip1, dir: dir, cfg: cfg}
+	procs := map[string]*proc{}
+	for _, n := range []struct{ name, ip string }{{"n1", ip1}, {"n2", ip2}, {"n3", ip3}} {
+		procs[n.name] = start(t, "z5d", "run", "--config", cfg, "--node", n.name)
+		waitReady(t, procs[n.name], n.ip+":9090")
+	}
+	s.proc = procs["n1"]
+	s.provision(t)
+	bob := s.login(t, "bob", bobPass, "")
+	lis := startZ5(t, bob, "listen", "--auto-answer")
+	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip2+":5061)", 15*time.Second)
+
+	hung := procs["n2"].cmd.Process
+	if err := hung.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	t.Cleanup(func() { hung.Signal(syscall.SIGCONT) }) // before its stop
+	reregistered := waitFor(t, lis, "with mcs2.mcs.z5.test ("+ip3+":5061) over TLS", 40*time.Second)
+	took := reregistered.Sub(frozen)
+	t.Logf("re-registered on mcs2 over TLS %s after mcs1 hung", took.Round(time.Millisecond))
+	// The same bound as over TCP (TestMCSHungFailover).
+	if took > 13*time.Second {
+		t.Errorf("re-registration took %s after mcs1 hung, want < 13s", took)
+	}
+
+	out := mustZ5(t, s.login(t, "alice", alicePass, aliceWork), "", "call", "Bob", "--duration", "1s", "--json")
+	if sum := parseSummary(t, out); sum.Relay != ip3 || sum.EndReason != "duration reached" || !strings.Contains(sum.MCS, ":5061") {
+		t.Errorf("call after failover: %+v (want relay %s, mcs2 over TLS)", sum, ip3)
+	}
+}
