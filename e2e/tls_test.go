@@ -42,6 +42,9 @@ func TestTLSCallThroughMCS(t *testing.T) {
 	if b, err := os.ReadFile(s.profilePath()); err != nil || json.Unmarshal(b, &prof) != nil || prof.Ports.SIPTLS != 5061 {
 		t.Fatalf("dev profile does not name the TLS port: %+v %v", prof, err)
 	}
+	if !strings.Contains(s.proc.Output(), "sip_tls  "+s.ip+":5061") {
+		t.Errorf("z5d does not list its SIP TLS address:\n%s", s.proc.Output())
+	}
 	ip := netip.MustParseAddr(s.ip)
 
 	var capture *proc

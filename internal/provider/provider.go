@@ -247,7 +247,7 @@ func (n *Node) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // Addrs are the bound addresses by role name ("dns", "zdial", "mcs",
-// "sip", "metrics").
+// "sip", "sip_tls" when SIP over TLS is on, "metrics").
 func (n *Node) Addrs() map[string]netip.AddrPort {
 	m := map[string]netip.AddrPort{}
 	if n.dns != nil {
@@ -259,6 +259,9 @@ func (n *Node) Addrs() map[string]netip.AddrPort {
 	if n.mcsSrv != nil {
 		m["mcs"] = n.mcsSrv.addr()
 		m["sip"] = n.sip.Addr()
+		if a := n.sip.TLSAddr(); a.IsValid() {
+			m["sip_tls"] = a
+		}
 	}
 	if n.metricsL != nil {
 		m["metrics"] = netip.MustParseAddrPort(n.metricsL.Addr().String())
