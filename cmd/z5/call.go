@@ -84,8 +84,9 @@ func (e *env) callCmd() *cobra.Command {
 	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (call-video.h264, call-audio.wav)")
 	statsFile := fs.String("stats-file", "", "write per-second call quality to this CSV file (draw it with z5 report)")
 	audioOnly := fs.Bool("audio-only", false, "offer audio only")
+	text := fs.Bool("text", false, "real-time text: what you type goes out as typed, what arrives is shown; with --record, both go to DIR/text.log")
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
-		err := e.call(cmd.Context(), pos, duration, send, record, raw, statsFile, audioOnly)
+		err := e.call(cmd.Context(), pos, duration, send, record, raw, statsFile, audioOnly, text)
 		if err != nil && e.json {
 			// A script reading --json gets an object either way; the
 			// words still go to standard error.
@@ -96,7 +97,7 @@ func (e *env) callCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, send, record *string, raw *bool, statsFile *string, audioOnly *bool) error {
+func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, send, record *string, raw *bool, statsFile *string, audioOnly, text *bool) error {
 	asJSON := &e.json
 	var err error
 	if *raw && *record == "" {
@@ -107,6 +108,11 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		return err
 	}
 	mo.NoVideo = *audioOnly
+	if *text {
+		typed, stop := typedText(e.stdin)
+		defer stop()
+		mo.Text = &client.TextOptions{Typed: typed, Out: e.stdout}
+	}
 	var stats *statsRecorder
 	if *statsFile != "" {
 		// Opened before dialing: a path that cannot be written fails
@@ -151,7 +157,7 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 			}
 		}
 		ticks++
-		if !*asJSON && (started || sending(st) || ticks > 2) {
+		if !*asJSON && !*text && (started || sending(st) || ticks > 2) {
 			// The first second may end before the first packet went
 			// out: no "tx 0 kb/s" while the call is sending.
 			started = true
@@ -283,13 +289,14 @@ are declined (603 Decline) and the caller is told so.`
 	raw := fs.Bool("raw", false, "with --record, also keep the streams as received (.h264, .wav)")
 	send := fs.String("send", "", "what to send in answered calls (default: the built-in clip)")
 	maxCalls := fs.Int("max-calls", 0, "exit after this many calls (0: run until Ctrl-C)")
+	text := fs.Bool("text", false, "real-time text in calls: what you type goes out as typed (h no longer hangs up), what arrives is shown; with --record, both go to DIR/text.log")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return e.listen(cmd.Context(), auto, record, raw, send, maxCalls)
+		return e.listen(cmd.Context(), auto, record, raw, send, maxCalls, text)
 	}
 	return cmd
 }
 
-func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool, send *string, maxCalls *int) error {
+func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool, send *string, maxCalls *int, text *bool) error {
 	asJSON := &e.json
 	if *raw && *record == "" {
 		return usagef("listen: --raw needs --record DIR")
@@ -346,6 +353,7 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 		}
 	}
 	n := 0
+	var pipeText <-chan []byte // piped standard input, read once for all calls
 	for {
 		select {
 		case <-ctx.Done():
@@ -374,6 +382,19 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 			if err != nil {
 				return err
 			}
+			// With --text, keys typed in a call are its text.
+			var typedKeys chan []byte
+			if *text {
+				if keys != nil {
+					typedKeys = make(chan []byte)
+					mo.Text = &client.TextOptions{Typed: typedKeys, Out: e.stdout}
+				} else {
+					if pipeText == nil {
+						pipeText, _ = typedText(e.stdin)
+					}
+					mo.Text = &client.TextOptions{Typed: pipeText, Out: e.stdout}
+				}
+			}
 			if !*asJSON {
 				fmt.Fprintf(e.stdout, "answering call from %s\n", ic.From)
 			}
@@ -394,6 +415,14 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 						case k, ok := <-keys:
 							if !ok {
 								return
+							}
+							if typedKeys != nil {
+								select {
+								case typedKeys <- []byte{k}:
+								case <-callCtx.Done():
+									return
+								}
+								continue
 							}
 							if k == 'h' || k == 'H' {
 								fmt.Fprintln(e.stdout, "hanging up")

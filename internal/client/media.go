@@ -34,6 +34,9 @@ type MediaOptions struct {
 	MediaTimeout time.Duration
 	// SRTP says whether the call's media is encrypted.
 	SRTP SRTPMode
+	// Text shows and sends real-time text (RFC 4103); the text stream
+	// is negotiated and transcribed to RecordDir/text.log either way.
+	Text *TextOptions
 }
 
 // SRTPMode is when a call's media runs SRTP, keyed by SDES (RFC 4568) in
@@ -102,6 +105,7 @@ type Call struct {
 	recorder *media.Recorder // nil when not recording
 	socks    []*net.UDPConn
 	timeout  time.Duration
+	text     *textStream // nil when the call has no text stream
 
 	stopOnce sync.Once
 	mu       sync.Mutex
@@ -142,11 +146,16 @@ func (c *Call) Hangup(ctx context.Context) error {
 func (c *Call) stopMedia() {
 	c.stopOnce.Do(func() {
 		c.session.Stop()
-		if c.recorder != nil {
-			c.recorder.Close()
-		}
 		for _, s := range c.socks {
 			s.Close()
+		}
+		// Text ends after its socket (its reader returns) and before the
+		// recording it writes lines into.
+		if c.text != nil {
+			c.text.stop()
+		}
+		if c.recorder != nil {
+			c.recorder.Close()
 		}
 	})
 }
@@ -228,7 +237,7 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 	}
 	started := time.Now()
 	local := p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo)
+	sa, err := newStreamSockets(local, !mo.NoVideo, mo.SRTP != SRTPRequire)
 	if err != nil {
 		return nil, stepErr(StepMedia, err, "")
 	}
@@ -276,6 +285,10 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 		}
 		break
 	}
+	if sa.text != nil {
+		// A text line the client cannot use costs the call nothing.
+		neg.Text, _ = media.ParseText(d.RemoteSDP)
+	}
 	call, err := p.startMedia(ctx, d, neg, sa, mo, started)
 	if err != nil {
 		d.Hangup(context.Background())
@@ -290,6 +303,9 @@ func buildCallOffer(local netip.Addr, sa *streamSockets, srtp bool) ([]byte, *me
 	offer, err := media.BuildOffer(local, sa.audioPort(), sa.videoPort(), true)
 	if err == nil {
 		offer, err = media.WithSources(offer, sa.src)
+	}
+	if err == nil && sa.text != nil {
+		offer, err = media.WithText(offer, port(sa.text), true, sa.textSSRC, sa.src.CNAME)
 	}
 	var keys *media.OfferedKeys
 	if err == nil && srtp {
@@ -336,7 +352,7 @@ func callHint(ce *CallError) string {
 func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*Call, error) {
 	started := time.Now()
 	local := ic.p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo)
+	sa, err := newStreamSockets(local, !mo.NoVideo, mo.SRTP != SRTPRequire)
 	if err != nil {
 		ic.Reject(500, "Server Internal Error")
 		return nil, stepErr(StepMedia, err, "")
@@ -344,6 +360,9 @@ func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*
 	answer, neg, err := media.BuildAnswer(ic.Offer, local, sa.audioPort(), sa.videoPort())
 	if err == nil {
 		answer, err = media.WithSources(answer, sa.src)
+	}
+	if err == nil && sa.text != nil {
+		answer, neg.Text, err = media.AnswerText(ic.Offer, answer, port(sa.text), sa.textSSRC, sa.src.CNAME)
 	}
 	if err != nil {
 		sa.close()
@@ -445,6 +464,7 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 			Path:  filepath.Join(mo.RecordDir, prefix+".mkv"),
 			Video: neg.Video != nil && neg.Video.Recv && sa.video != nil,
 			Audio: neg.Audio != nil && neg.Audio.Recv,
+			Text:  mo.Text != nil && neg.Text != nil && neg.Text.Recv,
 		})
 		if err != nil {
 			sa.close()
@@ -476,6 +496,17 @@ func (p *Phone) startMedia(ctx context.Context, d *Dialog, neg media.Negotiated,
 	if err := call.session.Start(context.WithoutCancel(ctx)); err != nil {
 		call.stopMedia()
 		return nil, stepErr(StepMedia, err, "")
+	}
+	if neg.Text != nil && sa.text != nil {
+		var rec *media.Recorder
+		if mo.Text != nil {
+			rec = call.recorder
+		}
+		if call.text, err = startText(context.WithoutCancel(ctx), sa.text, sa.textSSRC, neg.Text, mo, rec,
+			fmt.Sprintf("call %s with %s", d.CallID, d.Remote)); err != nil {
+			call.stopMedia()
+			return nil, stepErr(StepMedia, err, "")
+		}
 	}
 	go call.watchFirst()
 	return call, nil
@@ -522,12 +553,16 @@ func (c *Call) watchFirst() {
 type streamSockets struct {
 	audio, audioRTCP *net.UDPConn
 	video, videoRTCP *net.UDPConn
+	// text carries real-time text (RFC 4103) from textSSRC; nil when
+	// text is not offered.
+	text, textRTCP *net.UDPConn
+	textSSRC       uint32
 	// src is what the streams send from, announced in our SDP so the
 	// relay latches only on our packets.
 	src media.Sources
 }
 
-func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
+func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
 	src, err := media.NewSources()
 	if err != nil {
 		return nil, err
@@ -538,6 +573,15 @@ func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
 	}
 	if video {
 		if sa.video, sa.videoRTCP, err = udpPair(ip); err != nil {
+			sa.close()
+			return nil, err
+		}
+	}
+	if text {
+		if sa.textSSRC, err = newTextSSRC(); err == nil {
+			sa.text, sa.textRTCP, err = udpPair(ip)
+		}
+		if err != nil {
 			sa.close()
 			return nil, err
 		}
@@ -557,7 +601,7 @@ func port(c *net.UDPConn) int {
 
 func (sa *streamSockets) all() []*net.UDPConn {
 	var out []*net.UDPConn
-	for _, c := range []*net.UDPConn{sa.audio, sa.audioRTCP, sa.video, sa.videoRTCP} {
+	for _, c := range []*net.UDPConn{sa.audio, sa.audioRTCP, sa.video, sa.videoRTCP, sa.text, sa.textRTCP} {
 		if c != nil {
 			out = append(out, c)
 		}
