@@ -87,6 +87,7 @@ type envOptions struct {
 	mediaTimeout time.Duration    // relay; default 30s
 	ports        config.PortRange // relay; default a random 100-port window
 	listen       netip.AddrPort   // SIP; default 127.0.0.1:0
+	requireSRTP  bool             // relay
 }
 
 func newEnvOpts(t *testing.T, o envOptions) *env {
@@ -108,7 +109,7 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	}
 	def := config.Dev("").Relay
 	rl, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), Ports: ports, MediaTimeout: o.mediaTimeout,
-		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams}, relay.Deps{Log: log.With("component", "relay")})
+		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams, RequireSRTP: o.requireSRTP}, relay.Deps{Log: log.With("component", "relay")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,13 @@ func (s *Server) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransac
 		s.end(c, endError, 503)
 		return
 	}
+	if errors.Is(err, relay.ErrSRTPRequired) {
+		s.log.Info("offer without SRTP refused", "call_id", c.id, "error", err)
+		s.respond(tx, req, 488, "Not Acceptable Here (Encryption Required)",
+			sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "this service requires SRTP (RTP/SAVP with a=crypto)"`))
+		s.end(c, endError, 488)
+		return
+	}
 	s.log.Info("offer not anchored", "call_id", c.id, "error", err)
 	s.respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "session description not accepted"`))
 	s.end(c, endError, 488)

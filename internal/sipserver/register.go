@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -19,6 +20,12 @@ func (s *Server) register(ctx context.Context, req *sipmsg.Request, tx sipmsg.Se
 		return
 	}
 	if s.rejectRequire(req, tx, "Require") {
+		return
+	}
+	if s.cfg.RequireTLS && !strings.EqualFold(req.Transport(), "TLS") {
+		// Refused before any challenge: no credentials are invited over
+		// plain text. Not an authentication failure, so no ban either.
+		s.respond(tx, req, 403, "Forbidden (TLS Required)")
 		return
 	}
 	to := req.To()
