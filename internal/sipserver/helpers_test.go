@@ -24,6 +24,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/license"
+	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
@@ -374,4 +375,39 @@ func metricValue(e *env, name string, labels ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// tlsServer starts a second server on e's store and relay that listens for
+// TCP and UDP and, with a certificate from a fresh CA, for TLS; mod may
+// change its config first.
+func (e *env) tlsServer(t *testing.T, mod func(*Config)) (*Server, *pki.CA) {
+	t.Helper()
+	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue([]string{"mcs1.mcs.z5.test"}, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.srv.cfg
+	cfg.TLS = pki.ServerTLS(cert)
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := New(cfg, Deps{Store: e.st, Relay: e.relay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return srv, ca
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -12,37 +11,15 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
-	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/store"
 )
 
 // TestRequireTLS: with sip.require_tls a REGISTER over plain TCP or UDP
 // is refused before any challenge; over TLS it is challenged as usual.
 func TestRequireTLS(t *testing.T) {
-	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue([]string{"mcs1.mcs.z5.test"}, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, func(c *Config) { c.TLS = pki.ServerTLS(cert); c.RequireTLS = true })
+	e := newEnv(t, nil)
 	e.provision("5552340101", store.DeviceSIP, "plain", "secret-p")
-	srv, err := New(e.srv.cfg, Deps{Store: e.st, Relay: e.relay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	srv, ca := e.tlsServer(t, func(c *Config) { c.RequireTLS = true })
 
 	tcp := dialTCP(t, srv.Addr())
 	tcp.send(t, registerText("5552340101", "req-tls-1", 1, ""))

@@ -1,18 +1,14 @@
 package sipserver
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
-
-	"github.com/z5vrs/z5/internal/pki"
 )
 
 func TestOversizeUDP(t *testing.T) {
@@ -166,30 +162,8 @@ func TestCloseIsIdempotent(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue([]string{"mcs1.mcs.z5.test"}, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, func(c *Config) { c.TLS = pki.ServerTLS(cert) })
-	// newEnv listens without TLS; a second server here listens with it.
-	srv, err := New(e.srv.cfg, Deps{Store: e.st, Relay: e.relay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	e := newEnv(t, nil)
+	srv, ca := e.tlsServer(t, nil)
 	conn, err := tls.Dial("tcp", srv.TLSAddr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "mcs1.mcs.z5.test"})
 	if err != nil {
 		t.Fatalf("TLS handshake: %v", err)
