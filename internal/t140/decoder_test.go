@@ -150,10 +150,10 @@ func TestEditor(t *testing.T) {
 func TestTyped(t *testing.T) {
 	var ty Typed
 	var out []byte
-	for _, in := range []string{"ab\x7fc\r", "\nd\n\te\x08", "\xc3\xa9"} {
+	for _, in := range []string{"ab\x7fc\r", "\nd\n\te\x08", "\xc3\xa9", "\x1b[", "1;5D\x1bOAf\x1b", "x"} {
 		out = ty.Convert(out, []byte(in))
 	}
-	if want := "ab\bc\u2028d\u2028e\bé"; string(out) != want {
+	if want := "ab\bc\u2028d\u2028e\béf"; string(out) != want {
 		t.Fatalf("Convert = %q, want %q", out, want)
 	}
 }

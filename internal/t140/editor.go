@@ -121,10 +121,13 @@ func (e *Editor) Flush() (Line, bool) {
 
 // Typed turns what a user types into T.140: CR, LF and CR LF become
 // U+2028, DEL (what terminals send for the backspace key) and BS become
-// U+0008, and other control bytes are dropped. It keeps
-// the CR of a CR LF split across reads. Not safe for concurrent use.
+// U+0008, and other control bytes are dropped, with the escape sequences
+// of keys that are not text (arrows: ESC [ A, ESC O A). It keeps the CR
+// of a CR LF, and a sequence, split across reads. Not safe for concurrent
+// use.
 type Typed struct {
-	cr bool
+	cr     bool
+	escape int // 1: after ESC; 2: in ESC [ ... final; 3: after ESC O
 }
 
 // Convert appends the T.140 form of p to dst.
@@ -132,6 +135,25 @@ func (t *Typed) Convert(dst, p []byte) []byte {
 	for _, b := range p {
 		cr := t.cr
 		t.cr = false
+		switch t.escape {
+		case 1:
+			t.escape = 0
+			switch b {
+			case '[':
+				t.escape = 2
+			case 'O':
+				t.escape = 3
+			}
+			continue
+		case 2:
+			if b >= 0x40 && b <= 0x7e {
+				t.escape = 0
+			}
+			continue
+		case 3:
+			t.escape = 0
+			continue
+		}
 		switch {
 		case b == '\n' && cr:
 		case b == '\r' || b == '\n':
@@ -139,6 +161,8 @@ func (t *Typed) Convert(dst, p []byte) []byte {
 			dst = utf8.AppendRune(dst, LineSeparator)
 		case b == 0x7f || b == 0x08:
 			dst = append(dst, 0x08)
+		case b == esc:
+			t.escape = 1
 		case b < 0x20:
 			// Tab and other controls have no T.140 meaning here.
 		default:

@@ -1,0 +1,93 @@
+package client
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/z5vrs/z5/internal/media"
+)
+
+// syncBuf is a screen both the test and the receiver touch.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTextStreams runs two text streams against each other over loopback
+// UDP: what one side types (with a CR LF, a DEL and an escape sequence)
+// shows on the other as T.140 edits it, and both transcripts hold it.
+func TestTextStreams(t *testing.T) {
+	conn := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := conn(), conn()
+	params := func(to *net.UDPConn) *media.TextParams {
+		return &media.TextParams{RedPT: media.PTRed, StreamParams: media.StreamParams{Kind: media.KindText, PT: media.PTT140,
+			ClockRate: media.ClockText, Remote: to.LocalAddr().(*net.UDPAddr).AddrPort(), Send: true, Recv: true}}
+	}
+	typed := make(chan []byte)
+	var screen syncBuf
+	dirA, dirB := t.TempDir(), t.TempDir()
+	sa, err := startText(t.Context(), a, 11, params(b), MediaOptions{RecordDir: dirA, Text: &TextOptions{Typed: typed}}, nil, "call 1 with b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := startText(t.Context(), b, 22, params(a), MediaOptions{RecordDir: dirB, Text: &TextOptions{Out: &screen}}, nil, "call 1 with a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"hello\r", "\nwor", "mx\x7fld", "\x1b[2J!"} {
+		typed <- []byte(p)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	want := "hello\nwormx\b \bld!"
+	for screen.String() != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.Close()
+	b.Close()
+	sa.stop()
+	sb.stop()
+	if got := screen.String(); got != want {
+		t.Fatalf("screen %q, want %q", got, want)
+	}
+	line := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
+	for _, tc := range []struct{ dir, want string }{
+		{dirA, `^` + line + ` # call 1 with b\n` + line + ` > hello\n` + line + ` > wormld!\n$`},
+		{dirB, `^` + line + ` # call 1 with a\n` + line + ` < hello\n` + line + ` < wormld!\n$`},
+	} {
+		b, err := os.ReadFile(filepath.Join(tc.dir, transcriptName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(tc.want).Match(b) {
+			t.Errorf("transcript:\n%s\nwant %s", b, strings.ReplaceAll(tc.want, `\n`, "\n"))
+		}
+		if fi, err := os.Stat(filepath.Join(tc.dir, transcriptName)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("transcript mode %v, %v; want 0600", fi.Mode(), err)
+		}
+	}
+}
