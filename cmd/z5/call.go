@@ -109,9 +109,9 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 	}
 	mo.NoVideo = *audioOnly
 	if *text {
-		typed, stop := typedText(e.stdin)
+		typed, echo, stop := typedText(e.stdin)
 		defer stop()
-		mo.Text = &client.TextOptions{Typed: typed, Out: e.stdout}
+		mo.Text = &client.TextOptions{Typed: typed, Out: e.stdout, Echo: echo}
 	}
 	var stats *statsRecorder
 	if *statsFile != "" {
@@ -387,10 +387,10 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 			if *text {
 				if keys != nil {
 					typedKeys = make(chan []byte)
-					mo.Text = &client.TextOptions{Typed: typedKeys, Out: e.stdout}
+					mo.Text = &client.TextOptions{Typed: typedKeys, Out: e.stdout, Echo: true}
 				} else {
 					if pipeText == nil {
-						pipeText, _ = typedText(e.stdin)
+						pipeText, _, _ = typedText(e.stdin)
 					}
 					mo.Text = &client.TextOptions{Typed: pipeText, Out: e.stdout}
 				}

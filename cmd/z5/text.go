@@ -10,9 +10,10 @@ import (
 // typedText is what the user types for real-time text, chunk by chunk as
 // it comes: key by key from a terminal (no Enter needed, no echo; Ctrl-C
 // still hangs up), or bytes as they arrive from a pipe. stop restores the
-// terminal. The pipe reader ends at end of input; a read blocked on a
-// pipe cannot be cancelled, so it lives as long as the process.
-func typedText(stdin io.Reader) (typed <-chan []byte, stop func()) {
+// terminal; echo says it is one (what is typed is then shown by z5, not
+// by the terminal). The pipe reader ends at end of input; a read blocked
+// on a pipe cannot be cancelled, so it lives as long as the process.
+func typedText(stdin io.Reader) (typed <-chan []byte, echo bool, stop func()) {
 	out := make(chan []byte)
 	if f, ok := stdin.(*os.File); ok && cli.IsTerminal(f) {
 		keys, stopKeys, err := cli.Keys(f)
@@ -28,7 +29,7 @@ func typedText(stdin io.Reader) (typed <-chan []byte, stop func()) {
 					}
 				}
 			}()
-			return out, func() { close(done); stopKeys() }
+			return out, true, func() { close(done); stopKeys() }
 		}
 	}
 	go func() {
@@ -44,5 +45,5 @@ func typedText(stdin io.Reader) (typed <-chan []byte, stop func()) {
 			}
 		}
 	}()
-	return out, func() {}
+	return out, false, func() {}
 }

@@ -27,6 +27,9 @@ type TextOptions struct {
 	// Out shows arriving text live: characters, "\b \b" for an erase and
 	// "\n" for a new line. nil shows nothing.
 	Out io.Writer
+	// Echo also shows on Out what is typed (a terminal does not echo
+	// it), each side's lines labelled "you: " and "them: ".
+	Echo bool
 }
 
 // transcriptName is the call's text transcript in the record directory:
@@ -43,6 +46,8 @@ type textStream struct {
 	transcript *os.File   // nil without a record dir
 	rx, tx     t140.Editor
 	out        io.Writer
+	echo       bool
+	side       byte // with echo, whose line the screen is on: '>', '<', or 0 at a line start
 	rec        *media.Recorder
 	lost       int
 }
@@ -82,7 +87,7 @@ func startText(ctx context.Context, conn *net.UDPConn, ssrc uint32, tp *media.Te
 	}
 	ts := &textStream{rec: rec}
 	if mo.Text != nil {
-		ts.out = mo.Text.Out
+		ts.out, ts.echo = mo.Text.Out, mo.Text.Echo
 	}
 	if mo.RecordDir != "" {
 		f, err := os.OpenFile(filepath.Join(mo.RecordDir, transcriptName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -155,7 +160,11 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z
 func (ts *textStream) local(p []byte, at time.Time) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	_, lines := ts.tx.Feed(p, at)
+	before := ts.tx.Line()
+	ops, lines := ts.tx.Feed(p, at)
+	if ts.echo {
+		ts.show('>', before, ops)
+	}
 	for _, l := range lines {
 		ts.writeLine(">", l)
 	}
@@ -166,27 +175,56 @@ func (ts *textStream) remote(p []byte, at time.Time, lost int) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.lost = lost
+	before := ts.rx.Line()
 	ops, lines := ts.rx.Feed(p, at)
-	if ts.out != nil {
-		var b []byte
-		for _, op := range ops {
-			switch op.Kind {
-			case t140.Insert:
-				b = utf8.AppendRune(b, op.Rune)
-			case t140.Erase:
-				b = append(b, "\b \b"...)
-			case t140.NewLine:
-				b = append(b, '\n')
-			}
-		}
-		ts.out.Write(b)
-	}
+	ts.show('<', before, ops)
 	for _, l := range lines {
 		ts.writeLine("<", l)
 		if ts.rec != nil {
 			ts.rec.WriteText(l.Text, l.At, 3*time.Second)
 		}
 	}
+}
+
+// show puts one side's edits on the screen. With echo, both sides share
+// it: when the other side's text comes, the line starts anew with its
+// label and that side's unfinished line (line, before ops), so its erases
+// still land on it.
+func (ts *textStream) show(side byte, line string, ops []t140.Op) {
+	if ts.out == nil || len(ops) == 0 {
+		return
+	}
+	cur := []rune(line)
+	var b []byte
+	for _, op := range ops {
+		if ts.echo && ts.side != side {
+			if ts.side != 0 {
+				b = append(b, '\n')
+			}
+			b = append(append(b, label(side)...), string(cur)...)
+			ts.side = side
+		}
+		switch op.Kind {
+		case t140.Insert:
+			b = utf8.AppendRune(b, op.Rune)
+			cur = append(cur, op.Rune)
+		case t140.Erase:
+			b = append(b, "\b \b"...)
+			cur = cur[:max(len(cur)-1, 0)]
+		case t140.NewLine:
+			b = append(b, '\n')
+			cur = cur[:0]
+			ts.side = 0
+		}
+	}
+	ts.out.Write(b)
+}
+
+func label(side byte) string {
+	if side == '>' {
+		return "you: "
+	}
+	return "them: "
 }
 
 // writeLine adds one transcript line: when it was begun, who wrote it

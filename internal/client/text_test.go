@@ -91,3 +91,20 @@ func TestTextStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestTextEcho: on a terminal both sides share the screen; each turn
+// starts a labelled line that repeats the side's unfinished text, so its
+// later erases still land on it.
+func TestTextEcho(t *testing.T) {
+	var screen syncBuf
+	ts := &textStream{out: &screen, echo: true}
+	at := time.Now()
+	ts.local([]byte("hel"), at)
+	ts.remote([]byte("hi"), at, 0)
+	ts.local([]byte("lo\b"), at)
+	ts.remote([]byte("\r\n"), at, 0)
+	ts.local([]byte("\u2028"), at)
+	if got, want := screen.String(), "you: hel\nthem: hi\nyou: hello\b \b\nthem: hi\nyou: hell\n"; got != want {
+		t.Fatalf("screen %q, want %q", got, want)
+	}
+}

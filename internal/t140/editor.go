@@ -108,6 +108,9 @@ func (e *Editor) Feed(text []byte, at time.Time) (ops []Op, lines []Line) {
 	return ops, lines
 }
 
+// Line is the unfinished line as it stands.
+func (e *Editor) Line() string { return string(e.line) }
+
 // Flush returns the unfinished line, if it holds anything, and starts a
 // new one (at the end of a call).
 func (e *Editor) Flush() (Line, bool) {
