@@ -269,6 +269,10 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 			return nil, stepErr(StepSIP, err, "")
 		}
 		neg, err = media.ParseAnswer(d.RemoteSDP)
+		if err == nil && sa.text != nil {
+			// A text line the client cannot use costs the call nothing.
+			neg.Text, _ = media.ParseText(d.RemoteSDP)
+		}
 		if err == nil {
 			err = keys.ApplyAnswer(d.RemoteSDP, &neg)
 		}
@@ -284,10 +288,6 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 			return nil, stepErr(StepMedia, fmt.Errorf("the answer's SDP: %w", err), "")
 		}
 		break
-	}
-	if sa.text != nil {
-		// A text line the client cannot use costs the call nothing.
-		neg.Text, _ = media.ParseText(d.RemoteSDP)
 	}
 	call, err := p.startMedia(ctx, d, neg, sa, mo, started)
 	if err != nil {

@@ -85,6 +85,12 @@ func startText(ctx context.Context, conn *net.UDPConn, ssrc uint32, tp *media.Te
 	if err != nil {
 		return nil, err
 	}
+	var sec *media.SRTPContext // the SDP keyed the text stream: SRTP
+	if tp.SRTP != nil {
+		if sec, err = media.NewSRTPContext(tp.SRTP); err != nil {
+			return nil, fmt.Errorf("text srtp: %w", err)
+		}
+	}
 	ts := &textStream{rec: rec}
 	if mo.Text != nil {
 		ts.out, ts.echo = mo.Text.Out, mo.Text.Echo
@@ -128,13 +134,22 @@ func startText(ctx context.Context, conn *net.UDPConn, ssrc uint32, tp *media.Te
 	remote := net.UDPAddrFromAddrPort(tp.Remote)
 	ts.wg.Go(func() {
 		t140.Send(ctx, enc, typed, func(pkt []byte) error {
+			if sec != nil {
+				var err error
+				if pkt, err = sec.ProtectRTP(pkt); err != nil {
+					return err
+				}
+			}
 			_, err := conn.WriteToUDP(pkt, remote)
 			return err
 		})
 	})
 	ts.wg.Go(func() {
 		buf := make([]byte, 1500)
-		var text []byte
+		var text, plain []byte
+		if sec != nil {
+			plain = make([]byte, len(buf))
+		}
 		for {
 			n, from, err := conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
@@ -144,7 +159,13 @@ func startText(ctx context.Context, conn *net.UDPConn, ssrc uint32, tp *media.Te
 			if from.Addr().Unmap() != tp.Remote.Addr() || !tp.Recv {
 				continue
 			}
-			text, err = dec.Decode(text[:0], buf[:n])
+			pkt := buf[:n]
+			if sec != nil {
+				if pkt, err = sec.UnprotectRTP(plain, pkt); err != nil {
+					continue // forged, corrupted, replayed, or SRTCP
+				}
+			}
+			text, err = dec.Decode(text[:0], pkt)
 			if err != nil || len(text) == 0 {
 				continue
 			}

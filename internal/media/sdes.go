@@ -165,9 +165,9 @@ type OfferedKeys struct {
 	lines map[int][]cryptoAttr
 }
 
-// WithCrypto turns every active audio and video m= line of an offer this
-// end wrote into RTP/SAVP (RTP/SAVPF from RTP/AVPF) with one a=crypto line
-// per suite, each with fresh random keys (RFC 4568).
+// WithCrypto turns every active audio, video and text m= line of an offer
+// this end wrote into RTP/SAVP (RTP/SAVPF from RTP/AVPF) with one a=crypto
+// line per suite, each with fresh random keys (RFC 4568).
 func WithCrypto(offer []byte) ([]byte, *OfferedKeys, error) {
 	sd, err := parseSDP(offer)
 	if err != nil {
@@ -176,7 +176,7 @@ func WithCrypto(offer []byte) ([]byte, *OfferedKeys, error) {
 	ok := &OfferedKeys{lines: map[int][]cryptoAttr{}}
 	for i, md := range sd.MediaDescriptions {
 		kind, proto := md.MediaName.Media, strings.Join(md.MediaName.Protos, "/")
-		if md.MediaName.Port.Value == 0 || (kind != KindAudio && kind != KindVideo) {
+		if md.MediaName.Port.Value == 0 || (kind != KindAudio && kind != KindVideo && kind != KindText) {
 			continue
 		}
 		switch proto {
@@ -204,10 +204,11 @@ func WithCrypto(offer []byte) ([]byte, *OfferedKeys, error) {
 }
 
 // ApplyAnswer pairs the answer's a=crypto with the keys we offered and
-// marks neg's streams (from ParseAnswer of the same answer) encrypted. An
-// accepted stream that we offered SRTP on must come back RTP/SAVP(F) with
-// one a=crypto naming an offered tag and its suite; anything else is
-// ErrBadSDP, since the two ends would not understand each other's packets.
+// marks neg's streams (from ParseAnswer and ParseText of the same answer)
+// encrypted. An accepted stream that we offered SRTP on must come back
+// RTP/SAVP(F) with one a=crypto naming an offered tag and its suite;
+// anything else is ErrBadSDP, since the two ends would not understand each
+// other's packets, except for text, which is then dropped from neg.
 func (o *OfferedKeys) ApplyAnswer(answer []byte, neg *Negotiated) error {
 	if o == nil {
 		return nil
@@ -226,12 +227,18 @@ func (o *OfferedKeys) ApplyAnswer(answer []byte, neg *Negotiated) error {
 			continue
 		}
 		md := sd.MediaDescriptions[i]
+		var keys *SRTPKeys
 		if proto := strings.Join(md.MediaName.Protos, "/"); !isSecureProto(proto) {
-			return fmt.Errorf("media: answer m= line %d: %s over %s to an SRTP offer: %w", i+1, sp.Kind, proto, ErrBadSDP)
+			err = fmt.Errorf("media: answer m= line %d: %s over %s to an SRTP offer: %w", i+1, sp.Kind, proto, ErrBadSDP)
+		} else if keys, err = pairCrypto(md, offered); err != nil {
+			err = fmt.Errorf("media: answer m= line %d: %w", i+1, err)
 		}
-		keys, err := pairCrypto(md, offered)
+		if err != nil && neg.Text != nil && sp == &neg.Text.StreamParams {
+			neg.Text = nil // text the two ends cannot key costs the call nothing
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("media: answer m= line %d: %w", i+1, err)
+			return err
 		}
 		sp.Encrypted, sp.SRTP = true, keys
 	}

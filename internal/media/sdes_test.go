@@ -304,3 +304,59 @@ func TestApplyAnswerErrors(t *testing.T) {
 		t.Errorf("nil keys: %v, encrypted %t", err, neg.Encrypted())
 	}
 }
+
+// TestSRTPText: real-time text is keyed like audio and video, so an SRTP
+// call carries no stream in the clear; a text answer that cannot be keyed
+// drops text, not the call.
+func TestSRTPText(t *testing.T) {
+	plain, err := BuildOffer(loopback, 4000, 0, true)
+	if err == nil {
+		plain, err = WithText(plain, 4004, true, 77, "c1")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, keys, err := WithCrypto(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(offer), "m=text 4004 RTP/SAVP ") {
+		t.Fatalf("text not offered over SRTP:\n%s", offer)
+	}
+	answer, ansNeg, err := BuildAnswer(offer, loopback, 6000, 0)
+	if err == nil {
+		answer, ansNeg.Text, err = AnswerText(offer, answer, 6004, 88, "c2")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ansNeg.Text == nil || !ansNeg.Text.Encrypted || !ansNeg.Encrypted() {
+		t.Fatalf("answerer: text %+v, call encrypted %t\n%s", ansNeg.Text, ansNeg.Encrypted(), answer)
+	}
+	neg, err := ParseAnswer(answer)
+	if err == nil {
+		neg.Text, err = ParseText(answer)
+	}
+	if err == nil {
+		err = keys.ApplyAnswer(answer, &neg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !neg.Encrypted() || !bytes.Equal(neg.Text.SRTP.Local, ansNeg.Text.SRTP.Remote) || !bytes.Equal(neg.Text.SRTP.Remote, ansNeg.Text.SRTP.Local) {
+		t.Fatalf("offerer: text %+v keys do not cross, call encrypted %t", neg.Text, neg.Encrypted())
+	}
+
+	// A peer that answers our SRTP text in the clear loses text only.
+	plainText := strings.Replace(string(answer), "m=text 6004 RTP/SAVP", "m=text 6004 RTP/AVP", 1)
+	neg, err = ParseAnswer([]byte(plainText))
+	if err == nil {
+		neg.Text, err = ParseText([]byte(plainText))
+	}
+	if err != nil || neg.Text == nil {
+		t.Fatalf("parse: %v, text %+v", err, neg.Text)
+	}
+	if err := keys.ApplyAnswer([]byte(plainText), &neg); err != nil || neg.Text != nil || !neg.Encrypted() {
+		t.Errorf("plain text answer: %v, text %+v, call encrypted %t: want text dropped, the rest encrypted", err, neg.Text, neg.Encrypted())
+	}
+}

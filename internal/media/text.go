@@ -91,8 +91,19 @@ func AnswerText(offer, answer []byte, port int, ssrc uint32, cname string) ([]by
 			continue
 		}
 		proto := strings.Join(md.MediaName.Protos, "/")
-		if md.MediaName.Port.Value == 0 || (proto != "RTP/AVP" && proto != "RTP/AVPF") {
+		if md.MediaName.Port.Value == 0 || (proto != "RTP/AVP" && proto != "RTP/AVPF" && !isSecureProto(proto)) {
 			return answer, nil, nil
+		}
+		// SRTP text is keyed like audio and video (sdes.go); without a
+		// usable a=crypto it stays declined.
+		var (
+			cryptoLine sdp.Attribute
+			keys       *SRTPKeys
+		)
+		if isSecureProto(proto) {
+			if cryptoLine, keys, _ = answerCrypto(md); keys == nil {
+				return answer, nil, nil
+			}
 		}
 		tp, ok, err := textParams(off, md)
 		if err != nil || !ok {
@@ -108,6 +119,10 @@ func AnswerText(offer, answer []byte, port int, ssrc uint32, cname string) ([]by
 			out.MediaName.Formats = []string{strconv.Itoa(int(tp.RedPT)), strconv.Itoa(int(tp.PT))}
 		}
 		out.Attributes = append(append(textAttributes(tp.RedPT, tp.PT), out.Attributes...), ssrcAttributes(ssrc, cname)...)
+		if keys != nil {
+			out.Attributes = append(out.Attributes, cryptoLine)
+			tp.Encrypted, tp.SRTP = true, keys
+		}
 		ans.MediaDescriptions[i] = out
 		b, err := ans.Marshal()
 		if err != nil {
