@@ -7,6 +7,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // metrics are the server's Prometheus counters. They exist even without a
@@ -19,23 +21,16 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	// Registered one by one below, not by the set: a restarted server
+	// takes over the series already registered.
+	s := promset.New("z5", "dns")
 	m := &metrics{
-		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "dns", Name: "queries_total",
-			Help: "DNS queries answered, by question type and response code.",
-		}, []string{"qtype", "rcode"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "dns", Name: "rate_limited_total",
-			Help: "UDP responses held back by response rate limiting, by action (slip: sent truncated, drop: not sent).",
-		}, []string{"action"}),
-		malformed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "dns", Name: "malformed_total",
-			Help: "Packets that did not parse as DNS messages.",
-		}),
-		truncated: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "dns", Name: "truncated_total",
-			Help: "UDP responses sent with TC=1 because they exceeded the client's buffer.",
-		}),
+		queries: s.CounterVec("queries_total",
+			"DNS queries answered, by question type and response code.", "qtype", "rcode"),
+		rateLimited: s.CounterVec("rate_limited_total",
+			"UDP responses held back by response rate limiting, by action (slip: sent truncated, drop: not sent).", "action"),
+		malformed: s.Counter("malformed_total", "Packets that did not parse as DNS messages."),
+		truncated: s.Counter("truncated_total", "UDP responses sent with TC=1 because they exceeded the client's buffer."),
 	}
 	if reg == nil {
 		return m, nil

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/apimetrics"
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // metrics are the Service's Prometheus series. They exist even without a
@@ -15,6 +16,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	own := promset.New("z5", "mcs") // the API's own counters
 	m := &metrics{
 		Requests: apimetrics.NewRequests(apimetrics.Opts{
 			Prefix:       "z5_mcs_api",
@@ -22,19 +24,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			DurationHelp: "MCS HTTPS API request handling time by route.",
 			Buckets:      []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
-		licenses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_mcs_licenses_issued_total",
-			Help: "Licenses signed for Z5 clients.",
-		}),
-		imported: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "z5_mcs_contacts_imported_total",
-			Help: "Contacts from vCard imports by result: created, updated, unchanged.",
-		}, []string{"result"}),
+		licenses: own.Counter("licenses_issued_total", "Licenses signed for Z5 clients."),
+		imported: own.CounterVec("contacts_imported_total",
+			"Contacts from vCard imports by result: created, updated, unchanged.", "result"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	if err := apimetrics.Register(reg, "mcsapi", append(m.Collectors(), m.licenses, m.imported)...); err != nil {
+	if err := apimetrics.Register(reg, "mcsapi", append(m.Collectors(), own.Collectors()...)...); err != nil {
 		return nil, err
 	}
 	return m, nil

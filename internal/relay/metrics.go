@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // metrics are the relay's Prometheus series. The per-verdict children are
@@ -21,57 +23,26 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	drops := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "z5_relay_dropped_packets_total",
-		Help: "Datagrams the relay did not forward, by reason.",
-	}, []string{"reason"})
+	s := promset.New("z5", "relay")
+	drops := s.CounterVec("dropped_packets_total", "Datagrams the relay did not forward, by reason.", "reason")
 	m := &metrics{
-		packets: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_packets_total",
-			Help: "Datagrams forwarded by the media relay.",
-		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_bytes_total",
-			Help: "Payload bytes forwarded by the media relay.",
-		}),
-		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_send_errors_total",
-			Help: "Datagrams the relay failed to send.",
-		}),
-		mediaTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_media_timeouts_total",
-			Help: "Answered calls ended because no media arrived in time.",
-		}),
-		activeCalls: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "z5_relay_active_calls",
-			Help: "Calls holding relay state.",
-		}),
-		allocated: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "z5_relay_allocated_ports",
-			Help: "UDP ports of the range held by calls and network-check probes.",
-		}),
-		exhausted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_port_exhaustion_total",
-			Help: "Stream allocations refused because the port range was full.",
-		}),
-		quotaRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "z5_relay_quota_refusals_total",
-			Help: "Streams and probes refused because their customer or source held its port quota.",
-		}),
+		packets:       s.Counter("packets_total", "Datagrams forwarded by the media relay."),
+		bytes:         s.Counter("bytes_total", "Payload bytes forwarded by the media relay."),
+		sendErrors:    s.Counter("send_errors_total", "Datagrams the relay failed to send."),
+		mediaTimeouts: s.Counter("media_timeouts_total", "Answered calls ended because no media arrived in time."),
+		activeCalls:   s.Gauge("active_calls", "Calls holding relay state."),
+		allocated: s.Gauge("allocated_ports",
+			"UDP ports of the range held by calls and network-check probes."),
+		exhausted: s.Counter("port_exhaustion_total",
+			"Stream allocations refused because the port range was full."),
+		quotaRefused: s.Counter("quota_refusals_total",
+			"Streams and probes refused because their customer or source held its port quota."),
 	}
 	for v := verdictStranger; v < numVerdicts; v++ {
 		m.drops[v] = drops.WithLabelValues(v.String())
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{
-		m.packets, m.bytes, drops, m.sendErrors, m.mediaTimeouts,
-		m.activeCalls, m.allocated, m.exhausted, m.quotaRefused,
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("relay: register metrics: %w", err)
-		}
+	if err := s.Register(reg); err != nil {
+		return nil, fmt.Errorf("relay: register metrics: %w", err)
 	}
 	return m, nil
 }

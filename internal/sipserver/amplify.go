@@ -10,6 +10,8 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // Defences against using the server as a UDP amplifier. A UDP source
@@ -57,20 +59,15 @@ func quietFor() time.Duration { return 64*sipmsg.T1 + 5*time.Second }
 const maxQuiet = 1 << 16
 
 func newAmplifyGuard(bytesPerSec int, now func() time.Time, reg prometheus.Registerer) (*amplifyGuard, error) {
+	ms := promset.New("z5", "sip")
 	g := &amplifyGuard{
 		now: now,
-		sentBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "udp_unauth_response_bytes_total",
-			Help: "Bytes sent over UDP in answer to requests not authenticated, inspection rejects included.",
-		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "udp_unauth_responses_dropped_total",
-			Help: "Responses to unauthenticated UDP requests not sent because the global byte budget (sip.udp_unauth_bytes_per_sec) was spent.",
-		}),
-		silenced: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "udp_fork_retransmissions_suppressed_total",
-			Help: "INVITE retransmissions not sent to a UDP fork that was canceled before it answered.",
-		}),
+		sentBytes: ms.Counter("udp_unauth_response_bytes_total",
+			"Bytes sent over UDP in answer to requests not authenticated, inspection rejects included."),
+		dropped: ms.Counter("udp_unauth_responses_dropped_total",
+			"Responses to unauthenticated UDP requests not sent because the global byte budget (sip.udp_unauth_bytes_per_sec) was spent."),
+		silenced: ms.Counter("udp_fork_retransmissions_suppressed_total",
+			"INVITE retransmissions not sent to a UDP fork that was canceled before it answered."),
 		quiet:   map[string]time.Time{},
 		maxLen:  maxQuiet,
 		pending: map[string]int{},
@@ -78,12 +75,8 @@ func newAmplifyGuard(bytesPerSec int, now func() time.Time, reg prometheus.Regis
 	if bytesPerSec > 0 {
 		g.budget = newByteBudget(bytesPerSec)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{g.sentBytes, g.dropped, g.silenced} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("sip amplification metrics: %w", err)
-			}
-		}
+	if err := ms.Register(reg); err != nil {
+		return nil, fmt.Errorf("sip amplification metrics: %w", err)
 	}
 	return g, nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/z5vrs/z5/internal/floodguard"
+	"github.com/z5vrs/z5/internal/promset"
 	"github.com/z5vrs/z5/internal/sipcore"
 )
 
@@ -116,29 +117,21 @@ func newShield(c Config, s *Server, reg prometheus.Registerer) (*shield, error) 
 		return nil, fmt.Errorf("sipserver: %w", err)
 	}
 	sh.limiter = floodguard.NewLimiter(float64(c.RateLimit), c.RateBurst, c.MaxTrackedSources)
+	ms := promset.New("z5", "sip")
 	sh.m = &shieldMetrics{
-		banned: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "banned_dropped_total",
-			Help: "Connections (tcp, tls) closed at accept and datagrams (udp) dropped because their source is banned.",
-		}, []string{"transport"}),
-		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "shed_total",
-			Help: "Requests refused by a limit, by reason: rate_limited (503, or dropped over UDP), overloaded (503), calls_per_number (403/486).",
-		}, []string{"reason"}),
+		banned: ms.CounterVec("banned_dropped_total",
+			"Connections (tcp, tls) closed at accept and datagrams (udp) dropped because their source is banned.", "transport"),
+		shed: ms.CounterVec("shed_total",
+			"Requests refused by a limit, by reason: rate_limited (503, or dropped over UDP), overloaded (503), calls_per_number (403/486).", "reason"),
+		inFlight: ms.GaugeFunc("requests_in_flight",
+			"Requests outside calls being handled now (shed beyond max_in_flight).",
+			func() float64 { return float64(sh.inFlight.Load()) }),
 	}
-	sh.m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "z5", Subsystem: "sip", Name: "requests_in_flight",
-		Help: "Requests outside calls being handled now (shed beyond max_in_flight).",
-	}, func() float64 { return float64(sh.inFlight.Load()) })
 	for _, r := range []string{eventRateLimited, "overloaded", "calls_per_number"} {
 		sh.m.shed.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{sh.m.banned, sh.m.shed, sh.m.inFlight} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("sip metrics: %w", err)
-			}
-		}
+	if err := ms.Register(reg); err != nil {
+		return nil, fmt.Errorf("sip metrics: %w", err)
 	}
 	return sh, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // metrics are the server's Prometheus series.
@@ -19,48 +21,21 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	s := promset.New("z5", "sip")
 	m := &metrics{
-		registrations: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "registrations",
-			Help: "Current registrar bindings on this node.",
-		}),
-		flows: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "connections",
-			Help: "Open TCP and TLS connections (flows).",
-		}),
-		calls: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "active_calls",
-			Help: "Calls being set up or in progress.",
-		}),
-		callsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "calls_total",
-			Help: "Calls ended, by end reason.",
-		}, []string{"reason"}),
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "responses_total",
-			Help: "SIP responses sent, by status code.",
-		}, []string{"code"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "auth_failures_total",
-			Help: "Failed digest or license checks, by reason.",
-		}, []string{"reason"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "messages_dropped_total",
-			Help: "Messages not handed to the SIP stack, by transport and reason.",
-		}, []string{"transport", "reason"}),
-		connRejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "connections_rejected_total",
-			Help: "TCP/TLS connections refused by the overall connection limit, or closed to make room under a source's limit of unauthenticated connections.",
-		}),
+		registrations: s.Gauge("registrations", "Current registrar bindings on this node."),
+		flows:         s.Gauge("connections", "Open TCP and TLS connections (flows)."),
+		calls:         s.Gauge("active_calls", "Calls being set up or in progress."),
+		callsTotal:    s.CounterVec("calls_total", "Calls ended, by end reason.", "reason"),
+		responses:     s.CounterVec("responses_total", "SIP responses sent, by status code.", "code"),
+		authFailures:  s.CounterVec("auth_failures_total", "Failed digest or license checks, by reason.", "reason"),
+		dropped: s.CounterVec("messages_dropped_total",
+			"Messages not handed to the SIP stack, by transport and reason.", "transport", "reason"),
+		connRejected: s.Counter("connections_rejected_total",
+			"TCP/TLS connections refused by the overall connection limit, or closed to make room under a source's limit of unauthenticated connections."),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.registrations, m.flows, m.calls, m.callsTotal,
-		m.responses, m.authFailures, m.dropped, m.connRejected} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("sip metrics: %w", err)
-		}
+	if err := s.Register(reg); err != nil {
+		return nil, fmt.Errorf("sip metrics: %w", err)
 	}
 	return m, nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // peers holds the node-to-node connections this node dialled.
@@ -45,28 +47,20 @@ type peerConn struct {
 }
 
 func newPeers(s *Server, health Health, reg prometheus.Registerer) (*peers, error) {
+	ms := promset.New("z5", "sip")
 	ps := &peers{
 		addrs: s.cfg.Peers, t: s.t, log: s.log, ctx: s.ctx, self: s.Addr, goAsync: s.goAsync, serveTCP: s.sip.ServeTCP,
 		health: health, byIP: map[netip.Addr]string{}, conns: map[string]*peerConn{},
 		l: &peerListener{in: make(chan peerHandoff), done: s.ctx.Done(), addr: s.Addr},
-		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "forwarded_calls_total",
-			Help: "Calls forwarded between MCS nodes: out (to the node holding the callee's flow) or in.",
-		}, []string{"direction"}),
-		dialFails: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "z5", Subsystem: "sip", Name: "peer_connect_failures_total",
-			Help: "Failed connections to another MCS node.",
-		}),
+		forwards: ms.CounterVec("forwarded_calls_total",
+			"Calls forwarded between MCS nodes: out (to the node holding the callee's flow) or in.", "direction"),
+		dialFails: ms.Counter("peer_connect_failures_total", "Failed connections to another MCS node."),
 	}
 	for name, ap := range s.cfg.Peers {
 		ps.byIP[ap.Addr().Unmap()] = name
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{ps.forwards, ps.dialFails} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("sip metrics: %w", err)
-			}
-		}
+	if err := ms.Register(reg); err != nil {
+		return nil, fmt.Errorf("sip metrics: %w", err)
 	}
 	return ps, nil
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/apimetrics"
+	"github.com/z5vrs/z5/internal/promset"
 )
 
 // metrics are the Service's Prometheus series. They exist even without a
@@ -29,6 +30,7 @@ const (
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	own := promset.New("z5", "zdial") // the API's own counters
 	m := &metrics{
 		Requests: apimetrics.NewRequests(apimetrics.Opts{
 			Prefix:       "z5_zdial",
@@ -36,19 +38,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			DurationHelp: "ZDial request handling time by route (logins include argon2id).",
 			Buckets:      []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
-		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "z5_zdial_logins_total",
-			Help: "ZDial login attempts by result: ok, invalid, locked, throttled.",
-		}, []string{"result"}),
-		selects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "z5_zdial_selections_total",
-			Help: "Successful number selections by whether the device was new or reused.",
-		}, []string{"result"}),
+		logins: own.CounterVec("logins_total",
+			"ZDial login attempts by result: ok, invalid, locked, throttled.", "result"),
+		selects: own.CounterVec("selections_total",
+			"Successful number selections by whether the device was new or reused.", "result"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	if err := apimetrics.Register(reg, "zdial", append(m.Collectors(), m.logins, m.selects)...); err != nil {
+	if err := apimetrics.Register(reg, "zdial", append(m.Collectors(), own.Collectors()...)...); err != nil {
 		return nil, err
 	}
 	return m, nil
