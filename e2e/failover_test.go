@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/z5vrs/z5/internal/devstack"
 	"github.com/z5vrs/z5/internal/profile"
 )
 
@@ -94,79 +94,33 @@ func TestNameserverFailover(t *testing.T) {
 	})
 }
 
-// multiConfig writes a three-process deployment sharing one data dir (and
-// so one SQLite database): n1 runs DNS and ZDial on ip1, n2 is MCS
-// mcs1.mcs.z5.test on ip2 (site a), n3 is MCS mcs2.mcs.z5.test on ip3
-// (site b).
-func multiConfig(t *testing.T, dir, ip1, ip2, ip3 string) string {
+// startFailover starts a three-process deployment sharing one data dir
+// (and so one SQLite database), with SIP over TLS when sipTLS: a-dns runs
+// DNS and ZDial, a-mcs is mcs1 (site a), b-mcs is mcs2 (site b). It
+// provisions the stack and returns it with the processes by node name.
+func startFailover(t *testing.T, sipTLS bool) (*stack, map[string]*proc, twoSites) {
 	t.Helper()
-	cfg := fmt.Sprintf(`data_dir = %q
-
-[provider]
-name = "Z5 e2e failover"
-
-[names]
-zdial = "zdial.z5.test"
-lb_mcs = "lb.mcs.z5.test"
-sip_domain = "mcs.z5.test"
-
-[ports]
-dns = 5353
-zdial_https = 8443
-mcs_https = 9443
-sip = 5060
-rtp = "20000-20999"
-metrics = 9090
-
-[dns]
-zones = ["z5.test"]
-
-[[site]]
-name = "a"
-
-[[site.node]]
-name = "n1"
-roles = ["dns", "zdial"]
-address = %q
-
-[[site.node]]
-name = "n2"
-roles = ["mcs"]
-address = %q
-hosts = ["mcs1.mcs.z5.test"]
-
-[[site]]
-name = "b"
-
-[[site.node]]
-name = "n3"
-roles = ["mcs"]
-address = %q
-hosts = ["mcs2.mcs.z5.test"]
-`, dir, ip1, ip2, ip3)
-	p := filepath.Join(dir, "z5.toml")
-	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	ip := twoSites{aDNS: loopbackIP(t), aMCS: loopbackIP(t), bMCS: loopbackIP(t)}
+	cfg := writeConfig(t, dir, devstack.Deployment("Z5 e2e failover", dir, sipTLS, "", twoSiteNodes(ip)...))
+	s := &stack{ip: ip.aDNS, dir: dir, cfg: cfg}
+	// One at a time: the first creates the CA, license key and database.
+	procs := map[string]*proc{}
+	for _, n := range []struct{ name, ip string }{{"a-dns", ip.aDNS}, {"a-mcs", ip.aMCS}, {"b-mcs", ip.bMCS}} {
+		procs[n.name] = start(t, "z5d", "run", "--config", cfg, "--node", n.name)
+		waitReady(t, procs[n.name], n.ip+":9090")
 	}
-	return p
+	s.proc = procs["a-dns"]
+	s.provision(t)
+	return s, procs, ip
 }
 
 // TestMCSFailover: bob listens on mcs1; mcs1's process is killed with
 // SIGKILL; bob's client notices the dead flow, re-registers on mcs2 within
 // 10 s, and alice's call reaches him there.
 func TestMCSFailover(t *testing.T) {
-	dir := t.TempDir()
-	ip1, ip2, ip3 := loopbackIP(t), loopbackIP(t), loopbackIP(t)
-	cfg := multiConfig(t, dir, ip1, ip2, ip3)
-	s := &stack{ip: ip1, dir: dir, cfg: cfg}
-	// One at a time: the first creates the CA, license key and database.
-	procs := map[string]*proc{}
-	for _, n := range []struct{ name, ip string }{{"n1", ip1}, {"n2", ip2}, {"n3", ip3}} {
-		procs[n.name] = start(t, "z5d", "run", "--config", cfg, "--node", n.name)
-		waitReady(t, procs[n.name], n.ip+":9090")
-	}
-	s.proc = procs["n1"]
-	s.provision(t)
+	s, procs, ip := startFailover(t, false)
+	ip2, ip3 := ip.aMCS, ip.bMCS
 	alice := s.login(t, "alice", alicePass, aliceWork)
 	bob := s.login(t, "bob", bobPass, "")
 
@@ -174,7 +128,7 @@ func TestMCSFailover(t *testing.T) {
 	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip2+":5060)", 15*time.Second)
 
 	killed := time.Now()
-	procs["n2"].kill9()
+	procs["a-mcs"].kill9()
 	reregistered := waitFor(t, lis, "with mcs2.mcs.z5.test ("+ip3+":5060)", 40*time.Second)
 	took := reregistered.Sub(killed)
 	t.Logf("re-registered on mcs2 %s after mcs1 was killed", took.Round(time.Millisecond))
@@ -201,40 +155,39 @@ func TestMCSFailover(t *testing.T) {
 // ones) but nothing answers, and DNS keeps listing it for dead_after. bob's
 // keepalive (a CRLF ping every 3.2-4 s, dead without a pong in 3 s) notices,
 // and he re-registers on mcs2 without first trying the hung node again.
-func TestMCSHungFailover(t *testing.T) {
-	dir := t.TempDir()
-	ip1, ip2, ip3 := loopbackIP(t), loopbackIP(t), loopbackIP(t)
-	cfg := multiConfig(t, dir, ip1, ip2, ip3)
-	s := &stack{ip: ip1, dir: dir, cfg: cfg}
-	procs := map[string]*proc{}
-	for _, n := range []struct{ name, ip string }{{"n1", ip1}, {"n2", ip2}, {"n3", ip3}} {
-		procs[n.name] = start(t, "z5d", "run", "--config", cfg, "--node", n.name)
-		waitReady(t, procs[n.name], n.ip+":9090")
+func TestMCSHungFailover(t *testing.T) { testHungFailover(t, false) }
+
+// testHungFailover is TestMCSHungFailover over TCP, or over TLS when
+// sipTLS; a call then reaches bob on mcs2 over the same transport.
+func testHungFailover(t *testing.T, sipTLS bool) {
+	s, procs, ip := startFailover(t, sipTLS)
+	port, over := ":5060", " over TCP"
+	if sipTLS {
+		port, over = ":5061", " over TLS"
 	}
-	s.proc = procs["n1"]
-	s.provision(t)
 	bob := s.login(t, "bob", bobPass, "")
 	lis := startZ5(t, bob, "listen", "--auto-answer")
-	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip2+":5060)", 15*time.Second)
+	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip.aMCS+port+")", 15*time.Second)
 
-	hung := procs["n2"].cmd.Process
+	hung := procs["a-mcs"].cmd.Process
 	if err := hung.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	frozen := time.Now()
 	t.Cleanup(func() { hung.Signal(syscall.SIGCONT) }) // before its stop
-	// The design's worst case: a ping just missed (4 s), its pong wait
-	// (3 s), the health lookup (1 s), and one 5 s attempt spare.
-	reregistered := waitFor(t, lis, "with mcs2.mcs.z5.test ("+ip3+":5060)", 40*time.Second)
+	// The design's worst case, over TCP and TLS alike: a ping just missed
+	// (4 s), its pong wait (3 s), the health lookup (1 s), and one 5 s
+	// attempt spare.
+	reregistered := waitFor(t, lis, "with mcs2.mcs.z5.test ("+ip.bMCS+port+")"+over, 40*time.Second)
 	took := reregistered.Sub(frozen)
-	t.Logf("re-registered on mcs2 %s after mcs1 hung", took.Round(time.Millisecond))
+	t.Logf("re-registered on mcs2%s %s after mcs1 hung", over, took.Round(time.Millisecond))
 	if took > 13*time.Second {
 		t.Errorf("re-registration took %s after mcs1 hung, want < 13s", took)
 	}
 
 	out := mustZ5(t, s.login(t, "alice", alicePass, aliceWork), "", "call", "Bob", "--duration", "1s", "--json")
-	if sum := parseSummary(t, out); sum.Relay != ip3 || sum.EndReason != "duration reached" {
-		t.Errorf("call after failover: %+v (want relay %s, mcs2)", sum, ip3)
+	if sum := parseSummary(t, out); sum.Relay != ip.bMCS || sum.EndReason != "duration reached" || !strings.Contains(sum.MCS, port) {
+		t.Errorf("call after failover: %+v (want relay %s, mcs2%s)", sum, ip.bMCS, over)
 	}
 }
 

@@ -78,7 +78,13 @@ func loopbackIP(t *testing.T) string {
 // ports, and returns its path.
 func stackConfig(t *testing.T, dir, ip string, extra string) string {
 	t.Helper()
-	cfg := devstack.Config("Z5 e2e", dir, ip, extra)
+	return writeConfig(t, dir, devstack.Config("Z5 e2e", dir, ip, extra))
+}
+
+// writeConfig saves a deployment config as dir/z5.toml and returns its
+// path.
+func writeConfig(t *testing.T, dir, cfg string) string {
+	t.Helper()
 	p := filepath.Join(dir, "z5.toml")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

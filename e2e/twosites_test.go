@@ -21,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/z5vrs/z5/internal/client"
+	"github.com/z5vrs/z5/internal/devstack"
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/pgtest"
 	"github.com/z5vrs/z5/internal/profile"
@@ -32,31 +33,28 @@ type twoSites struct {
 	aDNS, aMCS, bDNS, bMCS string
 }
 
+// twoSiteNodes are the nodes of a deployment over two sites: in each, a
+// node running DNS and ZDial (<site>-dns, where its address is given) and
+// an MCS node (<site>-mcs: mcs1.mcs.z5.test in site a, mcs2 in b).
+func twoSiteNodes(ip twoSites) []devstack.Site {
+	var sites []devstack.Site
+	for i, st := range []struct{ name, dns, mcs string }{{"a", ip.aDNS, ip.aMCS}, {"b", ip.bDNS, ip.bMCS}} {
+		site := devstack.Site{Name: st.name}
+		if st.dns != "" {
+			site.Nodes = append(site.Nodes, devstack.Node{Name: st.name + "-dns", Roles: []string{"dns", "zdial"}, Address: st.dns})
+		}
+		site.Nodes = append(site.Nodes, devstack.Node{Name: st.name + "-mcs", Roles: []string{"mcs"}, Address: st.mcs,
+			Hosts: []string{fmt.Sprintf("mcs%d.mcs.z5.test", i+1)}})
+		sites = append(sites, site)
+	}
+	return sites
+}
+
 // twoSitesConfig writes the deployment: one PostgreSQL, a 1 s heartbeat
 // and MCS nodes dead after 3 s.
 func twoSitesConfig(t *testing.T, dir, dsn string, ip twoSites) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`data_dir = %q
-
-[provider]
-name = "Z5 e2e two sites"
-
-[names]
-zdial = "zdial.z5.test"
-lb_mcs = "lb.mcs.z5.test"
-sip_domain = "mcs.z5.test"
-
-[ports]
-dns = 5353
-zdial_https = 8443
-mcs_https = 9443
-sip = 5060
-rtp = "20000-20999"
-metrics = 9090
-
-[dns]
-zones = ["z5.test"]
-
+	extra := fmt.Sprintf(`
 [health]
 heartbeat = "1s"
 dead_after = "3s"
@@ -64,39 +62,17 @@ dead_after = "3s"
 [store]
 driver = "postgres"
 dsn = %q
+`, dsn)
+	return writeConfig(t, dir, devstack.Deployment("Z5 e2e two sites", dir, false, extra, twoSiteNodes(ip)...))
+}
 
-[[site]]
-name = "a"
-
-[[site.node]]
-name = "a-dns"
-roles = ["dns", "zdial"]
-address = %q
-
-[[site.node]]
-name = "a-mcs"
-roles = ["mcs"]
-address = %q
-hosts = ["mcs1.mcs.z5.test"]
-
-[[site]]
-name = "b"
-
-[[site.node]]
-name = "b-dns"
-roles = ["dns", "zdial"]
-address = %q
-
-[[site.node]]
-name = "b-mcs"
-roles = ["mcs"]
-address = %q
-hosts = ["mcs2.mcs.z5.test"]
-`, dir, dsn, ip.aDNS, ip.aMCS, ip.bDNS, ip.bMCS)
-	p := filepath.Join(dir, "z5.toml")
-	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+// startSite starts one site's two nodes (<site>-dns on dnsIP, <site>-mcs on
+// mcsIP) in one process and waits until both are ready.
+func startSite(t *testing.T, cfg, site, dnsIP, mcsIP string) *proc {
+	t.Helper()
+	p := start(t, "z5d", "run", "--config", cfg, "--node", site+"-dns,"+site+"-mcs")
+	waitReady(t, p, dnsIP+":9090")
+	waitReady(t, p, mcsIP+":9090")
 	return p
 }
 
@@ -197,12 +173,8 @@ func TestTwoSites(t *testing.T) {
 	ip := twoSites{aDNS: loopbackIP(t), aMCS: loopbackIP(t), bDNS: loopbackIP(t), bMCS: loopbackIP(t)}
 	cfg := twoSitesConfig(t, dir, dsn, ip)
 	// Site A first: it creates the CA and license key both sites use.
-	siteA := start(t, "z5d", "run", "--config", cfg, "--node", "a-dns,a-mcs")
-	waitReady(t, siteA, ip.aDNS+":9090")
-	waitReady(t, siteA, ip.aMCS+":9090")
-	siteB := start(t, "z5d", "run", "--config", cfg, "--node", "b-dns,b-mcs")
-	waitReady(t, siteB, ip.bDNS+":9090")
-	waitReady(t, siteB, ip.bMCS+":9090")
+	siteA := startSite(t, cfg, "a", ip.aDNS, ip.aMCS)
+	startSite(t, cfg, "b", ip.bDNS, ip.bMCS)
 	s := &stack{ip: ip.aDNS, dir: dir, cfg: cfg, proc: siteA}
 	s.provision(t)
 	prof, err := profile.Load(s.profilePath())
@@ -492,18 +464,14 @@ func TestFailoverBench(t *testing.T) {
 	ip := twoSites{aDNS: loopbackIP(t), aMCS: loopbackIP(t), bDNS: loopbackIP(t), bMCS: loopbackIP(t)}
 	cfg := twoSitesConfig(t, dir, dsn, ip)
 	type site struct {
-		nodes, dns, mcs, host string
-		proc                  *proc
+		name, dns, mcs, host string
+		proc                 *proc
 	}
 	sites := []*site{
-		{nodes: "a-dns,a-mcs", dns: ip.aDNS, mcs: ip.aMCS, host: "mcs1.mcs.z5.test"},
-		{nodes: "b-dns,b-mcs", dns: ip.bDNS, mcs: ip.bMCS, host: "mcs2.mcs.z5.test"},
+		{name: "a", dns: ip.aDNS, mcs: ip.aMCS, host: "mcs1.mcs.z5.test"},
+		{name: "b", dns: ip.bDNS, mcs: ip.bMCS, host: "mcs2.mcs.z5.test"},
 	}
-	up := func(s *site) {
-		s.proc = start(t, "z5d", "run", "--config", cfg, "--node", s.nodes)
-		waitReady(t, s.proc, s.dns+":9090")
-		waitReady(t, s.proc, s.mcs+":9090")
-	}
+	up := func(s *site) { s.proc = startSite(t, cfg, s.name, s.dns, s.mcs) }
 	for _, s := range sites {
 		up(s)
 	}
@@ -555,8 +523,8 @@ func TestFailoverBench(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		t.Logf("trial %2d: %s of %s: re-registered at %s after %s; lb.mcs without it after %s",
-			i+1, mode, from.nodes, to.host, took.Round(time.Millisecond), gone.Round(time.Millisecond))
+		t.Logf("trial %2d: %s of site %s: re-registered at %s after %s; lb.mcs without it after %s",
+			i+1, mode, from.name, to.host, took.Round(time.Millisecond), gone.Round(time.Millisecond))
 		rereg, dnsGone = append(rereg, took), append(dnsGone, gone)
 		if mode == "stop" {
 			from.proc.cmd.Process.Signal(syscall.SIGCONT)
