@@ -85,8 +85,9 @@ func (e *env) callCmd() *cobra.Command {
 	statsFile := fs.String("stats-file", "", "write per-second call quality to this CSV file (draw it with z5 report)")
 	audioOnly := fs.Bool("audio-only", false, "offer audio only")
 	text := fs.Bool("text", false, "real-time text: what you type goes out as typed, what arrives is shown; with --record, both go to DIR/text.log")
+	srtpMode := fs.String("srtp", "auto", "encrypt media with SRTP: auto (when signalling is TLS), on, off, or require")
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
-		err := e.call(cmd.Context(), pos, duration, send, record, raw, statsFile, audioOnly, text)
+		err := e.call(cmd.Context(), pos, duration, send, record, raw, statsFile, audioOnly, text, srtpMode)
 		if err != nil && e.json {
 			// A script reading --json gets an object either way; the
 			// words still go to standard error.
@@ -97,7 +98,7 @@ func (e *env) callCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, send, record *string, raw *bool, statsFile *string, audioOnly, text *bool) error {
+func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, send, record *string, raw *bool, statsFile *string, audioOnly, text *bool, srtpMode *string) error {
 	asJSON := &e.json
 	var err error
 	if *raw && *record == "" {
@@ -106,6 +107,9 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 	mo, err := mediaOptions(*send, *record, "call", *raw)
 	if err != nil {
 		return err
+	}
+	if mo.SRTP, err = client.ParseSRTPMode(*srtpMode); err != nil {
+		return usagef("call: --%v", err)
 	}
 	mo.NoVideo = *audioOnly
 	if *text {
@@ -290,13 +294,18 @@ are declined (603 Decline) and the caller is told so.`
 	send := fs.String("send", "", "what to send in answered calls (default: the built-in clip)")
 	maxCalls := fs.Int("max-calls", 0, "exit after this many calls (0: run until Ctrl-C)")
 	text := fs.Bool("text", false, "real-time text in calls: what you type goes out as typed (h no longer hangs up), what arrives is shown; with --record, both go to DIR/text.log")
+	srtpMode := fs.String("srtp", "auto", "SRTP in answered calls: auto and on answer an SRTP offer with SRTP and a plain one plain, require refuses a plain offer (488)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return e.listen(cmd.Context(), auto, record, raw, send, maxCalls, text)
+		mode, err := client.ParseSRTPMode(*srtpMode)
+		if err != nil {
+			return usagef("listen: --%v", err)
+		}
+		return e.listen(cmd.Context(), auto, record, raw, send, maxCalls, text, mode)
 	}
 	return cmd
 }
 
-func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool, send *string, maxCalls *int, text *bool) error {
+func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool, send *string, maxCalls *int, text *bool, srtpMode client.SRTPMode) error {
 	asJSON := &e.json
 	if *raw && *record == "" {
 		return usagef("listen: --raw needs --record DIR")
@@ -382,6 +391,7 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 			if err != nil {
 				return err
 			}
+			mo.SRTP = srtpMode
 			// With --text, keys typed in a call are its text.
 			var typedKeys chan []byte
 			if *text {
