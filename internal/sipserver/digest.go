@@ -69,6 +69,11 @@ func parseDigest(v string) (digestCredentials, error) {
 	if !ok || !strings.EqualFold(scheme, "Digest") {
 		return c, fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
 	}
+	// The parameters kept; others are parsed and ignored.
+	fields := map[string]*string{
+		"username": &c.Username, "realm": &c.Realm, "nonce": &c.Nonce, "uri": &c.URI, "response": &c.Response,
+		"algorithm": &c.Algorithm, "cnonce": &c.CNonce, "opaque": &c.Opaque, "qop": &c.QOP, "nc": &c.NC,
+	}
 	seen := map[string]bool{}
 	s := rest
 	for {
@@ -76,10 +81,7 @@ func parseDigest(v string) (digestCredentials, error) {
 		if s == "" {
 			break
 		}
-		i := 0
-		for i < len(s) && isTokenChar(s[i]) {
-			i++
-		}
+		i := tokenLen(s)
 		if i == 0 {
 			return c, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
 		}
@@ -114,10 +116,7 @@ func parseDigest(v string) (digestCredentials, error) {
 			}
 			val, s = b.String(), s[j:]
 		} else {
-			j := 0
-			for j < len(s) && isTokenChar(s[j]) {
-				j++
-			}
+			j := tokenLen(s)
 			if j == 0 {
 				return c, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 			}
@@ -127,27 +126,8 @@ func parseDigest(v string) (digestCredentials, error) {
 			return c, fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
 		}
 		seen[name] = true
-		switch name {
-		case "username":
-			c.Username = val
-		case "realm":
-			c.Realm = val
-		case "nonce":
-			c.Nonce = val
-		case "uri":
-			c.URI = val
-		case "response":
-			c.Response = val
-		case "algorithm":
-			c.Algorithm = val
-		case "cnonce":
-			c.CNonce = val
-		case "opaque":
-			c.Opaque = val
-		case "qop":
-			c.QOP = val
-		case "nc":
-			c.NC = val
+		if f, ok := fields[name]; ok {
+			*f = val
 		}
 		s = strings.TrimLeft(s, " \t")
 		if s == "" {
@@ -162,6 +142,15 @@ func parseDigest(v string) (digestCredentials, error) {
 		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
 	}
 	return c, nil
+}
+
+// tokenLen is the length of the RFC 3261 token s starts with.
+func tokenLen(s string) int {
+	i := 0
+	for i < len(s) && isTokenChar(s[i]) {
+		i++
+	}
+	return i
 }
 
 // digestHash returns the hash of a digest algorithm we offer.

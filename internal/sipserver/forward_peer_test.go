@@ -104,12 +104,7 @@ func TestForwardedReInvite(t *testing.T) {
 	a, b := n.phones(t)
 	done := a.inviteAsync(ctx, bob)
 	ic := b.nextCall(5 * time.Second)
-	go ic.dlg.RespondSDP(b.sdp())
-	res := wait(t, done, "answer")
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	res := answerCall(t, b, ic, done, "answer")
 
 	reinvite := func(from, to *phone, do func(*sipmsg.Request) (*sipmsg.Response, error), target sipmsg.Uri) {
 		t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -88,17 +87,8 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	ports := relayPorts()
-	def := config.Dev("").Relay
-	rl, err := relay.New(relay.Config{Bind: addr.Addr(), Ports: ports, MediaTimeout: def.MediaTimeout,
-		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams}, relay.Deps{Log: log.With("component", "relay")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		rl.Serve(ctx)
-	}()
+	rl, stopRelay := startRelay(t, ctx, log, relay.Config{Bind: addr.Addr(), Ports: ports,
+		MediaTimeout: config.Dev("").Relay.MediaTimeout})
 	cfg := testConfig()
 	cfg.Node, cfg.Hosts, cfg.Peers = name, []string{"mcs-" + name + ".mcs.z5.test"}, peers
 	cfg.MinExpires, cfg.NoAnswerTimeout = 2, 10*time.Second
@@ -110,19 +100,14 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(addr, netip.AddrPort{}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
+	served := listenAndServe(t, ctx, srv, addr)
 	e := &env{t: t, srv: srv, relay: rl, addr: srv.Addr(), key: key, reg: reg, logs: logs, ports: ports}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := served(); err != nil {
 			t.Errorf("node %s: Serve: %v", name, err)
 		}
-		rl.Close()
-		<-relayDone
+		stopRelay()
 		if t.Failed() {
 			t.Logf("node %s log:\n%s", name, logs.String())
 		}
@@ -130,32 +115,11 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 	return e
 }
 
-// provisionOn creates a number and a standard SIP device in st.
-func provisionOn(t *testing.T, st store.Store, number, user, pass string) store.Device {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := st.Number(ctx, number); errors.Is(err, store.ErrNotFound) {
-		c, err := st.CreateCustomer(ctx, store.Customer{Username: "customer-" + number})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: c.ID}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceSIP, Name: user, SIPUser: user,
-		Cred: store.NewCredentials(user, testDomain, pass)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // phones registers alice on node a and bob on node b.
 func (n *twoNodes) phones(t *testing.T) (alicePh, bobPh *phone) {
 	t.Helper()
-	provisionOn(t, n.st, alice, "alice", "secret-a")
-	provisionOn(t, n.st, bob, "bob", "secret-b")
+	provisionOn(t, n.st, alice, store.DeviceSIP, "alice", "secret-a")
+	provisionOn(t, n.st, bob, store.DeviceSIP, "bob", "secret-b")
 	alicePh = newPhone(t, n.a, alice, "alice", "secret-a")
 	bobPh = newPhone(t, n.b, bob, "bob", "secret-b")
 	for _, p := range []*phone{alicePh, bobPh} {
@@ -244,19 +208,7 @@ func forwardedCall(t *testing.T, n *twoNodes, a, b *phone, hangUp func(callResul
 	if h := peerHeaders(ic.req); len(h) > 0 {
 		t.Errorf("node-to-node headers reached the callee: %q", h)
 	}
-	if err := ic.dlg.Respond(180, "Ringing", nil); err != nil {
-		t.Fatal(err)
-	}
-	answered := make(chan error, 1)
-	go func() { answered <- ic.dlg.RespondSDP(b.sdp()) }()
-	res := wait(t, done, "the answer")
-	if res.err != nil {
-		t.Fatalf("call: %v", res.err)
-	}
-	if err := wait(t, answered, "the ACK at the callee"); err != nil {
-		t.Fatalf("callee: %v", err)
-	}
-	ic.finish()
+	res := ringAndAnswer(t, b, ic, done)
 	if h := peerHeaders(res.sess.InviteResponse); len(h) > 0 {
 		t.Errorf("node-to-node headers reached the caller: %q", h)
 	}

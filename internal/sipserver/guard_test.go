@@ -29,8 +29,8 @@ func dialFrom(t *testing.T, src string, addr netip.AddrPort) *rawTCP {
 	return &rawTCP{c: c, par: sipmsg.NewParser().NewSIPStream()}
 }
 
-// udpFrom sends one datagram from src and returns the answer, nil if none
-// comes within timeout.
+// udpFrom sends one datagram from src (empty: the kernel's choice) and
+// returns the answer, nil if none comes within timeout.
 func udpFrom(t *testing.T, src string, addr netip.AddrPort, payload string, timeout time.Duration) sipmsg.Message {
 	t.Helper()
 	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, net.UDPAddrFromAddrPort(addr))

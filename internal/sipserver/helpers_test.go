@@ -108,17 +108,8 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	if o.ports.Min != 0 {
 		ports = o.ports
 	}
-	def := config.Dev("").Relay
-	rl, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), Ports: ports, MediaTimeout: o.mediaTimeout,
-		ProbeRate: def.ProbeRate, MaxStreams: def.MaxStreams, RequireSRTP: o.requireSRTP}, relay.Deps{Log: log.With("component", "relay")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		rl.Serve(ctx)
-	}()
+	rl, stopRelay := startRelay(t, ctx, log, relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), Ports: ports,
+		MediaTimeout: o.mediaTimeout, RequireSRTP: o.requireSRTP})
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	cfg := testConfig()
 	cfg.MinExpires, cfg.NoAnswerTimeout = 2, 10*time.Second
@@ -138,19 +129,14 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	if o.listen.IsValid() {
 		listen = o.listen
 	}
-	if err := srv.Listen(listen, netip.AddrPort{}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
+	served := listenAndServe(t, ctx, srv, listen)
 	e := &env{t: t, srv: srv, st: st, relay: rl, addr: srv.Addr(), key: key, reg: reg, logs: logs, ports: ports}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := served(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		rl.Close()
-		<-relayDone
+		stopRelay()
 		st.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
@@ -159,25 +145,63 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	return e
 }
 
+// startRelay starts a relay of rc (the dev probe rate and stream limit)
+// logging to log, serving until ctx ends; stop closes it and waits for its
+// Serve to return.
+func startRelay(t *testing.T, ctx context.Context, log *slog.Logger, rc relay.Config) (rl *relay.Relay, stop func()) {
+	t.Helper()
+	def := config.Dev("").Relay
+	rc.ProbeRate, rc.MaxStreams = def.ProbeRate, def.MaxStreams
+	rl, err := relay.New(rc, relay.Deps{Log: log.With("component", "relay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rl.Serve(ctx)
+	}()
+	return rl, func() { rl.Close(); <-done }
+}
+
+// listenAndServe has srv listen on addr and serve until ctx ends; served
+// waits for Serve to return and gives its error.
+func listenAndServe(t *testing.T, ctx context.Context, srv *Server, addr netip.AddrPort) (served func() error) {
+	t.Helper()
+	if err := srv.Listen(addr, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	return func() error { return <-done }
+}
+
 // provision creates a number (when new) and a device with a password.
 func (e *env) provision(number, kind, sipUser, password string) store.Device {
 	e.t.Helper()
+	return provisionOn(e.t, e.st, number, kind, sipUser, password)
+}
+
+// provisionOn creates in st a number (when new) and a device with a
+// password.
+func provisionOn(t *testing.T, st store.Store, number, kind, sipUser, password string) store.Device {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := e.st.Number(ctx, number); errors.Is(err, store.ErrNotFound) {
-		c, err := e.st.CreateCustomer(ctx, store.Customer{Username: "customer-" + number})
+	if _, err := st.Number(ctx, number); errors.Is(err, store.ErrNotFound) {
+		c, err := st.CreateCustomer(ctx, store.Customer{Username: "customer-" + number})
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
-		if err := e.st.AddNumber(ctx, store.Number{Number: number, CustomerID: c.ID}); err != nil {
-			e.t.Fatal(err)
+		if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: c.ID}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	d, err := e.st.CreateDevice(ctx, store.Device{
+	d, err := st.CreateDevice(ctx, store.Device{
 		Number: number, Kind: kind, Name: sipUser, SIPUser: sipUser,
 		Cred: store.NewCredentials(sipUser, testDomain, password),
 	})
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return d
 }
@@ -264,25 +288,7 @@ func (r *rawTCP) readRaw(timeout time.Duration) ([]byte, error) {
 // arrives within timeout.
 func udpExchange(t *testing.T, addr netip.AddrPort, payload []byte, timeout time.Duration) sipmsg.Message {
 	t.Helper()
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(payload); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(timeout))
-	n, err := c.Read(buf)
-	if err != nil {
-		return nil
-	}
-	m, err := sipmsg.ParseMessage(buf[:n])
-	if err != nil {
-		t.Fatalf("unparseable response %q: %v", buf[:n], err)
-	}
-	return m
+	return udpFrom(t, "", addr, string(payload), timeout)
 }
 
 // optionsText is a plain OPTIONS to the server itself.

@@ -39,6 +39,54 @@ func twoPhones(t *testing.T, e *env) (a, b *phone) {
 	return a, b
 }
 
+// forkPhones are twoPhones and bob's second device (bob-tablet, on another
+// contact port), all registered: a call to bob forks to b1 and b2.
+func forkPhones(t *testing.T, e *env) (a, b1, b2 *phone) {
+	t.Helper()
+	a, b1 = twoPhones(t, e)
+	e.provision(bob, store.DeviceSIP, "bob-tablet", "secret-t")
+	b2 = newPhone(t, e, bob, "bob-tablet", "secret-t")
+	b2.contact.Address.Port = 6000
+	if res := b2.register(600); res.StatusCode != 200 {
+		t.Fatalf("%s register: %d", b2.user, res.StatusCode)
+	}
+	return a, b1, b2
+}
+
+// answerCall has callee answer ic while the caller waits on done; the call
+// must succeed, and ic's transaction is then finished.
+func answerCall(t *testing.T, callee *phone, ic *incoming, done <-chan callResult, what string) callResult {
+	t.Helper()
+	go ic.dlg.RespondSDP(callee.sdp())
+	res := wait(t, done, what)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	ic.finish()
+	return res
+}
+
+// ringAndAnswer has callee ring (180) and then answer ic while the caller
+// waits on done; the call must succeed and the callee see the ACK, and
+// ic's transaction is then finished.
+func ringAndAnswer(t *testing.T, callee *phone, ic *incoming, done <-chan callResult) callResult {
+	t.Helper()
+	if err := ic.dlg.Respond(180, "Ringing", nil); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- ic.dlg.RespondSDP(callee.sdp()) }()
+	res := wait(t, done, "the answer")
+	if res.err != nil {
+		t.Fatalf("call: %v", res.err)
+	}
+	if err := wait(t, answered, "the ACK at the callee"); err != nil {
+		t.Fatalf("callee: %v", err)
+	}
+	ic.finish()
+	return res
+}
+
 type callResult struct {
 	sess *sipgo.DialogClientSession
 	err  error
@@ -148,19 +196,7 @@ func TestCallThroughRelay(t *testing.T) {
 	if ic.req.Recipient.Port != 5999 || ic.req.Recipient.User != bob {
 		t.Fatalf("Request-URI %s, want the registered contact", ic.req.Recipient.String())
 	}
-	if err := ic.dlg.Respond(180, "Ringing", nil); err != nil {
-		t.Fatal(err)
-	}
-	answered := make(chan error, 1)
-	go func() { answered <- ic.dlg.RespondSDP(b.sdp()) }()
-	res := wait(t, done, "the answer")
-	if res.err != nil {
-		t.Fatalf("call: %v", res.err)
-	}
-	if err := wait(t, answered, "the ACK at the callee"); err != nil {
-		t.Fatalf("callee: %v", err)
-	}
-	ic.finish()
+	res := ringAndAnswer(t, b, ic, done)
 	answer := mediaAddr(res.sess.InviteResponse.Body())
 	if !e.inRelay(answer) || answer == offer {
 		t.Fatalf("caller's answer points at %s (offer side %s)", answer, offer)
@@ -204,11 +240,7 @@ func TestCalleeHangsUp(t *testing.T) {
 	a, b := twoPhones(t, e)
 	done := a.inviteAsync(context.Background(), bob)
 	ic := b.nextCall(5 * time.Second)
-	go ic.dlg.RespondSDP(b.sdp())
-	if res := wait(t, done, "answer"); res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	answerCall(t, b, ic, done, "answer")
 	time.Sleep(50 * time.Millisecond) // the ACK reaches the callee
 	if err := ic.dlg.Bye(context.Background()); err != nil {
 		t.Fatalf("callee BYE: %v", err)
@@ -299,16 +331,7 @@ func TestCallOutcomes(t *testing.T) {
 
 func TestForkToEveryDevice(t *testing.T) {
 	e := newEnv(t, nil)
-	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
-	e.provision(bob, store.DeviceSIP, "bob", "secret-b")
-	e.provision(bob, store.DeviceSIP, "bob-tablet", "secret-t")
-	a := newPhone(t, e, alice, "alice", "secret-a")
-	b1 := newPhone(t, e, bob, "bob", "secret-b")
-	b2 := newPhone(t, e, bob, "bob-tablet", "secret-t")
-	b2.contact.Address.Port = 6000
-	for _, p := range []*phone{a, b1, b2} {
-		p.register(600)
-	}
+	a, b1, b2 := forkPhones(t, e)
 	done := a.inviteAsync(context.Background(), bob)
 	ic1 := b1.nextCall(5 * time.Second)
 	ic2 := b2.nextCall(5 * time.Second)
@@ -336,11 +359,7 @@ func TestInviteOverUDPIsChallenged(t *testing.T) {
 	if ic.req.GetHeader("Proxy-Authorization") != nil {
 		t.Error("Proxy-Authorization was forwarded to the callee")
 	}
-	go ic.dlg.RespondSDP(b.sdp())
-	if res := wait(t, done, "answer"); res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	answerCall(t, b, ic, done, "answer")
 }
 
 func TestMediaTimeoutHangsUpBoth(t *testing.T) {
@@ -348,11 +367,7 @@ func TestMediaTimeoutHangsUpBoth(t *testing.T) {
 	a, b := twoPhones(t, e)
 	done := a.inviteAsync(context.Background(), bob)
 	ic := b.nextCall(5 * time.Second)
-	go ic.dlg.RespondSDP(b.sdp())
-	if res := wait(t, done, "answer"); res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	answerCall(t, b, ic, done, "answer")
 	// Each BYE belongs to its recipient's dialog: the other side's tag in
 	// From, the recipient's own in To.
 	callerTag, _ := ic.req.From().Params.Get("tag")
@@ -380,12 +395,7 @@ func TestReInviteIsAnchoredBothWays(t *testing.T) {
 	ctx := context.Background()
 	done := a.inviteAsync(ctx, bob)
 	ic := b.nextCall(5 * time.Second)
-	go ic.dlg.RespondSDP(b.sdp())
-	res := wait(t, done, "answer")
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	res := answerCall(t, b, ic, done, "answer")
 
 	// The caller re-INVITEs with a new media port.
 	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -434,11 +444,7 @@ func TestRelayOutOfPortsIs503(t *testing.T) {
 	a, b := twoPhones(t, e)
 	done := a.inviteAsync(context.Background(), bob)
 	ic := b.nextCall(5 * time.Second)
-	go ic.dlg.RespondSDP(b.sdp())
-	if res := wait(t, done, "first call"); res.err != nil {
-		t.Fatal(res.err)
-	}
-	ic.finish()
+	answerCall(t, b, ic, done, "first call")
 	_, err := a.invite(context.Background(), bob)
 	var de *sipgo.ErrDialogResponse
 	if !errors.As(err, &de) || de.Res.StatusCode != 503 || de.Res.GetHeader("Retry-After") == nil {
@@ -451,16 +457,7 @@ func TestRelayOutOfPortsIs503(t *testing.T) {
 // call is answered, the decline only ends its branch.
 func TestForkOneBranchBusy(t *testing.T) {
 	e := newEnv(t, nil)
-	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
-	e.provision(bob, store.DeviceSIP, "bob", "secret-b")
-	e.provision(bob, store.DeviceSIP, "bob-tablet", "secret-t")
-	a := newPhone(t, e, alice, "alice", "secret-a")
-	b1 := newPhone(t, e, bob, "bob", "secret-b")
-	b2 := newPhone(t, e, bob, "bob-tablet", "secret-t")
-	b2.contact.Address.Port = 6000
-	for _, p := range []*phone{a, b1, b2} {
-		p.register(600)
-	}
+	a, b1, b2 := forkPhones(t, e)
 	done := a.inviteAsync(context.Background(), bob)
 	ic1 := b1.nextCall(5 * time.Second)
 	ic2 := b2.nextCall(5 * time.Second)

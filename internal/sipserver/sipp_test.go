@@ -117,7 +117,26 @@ func TestSIPpCallThroughRelay(t *testing.T) {
 	e := newEnv(t, nil) // default algorithms: kind "sip" devices are offered MD5 first
 	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
 	e.provision(bob, store.DeviceSIP, "bob", "secret-b")
-	// One second of PCMU silence for SIPp's rtp_stream.
+	rec := sippCall(t, e, "", "4000", nil)
+	legs := map[string]uint64{}
+	for _, s := range rec.MediaStats {
+		legs[s.Leg] += s.Packets
+	}
+	if legs["caller"] == 0 || legs["callee"] == 0 {
+		t.Fatalf("RTP did not flow through the relay both ways: %+v", rec.MediaStats)
+	}
+}
+
+// sippCall has a SIPp callee (bob, answering after calleeWait ms) register
+// with e and a SIPp caller (alice) call it, each sending one second of
+// PCMU silence; transport gives each SIPp its first options ("" and nil:
+// TCP). The one call record must say answered and ended by BYE; it is
+// returned.
+func sippCall(t *testing.T, e *env, over, calleeWait string, transport func() []string) store.Call {
+	t.Helper()
+	if transport == nil {
+		transport = func() []string { return nil }
+	}
 	rtpFile := filepath.Join(t.TempDir(), "silence.ulaw")
 	if err := os.WriteFile(rtpFile, bytes.Repeat([]byte{0xff}, 8000), 0o644); err != nil {
 		t.Fatal(err)
@@ -125,8 +144,8 @@ func TestSIPpCallThroughRelay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
-	uas := sipp(ctx, t, e, "-sf", scenario(t, e, "uas_register.xml", rtpFile), "-oocsf", scenario(t, e, "uas.xml", rtpFile),
-		"-s", bob, "-au", "bob", "-ap", "secret-b", "-set", "wait", "4000")
+	uas := sipp(ctx, t, e, append(transport(), "-sf", scenario(t, e, "uas_register.xml", rtpFile), "-oocsf", scenario(t, e, "uas.xml", rtpFile),
+		"-s", bob, "-au", "bob", "-ap", "secret-b", "-set", "wait", calleeWait)...)
 	var uasOut bytes.Buffer
 	uas.Stdout, uas.Stderr = &uasOut, &uasOut
 	if err := uas.Start(); err != nil {
@@ -143,40 +162,33 @@ func TestSIPpCallThroughRelay(t *testing.T) {
 			cancel()
 			<-uasDone
 			uasDone <- nil
-			t.Fatalf("SIPp callee did not register\n%s\n%s", sippErrors(uas), tail(uasOut.Bytes()))
+			t.Fatalf("SIPp callee did not register%s\n%s\n%s", over, sippErrors(uas), tail(uasOut.Bytes()))
 		}
 	}
+	if n := len(e.srv.reg.lookup(bob)); n != 1 {
+		t.Fatalf("SIPp callee has %d bindings%s, want 1", n, over)
+	}
 
-	uac := sipp(ctx, t, e, "-sf", scenario(t, e, "uac.xml", rtpFile), "-s", alice, "-au", "alice", "-ap", "secret-a",
-		"-set", "callee", bob)
+	uac := sipp(ctx, t, e, append(transport(), "-sf", scenario(t, e, "uac.xml", rtpFile), "-s", alice, "-au", "alice", "-ap", "secret-a",
+		"-set", "callee", bob)...)
 	if out, err := uac.CombinedOutput(); err != nil {
-		t.Fatalf("sipp caller: %v\n%s\n%s", err, sippErrors(uac), tail(out))
+		t.Fatalf("sipp caller%s: %v\n%s\n%s", over, err, sippErrors(uac), tail(out))
 	}
 	select {
 	case err := <-uasDone:
 		uasDone <- err
 		if err != nil {
-			t.Fatalf("sipp callee: %v\n%s\n%s", err, sippErrors(uas), tail(uasOut.Bytes()))
+			t.Fatalf("sipp callee%s: %v\n%s\n%s", over, err, sippErrors(uas), tail(uasOut.Bytes()))
 		}
 	case <-ctx.Done():
 		t.Fatal("sipp callee did not finish")
 	}
 
 	calls, err := e.st.ListCalls(context.Background(), store.CallFilter{Number: bob})
-	if err != nil || len(calls) != 1 {
-		t.Fatalf("call records: %+v %v", calls, err)
+	if err != nil || len(calls) != 1 || calls[0].EndReason != endBye || calls[0].AnsweredAt.IsZero() {
+		t.Fatalf("call records%s: %+v %v", over, calls, err)
 	}
-	rec := calls[0]
-	if rec.EndReason != endBye || rec.AnsweredAt.IsZero() {
-		t.Fatalf("call record %+v", rec)
-	}
-	legs := map[string]uint64{}
-	for _, s := range rec.MediaStats {
-		legs[s.Leg] += s.Packets
-	}
-	if legs["caller"] == 0 || legs["callee"] == 0 {
-		t.Fatalf("RTP did not flow through the relay both ways: %+v", rec.MediaStats)
-	}
+	return calls[0]
 }
 
 func tail(b []byte) string {
