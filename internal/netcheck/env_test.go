@@ -297,9 +297,18 @@ func startSIPOn(t *testing.T, b sipBehaviour, conf *tls.Config) netip.AddrPort {
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
+	return serveListener(t, ln, func(c net.Conn) { serveSIPConn(c, b) })
+}
+
+// serveListener accepts on ln until the test ends, handing each connection
+// to serve (nil: holds it open unread); then ln and every connection are
+// closed and their goroutines waited for.
+func serveListener(t *testing.T, ln net.Listener, serve func(net.Conn)) netip.AddrPort {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -307,14 +316,22 @@ func startSIPOn(t *testing.T, b sipBehaviour, conf *tls.Config) netip.AddrPort {
 				return
 			}
 			mu.Lock()
+			if closed { // accepted as the test ended
+				mu.Unlock()
+				c.Close()
+				continue
+			}
 			conns = append(conns, c)
 			mu.Unlock()
-			wg.Go(func() { defer c.Close(); serveSIPConn(c, b) })
+			if serve != nil {
+				wg.Go(func() { defer c.Close(); serve(c) })
+			}
 		}
 	})
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -404,28 +421,5 @@ func silentTCP(t *testing.T) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return netip.MustParseAddrPort(ln.Addr().String())
+	return serveListener(t, ln, nil)
 }
