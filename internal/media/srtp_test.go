@@ -17,7 +17,7 @@ import (
 
 // keyPair draws the two directions' keys of suite and returns the two
 // ends' views of them.
-func keyPair(t *testing.T, suite string) (a, b *SRTPKeys) {
+func keyPair(t testing.TB, suite string) (a, b *SRTPKeys) {
 	t.Helper()
 	_, size, ok := suiteProfile(suite)
 	if !ok {
@@ -263,4 +263,41 @@ func (s *lockedSink) all() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.frames
+}
+
+// BenchmarkSRTPVideo protects and unprotects 1,200-byte video packets, the
+// client's per-packet SRTP cost: at 1.5 Mb/s (about 156 packets a second)
+// the CPU share is 156 × the ns/op reported.
+func BenchmarkSRTPVideo(b *testing.B) {
+	for _, suite := range []string{SuiteAEADAES128GCM, SuiteAESCM128HMACSHA1_80} {
+		b.Run(suite, func(b *testing.B) {
+			ka, kb := keyPair(b, suite)
+			tx, err := NewSRTPContext(ka)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rx, err := NewSRTPContext(kb)
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := bytes.Repeat([]byte{0x5a}, 1200)
+			plain := make([]byte, 1500)
+			b.SetBytes(int64(len(payload)))
+			for i := 0; b.Loop(); i++ {
+				p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i),
+					Timestamp: uint32(i / 5 * 3000), SSRC: 0x5678}, Payload: payload}
+				raw, err := p.Marshal()
+				if err != nil {
+					b.Fatal(err)
+				}
+				enc, err := tx.ProtectRTP(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rx.UnprotectRTP(plain, enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
