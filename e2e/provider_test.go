@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -204,78 +202,17 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	if err := c.Login(ctx, client.LoginRequest{Profile: prof, Username: "bob", Password: "bob-secret-22"}); err != nil {
 		t.Fatal(err)
 	}
-	token := c.State().MCSToken
-	pool, _ := prof.CAPool()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "mcs1.mcs.z5.test"},
-	}}
-	var mu sync.Mutex
-	var acked []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("w%d-%d", w, i), "number": "2025550199"})
-				req, _ := http.NewRequest("POST", "https://"+s.ip+":9443/api/v1/contacts", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+token)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := hc.Do(req)
-				if err != nil {
-					return // the server is gone
-				}
-				var out struct {
-					ID string `json:"id"`
-				}
-				json.NewDecoder(resp.Body).Decode(&out)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusCreated && out.ID != "" {
-					mu.Lock()
-					acked = append(acked, out.ID)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 150 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	s.proc.kill9()
-	close(stop)
-	wg.Wait()
-	if len(acked) < 20 {
-		t.Fatalf("only %d writes acknowledged before the kill", len(acked))
-	}
+	acked, _ := writeUntilKilled(t, prof, c.State().MCSToken, "https://"+s.ip+":9443", s.proc, 150, 30*time.Second)
 	s.start(t)
 	cs, err := c.SyncContacts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	have := map[string]bool{}
+	var have []string
 	for _, ct := range cs {
-		have[ct.ID] = true
+		have = append(have, ct.ID)
 	}
-	var lost []string
-	for _, id := range acked {
-		if !have[id] {
-			lost = append(lost, id)
-		}
-	}
-	if len(lost) > 0 {
+	if lost := lostWrites(acked, have); len(lost) > 0 {
 		t.Fatalf("%d of %d acknowledged contacts lost after kill -9: %v", len(lost), len(acked), lost)
 	}
 	t.Logf("%d acknowledged writes, all present after kill -9 and restart", len(acked))

@@ -275,7 +275,7 @@ func TestTwoSites(t *testing.T) {
 	}
 
 	// Address book writes acknowledged by A's MCS, then A is killed.
-	acked, killed := writeUntilKilled(t, prof, bob, "https://"+ip.aMCS+":9443", siteA)
+	acked, killed := writeUntilKilled(t, prof, clientToken(t, bob), "https://"+ip.aMCS+":9443", siteA, 100, 20*time.Second)
 
 	t.Run("acknowledged writes at the other site", func(t *testing.T) {
 		token := clientToken(t, bob)
@@ -294,17 +294,11 @@ func TestTwoSites(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("contacts at B: %d %v", resp.StatusCode, err)
 		}
-		have := map[string]bool{}
+		var have []string
 		for _, c := range list.Contacts {
-			have[c.ID] = true
+			have = append(have, c.ID)
 		}
-		var lost []string
-		for _, id := range acked {
-			if !have[id] {
-				lost = append(lost, id)
-			}
-		}
-		if len(lost) > 0 {
+		if lost := lostWrites(acked, have); len(lost) > 0 {
 			t.Fatalf("%d of %d contacts acknowledged by A missing at B after A was killed: %v", len(lost), len(acked), lost)
 		}
 		t.Logf("%d writes acknowledged by A before kill -9, all read back at B", len(acked))
@@ -377,12 +371,17 @@ func clientToken(t *testing.T, home string) string {
 	return st.MCSToken
 }
 
-// writeUntilKilled creates contacts through one MCS from four writers
-// until at least 100 are acknowledged (or 20 s pass), then kills site with
-// SIGKILL. It returns the acknowledged IDs and when the kill happened.
-func writeUntilKilled(t *testing.T, prof *profile.Profile, home, base string, site *proc) ([]string, time.Time) {
+// lostWrites are the IDs of acked that are not in have.
+func lostWrites(acked, have []string) []string {
+	return slices.DeleteFunc(slices.Clone(acked), func(id string) bool { return slices.Contains(have, id) })
+}
+
+// writeUntilKilled creates contacts through the MCS at base (mcs1, as
+// token's user) from four writers until at least enough are acknowledged
+// (or within passes), then kills site with SIGKILL. It returns the
+// acknowledged IDs, at least 20, and when the kill happened.
+func writeUntilKilled(t *testing.T, prof *profile.Profile, token, base string, site *proc, enough int, within time.Duration) ([]string, time.Time) {
 	t.Helper()
-	token := clientToken(t, home)
 	hc := apiClient(t, prof, "mcs1.mcs.z5.test")
 	var mu sync.Mutex
 	var acked []string
@@ -414,12 +413,12 @@ func writeUntilKilled(t *testing.T, prof *profile.Profile, home, base string, si
 			}
 		}()
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		if n >= 100 || time.Now().After(deadline) {
+		if n >= enough || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
