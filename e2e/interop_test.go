@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/z5vrs/z5/internal/siptest"
 )
 
 // Standard SIP clients against the real z5d: baresip (Debian baresip-core)
@@ -306,31 +308,10 @@ func tailOf(s string) string {
 func startBaresip(t *testing.T, name string, seconds int, command string) *proc {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	err := siptest.Baresip{Name: name, Listen: fmt.Sprintf("%s:%d", interopIP, freeTCPPort(t)), RTPPorts: 41000 + len(name)*20,
+		AOR: "sip:" + baresipNumber + "@mcs.z5.test", User: baresipUser, Pass: baresipPass, Outbound: interopNode + ":5060"}.Write(dir)
+	if err != nil {
 		t.Fatal(err)
-	}
-	config := fmt.Sprintf(`poll_method		epoll
-sip_listen		%s:%d
-audio_source		ausine,440
-ausrc_srate		48000
-ausrc_channels		2
-auplay_srate		48000
-audio_player		aubridge,%s
-audio_alert		aubridge,%s-alert
-rtp_ports		%d-%d
-module_path		/usr/lib/baresip/modules
-module			g711.so
-module			ausine.so
-module			aubridge.so
-module_tmp		account.so
-module_app		menu.so
-`, interopIP, freeTCPPort(t), name, name, 41000+len(name)*20, 41009+len(name)*20)
-	account := fmt.Sprintf("<sip:%s@mcs.z5.test;transport=tcp>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s:5060;transport=tcp\";regint=600;answermode=auto;audio_codecs=PCMU\n",
-		baresipNumber, baresipUser, baresipPass, interopNode)
-	for file, text := range map[string]string{"config": config, "accounts": account} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	args := []string{"-f", dir, "-t", fmt.Sprint(seconds)}
 	if command != "" {

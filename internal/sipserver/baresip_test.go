@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/z5vrs/z5/internal/siptest"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -69,35 +70,15 @@ func reexecInNetns(t *testing.T, test, envVar, setup string) {
 	}
 }
 
-// baresipConfig writes a headless baresip config and account.
+// baresipConfig writes a headless baresip config and account for number
+// registering with e, and returns its directory.
 func baresipConfig(t *testing.T, e *env, name, number, user, pass string, rtpLo int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	err := siptest.Baresip{Name: name, Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")), RTPPorts: rtpLo,
+		AOR: "sip:" + number + "@" + testDomain, User: user, Pass: pass, Outbound: e.addr.String()}.Write(dir)
+	if err != nil {
 		t.Fatal(err)
-	}
-	config := fmt.Sprintf(`poll_method		epoll
-sip_listen		127.0.0.1:%d
-audio_source		ausine,440
-ausrc_srate		48000
-ausrc_channels		2
-auplay_srate		48000
-audio_player		aubridge,%s
-audio_alert		aubridge,%s-alert
-rtp_ports		%d-%d
-module_path		/usr/lib/baresip/modules
-module			g711.so
-module			ausine.so
-module			aubridge.so
-module_tmp		account.so
-module_app		menu.so
-`, freePort(t, "tcp"), name, name, rtpLo, rtpLo+9)
-	account := fmt.Sprintf("<sip:%s@%s;transport=tcp>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s;transport=tcp\";regint=600;answermode=auto;audio_codecs=PCMU\n",
-		number, testDomain, user, pass, e.addr)
-	for file, text := range map[string]string{"config": config, "accounts": account} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
