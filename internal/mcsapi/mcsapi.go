@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/apimetrics"
+	"github.com/z5vrs/z5/internal/apiserver"
 	"github.com/z5vrs/z5/internal/carddav"
 	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/floodguard"
@@ -93,12 +93,8 @@ type Service struct {
 
 // New validates cfg and deps and builds the Service.
 func New(cfg Config, deps Deps) (*Service, error) {
-	var errs []error
-	check := func(bad bool, format string, args ...any) {
-		if bad {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var c apiserver.Checks
+	check := c.Check
 	check(deps.Store == nil, "deps.Store is required")
 	check(len(deps.LicenseKey) != ed25519.PrivateKeySize, "deps.LicenseKey: want an Ed25519 private key (%d bytes), got %d bytes", ed25519.PrivateKeySize, len(deps.LicenseKey))
 	check(cfg.LicenseTTL < time.Minute, "LicenseTTL %s: must be at least 1m", cfg.LicenseTTL)
@@ -106,8 +102,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	check(cfg.MaxContacts < 1, "MaxContacts %d: must be at least 1", cfg.MaxContacts)
 	check(cfg.MaxBody < 1024, "MaxBody %d: must be at least 1024 bytes", cfg.MaxBody)
 	check(cfg.MaxTrackedSources < 1, "MaxTrackedSources %d: must be at least 1", cfg.MaxTrackedSources)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("mcsapi config: %w", errors.Join(errs...))
+	if err := c.Err("mcsapi config"); err != nil {
+		return nil, err
 	}
 	cfg.Features = slices.Clone(cfg.Features)
 	m, err := newMetrics(deps.Registerer)
@@ -201,26 +197,13 @@ func (s *Service) routes() {
 // slow or stalled client cannot hold a connection or goroutine forever.
 // The read timeout leaves room for a full-size vCard upload on a slow line.
 func (s *Service) HTTPServer(tlsConf *tls.Config) *http.Server {
-	return &http.Server{
-		Handler:           s,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	return apiserver.HTTPServer(s, tlsConf, s.log, 60*time.Second, 60*time.Second)
 }
 
 // ServeHTTP sets the headers every response carries and routes.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Strict-Transport-Security", "max-age=31536000")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	apiserver.SetHeaders(h)
 	if wait, ok := s.reqLimit.Allow(remoteIP(r)); !ok {
 		s.metrics.Observe("rate_limited", http.StatusTooManyRequests, 0)
 		h.Set("Retry-After", strconv.Itoa(floodguard.RetrySeconds(wait)))
@@ -255,15 +238,7 @@ func (s *Service) wrap(h handler) http.Handler {
 			route = "other"
 		}
 		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.log.Error("mcs handler panic", "route", route, "panic", fmt.Sprint(p))
-				if sw.Status == 0 {
-					s.writeError(sw, r, errInternal)
-				}
-			}
+			apiserver.Recovered(recover(), s.log, "mcs", route, sw, func() { s.writeError(sw, r, errInternal) })
 			d := time.Since(start)
 			s.metrics.Observe(route, sw.Status, d)
 			if s.log.Enabled(r.Context(), slog.LevelDebug) {

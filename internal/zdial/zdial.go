@@ -12,7 +12,6 @@ package zdial
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/apimetrics"
+	"github.com/z5vrs/z5/internal/apiserver"
 	"github.com/z5vrs/z5/internal/clip"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/store"
@@ -150,12 +150,8 @@ type route struct {
 
 // New validates cfg and builds the Service.
 func New(cfg Config, deps Deps) (*Service, error) {
-	var errs []error
-	check := func(bad bool, format string, args ...any) {
-		if bad {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var c apiserver.Checks
+	check := c.Check
 	check(deps.Store == nil, "deps.Store is required")
 	check(cfg.SIPDomain == "", "SIPDomain is required")
 	check(cfg.Realm == "", "Realm is required")
@@ -171,8 +167,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	check(cfg.PerIPRate < 1, "PerIPRate %d: must be at least 1 per minute", cfg.PerIPRate)
 	check(cfg.PerIPBurst < 1, "PerIPBurst %d: must be at least 1", cfg.PerIPBurst)
 	check(cfg.RateLimit > 0 && cfg.RateBurst < 1, "RateBurst %d: must be at least 1", cfg.RateBurst)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("zdial config: %w", errors.Join(errs...))
+	if err := c.Err("zdial config"); err != nil {
+		return nil, err
 	}
 	cfg.MCSHosts = slices.Clone(cfg.MCSHosts)
 
@@ -230,16 +226,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // slow or stalled client cannot hold a connection or goroutine forever.
 // The write timeout leaves room for a login waiting on a busy argon2 slot.
 func (s *Service) HTTPServer(tlsConf *tls.Config) *http.Server {
-	return &http.Server{
-		Handler:           s,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      hashWait + 30*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	return apiserver.HTTPServer(s, tlsConf, s.log, 30*time.Second, hashWait+30*time.Second)
 }
 
 // ServeHTTP routes a request, sets the headers every response carries and
@@ -248,25 +235,13 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &apimetrics.StatusWriter{ResponseWriter: w}
 	h := sw.Header()
-	h.Set("Strict-Transport-Security", "max-age=31536000")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	apiserver.SetHeaders(h)
 	// Tokens and SIP passwords travel in responses: no cache may keep any.
 	h.Set("Cache-Control", "no-store")
 
 	label := "other"
 	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			s.log.Error("zdial handler panic", "route", label, "panic", fmt.Sprint(p))
-			if sw.Status == 0 {
-				s.writeError(sw, r, errInternal)
-			}
-		}
+		apiserver.Recovered(recover(), s.log, "zdial", label, sw, func() { s.writeError(sw, r, errInternal) })
 		s.metrics.Observe(label, sw.Status, time.Since(start))
 	}()
 
