@@ -102,8 +102,7 @@ func TestForwardedReInvite(t *testing.T) {
 	ctx := context.Background()
 	n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
 	a, b := n.phones(t)
-	done := a.inviteAsync(ctx, bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(ctx, a, b)
 	res := answerCall(t, b, ic, done, "answer")
 
 	reinvite := func(from, to *phone, do func(*sipmsg.Request) (*sipmsg.Response, error), target sipmsg.Uri) {

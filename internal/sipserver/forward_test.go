@@ -188,8 +188,7 @@ func TestForwardedCall(t *testing.T) {
 // hangUp; it returns the Call-ID.
 func forwardedCall(t *testing.T, n *twoNodes, a, b *phone, hangUp func(callResult, *incoming)) string {
 	t.Helper()
-	done := a.inviteAsync(context.Background(), bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(context.Background(), a, b)
 	offer := mediaAddr(ic.req.Body())
 	if !inRelayOf(n.a, offer) {
 		t.Fatalf("callee's offer points at %s, want node a's relay (%s, ports %s)", offer, n.a.addr.Addr(), n.a.ports)
@@ -238,20 +237,9 @@ func forwardedCall(t *testing.T, n *twoNodes, a, b *phone, hangUp func(callResul
 func checkOneRecord(t *testing.T, n *twoNodes, callID string) {
 	t.Helper()
 	ctx := context.Background()
-	var rec store.Call
-	waitFor(t, "call record ended", func() bool {
-		rec, _ = n.st.Call(ctx, callID)
-		return !rec.EndedAt.IsZero()
-	})
+	rec := endedCall(t, n.st, callID)
 	if rec.Node != "a" || rec.From != alice || rec.To != bob || rec.EndReason != endBye || rec.Status != 200 || rec.AnsweredAt.IsZero() {
 		t.Errorf("call record %+v", rec)
-	}
-	var pkts uint64
-	for _, s := range rec.MediaStats {
-		pkts += s.Packets
-	}
-	if pkts == 0 {
-		t.Errorf("media stats count no packets: %+v", rec.MediaStats)
 	}
 	calls, err := n.st.ListCalls(ctx, store.CallFilter{Number: bob})
 	if err != nil {
@@ -292,8 +280,7 @@ func TestForwardedCallOutcomes(t *testing.T) {
 	t.Run("busy: 486 passed back", func(t *testing.T) {
 		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
 		a, b := n.phones(t)
-		done := a.inviteAsync(ctx, bob)
-		ic := b.nextCall(5 * time.Second)
+		done, ic := ring(ctx, a, b)
 		ic.dlg.Respond(486, "Busy Here", nil)
 		ic.finish()
 		if res := wait(t, done, "outcome"); statusOf(res.err) != 486 {
@@ -308,8 +295,7 @@ func TestForwardedCallOutcomes(t *testing.T) {
 		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
 		a, b := n.phones(t)
 		cctx, cancel := context.WithCancel(ctx)
-		done := a.inviteAsync(cctx, bob)
-		ic := b.nextCall(5 * time.Second)
+		done, ic := ring(cctx, a, b)
 		ic.dlg.Respond(180, "Ringing", nil)
 		callID := ic.req.CallID().Value()
 		cancel()

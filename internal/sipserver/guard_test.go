@@ -327,8 +327,7 @@ func TestCallsPerNumberCap(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := a.inviteAsync(ctx, bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(ctx, a, b)
 	ic.dlg.Respond(180, "Ringing", nil)
 	defer ic.finish()
 

@@ -87,6 +87,32 @@ func ringAndAnswer(t *testing.T, callee *phone, ic *incoming, done <-chan callRe
 	return res
 }
 
+// endedCall waits for the record of callID to end and checks that its
+// media stats count packets; it returns the record.
+func endedCall(t *testing.T, st store.Store, callID string) store.Call {
+	t.Helper()
+	var rec store.Call
+	waitFor(t, "call record ended", func() bool {
+		rec, _ = st.Call(context.Background(), callID)
+		return !rec.EndedAt.IsZero()
+	})
+	var pkts uint64
+	for _, s := range rec.MediaStats {
+		pkts += s.Packets
+	}
+	if pkts == 0 {
+		t.Errorf("media stats count no packets: %+v", rec.MediaStats)
+	}
+	return rec
+}
+
+// ring has a call b (bob) and returns the caller's outcome to come and the
+// INVITE arriving at b.
+func ring(ctx context.Context, a, b *phone) (<-chan callResult, *incoming) {
+	done := a.inviteAsync(ctx, bob)
+	return done, b.nextCall(5 * time.Second)
+}
+
 type callResult struct {
 	sess *sipgo.DialogClientSession
 	err  error
@@ -180,9 +206,7 @@ func TestCallThroughRelay(t *testing.T) {
 	e := newEnv(t, nil)
 	a, b := twoPhones(t, e)
 	ctx := context.Background()
-	done := a.inviteAsync(ctx, bob)
-
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(ctx, a, b)
 	offer := mediaAddr(ic.req.Body())
 	if !e.inRelay(offer) {
 		t.Fatalf("callee's offer points at %s, not the relay (ports %s)", offer, e.ports)
@@ -216,19 +240,9 @@ func TestCallThroughRelay(t *testing.T) {
 		t.Fatalf("BYE: %v", err)
 	}
 	wait(t, b.byes, "BYE at the callee")
-	waitFor(t, "call record ended", func() bool {
-		rec, _ = e.st.Call(ctx, callID)
-		return !rec.EndedAt.IsZero()
-	})
-	if rec.EndReason != endBye || rec.Status != 200 || len(rec.MediaStats) == 0 {
+	rec = endedCall(t, e.st, callID)
+	if rec.EndReason != endBye || rec.Status != 200 {
 		t.Fatalf("final record %+v", rec)
-	}
-	var pkts uint64
-	for _, s := range rec.MediaStats {
-		pkts += s.Packets
-	}
-	if pkts == 0 {
-		t.Errorf("media stats count no packets: %+v", rec.MediaStats)
 	}
 	if n := metricValue(e, "z5_sip_active_calls"); n != 0 {
 		t.Errorf("active calls %v after BYE", n)
@@ -238,8 +252,7 @@ func TestCallThroughRelay(t *testing.T) {
 func TestCalleeHangsUp(t *testing.T) {
 	e := newEnv(t, nil)
 	a, b := twoPhones(t, e)
-	done := a.inviteAsync(context.Background(), bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(context.Background(), a, b)
 	answerCall(t, b, ic, done, "answer")
 	time.Sleep(50 * time.Millisecond) // the ACK reaches the callee
 	if err := ic.dlg.Bye(context.Background()); err != nil {
@@ -252,8 +265,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	e := newEnv(t, nil)
 	a, b := twoPhones(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := a.inviteAsync(ctx, bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(ctx, a, b)
 	ic.dlg.Respond(180, "Ringing", nil)
 	callID := ic.req.CallID().Value()
 	cancel()
@@ -299,8 +311,7 @@ func TestCallOutcomes(t *testing.T) {
 	t.Run("busy: 486 passed through", func(t *testing.T) {
 		e := newEnv(t, nil)
 		a, b := twoPhones(t, e)
-		done := a.inviteAsync(context.Background(), bob)
-		ic := b.nextCall(5 * time.Second)
+		done, ic := ring(context.Background(), a, b)
 		ic.dlg.Respond(486, "Busy Here", nil)
 		ic.finish()
 		if res := wait(t, done, "outcome"); statusOf(res.err) != 486 {
@@ -314,8 +325,7 @@ func TestCallOutcomes(t *testing.T) {
 	t.Run("no answer: 408 and CANCEL", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.NoAnswerTimeout = time.Second })
 		a, b := twoPhones(t, e)
-		done := a.inviteAsync(context.Background(), bob)
-		ic := b.nextCall(5 * time.Second)
+		done, ic := ring(context.Background(), a, b)
 		ic.dlg.Respond(180, "Ringing", nil)
 		wait(t, b.cancels, "CANCEL at the callee")
 		ic.finish()
@@ -365,8 +375,7 @@ func TestInviteOverUDPIsChallenged(t *testing.T) {
 func TestMediaTimeoutHangsUpBoth(t *testing.T) {
 	e := newEnvOpts(t, envOptions{mediaTimeout: time.Second})
 	a, b := twoPhones(t, e)
-	done := a.inviteAsync(context.Background(), bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(context.Background(), a, b)
 	answerCall(t, b, ic, done, "answer")
 	// Each BYE belongs to its recipient's dialog: the other side's tag in
 	// From, the recipient's own in To.
@@ -393,8 +402,7 @@ func TestReInviteIsAnchoredBothWays(t *testing.T) {
 	e := newEnv(t, nil)
 	a, b := twoPhones(t, e)
 	ctx := context.Background()
-	done := a.inviteAsync(ctx, bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(ctx, a, b)
 	res := answerCall(t, b, ic, done, "answer")
 
 	// The caller re-INVITEs with a new media port.
@@ -442,8 +450,7 @@ func TestRelayOutOfPortsIs503(t *testing.T) {
 	// Two port pairs: one audio stream, so one call at a time.
 	e := newEnvOpts(t, envOptions{ports: config.PortRange{Min: lo, Max: lo + 3}})
 	a, b := twoPhones(t, e)
-	done := a.inviteAsync(context.Background(), bob)
-	ic := b.nextCall(5 * time.Second)
+	done, ic := ring(context.Background(), a, b)
 	answerCall(t, b, ic, done, "first call")
 	_, err := a.invite(context.Background(), bob)
 	var de *sipgo.ErrDialogResponse
