@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,13 @@ func textAttributes(redPT, t140PT uint8) []sdp.Attribute {
 }
 
 // WithText adds an m=text line to an offer this end wrote: red/1000 then
-// t140/1000 on port, sendrecv, with ssrc announced (0: none).
+// t140/1000 on port, sendrecv, with ssrc announced (0: none). The line
+// goes before video, not last: Linphone 5.1 (liblinphone
+// StreamsGroup::render) dereferences the empty slot a declined m-line
+// leaves when an accepted one follows it, and crashes as it answers. It
+// accepts any text it is offered but declines video whenever it has no
+// camera or display, so audio, text, video puts the line it declines last.
+// m-line order is the offerer's choice (RFC 3264 section 5).
 func WithText(offer []byte, port int, rtcpMux bool, ssrc uint32, cname string) ([]byte, error) {
 	sd, err := parseSDP(offer)
 	if err != nil {
@@ -51,7 +58,14 @@ func WithText(offer []byte, port int, rtcpMux bool, ssrc uint32, cname string) (
 	}
 	md.MediaName.Formats = []string{strconv.Itoa(PTRed), strconv.Itoa(PTT140)}
 	md.Attributes = append(append(textAttributes(PTRed, PTT140), md.Attributes...), ssrcAttributes(ssrc, cname)...)
-	sd.MediaDescriptions = append(sd.MediaDescriptions, md)
+	at := len(sd.MediaDescriptions)
+	for i, m := range sd.MediaDescriptions {
+		if m.MediaName.Media == KindVideo {
+			at = i
+			break
+		}
+	}
+	sd.MediaDescriptions = slices.Insert(sd.MediaDescriptions, at, md)
 	b, err := sd.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("media: marshal offer with text: %w", err)

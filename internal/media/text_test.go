@@ -83,3 +83,37 @@ func TestTextPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestTextOfferOrder: the text line comes before video, so a peer that
+// declines video (the usual case for audio-only phones) declines the last
+// line; see WithText for the Linphone crash this avoids.
+func TestTextOfferOrder(t *testing.T) {
+	addr := netip.MustParseAddr("192.0.2.1")
+	for _, tc := range []struct {
+		name  string
+		video int
+		want  []string
+	}{
+		{"audio and video", 4002, []string{"audio", "text", "video"}},
+		{"audio only", 0, []string{"audio", "text"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			offer, err := BuildOffer(addr, 4000, tc.video, true)
+			if err == nil {
+				offer, err = WithText(offer, 4004, true, 77, "c1")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, line := range strings.Split(string(offer), "\r\n") {
+				if kind, ok := strings.CutPrefix(line, "m="); ok {
+					got = append(got, strings.Fields(kind)[0])
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("m-lines %v, want %v:\n%s", got, tc.want, offer)
+			}
+		})
+	}
+}
