@@ -200,9 +200,15 @@ func runInterop(t *testing.T) {
 				sent, recv = st.PacketsSent, st.PacketsReceived
 			}
 		}
-		t.Logf("Linphone answered Z5: audio sent %d received %d, relay %s", sent, recv, sum.Relay)
+		neg := negotiatedOf(t, out)
+		t.Logf("Linphone answered Z5: audio sent %d received %d, relay %s, text %+v, encrypted %t", sent, recv, sum.Relay, neg.Negotiated.Text, neg.Encrypted)
 		if sum.Relay != interopNode || sent == 0 || recv < 50 {
 			t.Errorf("Z5 call to Linphone: relay %s, audio sent %d received %d\n%s\nlinphonec:\n%s", sum.Relay, sent, recv, out, tailOf(l.Output()))
+		}
+		// Linphone takes the real-time text it is offered: the call keeps
+		// it (see media.WithText for why the m-line order matters).
+		if neg.Negotiated.Text == nil || neg.Negotiated.Text.Codec != "t140" {
+			t.Errorf("Z5 call to Linphone: no text stream negotiated\n%s", out)
 		}
 		l.quit(t)
 		t.Log(s.wantCallRecord(t, aliceWork, linNumber))
@@ -220,6 +226,29 @@ func runInterop(t *testing.T) {
 		b.stop(syscall.SIGTERM)
 		t.Log(s.wantCallRecord(t, linNumber, baresipNumber))
 	})
+}
+
+// negotiated is what `z5 call --json` says was negotiated and whether
+// every stream ran SRTP.
+type negotiated struct {
+	Negotiated struct {
+		Text *struct {
+			Codec     string `json:"codec"`
+			RedPT     int    `json:"red_pt"`
+			Encrypted bool   `json:"encrypted"`
+		} `json:"text"`
+	} `json:"negotiated"`
+	Encrypted bool `json:"encrypted"`
+}
+
+func negotiatedOf(t *testing.T, out string) negotiated {
+	t.Helper()
+	var n negotiated
+	i := strings.Index(out, "{")
+	if i < 0 || json.NewDecoder(strings.NewReader(out[i:])).Decode(&n) != nil {
+		t.Fatalf("no JSON call summary in:\n%s", out)
+	}
+	return n
 }
 
 // waitRegistered polls the node's registrations gauge.
