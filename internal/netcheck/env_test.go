@@ -257,14 +257,21 @@ func serveHTTPS(t *testing.T, ca *pki.CA, name string, h http.Handler) netip.Add
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
-// closedTCPPort is a loopback port nothing listens on (connections are
-// refused).
-func closedTCPPort(t *testing.T) netip.AddrPort {
+// listenTCP listens on a free loopback TCP port.
+func listenTCP(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// closedTCPPort is a loopback port nothing listens on (connections are
+// refused).
+func closedTCPPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln := listenTCP(t)
 	ap := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close()
 	return ap
@@ -290,10 +297,7 @@ func startSIPTLS(t *testing.T, ca *pki.CA, b sipBehaviour) netip.AddrPort {
 
 func startSIPOn(t *testing.T, b sipBehaviour, conf *tls.Config) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenTCP(t)
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
@@ -417,9 +421,5 @@ func startDNSUDPSink(t *testing.T) netip.AddrPort {
 // the test ends, as a firewall holding the handshake does.
 func silentTCP(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveListener(t, ln, nil)
+	return serveListener(t, listenTCP(t), nil)
 }
