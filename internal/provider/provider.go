@@ -153,7 +153,11 @@ func (n *Node) build() error {
 		n.mcsSrv = newHTTPS("mcs", h, cert, n.log)
 		scfg := SIPConfig(cfg, n.node)
 		if cfg.Ports.SIPTLS != 0 {
-			scfg.TLS = pki.ServerTLS(cert)
+			sipCert, err := sipCertificate(cfg, cert)
+			if err != nil {
+				return err
+			}
+			scfg.TLS = pki.ServerTLS(sipCert)
 		}
 		n.sip, err = sipserver.New(scfg, sipserver.Deps{
 			Store: n.store, Relay: n.relay, LicenseKeys: []ed25519.PublicKey{n.key.Public().(ed25519.PublicKey)},
@@ -417,4 +421,25 @@ func ProfileOf(cfg *config.Config) (*profile.Profile, error) {
 		return nil, err
 	}
 	return NewProfile(cfg, ca.CertPEM(), key.Public().(ed25519.PublicKey)), nil
+}
+
+// sipCertificate is the certificate SIP over TLS serves: the operator's
+// [sip] tls_cert and tls_key when set (relative paths are in the data
+// dir, like the database), else the MCS certificate from the deployment
+// CA, which clients verify against the profile.
+func sipCertificate(cfg *config.Config, fromCA tls.Certificate) (tls.Certificate, error) {
+	if cfg.SIP.TLSCert == "" {
+		return fromCA, nil
+	}
+	in := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(cfg.DataDir, p)
+	}
+	cert, err := tls.LoadX509KeyPair(in(cfg.SIP.TLSCert), in(cfg.SIP.TLSKey))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("sip.tls_cert/sip.tls_key: %w", err)
+	}
+	return cert, nil
 }
