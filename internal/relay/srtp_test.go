@@ -126,7 +126,7 @@ func TestRequireSRTPRewrite(t *testing.T) {
 }
 
 // srtpCtx is one endpoint's sending context for suite.
-func srtpCtx(t *testing.T, profile srtp.ProtectionProfile) *srtp.Context {
+func srtpCtx(t testing.TB, profile srtp.ProtectionProfile) *srtp.Context {
 	t.Helper()
 	kl, _ := profile.KeyLen()
 	sl, _ := profile.SaltLen()
