@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/siptest"
 )
 
@@ -92,6 +96,7 @@ type listenSummary struct {
 	Target    string `json:"target"`
 	Relay     string `json:"relay"`
 	EndReason string `json:"end_reason"`
+	Encrypted bool   `json:"encrypted"`
 	DurationS float64
 	Streams   []struct {
 		Kind            string `json:"kind"`
@@ -127,7 +132,7 @@ func runInterop(t *testing.T) {
 	t.Run("baresip calls Z5", func(t *testing.T) {
 		lis := startZ5(t, alice, "listen", "--auto-answer", "--json", "--max-calls", "1")
 		waitRegistered(t, s, 1)
-		b := startBaresip(t, "caller", 8, "/dial sip:"+aliceWork+"@mcs.z5.test")
+		b := startBaresip(t, "caller", 8, "/dial sip:"+aliceWork+"@mcs.z5.test", "")
 		waitExit(t, lis, 30*time.Second)
 		sum := lastListenSummary(t, lis.Output())
 		sent, recv, kinds := audioOf(sum.Streams)
@@ -139,8 +144,68 @@ func runInterop(t *testing.T) {
 		t.Log(s.wantCallRecord(t, baresipNumber, aliceWork))
 	})
 
+	// Over TLS with SDES-SRTP: a capture of the SIP ports and the relay's
+	// ports during the call holds no plaintext SIP and no RTP that
+	// decodes as PCMU audio (baresip's sine or the Z5 client's tone).
+	t.Run("baresip calls Z5 over TLS with SRTP", func(t *testing.T) {
+		tshark := needTool(t, "tshark")
+		tones := plainTones(t)
+		pcap := filepath.Join(t.TempDir(), "call.pcap")
+		capture := startPath(t, tshark, []string{"-i", "lo", "-F", "pcap", "-w", pcap, "-f",
+			"host " + interopNode + " and (tcp port 5060 or tcp port 5061 or udp portrange 20000-20999)"},
+			func(out string) { t.Logf("tshark:\n%s", tailOf(out)) })
+		waitFor(t, capture, "Capturing on", 20*time.Second)
+		lis := startZ5(t, alice, "listen", "--auto-answer", "--json", "--max-calls", "1")
+		waitRegistered(t, s, 1)
+		b := startBaresip(t, "tlscaller", 8, "/dial sip:"+aliceWork+"@mcs.z5.test", filepath.Join(s.dir, "ca.pem"))
+		waitExit(t, lis, 30*time.Second)
+		b.stop(syscall.SIGTERM)
+		time.Sleep(300 * time.Millisecond) // the last datagrams reach the file
+		capture.stop(syscall.SIGINT)
+
+		sum := lastListenSummary(t, lis.Output())
+		sent, recv, kinds := audioOf(sum.Streams)
+		t.Logf("Z5 answered baresip over TLS: streams %v, audio sent %d received %d, encrypted %t, relay %s, ended %q",
+			kinds, sent, recv, sum.Encrypted, sum.Relay, sum.EndReason)
+		if sent == 0 || recv < 50 || !sum.Encrypted {
+			t.Errorf("Z5 side of a baresip SRTP call: streams %v, audio sent %d received %d, encrypted %t (want audio both ways, encrypted)\nbaresip:\n%s",
+				kinds, sent, recv, sum.Encrypted, tailOf(b.Output()))
+		}
+		t.Log(s.wantCallRecord(t, baresipNumber, aliceWork))
+
+		raw, err := os.ReadFile(pcap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sipFrames := tsharkCount(t, tshark, pcap, "sip")
+		tlsFrames := tsharkCount(t, tshark, pcap, "tls.record.content_type == 23")
+		var rtpCount, pcmu, plain int
+		for _, p := range readPcapUDP(t, pcap) {
+			payload, pt, ok := rtpPayload(p)
+			if !ok {
+				continue
+			}
+			rtpCount++
+			if pt == media.PTPCMU {
+				pcmu++
+			}
+			if tones.plaintext(payload) {
+				plain++
+			}
+		}
+		t.Logf("capture: %d TLS application-data records, %d SIP messages in the clear; %d RTP datagrams (%d PT 0), %d decode as plain audio",
+			tlsFrames, sipFrames, rtpCount, pcmu, plain)
+		if sipFrames != 0 || bytes.Contains(raw, []byte("SIP/2.0")) || tlsFrames < 4 {
+			t.Errorf("capture: %d SIP messages in the clear, %d TLS records (want none in the clear, all over TLS)", sipFrames, tlsFrames)
+		}
+		// 8 s of 50 pps audio, both ways, on both legs of the relay.
+		if pcmu < 400 || plain != 0 {
+			t.Errorf("capture: %d PCMU datagrams, %d in the clear (want >= 400, none)", pcmu, plain)
+		}
+	})
+
 	t.Run("Z5 calls baresip", func(t *testing.T) {
-		b := startBaresip(t, "callee", 20, "")
+		b := startBaresip(t, "callee", 20, "", "")
 		waitRegistered(t, s, 1)
 		out := mustZ5(t, alice, "", "call", baresipNumber, "--duration", "4s", "--json")
 		sum := parseSummary(t, out)
@@ -215,7 +280,7 @@ func runInterop(t *testing.T) {
 	})
 
 	t.Run("Linphone calls baresip", func(t *testing.T) {
-		b := startBaresip(t, "callee2", 20, "")
+		b := startBaresip(t, "callee2", 20, "", "")
 		l := startLinphone(t, false)
 		l.waitRegistered(t)
 		waitRegistered(t, s, 2)
@@ -249,6 +314,99 @@ func negotiatedOf(t *testing.T, out string) negotiated {
 		t.Fatalf("no JSON call summary in:\n%s", out)
 	}
 	return n
+}
+
+// tsharkCount is the number of frames of pcap that match filter.
+func tsharkCount(t *testing.T, tshark, pcap, filter string) int {
+	t.Helper()
+	out, err := exec.Command(tshark, "-r", pcap, "-Y", filter, "-T", "fields", "-e", "frame.number").Output()
+	if err != nil {
+		t.Fatalf("tshark -Y %q: %v", filter, err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// audioDetector flags RTP payloads that are audio in the clear: a run of
+// the Z5 client's clip, or μ-law that decodes to a steady tone (baresip's
+// 440 Hz sine) rather than noise.
+type audioDetector struct{ clip clipBytes }
+
+// plainTones builds the detector and checks it against μ-law sines and
+// random bytes (which is what SRTP ciphertext looks like).
+func plainTones(t *testing.T) audioDetector {
+	t.Helper()
+	d := audioDetector{clip: plainClip(t)}
+	for _, hz := range []float64{300, 440, 1000} {
+		p := make([]byte, 160)
+		for i := range p {
+			p[i] = linearToULaw(int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000)))
+		}
+		if !d.plaintext(p) {
+			t.Fatalf("detector misses a %.0f Hz tone in PCMU", hz)
+		}
+	}
+	noise := make([]byte, 170)
+	for range 1000 {
+		rand.Read(noise)
+		if d.plaintext(noise) {
+			t.Fatalf("detector flags random bytes %x", noise)
+		}
+	}
+	return d
+}
+
+func (d audioDetector) plaintext(p []byte) bool {
+	if d.clip.plaintext(p) {
+		return true
+	}
+	if len(p) < 80 {
+		return false
+	}
+	// Lag-1 autocorrelation of the decoded samples: near cos(2πf/8000)
+	// (0.94 at 440 Hz) for a tone, near 0 for random bytes.
+	x := make([]float64, len(p))
+	var mean float64
+	for i, u := range p {
+		x[i] = float64(ulawDecode(u))
+		mean += x[i]
+	}
+	mean /= float64(len(x))
+	var r0, r1 float64
+	for i := range x {
+		x[i] -= mean
+		r0 += x[i] * x[i]
+		if i > 0 {
+			r1 += x[i] * x[i-1]
+		}
+	}
+	return r0 > 0 && r1/r0 > 0.5
+}
+
+// ulawDecode and linearToULaw are G.711 μ-law (ITU-T G.711).
+func ulawDecode(u byte) int16 {
+	u = ^u
+	t := (int16(u&0x0f) << 3) + 0x84
+	t <<= (u & 0x70) >> 4
+	if u&0x80 != 0 {
+		return 0x84 - t
+	}
+	return t - 0x84
+}
+
+func linearToULaw(s int16) byte {
+	const bias, clip = 0x84, 32635
+	sign := byte(0)
+	v := int(s)
+	if v < 0 {
+		v, sign = -v, 0x80
+	}
+	v = min(v, clip) + bias
+	exp := byte(7)
+	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := byte(v>>(int(exp)+3)) & 0x0f
+	return ^(sign | exp<<4 | mant)
 }
 
 // waitRegistered polls the node's registrations gauge.
@@ -334,11 +492,18 @@ func tailOf(s string) string {
 // ausine, which works at 48 kHz only and is resampled to PCMU; what
 // arrives is played into aubridge), auto-answering, optionally
 // executing a command (a /dial) at start.
-func startBaresip(t *testing.T, name string, seconds int, command string) *proc {
+//
+// With caFile set it registers over TLS to the MCS's SIPS port, verifying
+// it against caFile, and makes and takes only SDES-SRTP calls (its srtp
+// module, mediaenc=srtp-mand).
+func startBaresip(t *testing.T, name string, seconds int, command, caFile string) *proc {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	err := siptest.Baresip{Name: name, Listen: fmt.Sprintf("%s:%d", interopIP, freeTCPPort(t)), RTPPorts: 41000 + len(name)*20,
 		AOR: "sip:" + baresipNumber + "@mcs.z5.test", User: baresipUser, Pass: baresipPass, Outbound: interopNode + ":5060"}.Write(dir)
+	if err == nil && caFile != "" {
+		err = baresipSRTP(dir, caFile)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +512,25 @@ func startBaresip(t *testing.T, name string, seconds int, command string) *proc 
 		args = append(args, "-e", command)
 	}
 	return startTool(t, "baresip", args...)
+}
+
+// baresipSRTP turns the plain TCP account siptest.Baresip wrote in dir
+// into one over TLS with mandatory SRTP.
+func baresipSRTP(dir, caFile string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "config"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "module\t\t\tsrtp.so\nsip_cafile\t\t%s\n", caFile)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	account := fmt.Sprintf("<sip:%s@mcs.z5.test;transport=tls>;auth_user=%s;auth_pass=%s;outbound=\"sip:%s:5061;transport=tls\";"+
+		"regint=600;answermode=auto;audio_codecs=PCMU;mediaenc=srtp-mand\n", baresipNumber, baresipUser, baresipPass, interopNode)
+	return os.WriteFile(filepath.Join(dir, "accounts"), []byte(account), 0o644)
 }
 
 // startTool runs a third-party program like start runs ours.
