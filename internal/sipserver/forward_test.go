@@ -286,28 +286,15 @@ func TestForwardedCallOutcomes(t *testing.T) {
 		if res := wait(t, done, "outcome"); statusOf(res.err) != 486 {
 			t.Fatalf("got %v, want 486", res.err)
 		}
-		waitFor(t, "record busy", func() bool {
-			rec, _ := n.st.Call(ctx, ic.req.CallID().Value())
-			return rec.EndReason == endBusy && rec.Status == 486 && rec.Node == "a"
-		})
+		if rec := recordEnds(t, n.st, ic.req.CallID().Value(), endBusy, 486); rec.Node != "a" {
+			t.Errorf("call recorded by node %q, want a (the caller's)", rec.Node)
+		}
 	})
 	t.Run("CANCEL passed on", func(t *testing.T) {
 		n := newTwoNodes(t, sqliteStores, nodeOptions{}, nodeOptions{})
 		a, b := n.phones(t)
-		cctx, cancel := context.WithCancel(ctx)
-		done, ic := ring(cctx, a, b)
-		ic.dlg.Respond(180, "Ringing", nil)
-		callID := ic.req.CallID().Value()
-		cancel()
-		wait(t, b.cancels, "CANCEL at the callee")
-		ic.finish()
-		if res := wait(t, done, "the caller's outcome"); res.err == nil {
-			t.Fatal("canceled call was answered")
-		}
-		waitFor(t, "record ended by cancel", func() bool {
-			rec, _ := n.st.Call(ctx, callID)
-			return rec.EndReason == endCancel && rec.Status == 487
-		})
+		callID := cancelRinging(t, a, b)
+		recordEnds(t, n.st, callID, endCancel, 487)
 		waitFor(t, "call gone on node b", func() bool { return n.b.srv.calls.get(callID) == nil })
 	})
 	t.Run("callee's node unreachable: 480, registration dropped", func(t *testing.T) {

@@ -164,13 +164,8 @@ func splitHeaders(hdr []byte) []rawHeader {
 	rest := hdr[i+2:]
 	var out []rawHeader
 	for len(rest) > 0 {
-		j := bytes.Index(rest, []byte("\r\n"))
 		var line []byte
-		if j < 0 {
-			line, rest = rest, nil
-		} else {
-			line, rest = rest[:j], rest[j+2:]
-		}
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		if len(line) == 0 {
 			break // end of the header section
 		}

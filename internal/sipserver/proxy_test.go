@@ -264,21 +264,38 @@ func TestCalleeHangsUp(t *testing.T) {
 func TestCancelBeforeAnswer(t *testing.T) {
 	e := newEnv(t, nil)
 	a, b := twoPhones(t, e)
+	recordEnds(t, e.st, cancelRinging(t, a, b), endCancel, 487)
+}
+
+// cancelRinging has a call b (bob), b ring, and a cancel before any
+// answer: the CANCEL must reach b and the call not be answered. It
+// returns the call's ID.
+func cancelRinging(t *testing.T, a, b *phone) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done, ic := ring(ctx, a, b)
 	ic.dlg.Respond(180, "Ringing", nil)
 	callID := ic.req.CallID().Value()
 	cancel()
 	wait(t, b.cancels, "CANCEL at the callee")
 	ic.finish()
-	res := wait(t, done, "the caller's outcome")
-	if res.err == nil {
+	if res := wait(t, done, "the caller's outcome"); res.err == nil {
 		t.Fatal("canceled call was answered")
 	}
-	waitFor(t, "record ended by cancel", func() bool {
-		rec, _ := e.st.Call(context.Background(), callID)
-		return rec.EndReason == endCancel && rec.Status == 487
+	return callID
+}
+
+// recordEnds waits for the record of callID in st to end with reason and
+// final status, and returns it.
+func recordEnds(t *testing.T, st store.Store, callID, reason string, status int) store.Call {
+	t.Helper()
+	var rec store.Call
+	waitFor(t, "record ended by "+reason, func() bool {
+		rec, _ = st.Call(context.Background(), callID)
+		return rec.EndReason == reason && rec.Status == status
 	})
+	return rec
 }
 
 func TestCallOutcomes(t *testing.T) {
@@ -317,10 +334,7 @@ func TestCallOutcomes(t *testing.T) {
 		if res := wait(t, done, "outcome"); statusOf(res.err) != 486 {
 			t.Fatalf("got %v, want 486", res.err)
 		}
-		waitFor(t, "record busy", func() bool {
-			rec, _ := e.st.Call(context.Background(), ic.req.CallID().Value())
-			return rec.EndReason == endBusy && rec.Status == 486
-		})
+		recordEnds(t, e.st, ic.req.CallID().Value(), endBusy, 486)
 	})
 	t.Run("no answer: 408 and CANCEL", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.NoAnswerTimeout = time.Second })
@@ -332,10 +346,7 @@ func TestCallOutcomes(t *testing.T) {
 		if res := wait(t, done, "outcome"); statusOf(res.err) != 408 {
 			t.Fatalf("got %v, want 408", res.err)
 		}
-		waitFor(t, "record no-answer", func() bool {
-			rec, _ := e.st.Call(context.Background(), ic.req.CallID().Value())
-			return rec.EndReason == endNoAnswer && rec.Status == 408
-		})
+		recordEnds(t, e.st, ic.req.CallID().Value(), endNoAnswer, 408)
 	})
 }
 
