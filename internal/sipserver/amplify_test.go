@@ -340,6 +340,36 @@ func testUDPBindingsPerAddrCapped(t *testing.T) {
 	}
 }
 
+// silentUDPForks registers n UDP bindings of bob with e: addresses a
+// registration named, no phone behind them.
+func silentUDPForks(t *testing.T, e *env, n int) []*udpPeer {
+	t.Helper()
+	var silent []*udpPeer
+	for range n {
+		p := newUDPPeer(t)
+		if res := registerUDP(t, e, p, bob, "bob", "secret-b"); res.StatusCode != 200 {
+			t.Fatalf("bob's binding at %s: %d %s", p.addr, res.StatusCode, res.Reason)
+		}
+		silent = append(silent, p)
+	}
+	return silent
+}
+
+// invitesFromNow returns the INVITEs each of silent has received so far,
+// and how many more reach them all in the next 4 s: Timer A would resend
+// at 0.5, 1.5 and 3.5 s after the first, so past the third.
+func invitesFromNow(silent []*udpPeer) (before []int, after int) {
+	before = make([]int, len(silent))
+	for i, p := range silent {
+		before[i] = p.count("INVITE ")
+	}
+	time.Sleep(4 * time.Second)
+	for i, p := range silent {
+		after += p.count("INVITE ") - before[i]
+	}
+	return before, after
+}
+
 // Hole 3: a callee with UDP bindings that never answer (addresses a
 // registration named, no phone behind them); once the caller CANCELs, no
 // INVITE reaches them again.
@@ -351,15 +381,7 @@ func testCanceledForksStopRetransmitting(t *testing.T) {
 	if res := caller.register(600); res.StatusCode != 200 {
 		t.Fatal(res)
 	}
-	const forks = 4
-	var silent []*udpPeer
-	for range forks {
-		p := newUDPPeer(t)
-		if res := registerUDP(t, e, p, bob, "bob", "secret-b"); res.StatusCode != 200 {
-			t.Fatalf("bob's binding at %s: %d %s", p.addr, res.StatusCode, res.Reason)
-		}
-		silent = append(silent, p)
-	}
+	silent := silentUDPForks(t, e, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := caller.inviteAsync(ctx, bob)
 	for _, p := range silent {
@@ -372,19 +394,9 @@ func testCanceledForksStopRetransmitting(t *testing.T) {
 	waitFor(t, "call ended", func() bool {
 		return len(e.srv.calls.all()) == 0
 	})
-	before := make([]int, forks)
-	for i, p := range silent {
-		before[i] = p.count("INVITE ")
-	}
-	// Timer A would resend at 0.5, 1.5, 3.5 s after the first: wait past
-	// the third.
-	time.Sleep(4 * time.Second)
-	after := 0
-	for i, p := range silent {
-		after += p.count("INVITE ") - before[i]
-	}
+	before, after := invitesFromNow(silent)
 	t.Logf("%d silent UDP forks: INVITEs received before CANCEL %v, after CANCEL %d in 4 s; %v retransmissions suppressed",
-		forks, before, after, metricValue(e, "z5_sip_udp_fork_retransmissions_suppressed_total"))
+		len(silent), before, after, metricValue(e, "z5_sip_udp_fork_retransmissions_suppressed_total"))
 	if after != 0 {
 		t.Fatalf("%d INVITE retransmissions reached the forks after CANCEL, want 0", after)
 	}
@@ -395,15 +407,7 @@ func testCanceledForksStopRetransmitting(t *testing.T) {
 func testAnsweredCallStopsSilentForks(t *testing.T) {
 	e := newEnv(t, nil)
 	caller, callee := twoPhones(t, e) // bob's answering phone, over TCP
-	const silentForks = 2
-	var silent []*udpPeer
-	for range silentForks {
-		p := newUDPPeer(t)
-		if res := registerUDP(t, e, p, bob, "bob", "secret-b"); res.StatusCode != 200 {
-			t.Fatalf("bob's binding at %s: %d %s", p.addr, res.StatusCode, res.Reason)
-		}
-		silent = append(silent, p)
-	}
+	silent := silentUDPForks(t, e, 2)
 	done := caller.inviteAsync(context.Background(), bob)
 	ic := callee.nextCall(5 * time.Second)
 	for _, p := range silent {
@@ -414,16 +418,8 @@ func testAnsweredCallStopsSilentForks(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	defer ic.finish()
-	before := make([]int, silentForks)
-	for i, p := range silent {
-		before[i] = p.count("INVITE ")
-	}
-	time.Sleep(4 * time.Second)
-	after := 0
-	for i, p := range silent {
-		after += p.count("INVITE ") - before[i]
-	}
-	t.Logf("call answered on TCP; %d silent UDP forks: INVITEs before the answer %v, after it %d in 4 s", silentForks, before, after)
+	before, after := invitesFromNow(silent)
+	t.Logf("call answered on TCP; %d silent UDP forks: INVITEs before the answer %v, after it %d in 4 s", len(silent), before, after)
 	if after != 0 {
 		t.Fatalf("%d INVITE retransmissions reached the silent forks after the answer, want 0", after)
 	}
