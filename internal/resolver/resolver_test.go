@@ -94,6 +94,18 @@ func deadAddr(t *testing.T) netip.AddrPort {
 	return a
 }
 
+// silentServer is a nameserver that never answers: a UDP socket nobody
+// reads until the test ends, no TCP.
+func silentServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
 var zone = map[string][]string{
 	"zdial.z5.test.":  {"127.0.0.1"},
 	"lb.mcs.z5.test.": {"127.0.0.1", "127.0.0.2"},
@@ -182,13 +194,7 @@ func TestAllServersDown(t *testing.T) {
 }
 
 func TestSilentServerCostsOnce(t *testing.T) {
-	// A server that never answers: a UDP socket nobody reads, no TCP.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	silent := netip.MustParseAddrPort(pc.LocalAddr().String())
+	silent := silentServer(t)
 	good := startNS(t, zone, false, true, true)
 	r := New([]netip.AddrPort{silent, good.addr}, 200*time.Millisecond)
 	if _, err := r.LookupHost(context.Background(), "zdial.z5.test"); err != nil {
@@ -211,12 +217,7 @@ func TestSilentServerCostsOnce(t *testing.T) {
 // on a silent first server marks that one failed, not the next one it never
 // had time to ask, so the next lookup goes straight to the answering server.
 func TestCallerDeadlineSparesTheNextServer(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	silent := netip.MustParseAddrPort(pc.LocalAddr().String())
+	silent := silentServer(t)
 	good := startNS(t, zone, false, true, true)
 	r := New([]netip.AddrPort{silent, good.addr}, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
