@@ -70,14 +70,9 @@ func WriteCard(w io.Writer, card vcard.Card) error {
 	return nil
 }
 
-func writeCard(w *bufio.Writer, card vcard.Card) error {
-	if card.Value(vcard.FieldVersion) == "" {
-		return errors.New("write vcard: VERSION missing")
-	}
-	keys := make([]string, 0, len(card))
-	for k := range card {
-		keys = append(keys, k)
-	}
+// sortProperties orders property names as propertyOrder lists them, the
+// others after them by name.
+func sortProperties(keys []string) {
 	slices.SortFunc(keys, func(a, b string) int {
 		ia, ib := slices.Index(propertyOrder, a), slices.Index(propertyOrder, b)
 		switch {
@@ -90,6 +85,17 @@ func writeCard(w *bufio.Writer, card vcard.Card) error {
 		}
 		return strings.Compare(a, b)
 	})
+}
+
+func writeCard(w *bufio.Writer, card vcard.Card) error {
+	if card.Value(vcard.FieldVersion) == "" {
+		return errors.New("write vcard: VERSION missing")
+	}
+	keys := make([]string, 0, len(card))
+	for k := range card {
+		keys = append(keys, k)
+	}
+	sortProperties(keys)
 	w.WriteString("BEGIN:VCARD\r\n")
 	var line strings.Builder
 	for _, k := range keys {
@@ -250,33 +256,7 @@ func Decode(r io.Reader, maxCards int, maxBytes int64) ([]Contact, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Contact, 0, len(cards))
-	uids := make(map[string]int)
-	for i, pc := range cards {
-		c, err := FromVCard(pc.card)
-		if err != nil {
-			e := &Error{Card: i + 1, Line: pc.line, Err: err}
-			if pe, ok := errors.AsType[*PropertyError](err); ok {
-				e.Property, e.Err = pe.Property, pe.Err
-				if ls := pc.lines[pe.Property]; pe.Index < len(ls) {
-					e.Line = ls[pe.Index]
-				}
-			}
-			return nil, e
-		}
-		if c.UID != "" {
-			if j, dup := uids[c.UID]; dup {
-				e := &Error{Card: i + 1, Line: pc.line, Property: "UID", Err: fmt.Errorf("%q repeats card %d", clip.String(c.UID, 40), j)}
-				if ls := pc.lines["UID"]; len(ls) > 0 {
-					e.Line = ls[0]
-				}
-				return nil, e
-			}
-			uids[c.UID] = i + 1
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return mapCards(cards)
 }
 
 // ReadCards reads vCard 3.0 and 4.0 cards without mapping them to contacts,
@@ -286,20 +266,21 @@ func ReadCards(r io.Reader, maxCards int, maxBytes int64) ([]vcard.Card, error) 
 	if err != nil {
 		return nil, err
 	}
+	return cardsOf(pcs), nil
+}
+
+// cardsOf are the cards of pcs.
+func cardsOf(pcs []parsedCard) []vcard.Card {
 	out := make([]vcard.Card, len(pcs))
 	for i, pc := range pcs {
 		out[i] = pc.card
 	}
-	return out, nil
+	return out
 }
 
-type parsedCard struct {
-	card  vcard.Card
-	line  int              // line of BEGIN:VCARD
-	lines map[string][]int // property -> line of each occurrence
-}
-
-func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) {
+// readLimited reads all of r, what names the format in errors; more than
+// maxBytes is ErrTooLarge.
+func readLimited(r io.Reader, maxBytes int64, what string) ([]byte, error) {
 	if maxBytes < 0 {
 		maxBytes = 0
 	}
@@ -309,10 +290,24 @@ func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) 
 	}
 	data, err := io.ReadAll(io.LimitReader(r, limit))
 	if err != nil {
-		return nil, fmt.Errorf("read vcard: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	if int64(len(data)) > maxBytes {
 		return nil, &Error{Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)}
+	}
+	return data, nil
+}
+
+type parsedCard struct {
+	card  vcard.Card
+	line  int              // line of BEGIN:VCARD
+	lines map[string][]int // property -> line of each occurrence
+}
+
+func readCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) {
+	data, err := readLimited(r, maxBytes, "vcard")
+	if err != nil {
+		return nil, err
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 

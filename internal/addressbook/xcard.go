@@ -68,18 +68,7 @@ func writeXCard(w *bufio.Writer, card vcard.Card) error {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b string) int {
-		ia, ib := slices.Index(propertyOrder, a), slices.Index(propertyOrder, b)
-		switch {
-		case ia >= 0 && ib >= 0:
-			return ia - ib
-		case ia >= 0:
-			return -1
-		case ib >= 0:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
+	sortProperties(keys)
 	w.WriteString("  <vcard>\n")
 	for _, k := range keys {
 		if !validName(k) {
@@ -217,11 +206,7 @@ func ReadXCards(r io.Reader, maxCards int, maxBytes int64) ([]vcard.Card, error)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]vcard.Card, len(pcs))
-	for i, pc := range pcs {
-		out[i] = pc.card
-	}
-	return out, nil
+	return cardsOf(pcs), nil
 }
 
 // mapCards maps parsed cards to contacts, pinning errors to card, line and
@@ -334,19 +319,9 @@ func (x *xReader) text(card int, start xml.StartElement) (string, error) {
 }
 
 func readXCards(r io.Reader, maxCards int, maxBytes int64) ([]parsedCard, error) {
-	if maxBytes < 0 {
-		maxBytes = 0
-	}
-	limit := maxBytes
-	if limit < 1<<62 {
-		limit++ // one byte more tells "too large" from "exactly the limit"
-	}
-	data, err := io.ReadAll(io.LimitReader(r, limit))
+	data, err := readLimited(r, maxBytes, "xcard")
 	if err != nil {
-		return nil, fmt.Errorf("read xcard: %w", err)
-	}
-	if int64(len(data)) > maxBytes {
-		return nil, &Error{Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)}
+		return nil, err
 	}
 	x := &xReader{dec: xml.NewDecoder(bytes.NewReader(data))}
 	x.dec.Strict = true
