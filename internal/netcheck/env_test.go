@@ -208,35 +208,22 @@ func startDNS(t *testing.T, dropUDP bool) netip.AddrPort {
 		}
 		w.WriteMsg(m)
 	})
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err != nil {
-			ln.Close()
-			continue // the UDP twin of this port is taken: try another
-		}
-		addr := netip.MustParseAddrPort(ln.Addr().String())
-		serve := func(s *dns.Server) {
-			started := make(chan struct{})
-			s.NotifyStartedFunc = func() { close(started) }
-			done := make(chan struct{})
-			go func() { defer close(done); s.ActivateAndServe() }()
-			<-started
-			t.Cleanup(func() { s.Shutdown(); <-done })
-		}
-		serve(&dns.Server{Listener: ln, Handler: h})
-		if dropUDP {
-			t.Cleanup(func() { pc.Close() })
-		} else {
-			serve(&dns.Server{PacketConn: pc, Handler: h})
-		}
-		return addr
+	ln, pc := testenv.ListenTCPUDP(t)
+	serve := func(s *dns.Server) {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		done := make(chan struct{})
+		go func() { defer close(done); s.ActivateAndServe() }()
+		<-started
+		t.Cleanup(func() { s.Shutdown(); <-done })
 	}
-	t.Fatal("no port free on both TCP and UDP")
-	return netip.AddrPort{}
+	serve(&dns.Server{Listener: ln, Handler: h})
+	if dropUDP {
+		t.Cleanup(func() { pc.Close() })
+	} else {
+		serve(&dns.Server{PacketConn: pc, Handler: h})
+	}
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 // serveHTTPS serves h over TLS as name, with a certificate from ca.

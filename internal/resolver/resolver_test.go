@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // fakeNS is a tiny authoritative server for tests: name -> A records, with
@@ -47,25 +49,7 @@ func startNS(t *testing.T, records map[string][]string, truncate, udp, tcp bool)
 		}
 		w.WriteMsg(m)
 	})
-	// One port for both: bind TCP first, then UDP on the same port.
-	var tl net.Listener
-	var pc net.PacketConn
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := net.ListenPacket("udp", l.Addr().String())
-		if err != nil {
-			l.Close()
-			continue
-		}
-		tl, pc = l, p
-		break
-	}
-	if tl == nil {
-		t.Fatal("no free port pair")
-	}
+	tl, pc := testenv.ListenTCPUDP(t) // one port for both
 	f.addr = netip.MustParseAddrPort(tl.Addr().String())
 	if udp {
 		s := &dns.Server{PacketConn: pc, Handler: h}

@@ -46,3 +46,24 @@ func bindAll(ip netip.Addr, base, n int) bool {
 	}
 	return true
 }
+
+// ListenTCPUDP listens on one free loopback port over both TCP and UDP, as
+// a nameserver does: TCP first, then UDP on the same port, another port
+// where that one's UDP twin is taken.
+func ListenTCPUDP(t testing.TB) (net.Listener, net.PacketConn) {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			ln.Close()
+			continue
+		}
+		return ln, pc
+	}
+	t.Fatal("no loopback port free on both TCP and UDP")
+	return nil, nil
+}

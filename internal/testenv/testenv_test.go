@@ -56,3 +56,15 @@ func TestFreeUDPRange(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestListenTCPUDP(t *testing.T) {
+	ln, pc := ListenTCPUDP(t)
+	defer ln.Close()
+	defer pc.Close()
+	if ln.Addr().String() != pc.LocalAddr().String() {
+		t.Errorf("TCP on %s, UDP on %s: want one port", ln.Addr(), pc.LocalAddr())
+	}
+	if ip := netip.MustParseAddrPort(ln.Addr().String()).Addr(); !ip.IsLoopback() {
+		t.Errorf("listening on %s, want loopback", ip)
+	}
+}
