@@ -11,14 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
@@ -140,21 +139,11 @@ func (z *zoneDNS) set(name string, addrs ...netip.Addr) {
 
 func startZoneDNS(t *testing.T, z *zoneDNS) netip.AddrPort {
 	t.Helper()
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		q := r.Question[0]
-		if q.Qtype == dns.TypeA {
-			z.mu.Lock()
-			for _, a := range z.a[strings.TrimSuffix(strings.ToLower(q.Name), ".")] {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: a.AsSlice()})
-			}
-			z.mu.Unlock()
-		}
-		w.WriteMsg(m)
+	return serveA(t, 1, func(name string) ([]netip.Addr, bool) {
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		return slices.Clone(z.a[name]), true
 	})
-	return serveDNS(t, h)
 }
 
 // fakeMCS is a SIP registrar as small as a phone needs: it answers

@@ -24,32 +24,49 @@ import (
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // startDNS serves A records for every name under z5.test on 127.0.0.1
-// (UDP and TCP on one port 0) and returns its address.
+// (UDP and TCP on one port 0), refusing other names, and returns its
+// address.
 func startDNS(t *testing.T) netip.AddrPort {
 	t.Helper()
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	return serveA(t, 60, func(name string) ([]netip.Addr, bool) {
+		if name != "z5.test" && !strings.HasSuffix(name, ".z5.test") {
+			return nil, false
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, true
+	})
+}
+
+// serveA serves A records with ttl over UDP and TCP (serveDNS): a gives a
+// name's addresses (in lower case, without the final dot), or false to
+// refuse the name.
+func serveA(t *testing.T, ttl uint32, a func(name string) ([]netip.Addr, bool)) netip.AddrPort {
+	t.Helper()
+	return serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
 		q := r.Question[0]
-		if !dns.IsSubDomain("z5.test.", q.Name) {
+		addrs, ok := a(strings.TrimSuffix(strings.ToLower(q.Name), "."))
+		if !ok {
 			m.Rcode = dns.RcodeRefused
 		} else if q.Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
+			for _, ip := range addrs {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: ip.AsSlice()})
+			}
 		}
 		w.WriteMsg(m)
-	})
-	return serveDNS(t, h)
+	}))
 }
 
 // serveDNS serves h over UDP and TCP on one port of 127.0.0.1 until the
 // test ends, and returns the address.
 func serveDNS(t *testing.T, h dns.Handler) netip.AddrPort {
 	t.Helper()
-	pc, l := listenPair(t)
+	l, pc := testenv.ListenTCPUDP(t)
 	udp := &dns.Server{PacketConn: pc, Handler: h}
 	tcp := &dns.Server{Listener: l, Handler: h}
 	go udp.ActivateAndServe()
@@ -61,29 +78,9 @@ func serveDNS(t *testing.T, h dns.Handler) netip.AddrPort {
 // silentDNS takes UDP and TCP packets on a port and never answers.
 func silentDNS(t *testing.T) netip.AddrPort {
 	t.Helper()
-	pc, l := listenPair(t)
+	l, pc := testenv.ListenTCPUDP(t)
 	t.Cleanup(func() { pc.Close(); l.Close() })
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
-}
-
-// listenPair binds UDP and TCP on one free port of 127.0.0.1, as a DNS
-// server listens.
-func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			pc.Close()
-			continue // the TCP port is taken: another pair
-		}
-		return pc, l
-	}
-	t.Fatal("no free UDP+TCP port pair")
-	return nil, nil
 }
 
 // fakeProvider is a ZDial and an MCS API as small as step 2 and 3 need,
