@@ -129,9 +129,9 @@ func TestSIPpCallThroughRelay(t *testing.T) {
 
 // sippCall has a SIPp callee (bob, answering after calleeWait ms) register
 // with e and a SIPp caller (alice) call it, each sending one second of
-// PCMU silence; transport gives each SIPp its first options ("" and nil:
-// TCP). The one call record must say answered and ended by BYE; it is
-// returned.
+// PCMU silence. transport gives each SIPp its first options (nil: TCP),
+// over names the transport in failures. The one call record must say
+// answered and ended by BYE; it is returned.
 func sippCall(t *testing.T, e *env, over, calleeWait string, transport func() []string) store.Call {
 	t.Helper()
 	if transport == nil {
