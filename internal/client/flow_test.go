@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,7 +141,7 @@ func startZoneDNS(t *testing.T, z *zoneDNS) netip.AddrPort {
 	return serveA(t, 1, func(name string) ([]netip.Addr, bool) {
 		z.mu.Lock()
 		defer z.mu.Unlock()
-		return slices.Clone(z.a[name]), true
+		return append([]netip.Addr(nil), z.a[name]...), true
 	})
 }
 

@@ -161,24 +161,24 @@ func TestForwardedCall(t *testing.T) {
 			a, b := n.phones(t)
 			ctx := context.Background()
 
-			t.Run("caller hangs up", func(t *testing.T) {
-				callID := forwardedCall(t, n, a, b, func(sess callResult, ic *incoming) {
-					if err := sess.sess.Bye(ctx); err != nil {
-						t.Fatalf("BYE: %v", err)
-					}
-					wait(t, b.byes, "BYE at the callee")
+			for _, hu := range []struct {
+				name  string
+				bye   func(callResult, *incoming) error
+				other *phone // who receives the BYE
+			}{
+				{"caller hangs up", func(res callResult, _ *incoming) error { return res.sess.Bye(ctx) }, b},
+				{"callee hangs up", func(_ callResult, ic *incoming) error { return ic.dlg.Bye(ctx) }, a},
+			} {
+				t.Run(hu.name, func(t *testing.T) {
+					callID := forwardedCall(t, n, a, b, func(res callResult, ic *incoming) {
+						if err := hu.bye(res, ic); err != nil {
+							t.Fatalf("BYE: %v", err)
+						}
+						wait(t, hu.other.byes, "BYE at the other side")
+					})
+					checkOneRecord(t, n, callID)
 				})
-				checkOneRecord(t, n, callID)
-			})
-			t.Run("callee hangs up", func(t *testing.T) {
-				callID := forwardedCall(t, n, a, b, func(sess callResult, ic *incoming) {
-					if err := ic.dlg.Bye(ctx); err != nil {
-						t.Fatalf("callee BYE: %v", err)
-					}
-					wait(t, a.byes, "BYE at the caller")
-				})
-				checkOneRecord(t, n, callID)
-			})
+			}
 		})
 	}
 }
