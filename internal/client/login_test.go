@@ -67,11 +67,8 @@ func serveA(t *testing.T, ttl uint32, a func(name string) ([]netip.Addr, bool)) 
 func serveDNS(t *testing.T, h dns.Handler) netip.AddrPort {
 	t.Helper()
 	l, pc := testenv.ListenTCPUDP(t)
-	udp := &dns.Server{PacketConn: pc, Handler: h}
-	tcp := &dns.Server{Listener: l, Handler: h}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	testenv.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: h})
+	testenv.ServeDNS(t, &dns.Server{Listener: l, Handler: h})
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 

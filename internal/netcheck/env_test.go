@@ -209,19 +209,11 @@ func startDNS(t *testing.T, dropUDP bool) netip.AddrPort {
 		w.WriteMsg(m)
 	})
 	ln, pc := testenv.ListenTCPUDP(t)
-	serve := func(s *dns.Server) {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		done := make(chan struct{})
-		go func() { defer close(done); s.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { s.Shutdown(); <-done })
-	}
-	serve(&dns.Server{Listener: ln, Handler: h})
+	testenv.ServeDNS(t, &dns.Server{Listener: ln, Handler: h})
 	if dropUDP {
 		t.Cleanup(func() { pc.Close() })
 	} else {
-		serve(&dns.Server{PacketConn: pc, Handler: h})
+		testenv.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: h})
 	}
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
@@ -394,15 +386,7 @@ func portOf(ap netip.AddrPort) string { return strconv.Itoa(int(ap.Port())) }
 
 // startDNSUDPSink holds a UDP port that swallows queries, with nothing on
 // its TCP twin.
-func startDNSUDPSink(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
-}
+func startDNSUDPSink(t *testing.T) netip.AddrPort { return testenv.SilentUDP(t) }
 
 // silentTCP accepts connections and never reads or writes on them until
 // the test ends, as a firewall holding the handshake does.

@@ -52,16 +52,12 @@ func startNS(t *testing.T, records map[string][]string, truncate, udp, tcp bool)
 	tl, pc := testenv.ListenTCPUDP(t) // one port for both
 	f.addr = netip.MustParseAddrPort(tl.Addr().String())
 	if udp {
-		s := &dns.Server{PacketConn: pc, Handler: h}
-		go s.ActivateAndServe()
-		t.Cleanup(func() { s.Shutdown() })
+		testenv.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: h})
 	} else {
 		pc.Close()
 	}
 	if tcp {
-		s := &dns.Server{Listener: tl, Handler: h}
-		go s.ActivateAndServe()
-		t.Cleanup(func() { s.Shutdown() })
+		testenv.ServeDNS(t, &dns.Server{Listener: tl, Handler: h})
 	} else {
 		tl.Close()
 	}
@@ -76,18 +72,6 @@ func deadAddr(t *testing.T) netip.AddrPort {
 	a := netip.MustParseAddrPort(l.Addr().String())
 	l.Close()
 	return a
-}
-
-// silentServer is a nameserver that never answers: a UDP socket nobody
-// reads until the test ends, no TCP.
-func silentServer(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
 var zone = map[string][]string{
@@ -178,7 +162,7 @@ func TestAllServersDown(t *testing.T) {
 }
 
 func TestSilentServerCostsOnce(t *testing.T) {
-	silent := silentServer(t)
+	silent := testenv.SilentUDP(t)
 	good := startNS(t, zone, false, true, true)
 	r := New([]netip.AddrPort{silent, good.addr}, 200*time.Millisecond)
 	if _, err := r.LookupHost(context.Background(), "zdial.z5.test"); err != nil {
@@ -201,7 +185,7 @@ func TestSilentServerCostsOnce(t *testing.T) {
 // on a silent first server marks that one failed, not the next one it never
 // had time to ask, so the next lookup goes straight to the answering server.
 func TestCallerDeadlineSparesTheNextServer(t *testing.T) {
-	silent := silentServer(t)
+	silent := testenv.SilentUDP(t)
 	good := startNS(t, zone, false, true, true)
 	r := New([]netip.AddrPort{silent, good.addr}, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
