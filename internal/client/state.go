@@ -12,6 +12,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/addressbook"
 	"github.com/z5vrs/z5/internal/profile"
+	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
 
 // State is what a client keeps under its home dir between runs. It holds
@@ -47,17 +48,8 @@ type Number struct {
 	Label  string `json:"label"`
 }
 
-// SIPCreds are what ZDial hands out on number selection.
-type SIPCreds struct {
-	Username  string   `json:"username"`
-	Password  string   `json:"password"`
-	Realm     string   `json:"realm"`
-	Domain    string   `json:"domain"`
-	Hosts     []string `json:"hosts"`
-	LB        string   `json:"lb"`
-	Port      int      `json:"port"`
-	Transport string   `json:"transport"`
-}
+// SIPCreds are what ZDial hands out on number selection, kept as received.
+type SIPCreds = zdialwire.SIPCreds
 
 const stateFile = "state.json"
 

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
 
 type selectRequest struct {
@@ -23,22 +24,11 @@ type selectRequest struct {
 }
 
 type selectResponse struct {
-	Number            string  `json:"number"`
-	DeviceID          int64   `json:"device_id"`
-	SIP               sipJSON `json:"sip"`
-	MCSToken          string  `json:"mcs_token"`
-	MCSTokenExpiresAt string  `json:"mcs_token_expires_at"`
-}
-
-type sipJSON struct {
-	Username  string   `json:"username"`
-	Password  string   `json:"password"`
-	Realm     string   `json:"realm"`
-	Domain    string   `json:"domain"`
-	Hosts     []string `json:"hosts"`
-	LB        string   `json:"lb"`
-	Port      int      `json:"port"`
-	Transport string   `json:"transport"`
+	Number            string             `json:"number"`
+	DeviceID          int64              `json:"device_id"`
+	SIP               zdialwire.SIPCreds `json:"sip"`
+	MCSToken          string             `json:"mcs_token"`
+	MCSTokenExpiresAt string             `json:"mcs_token_expires_at"`
 }
 
 const defaultDeviceName = "Z5"
@@ -108,7 +98,7 @@ func (s *Service) handleSelect(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, r, http.StatusOK, selectResponse{
 		Number:   req.Number,
 		DeviceID: dev.ID,
-		SIP: sipJSON{
+		SIP: zdialwire.SIPCreds{
 			Username:  dev.SIPUser,
 			Password:  sipPassword,
 			Realm:     s.cfg.Realm,

@@ -24,6 +24,7 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/testenv"
 	"github.com/z5vrs/z5/internal/testenv/teststore"
+	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
 
 func TestLogin(t *testing.T) {
@@ -191,7 +192,7 @@ func TestSelect(t *testing.T) {
 
 	// Choose the second number.
 	sr := e.mustSelect(lr.Token, lr.Numbers[1].Number, "<urn:uuid:00000000-0000-4000-8000-000000000001>")
-	wantSIP := sipJSON{
+	wantSIP := zdialwire.SIPCreds{
 		Username: sr.SIP.Username, Password: sr.SIP.Password,
 		Realm: "mcs.z5.test", Domain: "mcs.z5.test",
 		Hosts: []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"}, LB: "lb.mcs.z5.test",
