@@ -59,9 +59,13 @@ func (r *Requests) Observe(route string, status int, d time.Duration) {
 	r.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// Register adds cs to reg; api names the owner in errors. A second API of
-// the same kind on one registry is an error: each serves its own.
+// Register adds cs to reg (nil: the series are kept but not exported); api
+// names the owner in errors. A second API of the same kind on one registry
+// is an error: each serves its own.
 func Register(reg prometheus.Registerer, api string, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {

@@ -14,6 +14,9 @@ import (
 
 func TestRequests(t *testing.T) {
 	r := NewRequests(Opts{Prefix: "z5_test", CountHelp: "c", DurationHelp: "d", Buckets: []float64{1}})
+	if err := Register(nil, "test", r.Collectors()...); err != nil {
+		t.Fatalf("no registry: %v", err)
+	}
 	reg := prometheus.NewRegistry()
 	if err := Register(reg, "test", r.Collectors()...); err != nil {
 		t.Fatal(err)
