@@ -22,6 +22,7 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/postgres"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // twoNodes is a two-node deployment in one process: MCS nodes "a" and "b"
@@ -84,7 +85,7 @@ func startNode(t *testing.T, name string, addr netip.AddrPort, peers map[string]
 	pub ed25519.PublicKey, key ed25519.PrivateKey, o nodeOptions) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	ports := relayPorts()
 	rl, stopRelay := startRelay(t, ctx, log, relay.Config{Bind: addr.Addr(), Ports: ports,

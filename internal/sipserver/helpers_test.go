@@ -1,7 +1,6 @@
 package sipserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -28,6 +27,7 @@ import (
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/store"
 	"github.com/z5vrs/z5/internal/store/sqlite"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 const testDomain = "mcs.z5.test"
@@ -41,27 +41,8 @@ type env struct {
 	addr  netip.AddrPort
 	key   ed25519.PrivateKey
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *testenv.SyncBuffer // printed when a test fails: logs never go to t.Log, which panics once the test has finished
 	ports config.PortRange
-}
-
-// syncBuffer collects log output; it is printed when a test fails. Logs
-// never go to t.Log, which panics once the test has finished.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // relayPorts picks a random window of the RTP range so parallel test
@@ -102,7 +83,7 @@ func newEnvOpts(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ports := relayPorts()
 	if o.ports.Min != 0 {
