@@ -27,7 +27,9 @@ import (
 // and Linphone's console client (Debian linphone-cli) register over TCP
 // with credentials made by `z5d admin device add --kind sip`, and call Z5
 // clients (`z5 listen` / `z5 call`) and each other through the MCS, every
-// stream relayed by it.
+// stream relayed by it. Each also calls a Z5 client over TLS with SDES-SRTP
+// (baresip's srtp module, Linphone's media_encryption=srtp), checked on the
+// wire by a capture.
 //
 // Neither client will take a loopback address as its own, and Linphone
 // decides the network is down without a default route. So the test runs
