@@ -237,7 +237,7 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 	}
 	started := time.Now()
 	local := p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo, mo.SRTP != SRTPRequire)
+	sa, err := newStreamSockets(local, !mo.NoVideo)
 	if err != nil {
 		return nil, stepErr(StepMedia, err, "")
 	}
@@ -352,7 +352,7 @@ func callHint(ce *CallError) string {
 func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*Call, error) {
 	started := time.Now()
 	local := ic.p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo, mo.SRTP != SRTPRequire)
+	sa, err := newStreamSockets(local, !mo.NoVideo)
 	if err != nil {
 		ic.Reject(500, "Server Internal Error")
 		return nil, stepErr(StepMedia, err, "")
@@ -562,7 +562,7 @@ type streamSockets struct {
 	src media.Sources
 }
 
-func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
+func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
 	src, err := media.NewSources()
 	if err != nil {
 		return nil, err
@@ -577,14 +577,14 @@ func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
 			return nil, err
 		}
 	}
-	if text {
-		if sa.textSSRC, err = newTextSSRC(); err == nil {
-			sa.text, sa.textRTCP, err = udpPair(ip)
-		}
-		if err != nil {
-			sa.close()
-			return nil, err
-		}
+	// Every call offers real-time text; under SRTPRequire it is keyed
+	// like audio and video.
+	if sa.textSSRC, err = newTextSSRC(); err == nil {
+		sa.text, sa.textRTCP, err = udpPair(ip)
+	}
+	if err != nil {
+		sa.close()
+		return nil, err
 	}
 	return sa, nil
 }
