@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -55,12 +53,9 @@ func (e *env) login(ctx context.Context, prof, user string, pwStdin bool, number
 	in := bufio.NewReader(e.stdin)
 	var pw string
 	if pwStdin {
-		line, err := in.ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read password: %w", err)
-		}
-		if pw = strings.TrimRight(line, "\r\n"); pw == "" {
-			return errors.New("login: empty password on standard input (--password-stdin reads its first line)")
+		var err error
+		if pw, err = cli.PasswordLine(in); err != nil {
+			return fmt.Errorf("login: %w", err)
 		}
 	} else {
 		var err error

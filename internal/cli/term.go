@@ -48,6 +48,34 @@ func Paint(on bool, status, s string) string {
 // maxPassword bounds a password line read from standard input.
 const maxPassword = 4096
 
+// PasswordLine reads the password of --password-stdin: the first line of
+// r, at most maxPassword bytes. r stays positioned after that line, so a
+// caller can read an answer from the next one.
+func PasswordLine(r *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		c, err := r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		if c == '\n' {
+			break
+		}
+		if len(b) == maxPassword {
+			return "", fmt.Errorf("password on standard input longer than %d bytes", maxPassword)
+		}
+		b = append(b, c)
+	}
+	pw := strings.TrimRight(string(b), "\r")
+	if pw == "" {
+		return "", errors.New("empty password on standard input (--password-stdin reads its first line)")
+	}
+	return pw, nil
+}
+
 // Password reads a password: with fromStdin, the first line of in (for
 // scripts); else, on a terminal, a "Password:" prompt on out without
 // echo; else it is a usage error naming --password-stdin.
@@ -58,15 +86,7 @@ func Password(in io.Reader, out io.Writer, fromStdin bool, prompt string) (strin
 	var pw string
 	switch {
 	case fromStdin:
-		line, err := bufio.NewReader(io.LimitReader(in, maxPassword)).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("read password: %w", err)
-		}
-		pw = strings.TrimRight(line, "\r\n")
-		if pw == "" {
-			return "", errors.New("empty password on standard input (--password-stdin reads its first line)")
-		}
-		return pw, nil
+		return PasswordLine(bufio.NewReader(in))
 	case IsTerminal(in):
 		if restore, err := noEcho(in.(*os.File)); err == nil {
 			defer restore()
