@@ -205,13 +205,24 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	if err := verify(aStats, bStats); err != nil {
 		return fmt.Errorf("step 5 (RTP media): %w", err)
 	}
-	fmt.Fprintf(w, "\nRecordings (Matroska, video and audio; play with ffplay or VLC): %s, %s in %s\n",
-		filepath.Base(aCall.Recording()), filepath.Base(b.call.Recording()), recDir)
-	if opts.DataDir == "" {
-		fmt.Fprintf(w, "(removed with the demo's temp dir; pass --data DIR to keep them)\n")
-	}
+	fmt.Fprint(w, "\n"+recordingsNote(opts.DataDir != "", recDir, aCall.Recording(), b.call.Recording()))
 	fmt.Fprintf(w, "\n%s in %s.\n", cli.Paint(cli.Colour(w), "ok", "All five steps passed"), time.Since(p.start).Round(time.Millisecond))
 	return nil
+}
+
+// recordingsNote says where the call's recordings are when they outlive
+// the demo (kept: --data), and otherwise that they go with its temp dir:
+// a path printed there would name files already deleted.
+func recordingsNote(kept bool, dir string, files ...string) string {
+	if !kept {
+		return "Recordings: both phones recorded the call (Matroska, video and audio); they are removed with the\n" +
+			"demo's temp dir. Pass --data DIR to keep them and play them with ffplay or VLC.\n"
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = filepath.Base(f)
+	}
+	return fmt.Sprintf("Recordings (Matroska, video and audio; play with ffplay or VLC): %s in %s\n", strings.Join(names, ", "), dir)
 }
 
 func describe(sp *media.StreamParams) string {
