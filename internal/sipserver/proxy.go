@@ -144,7 +144,10 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 	if n, err := s.store.Number(ctx, callerNumber); err == nil {
 		owner.Customer = relay.CustomerKey(n.CustomerID)
 	}
-	c.rc = s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
+	rc := s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
+	c.mu.Lock() // the operator's view (ActiveCalls) reads rc of ringing calls
+	c.rc = rc
+	c.mu.Unlock()
 	s.m.calls.Inc()
 	offer := body
 	if len(body) > 0 {

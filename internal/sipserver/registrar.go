@@ -29,7 +29,8 @@ import (
 // bound to.
 type binding struct {
 	sipcore.Binding
-	flow flowRef
+	flow  flowRef
+	since time.Time // first registered; a refresh over the same flow keeps it
 }
 
 // flowRef says where requests for a party go: the connection (or UDP
@@ -128,7 +129,10 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 			changes[i].old = current[c.Old]
 		}
 		if c.New != nil {
-			changes[i].new = &binding{Binding: *c.New, flow: flow}
+			changes[i].new = &binding{Binding: *c.New, flow: flow, since: now}
+			if c.Old >= 0 && current[c.Old].flow.id == flow.id {
+				changes[i].new.since = current[c.Old].since
+			}
 		}
 	}
 	return changes, refusal
