@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/opview"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
 	"github.com/z5vrs/z5/internal/store"
@@ -36,10 +38,13 @@ type admin struct {
 // --json are accepted before or after the subcommand.
 func adminCmd(asJSON *bool) *cobra.Command {
 	a := &admin{asJSON: asJSON}
-	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, numbers, devices, contacts, calls",
+	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, numbers, devices, contacts, calls; live registrations and calls",
 		Long: `Manage the provider's customers, numbers, devices and contacts, and read
 the call log, in the data dir of "z5d run --dev --data DIR" or the store of
 a deployment (--config FILE).
+
+registrations and calls --live read the running MCS nodes instead (their
+operations listener, ports.metrics), like kamcmd ul.dump and dlg.list.
 
 Passwords are asked for on a terminal (without echo) or read from standard
 input's first line with --password-stdin; never from the command line.`})
@@ -108,9 +113,90 @@ input's first line with --password-stdin; never from the command line.`})
 		func(ctx context.Context, _ []string) error { return a.calls(ctx, cnum, limit) })
 	calls.Flags().StringVar(&cnum, "number", "", "only calls from or to this number")
 	calls.Flags().IntVar(&limit, "limit", 50, "most recent N calls")
+	var liveCalls bool
+	calls.Flags().BoolVar(&liveCalls, "live", false, "the calls active now, read from the running MCS nodes (packets, loss, jitter per stream)")
+	calls.Use = "calls [--number NUMBER] [--limit N] | calls --live"
+	calls.Long = `The call log from the store, most recent first; or, with --live, the calls
+active now as the running MCS nodes see them: parties, node, start and
+answer, and per stream the packets, bytes, loss and jitter the relay
+measured, and whether it is encrypted end to end.
 
-	cmd.AddCommand(customer, number, device, contact, calls)
+--live asks every MCS node of the deployment at its operations listener
+(ports.metrics); a node that does not answer within 2 s is noted and
+skipped.`
+	fromStore := calls.RunE
+	calls.RunE = func(c *cobra.Command, pos []string) error {
+		if !liveCalls {
+			return fromStore(c, pos)
+		}
+		if c.Flags().Changed("number") || c.Flags().Changed("limit") {
+			return usagef("calls --live shows every active call: --number and --limit apply to the call log")
+		}
+		return a.live(c, opview.CallsPath, "calls")
+	}
+
+	regs := command("registrations", "the devices registered now, read from the running MCS nodes", 0, 0)
+	regs.Long = `The devices registered now, as the running MCS nodes hold them (what
+kamcmd ul.dump shows a Kamailio operator): number, device, node,
+transport, source address, since when and until when.
+
+Every MCS node of the deployment is asked at its operations listener
+(ports.metrics, on the operator's network); a node that does not answer
+within 2 s is noted and skipped. Nothing secret is shown.`
+	regs.RunE = func(c *cobra.Command, _ []string) error {
+		return a.live(c, opview.RegistrationsPath, "registrations")
+	}
+
+	cmd.AddCommand(customer, number, device, contact, calls, regs)
 	return cmd
+}
+
+// live prints what the running MCS nodes hold now (registrations or
+// active calls): a table, or with --json an object with the rows and the
+// nodes that did not answer. Nodes that do not answer are noted, not an
+// error, unless none does.
+func (a *admin) live(c *cobra.Command, path, what string) error {
+	a.out, a.err, a.json = c.OutOrStdout(), c.ErrOrStderr(), *a.asJSON
+	cfg, err := loadConfig(a.cfgPath, false, a.data, true)
+	if err != nil {
+		return err
+	}
+	targets := opview.Targets(cfg)
+	if len(targets) == 0 {
+		return errors.New("the deployment has no MCS node")
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	now := time.Now()
+	var rows any
+	var silent []opview.Unanswered
+	var table func() error
+	switch path {
+	case opview.CallsPath:
+		var cs []opview.Call
+		cs, silent = opview.Gather[opview.Call](c.Context(), hc, targets, path)
+		rows, table = nonNil(cs), func() error { return opview.WriteCalls(a.out, now, cs) }
+	default:
+		var rs []opview.Registration
+		rs, silent = opview.Gather[opview.Registration](c.Context(), hc, targets, path)
+		rows, table = nonNil(rs), func() error { return opview.WriteRegistrations(a.out, now, rs) }
+	}
+	if len(silent) == len(targets) {
+		opview.WriteUnanswered(a.err, what, silent)
+		return fmt.Errorf("no MCS node answered (%d asked): is z5d running, and is its operations port (ports.metrics = %d) reachable from here?", len(targets), cfg.Ports.Metrics)
+	}
+	if a.json {
+		return a.printJSON(map[string]any{what: rows, "unanswered": nonNil(silent)})
+	}
+	opview.WriteUnanswered(a.err, what, silent)
+	return table()
+}
+
+// nonNil makes an empty list print as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func (a *admin) open(ctx context.Context) error {

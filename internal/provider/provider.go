@@ -33,6 +33,7 @@ import (
 	"github.com/z5vrs/z5/internal/license"
 	"github.com/z5vrs/z5/internal/mcsapi"
 	"github.com/z5vrs/z5/internal/membership"
+	"github.com/z5vrs/z5/internal/opview"
 	"github.com/z5vrs/z5/internal/pki"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/relay"
@@ -231,6 +232,11 @@ func (n *Node) Listen() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", n.ready)
+	if n.sip != nil {
+		// The operator's live view (z5d admin registrations, calls
+		// --live): read-only, on the operations listener only.
+		opview.Handle(mux, n.node.Name, n.sip)
+	}
 	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	return nil
