@@ -98,35 +98,43 @@ type pair struct {
 }
 
 // bindPair takes random free pairs from the pool until both sockets of one
-// bind. A pair that another process holds goes back to the pool, so one
-// busy port costs one retry, not the range; after as many tries as the
-// range has pairs it counts as exhausted.
+// bind. A pair that another process holds is set aside until the search
+// ends, then goes back to the pool: so one busy port costs one retry, not
+// the range, and every free pair is tried at most once before the range
+// counts as exhausted.
 func (p *portPool) bindPair(bind netip.Addr) (pair, error) {
-	for range p.size() {
+	var busy []uint16
+	defer func() {
+		for _, port := range busy {
+			p.put(port)
+		}
+	}()
+	for {
 		port, ok := p.get()
 		if !ok {
-			break
+			return pair{}, ErrNoPorts
 		}
 		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, port)))
 		if err != nil {
-			p.put(port)
 			if isAddrInUse(err) {
+				busy = append(busy, port)
 				continue
 			}
+			p.put(port)
 			return pair{}, fmt.Errorf("relay: bind rtp port %d: %w", port, err)
 		}
 		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, port+1)))
 		if err != nil {
 			rtp.Close()
-			p.put(port)
 			if isAddrInUse(err) {
+				busy = append(busy, port)
 				continue
 			}
+			p.put(port)
 			return pair{}, fmt.Errorf("relay: bind rtcp port %d: %w", port+1, err)
 		}
 		return pair{port: port, rtp: rtp, rtcp: rtcp}, nil
 	}
-	return pair{}, ErrNoPorts
 }
 
 // release closes the pair's sockets and returns its ports to the pool.
