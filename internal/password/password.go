@@ -180,6 +180,11 @@ func decode(s string) (Params, []byte, []byte, error) {
 	if m < 8*th {
 		return p, nil, nil, fmt.Errorf("%w: m=%d below 8 KiB per lane (p=%d)", ErrMalformed, m, th)
 	}
+	// Go's base64 skips CR and LF even when strict: refuse them, so an
+	// accepted string has one form.
+	if strings.ContainsAny(f[4]+f[5], "\r\n") {
+		return p, nil, nil, fmt.Errorf("%w: line break inside salt or hash", ErrMalformed)
+	}
 	salt, err := b64.DecodeString(f[4])
 	if err != nil || len(salt) < minSaltLen || len(salt) > maxSaltLen {
 		return p, nil, nil, fmt.Errorf("%w: salt must be %d-%d bytes of unpadded base64", ErrMalformed, minSaltLen, maxSaltLen)
