@@ -289,10 +289,13 @@ func (x *xReader) next(card int) (xml.Token, error) {
 }
 
 func (x *xReader) xmlError(card int, err error) error {
+	// encoding/xml quotes the offending input in its message: keep the
+	// echo short and valid UTF-8.
+	msg := func(m string) string { return strings.ToValidUTF8(clip.String(m, 120), "\uFFFD") }
 	if se, ok := errors.AsType[*xml.SyntaxError](err); ok {
-		return &Error{Card: card, Line: se.Line, Err: fmt.Errorf("%w: %s", ErrSyntax, se.Msg)}
+		return &Error{Card: card, Line: se.Line, Err: fmt.Errorf("%w: %s", ErrSyntax, msg(se.Msg))}
 	}
-	return &Error{Card: card, Line: x.line(), Err: fmt.Errorf("%w: %v", ErrSyntax, err)}
+	return &Error{Card: card, Line: x.line(), Err: fmt.Errorf("%w: %s", ErrSyntax, msg(err.Error()))}
 }
 
 // text reads the character data of a simple element up to its end; a child

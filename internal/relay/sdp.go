@@ -89,6 +89,14 @@ func parseSDP(body []byte) (*parsedSDP, error) {
 	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("v=")) {
 		return nil, fmt.Errorf("%w: body does not start with v=", ErrBadSDP)
 	}
+	// RFC 4566 text never holds NUL or a CR outside a line's CRLF; the
+	// parser would keep such a byte inside a value and the rewrite would
+	// write out a description no one parses back.
+	for i, b := range body {
+		if b == 0 || (b == '\r' && (i+1 == len(body) || body[i+1] != '\n')) {
+			return nil, fmt.Errorf("%w: stray control byte at offset %d", ErrBadSDP, i)
+		}
+	}
 	desc := new(sdp.SessionDescription)
 	if err := desc.UnmarshalString(string(body)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
