@@ -362,7 +362,12 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 		}
 	}
 	n := 0
-	var pipeText <-chan []byte // piped standard input, read once for all calls
+	// Standard input as text for all calls (read once): piped, or a
+	// terminal when --auto-answer leaves the keys to text alone.
+	var (
+		pipeText <-chan []byte
+		pipeEcho bool
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -400,9 +405,11 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 					mo.Text = &client.TextOptions{Typed: typedKeys, Out: e.stdout, Echo: true}
 				} else {
 					if pipeText == nil {
-						pipeText, _, _ = typedText(e.stdin)
+						var stop func()
+						pipeText, pipeEcho, stop = typedText(e.stdin)
+						defer stop() // restores a terminal when listen ends
 					}
-					mo.Text = &client.TextOptions{Typed: pipeText, Out: e.stdout}
+					mo.Text = &client.TextOptions{Typed: pipeText, Out: e.stdout, Echo: pipeEcho}
 				}
 			}
 			if !*asJSON {

@@ -141,9 +141,18 @@ func TestLiveLine(t *testing.T) {
 	l.Set("one")
 	l.Set("two")
 	l.Done()
-	got := make([]byte, 64)
-	n, _ := f.Read(got)
-	if s := string(got[:n]); !strings.Contains(s, "\r\x1b[Kone\r\x1b[Ktwo") {
+	// The terminal may hand the bytes over in several reads.
+	var got []byte
+	buf := make([]byte, 64)
+	f.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for !strings.Contains(string(got), "\r\x1b[Kone\r\x1b[Ktwo") {
+		n, err := f.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if s := string(got); !strings.Contains(s, "\r\x1b[Kone\r\x1b[Ktwo") {
 		t.Errorf("terminal: %q", s)
 	}
 	if !cli.Colour(tty) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" {
