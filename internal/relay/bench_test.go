@@ -33,31 +33,12 @@ func BenchmarkRelayForward(b *testing.B) {
 	}
 }
 
-// setupSRTPCall is setupCall with both sides offering SDES-SRTP.
-func setupSRTPCall(t testing.TB, r *Relay) *callSetup {
-	t.Helper()
-	cs := &callSetup{call: r.NewCall(t.Name(), nil), a: newClient(t, false), b: newClient(t, false)}
-	t.Cleanup(func() { cs.call.Close() })
-	offer, err := cs.call.RewriteSDP(SideA, cs.a.savpSDP(1, cryptoGCM), loopback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.relayBAudio, cs.relayBVideo = relayPorts(t, offer)
-	answer, err := cs.call.RewriteSDP(SideB, cs.b.savpSDP(1, cryptoGCM), loopback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.relayAAudio, cs.relayAVideo = relayPorts(t, answer)
-	cs.call.Answered()
-	return cs
-}
-
 func benchForward(b *testing.B, size, burst int, batch, srtpOn bool) {
 	r, _ := newTestRelay(b, relayOpts{})
 	r.batch = batch
 	var cs *callSetup
 	if srtpOn {
-		cs = setupSRTPCall(b, r)
+		cs, _ = setupSRTPCall(b, r)
 	} else {
 		cs = setupCall(b, r, false, nil)
 	}

@@ -125,6 +125,26 @@ func TestRequireSRTPRewrite(t *testing.T) {
 	}
 }
 
+// setupSRTPCall is setupCall with both sides offering SDES-SRTP; it also
+// returns the rewritten offer.
+func setupSRTPCall(t testing.TB, r *Relay) (*callSetup, []byte) {
+	t.Helper()
+	cs := &callSetup{call: r.NewCall(t.Name(), nil), a: newClient(t, false), b: newClient(t, false)}
+	t.Cleanup(func() { cs.call.Close() })
+	offer, err := cs.call.RewriteSDP(SideA, cs.a.savpSDP(1, cryptoGCM), loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.relayBAudio, cs.relayBVideo = relayPorts(t, offer)
+	answer, err := cs.call.RewriteSDP(SideB, cs.b.savpSDP(1, cryptoGCM), loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.relayAAudio, cs.relayAVideo = relayPorts(t, answer)
+	cs.call.Answered()
+	return cs, offer
+}
+
 // srtpCtx is one endpoint's sending context for suite.
 func srtpCtx(t testing.TB, profile srtp.ProtectionProfile) *srtp.Context {
 	t.Helper()
@@ -144,19 +164,7 @@ func srtpCtx(t testing.TB, profile srtp.ProtectionProfile) *srtp.Context {
 // record says encrypted, and a plain call's says not.
 func TestForwardSRTP(t *testing.T) {
 	r, _ := newTestRelay(t, relayOpts{})
-	cs := &callSetup{call: r.NewCall(t.Name(), nil), a: newClient(t, false), b: newClient(t, false)}
-	defer cs.call.Close()
-	offer, err := cs.call.RewriteSDP(SideA, cs.a.savpSDP(1, cryptoGCM), loopback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.relayBAudio, cs.relayBVideo = relayPorts(t, offer)
-	answer, err := cs.call.RewriteSDP(SideB, cs.b.savpSDP(1, cryptoGCM), loopback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.relayAAudio, cs.relayAVideo = relayPorts(t, answer)
-	cs.call.Answered()
+	cs, offer := setupSRTPCall(t, r)
 
 	gcmA, gcmB := srtpCtx(t, srtp.ProtectionProfileAeadAes128Gcm), srtpCtx(t, srtp.ProtectionProfileAeadAes128Gcm)
 	cmA := srtpCtx(t, srtp.ProtectionProfileAes128CmHmacSha1_80)
