@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"regexp"
 	"time"
 
 	"github.com/z5vrs/z5/internal/addressbook"
@@ -104,15 +105,59 @@ type Store interface {
 // address book, which checks its numbers without the store).
 var NumberPattern = addressbook.NumberPattern
 
-// Customer is an account that logs in to ZDial.
+// Account roles. The empty role is a customer (accounts made before roles
+// existed).
+const (
+	RoleCustomer    = "customer"
+	RoleInterpreter = "interpreter" // a communications assistant (CA) with a CA ID
+	RoleStaff       = "staff"       // provider staff: operator view, no numbers
+)
+
+// CAIDPattern is an interpreter's CA ID.
+var CAIDPattern = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
+
+// StationPattern is an interpreter station's address, held as a number
+// row of the interpreter account so registration, devices and forwarding
+// work as for phone numbers.
+var StationPattern = regexp.MustCompile(`^ca-[A-Za-z0-9]{1,16}$`)
+
+// StationNumber is the station address of the interpreter with this CA ID.
+func StationNumber(caID string) string { return "ca-" + caID }
+
+// Customer is an account that logs in to ZDial: a customer, an
+// interpreter or a staff member (Role).
 type Customer struct {
 	ID           int64
 	Username     string
 	DisplayName  string
 	PasswordHash string // argon2id, PHC string format
+	Role         string // RoleCustomer (or ""), RoleInterpreter, RoleStaff
+	CAID         string // interpreters only; unique
 	Failures     int
 	LockedUntil  time.Time
 	CreatedAt    time.Time
+}
+
+// EffectiveRole is Role with the empty role read as RoleCustomer.
+func (c Customer) EffectiveRole() string {
+	if c.Role == "" {
+		return RoleCustomer
+	}
+	return c.Role
+}
+
+// Location is a customer's registered location (civic address), required
+// before its numbers place calls other than 911 and sent to the PSAP with
+// a 911 call.
+type Location struct {
+	CustomerID int64
+	Street     string
+	City       string
+	State      string // USPS two-letter code
+	Zip        string // 5 digits or 5+4
+	Country    string // "US"
+	UpdatedAt  time.Time
+	UpdatedBy  string // who set it: "admin", or the username
 }
 
 // Number is a phone number held by a customer.
@@ -233,14 +278,36 @@ type Call struct {
 	StartedAt  time.Time
 	AnsweredAt time.Time // zero when never answered
 	EndedAt    time.Time // zero while active
-	EndReason  string    // "bye", "cancel", "busy", "unavailable", "timeout", "media-timeout", ...
+	EndReason  string    // "bye", "cancel", "busy", "unavailable", "timeout", "media-timeout", "abandoned", "queue-timeout", ...
 	Status     int       // final SIP status
 	MediaStats []StreamStats
+
+	// Relay call fields (zero for point-to-point calls). One record per
+	// relay call: the first leg's; the second leg sets the conversation
+	// times and appends its streams' stats.
+	Direction         string // "", CallOutbound, CallInbound, CallEmergency
+	CAID              string // interpreter who served it
+	Dialed            string // number the caller dialled
+	UserNumber        string // the VRS user's number
+	UserIP            string // the VRS user's IP address
+	QueuedAt          time.Time
+	OfferedAt         time.Time // first offered to an interpreter
+	SessionStart      time.Time // interpreter answered the first leg
+	SessionEnd        time.Time // first leg ended
+	ConversationStart time.Time // hearing party (or user, inbound) answered the second leg
+	ConversationEnd   time.Time
 }
+
+// Relay call directions (Call.Direction).
+const (
+	CallOutbound  = "outbound"
+	CallInbound   = "inbound"
+	CallEmergency = "emergency"
+)
 
 // StreamStats are one relayed stream's counters at the end of a call.
 type StreamStats struct {
-	Leg       string // "caller" or "callee"
+	Leg       string // "caller" or "callee"; relay second leg: "hearing" or "user", and "interpreter2"
 	Media     string // "audio" or "video"
 	Packets   uint64
 	Bytes     uint64
