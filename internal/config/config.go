@@ -42,6 +42,11 @@ type Config struct {
 	Relay    Relay    `toml:"relay"`
 	Store    Store    `toml:"store"`
 	Health   Health   `toml:"health"`
+	ACD      ACD      `toml:"acd"`
+	Trunk    Trunk    `toml:"trunk"`
+	// RelayAccessNumber is the provider's relay access number: a call to
+	// it is queued as an outbound relay call with no number dialled yet.
+	RelayAccessNumber string `toml:"relay_access_number"`
 	// DataDir holds the CA, certificates, the license key, the SQLite
 	// database and provider.json.
 	DataDir string `toml:"data_dir"`
@@ -224,6 +229,7 @@ func (c *Config) applyDefaults() {
 	c.MCS.applyDefaults()
 	c.SIP.applyDefaults(c)
 	c.Relay.applyDefaults(c)
+	c.ACD.applyDefaults()
 	for i := range c.Sites {
 		for j := range c.Sites[i].Nodes {
 			n := &c.Sites[i].Nodes[j]
@@ -361,6 +367,9 @@ func (c *Config) validate() Errors {
 	errs = append(errs, c.MCS.validate()...)
 	errs = append(errs, c.SIP.validate()...)
 	errs = append(errs, c.Relay.validate(c)...)
+	errs = append(errs, c.ACD.validate()...)
+	errs = append(errs, c.Trunk.validate()...)
+	errs = append(errs, validateRelayAccess(c.RelayAccessNumber)...)
 	return errs
 }
 
