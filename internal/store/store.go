@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/z5vrs/z5/internal/acd"
 	"github.com/z5vrs/z5/internal/addressbook"
 )
 
@@ -42,6 +43,19 @@ type Store interface {
 	// the account as updated.
 	RecordLoginFailure(ctx context.Context, customerID int64, now time.Time, maxFailures int, lockout time.Duration) (Customer, error)
 	ResetLoginFailures(ctx context.Context, customerID int64) error
+	// DeleteCustomer removes an account with its numbers and their
+	// devices, sessions, registrations and address books, and its
+	// registered location. Call records, licenses and the location audit
+	// trail stay: they are the provider's records.
+	DeleteCustomer(ctx context.Context, customerID int64) error
+
+	// Registered locations: Location is ErrNotFound when none is set;
+	// SetLocation replaces it (UpdatedAt defaults to now, Country to "US")
+	// and appends the change to the audit trail LocationHistory reads,
+	// oldest first.
+	Location(ctx context.Context, customerID int64) (Location, error)
+	SetLocation(ctx context.Context, loc Location) error
+	LocationHistory(ctx context.Context, customerID int64) ([]LocationChange, error)
 
 	// Phone numbers; a customer may hold several.
 	AddNumber(ctx context.Context, n Number) error
@@ -97,6 +111,13 @@ type Store interface {
 	UpdateCall(ctx context.Context, c Call) error
 	Call(ctx context.Context, callID string) (Call, error)
 	ListCalls(ctx context.Context, f CallFilter) ([]Call, error)
+	// RelayCalls returns the relay call records (Direction set) queued in
+	// [from, to), in QueuedAt order: the month a report covers.
+	RelayCalls(ctx context.Context, from, to time.Time) ([]Call, error)
+
+	// The interpreter center's queue and agents' states, one for every
+	// node (internal/acd).
+	acd.Store
 
 	Close() error
 }
@@ -158,6 +179,15 @@ type Location struct {
 	Country    string // "US"
 	UpdatedAt  time.Time
 	UpdatedBy  string // who set it: "admin", or the username
+}
+
+// LocationChange is one entry of the registered location audit trail.
+type LocationChange struct {
+	CustomerID int64
+	At         time.Time
+	By         string
+	Old        Location // the address before (no UpdatedAt/By); zero when there was none
+	New        Location // the address set, with UpdatedAt = At and UpdatedBy = By
 }
 
 // Number is a phone number held by a customer.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -35,18 +36,28 @@ func statsFromJSON(b []byte) ([]store.StreamStats, error) {
 	return ss, nil
 }
 
-const callCols = `call_id, from_number, to_number, node, started_at, answered_at, ended_at, end_reason, status, media_stats`
+const callCols = `call_id, from_number, to_number, node, started_at, answered_at, ended_at, end_reason, status, media_stats,
+	direction, ca_id, dialed, user_number, user_ip, queued_at, offered_at, session_start, session_end,
+	conversation_start, conversation_end`
 
 func scanCall(sc scanner) (store.Call, error) {
 	var c store.Call
 	var stats []byte
 	if err := sc.Scan(&c.CallID, &c.From, &c.To, &c.Node, timeCol{&c.StartedAt}, timeCol{&c.AnsweredAt}, timeCol{&c.EndedAt},
-		&c.EndReason, &c.Status, &stats); err != nil {
+		&c.EndReason, &c.Status, &stats,
+		&c.Direction, &c.CAID, &c.Dialed, &c.UserNumber, &c.UserIP, timeCol{&c.QueuedAt}, timeCol{&c.OfferedAt},
+		timeCol{&c.SessionStart}, timeCol{&c.SessionEnd}, timeCol{&c.ConversationStart}, timeCol{&c.ConversationEnd}); err != nil {
 		return store.Call{}, err
 	}
 	var err error
 	c.MediaStats, err = statsFromJSON(stats)
 	return c, err
+}
+
+// relayArgs are the relay columns' values of c, in callCols order.
+func (s *Store) relayArgs(c store.Call) []any {
+	return []any{c.Direction, c.CAID, c.Dialed, c.UserNumber, c.UserIP, s.d.NullTime(c.QueuedAt), s.d.NullTime(c.OfferedAt),
+		s.d.NullTime(c.SessionStart), s.d.NullTime(c.SessionEnd), s.d.NullTime(c.ConversationStart), s.d.NullTime(c.ConversationEnd)}
 }
 
 // CreateCall stores a new call record; StartedAt defaults to now and a
@@ -60,10 +71,11 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 		return s.errorf("create call %q: %w", c.CallID, err)
 	}
 	c.StartedAt = orNow(c.StartedAt)
+	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.Time(c.StartedAt), s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
+		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
 	return s.update(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			c.CallID, c.From, c.To, c.Node, s.d.Time(c.StartedAt), s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
-			c.EndReason, c.Status, stats)
+		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, args...)
 		return err
 	})
 }
@@ -76,11 +88,13 @@ func (s *Store) UpdateCall(ctx context.Context, c store.Call) error {
 		return s.errorf("update call %q: %w", c.CallID, err)
 	}
 	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
-		status = $8, media_stats = $9`
-	args := []any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
-		c.EndReason, c.Status, stats}
+		status = $8, media_stats = $9, direction = $10, ca_id = $11, dialed = $12, user_number = $13, user_ip = $14,
+		queued_at = $15, offered_at = $16, session_start = $17, session_end = $18, conversation_start = $19,
+		conversation_end = $20`
+	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
+		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
 	if !c.StartedAt.IsZero() {
-		set += `, started_at = $10`
+		set += `, started_at = $21`
 		args = append(args, s.d.Time(c.StartedAt))
 	}
 	return s.update(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
@@ -110,6 +124,19 @@ func (s *Store) ListCalls(ctx context.Context, f store.CallFilter) ([]store.Call
 	cs, err := collect(rows, err, scanCall)
 	if err != nil {
 		return nil, s.readErr("list calls", err)
+	}
+	return cs, nil
+}
+
+// RelayCalls returns the relay call records queued in [from, to), oldest
+// first.
+func (s *Store) RelayCalls(ctx context.Context, from, to time.Time) ([]store.Call, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+callCols+` FROM calls
+		WHERE direction <> '' AND queued_at >= $1 AND queued_at < $2
+		ORDER BY queued_at, call_id`, s.d.Time(from), s.d.Time(to))
+	cs, err := collect(rows, err, scanCall)
+	if err != nil {
+		return nil, s.readErr("list relay calls", err)
 	}
 	return cs, nil
 }

@@ -9,27 +9,38 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 )
 
-const customerCols = `id, username, display_name, password_hash, failures, locked_until, created_at`
+const customerCols = `id, username, display_name, password_hash, role, ca_id, failures, locked_until, created_at`
 
 func scanCustomer(sc scanner) (store.Customer, error) {
 	var c store.Customer
-	err := sc.Scan(&c.ID, &c.Username, &c.DisplayName, &c.PasswordHash, &c.Failures,
+	err := sc.Scan(&c.ID, &c.Username, &c.DisplayName, &c.PasswordHash, &c.Role, &c.CAID, &c.Failures,
 		timeCol{&c.LockedUntil}, timeCol{&c.CreatedAt})
 	return c, err
 }
 
-// CreateCustomer stores c under a new ID; CreatedAt defaults to now.
+// CreateCustomer stores c under a new ID; CreatedAt defaults to now and
+// the empty Role is stored (and returned) as store.RoleCustomer. A CA ID
+// is for interpreters only, unique (store.ErrExists).
 func (s *Store) CreateCustomer(ctx context.Context, c store.Customer) (store.Customer, error) {
 	if c.Username == "" {
 		return store.Customer{}, s.errorf("create customer: empty username")
+	}
+	c.Role = c.EffectiveRole()
+	switch {
+	case c.Role != store.RoleCustomer && c.Role != store.RoleInterpreter && c.Role != store.RoleStaff:
+		return store.Customer{}, s.errorf("create customer %q: unknown role %q", c.Username, c.Role)
+	case c.Role == store.RoleInterpreter && !store.CAIDPattern.MatchString(c.CAID):
+		return store.Customer{}, s.errorf("create interpreter %q: CA ID %q is not 1-16 letters and digits", c.Username, c.CAID)
+	case c.Role != store.RoleInterpreter && c.CAID != "":
+		return store.Customer{}, s.errorf("create customer %q: only interpreters have a CA ID", c.Username)
 	}
 	c.CreatedAt = s.d.Round(orNow(c.CreatedAt))
 	c.LockedUntil = s.d.Round(c.LockedUntil)
 	err := s.update(ctx, fmt.Sprintf("create customer %q", c.Username), func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO customers
-			(username, display_name, password_hash, failures, locked_until, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			c.Username, c.DisplayName, c.PasswordHash, c.Failures, s.d.NullTime(c.LockedUntil), s.d.Time(c.CreatedAt),
+			(username, display_name, password_hash, role, ca_id, failures, locked_until, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			c.Username, c.DisplayName, c.PasswordHash, c.Role, c.CAID, c.Failures, s.d.NullTime(c.LockedUntil), s.d.Time(c.CreatedAt),
 		).Scan(&c.ID)
 	})
 	if err != nil {

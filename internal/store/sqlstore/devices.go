@@ -9,14 +9,26 @@ import (
 )
 
 // AddNumber gives a customer a phone number. The number must match
-// store.NumberPattern; an unknown customer is store.ErrNotFound and a
-// number already held is store.ErrExists.
+// store.NumberPattern, or be the station number (store.StationNumber) of
+// the interpreter it is given to; an unknown customer is
+// store.ErrNotFound and a number already held is store.ErrExists.
 func (s *Store) AddNumber(ctx context.Context, n store.Number) error {
-	if !store.NumberPattern.MatchString(n.Number) {
+	station := store.StationPattern.MatchString(n.Number)
+	if !station && !store.NumberPattern.MatchString(n.Number) {
 		return s.errorf("add number %q: not a 10-digit NANP number", n.Number)
 	}
 	n.CreatedAt = orNow(n.CreatedAt)
 	return s.update(ctx, "add number "+n.Number, func(tx *sql.Tx) error {
+		if station {
+			var role, caID string
+			err := tx.QueryRowContext(ctx, `SELECT role, ca_id FROM customers WHERE id = $1`, n.CustomerID).Scan(&role, &caID)
+			if err != nil {
+				return err
+			}
+			if role != store.RoleInterpreter || n.Number != store.StationNumber(caID) {
+				return fmt.Errorf("station number %s is only for the interpreter with CA ID %s", n.Number, n.Number[len("ca-"):])
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO numbers (number, customer_id, label, created_at) VALUES ($1, $2, $3, $4)`,
 			n.Number, n.CustomerID, n.Label, s.d.Time(n.CreatedAt))
 		return err

@@ -69,6 +69,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Nodes", testNodes},
 		{"Calls", testCalls},
 		{"ListCalls", testListCalls},
+		{"Roles", testRoles},
+		{"DeleteCustomer", testDeleteCustomer},
+		{"Locations", testLocations},
+		{"RelayCalls", testRelayCalls},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -176,7 +180,7 @@ func parallel(n int, fn func(i int) error) []error {
 
 func testCustomers(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	alice := store.Customer{Username: "alice", DisplayName: "Alice A.", PasswordHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", CreatedAt: t0}
+	alice := store.Customer{Username: "alice", DisplayName: "Alice A.", PasswordHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", Role: store.RoleCustomer, CreatedAt: t0}
 	got := must[store.Customer](t, "create alice")(s.CreateCustomer(ctx, alice))
 	if got.ID <= 0 {
 		t.Fatalf("create alice: ID %d, want > 0", got.ID)
