@@ -24,6 +24,17 @@ import (
 // connection; the shared location table (store.PutRegistration) mirrors it
 // so other nodes can tell where a number is registered. What a REGISTER
 // changes is sipcore.Register's decision; the table applies it.
+//
+// The bindings live in this node's memory; the location table only learns
+// what other nodes need: that a device is reachable via this node. A row
+// is written when a binding appears, moves to another flow or changes its
+// contact, and deleted when it goes; a refresh writes nothing while the
+// row's lease (twice the registration's lifetime) still covers the new
+// expiry, so a client refreshing every half-lifetime costs one write in
+// three refreshes and a burst of refreshes costs none. What the lease
+// costs: a row of a crashed node stays in the table up to one lifetime
+// longer, and other nodes skip it because membership says the node is
+// dead (sipcore.PeerTargets).
 
 // binding is one registered contact of a device and the flow it is
 // bound to.
@@ -31,6 +42,9 @@ type binding struct {
 	sipcore.Binding
 	flow  flowRef
 	since time.Time // first registered; a refresh over the same flow keeps it
+	// leased: the expiry the location table holds for the binding's row;
+	// zero until written.
+	leased time.Time
 }
 
 // flowRef says where requests for a party go: the connection (or UDP
@@ -133,6 +147,9 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 			if c.Old >= 0 && current[c.Old].flow.id == flow.id {
 				changes[i].new.since = current[c.Old].since
 			}
+			if c.Old >= 0 && sameRow(current[c.Old], changes[i].new) {
+				changes[i].new.leased = current[c.Old].leased
+			}
 		}
 	}
 	return changes, refusal
@@ -154,14 +171,16 @@ func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 				return fmt.Errorf("delete registration: %w", err)
 			}
 		}
-		if c.new != nil {
+		if c.new != nil && c.new.leased.Before(c.new.Expires) {
+			lease := c.new.Expires.Add(c.new.Expires.Sub(now))
 			err := r.store.PutRegistration(ctx, store.Registration{
 				Number: c.new.Number, DeviceID: c.new.DeviceID, Node: r.node, FlowID: c.new.flow.id,
-				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: c.new.Expires, UpdatedAt: now,
+				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: lease, UpdatedAt: now,
 			})
 			if err != nil {
 				return fmt.Errorf("put registration: %w", err)
 			}
+			c.new.leased = lease
 		}
 	}
 	r.mu.Lock()
@@ -177,6 +196,13 @@ func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 	r.mu.Unlock()
 	r.gauge.Set(float64(n))
 	return nil
+}
+
+// sameRow reports whether b, refreshed as n, keeps its location-table row
+// as written: same flow, contact and instance.
+func sameRow(b, n *binding) bool {
+	return b.flow.id == n.flow.id && b.URI == n.URI && b.Instance == n.Instance &&
+		b.Number == n.Number && b.DeviceID == n.DeviceID
 }
 
 // sharesRow reports whether another binding, not among except, has the

@@ -294,3 +294,50 @@ func TestDigestReplayAndStaleNonce(t *testing.T) {
 		t.Fatalf("foreign nonce: %d", res.StatusCode)
 	}
 }
+
+// A refresh over the same flow leaves the location-table row alone while
+// its lease covers the new expiry: other nodes need to know where a
+// device is, not each refresh.
+func TestRefreshWritesNoRowWithinLease(t *testing.T) {
+	e := newEnv(t, nil)
+	e.provision("5552340031", store.DeviceSIP, "lease", "secret-l")
+	p := newPhone(t, e, "5552340031", "lease", "secret-l")
+	ctx := context.Background()
+	row := func() store.Registration {
+		t.Helper()
+		regs, err := e.st.Registrations(ctx, "5552340031", time.Now())
+		if err != nil || len(regs) != 1 {
+			t.Fatalf("location table: %+v %v", regs, err)
+		}
+		return regs[0]
+	}
+	if res := p.register(600); res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %d %s", res.StatusCode, res.Reason)
+	}
+	first := row()
+	if lease := time.Until(first.ExpiresAt); lease < 1150*time.Second || lease > 1200*time.Second {
+		t.Fatalf("row lease %v after a 600 s registration, want about twice the lifetime", lease)
+	}
+	for range 3 {
+		if res := p.register(600); res.StatusCode != 200 {
+			t.Fatalf("refresh: %d %s", res.StatusCode, res.Reason)
+		}
+	}
+	if got := row(); !got.UpdatedAt.Equal(first.UpdatedAt) || !got.ExpiresAt.Equal(first.ExpiresAt) {
+		t.Fatalf("refreshes within the lease rewrote the row: %+v, was %+v", got, first)
+	}
+	// A lifetime beyond the lease is written.
+	if res := p.register(3600); res.StatusCode != 200 {
+		t.Fatalf("REGISTER 3600: %d %s", res.StatusCode, res.Reason)
+	}
+	if got := row(); time.Until(got.ExpiresAt) < 7100*time.Second {
+		t.Fatalf("row lease %v after a 3600 s registration", time.Until(got.ExpiresAt))
+	}
+	// Unregistering removes the row at once.
+	if res := p.register(0); res.StatusCode != 200 {
+		t.Fatalf("unREGISTER: %d %s", res.StatusCode, res.Reason)
+	}
+	if regs, err := e.st.Registrations(ctx, "5552340031", time.Now()); err != nil || len(regs) != 0 {
+		t.Fatalf("location table after unregister: %+v %v", regs, err)
+	}
+}
