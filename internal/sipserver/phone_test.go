@@ -34,6 +34,7 @@ type phone struct {
 
 	contact sipmsg.ContactHeader
 	rtp     *net.UDPConn
+	savp    bool // offer and answer SRTP (RTP/SAVP with a=crypto)
 	calls   chan *incoming
 	byes    chan *sipmsg.Request
 	cancels chan *sipmsg.Request
@@ -191,8 +192,12 @@ func (p *phone) registerRequest(expires int, extra ...sipmsg.Header) *sipmsg.Req
 // sdp is an audio offer or answer pointing at the phone's RTP socket.
 func (p *phone) sdp() []byte {
 	port := p.rtp.LocalAddr().(*net.UDPAddr).Port
+	profile, crypto := "RTP/AVP", ""
+	if p.savp {
+		profile, crypto = "RTP/SAVP", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:w8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PD\r\n"
+	}
 	return []byte(fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
-		"m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n", port))
+		"m=audio %d %s 0\r\na=rtpmap:0 PCMU/8000\r\n%sa=sendrecv\r\n", port, profile, crypto))
 }
 
 // invite calls a number and waits for the final answer.

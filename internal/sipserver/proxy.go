@@ -282,6 +282,13 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		// Answered, but the media cannot be anchored: hang up the callee
 		// and fail the call rather than let media bypass the relay.
 		s.hangUpLate(c, f, res)
+		if errors.Is(err, relay.ErrSRTPRequired) {
+			s.log.Info("answer without SRTP refused", "call_id", c.id, "error", err)
+			s.respond(tx, req, 488, "Not Acceptable Here (Encryption Required)",
+				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "the called device answered without SRTP, which this service requires"`))
+			s.end(c, endError, 488)
+			return
+		}
 		s.respond(tx, req, 500, "Server Internal Error (Media Not Anchored)")
 		s.end(c, endError, 500)
 		return

@@ -63,3 +63,23 @@ func TestRequireSRTPIs488(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestRequireSRTPPlainAnswerIs488: with relay.require_srtp a callee that
+// answers an SRTP offer with plain RTP is hung up, and the caller gets 488
+// naming the policy rather than a server error.
+func TestRequireSRTPPlainAnswerIs488(t *testing.T) {
+	e := newEnvOpts(t, envOptions{requireSRTP: true})
+	a, b := twoPhones(t, e)
+	a.savp = true
+	res := a.inviteAsync(context.Background(), bob)
+	ic := b.nextCall(5 * time.Second)
+	go ic.dlg.RespondSDP(b.sdp())
+	r := wait(t, res, "the caller's final answer")
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(r.err, &de) || de.Res.StatusCode != 488 || !strings.Contains(de.Res.Reason, "Encryption Required") {
+		t.Fatalf("plain RTP answer to an SRTP offer: %v, want 488 (Encryption Required)", r.err)
+	}
+	if w := de.Res.GetHeader("Warning"); w == nil || !strings.Contains(w.Value(), "SRTP") {
+		t.Fatalf("488 without a Warning naming SRTP: %v", de.Res)
+	}
+}
