@@ -116,8 +116,14 @@ func IsSelf(u sipmsg.Uri, local Local) bool {
 
 // TargetNumber extracts a 10-digit number from a Request-URI user part:
 // "5551230002", "+15551230002", "1-555-123-0002".
+//
+// An interpreter station's address ("ca-1001", store.StationPattern) is a
+// target too: stations register and are reached like numbers.
 func TargetNumber(user string) (string, bool) {
 	user, _, _ = strings.Cut(user, ";") // user parameters (RFC 3261 §19.1.1)
+	if store.StationPattern.MatchString(user) {
+		return user, true
+	}
 	var digits []byte
 	for _, c := range []byte(user) {
 		switch {

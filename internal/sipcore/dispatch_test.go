@@ -94,6 +94,7 @@ func TestTargetNumber(t *testing.T) {
 	for in, want := range map[string]string{
 		"5552340002": "5552340002", "+15552340002": "5552340002", "1-555-234-0002": "5552340002",
 		"5552340002;user=phone": "5552340002", "alice": "", "123": "", "5551230002": "",
+		"ca-1001": "ca-1001", "ca-1001;user=phone": "ca-1001", "ca-": "", "CA-1001": "", "ca-12345678901234567": "",
 	} {
 		got, ok := TargetNumber(in)
 		if !ok {
