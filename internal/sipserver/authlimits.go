@@ -118,7 +118,14 @@ func (sh *shield) admitFlow(c *flowConn, msg []byte) (reply []byte, ok bool) {
 		return nil, true
 	}
 	if c.limiter == nil {
-		c.limiter = rate.NewLimiter(sh.flowRate, sh.flowBurst)
+		// An allowlisted source (sip.ban_allow, the deployment's nodes,
+		// loopback with ban_allow_loopback) is never rate limited, its
+		// registered flows included.
+		limit := sh.flowRate
+		if sh.guard.Allowed(c.raddr.Addr()) {
+			limit = rate.Inf
+		}
+		c.limiter = rate.NewLimiter(limit, sh.flowBurst)
 	}
 	if r := c.limiter.Reserve(); r.Delay() > 0 {
 		wait := r.Delay()

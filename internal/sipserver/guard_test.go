@@ -410,3 +410,33 @@ func TestOneSourceCannotTakeEverySlot(t *testing.T) {
 		t.Fatalf("another source: %v, want 401", m)
 	}
 }
+
+// TestRegisteredFlowRateLimit: a registered flow has its own allowance,
+// except from an allowlisted source, which is never rate limited.
+func TestRegisteredFlowRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.RateLimit, c.RateBurst = 5, 5
+		c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.32/32")}
+	})
+	msg := []byte(optionsText(e.addr, "TCP"))
+	for _, tc := range []struct {
+		src  string
+		want int // requests admitted of 15
+	}{
+		{"127.0.0.31:5060", 5},
+		{"127.0.0.32:5060", 15},
+	} {
+		c := &flowConn{raddr: netip.MustParseAddrPort(tc.src)}
+		c.boundUntil.Store(time.Now().Add(time.Hour).UnixNano())
+		admitted := 0
+		for range 15 {
+			if _, ok := e.srv.shield.admitFlow(c, msg); ok {
+				admitted++
+			}
+		}
+		// A sixth may pass as the bucket refills while the loop runs.
+		if admitted != tc.want && !(tc.want == 5 && admitted == 6) {
+			t.Errorf("registered flow from %s: %d of 15 requests admitted, want %d", tc.src, admitted, tc.want)
+		}
+	}
+}
