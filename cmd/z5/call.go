@@ -148,7 +148,7 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		}
 	}
 	say("calling %s via %s (%s)...", pos[0], host, server)
-	call, err := ph.Call(ctx, pos[0], mo, progressPrinter(func(code int, reason string) { say("  %d %s", code, reason) }))
+	call, err := ph.Call(ctx, pos[0], mo, progressPrinter(func(code int, reason string) { say("%s", progressLine(code, reason)) }))
 	if err != nil {
 		return err
 	}
@@ -232,16 +232,28 @@ func sending(st []media.StreamStats) bool {
 
 // progressPrinter passes on provisional responses in order: one that
 // arrives after a later stage was shown (100 Trying after 180 Ringing)
-// is dropped, so the caller never reads them out of order.
+// is dropped, so the caller never reads them out of order. A queue
+// position (182 Queued) always passes: it changes while the "please wait"
+// early media (183) plays.
 func progressPrinter(print func(code int, reason string)) func(int, string) {
 	last := 0
 	return func(code int, reason string) {
-		if code < last {
+		if code < last && code != 182 {
 			return
 		}
 		last = code
 		print(code, reason)
 	}
+}
+
+// progressLine words a provisional response: a relay call waits in the
+// interpreter queue (182 Queued, the position updated as it moves).
+func progressLine(code int, reason string) string {
+	if code == 182 && strings.HasPrefix(reason, "Queued (position ") {
+		pos := strings.TrimSuffix(strings.TrimPrefix(reason, "Queued (position "), ")")
+		return fmt.Sprintf("  %d %s: waiting for an interpreter, number %s in the queue", code, reason, pos)
+	}
+	return fmt.Sprintf("  %d %s", code, reason)
 }
 
 // writeJSONError is z5 call --json's output when the call failed: the

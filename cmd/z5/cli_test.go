@@ -108,6 +108,7 @@ func TestProgressInOrder(t *testing.T) {
 		{[]int{180, 100}, "180 "},
 		{[]int{100, 183, 180}, "100 183 "},
 		{[]int{100, 180, 180}, "100 180 180 "},
+		{[]int{100, 182, 183, 182, 182}, "100 182 183 182 182 "},
 	} {
 		var b strings.Builder
 		p := progressPrinter(func(code int, _ string) { b.WriteString(strconv.Itoa(code) + " ") })
@@ -116,6 +117,21 @@ func TestProgressInOrder(t *testing.T) {
 		}
 		if b.String() != tc.want {
 			t.Errorf("%v: printed %q, want %q", tc.in, b.String(), tc.want)
+		}
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		code         int
+		reason, want string
+	}{
+		{182, "Queued (position 3)", "  182 Queued (position 3): waiting for an interpreter, number 3 in the queue"},
+		{182, "Queued", "  182 Queued"},
+		{180, "Ringing", "  180 Ringing"},
+	} {
+		if got := progressLine(tc.code, tc.reason); got != tc.want {
+			t.Errorf("progressLine(%d, %q) = %q, want %q", tc.code, tc.reason, got, tc.want)
 		}
 	}
 }

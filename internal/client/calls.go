@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -68,6 +69,7 @@ type IncomingCall struct {
 	Offer    []byte
 
 	p      *Phone
+	req    *sipmsg.Request
 	dlg    *sipgo.DialogServerSession
 	decide chan struct{}
 	once   sync.Once
@@ -78,6 +80,23 @@ type IncomingCall struct {
 
 // Cancelled is closed when the caller hung up before the call was answered.
 func (ic *IncomingCall) Cancelled() <-chan struct{} { return ic.cancelled }
+
+// Header is the value of the INVITE's header name ("" when absent): the
+// MCS describes an offered relay call in X-Z5-* headers.
+func (ic *IncomingCall) Header(name string) string {
+	if h := ic.req.GetHeader(name); h != nil {
+		return strings.TrimSpace(h.Value())
+	}
+	return ""
+}
+
+// CallID is the Call-ID of the INVITE.
+func (ic *IncomingCall) CallID() string {
+	if c := ic.req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
 
 // Answer accepts the call with an SDP answer and returns the dialog.
 func (ic *IncomingCall) Answer(answer []byte) (*Dialog, error) {
@@ -173,7 +192,7 @@ func (p *Phone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	from := req.From()
-	ic := &IncomingCall{p: p, dlg: dlg, Offer: req.Body(), decide: make(chan struct{}), cancelled: make(chan struct{})}
+	ic := &IncomingCall{p: p, req: req, dlg: dlg, Offer: req.Body(), decide: make(chan struct{}), cancelled: make(chan struct{})}
 	if from != nil {
 		ic.From, ic.FromName = from.Address.User, strings.Trim(from.DisplayName, `"`)
 	}
@@ -204,7 +223,10 @@ type CallError struct {
 	Target string
 	Status int
 	Reason string
-	Err    error
+	// Warning is the text of the response's Warning header (RFC 3261
+	// §20.43), which says why in words: "" when absent.
+	Warning string
+	Err     error
 }
 
 func (e *CallError) Error() string {
@@ -217,8 +239,10 @@ func (e *CallError) Error() string {
 func (e *CallError) Unwrap() error { return e.Err }
 
 // Invite calls target (a 10-digit number or a SIP URI) with an SDP offer
-// and waits for the answer. onProgress sees provisional responses.
-func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgress func(code int, reason string)) (*Dialog, error) {
+// and waits for the answer. onProgress sees provisional responses; a 182
+// Queued carrying X-Z5-Queue-Position arrives as "Queued (position N)".
+// extra headers go into the INVITE as they are.
+func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgress func(code int, reason string), extra ...sipmsg.Header) (*Dialog, error) {
 	p.mu.Lock()
 	server, contact := p.server, p.contact
 	p.mu.Unlock()
@@ -236,6 +260,9 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 	req.AppendHeader(&contact)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+	for _, h := range extra {
+		req.AppendHeader(h)
+	}
 	req.SetBody(offer)
 	sess, err := p.dcli.WriteInvite(ctx, req)
 	if err != nil {
@@ -245,7 +272,11 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 		Username: p.creds.Username, Password: p.creds.Password,
 		OnResponse: func(res *sipmsg.Response) error {
 			if res.IsProvisional() && onProgress != nil {
-				onProgress(int(res.StatusCode), res.Reason)
+				reason := res.Reason
+				if pos := queuePosition(res); pos > 0 {
+					reason = fmt.Sprintf("Queued (position %d)", pos)
+				}
+				onProgress(int(res.StatusCode), reason)
 			}
 			return nil
 		},
@@ -254,7 +285,7 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 		sess.Close()
 		var de *sipgo.ErrDialogResponse
 		if errors.As(err, &de) {
-			ce := &CallError{Target: target, Status: int(de.Res.StatusCode), Reason: de.Res.Reason}
+			ce := &CallError{Target: target, Status: int(de.Res.StatusCode), Reason: de.Res.Reason, Warning: warningText(de.Res)}
 			switch de.Res.StatusCode {
 			case sipmsg.StatusTemporarilyUnavailable, sipmsg.StatusNotFound:
 				ce.Err = ErrUnavailable
@@ -282,6 +313,38 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 	d.RemoteSDP, d.CallID = sess.InviteResponse.Body(), req.CallID().Value()
 	p.track(d, sess.Context())
 	return d, nil
+}
+
+// queuePosition is a 182 Queued response's place in the interpreter
+// queue (X-Z5-Queue-Position), 0 when the response carries none.
+func queuePosition(res *sipmsg.Response) int {
+	if res.StatusCode != 182 {
+		return 0
+	}
+	h := res.GetHeader("X-Z5-Queue-Position")
+	if h == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
+}
+
+// warningText is the quoted text of a Warning header (code agent "text"),
+// "" when the response has none.
+func warningText(res *sipmsg.Response) string {
+	h := res.GetHeader("Warning")
+	if h == nil {
+		return ""
+	}
+	v := h.Value()
+	i, j := strings.IndexByte(v, '"'), strings.LastIndexByte(v, '"')
+	if i < 0 || j <= i {
+		return ""
+	}
+	return strings.ReplaceAll(v[i+1:j], `\"`, `"`)
 }
 
 // RelayAddr is where a call's media goes: the MCS address in the remote

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
+
 	"github.com/z5vrs/z5/internal/media"
 )
 
@@ -22,6 +24,9 @@ type MediaOptions struct {
 	Audio media.Source
 	// NoVideo offers audio only.
 	NoVideo bool
+	// NoText leaves real-time text out of the offer: a voice leg to the
+	// telephone network carries audio alone.
+	NoText bool
 	// RecordDir, when set, records what we receive to PREFIX.mkv (mode
 	// 0600): Matroska with the video and audio in step, which players
 	// and ffmpeg open as is.
@@ -222,6 +227,12 @@ func (c *Call) Wait(ctx context.Context, duration time.Duration, onTick func([]m
 // Call places a video call to target (number, contact name or SIP URI):
 // step 4 signalling over the registered flow, step 5 media via the relay.
 func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProgress func(int, string)) (*Call, error) {
+	return p.call(ctx, target, mo, onProgress)
+}
+
+// call is Call with extra headers in the INVITE (a relay call's second leg
+// names the relay call it belongs to).
+func (p *Phone) call(ctx context.Context, target string, mo MediaOptions, onProgress func(int, string), extra ...sipmsg.Header) (*Call, error) {
 	ct, err := p.c.FindContact(target)
 	switch {
 	case err == nil:
@@ -237,7 +248,7 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 	}
 	started := time.Now()
 	local := p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo)
+	sa, err := newStreamSockets(local, !mo.NoVideo, !mo.NoText)
 	if err != nil {
 		return nil, stepErr(StepMedia, err, "")
 	}
@@ -254,7 +265,7 @@ func (p *Phone) Call(ctx context.Context, target string, mo MediaOptions, onProg
 		}
 		// Only an automatic choice falls back to plain RTP, and only once.
 		fallback := srtp && mo.SRTP == SRTPAuto
-		d, err = p.Invite(ctx, target, offer, onProgress)
+		d, err = p.Invite(ctx, target, offer, onProgress, extra...)
 		var ce *CallError
 		if err != nil && fallback && errors.As(err, &ce) && ce.Status == 488 {
 			p.log.Info("srtp refused by the callee, calling again with plain rtp", "target", target, "status", ce.Status)
@@ -334,6 +345,16 @@ func dialable(target string) bool {
 
 func callHint(ce *CallError) string {
 	switch {
+	case ce.Status == 403 && strings.Contains(strings.ToLower(ce.Reason+" "+ce.Warning), "location"):
+		if ce.Warning != "" {
+			return ce.Warning
+		}
+		return "set your registered location first: z5 location set --street S --city C --state ST --zip Z (911 still works without one)"
+	case ce.Warning != "":
+		return ce.Warning
+	case ce.Status == 480 && strings.Contains(strings.ToLower(ce.Reason), "interpreter"),
+		ce.Status == 480 && strings.Contains(strings.ToLower(ce.Reason), "queue"):
+		return "no interpreter answered within the longest wait the provider allows: try again later"
 	case ce.Status == 404:
 		return "check the number: no customer of this provider has it"
 	case ce.Status == 408 || ce.Status == 480 && ce.Reason != "" && strings.Contains(strings.ToLower(ce.Reason), "no answer"):
@@ -352,7 +373,7 @@ func callHint(ce *CallError) string {
 func (ic *IncomingCall) AcceptWithMedia(ctx context.Context, mo MediaOptions) (*Call, error) {
 	started := time.Now()
 	local := ic.p.localAddr()
-	sa, err := newStreamSockets(local, !mo.NoVideo)
+	sa, err := newStreamSockets(local, !mo.NoVideo, !mo.NoText)
 	if err != nil {
 		ic.Reject(500, "Server Internal Error")
 		return nil, stepErr(StepMedia, err, "")
@@ -562,7 +583,7 @@ type streamSockets struct {
 	src media.Sources
 }
 
-func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
+func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
 	src, err := media.NewSources()
 	if err != nil {
 		return nil, err
@@ -577,8 +598,11 @@ func newStreamSockets(ip netip.Addr, video bool) (*streamSockets, error) {
 			return nil, err
 		}
 	}
-	// Every call offers real-time text; under SRTPRequire it is keyed
-	// like audio and video.
+	// Every call offers real-time text unless told not to; under
+	// SRTPRequire it is keyed like audio and video.
+	if !text {
+		return sa, nil
+	}
 	if sa.textSSRC, err = newTextSSRC(); err == nil {
 		sa.text, sa.textRTCP, err = udpPair(ip)
 	}
