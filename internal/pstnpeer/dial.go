@@ -85,6 +85,9 @@ func (p *Peer) Dial(ctx context.Context, mcs netip.AddrPort, domain, from, numbe
 	req.AppendHeader(sipmsg.NewHeader("P-Asserted-Identity", fmt.Sprintf("<sip:%s@%s>", from, p.ip)))
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(offer)
+	// From the peer's own address: the MCS trusts the carrier by source
+	// (trunk.allow), and the kernel would pick 127.0.0.1 on loopback.
+	req.Laddr = sipmsg.Addr{IP: net.IP(p.ip.AsSlice()), Hostname: p.ip.String()}
 	sess, err := p.dcli.WriteInvite(ctx, req)
 	if err != nil {
 		p.finish(a, err.Error())

@@ -46,6 +46,8 @@ type Call struct {
 	From      string // user part of From
 	FromName  string
 	To        string // user part of the Request-URI (in) or To (out)
+	// Source is where the INVITE came from (in).
+	Source string
 	// PAI is the P-Asserted-Identity header, Geolocation and
 	// GeolocationRouting the RFC 6442 headers, as received.
 	PAI, Geolocation, GeolocationRouting string
@@ -256,7 +258,7 @@ func rxPackets(st []media.StreamStats) uint64 {
 // onInvite answers a call from the MCS: 180, then 200 with PCMU audio.
 func (p *Peer) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	a := &active{done: make(chan struct{}), rec: Call{Direction: "in", CallID: req.CallID().Value(), To: req.Recipient.User,
-		Started: time.Now(), ContentType: header(req, "Content-Type"), Body: append([]byte(nil), req.Body()...),
+		Started: time.Now(), Source: req.Source(), ContentType: header(req, "Content-Type"), Body: append([]byte(nil), req.Body()...),
 		PAI: header(req, "P-Asserted-Identity"), Geolocation: header(req, "Geolocation"),
 		GeolocationRouting: header(req, "Geolocation-Routing")}}
 	if f := req.From(); f != nil {

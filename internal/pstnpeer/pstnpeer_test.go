@@ -8,9 +8,9 @@ import (
 )
 
 // startPeer runs a peer on 127.0.0.1 port 0 until the test ends.
-func startPeer(t *testing.T, status func(string) int) *Peer {
+func startPeer(t *testing.T, ip string, status func(string) int) *Peer {
 	t.Helper()
-	p, err := New(Config{Addr: "127.0.0.1:0", Status: status})
+	p, err := New(Config{Addr: ip + ":0", Status: status})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +47,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // MCS; the callee answers with the tone, both count the other's audio,
 // and both keep a record with who called whom and how it ended.
 func TestCallBetweenPeers(t *testing.T) {
-	callee := startPeer(t, nil)
-	caller := startPeer(t, nil)
+	callee := startPeer(t, "127.0.0.1", nil)
+	// Another loopback address: calls leave from the peer's own address.
+	caller := startPeer(t, "127.0.0.2", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var progress []int
@@ -74,8 +75,8 @@ func TestCallBetweenPeers(t *testing.T) {
 	if in.Direction != "in" || in.From != "2125550100" || in.To != "2025550102" || in.Status != 200 || in.Video || in.EndReason != "remote hangup" {
 		t.Errorf("callee's record: %+v", in)
 	}
-	if !strings.Contains(in.PAI, "sip:2125550100@") || in.CallID != d.CallID() || in.Relay.Addr().String() != "127.0.0.1" {
-		t.Errorf("callee's record: PAI %q, call %q (want %q), relay %s", in.PAI, in.CallID, d.CallID(), in.Relay)
+	if !strings.Contains(in.PAI, "sip:2125550100@") || in.CallID != d.CallID() || in.Relay.Addr().String() != "127.0.0.2" || !strings.HasPrefix(in.Source, "127.0.0.2:") {
+		t.Errorf("callee's record: PAI %q, call %q (want %q), relay %s, source %s", in.PAI, in.CallID, d.CallID(), in.Relay, in.Source)
 	}
 	if out.Direction != "out" || out.Status != 200 || out.EndReason != "local hangup" || out.Answered.IsZero() {
 		t.Errorf("caller's record: %+v", out)
@@ -93,13 +94,13 @@ func TestCallBetweenPeers(t *testing.T) {
 // TestRefusedNumber: a number the config refuses gets that status and no
 // media.
 func TestRefusedNumber(t *testing.T) {
-	callee := startPeer(t, func(n string) int {
+	callee := startPeer(t, "127.0.0.1", func(n string) int {
 		if n == "2125550486" {
 			return 486
 		}
 		return 0
 	})
-	caller := startPeer(t, nil)
+	caller := startPeer(t, "127.0.0.1", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := caller.Dial(ctx, callee.Addr(), "mcs.z5.test", "2025550102", "2125550486", nil)
