@@ -40,9 +40,9 @@ func (d *Dialed) Hangup(ctx context.Context) error {
 		return nil
 	default:
 	}
-	err := d.sess.Bye(ctx)
+	// Noted before the BYE, whose completion also ends the dialog.
 	d.p.finish(d.a, "local hangup")
-	return err
+	return d.sess.Bye(ctx)
 }
 
 // Dial calls number at the MCS's SIP address mcs (TCP) in the SIP domain,
