@@ -148,6 +148,10 @@ func cmdRun(ctx context.Context, dev bool, cfgPath, data, node, logLevel string,
 	// Every node serves until ctx ends; the first failure stops them all.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if dev {
+		stopPeer := serveDevTrunk(ctx, cfg, log, stdout)
+		defer stopPeer()
+	}
 	errc := make(chan error, len(nodes))
 	for i, n := range nodes {
 		go func() {
@@ -166,6 +170,34 @@ func cmdRun(ctx context.Context, dev bool, cfgPath, data, node, logLevel string,
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serveDevTrunk runs the dev stack's telephone network at the trunk
+// address until ctx ends; stop waits for it. A peer that cannot start
+// (the port taken by a test's own peer) leaves the stack running.
+func serveDevTrunk(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) (stop func()) {
+	peer, err := provider.DevTrunkPeer(cfg, log)
+	if err == nil && peer != nil {
+		err = peer.Listen()
+	}
+	if err != nil || peer == nil {
+		if err != nil {
+			log.Warn("telephone network peer not started: relay calls to hearing parties fail", "error", err)
+		}
+		return func() {}
+	}
+	fmt.Fprintf(stdout, "  %-8s %s (the built-in telephone network: answers any number with a tone)\n", "trunk", peer.Addr())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := peer.Serve(ctx); err != nil {
+			log.Warn("telephone network peer stopped", "error", err)
+		}
+	}()
+	return func() {
+		peer.Close()
+		<-done
+	}
 }
 
 // nodesToRun picks the node: the one named, or those whose address is on
