@@ -432,7 +432,7 @@ func TestClientCalleeOffline(t *testing.T) {
 func TestClientCalleeBusy(t *testing.T) {
 	s := startStack(t)
 	s.provision(t)
-	s.admin(t, "carol-secret-3\n", "customer", "add", "carol", "--password-stdin")
+	s.admin(t, "carol-secret-3\n", customerAdd("carol")...)
 	s.admin(t, "", "number", "add", "carol", "4045550123")
 	alice := s.login(t, "alice", alicePass, aliceWork)
 	bob := s.login(t, "bob", bobPass, "")

@@ -46,7 +46,7 @@ func (s *stack) sibling(n int) string {
 // sipDevice provisions a customer with number and a standard SIP device.
 func (s *stack) sipDevice(t *testing.T, customer, number, user, pass string) {
 	t.Helper()
-	s.admin(t, "pw-"+customer+"-long\n", "customer", "add", customer, "--password-stdin")
+	s.admin(t, "pw-"+customer+"-long\n", customerAdd(customer)...)
 	s.admin(t, "", "number", "add", customer, number)
 	s.admin(t, pass+"\n", "device", "add", number, "--kind", "sip", "--user", user, "--password-stdin")
 }

@@ -111,9 +111,9 @@ func TestCustomerFirewall(t *testing.T) {
 	began := time.Now()
 	l := newLab(t)
 	l.startProvider(t)
-	l.admin(t, nsAlicePass+"\n", "customer", "add", "alice", "--password-stdin")
+	l.admin(t, nsAlicePass+"\n", customerAdd("alice")...)
 	l.admin(t, "", "number", "add", "alice", nsAliceNumber)
-	l.admin(t, nsBobPass+"\n", "customer", "add", "bob", "--password-stdin")
+	l.admin(t, nsBobPass+"\n", customerAdd("bob")...)
 	l.admin(t, "", "number", "add", "bob", nsBobNumber)
 	t.Logf("provider up and provisioned in %s", time.Since(began).Round(time.Millisecond))
 

@@ -15,9 +15,13 @@ import (
 
 	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/client"
+	"github.com/z5vrs/z5/internal/location"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/store/sqlite"
 )
+
+// officeAddress is the registered location of every office customer.
+var officeAddress = location.Address{Street: "1 Test Plaza", City: "Springfield", State: "IL", Zip: "62701"}
 
 // TestOfficeBehindOneAddress: a business whose 200 Z5 phones share one
 // public address (here 127.0.0.1, the source every loopback client gets)
@@ -56,6 +60,10 @@ func TestOfficeBehindOneAddress(t *testing.T) {
 				return
 			}
 			if _, err := backoffice.AddNumber(ctx, st, user(i), number(i), ""); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := backoffice.SetLocation(ctx, st, user(i), officeAddress, "test"); err != nil {
 				errs <- err
 			}
 		}()

@@ -45,6 +45,16 @@ func (s *stack) admin(t *testing.T, stdin string, args ...string) string {
 	return mustRun(t, stdin, "z5d", append([]string{"admin", "--config", s.cfg}, args...)...)
 }
 
+// located are the flags of customer add that give the customer a
+// registered location, without which its numbers may call only 911.
+var located = []string{"--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701"}
+
+// customerAdd is the admin command line that creates a customer with a
+// registered location.
+func customerAdd(username string) []string {
+	return append([]string{"customer", "add", username, "--password-stdin"}, located...)
+}
+
 func (s *stack) profilePath() string { return filepath.Join(s.dir, "provider.json") }
 
 func TestDNSWithDig(t *testing.T) {
@@ -131,10 +141,10 @@ func TestHTTPSVerifiedAgainstCA(t *testing.T) {
 // provision creates alice (two numbers, a contact) and bob.
 func (s *stack) provision(t *testing.T) {
 	t.Helper()
-	s.admin(t, "alice-secret-1\n", "customer", "add", "alice", "--password-stdin")
+	s.admin(t, "alice-secret-1\n", customerAdd("alice")...)
 	s.admin(t, "", "number", "add", "alice", "2025550101", "--label", "home")
 	s.admin(t, "", "number", "add", "alice", "2025550102", "--label", "work")
-	s.admin(t, "bob-secret-22\n", "customer", "add", "bob", "--password-stdin")
+	s.admin(t, "bob-secret-22\n", customerAdd("bob")...)
 	s.admin(t, "", "number", "add", "bob", "3035550199")
 	s.admin(t, "", "contact", "add", "2025550102", "Bob", "3035550199")
 }

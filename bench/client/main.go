@@ -97,9 +97,9 @@ func run(ctx context.Context, runs, calls int, binDir string, strict bool) error
 		return err
 	}
 	for _, a := range [][]string{
-		{"customer", "add", "alice", "--password-stdin"},
+		{"customer", "add", "alice", "--password-stdin", "--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701"},
 		{"number", "add", "alice", "2025550102"},
-		{"customer", "add", "bob", "--password-stdin"},
+		{"customer", "add", "bob", "--password-stdin", "--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701"},
 		{"number", "add", "bob", "3035550199"},
 	} {
 		if _, err := b.cmd(ctx, "pass-for-"+a[2]+"\n", "z5d", append([]string{"admin", "--config", b.cfg}, a...)...); err != nil {

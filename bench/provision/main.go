@@ -66,8 +66,14 @@ func run(ctx context.Context) error {
 		}
 		start := time.Now()
 		for _, u := range users {
-			if _, err := st.CreateCustomer(ctx, store.Customer{Username: "u" + u, DisplayName: u, PasswordHash: hash, CreatedAt: time.Now()}); err != nil {
+			c, err := st.CreateCustomer(ctx, store.Customer{Username: "u" + u, DisplayName: u, PasswordHash: hash, CreatedAt: time.Now()})
+			if err != nil {
 				return fmt.Errorf("customer u%s: %w", u, err)
+			}
+			// A registered location lets the numbers place calls.
+			if err := st.SetLocation(ctx, store.Location{CustomerID: c.ID, Street: "1 Test Plaza", City: "Springfield", State: "IL",
+				Zip: "62701", Country: "US", UpdatedBy: "bench"}); err != nil {
+				return fmt.Errorf("location of u%s: %w", u, err)
 			}
 			if _, err := backoffice.AddNumber(ctx, st, "u"+u, u, ""); err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/location"
 	"github.com/z5vrs/z5/internal/opview"
 	"github.com/z5vrs/z5/internal/password"
 	"github.com/z5vrs/z5/internal/provider"
@@ -38,9 +39,10 @@ type admin struct {
 // --json are accepted before or after the subcommand.
 func adminCmd(asJSON *bool) *cobra.Command {
 	a := &admin{asJSON: asJSON}
-	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, numbers, devices, contacts, calls; live registrations and calls",
-		Long: `Manage the provider's customers, numbers, devices and contacts, and read
-the call log, in the data dir of "z5d run --dev --data DIR" or the store of
+	cmd := cli.Group(&cobra.Command{Use: "admin", Short: "customers, interpreters, staff, numbers, devices, contacts, calls, reports; live registrations and calls",
+		Long: `Manage the provider's customers (and their registered locations),
+interpreters, staff, numbers, devices and contacts, and read the call log
+and its reports, in the data dir of "z5d run --dev --data DIR" or the store of
 a deployment (--config FILE).
 
 registrations and calls --live read the running MCS nodes instead (their
@@ -68,16 +70,30 @@ input's first line with --password-stdin; never from the command line.`})
 	customer := cli.Group(&cobra.Command{Use: "customer", Short: "customers (ZDial accounts)"})
 	var display string
 	var pwStdin bool
-	add := leaf("add USERNAME [--display NAME] [--password-stdin]", "create a customer (asks for the password)", 1,
-		func(ctx context.Context, pos []string) error { return a.customerAdd(ctx, pos[0], display, pwStdin) })
+	var addr addressFlags
+	var add *cobra.Command
+	add = leaf("add USERNAME [--display NAME] [--password-stdin] [--street S --city C --state ST --zip Z]", "create a customer (asks for the password)", 1,
+		func(ctx context.Context, pos []string) error {
+			var loc *location.Address
+			if addr.given(add) {
+				v, err := location.Validate(addr.over(add, location.Address{}))
+				if err != nil {
+					return locationWords(err)
+				}
+				loc = &v
+			}
+			return a.customerAdd(ctx, pos[0], display, pwStdin, loc)
+		})
 	add.Flags().StringVar(&display, "display", "", "display name")
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input's first line (for scripts)")
+	addr.add(add)
 	pw := leaf("password USERNAME [--password-stdin]", "set a customer's password (and unlock the account)", 1,
 		func(ctx context.Context, pos []string) error { return a.customerPassword(ctx, pos[0], pwStdin) })
 	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input's first line (for scripts)")
 	customer.AddCommand(add, pw,
 		leaf("list", "list customers", 0, a.customerList),
-		leaf("unlock USERNAME", "clear a customer's failed logins and lockout", 1, a.customerUnlock))
+		leaf("unlock USERNAME", "clear a customer's failed logins and lockout", 1, a.customerUnlock),
+		a.customerLocationCmd(leaf))
 
 	number := cli.Group(&cobra.Command{Use: "number", Short: "phone numbers of customers"})
 	var label string
@@ -147,7 +163,7 @@ within 2 s is noted and skipped. Nothing secret is shown.`
 		return a.live(c, opview.RegistrationsPath, "registrations")
 	}
 
-	cmd.AddCommand(customer, number, device, contact, calls, regs)
+	cmd.AddCommand(customer, number, device, contact, calls, regs, a.interpreterCmd(leaf), a.staffCmd(leaf), a.reportCmd(leaf))
 	return cmd
 }
 
@@ -239,7 +255,9 @@ func (a *admin) customer(ctx context.Context, username string) (store.Customer, 
 	return c, nil
 }
 
-func (a *admin) customerAdd(ctx context.Context, username, display string, fromStdin bool) error {
+// customerAdd creates a customer and, when loc is set (already
+// validated), its registered location.
+func (a *admin) customerAdd(ctx context.Context, username, display string, fromStdin bool, loc *location.Address) error {
 	if _, err := a.st.CustomerByUsername(ctx, strings.ToLower(strings.TrimSpace(username))); err == nil {
 		return fmt.Errorf("customer %s already exists", username)
 	}
@@ -251,7 +269,14 @@ func (a *admin) customerAdd(ctx context.Context, username, display string, fromS
 	if err != nil {
 		return a.words(err, "customer "+username)
 	}
-	return a.print("customer "+c.Username+" created", customerJSON(c, nil))
+	if loc == nil {
+		return a.print("customer "+c.Username+" created (no registered location yet: its numbers can call only 911 until one is set with z5d admin customer location)", customerJSON(c, nil))
+	}
+	l, err := backoffice.SetLocationOf(ctx, a.st, c.ID, *loc, "admin")
+	if err != nil {
+		return a.words(err, "location of "+c.Username)
+	}
+	return a.print(fmt.Sprintf("customer %s created, registered location %s", c.Username, location.FromStore(l).OneLine()), customerJSON(c, nil))
 }
 
 func (a *admin) customerPassword(ctx context.Context, username string, fromStdin bool) error {
@@ -322,6 +347,9 @@ func (a *admin) customerList(ctx context.Context, _ []string) error {
 	}
 	views := make([]customerView, 0, len(cs))
 	for _, c := range cs {
+		if c.EffectiveRole() != store.RoleCustomer {
+			continue // interpreter list, staff list
+		}
 		ns, err := a.st.NumbersOf(ctx, c.ID)
 		if err != nil {
 			return a.words(err, "numbers of "+c.Username)
@@ -494,6 +522,34 @@ type callView struct {
 	EndReason  string       `json:"end_reason,omitempty"`
 	Status     int          `json:"status,omitempty"`
 	Streams    []streamView `json:"streams,omitempty"`
+
+	// Relay calls only.
+	Direction         string     `json:"direction,omitempty"`
+	CAID              string     `json:"ca_id,omitempty"`
+	Dialed            string     `json:"dialed,omitempty"`
+	UserNumber        string     `json:"user_number,omitempty"`
+	UserIP            string     `json:"user_ip,omitempty"`
+	QueuedAt          *time.Time `json:"queued_at,omitempty"`
+	OfferedAt         *time.Time `json:"offered_at,omitempty"`
+	SessionStart      *time.Time `json:"session_start,omitempty"`
+	SessionEnd        *time.Time `json:"session_end,omitempty"`
+	ConversationStart *time.Time `json:"conversation_start,omitempty"`
+	ConversationEnd   *time.Time `json:"conversation_end,omitempty"`
+	// QueueWaitSeconds is QueuedAt to SessionStart (the interpreter
+	// answered), for answered relay calls.
+	QueueWaitSeconds *float64 `json:"queue_wait_seconds,omitempty"`
+}
+
+// relayFields fills v's relay call fields from c.
+func relayFields(v *callView, c store.Call) {
+	v.Direction, v.CAID, v.Dialed, v.UserNumber, v.UserIP = c.Direction, c.CAID, c.Dialed, c.UserNumber, c.UserIP
+	v.QueuedAt, v.OfferedAt = timeOrNil(c.QueuedAt), timeOrNil(c.OfferedAt)
+	v.SessionStart, v.SessionEnd = timeOrNil(c.SessionStart), timeOrNil(c.SessionEnd)
+	v.ConversationStart, v.ConversationEnd = timeOrNil(c.ConversationStart), timeOrNil(c.ConversationEnd)
+	if !c.QueuedAt.IsZero() && !c.SessionStart.IsZero() {
+		w := max(c.SessionStart.Sub(c.QueuedAt), 0).Seconds()
+		v.QueueWaitSeconds = &w
+	}
 }
 
 func (a *admin) calls(ctx context.Context, number string, limit int) error {
@@ -517,6 +573,7 @@ func (a *admin) calls(ctx context.Context, number string, limit int) error {
 			for _, s := range c.MediaStats {
 				v.Streams = append(v.Streams, streamView{s.Leg, s.Media, s.Packets, s.Bytes, s.Lost, s.JitterMS, s.Dropped, s.RTCPCount, s.Encrypted})
 			}
+			relayFields(&v, c)
 			views = append(views, v)
 		}
 		return a.printJSON(views)

@@ -1,6 +1,7 @@
-// Package provision is the provider's back office: creating customers,
-// their numbers, standard SIP devices and contacts with the same validation
-// the APIs apply. `z5d admin` and `z5d demo` call it.
+// Package backoffice is the provider's back office: creating customers,
+// their numbers, standard SIP devices, contacts and registered locations,
+// interpreters and staff, with the same validation the APIs apply.
+// `z5d admin` and `z5d demo` call it.
 package backoffice
 
 import (
@@ -24,6 +25,9 @@ type Store interface {
 	Number(ctx context.Context, number string) (store.Number, error)
 	CreateDevice(ctx context.Context, d store.Device) (store.Device, error)
 	CreateContact(ctx context.Context, c store.Contact, maxContacts int) (store.Contact, error)
+	DeleteCustomer(ctx context.Context, customerID int64) error
+	SetLocation(ctx context.Context, loc store.Location) error
+	Location(ctx context.Context, customerID int64) (store.Location, error)
 }
 
 var (
@@ -37,22 +41,28 @@ var ErrInvalid = errors.New("invalid")
 // AddCustomer creates a customer who logs in to ZDial with username and
 // password (stored as argon2id only).
 func AddCustomer(ctx context.Context, st Store, username, displayName, pw string) (store.Customer, error) {
-	username = strings.ToLower(strings.TrimSpace(username))
-	if !usernameRE.MatchString(username) {
-		return store.Customer{}, fmt.Errorf("%w: username %q: use 2-64 of a-z 0-9 . _ @ -", ErrInvalid, username)
+	return addAccount(ctx, st, store.Customer{Username: username, DisplayName: displayName, Role: store.RoleCustomer}, pw)
+}
+
+// addAccount validates and creates an account of any role.
+func addAccount(ctx context.Context, st Store, c store.Customer, pw string) (store.Customer, error) {
+	c.Username = strings.ToLower(strings.TrimSpace(c.Username))
+	if !usernameRE.MatchString(c.Username) {
+		return store.Customer{}, fmt.Errorf("%w: username %q: use 2-64 of a-z 0-9 . _ @ -", ErrInvalid, c.Username)
 	}
 	hash, err := password.Hash(pw)
 	if err != nil {
 		return store.Customer{}, fmt.Errorf("%w: password: %v", ErrInvalid, err)
 	}
-	if displayName == "" {
-		displayName = username
+	if c.DisplayName == "" {
+		c.DisplayName = c.Username
 	}
-	c, err := st.CreateCustomer(ctx, store.Customer{Username: username, DisplayName: displayName, PasswordHash: hash, CreatedAt: time.Now()})
+	c.PasswordHash, c.CreatedAt = hash, time.Now()
+	got, err := st.CreateCustomer(ctx, c)
 	if err != nil {
-		return c, fmt.Errorf("create customer %q: %w", username, err)
+		return got, fmt.Errorf("create %s %q: %w", c.EffectiveRole(), c.Username, err)
 	}
-	return c, nil
+	return got, nil
 }
 
 // NormalizeNumber accepts 10-digit NANP numbers written with punctuation or
@@ -83,6 +93,11 @@ func AddNumber(ctx context.Context, st Store, username, number, label string) (s
 	c, err := st.CustomerByUsername(ctx, strings.ToLower(username))
 	if err != nil {
 		return store.Number{}, fmt.Errorf("customer %q: %w", username, err)
+	}
+	if r := c.EffectiveRole(); r != store.RoleCustomer {
+		// An interpreter's one address is its station number, given with
+		// the account; staff have none.
+		return store.Number{}, fmt.Errorf("%w: %s is %s %s: only customers hold phone numbers", ErrInvalid, c.Username, article(r), r)
 	}
 	d, err := NormalizeNumber(number)
 	if err != nil {

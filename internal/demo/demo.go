@@ -19,6 +19,7 @@ import (
 	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/location"
 	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/profile"
 	"github.com/z5vrs/z5/internal/provider"
@@ -288,6 +289,15 @@ func provisionDemo(ctx context.Context, st store.Store, cfg *config.Config) erro
 		func() error { _, err := backoffice.AddNumber(ctx, st, "alice", aliceWork, "work"); return err },
 		func() error { _, err := backoffice.AddCustomer(ctx, st, "bob", "Bob", bobPass); return err },
 		func() error { _, err := backoffice.AddNumber(ctx, st, "bob", bobNumber, ""); return err },
+		// A registered location lets their numbers place calls other than 911.
+		func() error {
+			_, err := backoffice.SetLocation(ctx, st, "alice", location.Address{Street: "350 Fifth Avenue", City: "New York", State: "NY", Zip: "10118"}, "demo")
+			return err
+		},
+		func() error {
+			_, err := backoffice.SetLocation(ctx, st, "bob", location.Address{Street: "1 Test Plaza", City: "Springfield", State: "IL", Zip: "62701"}, "demo")
+			return err
+		},
 		func() error {
 			_, err := backoffice.AddContact(ctx, st, aliceWork, "Bob", bobNumber, cfg.MCS.MaxContacts)
 			return err

@@ -31,11 +31,17 @@ type Accounts interface {
 	AddNumber(ctx context.Context, n store.Number) error
 	CreateDevice(ctx context.Context, d store.Device) (store.Device, error)
 	CreateSession(ctx context.Context, s store.Session) error
+	SetLocation(ctx context.Context, loc store.Location) error
 }
 
+// Location is the registered location Provision gives every customer, so
+// that its numbers may place calls.
+var Location = store.Location{Street: "1 Test Plaza", City: "Springfield", State: "IL", Zip: "62701", Country: "US", UpdatedBy: "test"}
+
 // Provision creates the customer username holding number with one Z5
-// device (SIP user number-1, password "pw" in realm mcs.z5.test), and
-// returns the device, a valid MCS token for it and the customer's ID.
+// device (SIP user number-1, password "pw" in realm mcs.z5.test) and a
+// registered location (Location), and returns the device, a valid MCS
+// token for it and the customer's ID.
 func Provision(t testing.TB, st Accounts, username, number string) (store.Device, string, int64) {
 	t.Helper()
 	ctx := context.Background()
@@ -44,6 +50,11 @@ func Provision(t testing.TB, st Accounts, username, number string) (store.Device
 		t.Fatal(err)
 	}
 	if err := st.AddNumber(ctx, store.Number{Number: number, CustomerID: cu.ID}); err != nil {
+		t.Fatal(err)
+	}
+	loc := Location
+	loc.CustomerID = cu.ID
+	if err := st.SetLocation(ctx, loc); err != nil {
 		t.Fatal(err)
 	}
 	dev, err := st.CreateDevice(ctx, store.Device{Number: number, Kind: store.DeviceZ5, Name: username + "-laptop",
