@@ -22,6 +22,8 @@ type loginRequest struct {
 type loginResponse struct {
 	Token     string       `json:"token"`
 	ExpiresAt string       `json:"expires_at"`
+	Role      string       `json:"role"` // store.RoleCustomer, RoleInterpreter or RoleStaff
+	CAID      string       `json:"ca_id,omitempty"`
 	Customer  customerJSON `json:"customer"`
 	Numbers   []numberJSON `json:"numbers"`
 }
@@ -143,10 +145,12 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.logins.WithLabelValues(loginOK).Inc()
-	log.Info("zdial login", "customer_id", c.ID, "numbers", len(nums))
+	log.Info("zdial login", "customer_id", c.ID, "role", c.EffectiveRole(), "numbers", len(nums))
 	writeJSON(w, r, http.StatusOK, loginResponse{
 		Token:     token,
 		ExpiresAt: timeJSON(sess.ExpiresAt),
+		Role:      c.EffectiveRole(),
+		CAID:      c.CAID,
 		Customer:  customerJSON{Username: c.Username, DisplayName: c.DisplayName},
 		Numbers:   nums,
 	})

@@ -118,8 +118,11 @@ func (req *selectRequest) validate() error {
 	if req.Number == "" || req.InstanceID == "" {
 		return badRequest("missing_field", `"number" and "instance_id" are required`)
 	}
-	if !store.NumberPattern.MatchString(req.Number) {
-		return badRequest("invalid_field", `"number" must be 10 digits exactly as listed at login, e.g. "5551234567"`)
+	// An interpreter's station number (ca-<CA ID>) is selected like a
+	// phone number; only interpreters hold one, and the number must be
+	// the caller's own below.
+	if !store.NumberPattern.MatchString(req.Number) && !store.StationPattern.MatchString(req.Number) {
+		return badRequest("invalid_field", `"number" must be 10 digits (or an interpreter's station, ca-<CA ID>) exactly as listed at login, e.g. "5551234567"`)
 	}
 	if len(req.InstanceID) > maxInstanceID || strings.IndexFunc(req.InstanceID, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		return badRequest("invalid_field", `"instance_id" must be 1-%d printable ASCII characters without spaces, e.g. "<urn:uuid:...>"`, maxInstanceID)

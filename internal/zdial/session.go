@@ -9,6 +9,8 @@ import (
 )
 
 type sessionResponse struct {
+	Role      string       `json:"role"`
+	CAID      string       `json:"ca_id,omitempty"`
 	Customer  customerJSON `json:"customer"`
 	Numbers   []numberJSON `json:"numbers"`
 	ExpiresAt string       `json:"expires_at"`
@@ -34,6 +36,8 @@ func (s *Service) handleSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, r, http.StatusOK, sessionResponse{
+		Role:      c.EffectiveRole(),
+		CAID:      c.CAID,
 		Customer:  customerJSON{Username: c.Username, DisplayName: c.DisplayName},
 		Numbers:   nums,
 		ExpiresAt: timeJSON(sess.ExpiresAt),

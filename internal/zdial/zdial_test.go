@@ -34,6 +34,7 @@ func TestLogin(t *testing.T) {
 	lr := e.mustLogin("alice", "alice-secret-1")
 
 	want := loginResponse{
+		Role:     "customer",
 		Customer: customerJSON{Username: "alice", DisplayName: "Name of alice"},
 		Numbers:  []numberJSON{{"5552000001", "Home"}, {"5552000002", "Office"}},
 	}
