@@ -276,7 +276,7 @@ func (a *admin) customerAdd(ctx context.Context, username, display string, fromS
 	if err != nil {
 		return a.words(err, "location of "+c.Username)
 	}
-	return a.print(fmt.Sprintf("customer %s created, registered location %s", c.Username, location.FromStore(l).OneLine()), customerJSON(c, nil))
+	return a.print(fmt.Sprintf("customer %s created, registered location %s", c.Username, backoffice.Address(l).OneLine()), customerJSON(c, nil))
 }
 
 func (a *admin) customerPassword(ctx context.Context, username string, fromStdin bool) error {

@@ -107,7 +107,7 @@ func (a *admin) customerLocationCmd(leaf leafFunc) *cobra.Command {
 			if !f.given(c) {
 				return a.printLocation(cu.Username, cur)
 			}
-			l, err := backoffice.SetLocation(ctx, a.st, cu.Username, f.over(c, location.FromStore(cur)), "admin")
+			l, err := backoffice.SetLocation(ctx, a.st, cu.Username, f.over(c, backoffice.Address(cur)), "admin")
 			if err != nil {
 				return locationWords(a.words(err, "location of "+cu.Username))
 			}

@@ -78,7 +78,7 @@ func SetLocationOf(ctx context.Context, st Store, customerID int64, a location.A
 	if err != nil {
 		return store.Location{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := st.SetLocation(ctx, v.Store(customerID, by)); err != nil {
+	if err := st.SetLocation(ctx, Stored(v, customerID, by)); err != nil {
 		return store.Location{}, fmt.Errorf("set location: %w", err)
 	}
 	l, err := st.Location(ctx, customerID)
@@ -86,6 +86,16 @@ func SetLocationOf(ctx context.Context, st Store, customerID int64, a location.A
 		return store.Location{}, fmt.Errorf("read back location: %w", err)
 	}
 	return l, nil
+}
+
+// Address is the address of a stored location.
+func Address(l store.Location) location.Address {
+	return location.Address{Street: l.Street, City: l.City, State: l.State, Zip: l.Zip, Country: l.Country}
+}
+
+// Stored is a (validated) as the stored location of customerID, set by who.
+func Stored(a location.Address, customerID int64, by string) store.Location {
+	return store.Location{CustomerID: customerID, Street: a.Street, City: a.City, State: a.State, Zip: a.Zip, Country: a.Country, UpdatedBy: by}
 }
 
 // article is "a" or "an" before a role name.

@@ -1,7 +1,8 @@
 // Package location checks a registered location: the civic address a
 // customer gives for 911, stored with the account and sent to the PSAP
 // with an emergency call. Validate is the one rule every entry point
-// (admin, MCS API, client) applies.
+// (admin, MCS API, client) applies. It is a leaf package: the client links
+// it without the store.
 package location
 
 import (
@@ -10,8 +11,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/z5vrs/z5/internal/store"
 )
 
 // Field length bounds, in characters.
@@ -155,14 +154,4 @@ func (a Address) SplitStreet() (houseNumber, road string) {
 		return "", a.Street
 	}
 	return hno, rest
-}
-
-// FromStore is the address of a stored location.
-func FromStore(l store.Location) Address {
-	return Address{Street: l.Street, City: l.City, State: l.State, Zip: l.Zip, Country: l.Country}
-}
-
-// Store is a as a stored location of customerID, set by who.
-func (a Address) Store(customerID int64, by string) store.Location {
-	return store.Location{CustomerID: customerID, Street: a.Street, City: a.City, State: a.State, Zip: a.Zip, Country: a.Country, UpdatedBy: by}
 }
