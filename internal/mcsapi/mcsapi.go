@@ -170,6 +170,8 @@ func (s *Service) routes() {
 		{rue.PathProviders, map[string]handler{http.MethodGet: s.handleRUEProviders}},
 		{PathHealth, map[string]handler{http.MethodGet: s.handleHealth}},
 		{PathProbe, map[string]handler{http.MethodPost: s.auth(s.handleProbe)}},
+		{PathLocation, map[string]handler{http.MethodGet: s.auth(s.handleGetLocation), http.MethodPut: s.auth(s.handlePutLocation)}},
+		{PathACDState, map[string]handler{http.MethodGet: s.auth(s.handleGetACDState), http.MethodPut: s.auth(s.handlePutACDState)}},
 	} {
 		var allow []string
 		for method, h := range rt.methods {

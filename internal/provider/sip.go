@@ -40,6 +40,10 @@ func SIPConfig(c *config.Config, node config.Node) sipserver.Config {
 		Allow:     allow,
 		Peers:     peers,
 		Version:   buildVersion(),
+
+		ACD:               c.ACD,
+		Trunk:             c.Trunk,
+		RelayAccessNumber: c.RelayAccessNumber,
 	}
 }
 

@@ -32,6 +32,12 @@ const (
 // station's second leg is read first).
 var RelayHeaders = []string{HdrRelayCall, HdrDirection, HdrDialed, HdrUser, HdrCaller, HdrLocation, HdrCallback, HdrQueuePosition}
 
+// Ends of a relay call that never reached an interpreter.
+const (
+	EndAbandoned    = "abandoned"     // the caller hung up in the queue
+	EndQueueTimeout = "queue-timeout" // no interpreter answered within acd.max_wait
+)
+
 // Emergency is the number dialled for 911.
 const Emergency = "911"
 
@@ -146,4 +152,22 @@ func TrunkPretender(req *sipmsg.Request, trunkHost string, ours func(string) boo
 		return false
 	}
 	return !ours(n)
+}
+
+// AudioOnly turns an SDP offer for the voice trunk into an audio-only one:
+// every other media line is kept but refused (port 0, RFC 3264 §8.2), so
+// the answer still lines up with the offerer's media lines and the relay
+// allocates no ports for them.
+func AudioOnly(sdp []byte) []byte {
+	lines := strings.SplitAfter(string(sdp), "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "m=") || strings.HasPrefix(l, "m=audio ") {
+			continue
+		}
+		f := strings.SplitN(l, " ", 3)
+		if len(f) == 3 {
+			lines[i] = f[0] + " 0 " + f[2]
+		}
+	}
+	return []byte(strings.Join(lines, ""))
 }

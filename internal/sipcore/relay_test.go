@@ -191,3 +191,13 @@ func TestEmergencyBodyPIDFLO(t *testing.T) {
 		t.Errorf("reserved characters not escaped:\n%s", doc)
 	}
 }
+
+func TestAudioOnly(t *testing.T) {
+	in := "v=0\r\no=- 1 1 IN IP4 198.18.0.7\r\ns=-\r\nc=IN IP4 198.18.0.7\r\nt=0 0\r\n" +
+		"m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\nm=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=text 4004 RTP/AVP 98\r\n"
+	want := "v=0\r\no=- 1 1 IN IP4 198.18.0.7\r\ns=-\r\nc=IN IP4 198.18.0.7\r\nt=0 0\r\n" +
+		"m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=text 0 RTP/AVP 98\r\n"
+	if got := string(AudioOnly([]byte(in))); got != want {
+		t.Errorf("AudioOnly =\n%q\nwant\n%q", got, want)
+	}
+}

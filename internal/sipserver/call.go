@@ -94,6 +94,13 @@ type call struct {
 	// media and keeps the call record; this one only routes to its own
 	// client (rc is nil, record unused).
 	transit bool
+	// relay: the first leg of a relay call (relaycall.go); leg2: a
+	// station's second leg (trunk.go), which keeps no record of its own.
+	relay *relayLeg
+	leg2  *secondLeg
+	// decorate, when set, finishes each INVITE the call forks (trunk.go:
+	// the calling number, the 911 location).
+	decorate func(*sipmsg.Request)
 
 	mu        sync.Mutex // guards the following
 	callerTag string
@@ -188,6 +195,13 @@ func (s *Server) end(c *call, reason string, status int) {
 		s.log.Info("forwarded call ended", "call_id", c.id, "reason", reason)
 		return
 	}
+	if c.leg2 != nil {
+		s.secondLegEnded(c, reason, answered)
+		return
+	}
+	if c.relay != nil {
+		s.relayEnded(c, answered)
+	}
 	var stats []store.StreamStats
 	if c.rc != nil {
 		for _, st := range c.rc.Stats() {
@@ -209,7 +223,13 @@ func (s *Server) end(c *call, reason string, status int) {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.store.UpdateCall(ctx, rec); err != nil {
+	var err error
+	if c.relay != nil {
+		err = s.store.ChangeCall(ctx, c.id, func(r *store.Call) { *r = mergeRelayRecord(rec, *r) })
+	} else {
+		err = s.store.UpdateCall(ctx, rec)
+	}
+	if err != nil {
 		s.log.Error("call record not completed", "call_id", c.id, "error", err)
 	}
 	s.m.callsTotal.WithLabelValues(reason).Inc()

@@ -47,7 +47,24 @@ type Config struct {
 	Peers map[string]netip.AddrPort
 
 	Version string // in "Server: Z5-MCS/<version>"
+
+	// ACD is the interpreter queue's [acd] section; all zero turns relay
+	// calls off (calls to numbers not ours are refused, 404, as before
+	// relay calls existed).
+	ACD config.ACD
+	// Trunk is the carrier's gateway ([trunk]); no address: relay calls
+	// to hearing parties fail (503).
+	Trunk config.Trunk
+	// RelayAccessNumber is the provider's relay access number, or "".
+	RelayAccessNumber string
+	// RequireLocation refuses calls other than 911 from numbers whose
+	// customer has no registered location (403 Registered Location
+	// Required).
+	RequireLocation bool
 }
+
+// relayOn reports whether relay calls are routed (the ACD is configured).
+func (c *Config) relayOn() bool { return c.ACD != (config.ACD{}) }
 
 // normalize puts names in canonical form; it fills in nothing.
 func (c *Config) normalize() {
@@ -133,6 +150,21 @@ func (c *Config) validate() error {
 	atLeast("MaxTrackedSources", c.MaxTrackedSources, 1)
 	atLeast("UDPUnauthBytesPerSec", c.UDPUnauthBytesPerSec, 1500)
 	atLeast("MaxUDPBindingsPerAddr", c.MaxUDPBindingsPerAddr, 1)
+	if c.relayOn() {
+		positive("ACD.RingTimeout", c.ACD.RingTimeout)
+		positive("ACD.MaxWait", c.ACD.MaxWait)
+		positive("ACD.WrapUp", c.ACD.WrapUp)
+	}
+	if c.Trunk.Address != "" {
+		if _, err := config.ParseTrunkURI(c.Trunk.Address); err != nil {
+			bad("Trunk.Address %v", err)
+		}
+	}
+	for _, r := range c.Trunk.Routes {
+		if _, err := config.ParseTrunkURI(r.Target); err != nil {
+			bad("Trunk route %q: %v", r.Match, err)
+		}
+	}
 	if err := validatePeers(c.Peers); err != nil {
 		errs = append(errs, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -161,7 +162,7 @@ func (sh *shield) admitMessage(src netip.Addr, msg []byte, udp bool) (reply []by
 	if string(method) == "ACK" {
 		return nil, true
 	}
-	if !sh.guard.Allowed(src) {
+	if !sh.guard.Allowed(src) && !emergencyInvite(msg) {
 		if wait, allowed := sh.limiter.Allow(src); !allowed {
 			sh.m.shed.WithLabelValues(eventRateLimited).Inc()
 			if udp {
@@ -257,6 +258,9 @@ func (sh *shield) leave(src netip.Addr) {
 // caller is read from From: a request whose From is not the caller's is
 // refused later anyway (proxy.identify).
 func (s *Server) callsWithinCap(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	if u, _, _ := strings.Cut(req.Recipient.User, ";"); u == sipcore.Emergency && s.cfg.relayOn() {
+		return true // 911 is never refused for a limit
+	}
 	caller, _ := sipcore.TargetNumber(req.From().Address.User)
 	callee, _ := sipcore.TargetNumber(req.Recipient.User)
 	nCaller, nCallee := s.calls.countOf(caller, callee)
@@ -310,4 +314,15 @@ func (sh *shield) bannedDatagram(ip netip.Addr) bool {
 	}
 	sh.m.banned.WithLabelValues("udp").Inc()
 	return true
+}
+
+// emergencyInvite reports whether raw request bytes are an INVITE to 911,
+// which no rate limit holds back.
+func emergencyInvite(msg []byte) bool {
+	for _, p := range []string{"INVITE sip:911@", "INVITE sip:911;", "INVITE sips:911@", "INVITE sips:911;"} {
+		if bytes.HasPrefix(msg, []byte(p)) {
+			return true
+		}
+	}
+	return false
 }

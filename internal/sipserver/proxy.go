@@ -71,8 +71,14 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 		s.transitInvite(req, tx, origin)
 		return
 	}
+	if s.cfg.relayOn() && s.trunkGate(ctx, req, tx) {
+		return
+	}
 	callerNumber, callerDevice, callerFlow, ok := s.identify(ctx, req, tx)
 	if !ok {
+		return
+	}
+	if s.cfg.relayOn() && s.routeRelay(ctx, req, tx, callerNumber, callerDevice, callerFlow) {
 		return
 	}
 	// From here on every attempt is accounted for: a call detail record
@@ -299,7 +305,11 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 	c.record.Status = res.StatusCode
 	rec := c.record
 	c.mu.Unlock()
-	if !c.transit {
+	switch {
+	case c.leg2 != nil:
+		c.rc.Answered()
+		s.secondLegAnswered(c)
+	case !c.transit:
 		c.rc.Answered()
 		if err := s.store.UpdateCall(context.Background(), rec); err != nil {
 			s.log.Error("call record not updated", "call_id", c.id, "error", err)

@@ -35,6 +35,9 @@ func (s *Server) fork(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	var forks []*fork
 	for _, b := range bindings {
 		f := &fork{b: b, req: s.forkRequest(req, b, c.caller.flow, offer)}
+		if c.decorate != nil {
+			c.decorate(f.req)
+		}
 		t, err := s.cli.TransactionRequest(s.ctx, f.req, noBuild)
 		if err != nil {
 			s.log.Debug("fork not sent", "call_id", c.id, "flow", b.flow.id, "error", err)

@@ -85,6 +85,12 @@ type Server struct {
 	calls    *calls // the calls through this node
 	peers    *peers
 	local    sipcore.Local // what names this node (isOurHost, ownLoop)
+	// The interpreter center (relaycall.go, acd_*.go, trunk.go).
+	acdq       *acdQueue
+	acdm       *acdMetrics
+	trunkAllow []netip.Prefix
+	trunkMu    sync.Mutex // guards trunks
+	trunks     map[netip.AddrPort]*trunkLink
 
 	// ctx ends when the server closes: handlers waiting on the network
 	// give up.
@@ -146,6 +152,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.closeDone = make(chan struct{})
 	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}
 	s.calls = newCalls()
+	s.acdq = newACDQueue()
+	s.trunks = map[netip.AddrPort]*trunkLink{}
+	s.trunkAllow = trunkAllowPrefixes(cfg.Trunk.Allow)
+	if s.acdm, err = newACDMetrics(deps.Registerer); err != nil {
+		return nil, err
+	}
 
 	parser := sipmsg.NewParser()
 	parser.MaxMessageLength = cfg.MaxMessageSize
@@ -356,6 +368,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer wg.Done()
 		s.maintain()
 	}()
+	if s.cfg.relayOn() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.dispatchACD()
+		}()
+	}
 
 	var err error
 	select {

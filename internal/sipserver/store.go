@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/z5vrs/z5/internal/acd"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -20,4 +21,11 @@ type Store interface {
 
 	CreateCall(ctx context.Context, c store.Call) error
 	UpdateCall(ctx context.Context, c store.Call) error
+	Call(ctx context.Context, callID string) (store.Call, error)
+	ChangeCall(ctx context.Context, callID string, change func(*store.Call)) error
+
+	// Relay calls: the registered location sent with 911, and the
+	// interpreter queue shared by every node.
+	Location(ctx context.Context, customerID int64) (store.Location, error)
+	acd.Store
 }

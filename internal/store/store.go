@@ -115,6 +115,11 @@ type Store interface {
 	// [from, to), in QueuedAt order: the month a report covers.
 	RelayCalls(ctx context.Context, from, to time.Time) ([]Call, error)
 
+	// ChangeCall applies change to the stored record of callID
+	// atomically (a relay record is completed by both its legs, possibly
+	// on two nodes at once); ErrNotFound when missing.
+	ChangeCall(ctx context.Context, callID string, change func(*Call)) error
+
 	// The interpreter center's queue and agents' states, one for every
 	// node (internal/acd).
 	acd.Store

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/acd"
+	"github.com/z5vrs/z5/internal/store"
 )
 
 // The interpreter center's queue and agents (acd.Store). A claim reads the
@@ -214,4 +215,24 @@ func (s *Store) FinishWrapUp(ctx context.Context, before, now time.Time) (int, e
 		return err
 	})
 	return int(n), err
+}
+
+// ChangeCall applies change to the stored record of callID in one write
+// transaction, the row locked: a relay record is completed by both legs,
+// possibly on two nodes at once, and neither may undo the other's fields.
+// A zero StartedAt after change keeps the stored one.
+func (s *Store) ChangeCall(ctx context.Context, callID string, change func(*store.Call)) error {
+	return s.update(ctx, fmt.Sprintf("change call %q", callID), func(tx *sql.Tx) error {
+		c, err := scanCall(tx.QueryRowContext(ctx, `SELECT `+callCols+` FROM calls WHERE call_id = $1`+s.d.ForUpdate, callID))
+		if err != nil {
+			return err
+		}
+		change(&c)
+		c.CallID = callID
+		q, args, err := s.updateCallSQL(c)
+		if err != nil {
+			return err
+		}
+		return mustAffect(tx.ExecContext(ctx, q, args...))
+	})
 }

@@ -83,9 +83,20 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 // UpdateCall replaces the record of c.CallID (store.ErrNotFound when
 // missing). A zero StartedAt keeps the stored one.
 func (s *Store) UpdateCall(ctx context.Context, c store.Call) error {
+	q, args, err := s.updateCallSQL(c)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
+		return mustAffect(tx.ExecContext(ctx, q, args...))
+	})
+}
+
+// updateCallSQL is UpdateCall's statement for c.
+func (s *Store) updateCallSQL(c store.Call) (string, []any, error) {
 	stats, err := statsJSON(c.MediaStats)
 	if err != nil {
-		return s.errorf("update call %q: %w", c.CallID, err)
+		return "", nil, s.errorf("update call %q: %w", c.CallID, err)
 	}
 	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
 		status = $8, media_stats = $9, direction = $10, ca_id = $11, dialed = $12, user_number = $13, user_ip = $14,
@@ -97,9 +108,7 @@ func (s *Store) UpdateCall(ctx context.Context, c store.Call) error {
 		set += `, started_at = $21`
 		args = append(args, s.d.Time(c.StartedAt))
 	}
-	return s.update(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
-		return mustAffect(tx.ExecContext(ctx, `UPDATE calls SET `+set+` WHERE call_id = $1`, args...))
-	})
+	return `UPDATE calls SET ` + set + ` WHERE call_id = $1`, args, nil
 }
 
 // Call returns the record of callID, or store.ErrNotFound.

@@ -25,6 +25,7 @@ func RunACD(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ACDEmergencyToAll", testACDEmergencyToAll},
 		{"ACDClaimConcurrent", testACDClaimConcurrent},
 		{"ACDWrapUp", testACDWrapUp},
+		{"ChangeCallConcurrent", testChangeCallConcurrent},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
 	}
@@ -195,4 +196,32 @@ func testACDWrapUp(t *testing.T, s store.Store) {
 	}
 	slices.Sort(states)
 	diff(t, "states", []string{"n:not_ready", "w1:ready", "w2:wrap_up"}, states)
+}
+
+// testChangeCallConcurrent: both legs of a relay call completing its
+// record at once keep each other's fields.
+func testChangeCallConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	noErr(t, "create", s.CreateCall(ctx, store.Call{CallID: "r1", From: "5551230001", To: "2125550100", Node: "a", StartedAt: t0,
+		Direction: store.CallOutbound}))
+	wantErr(t, "change a missing call", s.ChangeCall(ctx, "nope", func(*store.Call) {}), store.ErrNotFound)
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			noErr(t, "change", s.ChangeCall(ctx, "r1", func(c *store.Call) {
+				c.MediaStats = append(c.MediaStats, store.StreamStats{Leg: fmt.Sprintf("leg%d", i), Media: "audio"})
+				if i == 0 {
+					c.ConversationEnd = t0.Add(time.Minute)
+				}
+			}))
+		}()
+	}
+	wg.Wait()
+	c := must[store.Call](t, "call")(s.Call(ctx, "r1"))
+	if len(c.MediaStats) != n || !c.ConversationEnd.Equal(t0.Add(time.Minute)) || !c.StartedAt.Equal(t0) || c.Direction != store.CallOutbound {
+		t.Errorf("after %d concurrent changes: %d stats, conversation end %v, started %v, direction %q", n, len(c.MediaStats), c.ConversationEnd, c.StartedAt, c.Direction)
+	}
 }

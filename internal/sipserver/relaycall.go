@@ -1,0 +1,389 @@
+package sipserver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/acd"
+	"github.com/z5vrs/z5/internal/relay"
+	"github.com/z5vrs/z5/internal/sipcore"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Relay calls, first leg: the call that waits in the interpreter queue.
+// The caller's INVITE is held here (182 Queued with the caller's
+// position, sent again when it changes and at least every 30 s) while the
+// dispatcher (acd_dispatch.go) pairs the queue with ready interpreters;
+// an offer is an INVITE to the interpreter's station, reached by forking
+// to its bindings like any callee (another node's too). The station that
+// answers becomes the callee of an ordinary anchored call. A station that
+// lets the offer ring out (acd.ring_timeout) or declines goes not ready
+// and the call waits again at its place; the caller who hangs up in the
+// queue is recorded as abandoned; after acd.max_wait the caller gets 480.
+
+// relayLeg is what a relay call's first leg carries besides the call.
+type relayLeg struct {
+	entry acd.Entry
+	// offers carries the agents the dispatcher claimed for the call;
+	// positions the caller's place in the queue (latest only).
+	offers    chan []string
+	positions chan int
+
+	caID string // the interpreter who answered; guarded by call.mu
+}
+
+// queueRefresh is how often a waiting caller hears its position even when
+// it has not changed.
+const queueRefresh = 30 * time.Second
+
+// routeRelay routes an identified caller's INVITE as sipcore decides; it
+// reports false for a point-to-point call, which the caller goes on with.
+func (s *Server) routeRelay(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction, number string, deviceID int64, flow flowRef) bool {
+	cl := sipcore.ClassifyInvite(req, s.inviteFacts(ctx, number))
+	switch cl.Kind {
+	case sipcore.KindRefuse:
+		if cl.Refusal.Code == 404 {
+			return false // the point-to-point path answers and records it
+		}
+		s.respond(tx, req, cl.Refusal.Code, cl.Refusal.Reason, cl.Refusal.Headers...)
+		return true
+	case sipcore.KindSecondLeg:
+		s.placeSecondLeg(ctx, req, tx, cl, number, flow)
+		return true
+	case sipcore.KindQueueOutbound, sipcore.KindQueueEmergency:
+		e := acd.Entry{Direction: store.CallOutbound, Dialed: cl.Dialed, User: number, Caller: number,
+			Display: req.From().DisplayName, UserIP: flow.remoteIP().String()}
+		if cl.Kind == sipcore.KindQueueEmergency {
+			e.Direction, e.Priority = store.CallEmergency, acd.PriorityEmergency
+		}
+		s.queueCall(ctx, req, tx, e, flow, deviceID)
+		return true
+	}
+	if s.locationMissing(ctx, number) {
+		s.refuseNoLocation(req, tx)
+		return true
+	}
+	return false
+}
+
+func (s *Server) inviteFacts(ctx context.Context, caller string) sipcore.InviteFacts {
+	return sipcore.InviteFacts{
+		CallerStation: store.StationPattern.MatchString(caller),
+		Ours: func(n string) bool {
+			_, err := s.store.Number(ctx, n)
+			return err == nil
+		},
+		RelayAccess: s.cfg.RelayAccessNumber,
+	}
+}
+
+// queueCall holds a first leg in the queue until an interpreter answers,
+// the caller gives up, or acd.max_wait runs out.
+func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction, e acd.Entry, flow flowRef, deviceID int64) {
+	callID := req.CallID().Value()
+	now := s.now()
+	e.CallID, e.Node, e.QueuedAt = callID, s.cfg.Node, now
+	if e.Direction != store.CallEmergency && s.locationMissing(ctx, e.User) {
+		s.refuseNoLocation(req, tx)
+		return
+	}
+	if e.Direction == store.CallEmergency {
+		if loc, ok := s.locationOf(ctx, e.User); ok {
+			e.Location = sipcore.LocationLine(loc)
+		}
+	}
+	from := e.Caller
+	if n, ok := sipcore.TargetNumber(from); ok {
+		from = n
+	}
+	c := &call{
+		id:        callID,
+		callerTag: fromTag(req),
+		caller: party{
+			flow: flow, deviceID: deviceID, target: contactURI(req),
+			self: fromAsTo(req.From()), peer: cloneTo(req.To()), cseq: req.CSeq().SeqNo,
+		},
+		early: map[string]party{},
+		record: store.Call{
+			CallID: callID, From: from, To: e.Dialed, Node: s.cfg.Node, StartedAt: now,
+			Direction: e.Direction, Dialed: e.Dialed, UserNumber: e.User, UserIP: e.UserIP, QueuedAt: now,
+		},
+		relay: &relayLeg{entry: e, offers: make(chan []string, 1), positions: make(chan int, 1)},
+	}
+	if e.Direction == store.CallInbound {
+		c.record.To = e.User
+	}
+	if !s.calls.add(c) {
+		s.respond(tx, req, 482, "Loop Detected")
+		return
+	}
+	if err := s.store.CreateCall(ctx, c.record); err != nil {
+		s.log.Error("call record not created", "call_id", callID, "error", err)
+	}
+	if len(req.Body()) > 0 && !isSDP(req) {
+		s.respond(tx, req, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
+		s.end(c, endError, 415)
+		return
+	}
+	if s.relay == nil {
+		s.respond(tx, req, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
+		s.end(c, endError, 503)
+		return
+	}
+	owner := relay.Owner{Source: flow.remoteIP()}
+	if n, err := s.store.Number(ctx, e.User); err == nil && e.Direction != store.CallEmergency {
+		owner.Customer = relay.CustomerKey(n.CustomerID)
+	}
+	rc := s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
+	c.mu.Lock()
+	c.rc = rc
+	c.mu.Unlock()
+	s.m.calls.Inc()
+	offer := req.Body()
+	if len(offer) > 0 {
+		var err error
+		if offer, err = rc.RewriteSDP(relay.SideA, offer, flow.remoteIP()); err != nil {
+			s.rejectSDP(c, req, tx, err)
+			return
+		}
+	}
+	s.respond(tx, req, 100, "Trying")
+	s.acdq.add(c)
+	if err := s.store.Enqueue(ctx, e); err != nil {
+		s.log.Error("call not queued", "call_id", callID, "error", err)
+		s.respond(tx, req, 500, "Server Internal Error", retryAfter(5))
+		s.end(c, endError, 500)
+		return
+	}
+	s.log.Info("relay call queued", "call_id", callID, "direction", e.Direction, "user", e.User, "dialed", e.Dialed)
+	s.wakeDispatcher()
+	s.waitInQueue(c, req, tx, offer)
+}
+
+// waitInQueue is the first leg's life in the queue.
+func (s *Server) waitInQueue(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, offer []byte) {
+	canceled := make(chan struct{})
+	if !tx.OnCancel(func(*sipmsg.Request) { closeOnce(canceled) }) {
+		closeOnce(canceled)
+	}
+	maxWait := time.NewTimer(s.cfg.ACD.MaxWait)
+	defer maxWait.Stop()
+	refresh := time.NewTicker(queueRefresh)
+	defer refresh.Stop()
+	pos := 0
+	for {
+		select {
+		case p := <-c.relay.positions:
+			if p != pos {
+				pos = p
+				s.sendQueued(req, tx, pos)
+			}
+		case <-refresh.C:
+			if pos > 0 {
+				s.sendQueued(req, tx, pos)
+			}
+		case ids := <-c.relay.offers:
+			switch s.offer(c, req, tx, offer, ids, canceled) {
+			case offerAnswered:
+				return
+			case offerAbandoned:
+				s.abandon(c, req, tx)
+				return
+			case offerShutdown:
+				return
+			}
+			s.wakeDispatcher()
+		case <-canceled:
+			s.abandon(c, req, tx)
+			return
+		case <-tx.Done():
+			s.abandon(c, req, tx)
+			return
+		case <-maxWait.C:
+			s.log.Info("relay call not answered within acd.max_wait", "call_id", c.id, "max_wait", s.cfg.ACD.MaxWait)
+			s.respond(tx, req, 480, "Temporarily Unavailable (No Interpreter Available)",
+				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "no interpreter answered within `+s.cfg.ACD.MaxWait.String()+`; please call again"`))
+			s.end(c, sipcore.EndQueueTimeout, 480)
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// sendQueued tells the caller its place: 182 Queued (RFC 3261 §21.1.4).
+func (s *Server) sendQueued(req *sipmsg.Request, tx sipmsg.ServerTransaction, pos int) {
+	n := strconv.Itoa(pos)
+	s.respond(tx, req, 182, "Queued (position "+n+")", sipmsg.NewHeader(sipcore.HdrQueuePosition, n))
+}
+
+// abandon ends a call its caller gave up while it waited.
+func (s *Server) abandon(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.respond(tx, req, 487, "Request Terminated")
+	s.log.Info("relay call abandoned in queue", "call_id", c.id)
+	s.acdm.abandoned.Inc()
+	s.end(c, sipcore.EndAbandoned, 487)
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// relayEnded completes a first leg: out of the queue, offers still open
+// released, the interpreter to wrap-up, the session's end recorded.
+func (s *Server) relayEnded(c *call, answered bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.acdq.remove(c)
+	if err := s.store.Dequeue(ctx, c.id); err != nil {
+		s.log.Error("call not dequeued", "call_id", c.id, "error", err)
+	}
+	select {
+	case ids := <-c.relay.offers: // claimed but never offered
+		for _, id := range ids {
+			s.release(c, id, acd.Ready)
+		}
+	default:
+	}
+	c.mu.Lock()
+	caID := c.relay.caID
+	c.mu.Unlock()
+	if answered && caID != "" {
+		st, _, _ := acd.Next(acd.InCall, acd.EvCallEnd)
+		if _, err := s.store.SetAgentState(ctx, caID, st, c.id, s.now()); err != nil {
+			s.log.Error("interpreter not put in wrap-up", "ca_id", caID, "error", err)
+		}
+	}
+	if answered {
+		c.mu.Lock()
+		c.record.SessionEnd = s.now()
+		c.mu.Unlock()
+	}
+	s.wakeDispatcher()
+}
+
+// locationMissing reports whether number's customer has no registered
+// location, so the number may call 911 only. It is false until the
+// enforcement is switched on (Config.RequireLocation).
+func (s *Server) locationMissing(ctx context.Context, number string) bool {
+	if !s.cfg.RequireLocation {
+		return false
+	}
+	_, ok := s.locationOf(ctx, number)
+	return !ok
+}
+
+// locationOf is the registered location of number's customer.
+func (s *Server) locationOf(ctx context.Context, number string) (store.Location, bool) {
+	n, err := s.store.Number(ctx, number)
+	if err != nil {
+		return store.Location{}, false
+	}
+	loc, err := s.store.Location(ctx, n.CustomerID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("location lookup failed", "number", number, "error", err)
+		}
+		return store.Location{}, false
+	}
+	return loc, true
+}
+
+func (s *Server) refuseNoLocation(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.respond(tx, req, 403, "Forbidden (Registered Location Required)",
+		sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "set your registered location with z5 location set; 911 calls still go through"`))
+}
+
+// trunkGate takes an INVITE that comes from the carrier (queued inbound)
+// or pretends to (403); it reports whether it did.
+func (s *Server) trunkGate(ctx context.Context, req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	flow, ok := s.flowOf(req)
+	if !ok {
+		return false
+	}
+	if flow.conn != nil {
+		if _, _, registered := s.reg.flowDevice(flow.id); registered {
+			return false
+		}
+	}
+	ours := func(n string) bool {
+		_, err := s.store.Number(ctx, n)
+		return err == nil
+	}
+	if s.fromTrunk(req, flow) {
+		cl := sipcore.ClassifyInvite(req, sipcore.InviteFacts{FromTrunk: true, Ours: ours})
+		if cl.Kind == sipcore.KindRefuse {
+			s.respond(tx, req, cl.Refusal.Code, cl.Refusal.Reason, cl.Refusal.Headers...)
+			return true
+		}
+		caller := req.From().Address.User
+		if n, ok := sipcore.TargetNumber(caller); ok {
+			caller = n
+		}
+		flow.conn.extendBinding(time.Now().Add(peerIdle))
+		s.queueCall(ctx, req, tx, acd.Entry{Direction: store.CallInbound, Dialed: cl.Target, User: cl.Target,
+			Caller: caller, Display: req.From().DisplayName}, flow, 0)
+		return true
+	}
+	if sipcore.TrunkPretender(req, s.trunkHost(), ours) {
+		s.m.authFailures.WithLabelValues("trunk-pretender").Inc()
+		s.log.Warn("INVITE claiming to be the trunk refused", "remote_addr", req.Source())
+		s.respond(tx, req, 403, "Forbidden")
+		return true
+	}
+	return false
+}
+
+// fromTrunk: over TCP or TLS (a source address that cannot be forged),
+// from a source in trunk.allow, with no credentials of ours.
+func (s *Server) fromTrunk(req *sipmsg.Request, flow flowRef) bool {
+	if flow.conn == nil || req.GetHeader("Proxy-Authorization") != nil {
+		return false
+	}
+	ip := sourceIP(req)
+	for _, p := range s.trunkAllow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// trunkAllowPrefixes parses trunk.allow (validated by internal/config).
+func trunkAllowPrefixes(vs []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range vs {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
+}
+
+// mergeRelayRecord is a first leg's final record (mine) over the stored
+// one: what the second leg wrote (its conversation times, its streams,
+// the number dialled through the relay access number) is kept.
+func mergeRelayRecord(mine, stored store.Call) store.Call {
+	out := mine
+	out.ConversationStart, out.ConversationEnd = stored.ConversationStart, stored.ConversationEnd
+	if stored.Dialed != "" {
+		out.Dialed, out.To = stored.Dialed, stored.To
+	}
+	for _, st := range stored.MediaStats {
+		if st.Leg != "caller" && st.Leg != "callee" {
+			out.MediaStats = append(out.MediaStats, st)
+		}
+	}
+	return out
+}
