@@ -82,7 +82,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		return nil
 	}
 	root.AddCommand(e.loginCmd(), e.contactsCmd(), e.listenCmd(), e.callCmd(), e.checkCmd(),
-		e.reportCmd(), e.statusCmd(), e.logoutCmd(), e.interpretCmd())
+		e.reportCmd(), e.statusCmd(), e.logoutCmd(), e.interpretCmd(), e.locationCmd())
 	return root
 }
 

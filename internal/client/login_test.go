@@ -92,6 +92,7 @@ type fakeProvider struct {
 	requests []string   // every request body ZDial and the MCS saw
 	status   map[string]int
 	revoked  bool
+	location []byte // the registered location as PUT; nil: none
 }
 
 const (
@@ -196,7 +197,7 @@ func (f *fakeProvider) zdial(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeProvider) mcs(w http.ResponseWriter, r *http.Request) {
-	_, status := f.record(r)
+	body, status := f.record(r)
 	f.mu.Lock()
 	revoked := f.revoked
 	f.mu.Unlock()
@@ -222,6 +223,21 @@ func (f *fakeProvider) mcs(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("ETag", `"3"`)
 		writeJSON(w, 200, map[string]any{"rev": 3, "contacts": []apiContact{{ID: "c1", Name: "Bob", Number: "3035550199", Version: 1}}})
+	case "/api/v1/location":
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if r.Method == http.MethodPut {
+			var l map[string]any
+			json.Unmarshal(body, &l)
+			l["updated_at"] = time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+			f.location, _ = json.Marshal(l)
+		}
+		if f.location == nil {
+			writeJSON(w, 404, map[string]any{"error": map[string]string{"code": "no_location", "message": "no registered location yet"}})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(f.location)
 	default:
 		http.NotFound(w, r)
 	}
