@@ -19,7 +19,27 @@ declare -A need=(
 	[linphonec]=linphone-cli
 	[curl]=curl
 	[tshark]=tshark
+	[chromium]=chromium
 )
+
+# axe-core (npm), which the web phone tests inject into each screen: into
+# the user's cache dir (outside the repo), from the configured npm
+# registry. The tests read it from there (or from $Z5_AXE) and skip without
+# it.
+install_axe() {
+	local dir="${XDG_CACHE_HOME:-$HOME/.cache}/z5/npm"
+	[ -f "$dir/node_modules/axe-core/axe.min.js" ] && return 0
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "deps: npm not installed; axe-core missing (the web phone tests will skip)" >&2
+		return 0
+	fi
+	echo "deps: installing axe-core into $dir" >&2
+	mkdir -p "$dir"
+	npm install --silent --no-audit --no-fund --prefix "$dir" axe-core@4.14.1 >/dev/null ||
+		echo "deps: axe-core install failed (the web phone tests will skip)" >&2
+}
+install_axe
+
 missing=()
 for cmd in "${!need[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
