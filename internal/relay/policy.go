@@ -18,6 +18,11 @@ type dstPolicy struct {
 	provider []netip.Prefix // never, whatever else is configured
 	self     []netip.Addr   // the relay's own addresses
 	loopback bool           // the relay serves loopback clients (dev stack)
+	// local are exact sockets of this node's own processes that stand in
+	// for a customer (the web phone gateway's media sockets): allowed
+	// although they sit on the relay's own address. Exact address and
+	// port, so nothing else on the node becomes reachable.
+	local sync.Map // netip.AddrPort -> struct{}
 }
 
 // nonPublic are ranges no customer on the internet sends from, besides
@@ -49,6 +54,9 @@ func (p *dstPolicy) allows(ap netip.AddrPort) bool {
 	}
 	if a.Zone() != "" {
 		return false // a zone names a local link
+	}
+	if _, ok := p.local.Load(netip.AddrPortFrom(a, ap.Port())); ok {
+		return true
 	}
 	for _, pr := range p.provider {
 		if pr.Contains(a) {
@@ -165,4 +173,14 @@ func (q *quota) held(o Owner) (customer, source int) {
 		source = q.sources[sourceKey(o.Source)]
 	}
 	return q.customers[o.Customer], source
+}
+
+// AllowLocal lets the relay send to ap, one socket of this node's own
+// process that stands in for a customer (the web phone gateway bridges a
+// browser's media through it), although the policy refuses the node's own
+// addresses. Only that exact address and port; release undoes it.
+func (r *Relay) AllowLocal(ap netip.AddrPort) (release func()) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	r.dst.local.Store(ap, struct{}{})
+	return func() { r.dst.local.Delete(ap) }
 }

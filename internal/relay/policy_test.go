@@ -166,3 +166,35 @@ func TestParseLatchProofs(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowLocal: a socket the gateway registers on the relay's own
+// address is allowed, exactly that port and only until released.
+func TestAllowLocal(t *testing.T) {
+	r := &Relay{dst: dstPolicy{
+		provider: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")},
+		self:     []netip.Addr{netip.MustParseAddr("203.0.113.5")},
+	}}
+	gw := netip.MustParseAddrPort("203.0.113.5:21000")
+	if r.dst.allows(gw) {
+		t.Fatal("own address allowed before AllowLocal")
+	}
+	release := r.AllowLocal(netip.MustParseAddrPort("[::ffff:203.0.113.5]:21000"))
+	for _, tt := range []struct {
+		dst  string
+		want bool
+	}{
+		{"203.0.113.5:21000", true},
+		{"[::ffff:203.0.113.5]:21000", true},
+		{"203.0.113.5:21001", false}, // another port of the node
+		{"203.0.113.6:21000", false}, // another provider address
+		{"127.0.0.1:21000", false},
+	} {
+		if got := r.dst.allows(netip.MustParseAddrPort(tt.dst)); got != tt.want {
+			t.Errorf("allows(%s) = %v, want %v", tt.dst, got, tt.want)
+		}
+	}
+	release()
+	if r.dst.allows(gw) {
+		t.Error("own address still allowed after release")
+	}
+}
