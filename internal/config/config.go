@@ -43,6 +43,7 @@ type Config struct {
 	Store    Store    `toml:"store"`
 	Health   Health   `toml:"health"`
 	ACD      ACD      `toml:"acd"`
+	WebPhone WebPhone `toml:"webphone"`
 	Trunk    Trunk    `toml:"trunk"`
 	// RelayAccessNumber is the provider's relay access number: a call to
 	// it is queued as an outbound relay call with no number dialled yet.
@@ -230,6 +231,7 @@ func (c *Config) applyDefaults() {
 	c.SIP.applyDefaults(c)
 	c.Relay.applyDefaults(c)
 	c.ACD.applyDefaults()
+	c.WebPhone.applyDefaults()
 	for i := range c.Sites {
 		for j := range c.Sites[i].Nodes {
 			n := &c.Sites[i].Nodes[j]
@@ -368,6 +370,7 @@ func (c *Config) validate() Errors {
 	errs = append(errs, c.SIP.validate()...)
 	errs = append(errs, c.Relay.validate(c)...)
 	errs = append(errs, c.ACD.validate()...)
+	errs = append(errs, c.WebPhone.validate()...)
 	errs = append(errs, c.Trunk.validate()...)
 	errs = append(errs, validateRelayAccess(c.RelayAccessNumber)...)
 	return errs
