@@ -39,6 +39,7 @@ import (
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/sipserver"
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/webphone"
 	"github.com/z5vrs/z5/internal/zdial"
 )
 
@@ -70,6 +71,7 @@ type Node struct {
 	mcsSrv   *httpsServer
 	sip      *sipserver.Server
 	relay    *relay.Relay
+	web      *webphone.Gateway // the web phone on the MCS port; nil when off
 	metrics  *http.Server
 	metricsL net.Listener
 
@@ -151,7 +153,14 @@ func (n *Node) build() error {
 		if err != nil {
 			return err
 		}
-		n.mcsSrv = newHTTPS("mcs", h, cert, n.log)
+		var mcsHandler http.Handler = h
+		if !cfg.WebPhone.Disabled {
+			if n.web, err = n.newWebPhone(h); err != nil {
+				return err
+			}
+			mcsHandler = n.web
+		}
+		n.mcsSrv = newHTTPS("mcs", mcsHandler, cert, n.log)
 		scfg := SIPConfig(cfg, n.node)
 		if cfg.Ports.SIPTLS != 0 {
 			sipCert, err := sipCertificate(cfg, cert)
@@ -333,6 +342,9 @@ func (n *Node) Serve(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		if n.web != nil {
+			errs = append(errs, n.web.Close()) // its tabs un-register first
+		}
 		if n.sip != nil {
 			errs = append(errs, n.sip.Close())
 		}

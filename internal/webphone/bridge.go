@@ -1,0 +1,436 @@
+package webphone
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/z5vrs/z5/internal/media"
+)
+
+// h264Fmtp is the one H.264 format both sides speak: constrained
+// baseline, packetization mode 1 (what Z5 clients send and record).
+const h264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+
+var (
+	videoCap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: h264Fmtp,
+		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}}
+	audioCap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}
+)
+
+// leg is one media kind's sockets toward the relay: RTP and RTCP (port
+// +1), and where they send once the SIP side is negotiated.
+type leg struct {
+	kind      string
+	rtp, rtcp *net.UDPConn
+	params    atomic.Pointer[media.StreamParams]
+	ssrc      atomic.Uint32 // last SSRC the relay side sent (keyframe requests name it)
+	// Packets forwarded each way, for the call's log line.
+	toRelay, toPage atomic.Uint64
+}
+
+// bridge is one call's media: a WebRTC connection with the page and the
+// sockets toward the relay, forwarding RTP both ways without transcoding
+// (payload type rewritten, header extensions dropped) and keyframe
+// requests both ways.
+type bridge struct {
+	g        *Gateway
+	pc       *webrtc.PeerConnection
+	iceConn  net.PacketConn
+	mux      ice.UDPMux
+	audio    *leg
+	video    *leg
+	aTrack   *webrtc.TrackLocalStaticRTP
+	vTrack   *webrtc.TrackLocalStaticRTP
+	pageSSRC atomic.Uint32 // the page's video SSRC
+	releases []func()
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+// openBridge sets up media for the page's WebRTC offer and returns the
+// answer to send it.
+func (t *tab) openBridge(offer string) (*bridge, string, error) {
+	if offer == "" {
+		return nil, "", errors.New("no offer")
+	}
+	g := t.g
+	b := &bridge{g: g}
+	var err error
+	if b.audio, err = b.newLeg("audio"); err == nil {
+		b.video, err = b.newLeg("video")
+	}
+	if err == nil {
+		err = b.openPC()
+	}
+	if err != nil {
+		b.close()
+		return nil, "", err
+	}
+	answer, err := b.accept(offer)
+	if err != nil {
+		b.close()
+		return nil, "", err
+	}
+	for _, l := range []*leg{b.audio, b.video} {
+		b.wg.Add(2)
+		go b.fromRelay(l, l.rtp)
+		go b.fromRelay(l, l.rtcp)
+	}
+	return b, answer, nil
+}
+
+func (b *bridge) newLeg(kind string) (*leg, error) {
+	rtpc, rtcpc, err := udpPair(b.g.cfg.Bind)
+	if err != nil {
+		return nil, err
+	}
+	l := &leg{kind: kind, rtp: rtpc, rtcp: rtcpc}
+	if b.g.deps.Relay != nil {
+		for _, c := range []*net.UDPConn{rtpc, rtcpc} {
+			b.releases = append(b.releases, b.g.deps.Relay.AllowLocal(c.LocalAddr().(*net.UDPAddr).AddrPort()))
+		}
+	}
+	b.releases = append(b.releases, func() { rtpc.Close(); rtcpc.Close() })
+	return l, nil
+}
+
+// openPC makes the WebRTC side: ICE-lite with one host candidate on a
+// port of the RTP range, DTLS-SRTP, BUNDLE and rtcp-mux required, only
+// H.264 42e01f and PCMU.
+func (b *bridge) openPC() error {
+	conn, err := listenInRange(b.g.cfg.Bind, b.g.cfg.RTP.Min, b.g.cfg.RTP.Max)
+	if err != nil {
+		return err
+	}
+	b.iceConn = conn
+	b.mux = webrtc.NewICEUDPMux(nil, conn)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: videoCap, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		return err
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: audioCap, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	var se webrtc.SettingEngine
+	se.SetLite(true)
+	se.SetICEUDPMux(b.mux)
+	se.SetIncludeLoopbackCandidate(b.g.cfg.Bind.IsLoopback())
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+	b.pc, err = api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return fmt.Errorf("peer connection: %w", err)
+	}
+	b.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		b.g.log.Debug("web phone media", "state", st.String(), "ice_port", conn.LocalAddr().String())
+	})
+	b.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		l := b.audio
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			l = b.video
+			b.pageSSRC.Store(uint32(tr.SSRC()))
+		}
+		b.wg.Add(1)
+		go b.fromPage(tr, l)
+	})
+	return nil
+}
+
+// accept answers the page's offer with our tracks on its transceivers.
+func (b *bridge) accept(offer string) (string, error) {
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("page offer: %w", err)
+	}
+	var err error
+	if b.aTrack, err = webrtc.NewTrackLocalStaticRTP(audioCap, "audio", "z5"); err != nil {
+		return "", err
+	}
+	if b.vTrack, err = webrtc.NewTrackLocalStaticRTP(videoCap, "video", "z5"); err != nil {
+		return "", err
+	}
+	for _, tr := range []struct {
+		track *webrtc.TrackLocalStaticRTP
+		leg   *leg
+	}{{b.aTrack, b.audio}, {b.vTrack, b.video}} {
+		s, err := b.pc.AddTrack(tr.track)
+		if err != nil {
+			return "", fmt.Errorf("add %s track: %w", tr.leg.kind, err)
+		}
+		b.wg.Add(1)
+		go b.feedback(s, tr.leg)
+	}
+	ans, err := b.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(b.pc)
+	if err := b.pc.SetLocalDescription(ans); err != nil {
+		return "", fmt.Errorf("answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		return "", errors.New("ICE gathering did not finish")
+	}
+	return b.pc.LocalDescription().SDP, nil
+}
+
+func (b *bridge) port(l *leg) int { return l.rtp.LocalAddr().(*net.UDPAddr).Port }
+
+// sipOffer is the SDP offer toward the relay: PCMU and H.264 on our
+// sockets.
+func (b *bridge) sipOffer() ([]byte, error) {
+	return media.BuildOffer(b.g.cfg.Bind, b.port(b.audio), b.port(b.video), false)
+}
+
+// sipAnswer answers the relay's offer; SDES-keyed streams are refused (the
+// page's media is DTLS-SRTP, which ends here, so the far side would need
+// SDES keys this bridge does not carry).
+func (b *bridge) sipAnswer(offer []byte) ([]byte, media.Negotiated, error) {
+	ans, neg, err := media.BuildAnswer(offer, b.g.cfg.Bind, b.port(b.audio), b.port(b.video))
+	if err != nil {
+		return nil, neg, err
+	}
+	if neg.Encrypted() {
+		return nil, neg, errors.New("SDES-SRTP offers are not bridged to the web phone")
+	}
+	return ans, neg, nil
+}
+
+// bridgeable reports whether an incoming offer can be answered here:
+// something in common and no SDES keys.
+func (g *Gateway) bridgeable(offer []byte) bool {
+	_, neg, err := media.BuildAnswer(offer, g.cfg.Bind, 9, 9)
+	return err == nil && !neg.Encrypted() && (neg.Audio != nil || neg.Video != nil)
+}
+
+// start points the legs at the relay ports the SIP side negotiated.
+func (b *bridge) start(neg media.Negotiated) error {
+	if neg.Audio == nil && neg.Video == nil {
+		return errors.New("no media in common")
+	}
+	if neg.Encrypted() {
+		return errors.New("SDES-SRTP answers are not bridged to the web phone")
+	}
+	if neg.Audio != nil {
+		b.audio.params.Store(neg.Audio)
+	}
+	if neg.Video != nil {
+		b.video.params.Store(neg.Video)
+		// The far end's decoder starts on a keyframe: ask the page now.
+		b.askKeyframe()
+	}
+	return nil
+}
+
+func (b *bridge) askKeyframe() {
+	if s := b.pageSSRC.Load(); s != 0 {
+		b.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: s}})
+	}
+}
+
+// fromPage forwards the page's RTP of one kind to the relay.
+func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
+	defer b.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		p, _, err := tr.ReadRTP()
+		if err != nil {
+			return
+		}
+		sp := l.params.Load()
+		if sp == nil || !sp.Recv && !sp.Send || len(p.Payload) == 0 {
+			continue // not answered yet, or padding
+		}
+		p.PayloadType = sp.PT
+		p.Header.Extension, p.Header.Extensions, p.Header.ExtensionProfile = false, nil, 0
+		p.Header.Padding, p.PaddingSize = false, 0
+		n, err := p.MarshalTo(buf)
+		if err != nil {
+			continue
+		}
+		if _, err := l.rtp.WriteToUDPAddrPort(buf[:n], sp.Remote); err == nil {
+			l.toRelay.Add(1)
+		}
+	}
+}
+
+// feedback forwards the page's keyframe requests and NACKs for what we
+// send it to the relay, naming the far end's SSRC.
+func (b *bridge) feedback(s *webrtc.RTPSender, l *leg) {
+	defer b.wg.Done()
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		sp := l.params.Load()
+		far := l.ssrc.Load()
+		if sp == nil || far == 0 {
+			continue
+		}
+		var out []rtcp.Packet
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication:
+				out = append(out, &rtcp.PictureLossIndication{SenderSSRC: p.SenderSSRC, MediaSSRC: far})
+			case *rtcp.FullIntraRequest:
+				out = append(out, &rtcp.FullIntraRequest{SenderSSRC: p.SenderSSRC, MediaSSRC: far,
+					FIR: []rtcp.FIREntry{{SSRC: far, SequenceNumber: firSeq(p)}}})
+			case *rtcp.TransportLayerNack:
+				out = append(out, &rtcp.TransportLayerNack{SenderSSRC: p.SenderSSRC, MediaSSRC: far, Nacks: p.Nacks})
+			}
+		}
+		if len(out) == 0 {
+			continue
+		}
+		raw, err := rtcp.Marshal(out)
+		if err != nil {
+			continue
+		}
+		conn, dst := l.rtcp, sp.RemoteRTCP
+		if sp.RTCPMux {
+			conn, dst = l.rtp, sp.Remote
+		}
+		conn.WriteToUDPAddrPort(raw, dst)
+	}
+}
+
+func firSeq(p *rtcp.FullIntraRequest) uint8 {
+	if len(p.FIR) > 0 {
+		return p.FIR[0].SequenceNumber
+	}
+	return 0
+}
+
+// fromRelay reads one socket toward the relay: RTP goes to the page's
+// track, keyframe requests become a PLI to the page. Only the relay's
+// negotiated addresses are heard.
+func (b *bridge) fromRelay(l *leg, conn *net.UDPConn) {
+	defer b.wg.Done()
+	buf := make([]byte, 1500)
+	track := b.aTrack
+	if l.kind == "video" {
+		track = b.vTrack
+	}
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		sp := l.params.Load()
+		if sp == nil || n < 8 {
+			continue
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if src != sp.Remote && src != sp.RemoteRTCP {
+			continue
+		}
+		if isRTCP(buf[:n]) {
+			if l.kind == "video" && wantsKeyframe(buf[:n]) {
+				b.askKeyframe()
+			}
+			continue
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(buf[:n]); err != nil || p.PayloadType != sp.PT {
+			continue
+		}
+		l.ssrc.Store(p.SSRC)
+		if track.WriteRTP(&p) == nil {
+			l.toPage.Add(1)
+		}
+	}
+}
+
+// isRTCP tells RTCP from RTP on a muxed port (RFC 5761 §4: RTCP packet
+// types 192-223 in the second byte).
+func isRTCP(b []byte) bool { return len(b) >= 2 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223 }
+
+func wantsKeyframe(b []byte) bool {
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return false
+	}
+	for _, p := range pkts {
+		switch p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			return true
+		}
+	}
+	return false
+}
+
+// close ends the call's media and waits for its goroutines; idempotent.
+func (b *bridge) close() {
+	b.once.Do(func() {
+		if b.pc != nil {
+			b.pc.Close()
+		}
+		if b.mux != nil {
+			b.mux.Close()
+		}
+		if b.iceConn != nil {
+			b.iceConn.Close()
+		}
+		for _, r := range b.releases {
+			r()
+		}
+		b.wg.Wait()
+		if b.audio != nil && b.video != nil {
+			b.g.log.Info("web phone call media", "audio_to_relay", b.audio.toRelay.Load(), "audio_to_page", b.audio.toPage.Load(),
+				"video_to_relay", b.video.toRelay.Load(), "video_to_page", b.video.toPage.Load())
+		}
+	})
+}
+
+// listenInRange binds a UDP socket on ip at a port of [lo, hi], drawn at
+// random (the relay draws from the same range and skips ports in use).
+func listenInRange(ip netip.Addr, lo, hi int) (net.PacketConn, error) {
+	for range 64 {
+		p := lo + rand.IntN(hi-lo+1)
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p))))
+		if err == nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("no free UDP port in %d-%d on %s", lo, hi, ip)
+}
+
+// udpPair binds an even RTP port and the RTCP port above it.
+func udpPair(ip netip.Addr) (*net.UDPConn, *net.UDPConn, error) {
+	for range 64 {
+		rtpc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("media socket: %w", err)
+		}
+		p := rtpc.LocalAddr().(*net.UDPAddr).Port
+		if p%2 != 0 || p == 65535 {
+			rtpc.Close()
+			continue
+		}
+		rtcpc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p+1))))
+		if err != nil {
+			rtpc.Close()
+			continue
+		}
+		return rtpc, rtcpc, nil
+	}
+	return nil, nil, errors.New("media socket: no free even/odd UDP port pair")
+}
