@@ -1,0 +1,402 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// The web phone tests drive Debian's chromium headless, with a fake camera
+// and microphone, through the DevTools protocol, finding every control by
+// its accessible role and name (DESIGN.md "Web phone") as a screen reader
+// would, and run axe-core on each screen.
+
+// axeScript is axe-core's browser build, which scripts/deps.sh installs
+// from the npm registry into Z5_AXE's directory or the user's cache.
+func axeScript(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("Z5_AXE")
+	if p == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			t.Skip("no cache dir for axe-core (scripts/deps.sh installs it)")
+		}
+		p = filepath.Join(dir, "z5", "npm", "node_modules", "axe-core", "axe.min.js")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("axe-core not installed at %s (scripts/deps.sh installs it as root)", p)
+	}
+	return string(b)
+}
+
+// browserAlloc starts one headless chromium for the test; every page gets
+// its own browser context (own storage, so its own device).
+func browserAlloc(t *testing.T) context.Context {
+	t.Helper()
+	path := needTool(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // tests run as root in a container
+		chromedp.DisableGPU,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		// The dev CA is not in chromium's store; the page itself is what
+		// is tested, not certificate handling (TestHTTPSVerifiedAgainstCA).
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	// The browser starts with this first (blank) tab; pages are opened
+	// beside it, each in a browser context of its own.
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// page is one tab of the web phone.
+type page struct {
+	t    *testing.T
+	ctx  context.Context
+	name string
+	axe  string
+}
+
+func openPage(t *testing.T, alloc context.Context, name, url, axe string) *page {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	p := &page{t: t, ctx: ctx, name: name, axe: axe}
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("%s: open %s: %v", name, url, err)
+	}
+	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// find returns the DOM node of the visible element with role and
+// accessible name, waiting up to timeout.
+func (p *page) find(role, name string, timeout time.Duration) cdp.BackendNodeID {
+	p.t.Helper()
+	id, err := p.poll(role, name, timeout, true)
+	if err != nil {
+		p.t.Fatalf("%s: no %s %q within %s: %v\n%s", p.name, role, name, timeout, err, p.text("document.body.innerText"))
+	}
+	return id
+}
+
+// gone waits until no element with role and name is in the tree.
+func (p *page) gone(role, name string, timeout time.Duration) {
+	p.t.Helper()
+	if _, err := p.poll(role, name, timeout, false); err != nil {
+		p.t.Fatalf("%s: %s %q still shown after %s", p.name, role, name, timeout)
+	}
+}
+
+func (p *page) poll(role, name string, timeout time.Duration, present bool) (cdp.BackendNodeID, error) {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		id, err := chromedp.Run(p.ctx, func(ctx context.Context, t *chromedp.Target) (cdp.BackendNodeID, error) {
+			doc, err := cdp.Call(ctx, t, dom.GetDocument, dom.GetDocumentParams{Depth: ptr(int64(0))})
+			if err != nil {
+				return 0, err
+			}
+			res, err := cdp.Call(ctx, t, accessibility.QueryAXTree, accessibility.QueryAXTreeParams{
+				BackendNodeID: doc.Root.BackendNodeID, AccessibleName: name, Role: role})
+			if err != nil {
+				return 0, err
+			}
+			for _, n := range res.Nodes {
+				if !n.Ignored && n.BackendDOMNodeID != 0 {
+					return n.BackendDOMNodeID, nil
+				}
+			}
+			return 0, nil
+		})
+		last = err
+		if err == nil && (id != 0) == present {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = fmt.Errorf("present=%v", id != 0)
+			}
+			return 0, last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// call runs fn (a JavaScript function declaration) with the node as this.
+func (p *page) call(id cdp.BackendNodeID, fn string, args ...any) string {
+	p.t.Helper()
+	out, err := chromedp.Run(p.ctx, func(ctx context.Context, t *chromedp.Target) (string, error) {
+		obj, err := cdp.Call(ctx, t, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: id})
+		if err != nil {
+			return "", err
+		}
+		var cargs []*runtime.CallArgument
+		for _, a := range args {
+			b, _ := json.Marshal(a)
+			cargs = append(cargs, &runtime.CallArgument{Value: b})
+		}
+		res, err := cdp.Call(ctx, t, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
+			FunctionDeclaration: fn, ObjectID: obj.Object.ObjectID, Arguments: cargs, ReturnByValue: ptr(true)})
+		if err != nil {
+			return "", err
+		}
+		if res.ExceptionDetails != nil {
+			return "", fmt.Errorf("%s", res.ExceptionDetails.Text)
+		}
+		var s string
+		json.Unmarshal(res.Result.Value, &s)
+		return s, nil
+	})
+	if err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+	return out
+}
+
+func (p *page) click(role, name string) {
+	p.t.Helper()
+	p.call(p.find(role, name, 10*time.Second), `function() { this.scrollIntoView({block: "center"}); this.click(); return ""; }`)
+}
+
+func (p *page) fill(role, name, value string) {
+	p.t.Helper()
+	p.call(p.find(role, name, 10*time.Second), `function(v) { this.focus(); this.value = v; this.dispatchEvent(new Event("input", {bubbles: true})); return ""; }`, value)
+}
+
+// textOf is the text content of the element with role and name.
+func (p *page) textOf(role, name string) string {
+	p.t.Helper()
+	return p.call(p.find(role, name, 10*time.Second), `function() { return this.textContent; }`)
+}
+
+// waitText waits until the element's text contains want.
+func (p *page) waitText(role, name, want string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := p.textOf(role, name)
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: %s %q says %q, want %q within %s", p.name, role, name, got, want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// text evaluates a JavaScript expression (awaiting a promise) to a string.
+func (p *page) text(expr string) string {
+	s, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return s
+}
+
+// framesDecoded is the browser's getStats() count of remote video frames
+// decoded in the current call.
+func (p *page) framesDecoded() int {
+	var n int
+	fmt.Sscan(p.text(`(async () => { if (!z5.pc) return "0"; let f = 0;
+		(await z5.pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") f = r.framesDecoded || 0; });
+		return String(f); })()`), &n)
+	return n
+}
+
+// waitFrames waits until the call has decoded at least n remote frames.
+func (p *page) waitFrames(n int, timeout time.Duration) int {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := p.framesDecoded()
+		if got >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: %d remote video frames decoded within %s, want %d\n%s", p.name, got, timeout, n, p.text("document.body.innerText"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkAxe runs axe-core on the page as it is and fails on any violation.
+func (p *page) checkAxe(screen string) {
+	p.t.Helper()
+	if !strings.Contains(p.text(`typeof axe`), "object") {
+		if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[*runtime.RemoteObject](p.axe)); err != nil {
+			p.t.Fatalf("%s: inject axe-core: %v", p.name, err)
+		}
+	}
+	out := p.text(`axe.run(document).then((r) => JSON.stringify(r.violations.map((v) =>
+		({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" "))}))))`)
+	if out != "[]" {
+		p.t.Errorf("%s: axe-core on the %s screen: %s", p.name, screen, out)
+	}
+	p.shot(screen)
+}
+
+// shot writes a screenshot of the screen into Z5_SCREENSHOTS when set
+// (the README's images come from there).
+func (p *page) shot(screen string) {
+	dir := os.Getenv("Z5_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	b, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Logf("screenshot %s: %v", screen, err)
+		return
+	}
+	os.WriteFile(filepath.Join(dir, "webphone-"+screen+".png"), b, 0o644)
+}
+
+// signIn signs in through the page; number picks from the "Phone number"
+// list box when the account has several.
+func (p *page) signIn(user, pass, number string, axe bool) {
+	p.t.Helper()
+	p.find("textbox", "Username", 15*time.Second)
+	if axe {
+		p.checkAxe("sign-in")
+	}
+	p.fill("textbox", "Username", user)
+	p.fill("textbox", "Password", pass)
+	p.click("button", "Sign in")
+	if number != "" {
+		id := p.find("listbox", "Phone number", 10*time.Second)
+		if axe {
+			p.checkAxe("number")
+		}
+		p.call(id, `function(v) { this.value = v; return this.value; }`, number)
+		p.click("button", "Use this number")
+	}
+	p.waitText("status", "Phone status", "Ready for calls", 15*time.Second)
+}
+
+// TestWebPhone: the browser phone of DESIGN.md "Web phone", against a real
+// z5d: (1) it signs in and calls a z5 client that records what arrives,
+// (2) a z5 client calls it and the page answers, (3) one browser calls
+// another through the MCS; axe-core finds nothing on any screen.
+func TestWebPhone(t *testing.T) {
+	needTool(t, "ffprobe")
+	axe := axeScript(t)
+	alloc := browserAlloc(t)
+	s := startStack(t)
+	s.provision(t)
+	url := "https://" + s.ip + ":9443/"
+	const minFrames = 30 // a second of the far end's video
+
+	alice := openPage(t, alloc, "alice", url, axe)
+	alice.signIn("alice", alicePass, aliceWork, true)
+	alice.checkAxe("idle")
+
+	t.Run("CallsZ5Client", func(t *testing.T) {
+		alice.t = t
+		bob := s.login(t, "bob", bobPass, "")
+		rec := t.TempDir()
+		lis := startZ5(t, bob, "listen", "--auto-answer", "--record", rec, "--max-calls", "1")
+		waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
+		alice.fill("textbox", "Number to call", bobNumber)
+		alice.click("button", "Call")
+		alice.find("region", "Call quality", 20*time.Second)
+		frames := alice.waitFrames(minFrames, 20*time.Second)
+		alice.checkAxe("in-call")
+		time.Sleep(2 * time.Second) // a few seconds of the page's video for the recording
+		alice.click("button", "Hang up")
+		alice.waitText("alert", "", "ended", 10*time.Second)
+		alice.gone("region", "Call quality", 10*time.Second)
+		alice.waitText("status", "Phone status", "Ready for calls", 10*time.Second)
+		waitExit(t, lis, 15*time.Second)
+		mkv := filepath.Join(rec, "call1-"+aliceWork+".mkv")
+		r := probeMKV(t, mkv)
+		t.Logf("browser -> z5: the page decoded %d frames of the z5 clip; the z5 recording of the page: %v, %v frames, %.1f s",
+			frames, r.codecs, r.frames, r.duration)
+		if r.codecs["video"] != "h264" || r.frames["video"] < minFrames {
+			t.Errorf("recording of the page's video: %v %v, want h264 with >= %d frames", r.codecs, r.frames, minFrames)
+		}
+		t.Log(s.wantCallRecord(t, aliceWork, bobNumber))
+	})
+
+	t.Run("AnswersZ5Call", func(t *testing.T) {
+		alice.t = t
+		bob := s.login(t, "bob", bobPass, "")
+		call := startZ5(t, bob, "call", aliceWork, "--duration", "5s", "--json")
+		id := alice.find("region", "Incoming call", 20*time.Second)
+		if got := alice.call(id, `function() { return this.textContent; }`); !strings.Contains(got, bobNumber) {
+			t.Errorf("Incoming call region says %q, want the caller %s", got, bobNumber)
+		}
+		alice.checkAxe("incoming")
+		alice.click("button", "Answer")
+		frames := alice.waitFrames(minFrames, 20*time.Second)
+		waitExit(t, call, 30*time.Second)
+		sum := parseSummary(t, call.Output())
+		var video int
+		for _, st := range sum.Streams {
+			if st.Kind == "video" {
+				video = int(st.FramesReceived)
+			}
+		}
+		t.Logf("z5 -> browser: the page decoded %d frames, z5 call received %d frames of the page's video", frames, video)
+		if video < minFrames {
+			t.Errorf("z5 call received %d video frames from the page, want >= %d", video, minFrames)
+		}
+		// The far end hung up: the idle screen returns by itself.
+		alice.gone("region", "Call quality", 10*time.Second)
+		alice.waitText("alert", "", "ended", 10*time.Second)
+		alice.waitText("status", "Phone status", "Ready for calls", 10*time.Second)
+	})
+
+	t.Run("BrowserToBrowser", func(t *testing.T) {
+		alice.t = t
+		bobPage := openPage(t, alloc, "bob", url, axe)
+		bobPage.signIn("bob", bobPass, "", false)
+		// Declined first: the caller is told.
+		alice.fill("textbox", "Number to call", bobNumber)
+		alice.click("button", "Call")
+		bobPage.find("region", "Incoming call", 20*time.Second)
+		bobPage.click("button", "Decline")
+		alice.waitText("alert", "", "declined", 10*time.Second)
+		alice.gone("button", "Hang up", 10*time.Second)
+
+		alice.fill("textbox", "Number to call", bobNumber)
+		alice.click("button", "Call")
+		bobPage.find("region", "Incoming call", 20*time.Second)
+		bobPage.click("button", "Answer")
+		fa := alice.waitFrames(minFrames, 20*time.Second)
+		fb := bobPage.waitFrames(minFrames, 20*time.Second)
+		t.Logf("browser <-> browser: alice decoded %d frames, bob %d", fa, fb)
+		bobPage.click("button", "Mute camera")
+		if got := bobPage.call(bobPage.find("button", "Mute camera", time.Second), `function() { return this.getAttribute("aria-pressed"); }`); got != "true" {
+			t.Errorf("Mute camera aria-pressed = %q after a click", got)
+		}
+		// The slate keeps frames coming: alice still decodes new ones.
+		alice.waitFrames(fa+minFrames/2, 10*time.Second)
+		alice.click("button", "Hang up")
+		bobPage.waitText("alert", "", "ended", 10*time.Second)
+		bobPage.gone("region", "Call quality", 10*time.Second)
+		s.wantCallRecord(t, aliceWork, bobNumber)
+	})
+}
