@@ -22,6 +22,8 @@
 //     does not move the book's rev.
 //   - DeleteRegistration of a registration already gone is not an error.
 //   - UpdateCall with a zero StartedAt keeps the stored one.
+//   - The empty Role is stored and returned as store.RoleCustomer.
+//   - RelayCalls lists relay records (Direction set) by QueuedAt.
 package storetest
 
 import (
