@@ -540,6 +540,22 @@ type callView struct {
 	QueueWaitSeconds *float64 `json:"queue_wait_seconds,omitempty"`
 }
 
+// relaySummary is a relay call's direction, interpreter and queue wait
+// for the call log table ("-" for a point-to-point call).
+func relaySummary(c store.Call) string {
+	if c.Direction == "" {
+		return "-"
+	}
+	s := c.Direction
+	if c.CAID != "" {
+		s += " CA " + c.CAID
+	}
+	if !c.QueuedAt.IsZero() && !c.SessionStart.IsZero() {
+		s += " wait " + max(c.SessionStart.Sub(c.QueuedAt), 0).Round(time.Second).String()
+	}
+	return s
+}
+
 // relayFields fills v's relay call fields from c.
 func relayFields(v *callView, c store.Call) {
 	v.Direction, v.CAID, v.Dialed, v.UserNumber, v.UserIP = c.Direction, c.CAID, c.Dialed, c.UserNumber, c.UserIP
@@ -579,7 +595,7 @@ func (a *admin) calls(ctx context.Context, number string, limit int) error {
 		return a.printJSON(views)
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STARTED\tFROM\tTO\tANSWERED\tDURATION\tEND\tSTATUS\tCALL-ID")
+	fmt.Fprintln(tw, "STARTED\tFROM\tTO\tANSWERED\tDURATION\tEND\tSTATUS\tCALL-ID\tRELAY")
 	for _, c := range calls {
 		dur := "-"
 		if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() {
@@ -589,7 +605,7 @@ func (a *admin) calls(ctx context.Context, number string, limit int) error {
 		if !c.AnsweredAt.IsZero() {
 			ans = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.StartedAt.Format(time.DateTime), c.From, c.To, ans, dur, c.EndReason, c.Status, c.CallID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.StartedAt.Format(time.DateTime), c.From, c.To, ans, dur, c.EndReason, c.Status, c.CallID, relaySummary(c))
 	}
 	return tw.Flush()
 }

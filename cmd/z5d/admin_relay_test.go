@@ -212,6 +212,10 @@ func TestAdminCallsRelayFields(t *testing.T) {
 			t.Errorf("relay record %s = %v, want %v", k, got[0][k], want)
 		}
 	}
+	table := mustZ5d(t, "", "admin", "--data", dir, "calls")
+	if !strings.Contains(table, "relay-1  outbound CA 1001 wait 20s\n") || !strings.Contains(table, "p2p-1    -\n") {
+		t.Errorf("calls table lacks the relay column:\n%s", table)
+	}
 	for _, k := range []string{"direction", "ca_id", "queued_at", "session_start", "conversation_start", "user_ip", "queue_wait_seconds"} {
 		if _, ok := got[1][k]; ok {
 			t.Errorf("point-to-point record has %s: %v", k, got[1])
