@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -218,6 +219,9 @@ func (p *Phone) track(d *Dialog, ctx context.Context) {
 	}()
 }
 
+// ackTimeout bounds sending the ACK of an answered call.
+const ackTimeout = 5 * time.Second
+
 // CallError is a failed call attempt with the SIP status that ended it.
 type CallError struct {
 	Target string
@@ -302,7 +306,13 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 		}
 		return nil, &CallError{Target: target, Err: err}
 	}
-	if err := sess.Ack(ctx); err != nil {
+	// The ACK rides the dialog's route set; one that cannot be sent in
+	// time (a route to a peer that never answers) fails the call rather
+	// than leaving it half set up.
+	actx, cancel := context.WithTimeout(ctx, ackTimeout)
+	err = sess.Ack(actx)
+	cancel()
+	if err != nil {
 		sess.Close()
 		return nil, &CallError{Target: target, Err: fmt.Errorf("ACK: %w", err)}
 	}

@@ -39,6 +39,7 @@ type StationEvent struct {
 	Outcome   string              `json:"outcome,omitempty"`
 	Error     string              `json:"error,omitempty"`
 	Video     bool                `json:"video,omitempty"` // the leg carries video
+	Relay     string              `json:"relay,omitempty"` // where the leg's media goes: the MCS relay
 	Streams   []media.StreamStats `json:"streams,omitempty"`
 	Recording string              `json:"recording,omitempty"`
 	Detail    string              `json:"detail,omitempty"`
@@ -282,7 +283,7 @@ func (s *station) handle(ctx context.Context, ic *IncomingCall) {
 		return
 	}
 	ev := offerEvent(EvAnswered, o)
-	ev.Leg, ev.Number, ev.Video = first, o.Caller, firstCall.Negotiated.Video != nil
+	ev.Leg, ev.Number, ev.Video, ev.Relay = first, o.Caller, firstCall.Negotiated.Video != nil, firstCall.Relay.String()
 	s.emit(ev)
 
 	legs, endAll := context.WithCancel(ctx)
@@ -355,7 +356,7 @@ func (s *station) placeSecond(ctx context.Context, o RelayOffer, first *Call) *C
 		}, sipmsg.NewHeader(HeaderRelayCall, o.RelayCall))
 		if err == nil {
 			ev := StationEvent{Event: EvConnected, RelayCall: o.RelayCall, Leg: leg, Number: number,
-				Video: call.Negotiated.Video != nil}
+				Video: call.Negotiated.Video != nil, Relay: call.Relay.String()}
 			s.emit(ev)
 			return call
 		}
@@ -387,8 +388,10 @@ func (s *station) legMedia(leg string) (MediaOptions, error) {
 		}
 	}
 	if leg == LegHearing {
-		// The telephone network takes audio only (PCMU/PCMA).
-		mo.NoVideo, mo.NoText, mo.Video = true, true, nil
+		// The telephone network takes audio only (PCMU/PCMA) over plain
+		// RTP: the relay forwards what it cannot decrypt, and a carrier's
+		// gateway keys no SDES, so an SRTP offer would only be refused.
+		mo.NoVideo, mo.NoText, mo.Video, mo.SRTP = true, true, nil, SRTPOff
 	}
 	if s.opts.RecordDir != "" {
 		mo.RecordDir = filepath.Join(s.opts.RecordDir, fmt.Sprintf("call%d", s.calls), leg)
@@ -433,7 +436,7 @@ func (ev StationEvent) Text() string {
 		}
 		return fmt.Sprintf("declined the call %s", who())
 	case EvAnswered:
-		return fmt.Sprintf("answered: in call with the %s %s", legName(ev.Leg), ev.Number)
+		return fmt.Sprintf("answered: in call with the %s %s (media through relay %s)", legName(ev.Leg), ev.Number, ev.Relay)
 	case EvDialing:
 		media := "audio only"
 		if ev.Video {
@@ -443,7 +446,7 @@ func (ev StationEvent) Text() string {
 	case EvProgress:
 		return fmt.Sprintf("  %d %s", ev.Status, ev.Reason)
 	case EvConnected:
-		return fmt.Sprintf("connected: the %s %s answered", legName(ev.Leg), ev.Number)
+		return fmt.Sprintf("connected: the %s %s answered (media through relay %s)", legName(ev.Leg), ev.Number, ev.Relay)
 	case EvLegFailed:
 		if ev.Status != 0 {
 			return fmt.Sprintf("the call to the %s %s failed: %s (%d %s)", legName(ev.Leg), ev.Number, ev.Outcome, ev.Status, ev.Reason)
