@@ -362,6 +362,13 @@ type SIP struct {
 	// MaxUDPBindingsPerAddr caps the registrations over UDP, across all
 	// numbers, bound to one source ip:port; more are refused with 403.
 	MaxUDPBindingsPerAddr int `toml:"max_udp_bindings_per_addr"`
+	// DeviceCacheTTL is how long a node keeps a device it read (kind and
+	// digest credentials) for the next request of the same SIP user, so a
+	// refresh costs no store read. A digest that fails against a cached
+	// device is checked again against the store, so new credentials work
+	// at once; a removed device's old ones are accepted for at most this
+	// long. Negative: no cache.
+	DeviceCacheTTL time.Duration `toml:"device_cache_ttl"`
 }
 
 func (s *SIP) applyDefaults(c *Config) {
@@ -437,6 +444,7 @@ func (s *SIP) applyLimitDefaults() {
 	setInt(&s.MaxTrackedSources, 65536)
 	setInt(&s.UDPUnauthBytesPerSec, 128<<10)
 	setInt(&s.MaxUDPBindingsPerAddr, 16)
+	setDur(&s.DeviceCacheTTL, 10*time.Second)
 }
 
 // BanAllowPrefixes parses BanAllow (validated, so it does not fail after

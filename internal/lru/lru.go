@@ -70,6 +70,14 @@ func (l *Map[K, V]) Oldest() (K, V, bool) {
 	return ent.key, ent.val, true
 }
 
+// Remove drops k, if present.
+func (l *Map[K, V]) Remove(k K) {
+	if e, ok := l.m[k]; ok {
+		l.ll.Remove(e)
+		delete(l.m, k)
+	}
+}
+
 // RemoveOldest drops the least recently used entry, if any.
 func (l *Map[K, V]) RemoveOldest() {
 	if e := l.ll.Back(); e != nil {

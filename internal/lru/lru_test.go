@@ -56,3 +56,21 @@ func TestMap(t *testing.T) {
 		t.Errorf("emptied map still has %d entries", l.Len())
 	}
 }
+
+func TestRemove(t *testing.T) {
+	l := New[string, int](2)
+	l.Add("a", 1)
+	l.Add("b", 2)
+	l.Remove("a")
+	l.Remove("absent")
+	if _, ok := l.Get("a"); ok || l.Len() != 1 {
+		t.Fatalf("after Remove(a): len %d, a present %t", l.Len(), ok)
+	}
+	if v, ok := l.Get("b"); !ok || v != 2 {
+		t.Fatalf("b = %d, %t", v, ok)
+	}
+	l.Add("a", 3) // absent again, so Add is allowed
+	if v, _ := l.Get("a"); v != 3 {
+		t.Fatalf("a = %d after re-adding", v)
+	}
+}

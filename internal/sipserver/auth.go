@@ -56,7 +56,7 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 	}
 	// From here one failure per limit is reserved for this attempt; only
 	// an outcome that is not a wrong guess gives it back.
-	dev, err := s.store.DeviceBySIPUser(ctx, cred.Username)
+	dev, cached, err := s.devices.get(ctx, cred.Username)
 	ha1, haveHA1 := "", false
 	switch {
 	case err == nil:
@@ -83,6 +83,26 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 		return sipmsg.ParseUri(u, &parsed) == nil && s.isOurHost(parsed.Host)
 	}
 	verr := s.auth.verify(cred, string(req.Method), ha1, now, nonceBinding(req.Transport(), req.Source()), uriOK)
+	if errors.Is(verr, errDigestMismatch) && cached {
+		// The device may have new credentials (a new login): check
+		// once more against the store before counting a wrong guess.
+		s.devices.forget(cred.Username)
+		fresh, ferr := s.store.DeviceBySIPUser(ctx, cred.Username)
+		switch {
+		case ferr == nil:
+			dev = fresh
+			if ha1, haveHA1 = dev.Cred.HA1(strings.ToUpper(cred.Algorithm)); haveHA1 {
+				verr = s.auth.verify(cred, string(req.Method), ha1, now, nonceBinding(req.Transport(), req.Source()), uriOK)
+			}
+		case errors.Is(ferr, store.ErrNotFound):
+			haveHA1 = false // removed since: a wrong guess now
+		default:
+			s.releaseAttempt(key, cred.Username)
+			s.log.Error("device lookup failed", "sip_user", cred.Username, "error", ferr)
+			s.respond(tx, req, 500, "Server Internal Error", retryAfter(5))
+			return store.Device{}, false
+		}
+	}
 	if verr == nil && !haveHA1 {
 		verr = errDigestMismatch
 	}
@@ -175,7 +195,7 @@ func (s *Server) legacyDigest(req *sipmsg.Request) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	user := from.Address.User
-	if dev, err := s.store.DeviceBySIPUser(ctx, user); err == nil {
+	if dev, _, err := s.devices.get(ctx, user); err == nil {
 		return dev.Kind == store.DeviceSIP
 	}
 	// Standard endpoints often put the number, not their SIP username, in

@@ -79,6 +79,7 @@ type Server struct {
 	t   *transport
 
 	auth     *digestAuth
+	devices  *deviceCache // devices read by the digest checks (devcache.go)
 	failures *failureLimiter
 	shield   *shield // bans, rate and in-flight limits (guard.go)
 	reg      *registrar
@@ -148,6 +149,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		auth:     newDigestAuth(cfg.Realm, cfg.NonceTTL, cfg.DigestAlgorithms),
 		failures: newFailureLimiter(cfg.MaxAuthFailures, 10*time.Minute),
 	}
+	s.devices = newDeviceCache(deps.Store.DeviceBySIPUser, cfg.DeviceCacheTTL, now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.closeDone = make(chan struct{})
 	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}

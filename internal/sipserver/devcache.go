@@ -1,0 +1,74 @@
+package sipserver
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/z5vrs/z5/internal/lru"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// deviceCache keeps the devices the digest checks read, by SIP user, for
+// sip.device_cache_ttl: a REGISTER and its refreshes would otherwise read
+// the same row twice each (the challenge picks the algorithms by the
+// device's kind, the answer needs its credentials), a third of the
+// registrar's CPU. Only devices found are kept, so names a guesser
+// invents cost a read each and never fill the cache; it is bounded
+// anyway. Credentials change when a client logs in again: a digest that
+// fails against a cached device is checked once more against the store
+// (authenticate), so the cache never turns away a right password.
+type deviceCache struct {
+	read func(ctx context.Context, sipUser string) (store.Device, error)
+	ttl  time.Duration // <= 0: every lookup reads the store
+	now  func() time.Time
+
+	mu sync.Mutex
+	m  *lru.Map[string, cachedDevice]
+}
+
+type cachedDevice struct {
+	dev store.Device
+	at  time.Time
+}
+
+// maxCachedDevices bounds the cache: at about 400 bytes a device, 64k
+// devices are 25 MB, more than a node's registrations need.
+const maxCachedDevices = 1 << 16
+
+func newDeviceCache(read func(context.Context, string) (store.Device, error), ttl time.Duration, now func() time.Time) *deviceCache {
+	return &deviceCache{read: read, ttl: ttl, now: now, m: lru.New[string, cachedDevice](maxCachedDevices)}
+}
+
+// get returns the device of sipUser and whether it came from the cache.
+func (c *deviceCache) get(ctx context.Context, sipUser string) (store.Device, bool, error) {
+	if c.ttl > 0 {
+		now := c.now()
+		c.mu.Lock()
+		e, ok := c.m.Get(sipUser)
+		if ok && now.Sub(e.at) < c.ttl && !e.at.After(now) {
+			c.mu.Unlock()
+			return e.dev, true, nil
+		}
+		if ok {
+			c.m.Remove(sipUser)
+		}
+		c.mu.Unlock()
+	}
+	dev, err := c.read(ctx, sipUser)
+	if err != nil || c.ttl <= 0 {
+		return dev, false, err
+	}
+	c.mu.Lock()
+	c.m.Remove(sipUser)
+	c.m.Add(sipUser, cachedDevice{dev: dev, at: c.now()})
+	c.mu.Unlock()
+	return dev, false, nil
+}
+
+// forget drops sipUser, so the next lookup reads the store.
+func (c *deviceCache) forget(sipUser string) {
+	c.mu.Lock()
+	c.m.Remove(sipUser)
+	c.mu.Unlock()
+}
