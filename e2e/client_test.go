@@ -590,7 +590,7 @@ func register(t *testing.T, server string, st client.State, lic string) (int, st
 // TestDemoBinary runs `z5d demo`, which binds the fixed dev ports on
 // 127.0.0.1: it must not run in parallel with anything else using them.
 func TestDemoBinary(t *testing.T) {
-	for _, a := range []string{"tcp:5353", "udp:5353", "tcp:8443", "tcp:9443", "tcp:5060", "udp:5060", "tcp:9090"} {
+	for _, a := range []string{"tcp:5353", "udp:5353", "tcp:8443", "tcp:9443", "tcp:5060", "udp:5060", "tcp:9090", "tcp:5080"} {
 		network, port, _ := strings.Cut(a, ":")
 		if !portFree(network, "127.0.0.1:"+port) {
 			t.Skipf("127.0.0.1 %s is in use (a dev stack is running?): the demo needs the dev ports", a)
@@ -611,6 +611,9 @@ func TestDemoBinary(t *testing.T) {
 		"step 1 zdial.z5.test", "step 2 ZDial login:", "step 3 MCS license and address book:",
 		"step 4 SIP signalling:", "step 5", "first media packet", "Media statistics",
 		"Call detail record", "All five steps passed",
+		// The relay call: queue, interpreter, telephone network.
+		"[ian]   answered: in call with the deaf user", "[ian]   connected: the hearing party 2125550100 answered",
+		"Relay call legs", "record: outbound call, CA ID 1001",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -453,7 +453,7 @@ func (ev StationEvent) Text() string {
 		}
 		return fmt.Sprintf("the call to the %s %s failed: %s", legName(ev.Leg), ev.Number, ev.Error)
 	case EvLegEnded:
-		s := fmt.Sprintf("the %s leg ended: %s", legName(ev.Leg), ev.Reason)
+		s := fmt.Sprintf("the %s's leg ended: %s", legName(ev.Leg), ev.Reason)
 		for _, st := range ev.Streams {
 			s += fmt.Sprintf("\n  %-5s sent %d pkts, received %d pkts, lost %d", st.Kind, st.PacketsSent, st.PacketsReceived, st.Lost)
 		}

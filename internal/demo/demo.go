@@ -111,6 +111,10 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 	}
 	p.f("   alice: numbers %s (home) and %s (work); address book of %s holds \"Bob\"", aliceHome, aliceWork, aliceWork)
 	p.f("   bob:   number %s; address book holds \"Alice\"", bobNumber)
+	if err := provisionInterpreter(ctx, st); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	p.f("   ian:   interpreter, CA ID %s (station ca-%s)", ianCAID, ianCAID)
 
 	homes := filepath.Join(dir, "clients")
 	recDir := filepath.Join(dir, "recordings")
@@ -207,6 +211,10 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 		return fmt.Errorf("step 5 (RTP media): %w", err)
 	}
 	fmt.Fprint(w, "\n"+recordingsNote(opts.DataDir != "", recDir, aCall.Recording(), b.call.Recording()))
+	fmt.Fprintln(w)
+	if err := relayCall(ctx, p, w, cfg, opts.Log, st, prof, alice.ph, dir); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\n%s in %s.\n", cli.Paint(cli.Colour(w), "ok", "All five steps passed"), time.Since(p.start).Round(time.Millisecond))
 	return nil
 }
