@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/z5vrs/z5/internal/pstnpeer"
 )
 
 // The web phone tests drive Debian's chromium headless, with a fake camera
@@ -70,30 +74,30 @@ func browserAlloc(t *testing.T) context.Context {
 	return ctx
 }
 
-// page is one tab of the web phone.
-type page struct {
+// webPage is one tab of the web phone.
+type webPage struct {
 	t    *testing.T
 	ctx  context.Context
 	name string
 	axe  string
 }
 
-func openPage(t *testing.T, alloc context.Context, name, url, axe string) *page {
+func openPage(t *testing.T, alloc context.Context, name, url, axe string) *webPage {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
-	p := &page{t: t, ctx: ctx, name: name, axe: axe}
+	p := &webPage{t: t, ctx: ctx, name: name, axe: axe}
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("%s: open %s: %v", name, url, err)
 	}
 	return p
 }
 
-func ptr[T any](v T) *T { return &v }
+func wpPtr[T any](v T) *T { return &v }
 
 // find returns the DOM node of the visible element with role and
 // accessible name, waiting up to timeout.
-func (p *page) find(role, name string, timeout time.Duration) cdp.BackendNodeID {
+func (p *webPage) find(role, name string, timeout time.Duration) cdp.BackendNodeID {
 	p.t.Helper()
 	id, err := p.poll(role, name, timeout, true)
 	if err != nil {
@@ -103,19 +107,19 @@ func (p *page) find(role, name string, timeout time.Duration) cdp.BackendNodeID 
 }
 
 // gone waits until no element with role and name is in the tree.
-func (p *page) gone(role, name string, timeout time.Duration) {
+func (p *webPage) gone(role, name string, timeout time.Duration) {
 	p.t.Helper()
 	if _, err := p.poll(role, name, timeout, false); err != nil {
 		p.t.Fatalf("%s: %s %q still shown after %s", p.name, role, name, timeout)
 	}
 }
 
-func (p *page) poll(role, name string, timeout time.Duration, present bool) (cdp.BackendNodeID, error) {
+func (p *webPage) poll(role, name string, timeout time.Duration, present bool) (cdp.BackendNodeID, error) {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
 		id, err := chromedp.Run(p.ctx, func(ctx context.Context, t *chromedp.Target) (cdp.BackendNodeID, error) {
-			doc, err := cdp.Call(ctx, t, dom.GetDocument, dom.GetDocumentParams{Depth: ptr(int64(0))})
+			doc, err := cdp.Call(ctx, t, dom.GetDocument, dom.GetDocumentParams{Depth: wpPtr(int64(0))})
 			if err != nil {
 				return 0, err
 			}
@@ -146,7 +150,7 @@ func (p *page) poll(role, name string, timeout time.Duration, present bool) (cdp
 }
 
 // call runs fn (a JavaScript function declaration) with the node as this.
-func (p *page) call(id cdp.BackendNodeID, fn string, args ...any) string {
+func (p *webPage) call(id cdp.BackendNodeID, fn string, args ...any) string {
 	p.t.Helper()
 	out, err := chromedp.Run(p.ctx, func(ctx context.Context, t *chromedp.Target) (string, error) {
 		obj, err := cdp.Call(ctx, t, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: id})
@@ -159,7 +163,7 @@ func (p *page) call(id cdp.BackendNodeID, fn string, args ...any) string {
 			cargs = append(cargs, &runtime.CallArgument{Value: b})
 		}
 		res, err := cdp.Call(ctx, t, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
-			FunctionDeclaration: fn, ObjectID: obj.Object.ObjectID, Arguments: cargs, ReturnByValue: ptr(true)})
+			FunctionDeclaration: fn, ObjectID: obj.Object.ObjectID, Arguments: cargs, ReturnByValue: wpPtr(true)})
 		if err != nil {
 			return "", err
 		}
@@ -176,24 +180,24 @@ func (p *page) call(id cdp.BackendNodeID, fn string, args ...any) string {
 	return out
 }
 
-func (p *page) click(role, name string) {
+func (p *webPage) click(role, name string) {
 	p.t.Helper()
 	p.call(p.find(role, name, 10*time.Second), `function() { this.scrollIntoView({block: "center"}); this.click(); return ""; }`)
 }
 
-func (p *page) fill(role, name, value string) {
+func (p *webPage) fill(role, name, value string) {
 	p.t.Helper()
 	p.call(p.find(role, name, 10*time.Second), `function(v) { this.focus(); this.value = v; this.dispatchEvent(new Event("input", {bubbles: true})); return ""; }`, value)
 }
 
 // textOf is the text content of the element with role and name.
-func (p *page) textOf(role, name string) string {
+func (p *webPage) textOf(role, name string) string {
 	p.t.Helper()
 	return p.call(p.find(role, name, 10*time.Second), `function() { return this.textContent; }`)
 }
 
 // waitText waits until the element's text contains want.
-func (p *page) waitText(role, name, want string, timeout time.Duration) {
+func (p *webPage) waitText(role, name, want string, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -209,7 +213,7 @@ func (p *page) waitText(role, name, want string, timeout time.Duration) {
 }
 
 // text evaluates a JavaScript expression (awaiting a promise) to a string.
-func (p *page) text(expr string) string {
+func (p *webPage) text(expr string) string {
 	s, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		return "(" + err.Error() + ")"
@@ -219,7 +223,7 @@ func (p *page) text(expr string) string {
 
 // framesDecoded is the browser's getStats() count of remote video frames
 // decoded in the current call.
-func (p *page) framesDecoded() int {
+func (p *webPage) framesDecoded() int {
 	var n int
 	fmt.Sscan(p.text(`(async () => { if (!z5.pc) return "0"; let f = 0;
 		(await z5.pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") f = r.framesDecoded || 0; });
@@ -228,7 +232,7 @@ func (p *page) framesDecoded() int {
 }
 
 // waitFrames waits until the call has decoded at least n remote frames.
-func (p *page) waitFrames(n int, timeout time.Duration) int {
+func (p *webPage) waitFrames(n int, timeout time.Duration) int {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -244,7 +248,7 @@ func (p *page) waitFrames(n int, timeout time.Duration) int {
 }
 
 // checkAxe runs axe-core on the page as it is and fails on any violation.
-func (p *page) checkAxe(screen string) {
+func (p *webPage) checkAxe(screen string) {
 	p.t.Helper()
 	if !strings.Contains(p.text(`typeof axe`), "object") {
 		if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[*runtime.RemoteObject](p.axe)); err != nil {
@@ -261,7 +265,7 @@ func (p *page) checkAxe(screen string) {
 
 // shot writes a screenshot of the screen into Z5_SCREENSHOTS when set
 // (the README's images come from there).
-func (p *page) shot(screen string) {
+func (p *webPage) shot(screen string) {
 	dir := os.Getenv("Z5_SCREENSHOTS")
 	if dir == "" {
 		return
@@ -276,7 +280,7 @@ func (p *page) shot(screen string) {
 
 // signIn signs in through the page; number picks from the "Phone number"
 // list box when the account has several.
-func (p *page) signIn(user, pass, number string, axe bool) {
+func (p *webPage) signIn(user, pass, number string, axe bool) {
 	p.t.Helper()
 	p.find("textbox", "Username", 15*time.Second)
 	if axe {
@@ -399,4 +403,113 @@ func TestWebPhone(t *testing.T) {
 		bobPage.gone("region", "Call quality", 10*time.Second)
 		s.wantCallRecord(t, aliceWork, bobNumber)
 	})
+}
+
+// TestWebPhoneInterpreter: an interpreter signs in to the web phone (its
+// station ca-1001), goes ready, is offered alice's queued relay call to a
+// hearing number with its details, answers (video with alice), dials the
+// hearing party (the telephone-network peer at the trunk, audio only,
+// through the relay) and ends the call; axe-core finds nothing on the
+// interpreter's screens.
+func TestWebPhoneInterpreter(t *testing.T) {
+	axe := axeScript(t)
+	alloc := browserAlloc(t)
+	ip := loopbackIP(t)
+	trunk := freeTCP(t, loopbackIP(t))
+	s := &stack{ip: ip, dir: t.TempDir()}
+	s.cfg = stackConfig(t, s.dir, s.ip, fmt.Sprintf(`
+[trunk]
+address = "sip:%s;transport=tcp"
+allow = ["%s/32"]
+`, trunk, trunk.Addr()))
+	peer, err := pstnpeer.New(pstnpeer.Config{Addr: trunk.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	pctx, stopPeer := context.WithCancel(context.Background())
+	peerDone := make(chan error, 1)
+	go func() { peerDone <- peer.Serve(pctx) }()
+	t.Cleanup(func() { stopPeer(); <-peerDone })
+	s.start(t)
+	s.provision(t)
+	s.admin(t, "", "customer", "location", "alice", "--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701")
+	const terpPassword = "terp-secret-123"
+	s.admin(t, terpPassword+"\n", "interpreter", "add", "terp", "--ca-id", "1001", "--password-stdin")
+
+	terp := openPage(t, alloc, "terp", "https://"+s.ip+":9443/", axe)
+	terp.signIn("terp", terpPassword, "", false)
+	terp.click("button", "Ready")
+	waitJS(t, terp, `document.getElementById("interp-state").textContent`, "ready", 10*time.Second)
+	terp.checkAxe("interpreter")
+
+	const hearing = "2125550123"
+	alice := s.login(t, "alice", alicePass, aliceWork)
+	call := startZ5(t, alice, "call", hearing, "--duration", "12s", "--srtp", "off", "--json")
+	id := terp.find("region", "Incoming call", 30*time.Second)
+	offer := terp.call(id, `function() { return this.textContent; }`)
+	for _, want := range []string{"Outbound relay call", aliceWork, hearing} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("offered call shows %q, want %q in it", offer, want)
+		}
+	}
+	terp.checkAxe("interpreter-offer")
+	terp.click("button", "Answer")
+	frames := terp.waitFrames(30, 20*time.Second)
+	terp.click("button", "Dial hearing party")
+	waitJS(t, terp, `document.getElementById("hearing-status").textContent`, "on the line", 15*time.Second)
+	terp.checkAxe("interpreter-call")
+	var rx uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for rx < 50 && time.Now().Before(deadline) {
+		for _, c := range peer.Calls() {
+			if c.To == hearing {
+				for _, st := range c.Stats {
+					rx = max(rx, st.PacketsReceived)
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("relay call: the interpreter's page decoded %d frames of alice's video; the hearing party received %d audio packets", frames, rx)
+	if rx < 50 {
+		t.Errorf("the hearing party received %d audio packets from the interpreter, want >= 50", rx)
+	}
+	terp.click("button", "End call")
+	waitExit(t, call, 20*time.Second)
+	terp.gone("region", "Call quality", 10*time.Second)
+	for _, c := range peer.Calls() {
+		if c.To == hearing && (c.Ended.IsZero() || c.Video) {
+			t.Errorf("hearing leg: ended %v, video offered %v; want ended, audio only", c.Ended, c.Video)
+		}
+	}
+}
+
+// waitJS polls a JavaScript expression until its string value contains want.
+func waitJS(t *testing.T, p *webPage, expr, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := p.text(expr)
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s = %q, want %q within %s", p.name, expr, got, want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeTCP is a free TCP port on ip.
+func freeTCP(t *testing.T, ip string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return netip.MustParseAddrPort(l.Addr().String())
 }

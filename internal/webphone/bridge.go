@@ -60,14 +60,15 @@ type bridge struct {
 
 // openBridge sets up media for the page's WebRTC offer and returns the
 // answer to send it.
-func (t *tab) openBridge(offer string) (*bridge, string, error) {
+// audioOnly (an interpreter's hearing leg) leaves video out on both sides.
+func (t *tab) openBridge(offer string, audioOnly bool) (*bridge, string, error) {
 	if offer == "" {
 		return nil, "", errors.New("no offer")
 	}
 	g := t.g
 	b := &bridge{g: g}
 	var err error
-	if b.audio, err = b.newLeg("audio"); err == nil {
+	if b.audio, err = b.newLeg("audio"); err == nil && !audioOnly {
 		b.video, err = b.newLeg("video")
 	}
 	if err == nil {
@@ -82,12 +83,20 @@ func (t *tab) openBridge(offer string) (*bridge, string, error) {
 		b.close()
 		return nil, "", err
 	}
-	for _, l := range []*leg{b.audio, b.video} {
+	for _, l := range b.legs() {
 		b.wg.Add(2)
 		go b.fromRelay(l, l.rtp)
 		go b.fromRelay(l, l.rtcp)
 	}
 	return b, answer, nil
+}
+
+// legs are the bridge's media kinds toward the relay.
+func (b *bridge) legs() []*leg {
+	if b.video == nil {
+		return []*leg{b.audio}
+	}
+	return []*leg{b.audio, b.video}
 }
 
 func (b *bridge) newLeg(kind string) (*leg, error) {
@@ -143,6 +152,9 @@ func (b *bridge) openPC() error {
 	b.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		l := b.audio
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			if b.video == nil {
+				return // not answered: nothing arrives
+			}
 			l = b.video
 			b.pageSSRC.Store(uint32(tr.SSRC()))
 		}
@@ -161,13 +173,18 @@ func (b *bridge) accept(offer string) (string, error) {
 	if b.aTrack, err = webrtc.NewTrackLocalStaticRTP(audioCap, "audio", "z5"); err != nil {
 		return "", err
 	}
-	if b.vTrack, err = webrtc.NewTrackLocalStaticRTP(videoCap, "video", "z5"); err != nil {
-		return "", err
-	}
-	for _, tr := range []struct {
+	type pair struct {
 		track *webrtc.TrackLocalStaticRTP
 		leg   *leg
-	}{{b.aTrack, b.audio}, {b.vTrack, b.video}} {
+	}
+	pairs := []pair{{b.aTrack, b.audio}}
+	if b.video != nil {
+		if b.vTrack, err = webrtc.NewTrackLocalStaticRTP(videoCap, "video", "z5"); err != nil {
+			return "", err
+		}
+		pairs = append(pairs, pair{b.vTrack, b.video})
+	}
+	for _, tr := range pairs {
 		s, err := b.pc.AddTrack(tr.track)
 		if err != nil {
 			return "", fmt.Errorf("add %s track: %w", tr.leg.kind, err)
@@ -191,7 +208,12 @@ func (b *bridge) accept(offer string) (string, error) {
 	return b.pc.LocalDescription().SDP, nil
 }
 
-func (b *bridge) port(l *leg) int { return l.rtp.LocalAddr().(*net.UDPAddr).Port }
+func (b *bridge) port(l *leg) int {
+	if l == nil {
+		return 0 // leaves the kind out of the SDP
+	}
+	return l.rtp.LocalAddr().(*net.UDPAddr).Port
+}
 
 // sipOffer is the SDP offer toward the relay: PCMU and H.264 on our
 // sockets.
@@ -231,7 +253,7 @@ func (b *bridge) start(neg media.Negotiated) error {
 	if neg.Audio != nil {
 		b.audio.params.Store(neg.Audio)
 	}
-	if neg.Video != nil {
+	if neg.Video != nil && b.video != nil {
 		b.video.params.Store(neg.Video)
 		// The far end's decoder starts on a keyframe: ask the page now.
 		b.askKeyframe()
@@ -393,9 +415,12 @@ func (b *bridge) close() {
 			r()
 		}
 		b.wg.Wait()
-		if b.audio != nil && b.video != nil {
-			b.g.log.Info("web phone call media", "audio_to_relay", b.audio.toRelay.Load(), "audio_to_page", b.audio.toPage.Load(),
-				"video_to_relay", b.video.toRelay.Load(), "video_to_page", b.video.toPage.Load())
+		if b.audio != nil {
+			args := []any{"audio_to_relay", b.audio.toRelay.Load(), "audio_to_page", b.audio.toPage.Load()}
+			if b.video != nil {
+				args = append(args, "video_to_relay", b.video.toRelay.Load(), "video_to_page", b.video.toPage.Load())
+			}
+			b.g.log.Info("web phone call media", args...)
 		}
 	})
 }

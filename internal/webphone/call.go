@@ -12,17 +12,79 @@ import (
 	"github.com/z5vrs/z5/internal/media"
 )
 
-// call is a tab's one call, either direction.
+// A tab has at most two calls: the main one (either direction) and, at an
+// interpreter's station, the hearing leg it places for the relay call it
+// answered.
+const (
+	legMain    = 0
+	legHearing = 1
+)
+
+// legNames are the page's words for the legs ("" is the main call).
+var legNames = [2]string{"", "hearing"}
+
+// call is one of a tab's calls.
 type call struct {
+	leg    int
 	ctx    context.Context // ends with the call (hang-up, tab closed)
 	cancel context.CancelFunc
 	decide chan decision // incoming, before the page decides
 	done   chan struct{} // closed when everything of the call is released
+	// relay is the offered relay call's details (X-Z5-* headers) when the
+	// MCS offered this call to the interpreter's station; nil otherwise.
+	relay *relayOffer
+	// answered is closed once media flows both ways.
+	answered chan struct{}
 }
 
 type decision struct {
 	answer bool
 	sdp    string
+}
+
+// relayOffer is what the MCS tells a station about an offered relay call
+// (RELAY-CONTRACT.md: the offer).
+type relayOffer struct {
+	RelayCall string `json:"relay_call"`
+	Direction string `json:"direction"` // outbound, inbound or emergency
+	Dialed    string `json:"dialed,omitempty"`
+	User      string `json:"user,omitempty"`
+	Caller    string `json:"caller,omitempty"`
+	Location  string `json:"location,omitempty"` // 911 only
+	Callback  string `json:"callback,omitempty"` // 911 only
+}
+
+// relayOfferOf reads the X-Z5-* headers of an offer; nil when the INVITE
+// is an ordinary call.
+func relayOfferOf(req *sipmsg.Request) *relayOffer {
+	get := func(name string) string {
+		if h := req.GetHeader(name); h != nil {
+			return clipHeader(h.Value())
+		}
+		return ""
+	}
+	id := get("X-Z5-Relay-Call")
+	if id == "" {
+		return nil
+	}
+	return &relayOffer{RelayCall: id, Direction: get("X-Z5-Direction"), Dialed: get("X-Z5-Dialed"), User: get("X-Z5-User"),
+		Caller: get("X-Z5-Caller"), Location: get("X-Z5-Location"), Callback: get("X-Z5-Callback")}
+}
+
+func clipHeader(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
+}
+
+// hearingTarget is whom the station's second leg calls: the number dialled
+// (outbound; "911" for emergency) or the deaf user (inbound).
+func (r *relayOffer) hearingTarget() string {
+	if r.Direction == "inbound" {
+		return r.User
+	}
+	return r.Dialed
 }
 
 // dialPattern is what the page may dial: a number of ours or another
@@ -45,44 +107,49 @@ func reasonFor(status int) string {
 	}
 }
 
-// newCall makes c the tab's call, or reports false when it has one.
-func (t *tab) newCall() (*call, bool) {
+// newCall makes a call on leg, or reports false when the leg is taken.
+func (t *tab) newCall(leg int) (*call, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.call != nil || t.ctx.Err() != nil {
+	if t.calls[leg] != nil || t.ctx.Err() != nil {
 		return nil, false
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
-	c := &call{ctx: ctx, cancel: cancel, decide: make(chan decision, 1), done: make(chan struct{})}
-	t.call = c
+	c := &call{leg: leg, ctx: ctx, cancel: cancel, decide: make(chan decision, 1), done: make(chan struct{}),
+		answered: make(chan struct{})}
+	t.calls[leg] = c
 	return c, true
 }
 
 // finish releases c and tells the page how the call ended (nothing when
-// reason is empty: the page never saw the call).
+// reason is empty: the page never saw the call). The main call takes the
+// hearing leg with it.
 func (t *tab) finish(c *call, reason string) {
 	c.cancel()
 	t.mu.Lock()
-	if t.call == c {
-		t.call = nil
+	if t.calls[c.leg] == c {
+		t.calls[c.leg] = nil
 	}
 	t.mu.Unlock()
 	close(c.done)
 	if reason != "" {
-		t.send(msg{Type: "ended", Reason: reason})
+		t.send(msg{Type: "ended", Reason: reason, Leg: legNames[c.leg]})
+	}
+	if c.leg == legMain {
+		t.endCall(legHearing)
 	}
 }
 
-func (t *tab) current() *call {
+func (t *tab) current(leg int) *call {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.call
+	return t.calls[leg]
 }
 
-// endCall hangs up (or cancels, or refuses) the current call and waits
+// endCall hangs up (or cancels, or refuses) the call on leg and waits
 // until it is released.
-func (t *tab) endCall() {
-	c := t.current()
+func (t *tab) endCall(leg int) {
+	c := t.current(leg)
 	if c == nil {
 		return
 	}
@@ -95,18 +162,52 @@ func (t *tab) placeCall(number, offer string) {
 		t.send(msg{Type: "ended", Reason: "invalid number"})
 		return
 	}
-	c, ok := t.newCall()
+	c, ok := t.newCall(legMain)
 	if !ok {
 		t.fail(errBusyTab.Error())
 		return
 	}
-	br, answer, err := t.openBridge(offer)
+	t.dial(c, number, offer, nil)
+}
+
+// dialHearing places the station's second leg of the relay call it
+// answered: audio only, marked with the relay call's ID so the MCS
+// routes it to the trunk (or the user) and joins the record.
+func (t *tab) dialHearing(offer string) {
+	main := t.current(legMain)
+	if main == nil || main.relay == nil {
+		t.fail("there is no relay call to dial the hearing party for")
+		return
+	}
+	select {
+	case <-main.answered:
+	default:
+		t.fail("answer the relay call first")
+		return
+	}
+	target := main.relay.hearingTarget()
+	if !dialPattern.MatchString(target) {
+		t.fail("the relay call names no number to dial")
+		return
+	}
+	c, ok := t.newCall(legHearing)
+	if !ok {
+		t.fail("the hearing party is already on the line")
+		return
+	}
+	t.dial(c, target, offer, sipmsg.NewHeader("X-Z5-Relay-Call", main.relay.RelayCall))
+}
+
+// dial runs an outgoing call on c until it ends.
+func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
+	leg := legNames[c.leg]
+	br, answer, err := t.openBridge(offer, c.leg == legHearing)
 	if err != nil {
 		t.g.log.Info("web phone media set-up failed", "number", t.sess.Number, "error", err)
 		t.finish(c, "failed")
 		return
 	}
-	t.send(msg{Type: "sdp", SDP: answer})
+	t.send(msg{Type: "sdp", SDP: answer, Leg: leg})
 	sipOffer, err := br.sipOffer()
 	if err != nil {
 		br.close()
@@ -115,9 +216,9 @@ func (t *tab) placeCall(number, offer string) {
 	}
 	go func() {
 		defer br.close()
-		sess, err := t.ua.invite(c.ctx, number, sipOffer, func(code int) {
+		sess, err := t.ua.invite(c.ctx, number, sipOffer, extra, func(code int) {
 			if code == 180 || code == 183 {
-				t.send(msg{Type: "ringing"})
+				t.send(msg{Type: "ringing", Leg: leg})
 			}
 		})
 		if err != nil {
@@ -143,7 +244,8 @@ func (t *tab) placeCall(number, offer string) {
 			t.finish(c, "failed")
 			return
 		}
-		t.send(msg{Type: "answered"})
+		close(c.answered)
+		t.send(msg{Type: "answered", Leg: leg})
 		t.converse(c, sess.Context(), sess.Bye)
 	}()
 }
@@ -165,7 +267,7 @@ func (t *tab) converse(c *call, dialog context.Context, bye func(context.Context
 // page answers or declines, the caller gives up, or the tab goes. It runs
 // in the SIP server's handler and returns once the call is decided.
 func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	c, ok := t.newCall()
+	c, ok := t.newCall(legMain)
 	if !ok {
 		tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusBusyHere, "Busy Here", nil))
 		return
@@ -184,10 +286,11 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		t.finish(c, "failed")
 		return
 	}
+	c.relay = relayOfferOf(req)
 	contact := s.currentContact()
 	dlg.Respond(sipmsg.StatusRinging, "Ringing", nil, &contact)
 	from, name := userOf(req)
-	t.send(msg{Type: "incoming", From: from, Name: name})
+	t.send(msg{Type: "incoming", From: from, Name: name, Offer: c.relay})
 	var d decision
 	select {
 	case d = <-c.decide:
@@ -205,7 +308,7 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		t.finish(c, "declined")
 		return
 	}
-	br, answer, err := t.openBridge(d.sdp)
+	br, answer, err := t.openBridge(d.sdp, false)
 	var sipAnswer []byte
 	var neg media.Negotiated
 	if err == nil {
@@ -234,6 +337,7 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		t.finish(c, "failed")
 		return
 	}
+	close(c.answered)
 	t.send(msg{Type: "answered"})
 	go func() {
 		defer br.close()
@@ -247,7 +351,7 @@ func (t *tab) answer(offer string) { t.decideCall(decision{answer: true, sdp: of
 func (t *tab) decline()            { t.decideCall(decision{}) }
 
 func (t *tab) decideCall(d decision) {
-	c := t.current()
+	c := t.current(legMain)
 	if c == nil {
 		return
 	}

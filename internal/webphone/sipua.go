@@ -255,7 +255,7 @@ func (s *sipUA) close() {
 
 // invite places a call over the flow and returns the session once
 // answered; onProgress sees provisional responses.
-func (s *sipUA) invite(ctx context.Context, target string, offer []byte, onProgress func(int)) (*sipgo.DialogClientSession, error) {
+func (s *sipUA) invite(ctx context.Context, target string, offer []byte, extra sipmsg.Header, onProgress func(int)) (*sipgo.DialogClientSession, error) {
 	ruri := sipmsg.Uri{Scheme: "sip", User: target, Host: s.creds.Domain}
 	req := s.newRequest(sipmsg.INVITE, ruri)
 	req.AppendHeader(sipmsg.NewHeader("Route", fmt.Sprintf("<sip:%s;transport=tcp;lr>", s.server)))
@@ -263,6 +263,9 @@ func (s *sipUA) invite(ctx context.Context, target string, offer []byte, onProgr
 	req.AppendHeader(&contact)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+	if extra != nil {
+		req.AppendHeader(extra)
+	}
 	req.SetBody(offer)
 	sess, err := s.dcli.WriteInvite(ctx, req)
 	if err != nil {

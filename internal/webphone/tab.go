@@ -21,10 +21,10 @@ import (
 //
 // Page to gateway: auth {token, license, sip, instance}, call {number,
 // sdp}, answer {sdp} (the page offers, the gateway answers, in both call
-// directions), decline, hangup, history, ping.
-// Gateway to page: registered {number}, incoming {from, name}, ringing,
-// sdp {sdp}, answered, ended {reason}, history {calls}, error {message},
-// pong.
+// directions), decline, hangup {leg}, dial_hearing {sdp}, history, ping.
+// Gateway to page: registered {number}, incoming {from, name, offer},
+// ringing {leg}, sdp {sdp, leg}, answered {leg}, ended {reason, leg},
+// history {calls}, error {message}, pong.
 type msg struct {
 	Type     string              `json:"type"`
 	Token    string              `json:"token,omitempty"`
@@ -38,6 +38,10 @@ type msg struct {
 	Reason   string              `json:"reason,omitempty"`
 	Message  string              `json:"message,omitempty"`
 	Calls    []historyEntry      `json:"calls,omitempty"`
+	// Leg is "hearing" for an interpreter's second leg, else empty.
+	Leg string `json:"leg,omitempty"`
+	// Offer details an offered relay call at an interpreter's station.
+	Offer *relayOffer `json:"offer,omitempty"`
 }
 
 type historyEntry struct {
@@ -60,9 +64,9 @@ type tab struct {
 
 	wmu sync.Mutex // serialises writes to ws
 
-	mu   sync.Mutex // guards call
-	call *call
-	ua   *sipUA
+	mu    sync.Mutex // guards calls
+	calls [2]*call   // legMain, legHearing
+	ua    *sipUA
 }
 
 var instancePattern = regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -162,7 +166,8 @@ func (g *Gateway) runTab(ws *websocket.Conn) {
 	for {
 		select {
 		case <-ctx.Done():
-			t.endCall()
+			t.endCall(legMain)
+			t.endCall(legHearing)
 			return
 		case m := <-in:
 			t.handle(m)
@@ -206,7 +211,13 @@ func (t *tab) handle(m msg) {
 	case "decline":
 		t.decline()
 	case "hangup":
-		t.endCall()
+		if m.Leg == legNames[legHearing] {
+			t.endCall(legHearing)
+		} else {
+			t.endCall(legMain)
+		}
+	case "dial_hearing":
+		t.dialHearing(m.SDP)
 	case "history":
 		t.history()
 	default:

@@ -114,13 +114,121 @@ async function selectNumber(number) {
   sessionStorage.setItem('z5-number', data.number);
   const lic = await api('POST', '/api/v1/license', {}, state.mcsToken);
   state.license = lic.data.license;
+  state.interpreter = /^ca-/.test(state.number);
+  show($('interpreter'), state.interpreter);
+  show($('dial-section'), !state.interpreter);
+  show($('contacts-section'), !state.interpreter);
   showScreen('phone');
   connect();
-  loadContacts();
+  if (state.interpreter) {
+    $('interp-station').textContent = state.number;
+    pollACD();
+  } else {
+    loadContacts();
+  }
+}
+
+// ---- interpreter mode ----
+
+async function pollACD() {
+  clearTimeout(state.acdTimer);
+  if (!state.interpreter || !state.mcsToken) return;
+  try {
+    const { data } = await api('GET', '/api/v1/acd/state', undefined, state.mcsToken);
+    $('interp-state').textContent = data.state.replace('_', ' ');
+    $('interp-queue').textContent = String(data.queue_depth);
+  } catch (e) { $('interp-state').textContent = 'unknown (' + e.message + ')'; }
+  state.acdTimer = setTimeout(pollACD, 3000);
+}
+
+async function setACD(s) {
+  try {
+    await api('PUT', '/api/v1/acd/state', { state: s }, state.mcsToken);
+    alertMsg(s === 'ready' ? 'You are ready for relay calls.' : 'You are not ready: no calls will be offered.');
+  } catch (e) { alertMsg('Could not change your state: ' + e.message); }
+  pollACD();
+}
+$('ready').addEventListener('click', () => setACD('ready'));
+$('not-ready').addEventListener('click', () => setACD('not_ready'));
+
+const directions = { outbound: 'Outbound relay call', inbound: 'Inbound relay call', emergency: 'Emergency (911) relay call' };
+
+function showOffer(o) {
+  const dl = $('offer-details');
+  dl.textContent = '';
+  show(dl, !!o);
+  if (!o) return;
+  const rows = [['Call', directions[o.direction] || o.direction], ['Caller', o.caller], ['Deaf or hard-of-hearing user', o.user],
+    ['Number dialled', o.dialed], ['Location', o.location], ['Callback number', o.callback]];
+  for (const [k, v] of rows) {
+    if (!v) continue;
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    dl.appendChild(dt); dl.appendChild(dd);
+  }
+}
+
+async function dialHearing() {
+  if (!state.call || !state.call.relay || state.pc2) return;
+  show($('dial-hearing'), false);
+  $('hearing-status').textContent = 'Calling the hearing party…';
+  show($('hearing-status'), true);
+  try {
+    const mic = state.local && state.local.getAudioTracks()[0];
+    const pc2 = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    state.pc2 = pc2;
+    if (mic) pc2.addTrack(mic.clone());
+    else pc2.addTransceiver('audio', { direction: 'sendrecv' });
+    const remote = new MediaStream();
+    $('hearing-audio').srcObject = remote;
+    pc2.ontrack = (ev) => remote.addTrack(ev.track);
+    await pc2.setLocalDescription(await pc2.createOffer());
+    send({ type: 'dial_hearing', sdp: pc2.localDescription.sdp });
+  } catch (e) {
+    alertMsg('Could not call the hearing party: ' + e.message);
+    hearingEnded();
+  }
+}
+$('dial-hearing').addEventListener('click', dialHearing);
+$('hangup-hearing').addEventListener('click', () => send({ type: 'hangup', leg: 'hearing' }));
+$('end-call').addEventListener('click', hangUp);
+
+function hearingEnded(reason) {
+  if (state.pc2) {
+    for (const s of state.pc2.getSenders()) if (s.track) s.track.stop();
+    state.pc2.close();
+    state.pc2 = null;
+  }
+  $('hearing-audio').srcObject = null;
+  show($('hangup-hearing'), false);
+  if (state.call && state.call.relay) {
+    show($('dial-hearing'), true);
+    $('hearing-status').textContent = reason ? 'The hearing party\'s line: ' + reason + '.' : '';
+  } else {
+    show($('hearing-status'), false);
+  }
+  if (reason) alertMsg((outcomes[reason] || outcomes.failed)('The hearing party'));
+}
+
+function onHearing(m) {
+  switch (m.type) {
+    case 'sdp':
+      if (state.pc2) state.pc2.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch((e) => alertMsg('Media failed: ' + e.message));
+      break;
+    case 'ringing': $('hearing-status').textContent = 'The hearing party\'s phone is ringing…'; break;
+    case 'answered':
+      $('hearing-status').textContent = 'The hearing party is on the line.';
+      show($('hangup-hearing'), true);
+      break;
+    case 'ended': hearingEnded(m.reason); break;
+  }
 }
 
 $('signout').addEventListener('click', async () => {
   hangUpLocal();
+  clearTimeout(state.acdTimer);
+  if (state.interpreter) { try { await api('PUT', '/api/v1/acd/state', { state: 'not_ready' }, state.mcsToken); } catch (e) { /* signing out anyway */ } }
+  state.interpreter = false;
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
   clearInterval(state.ping);
   try { if (state.zdialToken) await api('POST', '/web/zdial/logout', {}, state.zdialToken); } catch (e) { /* signed out anyway */ }
@@ -152,6 +260,7 @@ function connect() {
 function send(m) { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(m)); }
 
 function onMessage(m) {
+  if (m.leg === 'hearing') { onHearing(m); return; }
   switch (m.type) {
     case 'registered':
       state.registered = true;
@@ -159,7 +268,7 @@ function onMessage(m) {
       document.title = 'Z5 web phone: ' + m.number;
       send({ type: 'history' });
       break;
-    case 'incoming': ringIn(m.from, m.name); break;
+    case 'incoming': ringIn(m.from, m.name, m.offer); break;
     case 'ringing': setStatus('Ringing ' + (state.call ? state.call.other : '') + '…'); break;
     case 'sdp':
       if (state.pc) state.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch((e) => alertMsg('Media failed: ' + e.message));
@@ -167,8 +276,9 @@ function onMessage(m) {
     case 'answered':
       if (state.call) {
         state.call.answered = true;
-        $('call-h').textContent = 'Call with ' + state.call.other;
+        $('call-h').textContent = (state.call.relay ? 'Relay call with ' : 'Call with ') + state.call.other;
         setStatus('In a call with ' + state.call.other);
+        show($('dial-hearing'), !!state.call.relay);
       }
       break;
     case 'ended': callEnded(m.reason); break;
@@ -303,13 +413,19 @@ $('mute-mic').addEventListener('click', () => {
 // ---- calls ----
 
 function enterCall(other, heading) {
-  state.call = { other, answered: false };
+  const relay = state.call && state.call.relay;
+  state.call = { other, answered: false, relay };
+  show($('hangup'), !relay);
+  show($('end-call'), !!relay);
+  show($('dial-hearing'), false);
+  show($('hangup-hearing'), false);
+  show($('hearing-status'), false);
   $('call-h').textContent = heading;
   show($('call-screen'), true);
   show($('idle-screen'), false);
   $('mute-camera').setAttribute('aria-pressed', 'false');
   $('mute-mic').setAttribute('aria-pressed', 'false');
-  $('hangup').focus();
+  (relay ? $('end-call') : $('hangup')).focus();
 }
 
 async function placeCall(number) {
@@ -344,6 +460,7 @@ $('hangup').addEventListener('click', hangUp);
 
 function hangUpLocal() {
   stopRinging();
+  hearingEnded();
   clearInterval(state.statsTimer);
   if (state.pc) { state.pc.close(); state.pc = null; }
   if (state.local) { for (const t of state.local.getTracks()) t.stop(); state.local = null; }
@@ -376,9 +493,10 @@ function callEnded(reason) {
   send({ type: 'history' });
 }
 
-function ringIn(from, name) {
+function ringIn(from, name, offer) {
   state.ringingFrom = from;
-  state.call = { other: from, answered: false, incoming: true };
+  state.call = { other: from, answered: false, incoming: true, relay: offer || null };
+  showOffer(offer);
   $('incoming-from').textContent = name ? name + ' (' + from + ')' : from;
   show($('incoming'), true);
   $('answer').focus();
