@@ -563,3 +563,35 @@ func TestRelayTwoSites(t *testing.T) {
 		t.Errorf("record: %+v", r)
 	}
 }
+
+// TestRelayHearingBusy: the hearing party's line is busy; the station
+// says so (486, busy) and, answering automatically, ends alice's call,
+// which is then recorded with no conversation.
+func TestRelayHearingBusy(t *testing.T) {
+	const busyNumber = "2125550486"
+	s := startRelayStack(t, `wrap_up = "1s"`)
+	startTrunkPeer(t, s.trunk, func(n string) int {
+		if n == busyNumber {
+			return 486
+		}
+		return 0
+	})
+	station := startStation(t, s.interpreter(t, "terp", "1001"))
+	alice := s.login(t, "alice", alicePass, aliceWork)
+	out, err := z5(t, alice, "", "call", busyNumber, "--duration", "10s", "--json")
+	sum := parseSummary(t, out)
+	if err != nil && sum.EndReason == "" {
+		t.Fatalf("alice's call: %v\n%s", err, out)
+	}
+	if sum.EndReason != "remote hangup" || sum.DurationS > 8 {
+		t.Errorf("alice's call: %+v (want it ended by the station at once)", sum)
+	}
+	fail := waitEvent(t, station, "the busy line", 10*time.Second, func(ev client.StationEvent) bool { return ev.Event == client.EvLegFailed })
+	if fail.Status != 486 || fail.Outcome != "busy" || fail.Leg != client.LegHearing || !strings.Contains(fail.Text(), "busy (486") {
+		t.Errorf("leg_failed: %+v %q", fail, fail.Text())
+	}
+	r := s.waitRecord(t, aliceWork, "ended", func(r relayRecord) bool { return r.Direction == "outbound" && r.EndedAt != nil })
+	if r.ConversationStart != nil || r.SessionStart == nil || r.CAID != "1001" {
+		t.Errorf("record of a call whose hearing party was busy: %+v", r)
+	}
+}
