@@ -438,6 +438,7 @@ allow = ["%s/32"]
 	s.admin(t, "", "customer", "location", "alice", "--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701")
 	const terpPassword = "terp-secret-123"
 	s.admin(t, terpPassword+"\n", "interpreter", "add", "terp", "--ca-id", "1001", "--password-stdin")
+	s.admin(t, terpPassword+"\n", "staff", "add", "ops", "--password-stdin")
 
 	terp := openPage(t, alloc, "terp", "https://"+s.ip+":9443/", axe)
 	terp.signIn("terp", terpPassword, "", false)
@@ -461,6 +462,17 @@ allow = ["%s/32"]
 	terp.click("button", "Dial hearing party")
 	waitJS(t, terp, `document.getElementById("hearing-status").textContent`, "on the line", 15*time.Second)
 	terp.checkAxe("interpreter-call")
+
+	// Staff see the call live in the operator view (read-only).
+	ops := openPage(t, alloc, "ops", "https://"+s.ip+":9443/", axe)
+	ops.fill("textbox", "Username", "ops")
+	ops.fill("textbox", "Password", terpPassword)
+	ops.click("button", "Sign in")
+	ops.find("table", "Live calls", 10*time.Second)
+	waitJS(t, ops, `document.getElementById("op-calls").textContent`, aliceWork, 10*time.Second)
+	waitJS(t, ops, `document.getElementById("op-terps").textContent`, "1001", 10*time.Second)
+	waitJS(t, ops, `document.getElementById("op-regs").textContent`, "ca-1001", 10*time.Second)
+	ops.checkAxe("operator")
 	var rx uint64
 	deadline := time.Now().Add(10 * time.Second)
 	for rx < 50 && time.Now().Before(deadline) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/sipserver"
 	"github.com/z5vrs/z5/internal/webphone"
 )
 
@@ -41,9 +42,19 @@ func (n *Node) newWebPhone(api http.Handler) (*webphone.Gateway, error) {
 		ZDial:    zd,
 		SIP:      func() netip.AddrPort { return n.sip.Addr() },
 		Relay:    n.relay,
+		Accounts: n.store,
+		Live:     nodeLive{n},
+		Node:     n.node.Name,
 		Log:      n.log.With("component", "webphone"),
 	})
 }
+
+// nodeLive reads the node's SIP server when asked: the web phone is built
+// before the SIP server is.
+type nodeLive struct{ n *Node }
+
+func (l nodeLive) Registrations() []sipserver.Registration { return l.n.sip.Registrations() }
+func (l nodeLive) ActiveCalls() []sipserver.ActiveCall     { return l.n.sip.ActiveCalls() }
 
 func (n *Node) zdialHandler() (http.Handler, error) {
 	if n.zdialSrv != nil {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/opview"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -74,7 +75,12 @@ type Deps struct {
 	// SIP is the node's SIP TCP listener, known once it listens.
 	SIP   func() netip.AddrPort
 	Relay Relay // nil: no exemption needed (tests on loopback)
-	Log   *slog.Logger
+	// Accounts and Live feed the staff's operator view (nil: no view);
+	// Node names this node in it.
+	Accounts Accounts
+	Live     opview.Source
+	Node     string
+	Log      *slog.Logger
 	Now   func() time.Time
 }
 
@@ -140,6 +146,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	})
 	g.mux.HandleFunc("GET "+PathWS, g.serveWS)
 	g.mux.HandleFunc("POST "+PathZDial+"{op}", g.forwardZDial)
+	g.mux.HandleFunc("GET "+PathOperator, g.serveOperator)
 	g.mux.HandleFunc(PathWeb, http.NotFound) // nothing else under /web/
 	g.mux.Handle("/", deps.API)
 	return g, nil

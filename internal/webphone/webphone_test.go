@@ -18,14 +18,28 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 )
 
-// fakeSessions knows one MCS token.
+// fakeSessions knows one MCS token and two ZDial tokens: a staff
+// member's (customer 1) and a customer's (customer 2).
 type fakeSessions struct{ token string }
 
 func (f fakeSessions) Session(ctx context.Context, hash []byte) (store.Session, error) {
-	if string(hash) != string(store.TokenHash(f.token)) {
-		return store.Session{}, store.ErrNotFound
+	exp := time.Now().Add(time.Hour)
+	switch string(hash) {
+	case string(store.TokenHash(f.token)):
+		return store.Session{Kind: store.SessionMCS, CustomerID: 2, Number: "2025550102", DeviceID: 7, ExpiresAt: exp}, nil
+	case string(store.TokenHash("staff-zdial")):
+		return store.Session{Kind: store.SessionZDial, CustomerID: 1, ExpiresAt: exp}, nil
+	case string(store.TokenHash("customer-zdial")):
+		return store.Session{Kind: store.SessionZDial, CustomerID: 2, ExpiresAt: exp}, nil
 	}
-	return store.Session{Kind: store.SessionMCS, Number: "2025550102", DeviceID: 7, ExpiresAt: time.Now().Add(time.Hour)}, nil
+	return store.Session{}, store.ErrNotFound
+}
+
+func (f fakeSessions) Customer(ctx context.Context, id int64) (store.Customer, error) {
+	if id == 1 {
+		return store.Customer{ID: 1, Role: store.RoleStaff}, nil
+	}
+	return store.Customer{ID: id}, nil
 }
 
 func testGateway(t *testing.T, wp config.WebPhone) (*Gateway, *httptest.Server) {
@@ -41,7 +55,7 @@ func testGateway(t *testing.T, wp config.WebPhone) (*Gateway, *httptest.Server) 
 		io.WriteString(w, "zdial "+r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
 	})
 	g, err := New(Config{WebPhone: wp, Bind: netip.MustParseAddr("127.0.0.1"), RTP: config.PortRange{Min: 20000, Max: 39999}, Domain: "mcs.z5.test"},
-		Deps{Sessions: fakeSessions{token: "good-token"}, API: api, ZDial: zd,
+		Deps{Sessions: fakeSessions{token: "good-token"}, Accounts: fakeSessions{}, Node: "n1", API: api, ZDial: zd,
 			SIP: func() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:1") }})
 	if err != nil {
 		t.Fatal(err)
@@ -207,5 +221,33 @@ func TestMsgJSON(t *testing.T) {
 	b, _ := json.Marshal(msg{Type: "ended", Reason: "busy"})
 	if string(b) != `{"type":"ended","reason":"busy"}` {
 		t.Errorf("%s", b)
+	}
+}
+
+// TestOperatorView: only a staff member's ZDial session reads the
+// operator view; customers' tokens, MCS tokens and none get 403.
+func TestOperatorView(t *testing.T) {
+	_, srv := testGateway(t, config.WebPhone{})
+	for _, tt := range []struct {
+		token  string
+		status int
+	}{{"staff-zdial", 200}, {"customer-zdial", 403}, {"good-token", 403}, {"", 403}, {"nope", 403}} {
+		req, _ := http.NewRequest("GET", srv.URL+PathOperator, nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v operatorView
+		err = json.NewDecoder(res.Body).Decode(&v)
+		res.Body.Close()
+		if res.StatusCode != tt.status || res.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("token %q: %d %q, want %d", tt.token, res.StatusCode, res.Header.Get("Cache-Control"), tt.status)
+		}
+		if tt.status == 200 && (err != nil || v.Node != "n1" || v.Registrations == nil || v.Unavailable["queue"] == "") {
+			t.Errorf("staff view: %+v %v", v, err)
+		}
 	}
 }

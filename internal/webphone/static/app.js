@@ -52,6 +52,7 @@ async function api(method, path, body, token, extra) {
 // ---- sign in, number choice, sign out ----
 
 function showScreen(name) {
+  show($('operator-screen'), name === 'operator');
   show($('signin-screen'), name === 'signin');
   show($('number-screen'), name === 'number');
   show($('phone-screen'), name === 'phone');
@@ -69,6 +70,13 @@ $('signin-form').addEventListener('submit', async (ev) => {
     state.zdialToken = data.token;
     sessionStorage.setItem('z5-zdial', data.token);
     const numbers = data.numbers || [];
+    if (data.role === 'staff') {
+      state.staff = true;
+      showScreen('operator');
+      setStatus('Signed in as staff: operator view');
+      refreshOperator();
+      return;
+    }
     if (numbers.length === 0) {
       alertMsg('This account has no phone numbers.');
       setStatus('Signed in, no phone number');
@@ -227,6 +235,8 @@ function onHearing(m) {
 $('signout').addEventListener('click', async () => {
   hangUpLocal();
   clearTimeout(state.acdTimer);
+  clearTimeout(state.opTimer);
+  state.staff = false;
   if (state.interpreter) { try { await api('PUT', '/api/v1/acd/state', { state: 'not_ready' }, state.mcsToken); } catch (e) { /* signing out anyway */ } }
   state.interpreter = false;
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
@@ -706,6 +716,46 @@ function renderHistory(calls) {
     li.appendChild(button('Call back ' + c.other, 'plain', () => placeCall(c.other)));
     ul.appendChild(li);
   }
+}
+
+// ---- operator view (staff, read-only) ----
+
+function fillTable(id, rows) {
+  const tb = $(id).tBodies[0];
+  tb.textContent = '';
+  const cols = $(id).tHead.rows[0].cells.length;
+  if (rows.length === 0) {
+    const tr = tb.insertRow();
+    const td = tr.insertCell();
+    td.colSpan = cols;
+    td.textContent = 'None';
+    return;
+  }
+  for (const r of rows) {
+    const tr = tb.insertRow();
+    for (const v of r) tr.insertCell().textContent = v == null ? '' : String(v);
+  }
+}
+
+const when = (t) => (t ? new Date(t).toLocaleTimeString() : '');
+
+async function refreshOperator() {
+  clearTimeout(state.opTimer);
+  if (!state.staff) return;
+  try {
+    const { data } = await api('GET', '/web/operator', undefined, state.zdialToken);
+    $('op-updated').textContent = 'Node ' + data.node + ', updated ' + when(data.at) + '.';
+    fillTable('op-regs', data.registrations.map((r) => [r.number, r.device_kind ? r.device_kind + ' ' + r.device_id : r.device_id, r.transport, r.source, when(r.since), when(r.expires)]));
+    fillTable('op-calls', data.calls.map((c) => [c.from, c.to, c.answered_at ? when(c.answered_at) : 'ringing',
+      (c.streams || []).map((s) => s.leg + ' ' + s.media + ': ' + s.packets + ', ' + s.lost + ', ' + s.jitter_ms.toFixed(1) + ' ms').join('; ')]));
+    fillTable('op-queue', data.queue.map((q) => [q.direction, q.caller, q.dialed, when(q.queued_at), q.state]));
+    fillTable('op-terps', data.interpreters.map((a) => [a.ca_id, a.state.replace('_', ' '), when(a.since)]));
+    fillTable('op-records', data.records.map((r) => [r.from, r.to, r.direction ? 'relay ' + r.direction + (r.ca_id ? ' (CA ' + r.ca_id + ')' : '') : 'point to point',
+      new Date(r.started_at).toLocaleString(), r.answered ? r.seconds + ' s' : 'not answered', r.end_reason]));
+  } catch (e) {
+    alertMsg('The operator view could not be read: ' + e.message);
+  }
+  state.opTimer = setTimeout(refreshOperator, 3000);
 }
 
 // ---- start ----
