@@ -81,7 +81,7 @@ type Deps struct {
 	Live     opview.Source
 	Node     string
 	Log      *slog.Logger
-	Now   func() time.Time
+	Now      func() time.Time
 }
 
 // Gateway serves the web phone and its tabs.
