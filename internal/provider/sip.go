@@ -44,6 +44,8 @@ func SIPConfig(c *config.Config, node config.Node) sipserver.Config {
 		ACD:               c.ACD,
 		Trunk:             c.Trunk,
 		RelayAccessNumber: c.RelayAccessNumber,
+		// Every number needs a registered location to call anyone but 911.
+		RequireLocation: true,
 	}
 }
 

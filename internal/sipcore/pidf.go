@@ -24,17 +24,22 @@ const (
 	NSDataModel = "urn:ietf:params:xml:ns:pidf:data-model"
 )
 
+// CivicOrder is the sequence of RFC 5139's civicAddress elements.
+var CivicOrder = []string{"country", "A1", "A2", "A3", "A4", "A5", "A6", "PRM", "PRD", "RD", "STS", "POD", "POM",
+	"RDSEC", "RDBR", "RDSUBBR", "HNO", "HNS", "LMK", "LOC", "FLR", "NAM", "PC", "BLD", "UNIT", "ROOM", "SEAT",
+	"PLC", "PCN", "POBOX", "ADDCODE"}
+
 // CivicAddress is RFC 5139's civicAddress with the elements a registered
-// location fills: country, A1 (state), A3 (city), HNO (house number), RD
-// (road), PC (postal code).
+// location fills: country, A1 (state), A3 (city), RD (road), HNO (house
+// number), PC (postal code), in the order the schema's sequence demands.
 type CivicAddress struct {
 	XMLName xml.Name `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr civicAddress"`
 	Lang    string   `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
 	Country string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr country"`
 	A1      string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr A1"`
 	A3      string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr A3"`
-	HNO     string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr HNO,omitempty"`
 	RD      string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr RD"`
+	HNO     string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr HNO,omitempty"`
 	PC      string   `xml:"urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr PC"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,24 @@ func TestEmergencyBodyPIDFLO(t *testing.T) {
 		c.HNO != "1" || c.RD != "Main St & <Annex>" || c.PC != "78701-1234" || got.Device.Geopriv.Method != "Manual" ||
 		got.Device.Timestamp != "2026-12-07T12:00:00Z" {
 		t.Errorf("PIDF-LO parsed as %+v\n%s", got, doc)
+	}
+	// The civic elements follow the schema's sequence (RFC 5139 §4).
+	dec := xml.NewDecoder(bytes.NewReader(doc))
+	last := -1
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Space != NSCivicAddr || se.Name.Local == "civicAddress" {
+			continue
+		}
+		i := slices.Index(CivicOrder, se.Name.Local)
+		if i < 0 || i <= last {
+			t.Errorf("civicAddress element %s out of the schema's sequence", se.Name.Local)
+		}
+		last = i
 	}
 	if !strings.Contains(string(doc), "&amp;") || !strings.Contains(string(doc), "&lt;Annex&gt;") {
 		t.Errorf("reserved characters not escaped:\n%s", doc)

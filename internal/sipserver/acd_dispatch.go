@@ -137,14 +137,21 @@ func (s *Server) dispatchOnce(ctx context.Context) error {
 	s.acdq.pass.Lock()
 	defer s.acdq.pass.Unlock()
 	now := s.now()
-	if _, err := s.store.FinishWrapUp(ctx, now.Add(-s.cfg.ACD.WrapUp), now); err != nil {
-		return err
-	}
-	q, err := s.store.Queue(ctx)
+	agents, err := s.store.Agents(ctx)
 	if err != nil {
 		return err
 	}
-	agents, err := s.store.Agents(ctx)
+	if len(acd.WrapUpDone(agents, s.cfg.ACD.WrapUp, now)) > 0 {
+		// A write only when there is one to make: the pass runs twice a
+		// second on every node.
+		if _, err := s.store.FinishWrapUp(ctx, now.Add(-s.cfg.ACD.WrapUp), now); err != nil {
+			return err
+		}
+		if agents, err = s.store.Agents(ctx); err != nil {
+			return err
+		}
+	}
+	q, err := s.store.Queue(ctx)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -284,6 +285,9 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 	c.caller.peer = cloneTo(res.To()) // now with the callee's tag
 	c.mu.Unlock()
 	up, err := s.relayBody(c, res, req, false)
+	if err == nil {
+		s.restoreRecordRoute(up, callee.flow, c.caller.flow)
+	}
 	if err != nil {
 		// Answered, but the media cannot be anchored: hang up the callee
 		// and fail the call rather than let media bypass the relay.
@@ -343,6 +347,36 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 				}
 			}
 		})
+	}
+}
+
+// restoreRecordRoute puts our caller-facing Record-Route back into a 2xx
+// for the caller when the callee returned only the callee-facing one of
+// the two the proxy inserted (RFC 5658; a SIPp scenario's
+// [last_Record-Route:] copies one header line): without it the caller
+// would send its ACK and BYE to the interface and transport that face the
+// callee (plain TCP where the caller speaks TLS).
+func (s *Server) restoreRecordRoute(up *sipmsg.Response, calleeFlow, callerFlow flowRef) {
+	toCallee, toCaller := s.recordRoute(calleeFlow).Address.String(), s.recordRoute(callerFlow).Address.String()
+	if toCallee == toCaller {
+		return
+	}
+	var vals []string
+	for _, h := range up.GetHeaders("Record-Route") {
+		vals = append(vals, h.Value())
+	}
+	all := strings.Join(vals, ",")
+	if strings.Contains(all, toCaller) || !strings.Contains(all, toCallee) {
+		return
+	}
+	for range vals {
+		up.RemoveHeader("Record-Route")
+	}
+	for _, v := range vals {
+		up.AppendHeader(sipmsg.NewHeader("Record-Route", v))
+		if strings.Contains(v, toCallee) {
+			up.AppendHeader(sipmsg.NewHeader("Record-Route", "<"+toCaller+">"))
+		}
 	}
 }
 

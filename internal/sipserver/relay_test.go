@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/z5vrs/z5/internal/acd"
@@ -365,5 +368,58 @@ func TestRelayOffIsPointToPointOnly(t *testing.T) {
 	defer cancel()
 	if _, err := a.invite(ctx, hearing); statusOf(err) != 404 {
 		t.Fatalf("call to a number not ours without [acd]: %v, want 404", err)
+	}
+}
+
+// TestLocationRequired: with locations required, a number whose customer
+// has none is refused (403 Registered Location Required) for calls to our
+// numbers and to hearing parties, and still reaches 911.
+func TestLocationRequired(t *testing.T) {
+	e := relayEnv(t, nil, func(c *Config) { c.RequireLocation = true })
+	a := caller(t, e, "5552340001", "alice")
+	caller(t, e, "5552340002", "bob")
+	for _, target := range []string{"5552340002", hearing} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := a.invite(ctx, target)
+		cancel()
+		var de *sipgo.ErrDialogResponse
+		if !errors.As(err, &de) || de.Res.StatusCode != 403 || !strings.Contains(de.Res.Reason, "Registered Location Required") ||
+			!strings.Contains(header(de.Res, "Warning"), "z5 location set") {
+			t.Errorf("call to %s without a location: %v, want 403 Registered Location Required with a Warning", target, err)
+		}
+	}
+	q := a.callQueued(t, "911")
+	q.position(t, 1, "911 queued without a location")
+}
+
+// TestRestoreRecordRoute: a 2xx whose UAS returned only the callee-facing
+// one of the proxy's two Record-Routes gets the caller-facing one back
+// below it; complete or foreign route sets are left alone.
+func TestRestoreRecordRoute(t *testing.T) {
+	e := newEnv(t, nil)
+	tcp := flowRef{transport: "TCP", local: netip.MustParseAddrPort("127.0.0.1:5060")}
+	tls := flowRef{transport: "TLS", local: netip.MustParseAddrPort("127.0.0.1:5061")}
+	toCallee, toCaller := "<sip:127.0.0.1:5060;transport=tcp;lr>", "<sip:127.0.0.1:5061;transport=tls;lr>"
+	for _, tc := range []struct {
+		name     string
+		rr, want []string
+	}{
+		{"callee-facing only", []string{toCallee}, []string{toCallee, toCaller}},
+		{"a carrier proxy above ours", []string{"<sip:198.18.9.5;lr>", toCallee}, []string{"<sip:198.18.9.5;lr>", toCallee, toCaller}},
+		{"both returned", []string{toCallee, toCaller}, []string{toCallee, toCaller}},
+		{"none", nil, nil},
+	} {
+		res := sipmsg.NewResponse(200, "OK")
+		for _, v := range tc.rr {
+			res.AppendHeader(sipmsg.NewHeader("Record-Route", v))
+		}
+		e.srv.restoreRecordRoute(res, tcp, tls)
+		var got []string
+		for _, h := range res.GetHeaders("Record-Route") {
+			got = append(got, h.Value())
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%s: Record-Route %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -88,7 +88,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 	callID := req.CallID().Value()
 	now := s.now()
 	e.CallID, e.Node, e.QueuedAt = callID, s.cfg.Node, now
-	if e.Direction != store.CallEmergency && s.locationMissing(ctx, e.User) {
+	if e.Direction == store.CallOutbound && s.locationMissing(ctx, e.User) {
 		s.refuseNoLocation(req, tx)
 		return
 	}
