@@ -101,6 +101,8 @@ type call struct {
 	// decorate, when set, finishes each INVITE the call forks (trunk.go:
 	// the calling number, the 911 location).
 	decorate func(*sipmsg.Request)
+	// trunkAuth: the call's forks go to a trunk with digest credentials.
+	trunkAuth bool
 
 	mu        sync.Mutex // guards the following
 	callerTag string

@@ -64,17 +64,33 @@ type digestCredentials struct {
 // errors.
 func parseDigest(v string) (digestCredentials, error) {
 	var c digestCredentials
+	params, err := parseDigestParams(v)
+	if err != nil {
+		return c, err
+	}
+	// The parameters kept; others are parsed and ignored.
+	for name, f := range map[string]*string{
+		"username": &c.Username, "realm": &c.Realm, "nonce": &c.Nonce, "uri": &c.URI, "response": &c.Response,
+		"algorithm": &c.Algorithm, "cnonce": &c.CNonce, "opaque": &c.Opaque, "qop": &c.QOP, "nc": &c.NC,
+	} {
+		*f = params[name]
+	}
+	if c.Username == "" || c.Nonce == "" || c.Response == "" || c.URI == "" {
+		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
+	}
+	return c, nil
+}
+
+// parseDigestParams parses `Digest auth-param *("," auth-param)` into its
+// parameters by lower-case name: credentials, or a challenge (the trunk's,
+// trunk_auth.go).
+func parseDigestParams(v string) (map[string]string, error) {
 	v = strings.TrimLeft(v, " \t")
 	scheme, rest, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Digest") {
-		return c, fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
+		return nil, fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
 	}
-	// The parameters kept; others are parsed and ignored.
-	fields := map[string]*string{
-		"username": &c.Username, "realm": &c.Realm, "nonce": &c.Nonce, "uri": &c.URI, "response": &c.Response,
-		"algorithm": &c.Algorithm, "cnonce": &c.CNonce, "opaque": &c.Opaque, "qop": &c.QOP, "nc": &c.NC,
-	}
-	seen := map[string]bool{}
+	params := map[string]string{}
 	s := rest
 	for {
 		s = strings.TrimLeft(s, " \t")
@@ -83,12 +99,12 @@ func parseDigest(v string) (digestCredentials, error) {
 		}
 		i := tokenLen(s)
 		if i == 0 {
-			return c, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
+			return nil, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		name := strings.ToLower(s[:i])
 		s = strings.TrimLeft(s[i:], " \t")
 		if s == "" || s[0] != '=' {
-			return c, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+			return nil, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 		}
 		s = strings.TrimLeft(s[1:], " \t")
 		var val string
@@ -112,36 +128,30 @@ func parseDigest(v string) (digestCredentials, error) {
 				j++
 			}
 			if !closed {
-				return c, fmt.Errorf("%w: unterminated quoted value of %q", errDigestMalformed, name)
+				return nil, fmt.Errorf("%w: unterminated quoted value of %q", errDigestMalformed, name)
 			}
 			val, s = b.String(), s[j:]
 		} else {
 			j := tokenLen(s)
 			if j == 0 {
-				return c, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+				return nil, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 			}
 			val, s = s[:j], s[j:]
 		}
-		if seen[name] {
-			return c, fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+		if _, dup := params[name]; dup {
+			return nil, fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
 		}
-		seen[name] = true
-		if f, ok := fields[name]; ok {
-			*f = val
-		}
+		params[name] = val
 		s = strings.TrimLeft(s, " \t")
 		if s == "" {
 			break
 		}
 		if s[0] != ',' {
-			return c, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip.String(s, 24))
+			return nil, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		s = s[1:]
 	}
-	if c.Username == "" || c.Nonce == "" || c.Response == "" || c.URI == "" {
-		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
-	}
-	return c, nil
+	return params, nil
 }
 
 // tokenLen is the length of the RFC 3261 token s starts with.

@@ -21,6 +21,7 @@ type fork struct {
 	cancel      bool // CANCEL wanted (sent once provisional)
 	cancelSent  bool
 	late        bool // the proxy has decided; the fork's reader handles the rest
+	authTried   bool // the trunk's challenge was answered once (trunk_auth.go)
 }
 
 type forkEvent struct {
@@ -163,8 +164,14 @@ func (s *Server) markLate(forks []*fork) {
 // or the caller gave up).
 func (s *Server) readFork(c *call, f *fork, events chan<- forkEvent, decided <-chan struct{}) {
 	for {
+		f.mu.Lock()
+		tx := f.tx // replaced when the trunk's challenge is answered
+		f.mu.Unlock()
 		select {
-		case res := <-f.tx.Responses():
+		case res := <-tx.Responses():
+			if s.retryWithAuth(c, f, res) {
+				continue
+			}
 			f.mu.Lock()
 			if res.IsProvisional() {
 				f.provisional = true
@@ -190,14 +197,20 @@ func (s *Server) readFork(c *call, f *fork, events chan<- forkEvent, decided <-c
 					s.hangUpLate(c, f, res)
 				}
 			}
-		case <-f.tx.Done():
+		case <-tx.Done():
+			f.mu.Lock()
+			replaced := tx != f.tx
+			f.mu.Unlock()
+			if replaced {
+				continue
+			}
 			select {
-			case events <- forkEvent{f: f, err: f.tx.Err()}:
+			case events <- forkEvent{f: f, err: tx.Err()}:
 			case <-decided:
 			}
 			return
 		case <-s.ctx.Done():
-			f.tx.Terminate()
+			tx.Terminate()
 			return
 		}
 	}
@@ -215,11 +228,12 @@ func (s *Server) readFork(c *call, f *fork, events chan<- forkEvent, decided <-c
 func (s *Server) cancelFork(f *fork) {
 	f.mu.Lock()
 	f.cancel = true
+	inv := f.req // replaced when the trunk's challenge is answered
 	if f.final || f.cancelSent || !f.provisional {
-		quiet := !f.final && !f.provisional && !sipmsg.IsReliable(f.req.Transport())
+		quiet := !f.final && !f.provisional && !sipmsg.IsReliable(inv.Transport())
 		f.mu.Unlock()
 		if quiet {
-			if via := f.req.Via(); via != nil {
+			if via := inv.Via(); via != nil {
 				branch, _ := via.Params.Get("branch")
 				s.t.amp.silence(branch)
 			}
@@ -229,7 +243,6 @@ func (s *Server) cancelFork(f *fork) {
 	f.cancelSent = true
 	f.mu.Unlock()
 
-	inv := f.req
 	cr := sipmsg.NewRequest(sipmsg.CANCEL, *inv.Recipient.Clone())
 	cr.AppendHeader(inv.Via().Clone())
 	for _, h := range inv.GetHeaders("Route") {

@@ -164,9 +164,17 @@ func header(m interface{ GetHeader(string) sipmsg.Header }, name string) string 
 type fakeTrunk struct {
 	addr    string
 	invites chan *sipmsg.Request
+	// challenge: an INVITE without Proxy-Authorization gets 407 (realm
+	// "carrier", nonce "n0nce").
+	challenge  bool
+	challenged chan struct{}
 }
 
 func newFakeTrunk(t *testing.T) *fakeTrunk {
+	return newFakeTrunkOpts(t, false)
+}
+
+func newFakeTrunkOpts(t *testing.T, challenge bool) *fakeTrunk {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fake-trunk"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -188,12 +196,20 @@ func newFakeTrunk(t *testing.T) *fakeTrunk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ft := &fakeTrunk{addr: l.Addr().String(), invites: make(chan *sipmsg.Request, 8)}
+	ft := &fakeTrunk{addr: l.Addr().String(), invites: make(chan *sipmsg.Request, 8), challenge: challenge,
+		challenged: make(chan struct{}, 8)}
 	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port,
 		UriParams: sipmsg.NewParams()}}
 	contact.Address.UriParams.Add("transport", "tcp")
 	dsrv := sipgo.NewDialogServerCache(cli, contact)
 	srv.OnInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if ft.challenge && req.GetHeader("Proxy-Authorization") == nil {
+			res := sipmsg.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sipmsg.NewHeader("Proxy-Authenticate", `Digest realm="carrier", nonce="n0nce", qop="auth", algorithm=MD5`))
+			tx.Respond(res)
+			ft.challenged <- struct{}{}
+			return
+		}
 		ft.invites <- req
 		dlg, err := dsrv.ReadInvite(req, tx)
 		if err != nil {

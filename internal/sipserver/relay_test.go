@@ -423,3 +423,56 @@ func TestRestoreRecordRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestTrunkCredentials: the answer to a gateway's challenge is RFC 2617's
+// worked example, and a 407 is answered in Proxy-Authorization.
+func TestTrunkCredentials(t *testing.T) {
+	res := sipmsg.NewResponse(401, "Unauthorized")
+	res.AppendHeader(sipmsg.NewHeader("WWW-Authenticate", `Digest realm="testrealm@host.com", qop="auth,auth-int", `+
+		`nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"`))
+	name, v, err := trunkCredentials(res, "GET", "/dir/index.html", "Mufasa", "Circle Of Life", "0a4f113b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseDigest(v)
+	if name != "Authorization" || err != nil || c.Response != "6629fae49393a05397450978507c4ef1" || c.QOP != "auth" ||
+		c.NC != "00000001" || c.Opaque != "5ccc069c403ebaf9f0171e9517f40e41" {
+		t.Errorf("credentials %s: %s (%+v, %v)", name, v, c, err)
+	}
+	res = sipmsg.NewResponse(407, "Proxy Authentication Required")
+	res.AppendHeader(sipmsg.NewHeader("Proxy-Authenticate", `Digest realm="carrier", nonce="n", algorithm=SHA-256`))
+	if name, _, err := trunkCredentials(res, "INVITE", "sip:911@198.18.9.2", "u", "p", "c"); name != "Proxy-Authorization" || err != nil {
+		t.Errorf("407: %s %v", name, err)
+	}
+	if _, _, err := trunkCredentials(sipmsg.NewResponse(407, "x"), "INVITE", "sip:x", "u", "p", "c"); err == nil {
+		t.Error("a 407 without a challenge answered")
+	}
+}
+
+// TestTrunkDigest: a gateway that challenges gets the leg again with
+// credentials for [trunk] username/password; the station sees only the
+// answer.
+func TestTrunkDigest(t *testing.T) {
+	tr := newFakeTrunkOpts(t, true)
+	e := relayEnv(t, tr, func(c *Config) { c.Trunk.Username, c.Trunk.Password = "z5", "trunk-secret" })
+	st1 := station(t, e, "5001", acd.Ready)
+	a := caller(t, e, "5552340001", "alice")
+	q := a.callQueued(t, hearing)
+	ic := st1.nextCall(5 * time.Second)
+	answerCall(t, st1, ic, q.done, "the interpreter's answer")
+	res := wait(t, st1.secondLeg(hearing, q.callID), "the second leg")
+	if res.err != nil {
+		t.Fatalf("second leg through a challenging trunk: %v", res.err)
+	}
+	wait(t, tr.challenged, "the challenge")
+	inv := wait(t, tr.invites, "the authorized INVITE")
+	c, err := parseDigest(header(inv, "Proxy-Authorization"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := digestHash("MD5")
+	want := digestResponse(h, hexHash(h, "z5", "carrier", "trunk-secret"), "n0nce", c.NC, c.CNonce, "auth", "INVITE", c.URI)
+	if c.Username != "z5" || c.Realm != "carrier" || c.Response != want || c.URI != inv.Recipient.String() {
+		t.Errorf("Proxy-Authorization %+v, want response %s for %s", c, want, inv.Recipient.String())
+	}
+}

@@ -177,6 +177,7 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 			body = sipcore.AudioOnly(body)
 		}
 		c.decorate = s.trunkDecorator(ctx, rec, cl.Target)
+		c.trunkAuth = s.cfg.Trunk.Username != ""
 	}
 	owner := relay.Owner{Source: flow.remoteIP()}
 	if n, err := s.store.Number(ctx, station); err == nil {
