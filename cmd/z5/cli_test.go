@@ -56,7 +56,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{}, {"bogus"}, {"contacts"}, {"contacts", "bogus"}, {"contacts", "add", "x"},
 		{"status", "extra"}, {"logout", "extra"}, {"call"}, {"call", "a", "b"}, {"login", "--bogus"},
-		{"check", "--timeout", "2h"}, {"listen", "--raw"},
+		{"check", "--timeout", "2h"}, {"listen", "--raw"}, {"interpret", "extra"},
 	} {
 		_, _, err := runZ5(t, append([]string{"--home", home}, args...)...)
 		if code := cli.ExitCode(err); code != 2 {

@@ -66,11 +66,14 @@ func (e *env) interpret(ctx context.Context, auto bool, send, record string) err
 		RecordDir:  record,
 		Media:      func(string) (client.MediaOptions, error) { return mediaOptions(send, "", "", false) },
 		OnEvent: func(ev client.StationEvent) {
-			if e.json {
+			switch {
+			case e.json:
 				enc.Encode(ev)
-				return
+			case ev.Event == client.EvRegistered:
+				// The step 4 line above already said it.
+			default:
+				fmt.Fprintln(e.stdout, ev.Text())
 			}
-			fmt.Fprintln(e.stdout, ev.Text())
 		},
 	}
 	if keys != nil {
