@@ -292,6 +292,17 @@ func (m *relayMCS) onSecondLeg(req *sipmsg.Request, tx sipmsg.ServerTransaction)
 // end, and returns the dialog once the station answered.
 func (m *relayMCS) offer(t *testing.T, ctx context.Context, ep *endpoint, headers map[string]string, from string) *sipgo.DialogClientSession {
 	t.Helper()
+	sess, err := m.tryOffer(t, ctx, ep, headers, from)
+	if err != nil {
+		t.Fatalf("the station did not answer the offer: %v", err)
+	}
+	return sess
+}
+
+// tryOffer is offer returning the station's refusal as an error
+// (*sipgo.ErrDialogResponse).
+func (m *relayMCS) tryOffer(t *testing.T, ctx context.Context, ep *endpoint, headers map[string]string, from string) (*sipgo.DialogClientSession, error) {
+	t.Helper()
 	ct := m.registered()
 	offer, err := media.BuildOffer(ep.ip, port(ep.audio), port(ep.video), true)
 	if err != nil {
@@ -314,7 +325,8 @@ func (m *relayMCS) offer(t *testing.T, ctx context.Context, ep *endpoint, header
 		t.Fatal(err)
 	}
 	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatalf("the station did not answer the offer: %v", err)
+		sess.Close()
+		return nil, err
 	}
 	if err := sess.Ack(ctx); err != nil {
 		t.Fatal(err)
@@ -324,7 +336,7 @@ func (m *relayMCS) offer(t *testing.T, ctx context.Context, ep *endpoint, header
 		t.Fatal(err)
 	}
 	ep.start(t, neg)
-	return sess
+	return sess, nil
 }
 
 // endpoint is a far end's media in a test: the built-in clip out, counts in.
@@ -550,6 +562,18 @@ func TestStationOutbound(t *testing.T) {
 	waitUntil(t, 10*time.Second, "media on both legs", func() bool {
 		return user.received("video") > 20 && user.received("audio") > 20 && hearing.received("audio") > 20
 	})
+	// One call at a time: another offer now is busy at once.
+	other := newEndpoint(t, true)
+	defer other.stop()
+	_, err := r.mcs.tryOffer(t, ctx, other, map[string]string{HeaderRelayCall: "relay-9", HeaderDirection: "outbound",
+		HeaderDialed: "2125550199", HeaderUser: "2025550101"}, "2025550101")
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || de.Res.StatusCode != 486 {
+		t.Errorf("an offer during a call: %v, want 486 Busy Here", err)
+	}
+	if ans, _ := r.log.find(EvAnswered, ""); ans.Relay != "127.0.0.1" {
+		t.Errorf("answered: relay %q, want the media address of the offer", ans.Relay)
+	}
 	// The deaf caller hangs up: the station ends the hearing leg.
 	if err := first.Bye(ctx); err != nil {
 		t.Fatal(err)
@@ -616,6 +640,14 @@ func TestStationSecondLegBusy(t *testing.T) {
 		t.Errorf("leg_failed: %+v %q", fail, fail.Text())
 	}
 	waitUntil(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
+	// An INVITE that is no relay offer is refused.
+	stranger := newEndpoint(t, true)
+	defer stranger.stop()
+	_, err := r.mcs.tryOffer(t, ctx, stranger, map[string]string{HeaderDirection: "outbound", HeaderDialed: "2125550100"}, "2025550101")
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || de.Res.StatusCode != 403 {
+		t.Errorf("an INVITE without X-Z5-Relay-Call: %v, want 403", err)
+	}
 	r.stop(t)
 }
 
