@@ -181,10 +181,11 @@ type relayRecord struct {
 	ConversationStart *time.Time `json:"conversation_start"`
 	ConversationEnd   *time.Time `json:"conversation_end"`
 	Streams           []struct {
-		Leg     string `json:"leg"`
-		Media   string `json:"media"`
-		Packets uint64 `json:"packets"`
-		Dropped uint64 `json:"dropped_from_strangers"`
+		Leg       string `json:"leg"`
+		Media     string `json:"media"`
+		Packets   uint64 `json:"packets"`
+		Dropped   uint64 `json:"dropped_from_strangers"`
+		Encrypted bool   `json:"encrypted"`
 	} `json:"streams"`
 }
 
@@ -519,6 +520,11 @@ func TestRelayOutbound(t *testing.T) {
 		legs[st.Leg+" "+st.Media] += st.Packets
 		if st.Dropped != 0 {
 			t.Errorf("relay dropped %d packets from strangers on %s %s", st.Dropped, st.Leg, st.Media)
+		}
+		// The deaf user's leg runs SRTP end to end (both ends signal over
+		// TLS); the voice leg is plain RTP, as the telephone network is.
+		if st.Packets > 0 && (st.Leg == "caller" || st.Leg == "callee") != st.Encrypted {
+			t.Errorf("%s %s: encrypted %v", st.Leg, st.Media, st.Encrypted)
 		}
 	}
 	if legs["hearing audio"] == 0 || legs["caller video"] == 0 {
