@@ -91,14 +91,6 @@ func (ic *IncomingCall) Header(name string) string {
 	return ""
 }
 
-// CallID is the Call-ID of the INVITE.
-func (ic *IncomingCall) CallID() string {
-	if c := ic.req.CallID(); c != nil {
-		return c.Value()
-	}
-	return ""
-}
-
 // Answer accepts the call with an SDP answer and returns the dialog.
 func (ic *IncomingCall) Answer(answer []byte) (*Dialog, error) {
 	var err error

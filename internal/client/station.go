@@ -129,15 +129,19 @@ func (c *Client) RunStation(ctx context.Context, opts StationOptions) error {
 	}
 	offers := make(chan *IncomingCall)
 	ph, err := c.Connect(ctx, PhoneOptions{Flow: opts.Flow, OnIncoming: func(ic *IncomingCall) {
-		if s.inCall.Load() {
+		// One call at a time: the flag is taken here, before the call
+		// reaches the loop, so two offers at once cannot both get in.
+		if !s.inCall.CompareAndSwap(false, true) {
 			ic.Reject(486, "Busy Here")
 			return
 		}
 		select {
 		case offers <- ic:
 		case <-ic.Cancelled():
+			s.inCall.Store(false)
 		case <-ctx.Done():
 			ic.Reject(480, "Temporarily Unavailable")
+			s.inCall.Store(false)
 		}
 	}})
 	if err != nil {
@@ -167,7 +171,6 @@ func (c *Client) RunStation(ctx context.Context, opts StationOptions) error {
 		case <-ctx.Done():
 			done = true
 		case ic := <-offers:
-			s.inCall.Store(true)
 			s.handle(ctx, ic)
 			s.inCall.Store(false)
 		}
