@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -524,4 +525,107 @@ func freeTCP(t *testing.T, ip string) netip.AddrPort {
 	}
 	defer l.Close()
 	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+// TestWebPhoneFirstFrameBench measures click-to-first-remote-frame over 20
+// calls from the page to a z5 client on loopback (the page times it:
+// from the click on "Call" to the first frame the remote video element
+// presents). Set Z5_BENCH_WEBPHONE=1 to run it; BENCHMARKS.md has the
+// figures.
+func TestWebPhoneFirstFrameBench(t *testing.T) {
+	if os.Getenv("Z5_BENCH_WEBPHONE") == "" {
+		t.Skip("a benchmark: set Z5_BENCH_WEBPHONE=1 to run it")
+	}
+	const calls = 20
+	axe := axeScript(t)
+	alloc := browserAlloc(t)
+	s := startStack(t)
+	s.provision(t)
+	alice := openPage(t, alloc, "alice", "https://"+s.ip+":9443/", axe)
+	alice.signIn("alice", alicePass, aliceWork, false)
+	bob := s.login(t, "bob", bobPass, "")
+	lis := startZ5(t, bob, "listen", "--auto-answer")
+	waitFor(t, lis, "listening as", 15*time.Second)
+	var ms []float64
+	for i := range calls {
+		alice.fill("textbox", "Number to call", bobNumber)
+		alice.click("button", "Call")
+		alice.waitFrames(1, 20*time.Second)
+		deadline := time.Now().Add(5 * time.Second)
+		var v float64
+		for v == 0 && time.Now().Before(deadline) {
+			fmt.Sscan(alice.text(`String(z5.firstFrameMs || 0)`), &v)
+			time.Sleep(10 * time.Millisecond)
+		}
+		if v == 0 {
+			t.Fatalf("call %d: no first-frame time", i+1)
+		}
+		ms = append(ms, v)
+		alice.click("button", "Hang up")
+		alice.waitText("status", "Phone status", "Ready for calls", 10*time.Second)
+	}
+	slices.Sort(ms)
+	p := func(q float64) float64 { return ms[int(q*float64(len(ms)-1)+0.5)] }
+	t.Logf("click to first remote frame over %d calls: p50 %.0f ms, p95 %.0f ms, min %.0f ms, max %.0f ms", calls, p(0.5), p(0.95), ms[0], ms[len(ms)-1])
+
+	// z5d's CPU per packet the gateway forwards (page side: everything the
+	// page sent and received), over 10 s of a call, less z5d's idle CPU
+	// over 10 s with the page registered. It includes the relay hop each
+	// of those packets also takes.
+	const window = 10 * time.Second
+	pid := s.proc.cmd.Process.Pid
+	c0 := procCPU(t, pid)
+	time.Sleep(window)
+	idle := procCPU(t, pid) - c0
+	alice.fill("textbox", "Number to call", bobNumber)
+	alice.click("button", "Call")
+	alice.waitFrames(30, 20*time.Second)
+	packets := func() float64 {
+		var n float64
+		fmt.Sscan(alice.text(`(async () => { let n = 0; (await z5.pc.getStats()).forEach((r) => {
+			if (r.type === "inbound-rtp") n += r.packetsReceived || 0; if (r.type === "outbound-rtp") n += r.packetsSent || 0; });
+			return String(n); })()`), &n)
+		return n
+	}
+	p0, c1 := packets(), procCPU(t, pid)
+	time.Sleep(window)
+	p1, c2 := packets(), procCPU(t, pid)
+	alice.click("button", "Hang up")
+	busy := c2 - c1 - idle
+	gw := float64(busy.Microseconds()) / (p1 - p0)
+	t.Logf("z5d CPU: idle %s per %s; in the call %s per %s for %.0f packets (%.0f pps) through the gateway: %.1f µs per packet (gateway and relay hop)",
+		idle, window, c2-c1, window, p1-p0, (p1-p0)/window.Seconds(), gw)
+
+	// The same for a z5 client's call through the plain relay.
+	home := s.login(t, "alice", alicePass, aliceHome)
+	alice.waitText("status", "Phone status", "Ready for calls", 10*time.Second)
+	for end := time.Now().Add(10 * time.Second); strings.Count(lis.Output(), "call from "+aliceWork+" ended") < calls+1 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond) // bob's client takes the next call once the last one is gone
+	}
+	c3 := procCPU(t, pid)
+	out := mustZ5(t, home, "", "call", bobNumber, "--duration", window.String(), "--json")
+	c4 := procCPU(t, pid)
+	sum := parseSummary(t, out)
+	var n float64
+	for _, st := range sum.Streams {
+		n += float64(st.PacketsSent + st.PacketsReceived)
+	}
+	relay := float64((c4 - c3 - idle).Microseconds()) / n
+	t.Logf("z5 to z5 through the relay: %s per %s for %.0f packets (%.0f pps): %.1f µs per packet; gateway path / relay = %.2f",
+		c4-c3, window, n, n/window.Seconds(), relay, gw/relay)
+}
+
+// procCPU is the user and system CPU time process pid has used.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }

@@ -257,7 +257,9 @@ func (t *tab) converse(c *call, dialog context.Context, bye func(context.Context
 		t.finish(c, "ended")
 	case <-c.ctx.Done():
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		bye(ctx)
+		if err := bye(ctx); err != nil {
+			t.g.log.Info("web phone hang-up failed", "number", t.sess.Number, "error", err)
+		}
 		cancel()
 		t.finish(c, "ended")
 	}

@@ -238,8 +238,11 @@ func (s *sipUA) crlf() error {
 	if !ok {
 		return fmt.Errorf("connection to %s cannot write raw bytes", s.server)
 	}
+	// The deadline is the connection's, not this write's: clear it after,
+	// or every later SIP message on the flow fails with a timeout.
 	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err = w.Write([]byte("\r\n\r\n"))
+	w.SetWriteDeadline(time.Time{})
 	return err
 }
 

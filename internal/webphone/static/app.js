@@ -319,6 +319,11 @@ async function openMedia() {
   }
   const remote = new MediaStream();
   $('remote').srcObject = remote;
+  // Click to first remote frame, for the benchmark.
+  state.firstFrameMs = 0;
+  if ($('remote').requestVideoFrameCallback) {
+    $('remote').requestVideoFrameCallback(() => { state.firstFrameMs = Math.round(performance.now() - state.t0); });
+  }
   pc.ontrack = (ev) => { remote.addTrack(ev.track); };
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === 'failed' && state.call) { alertMsg('The media connection failed.'); hangUp(); }
@@ -443,6 +448,7 @@ async function placeCall(number) {
   if (!number) { alertMsg('Enter a number to call.'); $('dial').focus(); return; }
   if (!state.registered) { alertMsg('The phone is not ready yet.'); return; }
   if (state.call) return;
+  state.t0 = performance.now();
   const digits = number.replace(/[\s().-]/g, '');
   enterCall(digits, 'Calling ' + digits + '…');
   setStatus('Calling ' + digits + '…');
