@@ -291,31 +291,65 @@ func (s *station) handle(ctx context.Context, ic *IncomingCall) {
 
 	legs, endAll := context.WithCancel(ctx)
 	defer endAll()
-	type ended struct {
-		leg    string
-		call   *Call
-		reason string
+	legEnded := func(leg string, c *Call, reason string) {
+		s.emit(StationEvent{Event: EvLegEnded, RelayCall: o.RelayCall, Leg: leg, Reason: reason,
+			Streams: c.Stats(), Recording: c.Recording()})
 	}
-	ends := make(chan ended, 2)
-	go func() { ends <- ended{first, firstCall, firstCall.Wait(legs, 0, nil)} }()
-	running := 1
-
-	second := s.placeSecond(legs, o, firstCall)
-	if second != nil {
-		running++
-		go func() { ends <- ended{o.secondLegName(), second, second.Wait(legs, 0, nil)} }()
-	} else {
-		endAll()
+	firstEnded := make(chan string, 1)
+	go func() { firstEnded <- firstCall.Wait(legs, 0, nil) }()
+	firstDone := false
+	for {
+		second := s.placeSecond(legs, o, firstCall)
+		if second == nil {
+			break
+		}
+		leg := o.secondLegName()
+		sctx, endSecond := context.WithCancel(legs)
+		secondEnded := make(chan string, 1)
+		go func() { secondEnded <- second.Wait(sctx, 0, nil) }()
+		var reason string
+		select {
+		case r := <-firstEnded:
+			// The first leg's party hung up: the other leg ends with it.
+			firstDone = true
+			legEnded(first, firstCall, r)
+			endSecond()
+			legEnded(leg, second, <-secondEnded)
+		case reason = <-secondEnded:
+			endSecond()
+			legEnded(leg, second, reason)
+		}
+		endSecond()
+		if firstDone || !s.retryAfterEnd(legs, o, firstCall, leg, reason) {
+			break
+		}
 	}
-	for range running {
-		e := <-ends
-		// One leg down ends the other: the station bridges nothing alone.
-		endAll()
-		ev := StationEvent{Event: EvLegEnded, RelayCall: o.RelayCall, Leg: e.leg, Reason: e.reason,
-			Streams: e.call.Stats(), Recording: e.call.Recording()}
-		s.emit(ev)
+	// One leg down ends the other: the station bridges nothing alone.
+	endAll()
+	if !firstDone {
+		legEnded(first, firstCall, <-firstEnded)
 	}
 	s.emit(StationEvent{Event: EvCallEnded, RelayCall: o.RelayCall, Direction: o.Direction})
+}
+
+// retryAfterEnd asks the interpreter (never with AutoAnswer) whether to
+// call the second leg's party again after it hung up, while the first leg
+// holds; the first leg ending answers no.
+func (s *station) retryAfterEnd(ctx context.Context, o RelayOffer, first *Call, leg, reason string) bool {
+	if s.opts.AutoAnswer || s.opts.Retry == nil {
+		return false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-first.Dialog.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	ev := StationEvent{Event: EvLegEnded, RelayCall: o.RelayCall, Leg: leg, Reason: reason}
+	return s.opts.Retry(ctx, o, ev) && ctx.Err() == nil
 }
 
 // secondLegName is the leg the station places.

@@ -478,7 +478,7 @@ type stationRig struct {
 	done   chan error
 }
 
-func startStation(t *testing.T, secondStatus int) *stationRig {
+func startStation(t *testing.T, secondStatus int, tweak ...func(*StationOptions)) *stationRig {
 	t.Helper()
 	f := newFakeProvider(t, startDNS(t))
 	c, err := Open(Options{Home: t.TempDir()})
@@ -494,10 +494,12 @@ func startStation(t *testing.T, secondStatus int) *stationRig {
 	c.state.SIP.Port = r.mcs.port()
 	sctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
-	go func() {
-		r.done <- c.RunStation(sctx, StationOptions{AutoAnswer: true, ACD: r.acd, OnEvent: r.log.add, RecordDir: r.rec,
-			PollInterval: 20 * time.Millisecond, MediaTimeout: 10 * time.Second})
-	}()
+	opts := StationOptions{AutoAnswer: true, ACD: r.acd, OnEvent: r.log.add, RecordDir: r.rec,
+		PollInterval: 20 * time.Millisecond, MediaTimeout: 10 * time.Second}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	go func() { r.done <- c.RunStation(sctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -729,4 +731,65 @@ func TestQueuedAndRefusedCalls(t *testing.T) {
 			t.Errorf("hint for %d %s: %q, want it to say %q", tt.ce.Status, tt.ce.Reason, got, tt.want)
 		}
 	}
+}
+
+// TestStationRetryAfterHangup: answering by hand, the interpreter calls
+// the hearing party again after it hung up (the deaf caller still on),
+// and the second time lets the call end: the station then ends the deaf
+// caller's leg.
+func TestStationRetryAfterHangup(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	r := startStation(t, 0, func(o *StationOptions) {
+		o.AutoAnswer = false
+		o.Answer = func(context.Context, RelayOffer, <-chan struct{}) bool { return true }
+		o.Retry = func(_ context.Context, _ RelayOffer, ev StationEvent) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			return asked == 1 && ev.Leg == LegHearing && ev.Reason == "remote hangup"
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	user := newEndpoint(t, true)
+	defer user.stop()
+	first := r.mcs.offer(t, ctx, user, map[string]string{HeaderRelayCall: "relay-4", HeaderDirection: "outbound",
+		HeaderDialed: "2125550100", HeaderUser: "3035550199"}, "3035550199")
+	hangUpHearing := func(n int) string {
+		t.Helper()
+		waitUntil(t, 10*time.Second, fmt.Sprintf("hearing leg %d connected", n), func() bool {
+			r.log.mu.Lock()
+			defer r.log.mu.Unlock()
+			c := 0
+			for _, ev := range r.log.evs {
+				if ev.Event == EvConnected {
+					c++
+				}
+			}
+			return c == n
+		})
+		r.mcs.mu.Lock()
+		d, req := r.mcs.secondD, r.mcs.second
+		r.mcs.mu.Unlock()
+		if err := d.Bye(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return req.CallID().Value()
+	}
+	one := hangUpHearing(1)
+	two := hangUpHearing(2)
+	select {
+	case <-first.Context().Done():
+	case <-ctx.Done():
+		t.Fatalf("the deaf caller's leg was not ended: %s", r.log.names())
+	}
+	mu.Lock()
+	n := asked
+	mu.Unlock()
+	if one == two || n != 2 {
+		t.Errorf("second legs %s and %s, asked %d times: want two calls and two questions", one, two, n)
+	}
+	waitUntil(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
+	r.stop(t)
 }
