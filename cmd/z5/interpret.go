@@ -27,8 +27,9 @@ either party hangs up the other leg ends; after wrap-up the MCS makes the
 station ready again. Ctrl-C signs out (not ready) and unregisters.
 
 On a terminal an offered call rings: press a to answer, d to decline; if
-the second call fails, r tries again and e ends the call. --auto-answer
-answers every offer at once and ends the call when the second leg fails.`
+the second call fails or its party hangs up, r calls again and e ends the
+call. --auto-answer answers every offer at once and ends the call when the
+second leg fails or ends.`
 	fs := cmd.Flags()
 	auto := fs.Bool("auto-answer", false, "answer every offered call at once (for scripts)")
 	send := fs.String("send", "", "what to send: an H.264 Annex B file and/or a μ-law .wav, comma-separated (default: the built-in clip); the hearing party gets the audio only")
