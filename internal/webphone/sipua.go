@@ -19,9 +19,10 @@ import (
 const (
 	registerExpires = 300 // seconds asked for
 	// keepaliveEvery is the CRLF ping on the flow (RFC 5626 §4.4.1), well
-	// inside the registrar's idle limit.
-	keepaliveEvery = 25 * time.Second
-	sipTimeout     = 10 * time.Second
+	// inside the registrar's idle limit; pingWriteTimeout bounds its write.
+	keepaliveEvery   = 25 * time.Second
+	pingWriteTimeout = 5 * time.Second
+	sipTimeout       = 10 * time.Second
 )
 
 // sipUA is a tab's SIP side: one TCP flow to the node's own SIP listener,
@@ -202,7 +203,7 @@ func (s *sipUA) maintain(ctx context.Context) {
 	defer close(s.done)
 	refresh := time.NewTicker(registerExpires * time.Second * 8 / 10)
 	defer refresh.Stop()
-	ping := time.NewTicker(keepaliveEvery)
+	ping := time.NewTicker(s.t.g.keepalive)
 	defer ping.Stop()
 	for {
 		select {
@@ -240,7 +241,7 @@ func (s *sipUA) crlf() error {
 	}
 	// The deadline is the connection's, not this write's: clear it after,
 	// or every later SIP message on the flow fails with a timeout.
-	w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.SetWriteDeadline(time.Now().Add(s.t.g.pingTimeout))
 	_, err = w.Write([]byte("\r\n\r\n"))
 	w.SetWriteDeadline(time.Time{})
 	return err

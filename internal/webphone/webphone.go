@@ -91,6 +91,9 @@ type Gateway struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	assets fs.FS
+	// keepalive and pingTimeout time each tab's CRLF pings (tests shorten
+	// them).
+	keepalive, pingTimeout time.Duration
 
 	mu       sync.Mutex // guards the following
 	closed   bool
@@ -139,6 +142,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log, assets: sub, mux: http.NewServeMux(),
+		keepalive: keepaliveEvery, pingTimeout: pingWriteTimeout,
 		tabs: map[*tab]struct{}{}, byNumber: map[string]int{}}
 	g.mux.HandleFunc("GET /{$}", g.serveAsset("index.html"))
 	g.mux.HandleFunc("GET "+PathWeb+"{file}", func(w http.ResponseWriter, r *http.Request) {

@@ -251,3 +251,7 @@ func TestOperatorView(t *testing.T) {
 		}
 	}
 }
+
+type http404 struct{}
+
+func (http404) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
