@@ -404,6 +404,22 @@ func TestWebPhone(t *testing.T) {
 		bobPage.gone("region", "Call quality", 10*time.Second)
 		s.wantCallRecord(t, aliceWork, bobNumber)
 	})
+
+	t.Run("RegisteredLocation", func(t *testing.T) {
+		alice.t = t
+		alice.fill("textbox", "Street", "12 Elm Street")
+		alice.fill("textbox", "City", "Springfield")
+		alice.fill("textbox", "State", "ZZ")
+		alice.fill("textbox", "ZIP code", "62701")
+		alice.click("button", "Save location")
+		alice.waitText("alert", "", "state", 10*time.Second) // the field error is shown
+		alice.fill("textbox", "State", "il")
+		alice.click("button", "Save location")
+		alice.waitText("alert", "", "location is saved", 10*time.Second)
+		if out := s.admin(t, "", "customer", "location", "alice", "--json"); !strings.Contains(out, "12 Elm Street") || !strings.Contains(out, `"IL"`) {
+			t.Errorf("stored location: %s", out)
+		}
+	})
 }
 
 // TestWebPhoneInterpreter: an interpreter signs in to the web phone (its

@@ -41,7 +41,8 @@ async function api(method, path, body, token, extra) {
   const text = await res.text();
   if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
   if (!res.ok) {
-    const msg = data && data.error && data.error.message ? data.error.message : ('request failed (' + res.status + ')');
+    let msg = data && data.error && data.error.message ? data.error.message : ('request failed (' + res.status + ')');
+    if (data && data.error && data.error.fields) msg += ' (' + data.error.fields.map((f) => f.field + ': ' + f.message).join('; ') + ')';
     const err = new Error(msg);
     err.status = res.status;
     throw err;
@@ -126,6 +127,7 @@ async function selectNumber(number) {
   show($('interpreter'), state.interpreter);
   show($('dial-section'), !state.interpreter);
   show($('contacts-section'), !state.interpreter);
+  show($('settings-section'), !state.interpreter);
   showScreen('phone');
   connect();
   if (state.interpreter) {
@@ -133,8 +135,35 @@ async function selectNumber(number) {
     pollACD();
   } else {
     loadContacts();
+    loadLocation();
   }
 }
+
+// ---- registered location ----
+
+async function loadLocation() {
+  try {
+    const { data } = await api('GET', '/api/v1/location', undefined, state.mcsToken);
+    $('loc-street').value = data.street || '';
+    $('loc-city').value = data.city || '';
+    $('loc-state').value = data.state || '';
+    $('loc-zip').value = data.zip || '';
+  } catch (e) {
+    if (e.status !== 404) alertMsg('Could not read your registered location: ' + e.message);
+  }
+}
+
+$('location-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const body = { street: $('loc-street').value.trim(), city: $('loc-city').value.trim(),
+    state: $('loc-state').value.trim().toUpperCase(), zip: $('loc-zip').value.trim(), country: 'US' };
+  try {
+    await api('PUT', '/api/v1/location', body, state.mcsToken);
+    alertMsg('Your registered location is saved.');
+  } catch (e) {
+    alertMsg('Could not save the location: ' + e.message);
+  }
+});
 
 // ---- interpreter mode ----
 
