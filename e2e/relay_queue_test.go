@@ -23,12 +23,12 @@ import (
 	"github.com/z5vrs/z5/internal/pstnpeer"
 )
 
-// TestRelayInbound: a hearing caller on the telephone network dials bob's
+// testRelayInbound: a hearing caller on the telephone network dials bob's
 // number; the trunk's INVITE is queued and offered to the interpreter
 // (audio only), whose station calls bob: bob's `z5 listen` gets a video
 // call from the hearing caller's number. When the hearing caller hangs
 // up, the station ends bob's leg. The record says "inbound".
-func TestRelayInbound(t *testing.T) {
+func testRelayInbound(t *testing.T) {
 	s := startRelayStack(t, `wrap_up = "1s"`)
 	peer := startTrunkPeer(t, s.trunk, nil)
 	station := startStation(t, s.interpreter(t, "terp", "1001"))
@@ -109,13 +109,13 @@ func rxOf(st []media.StreamStats) uint64 {
 	return n
 }
 
-// TestRelayEmergency: alice's 911 call is offered with her registered
+// testRelayEmergency: alice's 911 call is offered with her registered
 // location and callback number; its voice leg goes to the PSAP route with
 // a Geolocation header naming a PIDF-LO part of a multipart body, whose
 // civic address follows the RFC 5139 schema and is alice's. dave, with no
 // registered location, may not call a hearing number (403, and the words
 // say how to fix it) but still reaches 911.
-func TestRelayEmergency(t *testing.T) {
+func testRelayEmergency(t *testing.T) {
 	s := startRelayStack(t, `wrap_up = "1s"`)
 	startTrunkPeer(t, s.trunk, nil)
 	psap := startTrunkPeer(t, s.psap, nil)
@@ -351,14 +351,14 @@ func waitPosition(t *testing.T, p *proc, name, want string) {
 	}
 }
 
-// TestRelayQueue: the queue in order. Interpreter 1002 (a station that
+// testRelayQueue: the queue in order. Interpreter 1002 (a station that
 // lets offers ring) is ready longest, so alice's first call is offered to
 // it; after the ring timeout it is offered to interpreter 1001, which
 // answers. With 1001 busy, three callers wait and are told positions 1, 2
 // and 3; bob gives up (recorded as abandoned) and carol moves up; dave's
 // 911 call (dave has no registered location) goes to the front. When 1001
 // is free again it gets the 911 call first, then alice's second call.
-func TestRelayQueue(t *testing.T) {
+func testRelayQueue(t *testing.T) {
 	s := startRelayStack(t, "ring_timeout = \"2s\"\nwrap_up = \"1s\"")
 	startTrunkPeer(t, s.trunk, nil)
 	startTrunkPeer(t, s.psap, nil)
@@ -496,11 +496,11 @@ func ringingStation(t *testing.T, home string) *stationLog {
 	return log
 }
 
-// TestRelayTwoSites: two sites sharing one PostgreSQL: the interpreter's
+// testRelayTwoSites: two sites sharing one PostgreSQL: the interpreter's
 // station is registered at site B, alice at site A; alice's relay call,
 // queued at A, is offered to the station at B, which reaches the hearing
 // party; one record holds the CA ID.
-func TestRelayTwoSites(t *testing.T) {
+func testRelayTwoSites(t *testing.T) {
 	dsn := pgtest.Start(t) // skips without the PostgreSQL server binaries
 	dir := t.TempDir()
 	ip := twoSites{aDNS: loopbackIP(t), aMCS: loopbackIP(t), bDNS: loopbackIP(t), bMCS: loopbackIP(t)}
@@ -564,10 +564,10 @@ func TestRelayTwoSites(t *testing.T) {
 	}
 }
 
-// TestRelayHearingBusy: the hearing party's line is busy; the station
+// testRelayHearingBusy: the hearing party's line is busy; the station
 // says so (486, busy) and, answering automatically, ends alice's call,
 // which is then recorded with no conversation.
-func TestRelayHearingBusy(t *testing.T) {
+func testRelayHearingBusy(t *testing.T) {
 	const busyNumber = "2125550486"
 	s := startRelayStack(t, `wrap_up = "1s"`)
 	startTrunkPeer(t, s.trunk, func(n string) int {

@@ -35,6 +35,63 @@ const (
 	located1      = "1 Test Plaza, Springfield, IL 62701"
 )
 
+// relayNetnsEnv marks the test binary re-run inside the namespace.
+const relayNetnsEnv = "Z5_RELAY_NETNS"
+
+// TestRelayCalls runs the relay call tests. The MCS sends SIP and media to
+// addresses that messages name (the hearing party's SDP, Contact), so as
+// root they run in a network namespace of their own that has only
+// loopback (`unshare --net`, lo up): nothing they send can leave it. Without
+// root they run on the host's loopback, where every peer is one of ours.
+func TestRelayCalls(t *testing.T) {
+	if os.Getenv(relayNetnsEnv) != "1" && os.Geteuid() == 0 {
+		_, errU := exec.LookPath("unshare")
+		_, errI := exec.LookPath("ip")
+		if errU == nil && errI == nil {
+			reexecInNetns(t, "^TestRelayCalls$")
+			return
+		}
+		t.Log("unshare or ip not found: relay calls on the host's loopback")
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"outbound", testRelayOutbound},
+		{"inbound", testRelayInbound},
+		{"emergency", testRelayEmergency},
+		{"queue", testRelayQueue},
+		{"hearing busy", testRelayHearingBusy},
+		{"two sites", testRelayTwoSites},
+	} {
+		t.Run(tc.name, tc.run)
+	}
+}
+
+// reexecInNetns runs the tests matching run again in a new network
+// namespace with only loopback up, and fails t with their output if they
+// fail.
+func reexecInNetns(t *testing.T, run string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	args := []string{"-test.run", run, "-test.count", "1"}
+	if testing.Verbose() {
+		args = append(args, "-test.v")
+	}
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
+		`ip link set lo up && exec "$0" "$@"`, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), relayNetnsEnv+"=1")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("relay call tests in a loopback-only network namespace failed: %v\n%s", err, out)
+	}
+	if testing.Verbose() {
+		t.Logf("in a loopback-only network namespace:\n%s", out)
+	}
+}
+
 // relayStack is a one-node stack with a voice trunk and a PSAP route, each
 // at its own loopback address (the tests put a peer there).
 type relayStack struct {
@@ -387,7 +444,7 @@ func sippINVITE(t *testing.T, msgs string) string {
 	return s
 }
 
-// TestRelayOutbound is the outbound relay call: alice (deaf, video) calls
+// testRelayOutbound is the outbound relay call: alice (deaf, video) calls
 // a hearing number; the call is queued and offered to the interpreter's
 // station, which answers with video and calls the hearing party (SIPp at
 // the trunk address) audio only, with alice's number as the calling
@@ -396,7 +453,7 @@ func sippINVITE(t *testing.T, msgs string) string {
 // the relay; when alice hangs up, the station ends the hearing leg and is
 // ready again after wrap-up; one call record holds the CA ID and the
 // conversation times.
-func TestRelayOutbound(t *testing.T) {
+func testRelayOutbound(t *testing.T) {
 	s := startRelayStack(t, `wrap_up = "1s"`)
 	hearing, msgs := startSIPpHearing(t, s.trunk)
 	terp := s.interpreter(t, "terp", "1001")
