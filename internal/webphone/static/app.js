@@ -596,10 +596,11 @@ function startStats() {
     stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') v = s; });
     if (!v || !v.framesDecoded) return;
     const now = v.timestamp;
-    let kbps = 0;
-    if (state.lastTime) kbps = Math.round(((v.bytesReceived - state.lastBytes) * 8) / (now - state.lastTime));
+    const first = !state.lastTime;
+    const kbps = first ? 0 : Math.round(((v.bytesReceived - state.lastBytes) * 8) / (now - state.lastTime));
     state.lastBytes = v.bytesReceived;
     state.lastTime = now;
+    if (first) return; // a rate needs two samples
     const lost = v.packetsLost || 0;
     const total = lost + (v.packetsReceived || 0);
     const loss = total ? ((100 * lost) / total).toFixed(1) : '0.0';
