@@ -595,3 +595,21 @@ func testRelayHearingBusy(t *testing.T) {
 		t.Errorf("record of a call whose hearing party was busy: %+v", r)
 	}
 }
+
+// testRelayNoInterpreter: nobody is signed in; the caller waits with its
+// position and after acd.max_wait (10 s here) gets 480 with words that say
+// why, and the record says queue-timeout.
+func testRelayNoInterpreter(t *testing.T) {
+	s := startRelayStack(t, `max_wait = "10s"`)
+	alice := s.login(t, "alice", alicePass, aliceWork)
+	out, err := z5(t, alice, "", "call", hearingNumber)
+	t.Logf("z5 call with nobody signed in:\n%s", out)
+	if err == nil || !strings.Contains(out, "182 Queued (position 1)") || !strings.Contains(out, "480") ||
+		!strings.Contains(out, "No Interpreter Available") || !strings.Contains(out, "what to do: no interpreter answered within 10s") {
+		t.Errorf("z5 call: %v\n%s", err, out)
+	}
+	r := s.waitRecord(t, aliceWork, "queue-timeout", func(r relayRecord) bool { return r.EndReason == "queue-timeout" })
+	if r.Status != 480 || r.SessionStart != nil {
+		t.Errorf("record: %+v", r)
+	}
+}

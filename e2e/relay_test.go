@@ -62,6 +62,7 @@ func TestRelayCalls(t *testing.T) {
 		{"emergency", testRelayEmergency},
 		{"queue", testRelayQueue},
 		{"hearing busy", testRelayHearingBusy},
+		{"no interpreter", testRelayNoInterpreter},
 		{"two sites", testRelayTwoSites},
 	} {
 		t.Run(tc.name, tc.run)
