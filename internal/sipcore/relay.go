@@ -34,8 +34,9 @@ var RelayHeaders = []string{HdrRelayCall, HdrDirection, HdrDialed, HdrUser, HdrC
 
 // Ends of a relay call that never reached an interpreter.
 const (
-	EndAbandoned    = "abandoned"     // the caller hung up in the queue
-	EndQueueTimeout = "queue-timeout" // no interpreter answered within acd.max_wait
+	EndAbandoned       = "abandoned"        // the caller hung up in the queue
+	EndQueueTimeout    = "queue-timeout"    // no interpreter answered within acd.max_wait
+	EndInterpreterLost = "interpreter-lost" // the interpreter's connection closed mid-call
 )
 
 // Emergency is the number dialled for 911.
@@ -124,8 +125,23 @@ func ClassifyInvite(req *sipmsg.Request, f InviteFacts) Classified {
 		return Classified{Kind: KindQueueOutbound, Target: target}
 	case f.Ours(target):
 		return Classified{Kind: KindPointToPoint, Target: target}
+	case !Dialable(target):
+		return refuse(404, "Not Found")
 	}
 	return Classified{Kind: KindQueueOutbound, Target: target, Dialed: target}
+}
+
+// Dialable reports whether a 10-digit number can exist in the North
+// American Numbering Plan: its area code is no N11 service code and no
+// N9X code (held back for expanding the plan), its exchange no N11. A
+// number that cannot exist is refused (404) rather than queued for an
+// interpreter who could never reach it.
+func Dialable(n string) bool {
+	if len(n) != 10 || !store.NumberPattern.MatchString(n) {
+		return false
+	}
+	n11 := func(c string) bool { return c[1] == '1' && c[2] == '1' }
+	return !n11(n[0:3]) && n[1] != '9' && !n11(n[3:6])
 }
 
 // TrunkPretender reports whether an INVITE without credentials, from a

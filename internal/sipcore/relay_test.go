@@ -38,6 +38,10 @@ func TestClassifyInvite(t *testing.T) {
 			Classified{Kind: KindQueueEmergency, Target: "911", Dialed: "911"}},
 		{"relay access number: queued with nothing dialled", "INVITE sip:8665550100@mcs.z5.test SIP/2.0", nil, facts,
 			Classified{Kind: KindQueueOutbound, Target: "8665550100"}},
+		{"a number that cannot exist (N9X area code): not queued", "INVITE sip:9995550100@mcs.z5.test SIP/2.0", nil, facts,
+			Classified{Kind: KindRefuse, Target: "9995550100", Refusal: Refusal{Code: 404, Reason: "Not Found"}}},
+		{"an N11 exchange: not queued", "INVITE sip:2124110100@mcs.z5.test SIP/2.0", nil, facts,
+			Classified{Kind: KindRefuse, Target: "2124110100", Refusal: Refusal{Code: 404, Reason: "Not Found"}}},
 		{"a name, not a number", "INVITE sip:alice@mcs.z5.test SIP/2.0", nil, facts,
 			Classified{Kind: KindRefuse, Refusal: Refusal{Code: 404, Reason: "Not Found"}}},
 		{"a customer calling a station directly", "INVITE sip:ca-1001@mcs.z5.test SIP/2.0", nil, facts,
@@ -218,5 +222,19 @@ func TestAudioOnly(t *testing.T) {
 		"m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=text 0 RTP/AVP 98\r\n"
 	if got := string(AudioOnly([]byte(in))); got != want {
 		t.Errorf("AudioOnly =\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestDialable(t *testing.T) {
+	for n, want := range map[string]bool{
+		"2125550100": true, "8665550100": true, "3105551234": true,
+		"9995550100": false, "2915550100": false, // N9X area codes
+		"4115550100": false, "9115550100": false, // N11 area codes
+		"2124110100": false, // N11 exchange
+		"1125550100": false, "212555010": false, "ca-1001": false,
+	} {
+		if got := Dialable(n); got != want {
+			t.Errorf("Dialable(%q) = %v, want %v", n, got, want)
+		}
 	}
 }

@@ -476,3 +476,23 @@ func TestTrunkDigest(t *testing.T) {
 		t.Errorf("Proxy-Authorization %+v, want response %s for %s", c, want, inv.Recipient.String())
 	}
 }
+
+// TestStationLostMidCall: the interpreter's connection closes during a
+// relay call: the caller gets a BYE saying why, the record ends as
+// interpreter-lost, and the interpreter is not offered calls until it
+// signs in again.
+func TestStationLostMidCall(t *testing.T) {
+	e := relayEnv(t, nil, nil)
+	st1 := station(t, e, "6001", acd.Ready)
+	a := caller(t, e, "5552340001", "alice")
+	q := a.callQueued(t, hearing)
+	ic := st1.nextCall(5 * time.Second)
+	answerCall(t, st1, ic, q.done, "the interpreter's answer")
+	st1.ua.Close() // the station vanishes: its connection closes
+	bye := wait(t, a.byes, "the caller's BYE")
+	if r := header(bye, "Reason"); !strings.Contains(r, "Interpreter disconnected") {
+		t.Errorf("BYE Reason %q", r)
+	}
+	recordEnds(t, e.st, q.callID, "interpreter-lost", 200)
+	waitFor(t, "interpreter not ready", func() bool { return agentState(t, e, "6001").State == acd.NotReady })
+}

@@ -35,6 +35,7 @@ type relayLeg struct {
 	positions chan int
 
 	caID string // the interpreter who answered; guarded by call.mu
+	lost bool   // the interpreter's connection was lost mid-call; guarded by call.mu
 }
 
 // queueRefresh is how often a waiting caller hears its position even when
@@ -255,10 +256,14 @@ func (s *Server) relayEnded(c *call, answered bool) {
 	default:
 	}
 	c.mu.Lock()
-	caID := c.relay.caID
+	caID, lost := c.relay.caID, c.relay.lost
 	c.mu.Unlock()
 	if answered && caID != "" {
-		st, _, _ := acd.Next(acd.InCall, acd.EvCallEnd)
+		ev := acd.EvCallEnd
+		if lost {
+			ev = acd.EvVanished // not ready until the station signs in again
+		}
+		st, _, _ := acd.Next(acd.InCall, ev)
 		if _, err := s.store.SetAgentState(ctx, caID, st, c.id, s.now()); err != nil {
 			s.log.Error("interpreter not put in wrap-up", "ca_id", caID, "error", err)
 		}
@@ -386,4 +391,32 @@ func mergeRelayRecord(mine, stored store.Call) store.Call {
 		}
 	}
 	return out
+}
+
+// stationLost ends the relay calls whose interpreter's connection (flow)
+// closed mid-call: the caller gets a BYE saying why rather than silence
+// until the media timeout, and the interpreter is not ready. (Handing the
+// caller to the next interpreter within the same dialog would take a
+// back-to-back user agent; the proxy passes dialogs through as they are.)
+func (s *Server) stationLost(flowID string) {
+	for _, c := range s.calls.all() {
+		if c.relay == nil {
+			continue
+		}
+		c.mu.Lock()
+		match := c.answered && !c.ended && c.callee.flow.id == flowID
+		caller, callee := c.caller, c.callee
+		if match {
+			c.relay.lost = true
+		}
+		c.mu.Unlock()
+		if !match {
+			continue
+		}
+		s.log.Warn("interpreter's connection lost mid-call", "call_id", c.id, "flow", flowID)
+		bye := s.newInDialog(sipmsg.BYE, caller, c.id, callee.cseq+1)
+		bye.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=480;text="Interpreter disconnected; please call again"`))
+		s.sendAndForget(bye)
+		s.end(c, sipcore.EndInterpreterLost, 0)
+	}
 }

@@ -173,8 +173,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		msgTimeout: cfg.MessageTimeout,
 		server:     "Z5-MCS/" + cfg.Version,
 		conns:      newConnTable(cfg.MaxConnsPerIP, cfg.MaxConns),
-		onClose:    func(c *flowConn) { s.reg.dropFlow(c.id) },
-		flows:      map[string]*flowConn{},
+		onClose: func(c *flowConn) {
+			s.reg.dropFlow(c.id)
+			// Not here: sipgo may hold its connection pool's lock while
+			// closing, and ending a call sends requests through that pool.
+			s.goAsync(func() { s.stationLost(c.id) })
+		},
+		flows: map[string]*flowConn{},
 	}
 	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m.registrations, sipcore.RegisterLimits{
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires, DefaultExpires: cfg.DefaultExpires,
