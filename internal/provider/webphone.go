@@ -35,6 +35,10 @@ func (n *Node) newWebPhone(api http.Handler) (*webphone.Gateway, error) {
 		RTP:       cfg.Ports.RTP,
 		Domain:    cfg.Names.SIPDomain,
 		UserAgent: cfg.Provider.Name + " web phone",
+		// The MCS API's per-source limit, counted apart from the API's.
+		RateLimit:         float64(cfg.MCS.RateLimit),
+		RateBurst:         cfg.MCS.RateBurst,
+		MaxTrackedSources: cfg.MCS.MaxTrackedSources,
 	}, webphone.Deps{
 		Sessions: n.store,
 		Calls:    n.store,

@@ -20,11 +20,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/floodguard"
 	"github.com/z5vrs/z5/internal/opview"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -45,6 +47,13 @@ type Config struct {
 	Domain string
 	// UserAgent names the gateway's SIP user agents.
 	UserAgent string
+	// RateLimit requests per second (bursts of RateBurst) from one source
+	// may open WebSockets, sign in or read the operator view, as the MCS
+	// API allows ([mcs] rate_limit); 0: no limit. MaxTrackedSources bounds
+	// the sources remembered.
+	RateLimit         float64
+	RateBurst         int
+	MaxTrackedSources int
 }
 
 // Sessions finds MCS sessions by token hash (the store).
@@ -91,6 +100,7 @@ type Gateway struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	assets fs.FS
+	limit  *floodguard.Limiter
 	// keepalive and pingTimeout time each tab's CRLF pings (tests shorten
 	// them).
 	keepalive, pingTimeout time.Duration
@@ -148,9 +158,10 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.mux.HandleFunc("GET "+PathWeb+"{file}", func(w http.ResponseWriter, r *http.Request) {
 		g.serveAsset(r.PathValue("file"))(w, r)
 	})
-	g.mux.HandleFunc("GET "+PathWS, g.serveWS)
-	g.mux.HandleFunc("POST "+PathZDial+"{op}", g.forwardZDial)
-	g.mux.HandleFunc("GET "+PathOperator, g.serveOperator)
+	g.limit = floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, max(cfg.MaxTrackedSources, 1))
+	g.mux.HandleFunc("GET "+PathWS, g.limited(g.serveWS))
+	g.mux.HandleFunc("POST "+PathZDial+"{op}", g.limited(g.forwardZDial))
+	g.mux.HandleFunc("GET "+PathOperator, g.limited(g.serveOperator))
 	g.mux.HandleFunc(PathWeb, http.NotFound) // nothing else under /web/
 	g.mux.Handle("/", deps.API)
 	return g, nil
@@ -220,6 +231,23 @@ func (g *Gateway) forwardZDial(w http.ResponseWriter, r *http.Request) {
 	r2.RequestURI = ""
 	w.Header().Set("Cache-Control", "no-store")
 	g.deps.ZDial.ServeHTTP(w, r2)
+}
+
+// limited answers 429 to a source over the rate limit (the MCS API's own
+// limit covers the API paths).
+func (g *Gateway) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		if wait, ok := g.limit.Allow(src); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(floodguard.RetrySeconds(wait)))
+			http.Error(w, "too many requests from your address; try again later", http.StatusTooManyRequests)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // admit counts a new tab of number, or says why not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,11 @@ func (f fakeSessions) Customer(ctx context.Context, id int64) (store.Customer, e
 
 func testGateway(t *testing.T, wp config.WebPhone) (*Gateway, *httptest.Server) {
 	t.Helper()
+	return testGatewayRate(t, wp, 0, 0)
+}
+
+func testGatewayRate(t *testing.T, wp config.WebPhone, rate float64, burst int) (*Gateway, *httptest.Server) {
+	t.Helper()
 	if wp == (config.WebPhone{}) {
 		wp = config.DefaultWebPhone()
 	}
@@ -54,7 +60,8 @@ func testGateway(t *testing.T, wp config.WebPhone) (*Gateway, *httptest.Server) 
 	zd := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "zdial "+r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
 	})
-	g, err := New(Config{WebPhone: wp, Bind: netip.MustParseAddr("127.0.0.1"), RTP: config.PortRange{Min: 20000, Max: 39999}, Domain: "mcs.z5.test"},
+	g, err := New(Config{WebPhone: wp, Bind: netip.MustParseAddr("127.0.0.1"), RTP: config.PortRange{Min: 20000, Max: 39999}, Domain: "mcs.z5.test",
+		RateLimit: rate, RateBurst: burst, MaxTrackedSources: 16},
 		Deps{Sessions: fakeSessions{token: "good-token"}, Accounts: fakeSessions{}, Node: "n1", API: api, ZDial: zd,
 			SIP: func() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:1") }})
 	if err != nil {
@@ -260,3 +267,24 @@ func TestOperatorView(t *testing.T) {
 type http404 struct{}
 
 func (http404) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
+
+// TestRateLimit: sign-in forwarding, WebSockets and the operator view
+// count against one per-source budget; the page's files do not.
+func TestRateLimit(t *testing.T) {
+	_, srv := testGatewayRate(t, config.WebPhone{}, 0.001, 2) // one token per 1000 s
+	status := func(method, path string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	got := []int{status("POST", "/web/zdial/login"), status("GET", PathOperator), status("POST", "/web/zdial/login"),
+		status("GET", PathWS), status("GET", "/"), status("GET", "/web/app.js")}
+	want := []int{200, 403, 429, 429, 200, 200}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+}
