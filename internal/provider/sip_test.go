@@ -33,12 +33,17 @@ func TestSIPConfig(t *testing.T) {
 			MaxRegistrationsPerNumber: 32, MaxCallsPerNumber: 8,
 			BanAuthFailures: 10, BanRateLimited: 2000, BanWindow: time.Minute, BanTime: 5 * time.Minute, BanMaxTime: 24 * time.Hour, BanForget: 24 * time.Hour,
 			MaxTrackedSources: 65536, UDPUnauthBytesPerSec: 128 << 10, MaxUDPBindingsPerAddr: 16,
+			DeviceCacheTTL: 10 * time.Second,
 		},
 		Node: "dev", Domain: "mcs.z5.test",
 		Hosts:     []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test"},
 		Advertise: netip.MustParseAddr("127.0.0.1"),
 		Allow:     []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Version:   "test",
+		ACD:       config.ACD{RingTimeout: 15 * time.Second, MaxWait: 10 * time.Minute, WrapUp: 5 * time.Second},
+		Trunk: config.Trunk{Address: "sip:127.0.0.1:5080;transport=tcp", Allow: []string{"127.0.0.1/32"},
+			Routes: []config.TrunkRoute{{Match: "911", Target: "sip:911@127.0.0.1:5080;transport=tcp"}}},
+		RequireLocation: true,
 	}
 	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
