@@ -459,7 +459,10 @@ func testRelayOutbound(t *testing.T) {
 	hearing, msgs := startSIPpHearing(t, s.trunk)
 	terp := s.interpreter(t, "terp", "1001")
 	rec := t.TempDir()
-	station := startStation(t, terp, "--record", rec)
+	// The station sends a clip of its own: video and audio to alice, the
+	// audio alone to the hearing party.
+	clip := "../internal/media/testdata/clip"
+	station := startStation(t, terp, "--record", rec, "--send", clip+".h264,"+clip+".wav")
 
 	alice := s.login(t, "alice", alicePass, aliceWork)
 	recA := t.TempDir()
