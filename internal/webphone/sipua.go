@@ -198,10 +198,10 @@ func (s *sipUA) register(ctx context.Context, expires int) error {
 }
 
 // maintain refreshes the registration and pings the flow until ctx ends;
-// a failed refresh ends the tab (the page reconnects).
+// a failed refresh, or a session that no longer holds, ends the tab.
 func (s *sipUA) maintain(ctx context.Context) {
 	defer close(s.done)
-	refresh := time.NewTicker(registerExpires * time.Second * 8 / 10)
+	refresh := time.NewTicker(s.t.g.refresh)
 	defer refresh.Stop()
 	ping := time.NewTicker(s.t.g.keepalive)
 	defer ping.Stop()
@@ -217,6 +217,12 @@ func (s *sipUA) maintain(ctx context.Context) {
 				return
 			}
 		case <-refresh.C:
+			if !s.t.stillValid(ctx) {
+				s.t.g.log.Info("web phone session ended", "number", s.number)
+				s.t.fail("your session has ended; sign in again")
+				s.t.cancel()
+				return
+			}
 			rctx, cancel := context.WithTimeout(ctx, sipTimeout)
 			err := s.register(rctx, registerExpires)
 			cancel()

@@ -101,3 +101,44 @@ func TestKeepaliveLeavesFlowWritable(t *testing.T) {
 		t.Errorf("close sent %d REGISTERs, want 1 (the un-register)", reg.registers.Load()-before)
 	}
 }
+
+// TestRevokedSessionEndsTab: at each registration refresh the tab's MCS
+// session is looked up again; while it holds the tab refreshes, once it
+// is gone (signed out elsewhere, revoked) the tab ends.
+func TestRevokedSessionEndsTab(t *testing.T) {
+	reg := startRegistrar(t)
+	g, err := New(Config{WebPhone: config.DefaultWebPhone(), Bind: netip.MustParseAddr("127.0.0.1"),
+		RTP: config.PortRange{Min: 20000, Max: 39999}, Domain: "mcs.z5.test"},
+		Deps{Sessions: fakeSessions{token: "good-token"}, API: http404{}, ZDial: http404{}, SIP: func() netip.AddrPort { return reg.addr }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.refresh = 10 * time.Millisecond
+	for _, token := range []string{"good-token", "revoked-token"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		tb := &tab{g: g, ctx: ctx, cancel: cancel, sess: store.Session{Number: "2025550102"}, tokenHash: store.TokenHash(token)}
+		ua, err := newSIPUA(ctx, tb, msg{SIP: &zdialwire.SIPCreds{Username: "u", Password: "p"}, License: "lic",
+			Instance: "urn:uuid:00000000-0000-0000-0000-000000000001"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := reg.registers.Load()
+		deadline := time.Now().Add(10 * time.Second)
+		if token == "good-token" {
+			for reg.registers.Load() < before+3 && ctx.Err() == nil && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if ctx.Err() != nil || reg.registers.Load() < before+3 {
+				t.Errorf("valid session: tab ended %v, %d refreshes", ctx.Err() != nil, reg.registers.Load()-before)
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Error("revoked session: tab still open")
+			}
+		}
+		cancel()
+		ua.close()
+	}
+}

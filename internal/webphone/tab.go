@@ -55,9 +55,10 @@ type historyEntry struct {
 // tab is one open page: its WebSocket, SIP user agent and at most one
 // call.
 type tab struct {
-	g    *Gateway
-	ws   *websocket.Conn
-	sess store.Session
+	g         *Gateway
+	ws        *websocket.Conn
+	sess      store.Session
+	tokenHash []byte // the MCS token's, to see the session still holds
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -89,6 +90,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 }
 
 func (t *tab) send(m msg) error {
+	if t.ws == nil {
+		return nil // a tab under test has no page
+	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	t.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -120,7 +124,7 @@ func (g *Gateway) runTab(ws *websocket.Conn) {
 		t.fail(err.Error())
 		return
 	}
-	t.sess = sess
+	t.sess, t.tokenHash = sess, store.TokenHash(first.Token)
 	if err := g.admit(t, sess.Number); err != nil {
 		t.fail(err.Error())
 		return
@@ -179,6 +183,19 @@ func (g *Gateway) runTab(ws *websocket.Conn) {
 func (t *tab) stop() {
 	t.cancel()
 	t.ws.Close()
+}
+
+// stillValid reports whether the tab's MCS session still holds (not
+// revoked by a sign-out elsewhere, not expired); a store error keeps the
+// tab (the next check decides).
+func (t *tab) stillValid(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	sess, err := t.g.deps.Sessions.Session(ctx, t.tokenHash)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	return err != nil || sess.Valid(t.g.deps.Now())
 }
 
 // authenticate checks the MCS token of the auth message and the device

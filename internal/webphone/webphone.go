@@ -101,9 +101,9 @@ type Gateway struct {
 	mux    *http.ServeMux
 	assets fs.FS
 	limit  *floodguard.Limiter
-	// keepalive and pingTimeout time each tab's CRLF pings (tests shorten
-	// them).
-	keepalive, pingTimeout time.Duration
+	// keepalive and pingTimeout time each tab's CRLF pings, refresh its
+	// registration refresh and session check (tests shorten them).
+	keepalive, pingTimeout, refresh time.Duration
 
 	mu       sync.Mutex // guards the following
 	closed   bool
@@ -152,7 +152,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, deps: deps, log: deps.Log, assets: sub, mux: http.NewServeMux(),
-		keepalive: keepaliveEvery, pingTimeout: pingWriteTimeout,
+		keepalive: keepaliveEvery, pingTimeout: pingWriteTimeout, refresh: registerExpires * time.Second * 8 / 10,
 		tabs: map[*tab]struct{}{}, byNumber: map[string]int{}}
 	g.mux.HandleFunc("GET /{$}", g.serveAsset("index.html"))
 	g.mux.HandleFunc("GET "+PathWeb+"{file}", func(w http.ResponseWriter, r *http.Request) {
