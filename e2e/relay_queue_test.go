@@ -613,3 +613,22 @@ func testRelayNoInterpreter(t *testing.T) {
 		t.Errorf("record: %+v", r)
 	}
 }
+
+// testRelayTrunkDown: nothing answers at the trunk's address; the station
+// says the telephone network cannot be reached and ends the deaf caller's
+// leg.
+func testRelayTrunkDown(t *testing.T) {
+	s := startRelayStack(t, `wrap_up = "1s"`)
+	station := startStation(t, s.interpreter(t, "terp", "1001"))
+	alice := s.login(t, "alice", alicePass, aliceWork)
+	out, _ := z5(t, alice, "", "call", hearingNumber, "--duration", "10s", "--json")
+	if sum := parseSummary(t, out); sum.EndReason != "remote hangup" || sum.DurationS > 8 {
+		t.Errorf("alice's call: %+v (want it ended by the station)", sum)
+	}
+	fail := waitEvent(t, station, "the trunk failure", 10*time.Second, func(ev client.StationEvent) bool { return ev.Event == client.EvLegFailed })
+	t.Logf("station: %s", fail.Text())
+	if fail.Status != 503 || fail.Outcome != "network unavailable" || !strings.Contains(fail.Text(), "network unavailable (503") ||
+		!strings.Contains(fail.Text(), "cannot be reached") {
+		t.Errorf("leg_failed: %+v", fail)
+	}
+}

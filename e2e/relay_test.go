@@ -63,6 +63,7 @@ func TestRelayCalls(t *testing.T) {
 		{"queue", testRelayQueue},
 		{"hearing busy", testRelayHearingBusy},
 		{"no interpreter", testRelayNoInterpreter},
+		{"trunk down", testRelayTrunkDown},
 		{"two sites", testRelayTwoSites},
 	} {
 		t.Run(tc.name, tc.run)

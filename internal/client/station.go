@@ -42,7 +42,9 @@ type StationEvent struct {
 	Relay     string              `json:"relay,omitempty"` // where the leg's media goes: the MCS relay
 	Streams   []media.StreamStats `json:"streams,omitempty"`
 	Recording string              `json:"recording,omitempty"`
-	Detail    string              `json:"detail,omitempty"`
+	// Detail: the registration (registered); the far end's words
+	// (a Warning header) on a failed leg.
+	Detail string `json:"detail,omitempty"`
 }
 
 // The station's events (StationEvent.Event).
@@ -400,7 +402,7 @@ func (s *station) placeSecond(ctx context.Context, o RelayOffer, first *Call) *C
 		fail := StationEvent{Event: EvLegFailed, RelayCall: o.RelayCall, Leg: leg, Number: number, Error: err.Error()}
 		var ce *CallError
 		if errors.As(err, &ce) {
-			fail.Status, fail.Reason = ce.Status, ce.Reason
+			fail.Status, fail.Reason, fail.Detail = ce.Status, ce.Reason, ce.Warning
 		}
 		fail.Outcome = SecondLegOutcome(fail.Status)
 		select {
@@ -486,7 +488,11 @@ func (ev StationEvent) Text() string {
 		return fmt.Sprintf("connected: the %s %s answered (media through relay %s)", legName(ev.Leg), ev.Number, ev.Relay)
 	case EvLegFailed:
 		if ev.Status != 0 {
-			return fmt.Sprintf("the call to the %s %s failed: %s (%d %s)", legName(ev.Leg), ev.Number, ev.Outcome, ev.Status, ev.Reason)
+			s := fmt.Sprintf("the call to the %s %s failed: %s (%d %s)", legName(ev.Leg), ev.Number, ev.Outcome, ev.Status, ev.Reason)
+			if ev.Detail != "" {
+				s += ": " + ev.Detail
+			}
+			return s
 		}
 		return fmt.Sprintf("the call to the %s %s failed: %s", legName(ev.Leg), ev.Number, ev.Error)
 	case EvLegEnded:
