@@ -324,8 +324,11 @@ func TestWebPhone(t *testing.T) {
 		rec := t.TempDir()
 		lis := startZ5(t, bob, "listen", "--auto-answer", "--record", rec, "--max-calls", "1")
 		waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
-		alice.fill("textbox", "Number to call", bobNumber)
-		alice.click("button", "Call")
+		// Dialled from the keyboard: focus the field, type, press Enter.
+		alice.call(alice.find("textbox", "Number to call", 10*time.Second), `function() { this.focus(); return ""; }`)
+		if err := chromedp.Do(alice.ctx, chromedp.KeyEvent(bobNumber+"\r")); err != nil {
+			t.Fatal(err)
+		}
 		alice.find("region", "Call quality", 20*time.Second)
 		frames := alice.waitFrames(minFrames, 20*time.Second)
 		alice.checkAxe("in-call")
@@ -354,6 +357,10 @@ func TestWebPhone(t *testing.T) {
 			t.Errorf("Incoming call region says %q, want the caller %s", got, bobNumber)
 		}
 		alice.checkAxe("incoming")
+		waitJS(t, alice, `document.title + " " + document.getElementById("favicon").href`, "Incoming call from "+bobNumber, 5*time.Second)
+		if fav := alice.text(`document.getElementById("favicon").href`); !strings.Contains(fav, "favicon-ring.svg") {
+			t.Errorf("favicon while ringing: %s", fav)
+		}
 		alice.click("button", "Answer")
 		frames := alice.waitFrames(minFrames, 20*time.Second)
 		waitExit(t, call, 30*time.Second)
@@ -378,7 +385,16 @@ func TestWebPhone(t *testing.T) {
 		alice.t = t
 		bobPage := openPage(t, alloc, "bob", url, axe)
 		bobPage.signIn("bob", bobPass, "", false)
-		// Declined first: the caller is told.
+		// Hang up while it rings: the callee's alert goes, a missed call.
+		alice.fill("textbox", "Number to call", bobNumber)
+		alice.click("button", "Call")
+		bobPage.find("region", "Incoming call", 20*time.Second)
+		alice.click("button", "Hang up")
+		bobPage.gone("region", "Incoming call", 10*time.Second)
+		bobPage.waitText("alert", "", "Missed call from "+aliceWork, 10*time.Second)
+		alice.gone("button", "Hang up", 10*time.Second)
+
+		// Declined: the caller is told.
 		alice.fill("textbox", "Number to call", bobNumber)
 		alice.click("button", "Call")
 		bobPage.find("region", "Incoming call", 20*time.Second)
