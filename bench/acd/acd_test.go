@@ -241,6 +241,12 @@ max_calls_per_number = 100000
 max_conns_per_ip = 100000
 max_conns = 100000
 
+[relay]
+# The waiting calls all come from the trunk: its relay ports (4 a call)
+# may use the whole range.
+max_ports_per_customer = 40000
+max_ports_per_source = 40000
+
 [acd]
 ring_timeout = "5m"
 max_wait = "24h"
