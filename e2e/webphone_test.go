@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -322,7 +324,7 @@ func TestWebPhone(t *testing.T) {
 		alice.t = t
 		bob := s.login(t, "bob", bobPass, "")
 		rec := t.TempDir()
-		lis := startZ5(t, bob, "listen", "--auto-answer", "--record", rec, "--max-calls", "1")
+		lis := startZ5(t, bob, "listen", "--auto-answer", "--text", "--record", rec, "--max-calls", "1")
 		waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
 		// Dialled from the keyboard: focus the field, type, press Enter.
 		alice.call(alice.find("textbox", "Number to call", 10*time.Second), `function() { this.focus(); return ""; }`)
@@ -331,6 +333,13 @@ func TestWebPhone(t *testing.T) {
 		}
 		alice.find("region", "Call quality", 20*time.Second)
 		frames := alice.waitFrames(minFrames, 20*time.Second)
+		// Real-time text, typed key by key (a typo erased on the way).
+		alice.call(alice.find("textbox", "Real-time text", 10*time.Second), `function() { this.focus(); return ""; }`)
+		if err := chromedp.Do(alice.ctx, chromedp.KeyEvent("hello frm"), chromedp.KeyEvent("\b\b"),
+			chromedp.KeyEvent("rom the web\r")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, lis, "rom the web", 10*time.Second) // raw on a pipe; text.log has the edited line
 		alice.checkAxe("in-call")
 		time.Sleep(2 * time.Second) // a few seconds of the page's video for the recording
 		alice.click("button", "Hang up")
@@ -346,12 +355,15 @@ func TestWebPhone(t *testing.T) {
 			t.Errorf("recording of the page's video: %v %v, want h264 with >= %d frames", r.codecs, r.frames, minFrames)
 		}
 		t.Log(s.wantCallRecord(t, aliceWork, bobNumber))
+		if b, err := os.ReadFile(filepath.Join(rec, "text.log")); err != nil || !strings.Contains(string(b), "< hello from the web") {
+			t.Errorf("z5 transcript: %v\n%s", err, b)
+		}
 	})
 
 	t.Run("AnswersZ5Call", func(t *testing.T) {
 		alice.t = t
 		bob := s.login(t, "bob", bobPass, "")
-		call := startZ5(t, bob, "call", aliceWork, "--duration", "5s", "--json")
+		call := startZ5Stdin(t, "hi from z5\n", "--home", bob, "call", aliceWork, "--duration", "5s", "--text", "--json")
 		id := alice.find("region", "Incoming call", 20*time.Second)
 		if got := alice.call(id, `function() { return this.textContent; }`); !strings.Contains(got, bobNumber) {
 			t.Errorf("Incoming call region says %q, want the caller %s", got, bobNumber)
@@ -363,6 +375,7 @@ func TestWebPhone(t *testing.T) {
 		}
 		alice.click("button", "Answer")
 		frames := alice.waitFrames(minFrames, 20*time.Second)
+		waitJS(t, alice, `document.getElementById("rtt-log").textContent`, "hi from z5", 10*time.Second)
 		waitExit(t, call, 30*time.Second)
 		sum := parseSummary(t, call.Output())
 		var video int
@@ -409,6 +422,11 @@ func TestWebPhone(t *testing.T) {
 		fa := alice.waitFrames(minFrames, 20*time.Second)
 		fb := bobPage.waitFrames(minFrames, 20*time.Second)
 		t.Logf("browser <-> browser: alice decoded %d frames, bob %d", fa, fb)
+		alice.call(alice.find("textbox", "Real-time text", 10*time.Second), `function() { this.focus(); return ""; }`)
+		if err := chromedp.Do(alice.ctx, chromedp.KeyEvent("hi bob")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, bobPage, `document.getElementById("rtt-log").textContent`, "hi bob", 10*time.Second)
 		bobPage.click("button", "Mute camera")
 		if got := bobPage.call(bobPage.find("button", "Mute camera", time.Second), `function() { return this.getAttribute("aria-pressed"); }`); got != "true" {
 			t.Errorf("Mute camera aria-pressed = %q after a click", got)
@@ -530,6 +548,26 @@ allow = ["%s/32"]
 			t.Errorf("hearing leg: ended %v, video offered %v; want ended, audio only", c.Ended, c.Video)
 		}
 	}
+}
+
+// startZ5Stdin runs the z5 binary with stdin until the test ends.
+func startZ5Stdin(t *testing.T, stdin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin(t, "z5"), args...), done: make(chan struct{})}
+	p.cmd.Stdin = strings.NewReader(stdin)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("z5 %v output:\n%s", args, p.Output())
+		}
+	})
+	return p
 }
 
 // waitJS polls a JavaScript expression until its string value contains want.

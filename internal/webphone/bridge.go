@@ -44,12 +44,15 @@ type leg struct {
 // (payload type rewritten, header extensions dropped) and keyframe
 // requests both ways.
 type bridge struct {
-	g        *Gateway
-	pc       *webrtc.PeerConnection
-	iceConn  net.PacketConn
-	mux      ice.UDPMux
-	audio    *leg
-	video    *leg
+	g       *Gateway
+	pc      *webrtc.PeerConnection
+	iceConn net.PacketConn
+	mux     ice.UDPMux
+	audio   *leg
+	video   *leg
+	text    *textLeg // nil on an audio-only bridge
+	// onText hands the page the text that arrives (set before start).
+	onText   func(text []byte, lost int)
 	aTrack   *webrtc.TrackLocalStaticRTP
 	vTrack   *webrtc.TrackLocalStaticRTP
 	pageSSRC atomic.Uint32 // the page's video SSRC
@@ -69,7 +72,9 @@ func (t *tab) openBridge(offer string, audioOnly bool) (*bridge, string, error) 
 	b := &bridge{g: g}
 	var err error
 	if b.audio, err = b.newLeg("audio"); err == nil && !audioOnly {
-		b.video, err = b.newLeg("video")
+		if b.video, err = b.newLeg("video"); err == nil {
+			b.text, err = newTextLeg(b)
+		}
 	}
 	if err == nil {
 		err = b.openPC()
@@ -218,7 +223,11 @@ func (b *bridge) port(l *leg) int {
 // sipOffer is the SDP offer toward the relay: PCMU and H.264 on our
 // sockets.
 func (b *bridge) sipOffer() ([]byte, error) {
-	return media.BuildOffer(b.g.cfg.Bind, b.port(b.audio), b.port(b.video), false)
+	offer, err := media.BuildOffer(b.g.cfg.Bind, b.port(b.audio), b.port(b.video), false)
+	if err != nil || b.text == nil {
+		return offer, err
+	}
+	return media.WithText(offer, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, false, b.text.ssrc, "z5-web")
 }
 
 // sipAnswer answers the relay's offer; SDES-keyed streams are refused (the
@@ -231,6 +240,15 @@ func (b *bridge) sipAnswer(offer []byte) ([]byte, media.Negotiated, error) {
 	}
 	if neg.Encrypted() {
 		return nil, neg, errors.New("SDES-SRTP offers are not bridged to the web phone")
+	}
+	if b.text != nil {
+		var tp *media.TextParams
+		if ans, tp, err = media.AnswerText(offer, ans, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, b.text.ssrc, "z5-web"); err != nil {
+			return nil, neg, err
+		}
+		if tp != nil && !tp.Encrypted {
+			neg.Text = tp
+		}
 	}
 	return ans, neg, nil
 }
@@ -258,8 +276,16 @@ func (b *bridge) start(neg media.Negotiated) error {
 		// The far end's decoder starts on a keyframe: ask the page now.
 		b.askKeyframe()
 	}
+	if neg.Text != nil && b.text != nil && b.onText != nil {
+		if err := b.text.start(neg.Text, b.onText); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// hasText reports whether the call's text stream runs.
+func (b *bridge) hasText() bool { return b.text != nil && b.text.running.Load() }
 
 func (b *bridge) askKeyframe() {
 	if s := b.pageSSRC.Load(); s != 0 {
@@ -402,6 +428,9 @@ func wantsKeyframe(b []byte) bool {
 // close ends the call's media and waits for its goroutines; idempotent.
 func (b *bridge) close() {
 	b.once.Do(func() {
+		if b.text != nil {
+			b.text.stop()
+		}
 		if b.pc != nil {
 			b.pc.Close()
 		}
@@ -415,6 +444,9 @@ func (b *bridge) close() {
 			r()
 		}
 		b.wg.Wait()
+		if b.text != nil {
+			b.text.wg.Wait()
+		}
 		if b.audio != nil {
 			args := []any{"audio_to_relay", b.audio.toRelay.Load(), "audio_to_page", b.audio.toPage.Load()}
 			if b.video != nil {

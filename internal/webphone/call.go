@@ -35,6 +35,7 @@ type call struct {
 	relay *relayOffer
 	// answered is closed once media flows both ways.
 	answered chan struct{}
+	br       *bridge // guarded by the tab's mu; set once media is set up
 }
 
 type decision struct {
@@ -234,7 +235,10 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 		defer sess.Close()
 		neg, err := media.ParseAnswer(sess.InviteResponse.Body())
 		if err == nil {
-			err = br.start(neg)
+			if tp, _ := media.ParseText(sess.InviteResponse.Body()); tp != nil && !tp.Encrypted {
+				neg.Text = tp
+			}
+			err = t.startBridge(c, br, neg)
 		}
 		if err != nil {
 			t.g.log.Info("web phone answer unusable", "number", t.sess.Number, "error", err)
@@ -245,7 +249,7 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 			return
 		}
 		close(c.answered)
-		t.send(msg{Type: "answered", Leg: leg})
+		t.send(msg{Type: "answered", Leg: leg, RTT: br.hasText()})
 		t.converse(c, sess.Context(), sess.Bye)
 	}()
 }
@@ -331,7 +335,7 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		return
 	}
 	t.send(msg{Type: "sdp", SDP: answer})
-	if err := br.start(neg); err != nil {
+	if err := t.startBridge(c, br, neg); err != nil {
 		br.close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		dlg.Bye(ctx)
@@ -340,12 +344,40 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		return
 	}
 	close(c.answered)
-	t.send(msg{Type: "answered"})
+	t.send(msg{Type: "answered", RTT: br.hasText()})
 	go func() {
 		defer br.close()
 		defer dlg.Close()
 		t.converse(c, dlg.Context(), dlg.Bye)
 	}()
+}
+
+// startBridge starts c's media on neg, its text to the page.
+func (t *tab) startBridge(c *call, br *bridge, neg media.Negotiated) error {
+	br.onText = func(text []byte, _ int) { t.send(msg{Type: "rtt", Text: string(text)}) }
+	if err := br.start(neg); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	c.br = br
+	t.mu.Unlock()
+	return nil
+}
+
+// typeText sends what the page typed on the main call's text stream.
+func (t *tab) typeText(text string) {
+	t.mu.Lock()
+	var br *bridge
+	if c := t.calls[legMain]; c != nil {
+		br = c.br
+	}
+	t.mu.Unlock()
+	if text == "" || br == nil || !br.hasText() {
+		return
+	}
+	if !br.text.write([]byte(text)) {
+		t.fail("text is arriving faster than it can be sent; some was dropped")
+	}
 }
 
 // answer and decline are the page's decision on a ringing call.

@@ -21,10 +21,11 @@ import (
 //
 // Page to gateway: auth {token, license, sip, instance}, call {number,
 // sdp}, answer {sdp} (the page offers, the gateway answers, in both call
-// directions), decline, hangup {leg}, dial_hearing {sdp}, history, ping.
+// directions), decline, hangup {leg}, dial_hearing {sdp}, rtt {text},
+// history, ping.
 // Gateway to page: registered {number}, incoming {from, name, offer},
-// ringing {leg}, sdp {sdp, leg}, answered {leg}, ended {reason, leg},
-// history {calls}, error {message}, pong.
+// ringing {leg}, sdp {sdp, leg}, answered {leg, rtt}, rtt {text},
+// ended {reason, leg}, history {calls}, error {message}, pong.
 type msg struct {
 	Type     string              `json:"type"`
 	Token    string              `json:"token,omitempty"`
@@ -38,6 +39,11 @@ type msg struct {
 	Reason   string              `json:"reason,omitempty"`
 	Message  string              `json:"message,omitempty"`
 	Calls    []historyEntry      `json:"calls,omitempty"`
+	// Text is real-time text (page to gateway and back, plain UTF-8; the
+	// page sends LF for a new line and BS to erase); RTT in "answered"
+	// says the call has a text stream.
+	Text string `json:"text,omitempty"`
+	RTT  bool   `json:"rtt,omitempty"`
 	// Leg is "hearing" for an interpreter's second leg, else empty.
 	Leg string `json:"leg,omitempty"`
 	// Offer details an offered relay call at an interpreter's station.
@@ -235,6 +241,8 @@ func (t *tab) handle(m msg) {
 		}
 	case "dial_hearing":
 		t.dialHearing(m.SDP)
+	case "rtt":
+		t.typeText(m.Text)
 	case "history":
 		t.history()
 	default:

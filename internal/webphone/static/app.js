@@ -318,8 +318,10 @@ function onMessage(m) {
         $('call-h').textContent = (state.call.relay ? 'Relay call with ' : 'Call with ') + state.call.other;
         setStatus('In a call with ' + state.call.other);
         show($('dial-hearing'), !!state.call.relay);
+        if (m.rtt) openText();
       }
       break;
+    case 'rtt': textArrived(m.text || ''); break;
     case 'ended': callEnded(m.reason); break;
     case 'history': renderHistory(m.calls || []); break;
     case 'error': alertMsg(m.message); break;
@@ -514,6 +516,7 @@ function hangUpLocal() {
   $('self').srcObject = null;
   state.call = null;
   show($('quality'), false);
+  show($('rtt-room'), false);
   show($('call-screen'), false);
   show($('incoming'), false);
   show($('idle-screen'), true);
@@ -581,6 +584,65 @@ $('answer').addEventListener('click', async () => {
   }
 });
 $('decline').addEventListener('click', () => { send({ type: 'decline' }); stopRinging(); });
+
+// ---- real-time text ----
+
+function openText() {
+  $('rtt-log').textContent = '';
+  $('rtt-in').value = '';
+  state.rttLine = null;
+  show($('rtt-room'), true);
+}
+
+// The box sends every keystroke as typed; edits happen at its end only, as
+// the other side sees them (T.140 has no cursor).
+$('rtt-in').addEventListener('beforeinput', (ev) => {
+  ev.preventDefault();
+  const box = $('rtt-in');
+  let out = '';
+  switch (ev.inputType) {
+    case 'insertText': case 'insertReplacementText': case 'insertFromPaste': case 'insertFromDrop':
+      out = ev.data || (ev.dataTransfer ? ev.dataTransfer.getData('text/plain') : '');
+      box.value += out;
+      break;
+    case 'insertLineBreak': case 'insertParagraph':
+      out = '\n';
+      box.value += out;
+      break;
+    case 'deleteContentBackward':
+      if (!box.value || box.value.endsWith('\n')) return; // a finished line stays
+      out = '\b';
+      box.value = box.value.slice(0, -1);
+      break;
+    default:
+      return;
+  }
+  box.selectionStart = box.selectionEnd = box.value.length;
+  if (out) send({ type: 'rtt', text: out });
+});
+$('rtt-in').addEventListener('paste', (ev) => {
+  // Chromium gives no data on beforeinput for a paste into a textarea.
+  ev.preventDefault();
+  const text = ev.clipboardData.getData('text/plain');
+  if (!text) return;
+  $('rtt-in').value += text;
+  send({ type: 'rtt', text });
+});
+
+function textArrived(text) {
+  const log = $('rtt-log');
+  for (const ch of text) {
+    if (!state.rttLine) {
+      state.rttLine = document.createElement('p');
+      state.rttLine.textContent = '';
+      log.appendChild(state.rttLine);
+    }
+    if (ch === '\b') state.rttLine.textContent = [...state.rttLine.textContent].slice(0, -1).join('');
+    else if (ch === '\u2028' || ch === '\n' || ch === '\r' || ch === '\u2029') state.rttLine = null;
+    else if (ch !== '\ufeff') state.rttLine.textContent += ch;
+  }
+  log.scrollTop = log.scrollHeight;
+}
 
 // ---- call quality ----
 
