@@ -48,8 +48,10 @@ func (s *Server) routeRelay(ctx context.Context, req *sipmsg.Request, tx sipmsg.
 	cl := sipcore.ClassifyInvite(req, s.inviteFacts(ctx, number))
 	switch cl.Kind {
 	case sipcore.KindRefuse:
-		if cl.Refusal.Code == 404 {
-			return false // the point-to-point path answers and records it
+		if cl.Refusal.Code == 404 && !store.StationPattern.MatchString(cl.Target) {
+			// The point-to-point path finds no such number of ours
+			// either: it answers and records the attempt.
+			return false
 		}
 		s.respond(tx, req, cl.Refusal.Code, cl.Refusal.Reason, cl.Refusal.Headers...)
 		return true
