@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -171,8 +172,10 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 // waitInQueue is the first leg's life in the queue.
 func (s *Server) waitInQueue(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, offer []byte) {
 	canceled := make(chan struct{})
-	if !tx.OnCancel(func(*sipmsg.Request) { closeOnce(canceled) }) {
-		closeOnce(canceled)
+	var once sync.Once
+	cancel := func() { once.Do(func() { close(canceled) }) }
+	if !tx.OnCancel(func(*sipmsg.Request) { cancel() }) {
+		cancel()
 	}
 	maxWait := time.NewTimer(s.cfg.ACD.MaxWait)
 	defer maxWait.Stop()
@@ -231,14 +234,6 @@ func (s *Server) abandon(c *call, req *sipmsg.Request, tx sipmsg.ServerTransacti
 	s.log.Info("relay call abandoned in queue", "call_id", c.id)
 	s.acdm.abandoned.Inc()
 	s.end(c, sipcore.EndAbandoned, 487)
-}
-
-func closeOnce(ch chan struct{}) {
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
 }
 
 // relayEnded completes a first leg: out of the queue, offers still open
