@@ -154,7 +154,10 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		local := s.reg.lookup(rec.UserNumber)
 		forks = append(local, s.peerForks(ctx, rec.UserNumber, local)...)
 		hearing := rec.From
-		c.decorate = func(r *sipmsg.Request) { setCaller(r, hearing, s.cfg.Domain, "") }
+		c.decorate = func(r *sipmsg.Request) {
+			setCaller(r, hearing, s.cfg.Domain, "")
+			removeHeaders(r, sipcore.RelayHeaders...)
+		}
 		if len(forks) == 0 {
 			fail(480, "Temporarily Unavailable")
 			return
