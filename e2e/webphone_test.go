@@ -380,12 +380,13 @@ func TestWebPhone(t *testing.T) {
 		waitExit(t, call, 30*time.Second)
 		sum := parseSummary(t, call.Output())
 		var video int
+		var lost int64
 		for _, st := range sum.Streams {
 			if st.Kind == "video" {
-				video = int(st.FramesReceived)
+				video, lost = int(st.FramesReceived), st.Lost
 			}
 		}
-		t.Logf("z5 -> browser: the page decoded %d frames, z5 call received %d frames of the page's video", frames, video)
+		t.Logf("z5 -> browser: the page decoded %d frames, z5 call received %d frames of the page's video (%d packets lost)", frames, video, lost)
 		if video < minFrames {
 			t.Errorf("z5 call received %d video frames from the page, want >= %d", video, minFrames)
 		}

@@ -297,15 +297,28 @@ func (b *bridge) askKeyframe() {
 func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 	defer b.wg.Done()
 	buf := make([]byte, 1500)
+	// Padding-only packets (the browser's bandwidth probes) are not
+	// forwarded; the sequence numbers after them close the gap, so the far
+	// end sees no loss that is not there. A real gap stays a gap.
+	var started bool
+	var skipped uint16
 	for {
 		p, _, err := tr.ReadRTP()
 		if err != nil {
 			return
 		}
 		sp := l.params.Load()
-		if sp == nil || !sp.Recv && !sp.Send || len(p.Payload) == 0 {
-			continue // not answered yet, or padding
+		if sp == nil || !sp.Recv && !sp.Send {
+			continue // not answered yet
 		}
+		if len(p.Payload) == 0 {
+			if started {
+				skipped++
+			}
+			continue
+		}
+		started = true
+		p.SequenceNumber -= skipped
 		p.PayloadType = sp.PT
 		p.Header.Extension, p.Header.Extensions, p.Header.ExtensionProfile = false, nil, 0
 		p.Header.Padding, p.PaddingSize = false, 0
