@@ -297,11 +297,7 @@ func (b *bridge) askKeyframe() {
 func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 	defer b.wg.Done()
 	buf := make([]byte, 1500)
-	// Padding-only packets (the browser's bandwidth probes) are not
-	// forwarded; the sequence numbers after them close the gap, so the far
-	// end sees no loss that is not there. A real gap stays a gap.
-	var started bool
-	var skipped uint16
+	var gap seqGap
 	for {
 		p, _, err := tr.ReadRTP()
 		if err != nil {
@@ -311,14 +307,11 @@ func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 		if sp == nil || !sp.Recv && !sp.Send {
 			continue // not answered yet
 		}
-		if len(p.Payload) == 0 {
-			if started {
-				skipped++
-			}
+		seq, ok := gap.next(p.SequenceNumber, len(p.Payload) == 0)
+		if !ok {
 			continue
 		}
-		started = true
-		p.SequenceNumber -= skipped
+		p.SequenceNumber = seq
 		p.PayloadType = sp.PT
 		p.Header.Extension, p.Header.Extensions, p.Header.ExtensionProfile = false, nil, 0
 		p.Header.Padding, p.PaddingSize = false, 0
@@ -330,6 +323,27 @@ func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 			l.toRelay.Add(1)
 		}
 	}
+}
+
+// seqGap drops the browser's padding-only packets (bandwidth probes) from
+// a forwarded stream and numbers the packets after them on, so the far end
+// sees no loss that is not there; a real gap stays a gap.
+type seqGap struct {
+	started bool
+	skipped uint16
+}
+
+// next is the sequence number to forward a packet with, or false to drop
+// it (padding).
+func (g *seqGap) next(seq uint16, padding bool) (uint16, bool) {
+	if padding {
+		if g.started {
+			g.skipped++
+		}
+		return 0, false
+	}
+	g.started = true
+	return seq - g.skipped, true
 }
 
 // feedback forwards the page's keyframe requests and NACKs for what we
