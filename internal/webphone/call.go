@@ -35,7 +35,7 @@ type call struct {
 	relay *relayOffer
 	// answered is closed once media flows both ways.
 	answered chan struct{}
-	br       *bridge // guarded by the tab's mu; set once media is set up
+	br       *bridge // guarded by the tab's mu; closed by finish
 }
 
 type decision struct {
@@ -131,7 +131,11 @@ func (t *tab) finish(c *call, reason string) {
 	if t.calls[c.leg] == c {
 		t.calls[c.leg] = nil
 	}
+	br := c.br
 	t.mu.Unlock()
+	if br != nil {
+		br.close() // its goroutines end before the call counts as ended
+	}
 	close(c.done)
 	if reason != "" {
 		t.send(msg{Type: "ended", Reason: reason, Leg: legNames[c.leg]})
@@ -208,15 +212,14 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 		t.finish(c, "failed")
 		return
 	}
+	t.own(c, br)
 	t.send(msg{Type: "sdp", SDP: answer, Leg: leg})
 	sipOffer, err := br.sipOffer()
 	if err != nil {
-		br.close()
 		t.finish(c, "failed")
 		return
 	}
 	go func() {
-		defer br.close()
 		sess, err := t.ua.invite(c.ctx, number, sipOffer, extra, func(code int) {
 			if code == 180 || code == 183 {
 				t.send(msg{Type: "ringing", Leg: leg})
@@ -238,7 +241,7 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 			if tp, _ := media.ParseText(sess.InviteResponse.Body()); tp != nil && !tp.Encrypted {
 				neg.Text = tp
 			}
-			err = t.startBridge(c, br, neg)
+			err = t.startBridge(br, neg)
 		}
 		if err != nil {
 			t.g.log.Info("web phone answer unusable", "number", t.sess.Number, "error", err)
@@ -318,10 +321,8 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 	var sipAnswer []byte
 	var neg media.Negotiated
 	if err == nil {
+		t.own(c, br)
 		sipAnswer, neg, err = br.sipAnswer(req.Body())
-		if err != nil {
-			br.close()
-		}
 	}
 	if err != nil {
 		t.g.log.Info("web phone answer failed", "number", t.sess.Number, "error", err)
@@ -330,13 +331,11 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		return
 	}
 	if err := dlg.Respond(sipmsg.StatusOK, "OK", sipAnswer, sipmsg.NewHeader("Content-Type", "application/sdp"), &contact); err != nil {
-		br.close()
 		t.finish(c, "failed")
 		return
 	}
 	t.send(msg{Type: "sdp", SDP: answer})
-	if err := t.startBridge(c, br, neg); err != nil {
-		br.close()
+	if err := t.startBridge(br, neg); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		dlg.Bye(ctx)
 		cancel()
@@ -346,22 +345,22 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 	close(c.answered)
 	t.send(msg{Type: "answered", RTT: br.hasText()})
 	go func() {
-		defer br.close()
 		defer dlg.Close()
 		t.converse(c, dlg.Context(), dlg.Bye)
 	}()
 }
 
-// startBridge starts c's media on neg, its text to the page.
-func (t *tab) startBridge(c *call, br *bridge, neg media.Negotiated) error {
-	br.onText = func(text []byte, _ int) { t.send(msg{Type: "rtt", Text: string(text)}) }
-	if err := br.start(neg); err != nil {
-		return err
-	}
+// own makes br c's media, closed when c is finished.
+func (t *tab) own(c *call, br *bridge) {
 	t.mu.Lock()
 	c.br = br
 	t.mu.Unlock()
-	return nil
+}
+
+// startBridge starts br on neg, its text to the page.
+func (t *tab) startBridge(br *bridge, neg media.Negotiated) error {
+	br.onText = func(text []byte, _ int) { t.send(msg{Type: "rtt", Text: string(text)}) }
+	return br.start(neg)
 }
 
 // typeText sends what the page typed on the main call's text stream.
