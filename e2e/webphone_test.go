@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +54,12 @@ func axeScript(t *testing.T) string {
 // its own browser context (own storage, so its own device).
 func browserAlloc(t *testing.T) context.Context {
 	t.Helper()
-	path := needTool(t, "chromium")
+	return browserAllocPath(t, needTool(t, "chromium"))
+}
+
+// browserAllocPath is browserAlloc with the browser at path.
+func browserAllocPath(t *testing.T, path string) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // tests run as root in a container
@@ -700,4 +707,50 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	fmt.Sscan(f[11], &utime)
 	fmt.Sscan(f[12], &stime)
 	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// TestWebPhoneBehindFirewall: the browser on a customer host behind exactly
+// the nftables rules `z5d firewall` generates (the seed's topology on
+// 198.18 addresses, production ports) signs in and calls a z5 client on
+// the same host: HTTPS to the MCS and UDP to its relay range are all the
+// web phone needs. The relay runs as in production (it sends to none of
+// the node's own addresses but the gateway's sockets).
+func TestWebPhoneBehindFirewall(t *testing.T) {
+	chromium := needTool(t, "chromium")
+	l := newLab(t)
+	l.startProvider(t)
+	l.admin(t, nsAlicePass+"\n", customerAdd("alice")...)
+	l.admin(t, "", "number", "add", "alice", nsAliceNumber)
+	l.admin(t, nsBobPass+"\n", customerAdd("bob")...)
+	l.admin(t, "", "number", "add", "bob", nsBobNumber)
+	c := l.customer(t, 0)
+	c.load(t, l.nft)
+	c.mustLogin(t, "bob")
+	ln := c.listen(t, "bob")
+
+	// chromium runs inside the customer's namespace; chromedp talks to it
+	// over the pipe it inherits.
+	wrapper := filepath.Join(t.TempDir(), "chromium-in-netns")
+	script := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n", c.ns, chromium)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alice := openPage(t, browserAllocPath(t, wrapper), "alice", "https://198.18.1.21/", "")
+	alice.signIn("alice", nsAlicePass, "", false)
+	alice.fill("textbox", "Number to call", nsBobNumber)
+	alice.click("button", "Call")
+	frames := alice.waitFrames(30, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	alice.click("button", "Hang up")
+	alice.waitText("alert", "", "ended", 10*time.Second)
+	out := ln.wait(t)
+	m := regexp.MustCompile(`video sent \d+ pkts/\d+ frames, received (\d+) pkts/(\d+) frames`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("z5 listen printed no video summary:\n%s", out)
+	}
+	got, _ := strconv.Atoi(m[2])
+	t.Logf("behind the generated firewall: the page decoded %d frames of bob's video; bob received %s packets, %d frames of the page's", frames, m[1], got)
+	if got < 30 {
+		t.Errorf("bob received %d frames of the page's video, want >= 30", got)
+	}
 }
