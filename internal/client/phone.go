@@ -450,8 +450,11 @@ func (p *Phone) sendPing(server netip.AddrPort) error {
 	if !ok {
 		return fmt.Errorf("connection to %s cannot write raw bytes", server)
 	}
+	// The deadline bounds this write only: left set, it would fail
+	// sipgo's next write on the flow once it passed.
 	w.SetWriteDeadline(time.Now().Add(pingWriteTimeout))
 	_, err = w.Write([]byte("\r\n\r\n"))
+	w.SetWriteDeadline(time.Time{})
 	return err
 }
 
