@@ -281,7 +281,8 @@ type rtpTimeline struct {
 
 // at returns the file time of a frame with RTP timestamp ts that arrived
 // wall ms after the recording began. ok is false for a frame at or before
-// the previous one (late, duplicated): a track's blocks only move forward.
+// the previous one (late, duplicated): a track's blocks only move forward,
+// each at least a millisecond after the one before.
 func (tl *rtpTimeline) at(ts uint32, wall int64) (ms int64, ok bool) {
 	jump := int64(maxTimestampJump/time.Second) * int64(tl.clock)
 	if tl.started {
@@ -292,10 +293,10 @@ func (tl *rtpTimeline) at(ts uint32, wall int64) (ms int64, ok bool) {
 		if d > 0 && d < jump {
 			tl.ext += d
 			tl.last = ts
-			ms = tl.anchor + tl.ext*1000/int64(tl.clock)
-			if ms <= tl.lastMs {
-				return 0, false // a tick apart, the same millisecond
-			}
+			// Frames a tick apart would share a millisecond; the later
+			// one goes one millisecond on rather than being dropped (a
+			// dropped video frame breaks the frames that refer to it).
+			ms = max(tl.anchor+tl.ext*1000/int64(tl.clock), tl.lastMs+1)
 			tl.lastMs = ms
 			return ms, true
 		}

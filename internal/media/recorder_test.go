@@ -200,6 +200,12 @@ func TestRTPTimeline(t *testing.T) {
 			{1320, 42, 0, false},
 			{1480, 60, 60, true},
 		}},
+		{"a tick apart: a millisecond on, not dropped", 90000, []step{
+			{0, 0, 0, true},
+			{45, 1, 1, true},
+			{90, 1, 2, true},
+			{9000, 100, 100, true},
+		}},
 		{"gap kept", 90000, []step{
 			{0, 10, 10, true},
 			{90000, 1010, 1010, true},
