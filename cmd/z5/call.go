@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -35,7 +36,15 @@ type callSummary struct {
 	Encrypted  bool                `json:"encrypted"` // every stream ran SRTP
 	Streams    []media.StreamStats `json:"streams"`
 	Recording  string              `json:"recording,omitempty"` // the call's .mkv
+	// Requeued is the MCS's notice when it ended the call to queue the
+	// caller again at the front (the interpreter vanished): z5 call
+	// calls again at once, and prints the next call's summary after.
+	Requeued string `json:"requeued,omitempty"`
 }
+
+// maxCallAgain bounds how many times one z5 call follows the MCS's ask to
+// call again after a lost interpreter.
+const maxCallAgain = 3
 
 func summarize(call *client.Call, target, server string) callSummary {
 	s := callSummary{Target: target, CallID: call.Dialog.CallID, Server: server, Relay: call.Relay.String(),
@@ -117,6 +126,7 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		defer stop()
 		mo.Text = &client.TextOptions{Typed: typed, Out: e.stdout, Echo: echo}
 	}
+	first := mo
 	var stats *statsRecorder
 	if *statsFile != "" {
 		// Opened before dialing: a path that cannot be written fails
@@ -152,6 +162,35 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 	if err != nil {
 		return err
 	}
+	for again := 1; ; again++ {
+		token, notice, requeued := e.oneCall(ctx, call, pos[0], host, server, duration, asJSON, text, stats, statsFile, say)
+		if !requeued || again > maxCallAgain || ctx.Err() != nil {
+			break
+		}
+		// The interpreter vanished: the MCS holds our place at the front
+		// of the queue for a new call to the same number with its token.
+		say("%s: calling %s again...", strings.TrimSuffix(notice, "."), pos[0])
+		if mo, err = mediaOptions(*send, *record, fmt.Sprintf("call-again%d", again), *raw); err != nil {
+			return err
+		}
+		mo.SRTP, mo.NoVideo = first.SRTP, first.NoVideo
+		mo.Text = first.Text
+		if call, err = ph.CallAgain(ctx, pos[0], token, mo, progressPrinter(func(code int, reason string) { say("%s", progressLine(code, reason)) })); err != nil {
+			return err
+		}
+	}
+	if stats != nil {
+		if err := stats.Close(); err != nil {
+			return err
+		}
+	}
+	return noMediaError(c, call, summarize(call, pos[0], ""))
+}
+
+// oneCall runs one connected call of z5 call to its end and prints its
+// summary; it reports whether the MCS asked to call again (requeued).
+func (e *env) oneCall(ctx context.Context, call *client.Call, target, host string, server netip.AddrPort, duration *time.Duration, asJSON, text *bool,
+	stats *statsRecorder, statsFile *string, say func(string, ...any)) (token, notice string, requeued bool) {
 	say("connected: media through relay %s (setup %s); Ctrl-C hangs up", call.Relay, call.Answered.Sub(call.Started).Round(time.Millisecond))
 	live, started, ticks := cli.NewLiveLine(e.stdout), false, 0
 	reason := call.Wait(ctx, *duration, func(st []media.StreamStats) {
@@ -169,13 +208,15 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		}
 	})
 	live.Done()
-	sum := summarize(call, pos[0], fmt.Sprintf("%s (%s)", host, server))
+	sum := summarize(call, target, fmt.Sprintf("%s (%s)", host, server))
 	sum.EndReason = reason
+	token, notice, requeued = call.Dialog.Requeue()
+	sum.Requeued = notice
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(sum); err != nil {
-			return err
+			fmt.Fprintf(e.stderr, "z5: %v\n", err)
 		}
 	} else {
 		say("call ended: %s after %.1fs", reason, sum.DurationS)
@@ -189,12 +230,7 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 			say("call quality: %s (z5 report %s --svg call.svg draws it)", *statsFile, *statsFile)
 		}
 	}
-	if stats != nil {
-		if err := stats.Close(); err != nil {
-			return err
-		}
-	}
-	return noMediaError(c, call, sum)
+	return token, notice, requeued
 }
 
 // noMediaError fails a call that connected but received no media at all:

@@ -535,6 +535,9 @@ type callView struct {
 	SessionEnd        *time.Time `json:"session_end,omitempty"`
 	ConversationStart *time.Time `json:"conversation_start,omitempty"`
 	ConversationEnd   *time.Time `json:"conversation_end,omitempty"`
+	// RequeueOf is the relay call this one continues after its
+	// interpreter's connection was lost.
+	RequeueOf string `json:"requeue_of,omitempty"`
 	// QueueWaitSeconds is QueuedAt to SessionStart (the interpreter
 	// answered), for answered relay calls.
 	QueueWaitSeconds *float64 `json:"queue_wait_seconds,omitempty"`
@@ -559,6 +562,7 @@ func relaySummary(c store.Call) string {
 // relayFields fills v's relay call fields from c.
 func relayFields(v *callView, c store.Call) {
 	v.Direction, v.CAID, v.Dialed, v.UserNumber, v.UserIP = c.Direction, c.CAID, c.Dialed, c.UserNumber, c.UserIP
+	v.RequeueOf = c.RequeueOf
 	v.QueuedAt, v.OfferedAt = timeOrNil(c.QueuedAt), timeOrNil(c.OfferedAt)
 	v.SessionStart, v.SessionEnd = timeOrNil(c.SessionStart), timeOrNil(c.SessionEnd)
 	v.ConversationStart, v.ConversationEnd = timeOrNil(c.ConversationStart), timeOrNil(c.ConversationEnd)

@@ -32,10 +32,13 @@ const (
 	Offering = "offering" // offered to one or more agents, none answered yet
 )
 
-// Priorities of queued calls: emergency calls go first.
+// Priorities of queued calls: emergency calls go first, then callers
+// whose interpreter vanished mid-call (re-queued at the front), then the
+// rest.
 const (
 	PriorityNormal    = 0
-	PriorityEmergency = 1
+	PriorityRequeue   = 1
+	PriorityEmergency = 2
 )
 
 // Agent is an interpreter as the distribution sees them.
@@ -60,6 +63,10 @@ type Entry struct {
 	Display   string // the caller's display name
 	UserIP    string
 	Location  string // 911: "street, city, ST zip"
+	// RequeueOf is the relay call this one continues (its interpreter
+	// vanished mid-call): known to the node holding the call, for its
+	// record; the shared queue carries only the priority.
+	RequeueOf string
 }
 
 // Ordered returns the queue in service order: emergency first, then by
@@ -285,4 +292,24 @@ type Store interface {
 	AnswerOffer(ctx context.Context, callID, caID string, now time.Time) error
 	// FinishWrapUp moves agents in wrap-up since before `before` to Ready.
 	FinishWrapUp(ctx context.Context, before time.Time, now time.Time) (int, error)
+}
+
+// Requeue is what the MCS keeps of a relay call whose interpreter vanished
+// mid-call: the caller may call again with Token within the window and be
+// queued at the front (PriorityRequeue).
+type Requeue struct {
+	Token     string    // unguessable, handed to the caller in the BYE
+	CallID    string    // the relay call it continues
+	User      string    // the VRS user's number: only they may use it
+	Direction string    // outbound or emergency: the new call's must match
+	Expires   time.Time // the end of the window
+}
+
+// RequeueGrant decides whether a call presenting a re-queue token may take
+// the front of the queue: the token matches one kept (r), unused, not
+// expired, presented by the same user for a call of the same direction.
+// Anything else is an ordinary call (queued in its normal place).
+func RequeueGrant(r Requeue, found bool, token, user, direction string, now time.Time) bool {
+	return found && token != "" && r.Token == token && r.User == user && r.Direction == direction &&
+		now.Before(r.Expires)
 }

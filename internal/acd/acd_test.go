@@ -157,3 +157,47 @@ func TestWrapUpDoneAndCounts(t *testing.T) {
 		t.Errorf("Counts = %v, want %v", got, want)
 	}
 }
+
+func TestRequeueOrderAndGrant(t *testing.T) {
+	// A re-queued caller goes ahead of everyone waiting longer, but not
+	// ahead of 911.
+	q := []Entry{
+		{CallID: "old", QueuedAt: at(0), State: Waiting},
+		{CallID: "again", QueuedAt: at(8), State: Waiting, Priority: PriorityRequeue},
+		{CallID: "911", QueuedAt: at(9), State: Waiting, Priority: PriorityEmergency},
+	}
+	pos := Positions(q)
+	if pos["911"] != 1 || pos["again"] != 2 || pos["old"] != 3 {
+		t.Errorf("Positions = %v, want 911 1, again 2, old 3", pos)
+	}
+	// Only the emergency call is offered to every free agent.
+	offers := Pair(q, []Agent{{CAID: "a", State: Ready, Since: at(0)}, {CAID: "b", State: Ready, Since: at(1)}})
+	if len(offers) != 1 || offers[0].CallID != "911" || len(offers[0].CAIDs) != 2 {
+		t.Errorf("Pair = %+v, want 911 to both", offers)
+	}
+	offers = Pair(q[:2], []Agent{{CAID: "a", State: Ready, Since: at(0)}})
+	if len(offers) != 1 || offers[0].CallID != "again" {
+		t.Errorf("Pair = %+v, want the re-queued call first", offers)
+	}
+
+	r := Requeue{Token: "tok", CallID: "c1", User: "2025550100", Direction: "outbound", Expires: at(60)}
+	for _, tc := range []struct {
+		name                   string
+		found                  bool
+		token, user, direction string
+		now                    time.Time
+		want                   bool
+	}{
+		{"kept, same user and direction, in time", true, "tok", "2025550100", "outbound", at(59), true},
+		{"not kept (used or never issued)", false, "tok", "2025550100", "outbound", at(1), false},
+		{"another token", true, "forged", "2025550100", "outbound", at(1), false},
+		{"empty token", true, "", "2025550100", "outbound", at(1), false},
+		{"another user", true, "tok", "2025550199", "outbound", at(1), false},
+		{"another direction", true, "tok", "2025550100", "emergency", at(1), false},
+		{"expired", true, "tok", "2025550100", "outbound", at(60), false},
+	} {
+		if got := RequeueGrant(r, tc.found, tc.token, tc.user, tc.direction, tc.now); got != tc.want {
+			t.Errorf("%s: RequeueGrant = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -26,6 +26,26 @@ type Dialog struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	reason string
+	// requeue is set when the MCS ended the call asking us to call again
+	// (a relay call whose interpreter vanished); guarded by mu.
+	requeue requeueAsk
+}
+
+// requeueAsk is a BYE's request to call the same number again at once:
+// the token to send back (X-Z5-Requeue) and the words for the user.
+type requeueAsk struct{ token, notice string }
+
+// HdrRequeue carries the MCS's re-queue token: in its BYE to a relay
+// caller whose interpreter vanished, and back in the caller's new INVITE.
+const HdrRequeue = "X-Z5-Requeue"
+
+// Requeue reports whether the MCS ended the call asking the caller to
+// call the same number again at once (its interpreter vanished mid-call):
+// the token for the new call (CallAgain) and the notice to show.
+func (d *Dialog) Requeue() (token, notice string, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.requeue.token, d.requeue.notice, d.requeue.token != ""
 }
 
 func newDialog(remote string, hangup func(context.Context) error) *Dialog {
@@ -152,10 +172,15 @@ func (p *Phone) routes() {
 		p.dsrv.ReadAck(req, tx)
 	})
 	p.srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if ask, ok := requeueOf(req); ok {
+			// Kept before the dialog ends, so track sees it.
+			p.requeues.Store(req.CallID().Value(), ask)
+		}
 		if err := p.dcli.ReadBye(req, tx); err == nil {
 			return
 		}
 		if err := p.dsrv.ReadBye(req, tx); err != nil {
+			p.requeues.Delete(req.CallID().Value()) // no dialog of ours
 			tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		}
 	})
@@ -205,10 +230,43 @@ func (p *Phone) track(d *Dialog, ctx context.Context) {
 	go func() {
 		select {
 		case <-ctx.Done():
+			if v, ok := p.requeues.LoadAndDelete(d.CallID); ok {
+				d.mu.Lock()
+				d.requeue = v.(requeueAsk)
+				d.mu.Unlock()
+			}
 			d.end("remote hangup")
 		case <-d.done:
 		}
 	}()
+}
+
+// defaultRequeueNotice is said when the MCS's BYE has no words of its own.
+const defaultRequeueNotice = "Your interpreter was disconnected; reconnecting you to the next interpreter"
+
+// requeueOf reads a BYE asking the caller to call again: its token
+// (X-Z5-Requeue) and the Reason header's text.
+func requeueOf(req *sipmsg.Request) (requeueAsk, bool) {
+	h := req.GetHeader(HdrRequeue)
+	if h == nil || strings.TrimSpace(h.Value()) == "" {
+		return requeueAsk{}, false
+	}
+	ask := requeueAsk{token: strings.TrimSpace(h.Value()), notice: defaultRequeueNotice}
+	if r := req.GetHeader("Reason"); r != nil {
+		if _, after, ok := strings.Cut(r.Value(), `text="`); ok {
+			if text, _, ok := strings.Cut(after, `"`); ok && text != "" {
+				ask.notice = text
+			}
+		}
+	}
+	return ask, true
+}
+
+// CallAgain is Call for a relay caller whose interpreter vanished: the
+// same number again with the MCS's re-queue token, to be queued at the
+// front.
+func (p *Phone) CallAgain(ctx context.Context, target, token string, mo MediaOptions, onProgress func(int, string)) (*Call, error) {
+	return p.call(ctx, target, mo, onProgress, sipmsg.NewHeader(HdrRequeue, token))
 }
 
 // ackTimeout bounds sending the ACK of an answered call.

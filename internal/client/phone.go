@@ -48,6 +48,9 @@ type Phone struct {
 
 	epoch    time.Time // lastRecv counts from here (monotonic)
 	lastRecv sync.Map  // remote "ip:port" -> *atomic.Int64 (nanos since epoch)
+	// requeues are the re-queue asks of BYEs just received, by Call-ID,
+	// until their dialog's end picks them up (track).
+	requeues sync.Map
 
 	mu       sync.Mutex // guards the following
 	server   netip.AddrPort

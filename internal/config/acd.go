@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +24,10 @@ type ACD struct {
 	// WrapUp is how long an interpreter stays in wrap-up after a call
 	// before becoming ready again.
 	WrapUp time.Duration `toml:"wrap_up"`
+	// RequeueWindow is how long a caller whose interpreter vanished
+	// mid-call may call again with the token the MCS gave it and be
+	// queued at the front (the client calls again at once).
+	RequeueWindow time.Duration `toml:"requeue_window"`
 }
 
 func (a *ACD) applyDefaults() {
@@ -33,6 +39,9 @@ func (a *ACD) applyDefaults() {
 	}
 	if a.WrapUp == 0 {
 		a.WrapUp = 5 * time.Second
+	}
+	if a.RequeueWindow == 0 {
+		a.RequeueWindow = time.Minute
 	}
 }
 
@@ -47,6 +56,7 @@ func (a *ACD) validate() Errors {
 	within("acd.max_wait", a.MaxWait, 10*time.Second, 24*time.Hour)
 	// 0 is unset (the default), so the shortest wrap-up is a millisecond.
 	within("acd.wrap_up", a.WrapUp, time.Millisecond, time.Hour)
+	within("acd.requeue_window", a.RequeueWindow, time.Second, time.Hour)
 	return errs
 }
 
@@ -67,6 +77,14 @@ type Trunk struct {
 	// Routes send dialled numbers matching a route elsewhere than Address
 	// (911 to the PSAP route).
 	Routes []TrunkRoute `toml:"route"`
+	// CA is a PEM file of the certificates that may sign the gateway's
+	// certificate when a trunk address or route uses transport=tls; empty:
+	// the system's roots.
+	CA string `toml:"ca"`
+	// ServerName is the name the gateway's certificate must carry; empty:
+	// the address's host (an IP address, which must then be in the
+	// certificate).
+	ServerName string `toml:"server_name"`
 }
 
 // TrunkRoute maps a dialled number to a target SIP URI.
@@ -126,6 +144,10 @@ func ParseTrunkURI(s string) (TrunkURI, error) {
 	return u, nil
 }
 
+// reServerName is a DNS name (labels of letters, digits and hyphens) or
+// an IP address's text.
+var reServerName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^[0-9A-Fa-f:.]{2,45}$`)
+
 var reRouteMatch = regexp.MustCompile(`^[0-9]{1,15}\*?$|^\*$`)
 
 func (t *Trunk) validate() Errors {
@@ -147,6 +169,16 @@ func (t *Trunk) validate() Errors {
 	}
 	if (t.Username == "") != (t.Password == "") {
 		add("trunk.username", "username and password go together")
+	}
+	if t.CA != "" {
+		if b, err := os.ReadFile(t.CA); err != nil {
+			add("trunk.ca", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			add("trunk.ca", "%s: no PEM certificate in it", t.CA)
+		}
+	}
+	if t.ServerName != "" && !reServerName.MatchString(t.ServerName) {
+		add("trunk.server_name", "%q: want a DNS name or an IP address", t.ServerName)
 	}
 	for i, r := range t.Routes {
 		k := fmt.Sprintf("trunk.route[%d]", i)

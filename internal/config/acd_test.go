@@ -2,7 +2,16 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +30,9 @@ func devWithoutTrunk(t *testing.T) []byte {
 
 func TestACDDefaults(t *testing.T) {
 	c := Dev(t.TempDir())
-	if c.ACD.RingTimeout != 15*time.Second || c.ACD.MaxWait != 10*time.Minute || c.ACD.WrapUp != 5*time.Second {
-		t.Errorf("acd defaults %+v, want 15s 10m 5s", c.ACD)
+	if c.ACD.RingTimeout != 15*time.Second || c.ACD.MaxWait != 10*time.Minute || c.ACD.WrapUp != 5*time.Second ||
+		c.ACD.RequeueWindow != time.Minute {
+		t.Errorf("acd defaults %+v, want 15s 10m 5s 1m", c.ACD)
 	}
 	tr, err := ParseTrunkURI(c.Trunk.Address)
 	if err != nil || tr.Host != netip.MustParseAddrPort("127.0.0.1:5080") || tr.Transport != "tcp" {
@@ -65,6 +75,10 @@ func TestACDTrunkValidation(t *testing.T) {
 	for _, tc := range []struct{ extra, want string }{
 		{"[acd]\nring_timeout = \"10ms\"\n", "acd.ring_timeout"},
 		{"[acd]\nmax_wait = \"48h\"\n", "acd.max_wait"},
+		{"[acd]\nrequeue_window = \"100ms\"\n", "acd.requeue_window"},
+		{"[trunk]\naddress = \"sip:127.0.0.1:5081;transport=tls\"\nca = \"/nonexistent/ca.pem\"\n", "trunk.ca"},
+		{"[trunk]\naddress = \"sip:127.0.0.1:5081;transport=tls\"\nca = \"acd_test.go\"\n", "trunk.ca"},
+		{"[trunk]\naddress = \"sip:127.0.0.1:5081;transport=tls\"\nserver_name = \"gw example\"\n", "trunk.server_name"},
 		{"[trunk]\naddress = \"sip:gw.example:5060\"\n", "trunk.address"},
 		{"[trunk]\nallow = [\"127.0.0.1/32\"]\n", "trunk.address"},
 		{"[trunk]\naddress = \"sip:127.0.0.1:5080\"\nallow = [\"nonsense\"]\n", "trunk.allow"},
@@ -93,4 +107,37 @@ func TestACDTrunkValidation(t *testing.T) {
 	if c, err := Parse("test.toml", src); err != nil || c.RelayAccessNumber != "8665550100" {
 		t.Errorf("relay_access_number: %v", err)
 	}
+}
+
+// TestTrunkTLSKeys: a CA file with a certificate and a server name are
+// taken as they are.
+func TestTrunkTLSKeys(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, testCAPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := append(devWithoutTrunk(t), "\n[trunk]\naddress = \"sips:127.0.0.1:5081\"\nca = \""+ca+"\"\nserver_name = \"gw.carrier.example\"\n"...)
+	c, err := Parse("test.toml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Trunk.CA != ca || c.Trunk.ServerName != "gw.carrier.example" {
+		t.Errorf("trunk %+v", c.Trunk)
+	}
+}
+
+// testCAPEM is a fresh self-signed certificate in PEM (only parsed).
+func testCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"test ca"}},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

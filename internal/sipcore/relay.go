@@ -25,12 +25,16 @@ const (
 	HdrLocation      = "X-Z5-Location" // 911 only
 	HdrCallback      = "X-Z5-Callback" // 911 only
 	HdrQueuePosition = "X-Z5-Queue-Position"
+	// HdrRequeue is the token in the BYE to a caller whose interpreter
+	// vanished mid-call; the caller's next INVITE carries it back to be
+	// queued at the front.
+	HdrRequeue = "X-Z5-Requeue"
 )
 
 // RelayHeaders are the header fields only the MCS sets: removed from what
 // a client sends before the MCS adds its own (X-Z5-Relay-Call on a
 // station's second leg is read first).
-var RelayHeaders = []string{HdrRelayCall, HdrDirection, HdrDialed, HdrUser, HdrCaller, HdrLocation, HdrCallback, HdrQueuePosition}
+var RelayHeaders = []string{HdrRelayCall, HdrDirection, HdrDialed, HdrUser, HdrCaller, HdrLocation, HdrCallback, HdrQueuePosition, HdrRequeue}
 
 // Ends of a relay call that never reached an interpreter.
 const (

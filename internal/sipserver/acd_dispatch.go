@@ -31,12 +31,42 @@ type acdQueue struct {
 	// made under it is seen whole.
 	pass sync.Mutex
 
-	mu   sync.Mutex // guards byID
+	mu   sync.Mutex // guards byID and requeues
 	byID map[string]*call
+	// requeues are the re-queue tokens handed to callers whose
+	// interpreter vanished mid-call, by token; each used once, or
+	// dropped once expired.
+	requeues map[string]acd.Requeue
 }
 
 func newACDQueue() *acdQueue {
-	return &acdQueue{wake: make(chan struct{}, 1), byID: map[string]*call{}}
+	return &acdQueue{wake: make(chan struct{}, 1), byID: map[string]*call{}, requeues: map[string]acd.Requeue{}}
+}
+
+// keepRequeue stores r, dropping the expired ones (so the map holds only
+// the tokens of the last window's lost calls).
+func (q *acdQueue) keepRequeue(r acd.Requeue, now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for k, v := range q.requeues {
+		if !now.Before(v.Expires) {
+			delete(q.requeues, k)
+		}
+	}
+	q.requeues[r.Token] = r
+}
+
+// takeRequeue uses token once: the call it continues, when acd.RequeueGrant
+// allows user's call of this direction to take the front of the queue.
+func (q *acdQueue) takeRequeue(token, user, direction string, now time.Time) (acd.Requeue, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r, found := q.requeues[token]
+	if !acd.RequeueGrant(r, found, token, user, direction, now) {
+		return acd.Requeue{}, false
+	}
+	delete(q.requeues, token)
+	return r, true
 }
 
 func (q *acdQueue) add(c *call) {

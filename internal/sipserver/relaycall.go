@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,14 @@ func (s *Server) routeRelay(ctx context.Context, req *sipmsg.Request, tx sipmsg.
 		if cl.Kind == sipcore.KindQueueEmergency {
 			e.Direction, e.Priority = store.CallEmergency, acd.PriorityEmergency
 		}
+		if tok := req.GetHeader(sipcore.HdrRequeue); tok != nil {
+			// A token forged, used or expired is ignored: an ordinary call.
+			if r, ok := s.acdq.takeRequeue(strings.TrimSpace(tok.Value()), number, e.Direction, s.now()); ok {
+				e.RequeueOf, e.Priority = r.CallID, max(e.Priority, acd.PriorityRequeue)
+			} else {
+				s.log.Info("re-queue token not honoured: queued in the normal order", "number", number)
+			}
+		}
 		s.queueCall(ctx, req, tx, e, flow, deviceID)
 		return true
 	}
@@ -116,6 +125,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 		record: store.Call{
 			CallID: callID, From: from, To: e.Dialed, Node: s.cfg.Node, StartedAt: now,
 			Direction: e.Direction, Dialed: e.Dialed, UserNumber: e.User, UserIP: e.UserIP, QueuedAt: now,
+			RequeueOf: e.RequeueOf,
 		},
 		relay: &relayLeg{entry: e, offers: make(chan []string, 1), positions: make(chan int, 1)},
 	}
@@ -164,7 +174,8 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 		s.end(c, endError, 500)
 		return
 	}
-	s.log.Info("relay call queued", "call_id", callID, "direction", e.Direction, "user", e.User, "dialed", e.Dialed)
+	s.log.Info("relay call queued", "call_id", callID, "direction", e.Direction, "user", e.User, "dialed", e.Dialed,
+		"requeue_of", e.RequeueOf)
 	s.wakeDispatcher()
 	s.waitInQueue(c, req, tx, offer)
 }
@@ -392,9 +403,12 @@ func mergeRelayRecord(mine, stored store.Call) store.Call {
 
 // stationLost ends the relay calls whose interpreter's connection (flow)
 // closed mid-call: the caller gets a BYE saying why rather than silence
-// until the media timeout, and the interpreter is not ready. (Handing the
+// until the media timeout, and the interpreter is not ready. Handing the
 // caller to the next interpreter within the same dialog would take a
-// back-to-back user agent; the proxy passes dialogs through as they are.)
+// back-to-back user agent (the proxy passes dialogs through as they are),
+// so the caller's help is asked: a deaf caller's BYE (outbound, 911)
+// carries a single-use token (X-Z5-Requeue), and a Z5 client calls the
+// same number again at once with it, to be queued at the front.
 func (s *Server) stationLost(flowID string) {
 	for _, c := range s.calls.all() {
 		if c.relay == nil {
@@ -412,8 +426,31 @@ func (s *Server) stationLost(flowID string) {
 		}
 		s.log.Warn("interpreter's connection lost mid-call", "call_id", c.id, "flow", flowID)
 		bye := s.newInDialog(sipmsg.BYE, caller, c.id, callee.cseq+1)
-		bye.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=480;text="Interpreter disconnected; please call again"`))
+		if tok := s.requeueToken(c); tok != "" {
+			bye.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=480;text="`+requeueNotice+`"`))
+			bye.AppendHeader(sipmsg.NewHeader(sipcore.HdrRequeue, tok))
+		} else {
+			bye.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=480;text="Interpreter disconnected; please call again"`))
+		}
 		s.sendAndForget(bye)
 		s.end(c, sipcore.EndInterpreterLost, 0)
 	}
+}
+
+// requeueNotice is the lost-interpreter BYE's words when the caller may
+// call again at the front of the queue.
+const requeueNotice = "Your interpreter was disconnected; reconnecting you to the next interpreter"
+
+// requeueToken keeps a re-queue token for c's caller and returns it; ""
+// when the caller is not the deaf user (inbound: the telephone network
+// called) or re-queueing is off (acd.requeue_window 0).
+func (s *Server) requeueToken(c *call) string {
+	e := c.relay.entry
+	if s.cfg.ACD.RequeueWindow <= 0 || (e.Direction != store.CallOutbound && e.Direction != store.CallEmergency) {
+		return ""
+	}
+	r := acd.Requeue{Token: randomToken(16), CallID: c.id, User: e.User, Direction: e.Direction,
+		Expires: s.now().Add(s.cfg.ACD.RequeueWindow)}
+	s.acdq.keepRequeue(r, s.now())
+	return r.Token
 }

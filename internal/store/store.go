@@ -331,6 +331,10 @@ type Call struct {
 	SessionEnd        time.Time // first leg ended
 	ConversationStart time.Time // hearing party (or user, inbound) answered the second leg
 	ConversationEnd   time.Time
+	// RequeueOf is the relay call this one continues: its interpreter's
+	// connection was lost and the caller, re-queued, called again (a
+	// record of its own, so each interpreter's minutes are billed once).
+	RequeueOf string
 }
 
 // Relay call directions (Call.Direction).

@@ -38,7 +38,7 @@ func statsFromJSON(b []byte) ([]store.StreamStats, error) {
 
 const callCols = `call_id, from_number, to_number, node, started_at, answered_at, ended_at, end_reason, status, media_stats,
 	direction, ca_id, dialed, user_number, user_ip, queued_at, offered_at, session_start, session_end,
-	conversation_start, conversation_end`
+	conversation_start, conversation_end, requeue_of`
 
 func scanCall(sc scanner) (store.Call, error) {
 	var c store.Call
@@ -46,7 +46,7 @@ func scanCall(sc scanner) (store.Call, error) {
 	if err := sc.Scan(&c.CallID, &c.From, &c.To, &c.Node, timeCol{&c.StartedAt}, timeCol{&c.AnsweredAt}, timeCol{&c.EndedAt},
 		&c.EndReason, &c.Status, &stats,
 		&c.Direction, &c.CAID, &c.Dialed, &c.UserNumber, &c.UserIP, timeCol{&c.QueuedAt}, timeCol{&c.OfferedAt},
-		timeCol{&c.SessionStart}, timeCol{&c.SessionEnd}, timeCol{&c.ConversationStart}, timeCol{&c.ConversationEnd}); err != nil {
+		timeCol{&c.SessionStart}, timeCol{&c.SessionEnd}, timeCol{&c.ConversationStart}, timeCol{&c.ConversationEnd}, &c.RequeueOf); err != nil {
 		return store.Call{}, err
 	}
 	var err error
@@ -57,7 +57,7 @@ func scanCall(sc scanner) (store.Call, error) {
 // relayArgs are the relay columns' values of c, in callCols order.
 func (s *Store) relayArgs(c store.Call) []any {
 	return []any{c.Direction, c.CAID, c.Dialed, c.UserNumber, c.UserIP, s.d.NullTime(c.QueuedAt), s.d.NullTime(c.OfferedAt),
-		s.d.NullTime(c.SessionStart), s.d.NullTime(c.SessionEnd), s.d.NullTime(c.ConversationStart), s.d.NullTime(c.ConversationEnd)}
+		s.d.NullTime(c.SessionStart), s.d.NullTime(c.SessionEnd), s.d.NullTime(c.ConversationStart), s.d.NullTime(c.ConversationEnd), c.RequeueOf}
 }
 
 // CreateCall stores a new call record; StartedAt defaults to now and a
@@ -75,7 +75,7 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
 	return s.update(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, args...)
+			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, args...)
 		return err
 	})
 }
@@ -101,11 +101,11 @@ func (s *Store) updateCallSQL(c store.Call) (string, []any, error) {
 	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
 		status = $8, media_stats = $9, direction = $10, ca_id = $11, dialed = $12, user_number = $13, user_ip = $14,
 		queued_at = $15, offered_at = $16, session_start = $17, session_end = $18, conversation_start = $19,
-		conversation_end = $20`
+		conversation_end = $20, requeue_of = $21`
 	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
 		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
 	if !c.StartedAt.IsZero() {
-		set += `, started_at = $21`
+		set += `, started_at = $22`
 		args = append(args, s.d.Time(c.StartedAt))
 	}
 	return `UPDATE calls SET ` + set + ` WHERE call_id = $1`, args, nil

@@ -156,6 +156,17 @@ func testRelayCalls(t *testing.T, s store.Store) {
 	noErr(t, "UpdateCall(relay)", s.UpdateCall(ctx, c))
 	diff(t, "ended relay call", c, must[store.Call](t, "Call")(s.Call(ctx, c.CallID)))
 
+	// A caller re-queued after the interpreter's connection was lost: its
+	// new call's record names the one it continues (queued outside the
+	// windows listed below).
+	rq := store.Call{CallID: "relay-1-again@z5", From: "2025550100", To: "2125550100", Node: "mcs1", StartedAt: t0.Add(90 * time.Minute),
+		Direction: store.CallOutbound, Dialed: "2125550100", UserNumber: "2025550100", QueuedAt: t0.Add(90 * time.Minute), RequeueOf: c.CallID}
+	noErr(t, "CreateCall(requeued)", s.CreateCall(ctx, rq))
+	diff(t, "requeued relay call", rq, must[store.Call](t, "Call")(s.Call(ctx, rq.CallID)))
+	rq.CAID, rq.SessionStart, rq.EndedAt, rq.EndReason, rq.Status = "1002", t0.Add(91*time.Minute), t0.Add(95*time.Minute), "bye", 200
+	noErr(t, "UpdateCall(requeued)", s.UpdateCall(ctx, rq))
+	diff(t, "ended requeued relay call", rq, must[store.Call](t, "Call")(s.Call(ctx, rq.CallID)))
+
 	mk := func(id, dir string, queued time.Duration) store.Call {
 		r := store.Call{CallID: id, From: "2025550101", To: "9115550100", StartedAt: t0.Add(queued), Direction: dir, QueuedAt: t0.Add(queued)}
 		noErr(t, "CreateCall "+id, s.CreateCall(ctx, r))
