@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"strconv"
 	"strings"
@@ -176,6 +177,12 @@ func newFakeTrunk(t *testing.T) *fakeTrunk {
 
 func newFakeTrunkOpts(t *testing.T, challenge bool) *fakeTrunk {
 	t.Helper()
+	return newFakeTrunkTLS(t, challenge, nil)
+}
+
+// newFakeTrunkTLS is the fake gateway over TLS with tlsConf (nil: TCP).
+func newFakeTrunkTLS(t *testing.T, challenge bool, tlsConf *tls.Config) *fakeTrunk {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fake-trunk"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +207,11 @@ func newFakeTrunkOpts(t *testing.T, challenge bool) *fakeTrunk {
 		challenged: make(chan struct{}, 8)}
 	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port,
 		UriParams: sipmsg.NewParams()}}
-	contact.Address.UriParams.Add("transport", "tcp")
+	if tlsConf != nil {
+		contact.Address.UriParams.Add("transport", "tls")
+	} else {
+		contact.Address.UriParams.Add("transport", "tcp")
+	}
 	dsrv := sipgo.NewDialogServerCache(cli, contact)
 	srv.OnInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		if ft.challenge && req.GetHeader("Proxy-Authorization") == nil {
@@ -235,6 +246,10 @@ func newFakeTrunkOpts(t *testing.T, challenge bool) *fakeTrunk {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
+		if tlsConf != nil {
+			srv.ServeTLS(tls.NewListener(l, tlsConf))
+			return
+		}
 		srv.ServeTCP(l)
 	}()
 	t.Cleanup(func() {

@@ -91,7 +91,8 @@ type Server struct {
 	acdm       *acdMetrics
 	trunkAllow []netip.Prefix
 	trunkMu    sync.Mutex // guards trunks
-	trunks     map[netip.AddrPort]*trunkLink
+	trunks     map[trunkKey]*trunkLink
+	trunkTLS   *trunkTLS // trunk_tls.go
 
 	// ctx ends when the server closes: handlers waiting on the network
 	// give up.
@@ -155,7 +156,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}
 	s.calls = newCalls()
 	s.acdq = newACDQueue()
-	s.trunks = map[netip.AddrPort]*trunkLink{}
+	s.trunks = map[trunkKey]*trunkLink{}
+	s.trunkTLS = &trunkTLS{}
 	s.trunkAllow = trunkAllowPrefixes(cfg.Trunk.Allow)
 	if s.acdm, err = newACDMetrics(deps.Registerer); err != nil {
 		return nil, err

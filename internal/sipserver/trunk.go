@@ -37,6 +37,12 @@ type secondLeg struct {
 	station   string
 }
 
+// trunkKey names a trunk link: the gateway's address and transport.
+type trunkKey struct {
+	host      netip.AddrPort
+	transport string
+}
+
 // trunkLink is the one connection to the carrier's gateway.
 type trunkLink struct {
 	mu sync.Mutex // held while dialling: calls share one connection
@@ -67,19 +73,21 @@ func (s *Server) trunkRoute(number string) (config.TrunkURI, error) {
 // trunkFlow returns the connection to a trunk address, dialling it when
 // there is none (handed to sipgo like a peer node's, peers.dial).
 func (s *Server) trunkFlow(ctx context.Context, u config.TrunkURI) (flowRef, error) {
-	if u.Transport != "tcp" {
-		return flowRef{}, fmt.Errorf("trunk transport %s: only tcp is supported", u.Transport)
-	}
+	key := trunkKey{u.Host, u.Transport}
 	s.trunkMu.Lock()
-	l := s.trunks[u.Host]
+	l := s.trunks[key]
 	if l == nil {
 		l = &trunkLink{}
-		s.trunks[u.Host] = l
+		s.trunks[key] = l
 	}
 	s.trunkMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ref := func(fc *flowConn) flowRef {
+		if fc.transport == "TLS" {
+			return flowRef{id: fc.id, transport: "TLS", dest: fc.RemoteAddr().String(), conn: fc,
+				local: netip.AddrPortFrom(fc.laddr.Addr(), s.trunkTLSAddr().Port())}
+		}
 		return flowRef{id: fc.id, transport: "TCP", dest: fc.RemoteAddr().String(), conn: fc,
 			local: netip.AddrPortFrom(fc.laddr.Addr(), s.Addr().Port())}
 	}
@@ -89,11 +97,17 @@ func (s *Server) trunkFlow(ctx context.Context, u config.TrunkURI) (flowRef, err
 		}
 		l.fc = nil
 	}
-	fc, err := s.peers.dial(ctx, u.Host)
-	if err != nil {
-		return flowRef{}, fmt.Errorf("connect to trunk %s: %w", u.Host, err)
+	var fc *flowConn
+	var err error
+	if u.Transport == "tls" {
+		fc, err = s.dialTrunkTLS(ctx, u.Host)
+	} else {
+		fc, err = s.peers.dial(ctx, u.Host)
 	}
-	s.log.Info("connected to trunk", "remote_addr", u.Host.String(), "flow", fc.id)
+	if err != nil {
+		return flowRef{}, fmt.Errorf("connect to trunk %s (%s): %w", u.Host, u.Transport, err)
+	}
+	s.log.Info("connected to trunk", "remote_addr", u.Host.String(), "transport", u.Transport, "flow", fc.id)
 	l.fc = fc
 	return ref(fc), nil
 }
@@ -167,6 +181,13 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		var b binding
 		if err == nil {
 			b, err = s.trunkBinding(ctx, u, cl.Target)
+		}
+		if errors.Is(err, errTrunkTLS) {
+			s.log.Warn("trunk not trusted", "call_id", callID, "error", err)
+			s.acdm.trunkFailures.WithLabelValues("tls").Inc()
+			fail(503, "Service Unavailable (Voice Trunk Not Trusted)", retryAfter(10),
+				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "the telephone network's TLS certificate was not accepted; retry or end the call"`))
+			return
 		}
 		if err != nil {
 			s.log.Warn("trunk unreachable", "call_id", callID, "error", err)
