@@ -124,6 +124,7 @@ func (s *Server) offer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction
 						}
 					}
 					s.answered(c, id)
+					c.relay.stopSlate() // the slate ends before the answer goes out
 					s.answer(c, req, tx, e.f, e.res)
 					return offerAnswered
 				} else {

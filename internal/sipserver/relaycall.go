@@ -38,6 +38,11 @@ type relayLeg struct {
 
 	caID string // the interpreter who answered; guarded by call.mu
 	lost bool   // the interpreter's connection was lost mid-call; guarded by call.mu
+
+	// stopSlate ends the "please wait" early media (startSlate; a no-op
+	// until then); set before the call waits and called only by the
+	// goroutine holding the caller's transaction (idempotent).
+	stopSlate func()
 }
 
 // queueRefresh is how often a waiting caller hears its position even when
@@ -127,7 +132,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 			Direction: e.Direction, Dialed: e.Dialed, UserNumber: e.User, UserIP: e.UserIP, QueuedAt: now,
 			RequeueOf: e.RequeueOf,
 		},
-		relay: &relayLeg{entry: e, offers: make(chan []string, 1), positions: make(chan int, 1)},
+		relay: &relayLeg{entry: e, offers: make(chan []string, 1), positions: make(chan int, 1), stopSlate: func() {}},
 	}
 	if e.Direction == store.CallInbound {
 		c.record.To = e.User
@@ -177,7 +182,49 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 	s.log.Info("relay call queued", "call_id", callID, "direction", e.Direction, "user", e.User, "dialed", e.Dialed,
 		"requeue_of", e.RequeueOf)
 	s.wakeDispatcher()
+	c.relay.stopSlate = s.startSlate(c, req, tx, rc)
+	defer c.relay.stopSlate() // shutdown
 	s.waitInQueue(c, req, tx, offer)
+}
+
+// startSlate answers the waiting caller's offer for early media (183
+// Session Progress with the relay's description) and sends the "please
+// wait" slate from the relay's caller-facing port until the returned stop
+// is called (the interpreter answered, or the call left the queue); stop
+// waits for the sender, so no slate packet follows the answer. A caller
+// whose offer has no plain RTP H.264 video (audio only, SRTP) gets none.
+func (s *Server) startSlate(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, rc *relay.Call) func() {
+	if len(req.Body()) == 0 {
+		return func() {}
+	}
+	ans, pt, err := rc.EarlyAnswer(relay.SideA, req.Body())
+	if err != nil {
+		s.log.Debug("no slate for this caller", "call_id", c.id, "reason", err)
+		return func() {}
+	}
+	res := sipmsg.NewResponseFromRequest(req, 183, "Session Progress", ans)
+	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	if err := s.reply(tx, req, res); err != nil {
+		s.log.Debug("183 not sent", "call_id", c.id, "error", err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.goAsync(func() {
+		defer close(done)
+		n, err := rc.SendSlate(ctx, relay.SideA, pt)
+		if err != nil {
+			s.log.Warn("slate stopped", "call_id", c.id, "error", err)
+		}
+		s.log.Debug("slate sent", "call_id", c.id, "packets", n)
+	})
+	return sync.OnceFunc(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-s.ctx.Done(): // closing: the sender may never have started
+		}
+	})
 }
 
 // waitInQueue is the first leg's life in the queue.
@@ -222,6 +269,7 @@ func (s *Server) waitInQueue(c *call, req *sipmsg.Request, tx sipmsg.ServerTrans
 			s.abandon(c, req, tx)
 			return
 		case <-maxWait.C:
+			c.relay.stopSlate()
 			s.log.Info("relay call not answered within acd.max_wait", "call_id", c.id, "max_wait", s.cfg.ACD.MaxWait)
 			s.respond(tx, req, 480, "Temporarily Unavailable (No Interpreter Available)",
 				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "no interpreter answered within `+s.cfg.ACD.MaxWait.String()+`; please call again"`))
@@ -241,6 +289,7 @@ func (s *Server) sendQueued(req *sipmsg.Request, tx sipmsg.ServerTransaction, po
 
 // abandon ends a call its caller gave up while it waited.
 func (s *Server) abandon(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	c.relay.stopSlate()
 	s.respond(tx, req, 487, "Request Terminated")
 	s.log.Info("relay call abandoned in queue", "call_id", c.id)
 	s.acdm.abandoned.Inc()
