@@ -330,5 +330,6 @@ func writeSOA(a *admin, r soa.Report) error {
 	fmt.Fprintf(tw, "p95 wait\t%.2f s\n", r.P95Wait)
 	fmt.Fprintf(tw, "abandoned in queue\t%d\n", r.Abandoned)
 	fmt.Fprintf(tw, "queue timeouts\t%d\n", r.QueueTimeouts)
+	fmt.Fprintf(tw, "re-queued\t%d\tafter a lost interpreter; not offered again\n", r.Requeued)
 	return tw.Flush()
 }

@@ -36,6 +36,10 @@ type Report struct {
 	Abandoned     int            `json:"abandoned"`         // caller hung up in the queue
 	QueueTimeouts int            `json:"queue_timeouts"`    // gave up after the maximum wait
 	ByDirection   map[string]int `json:"offered_by_direction"`
+	// Requeued are calls that continue one whose interpreter vanished
+	// (RequeueOf set): the caller was already offered and answered once,
+	// so they are not offered again, and their short wait is not counted.
+	Requeued int `json:"requeued"`
 }
 
 // Month returns the UTC bounds [from, to) of a YYYY-MM month.
@@ -58,6 +62,10 @@ func Compute(month string, calls []store.Call) (Report, error) {
 	var waits []time.Duration
 	for _, c := range calls {
 		if c.Direction == "" || c.QueuedAt.Before(from) || !c.QueuedAt.Before(to) {
+			continue
+		}
+		if c.RequeueOf != "" {
+			r.Requeued++
 			continue
 		}
 		r.Offered++
