@@ -15,7 +15,8 @@
 // (486), so the MCS makes it not ready and puts the call back at its
 // place, and the queue keeps its length. Samples run one after another.
 // PostgreSQL needs the server binaries (pgtest); without them that half
-// is skipped.
+// is skipped. The node and every station share this process: each waiting
+// call holds four relay sockets, so 10,000 calls need `ulimit -n 100000`.
 package acd
 
 import (
@@ -229,7 +230,7 @@ zdial_https = 8443
 mcs_https = 9443
 sip = 5060
 sip_tls = 5061
-rtp = "20000-59999"
+rtp = "10000-65000"
 metrics = 9090
 
 [dns]
@@ -252,8 +253,8 @@ max_conns = 100000
 [relay]
 # The waiting calls all come from the trunk: its relay ports (4 a call)
 # may use the whole range.
-max_ports_per_customer = 40000
-max_ports_per_source = 40000
+max_ports_per_customer = 55000
+max_ports_per_source = 55000
 
 [acd]
 ring_timeout = "5m"
