@@ -256,10 +256,15 @@ func (sh *shield) leave(src netip.Addr) {
 // callsWithinCap refuses a new call when the caller (403) or the callee
 // (486) already takes part in MaxCallsPerNumber calls on this node. The
 // caller is read from From: a request whose From is not the caller's is
-// refused later anyway (proxy.identify).
+// refused later anyway (proxy.identify). An allowlisted source (the
+// deployment's nodes, sip.ban_allow) is trusted infrastructure and, like
+// the rate limits, not capped.
 func (s *Server) callsWithinCap(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 	if u, _, _ := strings.Cut(req.Recipient.User, ";"); u == sipcore.Emergency && s.cfg.relayOn() {
 		return true // 911 is never refused for a limit
+	}
+	if s.shield.guard.Allowed(sourceIP(req)) {
+		return true
 	}
 	caller, _ := sipcore.TargetNumber(req.From().Address.User)
 	callee, _ := sipcore.TargetNumber(req.Recipient.User)

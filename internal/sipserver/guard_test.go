@@ -346,6 +346,39 @@ func TestCallsPerNumberCap(t *testing.T) {
 	wait(t, done, "the first call's end")
 }
 
+// TestCallsPerNumberCapSparesAllowlisted: calls from an allowlisted
+// source (another node, sip.ban_allow) are not capped.
+func TestCallsPerNumberCapSparesAllowlisted(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.MaxCallsPerNumber = 1
+		c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	a, b := twoPhones(t, e)
+	e.provision("5552340003", store.DeviceSIP, "carol", "secret-c")
+	c := newPhone(t, e, "5552340003", "carol", "secret-c")
+	c.register(600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, ic := ring(ctx, a, b)
+	ic.dlg.Respond(180, "Ringing", nil)
+	defer ic.finish()
+
+	second := c.inviteAsync(context.Background(), bob)
+	ic2 := b.nextCall(5 * time.Second)
+	go ic2.dlg.RespondSDP(b.sdp())
+	if r := wait(t, second, "the second call to bob"); r.err != nil {
+		t.Fatalf("second call to a number at its cap from an allowlisted source: %v, want answered", r.err)
+	} else {
+		r.sess.Close()
+	}
+	if n := metricValue(e, "z5_sip_shed_total", "reason", "calls_per_number"); n != 0 {
+		t.Errorf("z5_sip_shed_total{reason=calls_per_number} = %v, want 0", n)
+	}
+	cancel()
+	wait(t, done, "the first call's end")
+}
+
 func TestRegistrationsPerNumberCap(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxRegistrationsPerNumber = 1 })
 	e.provision(alice, store.DeviceSIP, "alice", "secret-a")
