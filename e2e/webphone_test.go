@@ -311,9 +311,12 @@ func (p *webPage) signIn(user, pass, number string, axe bool) {
 }
 
 // TestWebPhone: the browser phone of DESIGN.md "Web phone", against a real
-// z5d: (1) it signs in and calls a z5 client that records what arrives,
-// (2) a z5 client calls it and the page answers, (3) one browser calls
-// another through the MCS; axe-core finds nothing on any screen.
+// z5d: (1) it signs in and calls a z5 client that records what arrives and
+// requires SRTP, (2) a z5 client that requires SRTP calls it and the page
+// answers, (3) one browser calls another through the MCS; the relay's
+// record says every stream of the calls with z5 clients was encrypted end
+// to end (SDES-SRTP from the client to the gateway); axe-core finds
+// nothing on any screen.
 func TestWebPhone(t *testing.T) {
 	needTool(t, "ffprobe")
 	axe := axeScript(t)
@@ -331,7 +334,8 @@ func TestWebPhone(t *testing.T) {
 		alice.t = t
 		bob := s.login(t, "bob", bobPass, "")
 		rec := t.TempDir()
-		lis := startZ5(t, bob, "listen", "--auto-answer", "--text", "--record", rec, "--raw", "--max-calls", "1")
+		// --srtp require: a plain RTP offer from the gateway is refused (488).
+		lis := startZ5(t, bob, "listen", "--auto-answer", "--text", "--record", rec, "--raw", "--max-calls", "1", "--srtp", "require")
 		waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test", 15*time.Second)
 		// Dialled from the keyboard: focus the field, type, press Enter.
 		alice.call(alice.find("textbox", "Number to call", 10*time.Second), `function() { this.focus(); return ""; }`)
@@ -363,6 +367,7 @@ func TestWebPhone(t *testing.T) {
 			t.Errorf("recording of the page's video: %s, %d frames; want h264 with >= %d frames", codec, decoded, minFrames)
 		}
 		t.Log(s.wantCallRecord(t, aliceWork, bobNumber))
+		s.wantEncryptedRecord(t, aliceWork, bobNumber)
 		if b, err := os.ReadFile(filepath.Join(rec, "text.log")); err != nil || !strings.Contains(string(b), "< hello from the web") {
 			t.Errorf("z5 transcript: %v\n%s", err, b)
 		}
@@ -371,7 +376,9 @@ func TestWebPhone(t *testing.T) {
 	t.Run("AnswersZ5Call", func(t *testing.T) {
 		alice.t = t
 		bob := s.login(t, "bob", bobPass, "")
-		call := startZ5Stdin(t, "hi from z5\n", "--home", bob, "call", aliceWork, "--duration", "5s", "--text", "--json")
+		// --srtp require: no fallback to plain RTP; the gateway must answer
+		// SDES-SRTP.
+		call := startZ5Stdin(t, "hi from z5\n", "--home", bob, "call", aliceWork, "--duration", "5s", "--text", "--json", "--srtp", "require")
 		id := alice.find("region", "Incoming call", 20*time.Second)
 		if got := alice.call(id, `function() { return this.textContent; }`); !strings.Contains(got, bobNumber) {
 			t.Errorf("Incoming call region says %q, want the caller %s", got, bobNumber)
@@ -397,6 +404,22 @@ func TestWebPhone(t *testing.T) {
 		if video < minFrames {
 			t.Errorf("z5 call received %d video frames from the page, want >= %d", video, minFrames)
 		}
+		var enc encSummary
+		if i := strings.Index(call.Output(), "{"); i < 0 || json.Unmarshal([]byte(call.Output()[i:]), &enc) != nil {
+			t.Fatalf("z5 call --json: no summary\n%s", call.Output())
+		}
+		t.Logf("z5 call --srtp require: call encrypted %t, audio %t, video %t, text %+v", enc.Encrypted,
+			enc.Negotiated.Audio.Encrypted, enc.Negotiated.Video.Encrypted, enc.Negotiated.Text)
+		if !enc.Encrypted || enc.Negotiated.Text == nil {
+			t.Errorf("z5 call summary: encrypted %t, text %+v; want every stream, text included, keyed", enc.Encrypted, enc.Negotiated.Text)
+		}
+		for _, st := range enc.Streams {
+			if !st.Encrypted || st.SRTPRejected != 0 {
+				t.Errorf("z5 call %s: encrypted %t, %d packets rejected by SRTP", st.Kind, st.Encrypted, st.SRTPRejected)
+			}
+		}
+		t.Log(s.wantCallRecord(t, bobNumber, aliceWork))
+		s.wantEncryptedRecord(t, bobNumber, aliceWork)
 		// The far end hung up: the idle screen returns by itself.
 		alice.gone("region", "Call quality", 10*time.Second)
 		alice.waitText("alert", "", "ended", 10*time.Second)
@@ -446,6 +469,7 @@ func TestWebPhone(t *testing.T) {
 		bobPage.waitText("alert", "", "ended", 10*time.Second)
 		bobPage.gone("region", "Call quality", 10*time.Second)
 		s.wantCallRecord(t, aliceWork, bobNumber)
+		s.wantEncryptedRecord(t, aliceWork, bobNumber)
 	})
 
 	t.Run("RegisteredLocation", func(t *testing.T) {
@@ -465,12 +489,41 @@ func TestWebPhone(t *testing.T) {
 	})
 }
 
+// wantEncryptedRecord checks the latest call record from -> to (ended:
+// call wantCallRecord first): every relayed stream that carried packets
+// was encrypted end to end, each leg's SDP having keyed it.
+func (s *stack) wantEncryptedRecord(t *testing.T, from, to string) {
+	t.Helper()
+	var recs []relayRecord
+	out := s.admin(t, "", "--json", "calls", "--number", to, "--limit", "1")
+	if err := json.Unmarshal([]byte(out), &recs); err != nil || len(recs) != 1 || recs[0].From != from || recs[0].To != to {
+		t.Fatalf("call record %s -> %s: %v\n%s", from, to, err, out)
+	}
+	var enc, plain []string
+	for _, st := range recs[0].Streams {
+		if st.Packets == 0 {
+			continue
+		}
+		if name := fmt.Sprintf("%s %s (%d packets)", st.Leg, st.Media, st.Packets); st.Encrypted {
+			enc = append(enc, name)
+		} else {
+			plain = append(plain, name)
+		}
+	}
+	t.Logf("call record %s -> %s: encrypted streams %v, plain %v", from, to, enc, plain)
+	if len(plain) != 0 || len(enc) < 4 {
+		t.Errorf("call record %s -> %s: encrypted %v, plain %v; want audio and video of both legs encrypted", from, to, enc, plain)
+	}
+}
+
 // TestWebPhoneInterpreter: an interpreter signs in to the web phone (its
 // station ca-1001), goes ready, is offered alice's queued relay call to a
 // hearing number with its details, answers (video with alice), dials the
 // hearing party (the telephone-network peer at the trunk, audio only,
-// through the relay) and ends the call; axe-core finds nothing on the
-// interpreter's screens.
+// through the relay) and ends the call; alice requires SRTP, and the
+// relay's record shows her leg to the station encrypted end to end, the
+// hearing party's plain; axe-core finds nothing on the interpreter's
+// screens.
 func TestWebPhoneInterpreter(t *testing.T) {
 	axe := axeScript(t)
 	alloc := browserAlloc(t)
@@ -508,7 +561,9 @@ allow = ["%s/32"]
 
 	const hearing = "2125550123"
 	alice := s.login(t, "alice", alicePass, aliceWork)
-	call := startZ5(t, alice, "call", hearing, "--duration", "12s", "--srtp", "off", "--json")
+	// The deaf user's leg to the station runs SDES-SRTP: the station (a page)
+	// answers it with SRTP; the hearing party's leg is plain RTP.
+	call := startZ5(t, alice, "call", hearing, "--duration", "12s", "--srtp", "require", "--json")
 	id := terp.find("region", "Incoming call", 30*time.Second)
 	offer := terp.call(id, `function() { return this.textContent; }`)
 	for _, want := range []string{"Outbound relay call", aliceWork, hearing} {
@@ -555,6 +610,17 @@ allow = ["%s/32"]
 	for _, c := range peer.Calls() {
 		if c.To == hearing && (c.Ended.IsZero() || c.Video) {
 			t.Errorf("hearing leg: ended %v, video offered %v; want ended, audio only", c.Ended, c.Video)
+		}
+	}
+	// The relay's record: alice's leg to the station encrypted end to end,
+	// the hearing party's plain.
+	r := s.waitRecord(t, aliceWork, "conversation end", func(r relayRecord) bool {
+		return r.Direction == "outbound" && r.ConversationEnd != nil
+	})
+	for _, st := range r.Streams {
+		t.Logf("relay call record: %s %s %d packets, encrypted %v", st.Leg, st.Media, st.Packets, st.Encrypted)
+		if st.Packets > 0 && (st.Leg == "caller" || st.Leg == "callee") != st.Encrypted {
+			t.Errorf("%s %s: encrypted %v", st.Leg, st.Media, st.Encrypted)
 		}
 	}
 }

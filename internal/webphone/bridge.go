@@ -33,8 +33,12 @@ var (
 type leg struct {
 	kind      string
 	rtp, rtcp *net.UDPConn
-	params    atomic.Pointer[media.StreamParams]
-	ssrc      atomic.Uint32 // last SSRC the relay side sent (keyframe requests name it)
+	// sec is the stream's SDES-SRTP keying when the SIP side negotiated
+	// it (nil: plain RTP); stored before params, so a reader that sees
+	// params sees it.
+	sec    atomic.Pointer[media.SRTPContext]
+	params atomic.Pointer[media.StreamParams]
+	ssrc   atomic.Uint32 // last SSRC the relay side sent (keyframe requests name it)
 	// Packets forwarded each way, for the call's log line.
 	toRelay, toPage atomic.Uint64
 }
@@ -42,7 +46,9 @@ type leg struct {
 // bridge is one call's media: a WebRTC connection with the page and the
 // sockets toward the relay, forwarding RTP both ways without transcoding
 // (payload type rewritten, header extensions dropped) and keyframe
-// requests both ways.
+// requests both ways. The page's DTLS-SRTP ends here; toward the relay a
+// stream runs SDES-SRTP when the SIP side keyed it, so packets are only
+// decrypted and encrypted again, never decoded.
 type bridge struct {
 	g       *Gateway
 	pc      *webrtc.PeerConnection
@@ -221,58 +227,58 @@ func (b *bridge) port(l *leg) int {
 }
 
 // sipOffer is the SDP offer toward the relay: PCMU and H.264 on our
-// sockets.
-func (b *bridge) sipOffer() ([]byte, error) {
-	offer, err := media.BuildOffer(b.g.cfg.Bind, b.port(b.audio), b.port(b.video), false)
-	if err != nil || b.text == nil {
-		return offer, err
+// sockets, rtcp-mux offered, with real-time text; with srtp every stream
+// is RTP/SAVP with a=crypto and fresh keys (keys is nil otherwise), as
+// the Z5 client offers it.
+func (b *bridge) sipOffer(srtp bool) ([]byte, *media.OfferedKeys, error) {
+	offer, err := media.BuildOffer(b.g.cfg.Bind, b.port(b.audio), b.port(b.video), true)
+	if err == nil && b.text != nil {
+		offer, err = media.WithText(offer, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, true, b.text.ssrc, "z5-web")
 	}
-	return media.WithText(offer, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, false, b.text.ssrc, "z5-web")
+	if err != nil || !srtp {
+		return offer, nil, err
+	}
+	return media.WithCrypto(offer)
 }
 
-// sipAnswer answers the relay's offer; SDES-keyed streams are refused (the
-// page's media is DTLS-SRTP, which ends here, so the far side would need
-// SDES keys this bridge does not carry).
+// sipAnswer answers the relay's offer. An SDES-keyed stream is answered
+// with SRTP and a fresh key of ours (media.BuildAnswer, RFC 4568), a
+// plain one with RTP.
 func (b *bridge) sipAnswer(offer []byte) ([]byte, media.Negotiated, error) {
 	ans, neg, err := media.BuildAnswer(offer, b.g.cfg.Bind, b.port(b.audio), b.port(b.video))
 	if err != nil {
 		return nil, neg, err
 	}
-	if neg.Encrypted() {
-		return nil, neg, errors.New("SDES-SRTP offers are not bridged to the web phone")
-	}
 	if b.text != nil {
-		var tp *media.TextParams
-		if ans, tp, err = media.AnswerText(offer, ans, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, b.text.ssrc, "z5-web"); err != nil {
+		if ans, neg.Text, err = media.AnswerText(offer, ans, b.text.rtp.LocalAddr().(*net.UDPAddr).Port, b.text.ssrc, "z5-web"); err != nil {
 			return nil, neg, err
-		}
-		if tp != nil && !tp.Encrypted {
-			neg.Text = tp
 		}
 	}
 	return ans, neg, nil
 }
 
 // bridgeable reports whether an incoming offer can be answered here:
-// something in common and no SDES keys.
+// audio or video in common, keyed or not.
 func (g *Gateway) bridgeable(offer []byte) bool {
 	_, neg, err := media.BuildAnswer(offer, g.cfg.Bind, 9, 9)
-	return err == nil && !neg.Encrypted() && (neg.Audio != nil || neg.Video != nil)
+	return err == nil && (neg.Audio != nil || neg.Video != nil)
 }
 
-// start points the legs at the relay ports the SIP side negotiated.
+// start points the legs at the relay ports the SIP side negotiated, with
+// the SRTP keys of the streams it keyed.
 func (b *bridge) start(neg media.Negotiated) error {
 	if neg.Audio == nil && neg.Video == nil {
 		return errors.New("no media in common")
 	}
-	if neg.Encrypted() {
-		return errors.New("SDES-SRTP answers are not bridged to the web phone")
-	}
 	if neg.Audio != nil {
-		b.audio.params.Store(neg.Audio)
+		if err := b.audio.run(neg.Audio); err != nil {
+			return err
+		}
 	}
 	if neg.Video != nil && b.video != nil {
-		b.video.params.Store(neg.Video)
+		if err := b.video.run(neg.Video); err != nil {
+			return err
+		}
 		// The far end's decoder starts on a keyframe: ask the page now.
 		b.askKeyframe()
 	}
@@ -281,6 +287,19 @@ func (b *bridge) start(neg media.Negotiated) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// run points l at sp, keying SRTP first when sp is encrypted.
+func (l *leg) run(sp *media.StreamParams) error {
+	if sp.SRTP != nil {
+		sec, err := media.NewSRTPContext(sp.SRTP)
+		if err != nil {
+			return fmt.Errorf("%s srtp: %w", l.kind, err)
+		}
+		l.sec.Store(sec)
+	}
+	l.params.Store(sp)
 	return nil
 }
 
@@ -319,7 +338,13 @@ func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 		if err != nil {
 			continue
 		}
-		if _, err := l.rtp.WriteToUDPAddrPort(buf[:n], sp.Remote); err == nil {
+		out := buf[:n]
+		if sec := l.sec.Load(); sec != nil {
+			if out, err = sec.ProtectRTP(out); err != nil {
+				continue
+			}
+		}
+		if _, err := l.rtp.WriteToUDPAddrPort(out, sp.Remote); err == nil {
 			l.toRelay.Add(1)
 		}
 	}
@@ -379,6 +404,11 @@ func (b *bridge) feedback(s *webrtc.RTPSender, l *leg) {
 		if err != nil {
 			continue
 		}
+		if sec := l.sec.Load(); sec != nil {
+			if raw, err = sec.ProtectRTCP(raw); err != nil {
+				continue
+			}
+		}
 		conn, dst := l.rtcp, sp.RemoteRTCP
 		if sp.RTCPMux {
 			conn, dst = l.rtp, sp.Remote
@@ -396,10 +426,12 @@ func firSeq(p *rtcp.FullIntraRequest) uint8 {
 
 // fromRelay reads one socket toward the relay: RTP goes to the page's
 // track, keyframe requests become a PLI to the page. Only the relay's
-// negotiated addresses are heard.
+// negotiated addresses are heard; on an SRTP stream only packets that
+// authenticate with the far end's key.
 func (b *bridge) fromRelay(l *leg, conn *net.UDPConn) {
 	defer b.wg.Done()
 	buf := make([]byte, 1500)
+	plain := make([]byte, 1500)
 	track := b.aTrack
 	if l.kind == "video" {
 		track = b.vTrack
@@ -417,14 +449,25 @@ func (b *bridge) fromRelay(l *leg, conn *net.UDPConn) {
 		if src != sp.Remote && src != sp.RemoteRTCP {
 			continue
 		}
-		if isRTCP(buf[:n]) {
-			if l.kind == "video" && wantsKeyframe(buf[:n]) {
+		pkt, rtcpPkt := buf[:n], isRTCP(buf[:n])
+		if sec := l.sec.Load(); sec != nil {
+			if rtcpPkt {
+				pkt, err = sec.UnprotectRTCP(plain[:0], pkt)
+			} else {
+				pkt, err = sec.UnprotectRTP(plain[:0], pkt)
+			}
+			if err != nil {
+				continue // forged, corrupted, replayed or not keyed for us
+			}
+		}
+		if rtcpPkt {
+			if l.kind == "video" && wantsKeyframe(pkt) {
 				b.askKeyframe()
 			}
 			continue
 		}
 		var p rtp.Packet
-		if err := p.Unmarshal(buf[:n]); err != nil || p.PayloadType != sp.PT {
+		if err := p.Unmarshal(pkt); err != nil || p.PayloadType != sp.PT {
 			continue
 		}
 		l.ssrc.Store(p.SSRC)

@@ -3,6 +3,7 @@ package webphone
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 
@@ -172,7 +173,7 @@ func (t *tab) placeCall(number, offer string) {
 		t.fail(errBusyTab.Error())
 		return
 	}
-	t.dial(c, number, offer, nil)
+	t.dial(c, number, offer, nil, true)
 }
 
 // dialHearing places the station's second leg of the relay call it
@@ -200,11 +201,17 @@ func (t *tab) dialHearing(offer string) {
 		t.fail("the hearing party is already on the line")
 		return
 	}
-	t.dial(c, target, offer, sipmsg.NewHeader("X-Z5-Relay-Call", main.relay.RelayCall))
+	t.dial(c, target, offer, sipmsg.NewHeader("X-Z5-Relay-Call", main.relay.RelayCall), main.relay.hearingSRTP())
 }
 
-// dial runs an outgoing call on c until it ends.
-func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
+// hearingSRTP reports whether the station's second leg offers SRTP: to
+// the deaf user (inbound), a Z5 device, yes; to the telephone network
+// (outbound, 911), whose voice leg is plain RTP, no.
+func (r *relayOffer) hearingSRTP() bool { return r.Direction == "inbound" }
+
+// dial runs an outgoing call on c until it ends; srtp offers SDES-SRTP
+// toward the relay.
+func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header, srtp bool) {
 	leg := legNames[c.leg]
 	br, answer, err := t.openBridge(offer, c.leg == legHearing)
 	if err != nil {
@@ -214,17 +221,8 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 	}
 	t.own(c, br)
 	t.send(msg{Type: "sdp", SDP: answer, Leg: leg})
-	sipOffer, err := br.sipOffer()
-	if err != nil {
-		t.finish(c, "failed")
-		return
-	}
 	go func() {
-		sess, err := t.ua.invite(c.ctx, number, sipOffer, extra, func(code int) {
-			if code == 180 || code == 183 {
-				t.send(msg{Type: "ringing", Leg: leg})
-			}
-		})
+		sess, neg, err := t.invite(c, br, number, srtp, extra)
 		if err != nil {
 			reason := "failed"
 			if de, ok := errors.AsType[*sipgo.ErrDialogResponse](err); ok {
@@ -232,18 +230,14 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 			} else if c.ctx.Err() != nil {
 				reason = "cancelled"
 			}
+			if reason == "failed" {
+				t.g.log.Info("web phone call failed", "number", t.sess.Number, "error", err)
+			}
 			t.finish(c, reason)
 			return
 		}
 		defer sess.Close()
-		neg, err := media.ParseAnswer(sess.InviteResponse.Body())
-		if err == nil {
-			if tp, _ := media.ParseText(sess.InviteResponse.Body()); tp != nil && !tp.Encrypted {
-				neg.Text = tp
-			}
-			err = t.startBridge(br, neg)
-		}
-		if err != nil {
+		if err = t.startBridge(br, neg); err != nil {
 			t.g.log.Info("web phone answer unusable", "number", t.sess.Number, "error", err)
 			byeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			sess.Bye(byeCtx)
@@ -255,6 +249,62 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header) {
 		t.send(msg{Type: "answered", Leg: leg, RTT: br.hasText()})
 		t.converse(c, sess.Context(), sess.Bye)
 	}()
+}
+
+// invite places the call's INVITE with br's offer and returns the answered
+// session and what it negotiated. An SRTP offer the far end refuses (488,
+// or an answer declining every stream) is placed again once with plain
+// RTP, as the Z5 client's --srtp auto does; an answer the bridge cannot
+// use is hung up.
+func (t *tab) invite(c *call, br *bridge, number string, srtp bool, extra sipmsg.Header) (*sipgo.DialogClientSession, media.Negotiated, error) {
+	leg := legNames[c.leg]
+	for {
+		offer, keys, err := br.sipOffer(srtp)
+		if err != nil {
+			return nil, media.Negotiated{}, err
+		}
+		sess, err := t.ua.invite(c.ctx, number, offer, extra, func(code int) {
+			if code == 180 || code == 183 {
+				t.send(msg{Type: "ringing", Leg: leg})
+			}
+		})
+		if de, ok := errors.AsType[*sipgo.ErrDialogResponse](err); ok && srtp && retryPlain(int(de.Res.StatusCode), nil) && c.ctx.Err() == nil {
+			t.g.log.Info("web phone srtp refused, calling again with plain rtp", "number", t.sess.Number, "status", de.Res.StatusCode)
+			srtp = false
+			continue
+		}
+		if err != nil {
+			return nil, media.Negotiated{}, err
+		}
+		body := sess.InviteResponse.Body()
+		neg, err := media.ParseAnswer(body)
+		if err == nil && br.text != nil {
+			neg.Text, _ = media.ParseText(body) // a text line we cannot use costs the call nothing
+		}
+		if err == nil {
+			err = keys.ApplyAnswer(body, &neg)
+		}
+		if err == nil {
+			return sess, neg, nil
+		}
+		byeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		sess.Bye(byeCtx)
+		cancel()
+		sess.Close()
+		if srtp && retryPlain(0, err) && c.ctx.Err() == nil {
+			t.g.log.Info("web phone srtp declined, calling again with plain rtp", "number", t.sess.Number)
+			srtp = false
+			continue
+		}
+		return nil, media.Negotiated{}, fmt.Errorf("the answer's SDP: %w", err)
+	}
+}
+
+// retryPlain reports whether an SRTP offer's outcome (a final status, or
+// the error reading the answer) means the far end takes no SRTP, so a
+// plain RTP offer may succeed: 488, or every stream declined.
+func retryPlain(status int, answerErr error) bool {
+	return status == sipmsg.StatusNotAcceptableHere || errors.Is(answerErr, media.ErrNoCommonCodec)
 }
 
 // converse waits for either side to end an answered call.
@@ -282,9 +332,8 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		return
 	}
 	if !t.g.bridgeable(req.Body()) {
-		// The page's media is DTLS-SRTP ending here; an SDES-keyed offer
-		// cannot be bridged, and 488 makes a client that merely prefers
-		// SRTP offer plain RTP again (the z5 client does).
+		// Nothing the bridge can carry (no PCMU or H.264 mode 1, or SRTP
+		// with no usable a=crypto): refused before the page rings.
 		tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusNotAcceptableHere, "Not Acceptable Here", nil))
 		t.finish(c, "")
 		return

@@ -72,7 +72,8 @@ func (x *textLeg) write(p []byte) bool {
 }
 
 // start runs the text stream toward tp.Remote: the page's typing out as
-// T.140 packets, arriving text to onText. It ends with stop.
+// T.140 packets (SRTP when the SDP keyed the stream), arriving text to
+// onText. It ends with stop.
 func (x *textLeg) start(tp *media.TextParams, onText func(text []byte, lost int)) error {
 	gens := t140.Generations
 	if tp.RedPT == 0 {
@@ -92,6 +93,12 @@ func (x *textLeg) start(tp *media.TextParams, onText func(text []byte, lost int)
 	if err != nil {
 		return fmt.Errorf("text: %w", err)
 	}
+	var sec *media.SRTPContext
+	if tp.SRTP != nil {
+		if sec, err = media.NewSRTPContext(tp.SRTP); err != nil {
+			return fmt.Errorf("text srtp: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	x.cancel = cancel
 	remote := tp.Remote
@@ -101,22 +108,35 @@ func (x *textLeg) start(tp *media.TextParams, onText func(text []byte, lost int)
 			typed = nil
 		}
 		t140.Send(ctx, enc, typed, func(pkt []byte) error {
+			if sec != nil {
+				var err error
+				if pkt, err = sec.ProtectRTP(pkt); err != nil {
+					return err
+				}
+			}
 			_, err := x.rtp.WriteToUDPAddrPort(pkt, remote)
 			return err
 		})
 	})
 	x.wg.Go(func() {
 		buf := make([]byte, 1500)
+		plain := make([]byte, 1500)
 		var text []byte
 		for {
 			n, from, err := x.rtp.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return // the socket closed: the call ended
 			}
-			if from.Addr().Unmap() != remote.Addr() || !tp.Recv {
-				continue // only the relay sends this stream
+			if from.Addr().Unmap() != remote.Addr() || !tp.Recv || isRTCP(buf[:n]) {
+				continue // only the relay sends this stream; reports (muxed) are not text
 			}
-			if text, err = dec.Decode(text[:0], buf[:n]); err != nil || len(text) == 0 {
+			pkt := buf[:n]
+			if sec != nil {
+				if pkt, err = sec.UnprotectRTP(plain[:0], pkt); err != nil {
+					continue
+				}
+			}
+			if text, err = dec.Decode(text[:0], pkt); err != nil || len(text) == 0 {
 				continue
 			}
 			onText(text, dec.Lost)

@@ -8,7 +8,8 @@
 // the registrar and proxy treat it like any Z5 client. Media is WebRTC
 // (pion) terminated here — ICE-lite host candidates in the RTP range,
 // DTLS-SRTP, BUNDLE, rtcp-mux — and bridged without transcoding (H.264
-// constrained baseline and PCMU) to the relay ports the call's SDP names.
+// constrained baseline and PCMU) to the relay ports the call's SDP names,
+// as SDES-SRTP whenever the SIP side offers or accepts it.
 package webphone
 
 import (
