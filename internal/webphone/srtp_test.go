@@ -2,21 +2,27 @@ package webphone
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/z5vrs/z5/internal/config"
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
 
 // testBridge is a bridge's sockets toward the relay (audio, video and
@@ -24,6 +30,11 @@ import (
 func testBridge(t *testing.T) *bridge {
 	t.Helper()
 	g, _ := testGateway(t, config.WebPhone{})
+	return testBridgeOf(t, g)
+}
+
+func testBridgeOf(t *testing.T, g *Gateway) *bridge {
+	t.Helper()
 	b := &bridge{g: g}
 	var err error
 	if b.audio, err = b.newLeg("audio"); err == nil {
@@ -519,5 +530,161 @@ func bridgeRoundTrip(t *testing.T, suite string) {
 			}
 			pli = true
 		}
+	}
+}
+
+// fakeCallee is a SIP server on loopback TCP that takes the tab's
+// registration and answers each INVITE as answer decides (a status, or
+// 200 with an SDP body), noting the offers and BYEs it gets.
+type fakeCallee struct {
+	addr   netip.AddrPort
+	mu     sync.Mutex
+	offers []string
+	byes   int
+}
+
+func startCallee(t *testing.T, answer func(offer []byte) (int, []byte)) *fakeCallee {
+	t.Helper()
+	f := &fakeCallee{}
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sipgo.NewClient(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = netip.MustParseAddrPort(l.Addr().String())
+	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: f.addr.Addr().String(), Port: int(f.addr.Port()),
+		UriParams: sipmsg.NewParams()}}
+	contact.Address.UriParams.Add("transport", "tcp")
+	dsrv := sipgo.NewDialogServerCache(cl, contact)
+	ok := func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+	}
+	srv.OnOptions(ok)
+	srv.OnRegister(ok)
+	srv.OnInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		f.mu.Lock()
+		f.offers = append(f.offers, string(req.Body()))
+		f.mu.Unlock()
+		status, body := answer(req.Body())
+		if status != 200 {
+			tx.Respond(sipmsg.NewResponseFromRequest(req, status, "Not Acceptable Here", nil))
+			return
+		}
+		dlg, err := dsrv.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		dlg.Respond(200, "OK", body, sipmsg.NewHeader("Content-Type", "application/sdp"))
+	})
+	srv.OnAck(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) { dsrv.ReadAck(req, tx) })
+	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		f.mu.Lock()
+		f.byes++
+		f.mu.Unlock()
+		dsrv.ReadBye(req, tx)
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ServeTCP(l) }()
+	t.Cleanup(func() { l.Close(); ua.Close(); <-done })
+	return f
+}
+
+// TestInviteFallsBackToPlain: the page's call offers SRTP; a far end that
+// refuses it with 488, or answers declining every stream (then hung up),
+// is called once more with plain RTP; one that keys it gets one INVITE;
+// a 488 to the plain offer too ends the call (no third try).
+func TestInviteFallsBackToPlain(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	plainAnswer := func(offer []byte) []byte {
+		ans, _, err := media.BuildAnswer(offer, lo, 40000, 40002)
+		if err != nil {
+			t.Error(err)
+		}
+		return ans
+	}
+	declined := []byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 0 RTP/SAVP 0\r\nm=video 0 RTP/SAVP 96\r\nm=text 0 RTP/SAVP 98\r\n")
+	for _, tt := range []struct {
+		name      string
+		answer    func(offer []byte) (int, []byte)
+		offers    []string // proto of each INVITE's audio
+		byes      int
+		status    int // the call's final refusal, 0: answered
+		encrypted bool
+	}{
+		{"488 then plain", func(o []byte) (int, []byte) {
+			if bytes.Contains(o, []byte("RTP/SAVP")) {
+				return 488, nil
+			}
+			return 200, plainAnswer(o)
+		}, []string{"RTP/SAVP", "RTP/AVP"}, 0, 0, false},
+		{"all declined then plain", func(o []byte) (int, []byte) {
+			if bytes.Contains(o, []byte("RTP/SAVP")) {
+				return 200, declined
+			}
+			return 200, plainAnswer(o)
+		}, []string{"RTP/SAVP", "RTP/AVP"}, 1, 0, false},
+		{"keyed", func(o []byte) (int, []byte) { return 200, plainAnswer(o) }, []string{"RTP/SAVP"}, 0, 0, true},
+		{"488 to both", func(o []byte) (int, []byte) { return 488, nil }, []string{"RTP/SAVP", "RTP/AVP"}, 0, 488, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			callee := startCallee(t, tt.answer)
+			g, err := New(Config{WebPhone: config.DefaultWebPhone(), Bind: lo, RTP: config.PortRange{Min: 20000, Max: 39999}, Domain: "mcs.z5.test"},
+				Deps{Sessions: fakeSessions{}, API: http404{}, ZDial: http404{}, SIP: func() netip.AddrPort { return callee.addr }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tb := &tab{g: g, ctx: ctx, cancel: cancel, sess: store.Session{Number: "2025550102"}}
+			if tb.ua, err = newSIPUA(ctx, tb, msg{SIP: &zdialwire.SIPCreds{Username: "u", Password: "p"}, License: "lic",
+				Instance: "urn:uuid:00000000-0000-0000-0000-000000000001"}); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cancel(); tb.ua.close() }()
+			br := testBridgeOf(t, g)
+			c := &call{leg: legMain, ctx: ctx}
+			sess, neg, err := tb.invite(c, br, "3035550199", true, nil)
+			status := 0
+			if de, ok := errors.AsType[*sipgo.ErrDialogResponse](err); ok {
+				status = int(de.Res.StatusCode)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if sess != nil {
+				bctx, bcancel := context.WithTimeout(context.Background(), 2*time.Second)
+				sess.Bye(bctx)
+				bcancel()
+				sess.Close()
+			}
+			callee.mu.Lock()
+			var protos []string
+			for _, o := range callee.offers {
+				_, _, p := cryptoLines([]byte(o))
+				protos = append(protos, p["audio"])
+			}
+			byes := callee.byes
+			if sess != nil {
+				byes-- // ours, above
+			}
+			callee.mu.Unlock()
+			t.Logf("offers %v, BYEs before the answer %d, final status %d, encrypted %v", protos, byes, status, neg.Encrypted())
+			if strings.Join(protos, " ") != strings.Join(tt.offers, " ") || byes != tt.byes || status != tt.status ||
+				neg.Encrypted() != tt.encrypted || (tt.status == 0) != (sess != nil) {
+				t.Errorf("offers %v, BYEs %d, status %d, encrypted %v; want %v, %d, %d, %v", protos, byes, status, neg.Encrypted(),
+					tt.offers, tt.byes, tt.status, tt.encrypted)
+			}
+		})
 	}
 }
