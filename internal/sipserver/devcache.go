@@ -72,3 +72,19 @@ func (c *deviceCache) forget(sipUser string) {
 	c.m.Remove(sipUser)
 	c.mu.Unlock()
 }
+
+// sweep drops devices older than the TTL from the least recently used end,
+// so between refreshes the cache holds little beyond what recent requests
+// read (a node's memory per registration counts it). One used lately but
+// read long ago may stay until its next lookup drops it.
+func (c *deviceCache) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		_, e, ok := c.m.Oldest()
+		if !ok || now.Sub(e.at) < c.ttl {
+			return
+		}
+		c.m.RemoveOldest()
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -56,5 +57,26 @@ func TestDeviceCache(t *testing.T) {
 	p.pass = "secret-1"
 	if res, err := p.tryRegister(600); err == nil && res.StatusCode == 200 {
 		t.Fatal("the old password still registers after the change")
+	}
+}
+
+func TestDeviceCacheSweep(t *testing.T) {
+	now := time.Unix(1000, 0)
+	reads := 0
+	c := newDeviceCache(func(_ context.Context, u string) (store.Device, error) {
+		reads++
+		return store.Device{SIPUser: u}, nil
+	}, 10*time.Second, func() time.Time { return now })
+	ctx := context.Background()
+	c.get(ctx, "a")
+	now = now.Add(6 * time.Second)
+	c.get(ctx, "b")
+	now = now.Add(5 * time.Second) // a is 11 s old, b 5 s
+	c.sweep(now)
+	if c.m.Len() != 1 {
+		t.Fatalf("%d devices kept after the sweep, want 1 (b)", c.m.Len())
+	}
+	if _, cached, _ := c.get(ctx, "b"); !cached || reads != 2 {
+		t.Fatalf("b cached %t after %d reads, want cached after 2", cached, reads)
 	}
 }

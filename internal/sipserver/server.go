@@ -418,6 +418,7 @@ func (s *Server) maintain() {
 		if n++; n%30 == 0 {
 			s.auth.sweep(now)
 			s.failures.sweep(now)
+			s.devices.sweep(now)
 			s.t.amp.sweep()
 			s.udp.prune(time.Now(), s.ua.TransportLayer().Pool("udp"), s.reg.hasUDP)
 		}
