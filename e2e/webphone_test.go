@@ -316,12 +316,16 @@ func (p *webPage) signIn(user, pass, number string, axe bool) {
 // answers, (3) one browser calls another through the MCS; the relay's
 // record says every stream of the calls with z5 clients was encrypted end
 // to end (SDES-SRTP from the client to the gateway); axe-core finds
-// nothing on any screen.
+// nothing on any screen. The node requires SIP over TLS ([sip]
+// require_tls, the dev stack's sip_tls on): the tabs register over TLS
+// too, or they could not register at all.
 func TestWebPhone(t *testing.T) {
 	needTool(t, "ffprobe")
 	axe := axeScript(t)
 	alloc := browserAlloc(t)
-	s := startStack(t)
+	s := &stack{ip: loopbackIP(t), dir: t.TempDir()}
+	s.cfg = stackConfig(t, s.dir, s.ip, "\n[sip]\nrequire_tls = true\n")
+	s.start(t)
 	s.provision(t)
 	url := "https://" + s.ip + ":9443/"
 	const minFrames = 30 // a second of the far end's video
@@ -329,6 +333,25 @@ func TestWebPhone(t *testing.T) {
 	alice := openPage(t, alloc, "alice", url, axe)
 	alice.signIn("alice", alicePass, aliceWork, true)
 	alice.checkAxe("idle")
+	// The tab's registration is a TLS flow to the node's TLS listener.
+	var regs opviewAnswer
+	out := s.admin(t, "", "registrations", "--json")
+	if err := json.Unmarshal([]byte(out), &regs); err != nil {
+		t.Fatalf("z5d admin registrations --json: %v\n%s", err, out)
+	}
+	tabs := 0
+	for _, r := range regs.Registrations {
+		if r.Number == aliceWork {
+			tabs++
+			t.Logf("the tab's registration: %s from %s", r.Transport, r.Source)
+			if r.Transport != "TLS" {
+				t.Errorf("the tab registered over %s, want TLS", r.Transport)
+			}
+		}
+	}
+	if tabs != 1 {
+		t.Errorf("%d registrations of %s, want the tab's\n%s", tabs, aliceWork, out)
+	}
 
 	t.Run("CallsZ5Client", func(t *testing.T) {
 		alice.t = t

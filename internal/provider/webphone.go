@@ -2,7 +2,9 @@ package provider
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -25,6 +27,16 @@ func (n *Node) newWebPhone(api http.Handler) (*webphone.Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	roots, err := n.webPhoneSIPRoots()
+	if err != nil {
+		return nil, err
+	}
+	// The SIP certificate from the deployment CA names the node's MCS hosts
+	// and the shared names; the tabs verify it for the node's own.
+	sipName := cfg.Names.LBMCS
+	if len(n.node.Hosts) > 0 {
+		sipName = n.node.Hosts[0]
+	}
 	bind := n.node.BindAddr()
 	if !bind.IsValid() || bind.IsUnspecified() {
 		bind = n.node.Addr()
@@ -35,6 +47,7 @@ func (n *Node) newWebPhone(api http.Handler) (*webphone.Gateway, error) {
 		RTP:       cfg.Ports.RTP,
 		Domain:    cfg.Names.SIPDomain,
 		UserAgent: cfg.Provider.Name + " web phone",
+		SIPName:   sipName,
 		// The MCS API's per-source limit, counted apart from the API's.
 		RateLimit:         float64(cfg.MCS.RateLimit),
 		RateBurst:         cfg.MCS.RateBurst,
@@ -45,12 +58,37 @@ func (n *Node) newWebPhone(api http.Handler) (*webphone.Gateway, error) {
 		API:      api,
 		ZDial:    zd,
 		SIP:      func() netip.AddrPort { return n.sip.Addr() },
+		// With ports.sip_tls the tabs register over TLS (sip.require_tls
+		// may refuse anything else).
+		SIPTLS:   func() netip.AddrPort { return n.sip.TLSAddr() },
+		SIPRoots: roots,
 		Relay:    n.relay,
 		Accounts: n.store,
 		Live:     nodeLive{n},
 		Node:     n.node.Name,
 		Log:      n.log.With("component", "webphone"),
 	})
+}
+
+// webPhoneSIPRoots are the roots the tabs verify the node's SIP
+// certificate against: the deployment CA, plus the operator's own
+// certificate when [sip] tls_cert replaces the CA's (the node trusts the
+// certificate it serves itself, whoever issued it).
+func (n *Node) webPhoneSIPRoots() (*x509.CertPool, error) {
+	pool := n.ca.Pool()
+	if n.cfg.Ports.SIPTLS == 0 || n.cfg.SIP.TLSCert == "" {
+		return pool, nil
+	}
+	cert, err := sipCertificate(n.cfg, tls.Certificate{})
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("sip.tls_cert: %w", err)
+	}
+	pool.AddCert(leaf)
+	return pool, nil
 }
 
 // nodeLive reads the node's SIP server when asked: the web phone is built

@@ -2,6 +2,7 @@ package webphone
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,8 +26,9 @@ const (
 	sipTimeout       = 10 * time.Second
 )
 
-// sipUA is a tab's SIP side: one TCP flow to the node's own SIP listener,
-// registered with the tab's device credentials.
+// sipUA is a tab's SIP side: one flow to the node's own SIP listener (TLS
+// when the node serves it, else TCP), registered with the tab's device
+// credentials.
 type sipUA struct {
 	t        *tab
 	ua       *sipgo.UserAgent
@@ -35,6 +37,7 @@ type sipUA struct {
 	dcli     *sipgo.DialogClientCache
 	dsrv     *sipgo.DialogServerCache
 	server   netip.AddrPort
+	network  string // sipgo's transport name: "tls" or "tcp"
 	creds    zdialwire.SIPCreds
 	number   string
 	license  string
@@ -49,16 +52,24 @@ type sipUA struct {
 }
 
 func newSIPUA(ctx context.Context, t *tab, auth msg) (*sipUA, error) {
-	s := &sipUA{t: t, server: t.g.deps.SIP(), creds: *auth.SIP, number: t.sess.Number, license: auth.License,
+	s := &sipUA{t: t, creds: *auth.SIP, number: t.sess.Number, license: auth.License,
 		instance: auth.Instance, callID: sipmsg.GenerateTagN(24), done: make(chan struct{})}
 	if s.creds.Domain == "" {
 		s.creds.Domain = t.g.cfg.Domain
+	}
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent(t.g.cfg.UserAgent)}
+	s.network, s.server = "tcp", t.g.deps.SIP()
+	// Where the node serves SIP over TLS the tab uses it, never plain TCP:
+	// the registrar may require TLS, and the SDES keys ride this flow.
+	if addr, tc := sipTLS(t.g.cfg, t.g.deps); tc != nil {
+		s.network, s.server = "tls", addr
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(tc))
 	}
 	if !s.server.IsValid() {
 		return nil, fmt.Errorf("the SIP listener is not up")
 	}
 	var err error
-	if s.ua, err = sipgo.NewUA(sipgo.WithUserAgent(t.g.cfg.UserAgent)); err != nil {
+	if s.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		return nil, err
 	}
 	log := t.g.log.With("component", "webphone-sip", "number", s.number)
@@ -78,6 +89,9 @@ func newSIPUA(ctx context.Context, t *tab, auth msg) (*sipUA, error) {
 	defer cancel()
 	if err := s.ping(rctx); err != nil {
 		s.ua.Close()
+		if s.network == "tls" {
+			return nil, fmt.Errorf("SIP over TLS to %s (%s): %w", s.server, t.g.cfg.SIPName, err)
+		}
 		return nil, err
 	}
 	if err := s.register(rctx, registerExpires); err != nil {
@@ -86,6 +100,21 @@ func newSIPUA(ctx context.Context, t *tab, auth msg) (*sipUA, error) {
 	}
 	go s.maintain(ctx)
 	return s, nil
+}
+
+// sipTLS is the node's SIP TLS listener and the client TLS configuration
+// of the tabs' flows to it, nil when the node serves no TLS: the node's
+// certificate is verified against the deployment's roots for the MCS
+// name, not the IP address the flow dials.
+func sipTLS(cfg Config, deps Deps) (netip.AddrPort, *tls.Config) {
+	if deps.SIPTLS == nil {
+		return netip.AddrPort{}, nil
+	}
+	addr := deps.SIPTLS()
+	if !addr.IsValid() {
+		return netip.AddrPort{}, nil
+	}
+	return addr, &tls.Config{RootCAs: deps.SIPRoots, ServerName: cfg.SIPName, MinVersion: tls.VersionTLS12}
 }
 
 func (s *sipUA) routes() {
@@ -113,7 +142,7 @@ func (s *sipUA) routes() {
 
 func (s *sipUA) newRequest(method sipmsg.RequestMethod, ruri sipmsg.Uri) *sipmsg.Request {
 	req := sipmsg.NewRequest(method, ruri)
-	req.SetTransport("TCP")
+	req.SetTransport(strings.ToUpper(s.network))
 	req.SetDestination(s.server.String())
 	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: s.number, Host: s.creds.Domain}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sipmsg.GenerateTagN(16))
@@ -136,7 +165,7 @@ func (s *sipUA) ping(ctx context.Context) error {
 	via := req.Via()
 	c := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: s.number, Host: via.Host, Port: via.Port, UriParams: sipmsg.NewParams()},
 		Params: sipmsg.NewParams()}
-	c.Address.UriParams.Add("transport", "tcp")
+	c.Address.UriParams.Add("transport", s.network)
 	c.Address.UriParams.Add("ob", "")
 	c.Params.Add("+sip.instance", `"<`+s.instance+`>"`)
 	c.Params.Add("reg-id", "1")
@@ -237,7 +266,7 @@ func (s *sipUA) maintain(ctx context.Context) {
 }
 
 func (s *sipUA) crlf() error {
-	conn, err := s.ua.TransportLayer().GetConnection("tcp", s.server.String())
+	conn, err := s.ua.TransportLayer().GetConnection(s.network, s.server.String())
 	if err != nil || conn == nil {
 		return fmt.Errorf("no connection to %s", s.server)
 	}
@@ -245,7 +274,8 @@ func (s *sipUA) crlf() error {
 	if !ok {
 		return fmt.Errorf("connection to %s cannot write raw bytes", s.server)
 	}
-	// The deadline is the connection's, not this write's: clear it after,
+	// On a TLS flow the ping goes inside TLS (RFC 5626 §4.4.1). The
+	// deadline is the connection's, not this write's: clear it after,
 	// or every later SIP message on the flow fails with a timeout.
 	w.SetWriteDeadline(time.Now().Add(s.t.g.pingTimeout))
 	_, err = w.Write([]byte("\r\n\r\n"))
@@ -268,7 +298,7 @@ func (s *sipUA) close() {
 func (s *sipUA) invite(ctx context.Context, target string, offer []byte, extra sipmsg.Header, onProgress func(int)) (*sipgo.DialogClientSession, error) {
 	ruri := sipmsg.Uri{Scheme: "sip", User: target, Host: s.creds.Domain}
 	req := s.newRequest(sipmsg.INVITE, ruri)
-	req.AppendHeader(sipmsg.NewHeader("Route", fmt.Sprintf("<sip:%s;transport=tcp;lr>", s.server)))
+	req.AppendHeader(sipmsg.NewHeader("Route", fmt.Sprintf("<sip:%s;transport=%s;lr>", s.server, s.network)))
 	contact := s.currentContact()
 	req.AppendHeader(&contact)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))

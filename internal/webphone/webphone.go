@@ -3,17 +3,19 @@
 // elsewhere), sign-in forwarded to ZDial on the same origin, and the
 // gateway that makes each browser tab one more registered endpoint of its
 // number. A tab's signalling is a WebSocket authenticated with the MCS
-// token; the gateway runs a SIP user agent per tab that registers over TCP
-// with the node's own SIP listener using the tab's device credentials, so
-// the registrar and proxy treat it like any Z5 client. Media is WebRTC
-// (pion) terminated here — ICE-lite host candidates in the RTP range,
-// DTLS-SRTP, BUNDLE, rtcp-mux — and bridged without transcoding (H.264
-// constrained baseline and PCMU) to the relay ports the call's SDP names,
-// as SDES-SRTP whenever the SIP side offers or accepts it.
+// token; the gateway runs a SIP user agent per tab that registers with the
+// node's own SIP listener (over TLS when the node serves it, else TCP)
+// using the tab's device credentials, so the registrar and proxy treat it
+// like any Z5 client. Media is WebRTC (pion) terminated here — ICE-lite
+// host candidates in the RTP range, DTLS-SRTP, BUNDLE, rtcp-mux — and
+// bridged without transcoding (H.264 constrained baseline and PCMU) to the
+// relay ports the call's SDP names, as SDES-SRTP whenever the SIP side
+// offers or accepts it.
 package webphone
 
 import (
 	"context"
+	"crypto/x509"
 	"embed"
 	"errors"
 	"fmt"
@@ -48,6 +50,9 @@ type Config struct {
 	Domain string
 	// UserAgent names the gateway's SIP user agents.
 	UserAgent string
+	// SIPName is the MCS host name the node's SIP certificate is verified
+	// for when the tabs register over TLS.
+	SIPName string
 	// RateLimit requests per second (bursts of RateBurst) from one source
 	// may open WebSockets, sign in or read the operator view, as the MCS
 	// API allows ([mcs] rate_limit); 0: no limit. MaxTrackedSources bounds
@@ -83,8 +88,13 @@ type Deps struct {
 	// node's own ZDial handler, or a proxy to a ZDial node.
 	ZDial http.Handler
 	// SIP is the node's SIP TCP listener, known once it listens.
-	SIP   func() netip.AddrPort
-	Relay Relay // nil: no exemption needed (tests on loopback)
+	SIP func() netip.AddrPort
+	// SIPTLS is the node's SIP TLS listener (zero when the node serves no
+	// TLS; nil: never): when set, tabs register over TLS there, verifying
+	// the server against SIPRoots for Config.SIPName.
+	SIPTLS   func() netip.AddrPort
+	SIPRoots *x509.CertPool
+	Relay    Relay // nil: no exemption needed (tests on loopback)
 	// Accounts and Live feed the staff's operator view (nil: no view);
 	// Node names this node in it.
 	Accounts Accounts
@@ -126,6 +136,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	var errs []error
 	if deps.Sessions == nil || deps.API == nil || deps.ZDial == nil || deps.SIP == nil {
 		errs = append(errs, errors.New("Sessions, API, ZDial and SIP are required"))
+	}
+	if deps.SIPTLS != nil && (deps.SIPRoots == nil || cfg.SIPName == "") {
+		errs = append(errs, errors.New("SIPTLS needs SIPRoots and SIPName"))
 	}
 	if !cfg.Bind.IsValid() {
 		errs = append(errs, errors.New("Bind is required"))
