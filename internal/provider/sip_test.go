@@ -40,7 +40,7 @@ func TestSIPConfig(t *testing.T) {
 		Advertise: netip.MustParseAddr("127.0.0.1"),
 		Allow:     []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Version:   "test",
-		ACD:       config.ACD{RingTimeout: 15 * time.Second, MaxWait: 10 * time.Minute, WrapUp: 5 * time.Second},
+		ACD:       config.ACD{RingTimeout: 15 * time.Second, MaxWait: 10 * time.Minute, WrapUp: 5 * time.Second, RequeueWindow: time.Minute},
 		Trunk: config.Trunk{Address: "sip:127.0.0.1:5080;transport=tcp", Allow: []string{"127.0.0.1/32"},
 			Routes: []config.TrunkRoute{{Match: "911", Target: "sip:911@127.0.0.1:5080;transport=tcp"}}},
 		RequireLocation: true,
