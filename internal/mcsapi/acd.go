@@ -108,6 +108,7 @@ func (s *Service) handlePutACDState(w http.ResponseWriter, r *http.Request, sess
 			return err
 		}
 		s.log.Info("interpreter state", "ca_id", caID, "state", next)
+		s.agentChanged()
 	}
 	return s.writeACDState(w, r, as, a)
 }

@@ -42,10 +42,17 @@ func TestACDState(t *testing.T) {
 	if err != nil || a.State != acd.Ready {
 		t.Errorf("stored agent %+v %v, want ready", a, err)
 	}
+	e.do("PUT", PathACDState, tok, `{"state":"ready"}`, "Content-Type", "application/json").want(t, 200)
+	if n := e.agentChanges.Load(); n != 1 {
+		t.Errorf("dispatcher woken %d times after ready, ready again; want once", n)
+	}
 	e.do("PUT", PathACDState, tok, `{"state":"in_call"}`, "Content-Type", "application/json").want(t, 422)
 	e.do("PUT", PathACDState, tok, `{"state":"not_ready"}`, "Content-Type", "application/json").want(t, 200).json(t, &st)
 	if st.State != acd.NotReady {
 		t.Errorf("after PUT not_ready %+v", st)
+	}
+	if n := e.agentChanges.Load(); n != 2 {
+		t.Errorf("dispatcher woken %d times after not_ready, want 2", n)
 	}
 
 	// A customer is no interpreter.

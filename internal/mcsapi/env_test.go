@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ type env struct {
 	addr   string
 	client *http.Client
 	logs   *testenv.SyncBuffer
+	// agentChanges counts Deps.AgentChanged calls.
+	agentChanges atomic.Int32
 
 	// Alice holds number 2025550100 on device aliceDev; Bob 3125550100.
 	aliceDev, bobDev store.Device
@@ -74,7 +77,8 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 
 	e.logs = &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.svc, err = New(e.cfg, Deps{Store: e.st, LicenseKey: key, Log: log, Registerer: prometheus.NewRegistry()})
+	e.svc, err = New(e.cfg, Deps{Store: e.st, LicenseKey: key, Log: log, Registerer: prometheus.NewRegistry(),
+		AgentChanged: func() { e.agentChanges.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

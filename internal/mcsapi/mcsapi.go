@@ -73,6 +73,9 @@ type Deps struct {
 	Now        func() time.Time      // nil: time.Now
 	Registerer prometheus.Registerer // nil: metrics are kept but not exported
 	Probe      Prober                // the node's media relay; nil: probes answer 503
+	// AgentChanged is told when an interpreter's state changes here, so
+	// this node's queue dispatcher runs at once (nil: at its next tick).
+	AgentChanged func()
 }
 
 // Service serves the MCS API. It is safe for concurrent use.
@@ -86,9 +89,10 @@ type Service struct {
 	mux     *http.ServeMux
 	dav     *carddav.Handler // CardDAV over the same books (dav.go)
 
-	prober     Prober       // nil: no relay on this node
-	probeLimit probeLimiter // probe sessions per MCS session (probe.go)
-	reqLimit   *floodguard.Limiter
+	prober       Prober       // nil: no relay on this node
+	agentChanged func()       // never nil
+	probeLimit   probeLimiter // probe sessions per MCS session (probe.go)
+	reqLimit     *floodguard.Limiter
 }
 
 // New validates cfg and deps and builds the Service.
@@ -111,18 +115,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:      cfg,
-		store:    deps.Store,
-		key:      deps.LicenseKey,
-		log:      deps.Log,
-		now:      deps.Now,
-		metrics:  m,
-		mux:      http.NewServeMux(),
-		prober:   deps.Probe,
-		reqLimit: floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedSources),
+		cfg:          cfg,
+		store:        deps.Store,
+		key:          deps.LicenseKey,
+		log:          deps.Log,
+		now:          deps.Now,
+		metrics:      m,
+		mux:          http.NewServeMux(),
+		prober:       deps.Probe,
+		agentChanged: deps.AgentChanged,
+		reqLimit:     floodguard.NewLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedSources),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.agentChanged == nil {
+		s.agentChanged = func() {}
 	}
 	if s.now == nil {
 		s.now = time.Now

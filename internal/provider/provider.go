@@ -144,7 +144,14 @@ func (n *Node) build() error {
 		acfg := MCSAPIConfig(cfg)
 		acfg.RUE = NewRUE(n.Profile())
 		h, err := mcsapi.New(acfg, mcsapi.Deps{Store: n.store, LicenseKey: n.key,
-			Log: n.log.With("component", "mcsapi"), Registerer: n.reg, Probe: n.relay})
+			Log: n.log.With("component", "mcsapi"), Registerer: n.reg, Probe: n.relay,
+			// An interpreter who becomes ready here is offered a call this
+			// node holds at once; other nodes see it at their next pass.
+			AgentChanged: func() {
+				if n.sip != nil {
+					n.sip.WakeACD()
+				}
+			}})
 		if err != nil {
 			return fmt.Errorf("mcs api: %w", err)
 		}
