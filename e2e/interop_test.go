@@ -392,7 +392,7 @@ func plainTones(t *testing.T) audioDetector {
 	for _, hz := range []float64{300, 440, 1000} {
 		p := make([]byte, 160)
 		for i := range p {
-			p[i] = linearToULaw(int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000)))
+			p[i] = media.LinearToULaw(int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000)))
 		}
 		if !d.plaintext(p) {
 			t.Fatalf("detector misses a %.0f Hz tone in PCMU", hz)
@@ -420,7 +420,7 @@ func (d audioDetector) plaintext(p []byte) bool {
 	x := make([]float64, len(p))
 	var mean float64
 	for i, u := range p {
-		x[i] = float64(ulawDecode(u))
+		x[i] = float64(media.ULawToLinear(u))
 		mean += x[i]
 	}
 	mean /= float64(len(x))
@@ -433,33 +433,6 @@ func (d audioDetector) plaintext(p []byte) bool {
 		}
 	}
 	return r0 > 0 && r1/r0 > 0.5
-}
-
-// ulawDecode and linearToULaw are G.711 μ-law (ITU-T G.711).
-func ulawDecode(u byte) int16 {
-	u = ^u
-	t := (int16(u&0x0f) << 3) + 0x84
-	t <<= (u & 0x70) >> 4
-	if u&0x80 != 0 {
-		return 0x84 - t
-	}
-	return t - 0x84
-}
-
-func linearToULaw(s int16) byte {
-	const bias, clip = 0x84, 32635
-	sign := byte(0)
-	v := int(s)
-	if v < 0 {
-		v, sign = -v, 0x80
-	}
-	v = min(v, clip) + bias
-	exp := byte(7)
-	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := byte(v>>(int(exp)+3)) & 0x0f
-	return ^(sign | exp<<4 | mant)
 }
 
 // waitRegistered polls the node's registrations gauge.

@@ -284,15 +284,23 @@ func TestAnnexBToAVCC(t *testing.T) {
 	}
 }
 
-func TestULawToLinear(t *testing.T) {
+func TestG711(t *testing.T) {
 	for _, tc := range []struct {
 		u    byte
 		want int16
 	}{
 		{0xff, 0}, {0x7f, 0}, {0x00, -32124}, {0x80, 32124}, {0xfe, 8}, {0x7e, -8}, {0xef, 132}, {0x6f, -132},
 	} {
-		if got := ulawToLinear(tc.u); got != tc.want {
-			t.Errorf("ulawToLinear(%#02x) = %d, want %d", tc.u, got, tc.want)
+		if got := ULawToLinear(tc.u); got != tc.want {
+			t.Errorf("ULawToLinear(%#02x) = %d, want %d", tc.u, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in   int16
+		want byte
+	}{{0, 0xff}, {-1, 0x7f}, {32767, 0x80}, {-32768, 0x00}} {
+		if got := LinearToULaw(tc.in); got != tc.want {
+			t.Errorf("LinearToULaw(%d) = %#x, want %#x", tc.in, got, tc.want)
 		}
 	}
 	if got := appendPCM16(nil, []byte{0x80, 0xff}); !bytes.Equal(got, []byte{0x7c, 0x7d, 0, 0}) {
