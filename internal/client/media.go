@@ -589,11 +589,11 @@ func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
 		return nil, err
 	}
 	sa := &streamSockets{src: src}
-	if sa.audio, sa.audioRTCP, err = udpPair(ip); err != nil {
+	if sa.audio, sa.audioRTCP, err = media.ListenRTPPair(ip); err != nil {
 		return nil, err
 	}
 	if video {
-		if sa.video, sa.videoRTCP, err = udpPair(ip); err != nil {
+		if sa.video, sa.videoRTCP, err = media.ListenRTPPair(ip); err != nil {
 			sa.close()
 			return nil, err
 		}
@@ -604,7 +604,7 @@ func newStreamSockets(ip netip.Addr, video, text bool) (*streamSockets, error) {
 		return sa, nil
 	}
 	if sa.textSSRC, err = newTextSSRC(); err == nil {
-		sa.text, sa.textRTCP, err = udpPair(ip)
+		sa.text, sa.textRTCP, err = media.ListenRTPPair(ip)
 	}
 	if err != nil {
 		sa.close()
@@ -637,26 +637,4 @@ func (sa *streamSockets) close() {
 	for _, c := range sa.all() {
 		c.Close()
 	}
-}
-
-// udpPair binds an even RTP port and the RTCP port above it.
-func udpPair(ip netip.Addr) (*net.UDPConn, *net.UDPConn, error) {
-	for range 64 {
-		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			return nil, nil, fmt.Errorf("media socket: %w", err)
-		}
-		p := rtp.LocalAddr().(*net.UDPAddr).Port
-		if p%2 != 0 || p == 65535 {
-			rtp.Close()
-			continue
-		}
-		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p+1))))
-		if err != nil {
-			rtp.Close()
-			continue
-		}
-		return rtp, rtcp, nil
-	}
-	return nil, nil, errors.New("media socket: no free even/odd UDP port pair")
 }

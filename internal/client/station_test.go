@@ -353,11 +353,11 @@ func newEndpoint(t *testing.T, video bool) *endpoint {
 	t.Helper()
 	ep := &endpoint{ip: netip.MustParseAddr("127.0.0.1")}
 	var err error
-	if ep.audio, ep.audioRTCP, err = udpPair(ep.ip); err != nil {
+	if ep.audio, ep.audioRTCP, err = media.ListenRTPPair(ep.ip); err != nil {
 		t.Fatal(err)
 	}
 	if video {
-		if ep.video, ep.videoRTCP, err = udpPair(ep.ip); err != nil {
+		if ep.video, ep.videoRTCP, err = media.ListenRTPPair(ep.ip); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -54,7 +54,7 @@ func (p *Peer) Dial(ctx context.Context, mcs netip.AddrPort, domain, from, numbe
 	if p.ln == nil {
 		return nil, errors.New("pstnpeer: Dial before Listen")
 	}
-	rtp, rtcp, err := udpPair(p.ip)
+	rtp, rtcp, err := media.ListenRTPPair(p.ip)
 	if err != nil {
 		return nil, err
 	}

@@ -299,7 +299,7 @@ func (p *Peer) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	dlg.Respond(sipmsg.StatusRinging, "Ringing", nil)
-	rtp, rtcp, err := udpPair(p.ip)
+	rtp, rtcp, err := media.ListenRTPPair(p.ip)
 	if err != nil {
 		refuse(sipmsg.StatusInternalServerError, "Server Internal Error", err.Error())
 		return
@@ -434,28 +434,6 @@ func Parts(contentType string, body []byte) ([]Part, error) {
 		pmt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
 		out = append(out, Part{ContentType: pmt, ContentID: strings.Trim(part.Header.Get("Content-ID"), "<>"), Body: b})
 	}
-}
-
-// udpPair binds an even RTP port and the RTCP port above it on ip.
-func udpPair(ip netip.Addr) (*net.UDPConn, *net.UDPConn, error) {
-	for range 64 {
-		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			return nil, nil, fmt.Errorf("media socket: %w", err)
-		}
-		p := port(rtp)
-		if p%2 != 0 || p == 65535 {
-			rtp.Close()
-			continue
-		}
-		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p+1))))
-		if err != nil {
-			rtp.Close()
-			continue
-		}
-		return rtp, rtcp, nil
-	}
-	return nil, nil, errors.New("media socket: no free even/odd UDP port pair")
 }
 
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }

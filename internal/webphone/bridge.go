@@ -111,7 +111,7 @@ func (b *bridge) legs() []*leg {
 }
 
 func (b *bridge) newLeg(kind string) (*leg, error) {
-	rtpc, rtcpc, err := udpPair(b.g.cfg.Bind)
+	rtpc, rtcpc, err := media.ListenRTPPair(b.g.cfg.Bind)
 	if err != nil {
 		return nil, err
 	}
@@ -538,26 +538,4 @@ func listenInRange(ip netip.Addr, lo, hi int) (net.PacketConn, error) {
 		}
 	}
 	return nil, fmt.Errorf("no free UDP port in %d-%d on %s", lo, hi, ip)
-}
-
-// udpPair binds an even RTP port and the RTCP port above it.
-func udpPair(ip netip.Addr) (*net.UDPConn, *net.UDPConn, error) {
-	for range 64 {
-		rtpc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			return nil, nil, fmt.Errorf("media socket: %w", err)
-		}
-		p := rtpc.LocalAddr().(*net.UDPAddr).Port
-		if p%2 != 0 || p == 65535 {
-			rtpc.Close()
-			continue
-		}
-		rtcpc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p+1))))
-		if err != nil {
-			rtpc.Close()
-			continue
-		}
-		return rtpc, rtcpc, nil
-	}
-	return nil, nil, errors.New("media socket: no free even/odd UDP port pair")
 }

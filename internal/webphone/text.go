@@ -33,7 +33,7 @@ type textLeg struct {
 }
 
 func newTextLeg(b *bridge) (*textLeg, error) {
-	rtpc, rtcpc, err := udpPair(b.g.cfg.Bind)
+	rtpc, rtcpc, err := media.ListenRTPPair(b.g.cfg.Bind)
 	if err != nil {
 		return nil, err
 	}
