@@ -16,6 +16,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/sipreg"
 )
 
 // PhoneOptions configure the SIP side of a client.
@@ -265,34 +267,15 @@ func (p *Phone) register(ctx context.Context, host string, server netip.AddrPort
 	p.mu.Unlock()
 
 	req := p.newRequest(sipmsg.REGISTER, sipmsg.Uri{Scheme: "sip", Host: p.creds.Domain}, server)
-	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: p.creds.Domain}}
-	req.ReplaceHeader(to)
-	from := &sipmsg.FromHeader{Address: to.Address, Params: sipmsg.NewParams()}
-	from.Params.Add("tag", sipmsg.GenerateTagN(16))
-	req.ReplaceHeader(from)
-	cid := sipmsg.CallIDHeader(p.callID)
-	req.ReplaceHeader(&cid)
-	req.ReplaceHeader(&sipmsg.CSeqHeader{SeqNo: cseq, MethodName: sipmsg.REGISTER})
-	req.AppendHeader(&contact)
-	req.AppendHeader(sipmsg.NewHeader("Expires", strconv.Itoa(expires)))
-	req.AppendHeader(sipmsg.NewHeader("Supported", "outbound, path"))
-	req.AppendHeader(sipmsg.NewHeader("X-Z5-License", lic))
-
-	res, err := p.cl.Do(ctx, req)
+	sipreg.Fill(req, sipreg.Binding{Number: p.c.state.Number, Domain: p.creds.Domain, CallID: p.callID, CSeq: cseq,
+		Contact: contact, Expires: expires, License: lic})
+	res, last, err := sipreg.Send(ctx, p.cl, req, sipgo.DigestAuth{Username: p.creds.Username, Password: p.creds.Password})
 	if err != nil {
-		return fmt.Errorf("REGISTER: %w", err)
+		return err
 	}
-	if res.StatusCode == sipmsg.StatusUnauthorized || res.StatusCode == sipmsg.StatusProxyAuthRequired {
-		res, err = p.cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.creds.Username, Password: p.creds.Password})
-		if err != nil {
-			return fmt.Errorf("REGISTER with digest: %w", err)
-		}
-		p.mu.Lock()
-		if cs := req.CSeq(); cs != nil && cs.SeqNo > p.cseq {
-			p.cseq = cs.SeqNo
-		}
-		p.mu.Unlock()
-	}
+	p.mu.Lock()
+	p.cseq = max(p.cseq, last)
+	p.mu.Unlock()
 	switch {
 	case res.StatusCode == sipmsg.StatusOK:
 	case res.StatusCode == sipmsg.StatusUnauthorized || res.StatusCode == sipmsg.StatusProxyAuthRequired:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/z5vrs/z5/internal/sipreg"
 	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
 
@@ -193,33 +193,15 @@ func (s *sipUA) register(ctx context.Context, expires int) error {
 	s.mu.Unlock()
 	contact := s.currentContact()
 	req := s.newRequest(sipmsg.REGISTER, sipmsg.Uri{Scheme: "sip", Host: s.creds.Domain})
-	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: s.number, Host: s.creds.Domain}}
-	req.ReplaceHeader(to)
-	from := &sipmsg.FromHeader{Address: to.Address, Params: sipmsg.NewParams()}
-	from.Params.Add("tag", sipmsg.GenerateTagN(16))
-	req.ReplaceHeader(from)
-	cid := sipmsg.CallIDHeader(s.callID)
-	req.ReplaceHeader(&cid)
-	req.ReplaceHeader(&sipmsg.CSeqHeader{SeqNo: cseq, MethodName: sipmsg.REGISTER})
-	req.AppendHeader(&contact)
-	req.AppendHeader(sipmsg.NewHeader("Expires", strconv.Itoa(expires)))
-	req.AppendHeader(sipmsg.NewHeader("Supported", "outbound, path"))
-	req.AppendHeader(sipmsg.NewHeader("X-Z5-License", s.license))
-	res, err := s.cl.Do(ctx, req)
+	sipreg.Fill(req, sipreg.Binding{Number: s.number, Domain: s.creds.Domain, CallID: s.callID, CSeq: cseq,
+		Contact: contact, Expires: expires, License: s.license})
+	res, last, err := sipreg.Send(ctx, s.cl, req, sipgo.DigestAuth{Username: s.creds.Username, Password: s.creds.Password})
 	if err != nil {
-		return fmt.Errorf("REGISTER: %w", err)
+		return err
 	}
-	if res.StatusCode == sipmsg.StatusUnauthorized || res.StatusCode == sipmsg.StatusProxyAuthRequired {
-		res, err = s.cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: s.creds.Username, Password: s.creds.Password})
-		if err != nil {
-			return fmt.Errorf("REGISTER with digest: %w", err)
-		}
-		s.mu.Lock()
-		if cs := req.CSeq(); cs != nil && cs.SeqNo > s.cseq {
-			s.cseq = cs.SeqNo
-		}
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	s.cseq = max(s.cseq, last)
+	s.mu.Unlock()
 	if res.StatusCode != sipmsg.StatusOK {
 		return fmt.Errorf("REGISTER: %d %s", res.StatusCode, res.Reason)
 	}
