@@ -157,10 +157,7 @@ func (ic *IncomingCall) Reject(code int, reason string) error {
 func (p *Phone) currentContact() sipmsg.ContactHeader {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := p.contact
-	c.Params = p.contact.Params.Clone()
-	c.Address.UriParams = p.contact.Address.UriParams.Clone()
-	return c
+	return *p.contact.Clone()
 }
 
 func (p *Phone) routes() {

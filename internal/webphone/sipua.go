@@ -178,10 +178,7 @@ func (s *sipUA) ping(ctx context.Context) error {
 func (s *sipUA) currentContact() sipmsg.ContactHeader {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.contact
-	c.Params = s.contact.Params.Clone()
-	c.Address.UriParams = s.contact.Address.UriParams.Clone()
-	return c
+	return *s.contact.Clone()
 }
 
 // register sends REGISTER (answering the digest challenge); expires 0
