@@ -31,18 +31,7 @@ func TestSIPCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(own.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: own.Certificate[0]})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := os.WriteFile(filepath.Join(dir, "sip.pem"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sip-key.pem"), keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeSIPCert(t, dir, own)
 	cfg := &config.Config{DataDir: dir}
 	got, err := sipCertificate(cfg, fromCA)
 	if err != nil || !sameLeaf(got, fromCA) {
@@ -64,4 +53,19 @@ func TestSIPCertificate(t *testing.T) {
 
 func sameLeaf(a, b tls.Certificate) bool {
 	return len(a.Certificate) > 0 && len(b.Certificate) > 0 && string(a.Certificate[0]) == string(b.Certificate[0])
+}
+
+// writeSIPCert writes c as sip.pem and its key as sip-key.pem in dir, as
+// an operator's own certificate for [sip] tls_cert and tls_key.
+func writeSIPCert(t *testing.T, dir string, c tls.Certificate) {
+	t.Helper()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]*pem.Block{"sip.pem": {Type: "CERTIFICATE", Bytes: c.Certificate[0]}, "sip-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -3,10 +3,7 @@ package provider
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/z5vrs/z5/internal/config"
@@ -50,15 +47,7 @@ func TestWebPhoneSIPRoots(t *testing.T) {
 	}
 
 	// The operator's certificate and key in the data dir.
-	keyDER, err := x509.MarshalPKCS8PrivateKey(ownPair.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string]*pem.Block{"sip.pem": {Type: "CERTIFICATE", Bytes: own.Raw}, "sip-key.pem": {Type: "PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSIPCert(t, dir, ownPair)
 	n.cfg.SIP.TLSCert, n.cfg.SIP.TLSKey = "sip.pem", "sip-key.pem"
 	if pool, err = n.webPhoneSIPRoots(); err != nil {
 		t.Fatal(err)
