@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -70,27 +69,11 @@ func TestInteropStandardClients(t *testing.T) {
 			t.Skipf("interop test skipped: %s not found (util-linux, iproute2)", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	setup := "ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add " + interopIP + "/24 dev v0 && " +
 		"ip addr add " + interopNode + "/24 dev v0 && ip link set v0 up && ip link set v1 up && " +
 		"ip route change local " + interopNode + " dev v0 table local proto kernel scope host src " + interopIP + " && " +
 		"ip route add default via 198.18.0.2 dev v0"
-	args := []string{"-test.run", "^TestInteropStandardClients$", "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		setup + ` && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), interopEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("interop test in a network namespace failed: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("%s", out)
-	}
+	reexecInNetns(t, "^TestInteropStandardClients$", interopEnv, setup, 5*time.Minute)
 }
 
 // listenSummary is one call as `z5 listen --json` reports it.

@@ -25,7 +25,7 @@ func TestRelayRequeue(t *testing.T) {
 		_, errU := exec.LookPath("unshare")
 		_, errI := exec.LookPath("ip")
 		if errU == nil && errI == nil {
-			reexecInNetns(t, "^TestRelayRequeue$")
+			reexecInNetns(t, "^TestRelayRequeue$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
 			return
 		}
 		t.Log("unshare or ip not found: on the host's loopback")

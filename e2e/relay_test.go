@@ -48,7 +48,7 @@ func TestRelayCalls(t *testing.T) {
 		_, errU := exec.LookPath("unshare")
 		_, errI := exec.LookPath("ip")
 		if errU == nil && errI == nil {
-			reexecInNetns(t, "^TestRelayCalls$")
+			reexecInNetns(t, "^TestRelayCalls$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
 			return
 		}
 		t.Log("unshare or ip not found: relay calls on the host's loopback")
@@ -67,30 +67,6 @@ func TestRelayCalls(t *testing.T) {
 		{"two sites", testRelayTwoSites},
 	} {
 		t.Run(tc.name, tc.run)
-	}
-}
-
-// reexecInNetns runs the tests matching run again in a new network
-// namespace with only loopback up, and fails t with their output if they
-// fail.
-func reexecInNetns(t *testing.T, run string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	args := []string{"-test.run", run, "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		`ip link set lo up && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), relayNetnsEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("relay call tests in a loopback-only network namespace failed: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("in a loopback-only network namespace:\n%s", out)
 	}
 }
 

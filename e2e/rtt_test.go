@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -47,23 +46,7 @@ func TestRealTimeTextThroughLoss(t *testing.T) {
 			t.Skipf("real-time text loss test skipped: %s not found (util-linux, iproute2, nftables)", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	args := []string{"-test.run", "^TestRealTimeTextThroughLoss$", "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		`ip link set lo up && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), rttEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("real-time text test in a network namespace failed: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("%s", out)
-	}
+	reexecInNetns(t, "^TestRealTimeTextThroughLoss$", rttEnv, loopbackOnly, 4*time.Minute)
 }
 
 // stamped is output read from a process, chunk by chunk, with the time

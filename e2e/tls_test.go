@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -233,23 +232,7 @@ func TestCheckNamesBlockedTLSRule(t *testing.T) {
 			t.Skipf("%s not found (util-linux, iproute2, nftables)", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	args := []string{"-test.run", "^TestCheckNamesBlockedTLSRule$", "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		`ip link set lo up && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), tlsNetnsEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("test in a network namespace failed: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("%s", out)
-	}
+	reexecInNetns(t, "^TestCheckNamesBlockedTLSRule$", tlsNetnsEnv, loopbackOnly, 3*time.Minute)
 }
 
 func runBlockedTLS(t *testing.T) {
