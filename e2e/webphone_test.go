@@ -579,7 +579,7 @@ allow = ["%s/32"]
 	terp := openPage(t, alloc, "terp", "https://"+s.ip+":9443/", axe)
 	terp.signIn("terp", terpPassword, "", false)
 	terp.click("button", "Ready")
-	waitJS(t, terp, `document.getElementById("interp-state").textContent`, "ready", 10*time.Second)
+	waitJS(t, terp, `document.getElementById("interp-state").textContent`, "Ready", 10*time.Second)
 	terp.checkAxe("interpreter")
 
 	const hearing = "2125550123"
@@ -611,9 +611,10 @@ allow = ["%s/32"]
 	waitJS(t, ops, `document.getElementById("op-terps").textContent`, "1001", 10*time.Second)
 	waitJS(t, ops, `document.getElementById("op-regs").textContent`, "ca-1001", 10*time.Second)
 	ops.checkAxe("operator")
-	var rx uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for rx < 50 && time.Now().Before(deadline) {
+	// hearingRx is how many audio packets the hearing party has received
+	// so far; waitRx waits until it reaches n.
+	hearingRx := func() uint64 {
+		var rx uint64
 		for _, c := range peer.Calls() {
 			if c.To == hearing {
 				for _, st := range c.Stats {
@@ -621,15 +622,53 @@ allow = ["%s/32"]
 				}
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		return rx
 	}
+	waitRx := func(n uint64) uint64 {
+		rx := hearingRx()
+		for deadline := time.Now().Add(10 * time.Second); rx < n && time.Now().Before(deadline); rx = hearingRx() {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return rx
+	}
+	rx := waitRx(50)
 	t.Logf("relay call: the interpreter's page decoded %d frames of alice's video; the hearing party received %d audio packets", frames, rx)
 	if rx < 50 {
 		t.Errorf("the hearing party received %d audio packets from the interpreter, want >= 50", rx)
 	}
+
+	// Hold: the hearing party hears nothing from the interpreter (its
+	// received count stops, after a second for packets already on their
+	// way), while alice's video keeps arriving; off hold, it runs again.
+	terp.click("button", "Hold hearing party")
+	waitJS(t, terp, `document.getElementById("hold-hearing").getAttribute("aria-pressed")`, "true", 10*time.Second)
+	terp.waitText("status", "Phone status", "On hold", 10*time.Second)
+	terp.checkAxe("interpreter-hold")
+	time.Sleep(time.Second)
+	heldFrom, framesHeld := hearingRx(), terp.framesDecoded()
+	time.Sleep(3 * time.Second)
+	heldTo, framesAfter := hearingRx(), terp.framesDecoded()
+	t.Logf("on hold for 3 s: the hearing party received %d audio packets; the page decoded %d more frames of alice's video", heldTo-heldFrom, framesAfter-framesHeld)
+	if heldTo-heldFrom > 2 {
+		t.Errorf("on hold the hearing party received %d audio packets from the interpreter in 3 s, want none", heldTo-heldFrom)
+	}
+	if framesAfter <= framesHeld {
+		t.Errorf("on hold the page decoded no more of alice's video (%d frames), want her leg untouched", framesAfter)
+	}
+	terp.click("button", "Hold hearing party")
+	waitJS(t, terp, `document.getElementById("hold-hearing").getAttribute("aria-pressed")`, "false", 10*time.Second)
+	if got := waitRx(heldTo + 50); got < heldTo+50 {
+		t.Errorf("off hold the hearing party received %d more audio packets, want >= 50", got-heldTo)
+	} else {
+		t.Logf("off hold: the hearing party received %d more audio packets", got-heldTo)
+	}
 	terp.click("button", "End call")
 	waitExit(t, call, 20*time.Second)
 	terp.gone("region", "Call quality", 10*time.Second)
+	// Wrap-up (acd.wrap_up, 5 s by default) shows, then Ready by itself.
+	waitJS(t, terp, `document.getElementById("interp-state").textContent`, "Wrap-up", 10*time.Second)
+	terp.checkAxe("interpreter-wrap-up")
+	waitJS(t, terp, `document.getElementById("interp-state").textContent`, "Ready", 15*time.Second)
 	for _, c := range peer.Calls() {
 		if c.To == hearing && (c.Ended.IsZero() || c.Video) {
 			t.Errorf("hearing leg: ended %v, video offered %v; want ended, audio only", c.Ended, c.Video)

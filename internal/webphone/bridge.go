@@ -39,8 +39,10 @@ type leg struct {
 	sec    atomic.Pointer[media.SRTPContext]
 	params atomic.Pointer[media.StreamParams]
 	ssrc   atomic.Uint32 // last SSRC the relay side sent (keyframe requests name it)
-	// Packets forwarded each way, for the call's log line.
-	toRelay, toPage atomic.Uint64
+	// Packets forwarded each way, and those not forwarded because the leg
+	// was held, for the call's log line.
+	toRelay, toPage         atomic.Uint64
+	heldToRelay, heldToPage atomic.Uint64
 }
 
 // bridge is one call's media: a WebRTC connection with the page and the
@@ -62,6 +64,10 @@ type bridge struct {
 	aTrack   *webrtc.TrackLocalStaticRTP
 	vTrack   *webrtc.TrackLocalStaticRTP
 	pageSSRC atomic.Uint32 // the page's video SSRC
+	// held is the interpreter's hold on the hearing leg: no RTP is
+	// forwarded either way, and the page's packets dropped meanwhile are
+	// numbered over, so the far end counts no loss for the pause.
+	held     atomic.Bool
 	releases []func()
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -326,8 +332,12 @@ func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 		if sp == nil || !sp.Recv && !sp.Send {
 			continue // not answered yet
 		}
-		seq, ok := gap.next(p.SequenceNumber, len(p.Payload) == 0)
+		held := b.held.Load()
+		seq, ok := gap.next(p.SequenceNumber, len(p.Payload) == 0 || held)
 		if !ok {
+			if held {
+				l.heldToRelay.Add(1)
+			}
 			continue
 		}
 		p.SequenceNumber = seq
@@ -350,16 +360,17 @@ func (b *bridge) fromPage(tr *webrtc.TrackRemote, l *leg) {
 	}
 }
 
-// seqGap drops the browser's padding-only packets (bandwidth probes) from
-// a forwarded stream and numbers the packets after them on, so the far end
-// sees no loss that is not there; a real gap stays a gap.
+// seqGap drops the browser's padding-only packets (bandwidth probes), and
+// what it sends while held, from a forwarded stream and numbers the
+// packets after them on, so the far end sees no loss that is not there; a
+// real gap stays a gap.
 type seqGap struct {
 	started bool
 	skipped uint16
 }
 
 // next is the sequence number to forward a packet with, or false to drop
-// it (padding).
+// it (padding, or held).
 func (g *seqGap) next(seq uint16, padding bool) (uint16, bool) {
 	if padding {
 		if g.started {
@@ -471,6 +482,10 @@ func (b *bridge) fromRelay(l *leg, conn *net.UDPConn) {
 			continue
 		}
 		l.ssrc.Store(p.SSRC)
+		if b.held.Load() {
+			l.heldToPage.Add(1)
+			continue
+		}
 		if track.WriteRTP(&p) == nil {
 			l.toPage.Add(1)
 		}
@@ -519,6 +534,9 @@ func (b *bridge) close() {
 		}
 		if b.audio != nil {
 			args := []any{"audio_to_relay", b.audio.toRelay.Load(), "audio_to_page", b.audio.toPage.Load()}
+			if n, m := b.audio.heldToRelay.Load(), b.audio.heldToPage.Load(); n+m > 0 {
+				args = append(args, "audio_held_to_relay", n, "audio_held_to_page", m)
+			}
 			if b.video != nil {
 				args = append(args, "video_to_relay", b.video.toRelay.Load(), "video_to_page", b.video.toPage.Load())
 			}

@@ -204,6 +204,35 @@ func (t *tab) dialHearing(offer string) {
 	t.dial(c, target, offer, sipmsg.NewHeader("X-Z5-Relay-Call", main.relay.RelayCall), main.relay.hearingSRTP())
 }
 
+// hold puts the hearing leg on hold (on) or takes it off, and tells the
+// page. It is done at the bridge, not by a re-INVITE: the leg's audio is
+// not forwarded either way while held, so the hearing party hears nothing
+// from the station and the page plays nothing from them, while the deaf
+// user's leg carries on.
+func (t *tab) hold(on bool) {
+	t.mu.Lock()
+	c := t.calls[legHearing]
+	var br *bridge
+	if c != nil {
+		br = c.br
+	}
+	t.mu.Unlock()
+	answered := false
+	if c != nil {
+		select {
+		case <-c.answered:
+			answered = true
+		default:
+		}
+	}
+	if !answered || br == nil {
+		t.fail("the hearing party is not on the line")
+		return
+	}
+	br.held.Store(on)
+	t.send(msg{Type: "held", Leg: legNames[legHearing], Hold: on})
+}
+
 // hearingSRTP reports whether the station's second leg offers SRTP: to
 // the deaf user (inbound), a Z5 device, yes; to the telephone network
 // (outbound, 911), whose voice leg is plain RTP, no.

@@ -21,11 +21,11 @@ import (
 //
 // Page to gateway: auth {token, license, sip, instance}, call {number,
 // sdp}, answer {sdp} (the page offers, the gateway answers, in both call
-// directions), decline, hangup {leg}, dial_hearing {sdp}, rtt {text},
-// history, ping.
+// directions), decline, hangup {leg}, dial_hearing {sdp}, hold {hold},
+// rtt {text}, history, ping.
 // Gateway to page: registered {number}, incoming {from, name, offer},
-// ringing {leg}, sdp {sdp, leg}, answered {leg, rtt}, rtt {text},
-// ended {reason, leg}, history {calls}, error {message}, pong.
+// ringing {leg}, sdp {sdp, leg}, answered {leg, rtt}, held {leg, hold},
+// rtt {text}, ended {reason, leg}, history {calls}, error {message}, pong.
 type msg struct {
 	Type     string              `json:"type"`
 	Token    string              `json:"token,omitempty"`
@@ -48,6 +48,8 @@ type msg struct {
 	Leg string `json:"leg,omitempty"`
 	// Offer details an offered relay call at an interpreter's station.
 	Offer *relayOffer `json:"offer,omitempty"`
+	// Hold asks for (hold) or reports (held) the hearing leg on hold.
+	Hold bool `json:"hold,omitempty"`
 }
 
 type historyEntry struct {
@@ -241,6 +243,8 @@ func (t *tab) handle(m msg) {
 		}
 	case "dial_hearing":
 		t.dialHearing(m.SDP)
+	case "hold":
+		t.hold(m.Hold)
 	case "rtt":
 		t.typeText(m.Text)
 	case "history":

@@ -167,12 +167,25 @@ $('location-form').addEventListener('submit', async (ev) => {
 
 // ---- interpreter mode ----
 
+// The station's states as the MCS names them, in the page's words; the
+// hint says why no call is offered.
+const acdStates = {
+  ready: ['Ready', ''],
+  not_ready: ['Not ready', 'No relay calls are offered until you are ready.'],
+  offered: ['Call offered', ''],
+  in_call: ['In a call', ''],
+  wrap_up: ['Wrap-up', 'Wrap-up after your last call: no call is offered until it ends, then you are ready again.'],
+};
+
 async function pollACD() {
   clearTimeout(state.acdTimer);
   if (!state.interpreter || !state.mcsToken) return;
   try {
     const { data } = await api('GET', '/api/v1/acd/state', undefined, state.mcsToken);
-    $('interp-state').textContent = data.state.replace('_', ' ');
+    const [label, hint] = acdStates[data.state] || [data.state.replace('_', ' '), ''];
+    $('interp-state').textContent = label;
+    $('interp-hint').textContent = hint;
+    show($('interp-hint'), !!hint);
     $('interp-queue').textContent = String(data.queue_depth);
   } catch (e) { $('interp-state').textContent = 'unknown (' + e.message + ')'; }
   state.acdTimer = setTimeout(pollACD, 3000);
@@ -228,6 +241,9 @@ async function dialHearing() {
 }
 $('dial-hearing').addEventListener('click', dialHearing);
 $('hangup-hearing').addEventListener('click', () => send({ type: 'hangup', leg: 'hearing' }));
+// Hold is done by the gateway (the hearing leg's audio stops both ways);
+// the button shows what the gateway reports.
+$('hold-hearing').addEventListener('click', () => send({ type: 'hold', hold: $('hold-hearing').getAttribute('aria-pressed') !== 'true' }));
 $('end-call').addEventListener('click', hangUp);
 
 function hearingEnded(reason) {
@@ -238,6 +254,8 @@ function hearingEnded(reason) {
   }
   $('hearing-audio').srcObject = null;
   show($('hangup-hearing'), false);
+  showHeld(false);
+  show($('hold-hearing'), false);
   if (state.call && state.call.relay) {
     show($('dial-hearing'), true);
     $('hearing-status').textContent = reason ? 'The hearing party\'s line: ' + reason + '.' : '';
@@ -256,9 +274,25 @@ function onHearing(m) {
     case 'answered':
       $('hearing-status').textContent = 'The hearing party is on the line.';
       show($('hangup-hearing'), true);
+      show($('hold-hearing'), true);
+      break;
+    case 'held':
+      showHeld(!!m.hold);
+      $('hearing-status').textContent = m.hold ? 'The hearing party is on hold: they hear nothing from you, and you hear nothing from them.'
+        : 'The hearing party is on the line.';
       break;
     case 'ended': hearingEnded(m.reason); break;
   }
+}
+
+// showHeld shows the hearing leg held or not, in the button and the
+// phone's status.
+function showHeld(held) {
+  const was = $('hold-hearing').getAttribute('aria-pressed') === 'true';
+  $('hold-hearing').setAttribute('aria-pressed', String(held));
+  $('hearing-audio').muted = held;
+  if (held) setStatus('On hold: the hearing party hears nothing' + (state.call ? '; you are still with ' + state.call.other : ''));
+  else if (was && state.call && state.call.answered) setStatus('In a call with ' + state.call.other);
 }
 
 $('signout').addEventListener('click', async () => {
@@ -539,6 +573,7 @@ function callEnded(reason) {
   alertMsg((outcomes[reason] || outcomes.failed)(who));
   if (state.registered) setStatus('Ready for calls on ' + state.number);
   send({ type: 'history' });
+  pollACD(); // the station's wrap-up, at once
 }
 
 function ringIn(from, name, offer) {
