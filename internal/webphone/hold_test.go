@@ -38,19 +38,10 @@ func TestHoldHearingLeg(t *testing.T) {
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tb := &tab{g: g, ctx: ctx, cancel: cancel}
-	br, answer, err := tb.openBridge(pc.LocalDescription().SDP, true)
+	br, answer, err := tb.openBridge(pageOffer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -303,6 +303,22 @@ func pageEnd(t *testing.T) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP,
 	return pc, at, vt
 }
 
+// pageOffer is the page's offer with its candidates gathered, as the page
+// sends it to the gateway.
+func pageOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return pc.LocalDescription().SDP
+}
+
 // TestBridgeSRTPRoundTrip: a page (pion, DTLS-SRTP) and a far end keyed
 // by SDES (as a Z5 client answers the gateway's offer): the page's audio
 // and video reach the far end as SRTP that decrypts with the SDP's keys
@@ -338,16 +354,7 @@ func bridgeRoundTrip(t *testing.T, suite string) {
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	br, answer, err := (&tab{g: g}).openBridge(pc.LocalDescription().SDP, false)
+	br, answer, err := (&tab{g: g}).openBridge(pageOffer(t, pc), false)
 	if err != nil {
 		t.Fatal(err)
 	}
