@@ -262,7 +262,7 @@ function hearingEnded(reason) {
   } else {
     show($('hearing-status'), false);
   }
-  if (reason) alertMsg((outcomes[reason] || outcomes.failed)('The hearing party'));
+  if (reason) alertMsg(sentence((outcomes[reason] || outcomes.failed)('the hearing party')));
 }
 
 function onHearing(m) {
@@ -555,6 +555,9 @@ function hangUpLocal() {
   show($('incoming'), false);
   show($('idle-screen'), true);
 }
+
+// sentence starts s with a capital letter.
+const sentence = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
 const outcomes = {
   busy: (n) => n + ' is busy.',
