@@ -114,7 +114,14 @@ func start(t *testing.T, name string, args ...string) *proc {
 // when the test failed.
 func startPath(t *testing.T, path string, args []string, onFail func(out string)) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
+	return startCmd(t, exec.Command(path, args...), onFail)
+}
+
+// startCmd runs cmd (its stdin set, if any) until the test ends, handing
+// its output to onFail when the test failed.
+func startCmd(t *testing.T, cmd *exec.Cmd, onFail func(out string)) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {

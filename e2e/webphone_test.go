@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,8 +21,6 @@ import (
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-
-	"github.com/z5vrs/z5/internal/pstnpeer"
 )
 
 // The web phone tests drive Debian's chromium headless, with a fake camera
@@ -558,17 +555,7 @@ func TestWebPhoneInterpreter(t *testing.T) {
 address = "sip:%s;transport=tcp"
 allow = ["%s/32"]
 `, trunk, trunk.Addr()))
-	peer, err := pstnpeer.New(pstnpeer.Config{Addr: trunk.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := peer.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	pctx, stopPeer := context.WithCancel(context.Background())
-	peerDone := make(chan error, 1)
-	go func() { peerDone <- peer.Serve(pctx) }()
-	t.Cleanup(func() { stopPeer(); <-peerDone })
+	peer := startTrunkPeer(t, trunk, nil)
 	s.start(t)
 	s.provision(t)
 	s.admin(t, "", "customer", "location", "alice", "--street", "1 Test Plaza", "--city", "Springfield", "--state", "IL", "--zip", "62701")
@@ -690,21 +677,11 @@ allow = ["%s/32"]
 // startZ5Stdin runs the z5 binary with stdin until the test ends.
 func startZ5Stdin(t *testing.T, stdin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin(t, "z5"), args...), done: make(chan struct{})}
-	p.cmd.Stdin = strings.NewReader(stdin)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("z5 %v output:\n%s", args, p.Output())
-		}
+	cmd := exec.Command(bin(t, "z5"), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	return startCmd(t, cmd, func(out string) {
+		t.Logf("z5 %v output:\n%s", args, out)
 	})
-	return p
 }
 
 // waitJS polls a JavaScript expression until its string value contains want.
