@@ -318,15 +318,7 @@ func (p *Phone) ping(ctx context.Context, server netip.AddrPort) error {
 		return fmt.Errorf("OPTIONS: %d %s", res.StatusCode, res.Reason)
 	}
 	via := req.Via()
-	contact := sipmsg.ContactHeader{
-		Address: sipmsg.Uri{Scheme: "sip", User: p.c.state.Number, Host: via.Host, Port: via.Port,
-			UriParams: sipmsg.NewParams()},
-		Params: sipmsg.NewParams(),
-	}
-	contact.Address.UriParams.Add("transport", p.network)
-	contact.Address.UriParams.Add("ob", "")
-	contact.Params.Add("+sip.instance", `"<`+p.c.state.InstanceID+`>"`)
-	contact.Params.Add("reg-id", "1")
+	contact := sipreg.Contact(p.c.state.Number, via.Host, via.Port, p.network, p.c.state.InstanceID)
 	p.mu.Lock()
 	p.contact = contact
 	p.mu.Unlock()

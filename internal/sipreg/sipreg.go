@@ -1,5 +1,5 @@
 // Package sipreg is the REGISTER a Z5 phone sends over its outbound flow
-// (RFC 5626): the request's headers and the round that answers one digest
+// (RFC 5626): its Contact, the request's headers and the round that answers one digest
 // challenge. The client and the web phone's user agent register the same
 // way; a leaf on sipgo alone, so the client links no server code.
 package sipreg
@@ -21,6 +21,21 @@ type Binding struct {
 	Contact        sipmsg.ContactHeader
 	Expires        int    // seconds; 0 un-registers
 	License        string // the X-Z5-License token
+}
+
+// Contact is a phone's Contact on its outbound flow (RFC 5626): its
+// number at the address the flow's connection has (host, port), the
+// flow's transport, ";ob", and the instance ID with reg-id 1.
+func Contact(number, host string, port int, transport, instance string) sipmsg.ContactHeader {
+	c := sipmsg.ContactHeader{
+		Address: sipmsg.Uri{Scheme: "sip", User: number, Host: host, Port: port, UriParams: sipmsg.NewParams()},
+		Params:  sipmsg.NewParams(),
+	}
+	c.Address.UriParams.Add("transport", transport)
+	c.Address.UriParams.Add("ob", "")
+	c.Params.Add("+sip.instance", `"<`+instance+`>"`)
+	c.Params.Add("reg-id", "1")
+	return c
 }
 
 // Fill replaces the To, From (a fresh tag), Call-ID and CSeq headers req

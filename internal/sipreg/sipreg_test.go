@@ -43,3 +43,11 @@ func TestFill(t *testing.T) {
 		t.Errorf("From %v has no tag", from)
 	}
 }
+
+func TestContact(t *testing.T) {
+	c := Contact("15550001", "127.0.0.1", 40000, "tls", "urn:uuid:00000000-0000-0000-0000-000000000001")
+	want := `<sip:15550001@127.0.0.1:40000;transport=tls;ob>;+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>";reg-id=1`
+	if got := c.Value(); got != want {
+		t.Errorf("Contact\n got %s\nwant %s", got, want)
+	}
+}

@@ -163,12 +163,7 @@ func (s *sipUA) ping(ctx context.Context) error {
 		return fmt.Errorf("OPTIONS: %d %s", res.StatusCode, res.Reason)
 	}
 	via := req.Via()
-	c := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: s.number, Host: via.Host, Port: via.Port, UriParams: sipmsg.NewParams()},
-		Params: sipmsg.NewParams()}
-	c.Address.UriParams.Add("transport", s.network)
-	c.Address.UriParams.Add("ob", "")
-	c.Params.Add("+sip.instance", `"<`+s.instance+`>"`)
-	c.Params.Add("reg-id", "1")
+	c := sipreg.Contact(s.number, via.Host, via.Port, s.network, s.instance)
 	s.mu.Lock()
 	s.contact = c
 	s.mu.Unlock()
