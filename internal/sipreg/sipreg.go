@@ -1,7 +1,8 @@
 // Package sipreg is the REGISTER a Z5 phone sends over its outbound flow
-// (RFC 5626): its Contact, the request's headers and the round that answers one digest
-// challenge. The client and the web phone's user agent register the same
-// way; a leaf on sipgo alone, so the client links no server code.
+// (RFC 5626): its Contact, the request's headers and the round that
+// answers one digest challenge. The client and the web phone's user agent
+// register the same way; a leaf on sipgo alone, so the client links no
+// server code.
 package sipreg
 
 import (
