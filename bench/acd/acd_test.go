@@ -1,10 +1,12 @@
 // Package acd benchmarks the interpreter center: the time from an
 // interpreter becoming ready to the queued call's offer INVITE reaching
 // its station, with many interpreters signed in and many calls waiting,
-// on SQLite and on PostgreSQL. A benchmark, not a test: it has no Test
-// functions, so `go test ./...` only compiles it.
+// on SQLite and on PostgreSQL (BenchmarkOfferLatency); and relay calls a
+// second through queue, auto-answering stations and the hearing party
+// (BenchmarkRelayRate, rate_test.go). Benchmarks, not tests: there are no
+// Test functions, so `go test ./...` only compiles them.
 //
-//	go test -run '^$' -bench . -benchtime 1x ./bench/acd \
+//	go test -run '^$' -bench OfferLatency -benchtime 1x ./bench/acd \
 //	    -args -interpreters 1000 -queued 10000
 //
 // One z5d node runs in-process on a loopback address (the provider's own
@@ -64,26 +66,12 @@ func run(b *testing.B, dsn string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	dir := b.TempDir()
-	cfg, err := benchConfig(dir, dsn)
+	cfg, err := benchConfig(dir, dsn, "ring_timeout = \"5m\"\nmax_wait = \"24h\"")
 	if err != nil {
 		b.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	n, err := provider.New(ctx, cfg, "n1", provider.Options{Log: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- n.Serve(sctx) }()
-	defer func() {
-		stop()
-		<-served
-	}()
+	n, stopNode := startNode(ctx, b, cfg)
+	defer stopNode()
 	st := n.Store()
 	prof := n.Profile()
 
@@ -206,10 +194,31 @@ func run(b *testing.B, dsn string) {
 		len(lat), *interpreters, held, pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1])
 }
 
+// startNode runs node n1 of cfg until stop, which waits for it to end.
+func startNode(ctx context.Context, b *testing.B, cfg *config.Config) (n *provider.Node, stop func()) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	n, err := provider.New(ctx, cfg, "n1", provider.Options{Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := n.Listen(); err != nil {
+		n.Close()
+		b.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- n.Serve(sctx) }()
+	return n, func() {
+		cancel()
+		<-served
+		n.Close()
+	}
+}
+
 // benchConfig is one node with every role on the MCS address, a trunk at
-// the trunk address, limits opened for the load, and the store (SQLite,
-// or PostgreSQL at dsn).
-func benchConfig(dir, dsn string) (*config.Config, error) {
+// the trunk address, limits opened for the load, the [acd] settings acd,
+// and the store (SQLite, or PostgreSQL at dsn).
+func benchConfig(dir, dsn, acd string) (*config.Config, error) {
 	store := ""
 	if dsn != "" {
 		store = fmt.Sprintf("[store]\ndriver = \"postgres\"\ndsn = %q\n", dsn)
@@ -257,8 +266,7 @@ max_ports_per_customer = 55000
 max_ports_per_source = 55000
 
 [acd]
-ring_timeout = "5m"
-max_wait = "24h"
+%s
 
 [trunk]
 address = "sip:%s:5080;transport=tcp"
@@ -273,7 +281,7 @@ name = "n1"
 roles = ["dns", "zdial", "mcs"]
 address = %q
 hosts = ["mcs1.mcs.z5.test"]
-`, dir, *trunkFlag, *trunkFlag, store, *ipFlag)
+`, dir, acd, *trunkFlag, *trunkFlag, store, *ipFlag)
 	p := filepath.Join(dir, "z5.toml")
 	if err := os.WriteFile(p, []byte(toml), 0o600); err != nil {
 		return nil, err
@@ -290,15 +298,9 @@ type station struct {
 }
 
 func newStation(ctx context.Context, home string, prof *profile.Profile, user, pw string) (*station, error) {
-	c, err := client.Open(client.Options{Home: home, UserAgent: "Z5-bench-station"})
+	c, err := openClient(ctx, home, prof, user, pw, "")
 	if err != nil {
 		return nil, err
-	}
-	if err := c.SetProfile(prof); err != nil {
-		return nil, err
-	}
-	if err := c.Login(ctx, client.LoginRequest{Username: user, Password: pw}); err != nil {
-		return nil, fmt.Errorf("%s: %w", user, err)
 	}
 	s := &station{c: c, offers: make(chan time.Time, 1)}
 	s.ph, err = c.Connect(ctx, client.PhoneOptions{OnIncoming: func(ic *client.IncomingCall) {
@@ -313,6 +315,22 @@ func newStation(ctx context.Context, home string, prof *profile.Profile, user, p
 		return nil, fmt.Errorf("%s: %w", user, err)
 	}
 	return s, nil
+}
+
+// openClient is a Z5 client at home logged in as user (with number, when
+// set) to the provider prof describes.
+func openClient(ctx context.Context, home string, prof *profile.Profile, user, pw, number string) (*client.Client, error) {
+	c, err := client.Open(client.Options{Home: home, UserAgent: "Z5-bench"})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetProfile(prof); err != nil {
+		return nil, err
+	}
+	if err := c.Login(ctx, client.LoginRequest{Username: user, Password: pw, Number: number}); err != nil {
+		return nil, fmt.Errorf("%s: %w", user, err)
+	}
+	return c, nil
 }
 
 // waiting are the calls held in the queue: INVITEs from the trunk's
