@@ -12,6 +12,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/z5vrs/z5/internal/sipdialog"
 )
 
 // Dialog is an established call's signalling: the remote SDP, hang-up, and
@@ -319,7 +321,7 @@ func (p *Phone) Invite(ctx context.Context, target string, offer []byte, onProgr
 	if err != nil {
 		return nil, &CallError{Target: target, Err: err}
 	}
-	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{
+	err = sipdialog.WaitAnswer(ctx, sess, sipgo.AnswerOptions{
 		Username: p.creds.Username, Password: p.creds.Password,
 		OnResponse: func(res *sipmsg.Response) error {
 			if res.IsProvisional() && onProgress != nil {

@@ -13,6 +13,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/sipdialog"
 )
 
 // Dialed is a call the peer placed through the MCS (a hearing caller
@@ -96,7 +97,7 @@ func (p *Peer) Dial(ctx context.Context, mcs netip.AddrPort, domain, from, numbe
 	p.mu.Lock()
 	a.rec.CallID = req.CallID().Value()
 	p.mu.Unlock()
-	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sipmsg.Response) error {
+	err = sipdialog.WaitAnswer(ctx, sess, sipgo.AnswerOptions{OnResponse: func(res *sipmsg.Response) error {
 		if res.IsProvisional() && onProgress != nil {
 			onProgress(int(res.StatusCode), res.Reason)
 		}

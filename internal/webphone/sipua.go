@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/z5vrs/z5/internal/sipdialog"
 	"github.com/z5vrs/z5/internal/sipreg"
 	"github.com/z5vrs/z5/internal/wire/zdialwire"
 )
@@ -285,7 +286,7 @@ func (s *sipUA) invite(ctx context.Context, target string, offer []byte, extra s
 	if err != nil {
 		return nil, err
 	}
-	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{
+	err = sipdialog.WaitAnswer(ctx, sess, sipgo.AnswerOptions{
 		Username: s.creds.Username, Password: s.creds.Password,
 		OnResponse: func(res *sipmsg.Response) error {
 			if res.IsProvisional() {
