@@ -13,7 +13,11 @@ import (
 
 // TestWaitAnswerAfterManyProvisionals: 25 provisional responses (a caller
 // long in the interpreter queue) and then 200: the answer is seen, and
-// every 182 reaches OnResponse.
+// every 182 reaches OnResponse. sipgo hands each response to the
+// transaction on its own goroutine, so a 200 sent right behind a 182 may
+// overtake it (and the transaction then drops the late 182); the server
+// here sends the 200 only once the client has seen every 182, as a real
+// queue does when it answers seconds later.
 func TestWaitAnswerAfterManyProvisionals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -27,12 +31,18 @@ func TestWaitAnswerAfterManyProvisionals(t *testing.T) {
 		t.Fatal(err)
 	}
 	const provisionals = 25
+	allSeen := make(chan struct{})
 	srv.OnInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		for i := range provisionals {
 			res := sipmsg.NewResponseFromRequest(req, 182, fmt.Sprintf("Queued (position %d)", provisionals-i), nil)
 			if err := tx.Respond(res); err != nil {
 				return
 			}
+		}
+		select {
+		case <-allSeen:
+		case <-ctx.Done():
+			return
 		}
 		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
 		res.AppendHeader(&sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: "127.0.0.1"}})
@@ -69,6 +79,9 @@ func TestWaitAnswerAfterManyProvisionals(t *testing.T) {
 	err = WaitAnswer(ctx, sess, sipgo.AnswerOptions{OnResponse: func(res *sipmsg.Response) error {
 		if res.StatusCode == 182 {
 			seen++
+			if seen == provisionals {
+				close(allSeen)
+			}
 		}
 		return nil
 	}})
