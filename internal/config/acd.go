@@ -31,33 +31,20 @@ type ACD struct {
 }
 
 func (a *ACD) applyDefaults() {
-	if a.RingTimeout == 0 {
-		a.RingTimeout = 15 * time.Second
-	}
-	if a.MaxWait == 0 {
-		a.MaxWait = 10 * time.Minute
-	}
-	if a.WrapUp == 0 {
-		a.WrapUp = 5 * time.Second
-	}
-	if a.RequeueWindow == 0 {
-		a.RequeueWindow = time.Minute
-	}
+	orDefault(&a.RingTimeout, 15*time.Second)
+	orDefault(&a.MaxWait, 10*time.Minute)
+	orDefault(&a.WrapUp, 5*time.Second)
+	orDefault(&a.RequeueWindow, time.Minute)
 }
 
 func (a *ACD) validate() Errors {
-	var errs Errors
-	within := func(key string, d, lo, hi time.Duration) {
-		if d < lo || d > hi {
-			errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%s: must be %s to %s", d, lo, hi)})
-		}
-	}
-	within("acd.ring_timeout", a.RingTimeout, time.Second, 5*time.Minute)
-	within("acd.max_wait", a.MaxWait, 10*time.Second, 24*time.Hour)
+	var c checks
+	c.durWithin("acd.ring_timeout", a.RingTimeout, time.Second, 5*time.Minute)
+	c.durWithin("acd.max_wait", a.MaxWait, 10*time.Second, 24*time.Hour)
 	// 0 is unset (the default), so the shortest wrap-up is a millisecond.
-	within("acd.wrap_up", a.WrapUp, time.Millisecond, time.Hour)
-	within("acd.requeue_window", a.RequeueWindow, time.Second, time.Hour)
-	return errs
+	c.durWithin("acd.wrap_up", a.WrapUp, time.Millisecond, time.Hour)
+	c.durWithin("acd.requeue_window", a.RequeueWindow, time.Second, time.Hour)
+	return c.errs
 }
 
 // Trunk is the carrier's SIP gateway: the voice side of relay calls.
@@ -151,10 +138,8 @@ var reServerName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-
 var reRouteMatch = regexp.MustCompile(`^[0-9]{1,15}\*?$|^\*$`)
 
 func (t *Trunk) validate() Errors {
-	var errs Errors
-	add := func(key, format string, args ...any) {
-		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
+	var c checks
+	add := c.add
 	if t.Address != "" {
 		if _, err := ParseTrunkURI(t.Address); err != nil {
 			add("trunk.address", "%v", err)
@@ -162,11 +147,7 @@ func (t *Trunk) validate() Errors {
 	} else if len(t.Routes) > 0 || len(t.Allow) > 0 {
 		add("trunk.address", "required with trunk.allow or [[trunk.route]]")
 	}
-	for _, v := range t.Allow {
-		if _, err := parsePrefixOrAddr(v); err != nil {
-			add("trunk.allow", "%v", err)
-		}
-	}
+	c.networks("trunk.allow", t.Allow)
 	if (t.Username == "") != (t.Password == "") {
 		add("trunk.username", "username and password go together")
 	}
@@ -189,7 +170,7 @@ func (t *Trunk) validate() Errors {
 			add(k+".target", "%v", err)
 		}
 	}
-	return errs
+	return c.errs
 }
 
 // AllowPrefixes parses Allow (validated, so it does not fail after Load).

@@ -197,34 +197,19 @@ func Parse(name string, src []byte) (*Config, error) {
 // applyDefaults fills what the file left out with production values that
 // follow the seed: 53, 443, 5060, 10000-65535.
 func (c *Config) applyDefaults() {
-	def := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
+	orDefault(&c.Ports.DNS, 53)
+	orDefault(&c.Ports.ZDialHTTPS, 443)
+	orDefault(&c.Ports.MCSHTTPS, 443)
+	orDefault(&c.Ports.SIP, 5060)
+	orDefault(&c.Ports.Metrics, 9090)
+	orDefault(&c.Ports.RTP, PortRange{Min: 10000, Max: 65535})
+	orDefault(&c.Provider.Name, "Z5")
+	orDefault(&c.Store.Driver, "sqlite")
+	if c.Store.Driver == "sqlite" {
+		orDefault(&c.Store.Path, "z5.db")
 	}
-	def(&c.Ports.DNS, 53)
-	def(&c.Ports.ZDialHTTPS, 443)
-	def(&c.Ports.MCSHTTPS, 443)
-	def(&c.Ports.SIP, 5060)
-	def(&c.Ports.Metrics, 9090)
-	if c.Ports.RTP == (PortRange{}) {
-		c.Ports.RTP = PortRange{Min: 10000, Max: 65535}
-	}
-	if c.Provider.Name == "" {
-		c.Provider.Name = "Z5"
-	}
-	if c.Store.Driver == "" {
-		c.Store.Driver = "sqlite"
-	}
-	if c.Store.Driver == "sqlite" && c.Store.Path == "" {
-		c.Store.Path = "z5.db"
-	}
-	if c.Health.Heartbeat == 0 {
-		c.Health.Heartbeat = 2 * time.Second
-	}
-	if c.Health.DeadAfter == 0 {
-		c.Health.DeadAfter = 3 * c.Health.Heartbeat
-	}
+	orDefault(&c.Health.Heartbeat, 2*time.Second)
+	orDefault(&c.Health.DeadAfter, 3*c.Health.Heartbeat)
 	c.DNS.applyDefaults(c)
 	c.ZDial.applyDefaults()
 	c.MCS.applyDefaults()

@@ -25,18 +25,10 @@ type DNS struct {
 }
 
 func (d *DNS) applyDefaults(c *Config) {
-	if d.TTL == 0 {
-		d.TTL = 5 * time.Minute
-	}
-	if d.LBTTL == 0 {
-		d.LBTTL = 10 * time.Second
-	}
-	if d.RateLimit == 0 {
-		d.RateLimit = 50
-	}
-	if d.UDPSize == 0 {
-		d.UDPSize = 1232 // the DNS flag day 2020 value: no fragmentation
-	}
+	orDefault(&d.TTL, 5*time.Minute)
+	orDefault(&d.LBTTL, 10*time.Second)
+	orDefault(&d.RateLimit, 50)
+	orDefault(&d.UDPSize, 1232) // the DNS flag day 2020 value: no fragmentation
 	for i, z := range d.Zones {
 		d.Zones[i] = CanonicalName(z)
 	}
@@ -144,67 +136,31 @@ type ZDial struct {
 }
 
 func (z *ZDial) applyDefaults() {
-	if z.SessionTTL == 0 {
-		z.SessionTTL = 30 * 24 * time.Hour
-	}
-	if z.MaxFailures == 0 {
-		z.MaxFailures = 5
-	}
-	if z.AccountMaxFailures == 0 {
-		z.AccountMaxFailures = 20
-	}
-	if z.SourceMaxFailures == 0 {
-		z.SourceMaxFailures = 30
-	}
-	if z.Lockout == 0 {
-		z.Lockout = 15 * time.Minute
-	}
-	if z.PerIPRate == 0 {
-		z.PerIPRate = 300
-	}
-	if z.PerIPBurst == 0 {
-		// 200 clients behind one NAT address logging in at once.
-		z.PerIPBurst = 250
-	}
-	if z.RateLimit == 0 {
-		z.RateLimit = 20
-	}
-	if z.RateBurst == 0 {
-		// Login and select of 200 clients behind one NAT address at once.
-		z.RateBurst = 500
-	}
+	orDefault(&z.SessionTTL, 30*24*time.Hour)
+	orDefault(&z.MaxFailures, 5)
+	orDefault(&z.AccountMaxFailures, 20)
+	orDefault(&z.SourceMaxFailures, 30)
+	orDefault(&z.Lockout, 15*time.Minute)
+	orDefault(&z.PerIPRate, 300)
+	// 200 clients behind one NAT address logging in at once.
+	orDefault(&z.PerIPBurst, 250)
+	orDefault(&z.RateLimit, 20)
+	// Login and select of 200 clients behind one NAT address at once.
+	orDefault(&z.RateBurst, 500)
 }
 
 func (z *ZDial) validate() Errors {
-	var errs Errors
-	if z.SessionTTL < time.Minute {
-		errs = append(errs, &Error{Key: "zdial.session_ttl", Msg: "must be at least 1m"})
-	}
-	if z.MaxFailures < 1 {
-		errs = append(errs, &Error{Key: "zdial.max_failures", Msg: "must be at least 1"})
-	}
-	if z.AccountMaxFailures < 1 {
-		errs = append(errs, &Error{Key: "zdial.account_max_failures", Msg: "must be at least 1"})
-	}
-	if z.SourceMaxFailures < 1 {
-		errs = append(errs, &Error{Key: "zdial.source_max_failures", Msg: "must be at least 1"})
-	}
-	if z.Lockout <= 0 {
-		errs = append(errs, &Error{Key: "zdial.lockout", Msg: "must be positive"})
-	}
-	if z.PerIPRate < 1 {
-		errs = append(errs, &Error{Key: "zdial.per_ip_rate", Msg: "must be at least 1"})
-	}
-	if z.PerIPBurst < 1 {
-		errs = append(errs, &Error{Key: "zdial.per_ip_burst", Msg: "must be at least 1"})
-	}
-	if z.RateLimit < -1 {
-		errs = append(errs, &Error{Key: "zdial.rate_limit", Msg: "must be positive, or -1 for no limit"})
-	}
-	if z.RateBurst < 1 {
-		errs = append(errs, &Error{Key: "zdial.rate_burst", Msg: "must be at least 1"})
-	}
-	return errs
+	var c checks
+	c.durAtLeast("zdial.session_ttl", z.SessionTTL, time.Minute)
+	c.atLeast("zdial.max_failures", z.MaxFailures, 1)
+	c.atLeast("zdial.account_max_failures", z.AccountMaxFailures, 1)
+	c.atLeast("zdial.source_max_failures", z.SourceMaxFailures, 1)
+	c.durAtLeast("zdial.lockout", z.Lockout, time.Second)
+	c.atLeast("zdial.per_ip_rate", z.PerIPRate, 1)
+	c.atLeast("zdial.per_ip_burst", z.PerIPBurst, 1)
+	c.rate("zdial.rate_limit", z.RateLimit)
+	c.atLeast("zdial.rate_burst", z.RateBurst, 1)
+	return c.errs
 }
 
 // MCS configures the MCS HTTPS API (step 3).
@@ -226,52 +182,28 @@ type MCS struct {
 }
 
 func (m *MCS) applyDefaults() {
-	if m.LicenseTTL == 0 {
-		m.LicenseTTL = 7 * 24 * time.Hour
-	}
+	orDefault(&m.LicenseTTL, 7*24*time.Hour)
 	if m.Features == nil {
 		m.Features = []string{"video", "audio", "addressbook"}
 	}
-	if m.MaxContacts == 0 {
-		m.MaxContacts = 5000
-	}
-	if m.MaxBody == 0 {
-		m.MaxBody = 4 << 20
-	}
-	if m.RateLimit == 0 {
-		m.RateLimit = 50
-	}
-	if m.RateBurst == 0 {
-		// License, contacts and probe of 200 clients behind one NAT
-		// address starting at once.
-		m.RateBurst = 1000
-	}
-	if m.MaxTrackedSources == 0 {
-		m.MaxTrackedSources = 65536
-	}
+	orDefault(&m.MaxContacts, 5000)
+	orDefault(&m.MaxBody, 4<<20)
+	orDefault(&m.RateLimit, 50)
+	// License, contacts and probe of 200 clients behind one NAT address
+	// starting at once.
+	orDefault(&m.RateBurst, 1000)
+	orDefault(&m.MaxTrackedSources, 65536)
 }
 
 func (m *MCS) validate() Errors {
-	var errs Errors
-	if m.LicenseTTL < time.Minute {
-		errs = append(errs, &Error{Key: "mcs.license_ttl", Msg: "must be at least 1m"})
-	}
-	if m.MaxContacts < 1 {
-		errs = append(errs, &Error{Key: "mcs.max_contacts", Msg: "must be at least 1"})
-	}
-	if m.MaxBody < 1024 {
-		errs = append(errs, &Error{Key: "mcs.max_body", Msg: "must be at least 1024"})
-	}
-	if m.RateLimit < -1 {
-		errs = append(errs, &Error{Key: "mcs.rate_limit", Msg: "must be positive, or -1 for no limit"})
-	}
-	if m.RateBurst < 1 {
-		errs = append(errs, &Error{Key: "mcs.rate_burst", Msg: "must be at least 1"})
-	}
-	if m.MaxTrackedSources < 1 {
-		errs = append(errs, &Error{Key: "mcs.max_tracked_sources", Msg: "must be at least 1"})
-	}
-	return errs
+	var c checks
+	c.durAtLeast("mcs.license_ttl", m.LicenseTTL, time.Minute)
+	c.atLeast("mcs.max_contacts", m.MaxContacts, 1)
+	c.atLeast("mcs.max_body", m.MaxBody, 1024)
+	c.rate("mcs.rate_limit", m.RateLimit)
+	c.atLeast("mcs.rate_burst", m.RateBurst, 1)
+	c.atLeast("mcs.max_tracked_sources", m.MaxTrackedSources, 1)
+	return c.errs
 }
 
 // SIP configures the registrar and proxy (step 4).
@@ -372,42 +304,18 @@ type SIP struct {
 }
 
 func (s *SIP) applyDefaults(c *Config) {
-	if s.Realm == "" {
-		s.Realm = c.Names.SIPDomain
-	}
-	if s.NonceTTL == 0 {
-		s.NonceTTL = 5 * time.Minute
-	}
-	if s.MinExpires == 0 {
-		s.MinExpires = 60
-	}
-	if s.MaxExpires == 0 {
-		s.MaxExpires = 3600
-	}
-	if s.DefaultExpires == 0 {
-		s.DefaultExpires = 600
-	}
-	if s.NoAnswerTimeout == 0 {
-		s.NoAnswerTimeout = 3 * time.Minute
-	}
-	if s.MaxMessageSize == 0 {
-		s.MaxMessageSize = 64 << 10
-	}
-	if s.MaxConnsPerIP == 0 {
-		s.MaxConnsPerIP = 256
-	}
-	if s.MaxConns == 0 {
-		s.MaxConns = 50000
-	}
-	if s.IdleTimeout == 0 {
-		s.IdleTimeout = 2 * time.Minute
-	}
-	if s.MaxHeaders == 0 {
-		s.MaxHeaders = 128
-	}
-	if s.MaxAuthFailures == 0 {
-		s.MaxAuthFailures = 5
-	}
+	orDefault(&s.Realm, c.Names.SIPDomain)
+	orDefault(&s.NonceTTL, 5*time.Minute)
+	orDefault(&s.MinExpires, 60)
+	orDefault(&s.MaxExpires, 3600)
+	orDefault(&s.DefaultExpires, 600)
+	orDefault(&s.NoAnswerTimeout, 3*time.Minute)
+	orDefault(&s.MaxMessageSize, 64<<10)
+	orDefault(&s.MaxConnsPerIP, 256)
+	orDefault(&s.MaxConns, 50000)
+	orDefault(&s.IdleTimeout, 2*time.Minute)
+	orDefault(&s.MaxHeaders, 128)
+	orDefault(&s.MaxAuthFailures, 5)
 	if len(s.DigestAlgorithms) == 0 {
 		s.DigestAlgorithms = []string{"SHA-256", "SHA-512-256", "MD5"}
 	}
@@ -415,36 +323,26 @@ func (s *SIP) applyDefaults(c *Config) {
 }
 
 func (s *SIP) applyLimitDefaults() {
-	setInt := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setDur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setDur(&s.MessageTimeout, 10*time.Second)
-	setInt(&s.RateLimit, 200)
+	orDefault(&s.MessageTimeout, 10*time.Second)
+	orDefault(&s.RateLimit, 200)
 	// An office of 200 devices registering at once sends about 400
 	// requests before any is authenticated.
-	setInt(&s.RateBurst, max(2*s.RateLimit, 1000))
-	setInt(&s.MaxInFlight, 1024)
-	setInt(&s.MaxInFlightPerSource, max(s.MaxInFlight/4, 1))
-	setInt(&s.MaxAuthFailuresPerAccount, 50)
-	setInt(&s.MaxRegistrationsPerNumber, 32)
-	setInt(&s.MaxCallsPerNumber, 8)
-	setInt(&s.BanAuthFailures, 10)
-	setInt(&s.BanRateLimited, 2000)
-	setDur(&s.BanWindow, time.Minute)
-	setDur(&s.BanTime, 5*time.Minute)
-	setDur(&s.BanMaxTime, max(24*time.Hour, s.BanTime))
-	setDur(&s.BanForget, 24*time.Hour)
-	setInt(&s.MaxTrackedSources, 65536)
-	setInt(&s.UDPUnauthBytesPerSec, 128<<10)
-	setInt(&s.MaxUDPBindingsPerAddr, 16)
-	setDur(&s.DeviceCacheTTL, 10*time.Second)
+	orDefault(&s.RateBurst, max(2*s.RateLimit, 1000))
+	orDefault(&s.MaxInFlight, 1024)
+	orDefault(&s.MaxInFlightPerSource, max(s.MaxInFlight/4, 1))
+	orDefault(&s.MaxAuthFailuresPerAccount, 50)
+	orDefault(&s.MaxRegistrationsPerNumber, 32)
+	orDefault(&s.MaxCallsPerNumber, 8)
+	orDefault(&s.BanAuthFailures, 10)
+	orDefault(&s.BanRateLimited, 2000)
+	orDefault(&s.BanWindow, time.Minute)
+	orDefault(&s.BanTime, 5*time.Minute)
+	orDefault(&s.BanMaxTime, max(24*time.Hour, s.BanTime))
+	orDefault(&s.BanForget, 24*time.Hour)
+	orDefault(&s.MaxTrackedSources, 65536)
+	orDefault(&s.UDPUnauthBytesPerSec, 128<<10)
+	orDefault(&s.MaxUDPBindingsPerAddr, 16)
+	orDefault(&s.DeviceCacheTTL, 10*time.Second)
 }
 
 // BanAllowPrefixes parses BanAllow (validated, so it does not fail after
@@ -472,35 +370,27 @@ func parsePrefixOrAddr(v string) (netip.Prefix, error) {
 }
 
 func (s *SIP) validate() Errors {
-	var errs Errors
+	var c checks
 	if s.MinExpires < 1 || s.MinExpires > s.MaxExpires {
-		errs = append(errs, &Error{Key: "sip.min_expires", Msg: fmt.Sprintf("need 1 <= min_expires (%d) <= max_expires (%d)", s.MinExpires, s.MaxExpires)})
+		c.add("sip.min_expires", "need 1 <= min_expires (%d) <= max_expires (%d)", s.MinExpires, s.MaxExpires)
 	}
 	if s.DefaultExpires < s.MinExpires || s.DefaultExpires > s.MaxExpires {
-		errs = append(errs, &Error{Key: "sip.default_expires", Msg: fmt.Sprintf("%d outside min..max expires", s.DefaultExpires)})
+		c.add("sip.default_expires", "%d outside min..max expires", s.DefaultExpires)
 	}
-	if s.NoAnswerTimeout < time.Second {
-		errs = append(errs, &Error{Key: "sip.no_answer_timeout", Msg: "must be at least 1s"})
-	}
-	if s.MaxMessageSize < 1500 {
-		errs = append(errs, &Error{Key: "sip.max_message_size", Msg: "must be at least 1500"})
-	}
-	if s.MaxHeaders < 16 {
-		errs = append(errs, &Error{Key: "sip.max_headers", Msg: fmt.Sprintf("%d: must be at least 16", s.MaxHeaders)})
-	}
-	if s.MaxAuthFailures < 1 {
-		errs = append(errs, &Error{Key: "sip.max_auth_failures", Msg: fmt.Sprintf("%d: must be at least 1", s.MaxAuthFailures)})
-	}
+	c.durAtLeast("sip.no_answer_timeout", s.NoAnswerTimeout, time.Second)
+	c.atLeast("sip.max_message_size", s.MaxMessageSize, 1500)
+	c.atLeast("sip.max_headers", s.MaxHeaders, 16)
+	c.atLeast("sip.max_auth_failures", s.MaxAuthFailures, 1)
 	for _, a := range s.DigestAlgorithms {
 		if !slices.Contains([]string{"SHA-256", "SHA-512-256", "MD5"}, a) {
-			errs = append(errs, &Error{Key: "sip.digest_algorithms", Msg: fmt.Sprintf("%q: want SHA-256, SHA-512-256 or MD5", a)})
+			c.add("sip.digest_algorithms", "%q: want SHA-256, SHA-512-256 or MD5", a)
 		}
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
-		errs = append(errs, &Error{Key: "sip.tls_cert", Msg: "tls_cert and tls_key go together"})
+		c.add("sip.tls_cert", "tls_cert and tls_key go together")
 	}
-	errs = append(errs, s.validateLimits()...)
-	return errs
+	s.validateLimits(&c)
+	return c.errs
 }
 
 // Relay configures the RTP media relay (step 5). The port range is
@@ -537,50 +427,29 @@ type Relay struct {
 }
 
 func (r *Relay) applyDefaults(c *Config) {
-	if r.MediaTimeout == 0 {
-		r.MediaTimeout = 30 * time.Second
-	}
-	if r.ProbeRate == 0 {
-		r.ProbeRate = 200
-	}
-	if r.MaxStreams == 0 {
-		r.MaxStreams = 4
-	}
-	if r.MaxPortsPerCustomer == 0 {
-		r.MaxPortsPerCustomer = max(c.Ports.RTP.Size()/4, 4)
-	}
-	if r.MaxPortsPerSource == 0 {
-		r.MaxPortsPerSource = max(c.Ports.RTP.Size()/4, 4)
-	}
+	orDefault(&r.MediaTimeout, 30*time.Second)
+	orDefault(&r.ProbeRate, 200)
+	orDefault(&r.MaxStreams, 4)
+	orDefault(&r.MaxPortsPerCustomer, max(c.Ports.RTP.Size()/4, 4))
+	orDefault(&r.MaxPortsPerSource, max(c.Ports.RTP.Size()/4, 4))
 }
 
 func (r *Relay) validate(c *Config) Errors {
-	var errs Errors
-	if r.MediaTimeout < time.Second {
-		errs = append(errs, &Error{Key: "relay.media_timeout", Msg: "must be at least 1s"})
-	}
-	if r.MaxStreams < 1 || r.MaxStreams > 16 {
-		errs = append(errs, &Error{Key: "relay.max_streams", Msg: fmt.Sprintf("%d: must be 1-16", r.MaxStreams)})
-	}
+	var ck checks
+	ck.durAtLeast("relay.media_timeout", r.MediaTimeout, time.Second)
+	ck.within("relay.max_streams", r.MaxStreams, 1, 16)
 	// A stream holds 4 ports; a quota below that refuses every call.
 	size := c.Ports.RTP.Size()
 	quota := func(key string, v int) {
 		if v < 4 || v > size {
-			errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%d: must be 4 to the size of ports.rtp (%d)", v, size)})
+			ck.add(key, "%d: must be 4 to the size of ports.rtp (%d)", v, size)
 		}
 	}
 	quota("relay.max_ports_per_customer", r.MaxPortsPerCustomer)
 	quota("relay.max_ports_per_source", r.MaxPortsPerSource)
-	networks := func(key string, vs []string) {
-		for _, v := range vs {
-			if _, err := parsePrefixOrAddr(v); err != nil {
-				errs = append(errs, &Error{Key: key, Msg: err.Error()})
-			}
-		}
-	}
-	networks("relay.customer_networks", r.CustomerNetworks)
-	networks("relay.provider_networks", r.ProviderNetworks)
-	return errs
+	ck.networks("relay.customer_networks", r.CustomerNetworks)
+	ck.networks("relay.provider_networks", r.ProviderNetworks)
+	return ck.errs
 }
 
 // CustomerPrefixes parses CustomerNetworks (validated, so it does not
@@ -611,48 +480,29 @@ func prefixes(vs []string) []netip.Prefix {
 	return out
 }
 
-func (s *SIP) validateLimits() Errors {
-	var errs Errors
-	atLeast := func(key string, v, lo int) {
-		if v < lo {
-			errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf("%d: must be at least %d", v, lo)})
-		}
-	}
-	if s.MessageTimeout < time.Second {
-		errs = append(errs, &Error{Key: "sip.message_timeout", Msg: "must be at least 1s"})
-	}
-	if s.RateLimit < -1 {
-		errs = append(errs, &Error{Key: "sip.rate_limit", Msg: fmt.Sprintf("%d: must be positive, or -1 for no limit", s.RateLimit)})
-	}
-	atLeast("sip.rate_burst", s.RateBurst, 1)
-	atLeast("sip.max_in_flight", s.MaxInFlight, 1)
+func (s *SIP) validateLimits(c *checks) {
+	c.durAtLeast("sip.message_timeout", s.MessageTimeout, time.Second)
+	c.rate("sip.rate_limit", s.RateLimit)
+	c.atLeast("sip.rate_burst", s.RateBurst, 1)
+	c.atLeast("sip.max_in_flight", s.MaxInFlight, 1)
 	if s.MaxInFlightPerSource < 1 || s.MaxInFlightPerSource > s.MaxInFlight {
-		errs = append(errs, &Error{Key: "sip.max_in_flight_per_source", Msg: fmt.Sprintf("%d: need 1 <= max_in_flight_per_source <= max_in_flight (%d)", s.MaxInFlightPerSource, s.MaxInFlight)})
+		c.add("sip.max_in_flight_per_source", "%d: need 1 <= max_in_flight_per_source <= max_in_flight (%d)", s.MaxInFlightPerSource, s.MaxInFlight)
 	}
 	if s.MaxConnsPerIP < 1 || s.MaxConns < s.MaxConnsPerIP {
-		errs = append(errs, &Error{Key: "sip.max_conns", Msg: fmt.Sprintf("need 1 <= max_conns_per_ip (%d) <= max_conns (%d)", s.MaxConnsPerIP, s.MaxConns)})
+		c.add("sip.max_conns", "need 1 <= max_conns_per_ip (%d) <= max_conns (%d)", s.MaxConnsPerIP, s.MaxConns)
 	}
-	atLeast("sip.max_auth_failures_per_account", s.MaxAuthFailuresPerAccount, -1)
-	atLeast("sip.max_registrations_per_number", s.MaxRegistrationsPerNumber, 1)
-	atLeast("sip.max_calls_per_number", s.MaxCallsPerNumber, 1)
-	atLeast("sip.ban_auth_failures", s.BanAuthFailures, -1)
-	atLeast("sip.ban_rate_limited", s.BanRateLimited, -1)
-	atLeast("sip.max_tracked_sources", s.MaxTrackedSources, 1)
-	atLeast("sip.udp_unauth_bytes_per_sec", s.UDPUnauthBytesPerSec, 1500) // one full-size response
-	atLeast("sip.max_udp_bindings_per_addr", s.MaxUDPBindingsPerAddr, 1)
-	if s.BanWindow < time.Second {
-		errs = append(errs, &Error{Key: "sip.ban_window", Msg: "must be at least 1s"})
-	}
+	c.atLeast("sip.max_auth_failures_per_account", s.MaxAuthFailuresPerAccount, -1)
+	c.atLeast("sip.max_registrations_per_number", s.MaxRegistrationsPerNumber, 1)
+	c.atLeast("sip.max_calls_per_number", s.MaxCallsPerNumber, 1)
+	c.atLeast("sip.ban_auth_failures", s.BanAuthFailures, -1)
+	c.atLeast("sip.ban_rate_limited", s.BanRateLimited, -1)
+	c.atLeast("sip.max_tracked_sources", s.MaxTrackedSources, 1)
+	c.atLeast("sip.udp_unauth_bytes_per_sec", s.UDPUnauthBytesPerSec, 1500) // one full-size response
+	c.atLeast("sip.max_udp_bindings_per_addr", s.MaxUDPBindingsPerAddr, 1)
+	c.durAtLeast("sip.ban_window", s.BanWindow, time.Second)
 	if s.BanTime < time.Second || s.BanMaxTime < s.BanTime {
-		errs = append(errs, &Error{Key: "sip.ban_time", Msg: fmt.Sprintf("need 1s <= ban_time (%s) <= ban_max_time (%s)", s.BanTime, s.BanMaxTime)})
+		c.add("sip.ban_time", "need 1s <= ban_time (%s) <= ban_max_time (%s)", s.BanTime, s.BanMaxTime)
 	}
-	if s.BanForget < time.Second {
-		errs = append(errs, &Error{Key: "sip.ban_forget", Msg: "must be at least 1s"})
-	}
-	for _, v := range s.BanAllow {
-		if _, err := parsePrefixOrAddr(v); err != nil {
-			errs = append(errs, &Error{Key: "sip.ban_allow", Msg: err.Error()})
-		}
-	}
-	return errs
+	c.durAtLeast("sip.ban_forget", s.BanForget, time.Second)
+	c.networks("sip.ban_allow", s.BanAllow)
 }

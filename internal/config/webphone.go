@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // WebPhone bounds the browser phone the MCS serves on its HTTPS port: the
 // tabs it keeps (each a SIP registration and, in a call, a WebRTC
@@ -28,44 +25,21 @@ type WebPhone struct {
 }
 
 func (w *WebPhone) applyDefaults() {
-	if w.MaxTabs == 0 {
-		w.MaxTabs = 500
-	}
-	if w.MaxTabsPerNumber == 0 {
-		w.MaxTabsPerNumber = 4
-	}
-	if w.MaxMessage == 0 {
-		w.MaxMessage = 64 << 10
-	}
-	if w.AuthTimeout == 0 {
-		w.AuthTimeout = 10 * time.Second
-	}
-	if w.IdleTimeout == 0 {
-		w.IdleTimeout = 90 * time.Second
-	}
+	orDefault(&w.MaxTabs, 500)
+	orDefault(&w.MaxTabsPerNumber, 4)
+	orDefault(&w.MaxMessage, 64<<10)
+	orDefault(&w.AuthTimeout, 10*time.Second)
+	orDefault(&w.IdleTimeout, 90*time.Second)
 }
 
 func (w *WebPhone) validate() Errors {
-	var errs Errors
-	add := func(key, format string, args ...any) {
-		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	if w.MaxTabs < 1 || w.MaxTabs > 100000 {
-		add("webphone.max_tabs", "%d: must be 1 to 100000", w.MaxTabs)
-	}
-	if w.MaxTabsPerNumber < 1 || w.MaxTabsPerNumber > 64 {
-		add("webphone.max_tabs_per_number", "%d: must be 1 to 64", w.MaxTabsPerNumber)
-	}
-	if w.MaxMessage < 4096 || w.MaxMessage > 1<<20 {
-		add("webphone.max_message", "%d: must be 4096 to 1048576 bytes", w.MaxMessage)
-	}
-	if w.AuthTimeout < time.Second || w.AuthTimeout > time.Minute {
-		add("webphone.auth_timeout", "%s: must be 1s to 1m", w.AuthTimeout)
-	}
-	if w.IdleTimeout < 30*time.Second || w.IdleTimeout > time.Hour {
-		add("webphone.idle_timeout", "%s: must be 30s to 1h", w.IdleTimeout)
-	}
-	return errs
+	var c checks
+	c.within("webphone.max_tabs", w.MaxTabs, 1, 100000)
+	c.within("webphone.max_tabs_per_number", w.MaxTabsPerNumber, 1, 64)
+	c.within("webphone.max_message", w.MaxMessage, 4096, 1<<20)
+	c.durWithin("webphone.auth_timeout", w.AuthTimeout, time.Second, time.Minute)
+	c.durWithin("webphone.idle_timeout", w.IdleTimeout, 30*time.Second, time.Hour)
+	return c.errs
 }
 
 // DefaultWebPhone is the [webphone] section with every default filled in.
