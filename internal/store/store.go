@@ -100,6 +100,10 @@ type Store interface {
 	// reaching another node can be forwarded there.
 	PutRegistration(ctx context.Context, r Registration) error
 	DeleteRegistration(ctx context.Context, number string, deviceID int64, node, flowID string) error
+	// ChangeRegistrations applies cs, in order, in one transaction: each
+	// as PutRegistration or, with Delete, as DeleteRegistration. All apply
+	// or none.
+	ChangeRegistrations(ctx context.Context, cs []RegistrationChange) error
 	Registrations(ctx context.Context, number string, now time.Time) ([]Registration, error)
 
 	// Node membership: MCS nodes heartbeat; DNS hands out live ones.
@@ -119,6 +123,19 @@ type Store interface {
 	// atomically (a relay record is completed by both its legs, possibly
 	// on two nodes at once); ErrNotFound when missing.
 	ChangeCall(ctx context.Context, callID string, change func(*Call)) error
+	// WriteCalls applies ws in order in one write transaction (the MCS
+	// batches its record writes off the request path). A write that
+	// changes nothing (an insert of a Call-ID already stored, a replace
+	// or change of a missing one) does not fail the batch: its index is
+	// returned in skipped. Inserting is thus safe to retry.
+	WriteCalls(ctx context.Context, ws []CallWrite) (skipped []int, err error)
+	// CloseLostCalls ends the open records of node (ended_at unset) that
+	// started before startedBefore, because that node died holding them:
+	// end reason EndNodeLost, EndedAt lastKnown but never before the
+	// record's answer or start, status kept. Only records still open are
+	// changed, so two nodes sweeping at once close each record once. It
+	// returns the Call-IDs it closed.
+	CloseLostCalls(ctx context.Context, node string, startedBefore, lastKnown time.Time) ([]string, error)
 
 	// The interpreter center's queue and agents' states, one for every
 	// node (internal/acd).
@@ -294,6 +311,13 @@ type Registration struct {
 	UpdatedAt time.Time
 }
 
+// RegistrationChange is one row of the location table written or, with
+// Delete, removed (then only Number, DeviceID, Node and FlowID count).
+type RegistrationChange struct {
+	Registration
+	Delete bool
+}
+
 // NodeStatus is one MCS node's last heartbeat.
 type NodeStatus struct {
 	Name     string
@@ -313,7 +337,7 @@ type Call struct {
 	StartedAt  time.Time
 	AnsweredAt time.Time // zero when never answered
 	EndedAt    time.Time // zero while active
-	EndReason  string    // "bye", "cancel", "busy", "unavailable", "timeout", "media-timeout", "abandoned", "queue-timeout", ...
+	EndReason  string    // "bye", "cancel", "busy", "unavailable", "timeout", "media-timeout", "abandoned", "queue-timeout", "node-lost", ...
 	Status     int       // final SIP status
 	MediaStats []StreamStats
 
@@ -335,6 +359,32 @@ type Call struct {
 	// connection was lost and the caller, re-queued, called again (a
 	// record of its own, so each interpreter's minutes are billed once).
 	RequeueOf string
+}
+
+// EndNodeLost is the end reason of a record whose MCS node died (killed,
+// power lost) before it could write the call's end: another node, or the
+// same one starting again, closed it at the node's last heartbeat.
+const EndNodeLost = "node-lost"
+
+// CallWriteKind is what a CallWrite does.
+type CallWriteKind int
+
+const (
+	// CallInsert stores Call, unless its Call-ID is stored already.
+	CallInsert CallWriteKind = iota
+	// CallReplace replaces the stored record of Call.CallID with Call, as
+	// UpdateCall (a zero StartedAt keeps the stored one).
+	CallReplace
+	// CallChange applies Change to the stored record of Call.CallID with
+	// the row locked, as ChangeCall.
+	CallChange
+)
+
+// CallWrite is one write of a batch (Store.WriteCalls).
+type CallWrite struct {
+	Kind   CallWriteKind
+	Call   Call
+	Change func(*Call) // CallChange only
 }
 
 // Relay call directions (Call.Direction).

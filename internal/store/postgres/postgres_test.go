@@ -34,6 +34,7 @@ func open(t testing.TB, dsn string) *Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.Start(t)) })
 	storetest.RunACD(t, func(t *testing.T) store.Store { return open(t, pgtest.Start(t)) })
+	storetest.RunRecords(t, func(t *testing.T) store.Store { return open(t, pgtest.Start(t)) })
 }
 
 // query runs sql on dsn with a plain connection, outside the store.

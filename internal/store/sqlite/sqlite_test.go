@@ -33,6 +33,7 @@ func openTemp(t *testing.T) *Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t) })
 	storetest.RunACD(t, func(t *testing.T) store.Store { return openTemp(t) })
+	storetest.RunRecords(t, func(t *testing.T) store.Store { return openTemp(t) })
 }
 
 func TestPragmas(t *testing.T) {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -70,14 +71,152 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 	if err != nil {
 		return s.errorf("create call %q: %w", c.CallID, err)
 	}
-	c.StartedAt = orNow(c.StartedAt)
-	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.Time(c.StartedAt), s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
-		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
+	args := s.insertCallArgs(c, stats)
 	return s.update(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO calls (`+callCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, args...)
+		_, err := tx.ExecContext(ctx, insertCallSQL, args...)
 		return err
 	})
+}
+
+const insertCallSQL = `INSERT INTO calls (` + callCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+	$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
+
+// insertCallArgs are insertCallSQL's values for c; StartedAt defaults to
+// now.
+func (s *Store) insertCallArgs(c store.Call, stats any) []any {
+	c.StartedAt = orNow(c.StartedAt)
+	return append([]any{c.CallID, c.From, c.To, c.Node, s.d.Time(c.StartedAt), s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
+		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
+}
+
+// WriteCalls applies ws in order in one write transaction; the writes that
+// changed nothing are returned by index (see store.Store).
+func (s *Store) WriteCalls(ctx context.Context, ws []store.CallWrite) ([]int, error) {
+	for _, w := range ws {
+		if w.Call.CallID == "" {
+			return nil, s.errorf("write calls: empty call id")
+		}
+	}
+	var skipped []int
+	err := s.update(ctx, fmt.Sprintf("write %d call records", len(ws)), func(tx *sql.Tx) error {
+		skipped = skipped[:0] // a retried transaction starts afresh
+		for i, w := range ws {
+			changed, err := s.writeCall(ctx, tx, w)
+			if err != nil {
+				return fmt.Errorf("call %q: %w", w.Call.CallID, err)
+			}
+			if !changed {
+				skipped = append(skipped, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return skipped, nil
+}
+
+// writeCall is one write of WriteCalls; it reports whether a row changed.
+func (s *Store) writeCall(ctx context.Context, tx *sql.Tx, w store.CallWrite) (bool, error) {
+	c := w.Call
+	switch w.Kind {
+	case store.CallInsert:
+		stats, err := statsJSON(c.MediaStats)
+		if err != nil {
+			return false, err
+		}
+		// DO NOTHING: a batch whose commit was acknowledged too late to
+		// be seen is written again, and must not fail then.
+		return affected(tx.ExecContext(ctx, insertCallSQL+` ON CONFLICT (call_id) DO NOTHING`, s.insertCallArgs(c, stats)...))
+	case store.CallReplace:
+		q, args, err := s.updateCallSQL(c)
+		if err != nil {
+			return false, err
+		}
+		return affected(tx.ExecContext(ctx, q, args...))
+	case store.CallChange:
+		stored, err := scanCall(tx.QueryRowContext(ctx, `SELECT `+callCols+` FROM calls WHERE call_id = $1`+s.d.ForUpdate, c.CallID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+		w.Change(&stored)
+		stored.CallID = c.CallID
+		q, args, err := s.updateCallSQL(stored)
+		if err != nil {
+			return false, err
+		}
+		return affected(tx.ExecContext(ctx, q, args...))
+	}
+	return false, fmt.Errorf("unknown call write kind %d", w.Kind)
+}
+
+// affected reports whether a statement changed a row.
+func affected(res sql.Result, err error) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// CloseLostCalls ends node's open records started before startedBefore
+// with end reason store.EndNodeLost (see store.Store).
+func (s *Store) CloseLostCalls(ctx context.Context, node string, startedBefore, lastKnown time.Time) ([]string, error) {
+	var closed []string
+	err := s.update(ctx, "close lost calls of node "+node, func(tx *sql.Tx) error {
+		closed = closed[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT `+callCols+` FROM calls
+			WHERE node = $1 AND ended_at IS `+s.d.Never+` AND started_at < $2 ORDER BY call_id`+s.d.ForUpdate,
+			node, s.d.Time(startedBefore))
+		cs, err := collect(rows, err, scanCall)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			c = lostEnd(c, lastKnown)
+			// Still open: another node sweeping at once, or the node
+			// itself writing the real end, may have been first.
+			ok, err := affected(tx.ExecContext(ctx, `UPDATE calls SET ended_at = $2, end_reason = $3,
+				session_end = $4, conversation_end = $5 WHERE call_id = $1 AND ended_at IS `+s.d.Never,
+				c.CallID, s.d.NullTime(c.EndedAt), c.EndReason, s.d.NullTime(c.SessionEnd), s.d.NullTime(c.ConversationEnd)))
+			if err != nil {
+				return err
+			}
+			if ok {
+				closed = append(closed, c.CallID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return closed, nil
+}
+
+// lostEnd is the end of an open record whose node was last known alive at
+// lastKnown: no end before the record's own start, answer, session or
+// conversation start (the node may have died between two heartbeats just
+// after those), and the relay session and conversation, when begun, end
+// with it. Status stays what the call reached.
+func lostEnd(c store.Call, lastKnown time.Time) store.Call {
+	end := lastKnown
+	for _, t := range []time.Time{c.StartedAt, c.AnsweredAt, c.SessionStart, c.ConversationStart} {
+		if t.After(end) {
+			end = t
+		}
+	}
+	c.EndedAt, c.EndReason = end, store.EndNodeLost
+	if !c.SessionStart.IsZero() && c.SessionEnd.IsZero() {
+		c.SessionEnd = end
+	}
+	if !c.ConversationStart.IsZero() && c.ConversationEnd.IsZero() {
+		c.ConversationEnd = end
+	}
+	return c
 }
 
 // UpdateCall replaces the record of c.CallID (store.ErrNotFound when
