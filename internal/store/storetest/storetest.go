@@ -20,7 +20,8 @@
 //   - Contacts: maxContacts <= 0 means no limit; an empty UID on update
 //     keeps the stored one; a UID is unique within a book; a failed write
 //     does not move the book's rev.
-//   - DeleteRegistration of a registration already gone is not an error.
+//   - DeleteRegistration of a registration already gone is not an error;
+//     neither is a delete of one in ChangeRegistrations.
 //   - UpdateCall with a zero StartedAt keeps the stored one.
 //   - The empty Role is stored and returned as store.RoleCustomer.
 //   - RelayCalls lists relay records (Direction set) by QueuedAt.
@@ -68,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ContactChanges", testContactChanges},
 		{"Licenses", testLicenses},
 		{"Registrations", testRegistrations},
+		{"ChangeRegistrations", testChangeRegistrations},
 		{"Nodes", testNodes},
 		{"Calls", testCalls},
 		{"ListCalls", testListCalls},
@@ -870,6 +872,41 @@ func testRegistrations(t *testing.T, s store.Store) {
 	diff(t, "after delete", []store.Registration{r1b, r2}, list(number, now))
 	noErr(t, "DeleteRegistration(already gone)", s.DeleteRegistration(ctx, number, 1, "mcs1", "flow-a"))
 	diff(t, "other number after delete", []store.Registration{ro}, list(other, t0))
+}
+
+// testChangeRegistrations: a batch applies in order (a later change of
+// the same row wins), puts and deletes mixed, a delete of a row never
+// written included.
+func testChangeRegistrations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const number = "2025550100"
+	reg := func(device int64, node, flow string) store.Registration {
+		return store.Registration{
+			Number: number, DeviceID: device, Node: node, FlowID: flow,
+			Contact:   fmt.Sprintf("<sip:%s@192.0.2.%d:5060;transport=tcp>", number, device),
+			ExpiresAt: t0.Add(time.Hour), UpdatedAt: t0,
+		}
+	}
+	list := func() []store.Registration {
+		t.Helper()
+		return must[[]store.Registration](t, "Registrations")(s.Registrations(ctx, number, t0))
+	}
+	put := func(r store.Registration) store.RegistrationChange { return store.RegistrationChange{Registration: r} }
+	del := func(r store.Registration) store.RegistrationChange {
+		return store.RegistrationChange{Registration: r, Delete: true}
+	}
+	noErr(t, "ChangeRegistrations(none)", s.ChangeRegistrations(ctx, nil))
+
+	a, b, c := reg(1, "mcs1", "flow-a"), reg(2, "mcs1", "flow-b"), reg(3, "mcs2", "flow-c")
+	gone := reg(4, "mcs1", "flow-d")
+	noErr(t, "PutRegistration", s.PutRegistration(ctx, gone))
+	a2 := a
+	a2.Contact = "<sip:2025550100@198.51.100.1:5060;transport=tcp>"
+	noErr(t, "ChangeRegistrations", s.ChangeRegistrations(ctx, []store.RegistrationChange{
+		put(a), put(b), del(gone), put(a2), put(c), del(b), del(reg(5, "mcs1", "never-written")),
+	}))
+	diff(t, "after a batch", []store.Registration{a2, c}, list())
+
 }
 
 func testNodes(t *testing.T, s store.Store) {
