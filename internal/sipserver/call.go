@@ -1,7 +1,6 @@
 package sipserver
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"time"
@@ -223,16 +222,11 @@ func (s *Server) end(c *call, reason string, status int) {
 	}
 	rec := c.record
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var err error
+	// Queued behind the call's insert and answer (records.go).
 	if c.relay != nil {
-		err = s.store.ChangeCall(ctx, c.id, func(r *store.Call) { *r = mergeRelayRecord(rec, *r) })
+		s.records.change(c.id, func(r *store.Call) { *r = mergeRelayRecord(rec, *r) })
 	} else {
-		err = s.store.UpdateCall(ctx, rec)
-	}
-	if err != nil {
-		s.log.Error("call record not completed", "call_id", c.id, "error", err)
+		s.records.replace(rec)
 	}
 	s.m.callsTotal.WithLabelValues(reason).Inc()
 	s.log.Info("call ended", "call_id", c.id, "reason", reason, "status", rec.Status, "duration", durationOf(rec))

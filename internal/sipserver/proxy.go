@@ -107,9 +107,7 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 		s.respond(tx, req, 482, "Loop Detected")
 		return
 	}
-	if err := s.store.CreateCall(ctx, c.record); err != nil {
-		s.log.Error("call record not created", "call_id", callID, "error", err)
-	}
+	s.records.insert(c.record) // queued: the INVITE goes on without it
 	fail := func(code int, reason string, hs ...sipmsg.Header) {
 		s.respond(tx, req, code, reason, hs...)
 		s.end(c, sipcore.EndReasonFor(code), code)
@@ -315,8 +313,10 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		s.secondLegAnswered(c)
 	case !c.transit:
 		c.rc.Answered()
-		if err := s.store.UpdateCall(context.Background(), rec); err != nil {
-			s.log.Error("call record not updated", "call_id", c.id, "error", err)
+		// Billing starts at the answer: its record is committed before
+		// the caller hears of it.
+		if err := s.records.commit(store.CallWrite{Kind: store.CallReplace, Call: rec}); err != nil {
+			s.log.Error("answer relayed before its call record was committed", "call_id", c.id, "error", err)
 		}
 	}
 	s.log.Info("call answered", "call_id", c.id, "flow", f.b.flow.id)

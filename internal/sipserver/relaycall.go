@@ -141,9 +141,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 		s.respond(tx, req, 482, "Loop Detected")
 		return
 	}
-	if err := s.store.CreateCall(ctx, c.record); err != nil {
-		s.log.Error("call record not created", "call_id", callID, "error", err)
-	}
+	s.records.insert(c.record) // queued: the call goes on without it
 	if len(req.Body()) > 0 && !isSDP(req) {
 		s.respond(tx, req, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
 		s.end(c, endError, 415)

@@ -48,6 +48,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/sipcore"
+	"github.com/z5vrs/z5/internal/store"
 )
 
 // Deps are the server's collaborators.
@@ -83,7 +84,10 @@ type Server struct {
 	failures *failureLimiter
 	shield   *shield // bans, rate and in-flight limits (guard.go)
 	reg      *registrar
-	calls    *calls // the calls through this node
+	calls    *calls        // the calls through this node
+	records  *recordWriter // call records, written off the request path (records.go)
+	health   Health        // nil: no peer's records are swept
+	started  time.Time     // New: records of this node older than this are a previous run's
 	peers    *peers
 	local    sipcore.Local // what names this node (isOurHost, ownLoop)
 	// The interpreter center (relaycall.go, acd_*.go, trunk.go).
@@ -112,6 +116,10 @@ type Server struct {
 	closeErr error
 
 	closeDone chan struct{} // closed when Close has finished
+	// prev is this node's heartbeat from its previous run, read by Listen
+	// (records.go).
+	prev     store.NodeStatus
+	havePrev bool
 }
 
 // errNoDial refuses every connection sipgo would open by itself. The MCS
@@ -155,6 +163,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.closeDone = make(chan struct{})
 	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}
 	s.calls = newCalls()
+	s.health, s.started = deps.Health, now()
+	rm, err := newRecordMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.records = newRecordWriter(deps.Store, log, rm)
 	s.acdq = newACDQueue()
 	s.trunks = map[trunkKey]*trunkLink{}
 	s.trunkTLS = &trunkTLS{}
@@ -244,8 +258,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Listen binds TCP and UDP on the same port (port 0: a free port for
 // both) and, when tlsAddr is valid, TLS.
 func (s *Server) Listen(addr netip.AddrPort, tlsAddr netip.AddrPort) error {
+	// Read before this run's first heartbeat (membership serves after
+	// Listen): the previous run's, for the records it left open.
+	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
+	prev, havePrev := s.ownLastSeen(ctx)
+	cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.prev, s.havePrev = prev, havePrev
 	if s.closed {
 		return errors.New("sipserver: listen on a closed server")
 	}
@@ -377,6 +397,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer wg.Done()
 		s.maintain()
 	}()
+	if s.records.start() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.records.run()
+		}()
+	}
+	s.mu.Lock()
+	prev, havePrev := s.prev, s.havePrev
+	s.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.sweep(prev, havePrev)
+	}()
 	if s.cfg.relayOn() {
 		wg.Add(1)
 		go func() {
@@ -462,6 +497,7 @@ func (s *Server) Close() error {
 	s.waitPoolDrained(2 * time.Second)
 	s.ua.Close()
 	s.bg.Wait()
+	s.records.close() // every call has ended: flush their records
 	s.reg.removeAll()
 	err := errors.Join(errs...)
 	s.mu.Lock()

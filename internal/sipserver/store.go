@@ -23,6 +23,10 @@ type Store interface {
 	UpdateCall(ctx context.Context, c store.Call) error
 	Call(ctx context.Context, callID string) (store.Call, error)
 	ChangeCall(ctx context.Context, callID string, change func(*store.Call)) error
+	// The call record writer and the node-lost sweep (records.go).
+	WriteCalls(ctx context.Context, ws []store.CallWrite) ([]int, error)
+	CloseLostCalls(ctx context.Context, node string, startedBefore, lastKnown time.Time) ([]string, error)
+	Nodes(ctx context.Context) ([]store.NodeStatus, error)
 
 	// Relay calls: the registered location sent with 911, and the
 	// interpreter queue shared by every node.

@@ -291,10 +291,14 @@ func setCaller(r *sipmsg.Request, number, domain, display string) {
 	from.Address.Port = 0
 }
 
-// secondLegAnswered sets the relay record's conversation start.
+// secondLegAnswered sets the relay record's conversation start, committed
+// before the answer is relayed: the conversation is what is billed.
 func (s *Server) secondLegAnswered(c *call) {
 	now := s.now()
-	s.updateRelayRecord(c.leg2.relayCall, func(r *store.Call) { r.ConversationStart = now })
+	if err := s.records.commit(store.CallWrite{Kind: store.CallChange, Call: store.Call{CallID: c.leg2.relayCall},
+		Change: keepStarted(func(r *store.Call) { r.ConversationStart = now })}); err != nil {
+		s.log.Error("answer relayed before its relay record was committed", "call_id", c.id, "relay_call", c.leg2.relayCall, "error", err)
+	}
 }
 
 // secondLegEnded releases the leg's relay ports and adds its end and its
@@ -334,15 +338,17 @@ func (s *Server) secondLegEnded(c *call, reason string, answered bool) {
 	s.log.Info("second leg ended", "call_id", c.id, "relay_call", c.leg2.relayCall, "reason", reason)
 }
 
-// updateRelayRecord changes the stored relay record, which the node
-// holding the first leg completes too (atomically: store.ChangeCall).
+// updateRelayRecord queues a change of the stored relay record, which the
+// node holding the first leg completes too (atomically, as
+// store.ChangeCall).
 func (s *Server) updateRelayRecord(callID string, change func(*store.Call)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.store.ChangeCall(ctx, callID, func(r *store.Call) {
+	s.records.change(callID, keepStarted(change))
+}
+
+// keepStarted is change keeping the stored StartedAt.
+func keepStarted(change func(*store.Call)) func(*store.Call) {
+	return func(r *store.Call) {
 		change(r)
 		r.StartedAt = time.Time{} // keep the stored one
-	}); err != nil {
-		s.log.Error("relay record not updated", "call_id", callID, "error", err)
 	}
 }

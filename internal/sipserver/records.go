@@ -1,0 +1,427 @@
+package sipserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/z5vrs/z5/internal/promset"
+	"github.com/z5vrs/z5/internal/store"
+)
+
+// Call records are written off the request path: the INVITE is forwarded
+// while its record's insert waits in the writer's queue, and a call's end
+// is queued the same way. One goroutine writes the queue in order (a
+// call's insert before its answer before its end) and in batches, one
+// transaction each, so a burst of calls costs one commit, not one per
+// call. The exception is the answer: billing starts there, so the 200 OK
+// is relayed to the caller only once the record with its answer time is
+// committed (recordCommitWait bounds that wait; a call is never refused
+// for its record).
+//
+// What a crash (kill -9, power) still loses: the writes queued and not
+// yet committed, at most a batch's worth of milliseconds in normal
+// running: the insert of a call set up but not yet answered, and the end
+// of a call that ended just before. A record inserted and answered but
+// never ended is closed by the node-lost sweep below.
+
+const (
+	// recordQueue bounds the writes waiting; past it a write is dropped,
+	// logged with the whole record and counted, rather than held on the
+	// request path.
+	recordQueue = 8192
+	// recordBatch is the most writes one transaction carries.
+	recordBatch = 256
+	// recordWriteTimeout bounds one transaction.
+	recordWriteTimeout = 5 * time.Second
+	// recordCommitWait bounds how long an answer waits for its record.
+	recordCommitWait = 5 * time.Second
+	// recordTries is how often one write is tried before it is given up
+	// (logged in full and counted): about a minute and a half of backoff.
+	recordTries = 20
+	// recordCloseWait bounds the final flush at Close.
+	recordCloseWait = 5 * time.Second
+	// sweepEvery is how often the open records of dead nodes are looked
+	// for.
+	sweepEvery = 30 * time.Second
+)
+
+// errRecordsClosed answers a write queued after the writer stopped.
+var errRecordsClosed = errors.New("call record writer closed")
+
+// recordStore is what the writer needs of the store.
+type recordStore interface {
+	WriteCalls(ctx context.Context, ws []store.CallWrite) ([]int, error)
+}
+
+// recordOp is one queued write.
+type recordOp struct {
+	w    store.CallWrite
+	done chan error // nil: nobody waits; else gets the outcome once
+}
+
+func (op *recordOp) finish(err error) {
+	if op.done != nil {
+		op.done <- err
+	}
+}
+
+type recordMetrics struct {
+	written  prometheus.Counter
+	failures prometheus.Counter
+	lost     *prometheus.CounterVec // by reason
+	nodeLost prometheus.Counter
+}
+
+func newRecordMetrics(reg prometheus.Registerer) (*recordMetrics, error) {
+	s := promset.New("z5", "call_records")
+	m := &recordMetrics{
+		written:  s.Counter("written_total", "Call record writes committed (inserts, answers, ends)."),
+		failures: s.Counter("write_failures_total", "Call record transactions the store failed; their writes are retried."),
+		lost: s.CounterVec("lost_total",
+			"Call record writes given up, by reason (queue-full, gave-up, closed); each is logged with its record.", "reason"),
+		nodeLost: s.Counter("node_lost_total", "Open call records of a dead node (or of this node's previous run) closed by the sweep."),
+	}
+	if err := s.Register(reg); err != nil {
+		return nil, fmt.Errorf("call record metrics: %w", err)
+	}
+	return m, nil
+}
+
+// recordWriter is the queue of call record writes and the goroutine that
+// writes it (run). The server starts it in Serve and stops it in Close,
+// after every call has ended, flushing what is queued.
+type recordWriter struct {
+	st   recordStore
+	log  *slog.Logger
+	m    *recordMetrics
+	q    chan *recordOp
+	quit chan struct{} // closed by close
+	done chan struct{} // closed once the queue is written for good
+
+	mu       sync.Mutex // guards the following
+	running  bool
+	stopped  bool
+	giveUpAt time.Time // set by close: the final flush ends then
+}
+
+func newRecordWriter(st recordStore, log *slog.Logger, m *recordMetrics) *recordWriter {
+	return &recordWriter{st: st, log: log, m: m, q: make(chan *recordOp, recordQueue),
+		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+// insert queues a new record.
+func (w *recordWriter) insert(c store.Call) {
+	w.put(store.CallWrite{Kind: store.CallInsert, Call: c}, false)
+}
+
+// replace queues a record's new content (UpdateCall).
+func (w *recordWriter) replace(c store.Call) {
+	w.put(store.CallWrite{Kind: store.CallReplace, Call: c}, false)
+}
+
+// change queues a change of the stored record (ChangeCall): a relay
+// record both legs complete, perhaps at two nodes.
+func (w *recordWriter) change(callID string, f func(*store.Call)) {
+	w.put(store.CallWrite{Kind: store.CallChange, Call: store.Call{CallID: callID}, Change: f}, false)
+}
+
+// commit queues cw and waits until it is committed, with every write
+// queued before it, or until recordCommitWait has passed.
+func (w *recordWriter) commit(cw store.CallWrite) error {
+	done := w.put(cw, true)
+	t := time.NewTimer(recordCommitWait)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("not committed within %s (still queued)", recordCommitWait)
+	}
+}
+
+// put queues cw; with wait, the returned channel gets its outcome.
+func (w *recordWriter) put(cw store.CallWrite, wait bool) <-chan error {
+	op := &recordOp{w: cw}
+	if wait {
+		op.done = make(chan error, 1)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock() // held while queueing: close cannot miss op
+	if w.stopped {
+		w.lose(op, "closed", errRecordsClosed)
+		return op.done
+	}
+	select {
+	case w.q <- op:
+	default:
+		w.lose(op, "queue-full", fmt.Errorf("%d writes already queued", recordQueue))
+	}
+	return op.done
+}
+
+// start reports whether the caller should run the writer (once, and not
+// after close).
+func (w *recordWriter) start() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running || w.stopped {
+		return false
+	}
+	w.running = true
+	return true
+}
+
+// run writes the queue until close, then flushes it.
+func (w *recordWriter) run() {
+	defer close(w.done)
+	for {
+		select {
+		case op := <-w.q:
+			w.write(w.batch(op))
+		case <-w.quit:
+			w.drain()
+			return
+		}
+	}
+}
+
+// close stops queueing, writes what is queued (trying for up to
+// recordCloseWait) and returns when done. Safe to call more than once.
+func (w *recordWriter) close() {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		<-w.done
+		return
+	}
+	w.stopped = true
+	w.giveUpAt = time.Now().Add(recordCloseWait)
+	running := w.running
+	w.mu.Unlock()
+	close(w.quit)
+	if !running { // never served: flush here
+		w.drain()
+		close(w.done)
+	}
+	<-w.done
+}
+
+// drain writes everything queued.
+func (w *recordWriter) drain() {
+	for {
+		select {
+		case op := <-w.q:
+			w.write(w.batch(op))
+		default:
+			return
+		}
+	}
+}
+
+// batch is first and what is queued behind it, up to recordBatch.
+func (w *recordWriter) batch(first *recordOp) []*recordOp {
+	ops := []*recordOp{first}
+	for len(ops) < recordBatch {
+		select {
+		case op := <-w.q:
+			ops = append(ops, op)
+		default:
+			return ops
+		}
+	}
+	return ops
+}
+
+// write commits ops in one transaction; when that fails, it writes them
+// one at a time in order, each retried with backoff, so one write the
+// store refuses cannot hold up the others for good.
+func (w *recordWriter) write(ops []*recordOp) {
+	if w.expired() {
+		for _, op := range ops {
+			w.lose(op, "closed", errRecordsClosed)
+		}
+		return
+	}
+	if w.try(ops) == nil {
+		return
+	}
+	for _, op := range ops {
+		w.retry(op)
+	}
+}
+
+func (w *recordWriter) retry(op *recordOp) {
+	var err error
+	for attempt := 1; attempt <= recordTries; attempt++ {
+		if !w.backoff(attempt) {
+			break
+		}
+		if err = w.try([]*recordOp{op}); err == nil {
+			return
+		}
+	}
+	if err == nil {
+		err = errRecordsClosed
+	}
+	w.lose(op, "gave-up", err)
+}
+
+// backoff waits before the attempt-th retry: 100 ms doubling to 5 s. It
+// reports false when the final flush's time is up.
+func (w *recordWriter) backoff(attempt int) bool {
+	d := min(100*time.Millisecond<<min(attempt-1, 6), 5*time.Second)
+	if w.expiredAt(time.Now().Add(d)) {
+		return false
+	}
+	time.Sleep(d) // only the writer's goroutine, or Close's flush, waits here
+	return true
+}
+
+// expired reports whether the final flush's time is up.
+func (w *recordWriter) expired() bool { return w.expiredAt(time.Now()) }
+
+func (w *recordWriter) expiredAt(t time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.giveUpAt.IsZero() && t.After(w.giveUpAt)
+}
+
+// try writes ops in one transaction.
+func (w *recordWriter) try(ops []*recordOp) error {
+	ws := make([]store.CallWrite, len(ops))
+	for i, op := range ops {
+		ws[i] = op.w
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
+	skipped, err := w.st.WriteCalls(ctx, ws)
+	cancel()
+	if err != nil {
+		w.m.failures.Inc()
+		w.log.Warn("call records not written; retrying", "records", len(ops), "error", err)
+		return err
+	}
+	for _, i := range skipped {
+		if ws[i].Kind == store.CallInsert {
+			// Written already: a retried batch, or a Call-ID reused.
+			w.log.Warn("call record already stored", "call_id", ws[i].Call.CallID)
+		} else {
+			w.log.Error("call record missing; change not written", "call_id", ws[i].Call.CallID)
+		}
+	}
+	w.m.written.Add(float64(len(ops)))
+	for _, op := range ops {
+		op.finish(nil)
+	}
+	return nil
+}
+
+// lose gives op up: counted, and logged with what it would have written so
+// that an operator can still bill the call.
+func (w *recordWriter) lose(op *recordOp, reason string, err error) {
+	w.m.lost.WithLabelValues(reason).Inc()
+	c := op.w.Call
+	w.log.Error("call record write lost", "call_id", c.CallID, "reason", reason, "error", err,
+		"write", recordKind(op.w.Kind), "record", c)
+	op.finish(fmt.Errorf("call record %s lost (%s): %w", c.CallID, reason, err))
+}
+
+func recordKind(k store.CallWriteKind) string {
+	switch k {
+	case store.CallInsert:
+		return "insert"
+	case store.CallReplace:
+		return "replace"
+	default:
+		return "change"
+	}
+}
+
+// lostNodes are the nodes whose open records the sweep closes: every node
+// but self that membership does not count as alive.
+func lostNodes(nodes []store.NodeStatus, self string, healthy func(string) bool) []store.NodeStatus {
+	var out []store.NodeStatus
+	for _, n := range nodes {
+		if n.Name != self && !healthy(n.Name) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ownLastSeen is this node's heartbeat of its previous run, read before
+// this run's first (Listen comes before membership's Serve): when that run
+// died, its records still open ended no earlier than this.
+func (s *Server) ownLastSeen(ctx context.Context) (store.NodeStatus, bool) {
+	nodes, err := s.store.Nodes(ctx)
+	if err != nil {
+		s.log.Warn("node table not read; records of a previous run left open stay open", "error", err)
+		return store.NodeStatus{}, false
+	}
+	for _, n := range nodes {
+		if n.Name == s.cfg.Node {
+			return n, true
+		}
+	}
+	return store.NodeStatus{}, false
+}
+
+// sweep closes, at start-up, the records this node's previous run left
+// open, then every sweepEvery those of nodes membership counts as dead,
+// until the server closes.
+func (s *Server) sweep(prev store.NodeStatus, havePrev bool) {
+	if havePrev {
+		if prev.LastSeen.Before(s.started) {
+			s.closeLost(prev.Name, s.started, prev.LastSeen)
+		} else {
+			// Not this node's previous run's beat: closing at it would
+			// bill minutes nobody talked.
+			s.log.Warn("own heartbeat newer than this run's start; records of a previous run left open stay open",
+				"last_seen", prev.LastSeen)
+		}
+	}
+	if s.health == nil {
+		return
+	}
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, recordWriteTimeout)
+		nodes, err := s.store.Nodes(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("node table not read for the node-lost sweep", "error", err)
+			continue
+		}
+		now := s.now()
+		for _, n := range lostNodes(nodes, s.cfg.Node, s.health.Healthy) {
+			s.closeLost(n.Name, now, n.LastSeen)
+		}
+	}
+}
+
+// closeLost ends node's open records started before startedBefore at
+// lastKnown (store.CloseLostCalls).
+func (s *Server) closeLost(node string, startedBefore, lastKnown time.Time) {
+	ctx, cancel := context.WithTimeout(s.ctx, recordWriteTimeout)
+	defer cancel()
+	ids, err := s.store.CloseLostCalls(ctx, node, startedBefore, lastKnown)
+	if err != nil {
+		s.log.Warn("node-lost sweep failed", "peer_node", node, "error", err)
+		return
+	}
+	s.records.m.nodeLost.Add(float64(len(ids)))
+	for _, id := range ids {
+		s.log.Warn("call record closed: its node was lost", "call_id", id, "peer_node", node, "last_seen", lastKnown)
+	}
+}
