@@ -18,6 +18,9 @@ type metrics struct {
 	authFailures  *prometheus.CounterVec // by reason
 	dropped       *prometheus.CounterVec // messages not delivered, by transport and reason
 	connRejected  prometheus.Counter
+
+	locationWriteFailures prometheus.Counter // failed writes of the location writer, each retried
+	locationQueue         prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,6 +36,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Messages not handed to the SIP stack, by transport and reason.", "transport", "reason"),
 		connRejected: s.Counter("connections_rejected_total",
 			"TCP/TLS connections refused by the overall connection limit, or closed to make room under a source's limit of unauthenticated connections."),
+		locationWriteFailures: s.Counter("location_write_failures_total",
+			"Failed writes of queued location-table rows (registrations other nodes read); each is retried."),
+		locationQueue: s.Gauge("location_queue", "Location-table row changes queued, not yet written."),
 	}
 	if err := s.Register(reg); err != nil {
 		return nil, fmt.Errorf("sip metrics: %w", err)

@@ -25,6 +25,9 @@ type phone struct {
 	pass      string
 	transport string
 	server    netip.AddrPort
+	// flushed waits until the server's location writer has written what
+	// a REGISTER queued, so a test reads the row as another node would.
+	flushed func(ctx context.Context) error
 
 	ua   *sipgo.UserAgent
 	cli  *sipgo.Client
@@ -83,6 +86,7 @@ func newPhoneOver(t *testing.T, e *env, number, user, pass, transport string) *p
 		calls: make(chan *incoming, 4), byes: make(chan *sipmsg.Request, 4), cancels: make(chan *sipmsg.Request, 4),
 		callID: "reg-" + randomToken(8),
 	}
+	p.flushed = func(ctx context.Context) error { return e.srv.reg.w.sync(ctx) }
 	params := sipmsg.NewParams()
 	params.Add("transport", strings.ToLower(transport))
 	p.contact = sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: number, Host: "127.0.0.1", Port: 5999, UriParams: params}}
@@ -163,6 +167,9 @@ func (p *phone) tryRegister(expires int, extra ...sipmsg.Header) (*sipmsg.Respon
 		p.mu.Lock()
 		p.cseq = req.CSeq().SeqNo
 		p.mu.Unlock()
+	}
+	if err == nil && res.StatusCode == 200 {
+		err = p.flushed(ctx)
 	}
 	return res, err
 }

@@ -2,7 +2,6 @@ package sipserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -21,14 +20,16 @@ import (
 // devices registered over (RFC 5626): requests to a device go back over
 // the very connection it opened, because the customer's firewall admits
 // nothing inbound. A binding lives as long as both its expiry and its
-// connection; the shared location table (store.PutRegistration) mirrors it
+// connection; the shared location table (store.Registrations) mirrors it
 // so other nodes can tell where a number is registered. What a REGISTER
 // changes is sipcore.Register's decision; the table applies it.
 //
-// The bindings live in this node's memory; the location table only learns
-// what other nodes need: that a device is reachable via this node. A row
-// is written when a binding appears, moves to another flow or changes its
-// contact, and deleted when it goes; a refresh writes nothing while the
+// The bindings live in this node's memory, which is all this node routes
+// by; the location table only learns what other nodes need: that a device
+// is reachable via this node. Its rows are written by the location writer
+// (locwriter.go) after the REGISTER is answered. A row is queued when a
+// binding appears, moves to another flow or changes its contact, and its
+// delete when the binding goes; a refresh writes nothing while the
 // row's lease (twice the registration's lifetime) still covers the new
 // expiry, so a client refreshing every half-lifetime costs one write in
 // three refreshes and a burst of refreshes costs none. What the lease
@@ -74,25 +75,18 @@ func (f flowRef) remoteIP() netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// locationStore is the part of the store the registrar writes: the
-// shared location table.
-type locationStore interface {
-	PutRegistration(ctx context.Context, r store.Registration) error
-	DeleteRegistration(ctx context.Context, number string, deviceID int64, node, flowID string) error
-}
-
 // registrar holds this node's bindings.
 type registrar struct {
 	node   string
-	store  locationStore
+	w      *locWriter // the location table's rows, written off the request path
 	t      *transport // flows, to tell a binding's connection is still open
 	log    *slog.Logger
 	now    func() time.Time
 	gauge  prometheus.Gauge // bindings held
 	limits sipcore.RegisterLimits
 
-	// opMu serializes changes, so the store and memory see them in the
-	// same order.
+	// opMu serializes changes, so the location writer's queue and memory
+	// see them in the same order.
 	opMu sync.Mutex
 
 	mu       sync.Mutex // guards the following
@@ -101,8 +95,9 @@ type registrar struct {
 	count    int
 }
 
-func newRegistrar(node string, st locationStore, t *transport, log *slog.Logger, now func() time.Time, gauge prometheus.Gauge, limits sipcore.RegisterLimits) *registrar {
-	return &registrar{node: node, store: st, t: t, log: log, now: now, gauge: gauge, limits: limits,
+func newRegistrar(node string, st locationStore, t *transport, log *slog.Logger, now func() time.Time, m *metrics, limits sipcore.RegisterLimits) *registrar {
+	return &registrar{node: node, t: t, log: log, now: now, gauge: m.registrations, limits: limits,
+		w:        newLocWriter(st, log, m.locationWriteFailures, m.locationQueue),
 		byNumber: map[string][]*binding{}, byFlow: map[string][]*binding{}}
 }
 
@@ -155,8 +150,10 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	return changes, refusal
 }
 
-// applyLocked writes changes to the location table, then to memory. The
-// caller holds opMu.
+// applyLocked queues the location-table rows changes make, then applies
+// them to memory: the REGISTER is answered from memory, the rows are
+// written after. The caller holds opMu, so the queue holds each row's
+// changes in the order memory saw them.
 func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 	now := r.now()
 	var leaving []*binding
@@ -165,22 +162,26 @@ func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 			leaving = append(leaving, c.old)
 		}
 	}
-	for _, c := range changes {
+	var ops []store.RegistrationChange
+	leases := make([]time.Time, len(changes))
+	for i, c := range changes {
 		if c.old != nil && (c.new == nil || c.old.flow.id != c.new.flow.id) && !r.sharesRow(c.old, leaving) {
-			if err := r.store.DeleteRegistration(ctx, c.old.Number, c.old.DeviceID, r.node, c.old.flow.id); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("delete registration: %w", err)
-			}
+			ops = append(ops, r.rowDelete(c.old))
 		}
 		if c.new != nil && c.new.leased.Before(c.new.Expires) {
-			lease := c.new.Expires.Add(c.new.Expires.Sub(now))
-			err := r.store.PutRegistration(ctx, store.Registration{
+			leases[i] = c.new.Expires.Add(c.new.Expires.Sub(now))
+			ops = append(ops, store.RegistrationChange{Registration: store.Registration{
 				Number: c.new.Number, DeviceID: c.new.DeviceID, Node: r.node, FlowID: c.new.flow.id,
-				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: lease, UpdatedAt: now,
-			})
-			if err != nil {
-				return fmt.Errorf("put registration: %w", err)
-			}
-			c.new.leased = lease
+				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: leases[i], UpdatedAt: now,
+			}})
+		}
+	}
+	if err := r.w.enqueue(ctx, ops); err != nil {
+		return fmt.Errorf("queue registration: %w", err)
+	}
+	for i, c := range changes {
+		if !leases[i].IsZero() {
+			c.new.leased = leases[i]
 		}
 	}
 	r.mu.Lock()
@@ -294,9 +295,17 @@ func (r *registrar) expire(now time.Time) {
 	r.remove(func(b *binding) bool { return !b.Expires.After(now) }, "expired")
 }
 
-// removeAll drops every binding (server shutdown).
-func (r *registrar) removeAll() {
+// rowDelete is the change that deletes b's location-table row.
+func (r *registrar) rowDelete(b *binding) store.RegistrationChange {
+	return store.RegistrationChange{Delete: true, Registration: store.Registration{
+		Number: b.Number, DeviceID: b.DeviceID, Node: r.node, FlowID: b.flow.id}}
+}
+
+// close drops every binding and writes what the location writer holds
+// (server shutdown).
+func (r *registrar) close() {
 	r.remove(func(*binding) bool { return true }, "shutdown")
+	r.w.close()
 }
 
 func (r *registrar) remove(match func(*binding) bool, why string) {
@@ -326,14 +335,18 @@ func (r *registrar) remove(match func(*binding) bool, why string) {
 		return
 	}
 	r.gauge.Set(float64(n))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	for _, b := range gone {
 		r.log.Info("binding removed", "number", b.Number, "device_id", b.DeviceID, "contact", b.URI, "reason", why)
 	}
-	for _, b := range rows {
-		if err := r.store.DeleteRegistration(ctx, b.Number, b.DeviceID, r.node, b.flow.id); err != nil && !errors.Is(err, store.ErrNotFound) {
-			r.log.Warn("registration not removed from the location table", "number", b.Number, "device_id", b.DeviceID, "error", err)
-		}
+	ops := make([]store.RegistrationChange, len(rows))
+	for i, b := range rows {
+		ops[i] = r.rowDelete(b)
+	}
+	// Bounded as the store call it replaced was: past it the rows stay
+	// until their lease runs out, ignored once this node is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.w.enqueue(ctx, ops); err != nil {
+		r.log.Warn("registrations not removed from the location table", "rows", len(ops), "error", err)
 	}
 }

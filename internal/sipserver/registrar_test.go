@@ -155,6 +155,9 @@ func TestRegisterExpiresAndBindings(t *testing.T) {
 	if err != nil || r2.StatusCode != 200 || len(r2.GetHeaders("Contact")) != 0 {
 		t.Fatalf("Contact: *: %v %v", r2, err)
 	}
+	if err := a.flushed(ctx); err != nil {
+		t.Fatal(err)
+	}
 	regs, _ := e.st.Registrations(ctx, "5552340001", time.Now())
 	if len(regs) != 0 || len(e.srv.reg.lookup("5552340001")) != 0 {
 		t.Fatalf("bindings left: %+v", regs)

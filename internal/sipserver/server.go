@@ -88,8 +88,11 @@ type Server struct {
 	records  *recordWriter // call records, written off the request path (records.go)
 	health   Health        // nil: no peer's records are swept
 	started  time.Time     // New: records of this node older than this are a previous run's
-	peers    *peers
-	local    sipcore.Local // what names this node (isOurHost, ownLoop)
+	// sweepEvery is how often dead nodes' records are looked for (tests
+	// shorten it).
+	sweepEvery time.Duration
+	peers      *peers
+	local      sipcore.Local // what names this node (isOurHost, ownLoop)
 	// The interpreter center (relaycall.go, acd_*.go, trunk.go).
 	acdq       *acdQueue
 	acdm       *acdMetrics
@@ -163,7 +166,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.closeDone = make(chan struct{})
 	s.local = sipcore.Local{OurHost: s.isOurHost, OwnVia: s.ownLoop}
 	s.calls = newCalls()
-	s.health, s.started = deps.Health, now()
+	s.health, s.started, s.sweepEvery = deps.Health, now(), sweepEvery
 	rm, err := newRecordMetrics(deps.Registerer)
 	if err != nil {
 		return nil, err
@@ -197,7 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		},
 		flows: map[string]*flowConn{},
 	}
-	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m.registrations, sipcore.RegisterLimits{
+	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m, sipcore.RegisterLimits{
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires, DefaultExpires: cfg.DefaultExpires,
 		MaxPerNumber: cfg.MaxRegistrationsPerNumber, MaxUDPPerAddr: cfg.MaxUDPBindingsPerAddr,
 	})
@@ -498,7 +501,7 @@ func (s *Server) Close() error {
 	s.ua.Close()
 	s.bg.Wait()
 	s.records.close() // every call has ended: flush their records
-	s.reg.removeAll()
+	s.reg.close()
 	err := errors.Join(errs...)
 	s.mu.Lock()
 	s.closeErr = err

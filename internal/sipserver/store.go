@@ -17,6 +17,7 @@ type Store interface {
 	Number(ctx context.Context, number string) (store.Number, error)
 
 	locationStore
+	DeleteRegistration(ctx context.Context, number string, deviceID int64, node, flowID string) error
 	Registrations(ctx context.Context, number string, now time.Time) ([]store.Registration, error)
 
 	CreateCall(ctx context.Context, c store.Call) error
