@@ -343,11 +343,16 @@ func recordKind(k store.CallWriteKind) string {
 }
 
 // lostNodes are the nodes whose open records the sweep closes: every node
-// but self that membership does not count as alive.
-func lostNodes(nodes []store.NodeStatus, self string, healthy func(string) bool) []store.NodeStatus {
+// but self that membership does not count as alive and whose last
+// heartbeat is the one the previous sweep read (prev). The second test
+// is on the table as read now, not membership's copy of it: a node that
+// has just started again beats before it takes calls, and its new
+// records must not be closed for its old run's death.
+func lostNodes(nodes []store.NodeStatus, prev map[string]time.Time, self string, healthy func(string) bool) []store.NodeStatus {
 	var out []store.NodeStatus
 	for _, n := range nodes {
-		if n.Name != self && !healthy(n.Name) {
+		last, seen := prev[n.Name]
+		if n.Name != self && !healthy(n.Name) && seen && last.Equal(n.LastSeen) {
 			out = append(out, n)
 		}
 	}
@@ -372,8 +377,8 @@ func (s *Server) ownLastSeen(ctx context.Context) (store.NodeStatus, bool) {
 }
 
 // sweep closes, at start-up, the records this node's previous run left
-// open, then every sweepEvery those of nodes membership counts as dead,
-// until the server closes.
+// open, then every s.sweepEvery those of nodes membership counts as dead and
+// that have not beaten since the sweep before, until the server closes.
 func (s *Server) sweep(prev store.NodeStatus, havePrev bool) {
 	if havePrev {
 		if prev.LastSeen.Before(s.started) {
@@ -388,14 +393,18 @@ func (s *Server) sweep(prev store.NodeStatus, havePrev bool) {
 	if s.health == nil {
 		return
 	}
-	t := time.NewTicker(sweepEvery)
+	t := time.NewTicker(s.sweepEvery)
 	defer t.Stop()
+	var prevSeen map[string]time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
+		// Records a node that starts again after this read makes start
+		// after it.
+		readAt := s.now()
 		ctx, cancel := context.WithTimeout(s.ctx, recordWriteTimeout)
 		nodes, err := s.store.Nodes(ctx)
 		cancel()
@@ -403,9 +412,12 @@ func (s *Server) sweep(prev store.NodeStatus, havePrev bool) {
 			s.log.Warn("node table not read for the node-lost sweep", "error", err)
 			continue
 		}
-		now := s.now()
-		for _, n := range lostNodes(nodes, s.cfg.Node, s.health.Healthy) {
-			s.closeLost(n.Name, now, n.LastSeen)
+		for _, n := range lostNodes(nodes, prevSeen, s.cfg.Node, s.health.Healthy) {
+			s.closeLost(n.Name, readAt, n.LastSeen)
+		}
+		prevSeen = make(map[string]time.Time, len(nodes))
+		for _, n := range nodes {
+			prevSeen[n.Name] = n.LastSeen
 		}
 	}
 }

@@ -262,21 +262,29 @@ func TestRecordWriterQueueFull(t *testing.T) {
 }
 
 func TestLostNodes(t *testing.T) {
-	nodes := []store.NodeStatus{{Name: "a"}, {Name: "b"}, {Name: "self"}, {Name: "c"}}
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	nodes := []store.NodeStatus{{Name: "a", LastSeen: t0}, {Name: "b", LastSeen: t0}, {Name: "self", LastSeen: t0}, {Name: "c", LastSeen: t0}}
+	all := map[string]time.Time{"a": t0, "b": t0, "self": t0, "c": t0}
 	alive := map[string]bool{"b": true}
 	for _, tt := range []struct {
 		name    string
+		prev    map[string]time.Time
 		healthy func(string) bool
 		want    []string
 	}{
-		{"dead peers", func(n string) bool { return alive[n] }, []string{"a", "c"}},
-		{"all alive", func(string) bool { return true }, nil},
+		{"dead peers", all, func(n string) bool { return alive[n] }, []string{"a", "c"}},
+		{"all alive", all, func(string) bool { return true }, nil},
 		// Never self, even when membership has not seen it yet.
-		{"none alive", func(string) bool { return false }, []string{"a", "b", "c"}},
+		{"none alive", all, func(string) bool { return false }, []string{"a", "b", "c"}},
+		// The first sweep has nothing to compare with.
+		{"first sweep", nil, func(string) bool { return false }, nil},
+		// a beat since the sweep before (started again): membership's
+		// copy is behind the table.
+		{"beat since", map[string]time.Time{"a": t0.Add(-time.Second), "c": t0}, func(string) bool { return false }, []string{"c"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, n := range lostNodes(nodes, "self", tt.healthy) {
+			for _, n := range lostNodes(nodes, tt.prev, "self", tt.healthy) {
 				got = append(got, n.Name)
 			}
 			if d := cmp.Diff(tt.want, got); d != "" {
@@ -347,4 +355,66 @@ func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// healthMap is membership as a test sets it.
+type healthMap map[string]bool
+
+func (h healthMap) Healthy(node string) bool { return h[node] }
+
+// TestDeadPeerRecordsClosed: a live node closes the open records of a
+// node membership counts as dead once it has missed a whole sweep
+// interval of heartbeats, at its last heartbeat; a peer that is alive, or
+// still beating, keeps its records open.
+func TestDeadPeerRecordsClosed(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "z5.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	lastSeen := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	dead := store.Call{CallID: "dead", From: "2025550101", To: "2025550102", Node: "a",
+		StartedAt: lastSeen.Add(-time.Minute), AnsweredAt: lastSeen.Add(-50 * time.Second), Status: 200}
+	alive := store.Call{CallID: "alive", From: "2025550103", To: "2025550104", Node: "b", StartedAt: lastSeen.Add(-time.Minute)}
+	for _, c := range []store.Call{dead, alive} {
+		if err := st.CreateCall(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []store.NodeStatus{{Name: "a", Healthy: true, LastSeen: lastSeen}, {Name: "b", Healthy: true, LastSeen: lastSeen}} {
+		if err := st.Heartbeat(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := New(testConfig(), Deps{Store: st, Registerer: prometheus.NewRegistry(), Health: healthMap{"b": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.sweepEvery = 20 * time.Millisecond
+	sctx, cancel := context.WithCancel(ctx)
+	served := listenAndServe(t, sctx, srv, netip.MustParseAddrPort("127.0.0.1:0"))
+	defer func() {
+		cancel()
+		if err := served(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	var got store.Call
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got, err = st.Call(ctx, "dead"); err != nil {
+			t.Fatal(err)
+		}
+		if !got.EndedAt.IsZero() {
+			break
+		}
+	}
+	want := dead
+	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("dead node's record (-want +got):\n%s", d)
+	}
+	if got, _ := st.Call(ctx, "alive"); !got.EndedAt.IsZero() {
+		t.Errorf("a live node's record closed: %+v", got)
+	}
 }
