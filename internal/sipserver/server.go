@@ -200,7 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		},
 		flows: map[string]*flowConn{},
 	}
-	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m.registrations, sipcore.RegisterLimits{
+	s.reg = newRegistrar(cfg.Node, deps.Store, s.t, log, now, m, sipcore.RegisterLimits{
 		MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires, DefaultExpires: cfg.DefaultExpires,
 		MaxPerNumber: cfg.MaxRegistrationsPerNumber, MaxUDPPerAddr: cfg.MaxUDPBindingsPerAddr,
 	})
@@ -501,7 +501,7 @@ func (s *Server) Close() error {
 	s.ua.Close()
 	s.bg.Wait()
 	s.records.close() // every call has ended: flush their records
-	s.reg.removeAll()
+	s.reg.close()
 	err := errors.Join(errs...)
 	s.mu.Lock()
 	s.closeErr = err
