@@ -33,9 +33,9 @@ func TestLostEnd(t *testing.T) {
 		lastKnown: at(60),
 		want:      store.Call{StartedAt: at(0), Status: 180, EndedAt: at(60), EndReason: "node-lost"},
 	}, {
-		name:      "no heartbeat known: ends at its start",
-		rec:       store.Call{StartedAt: at(0)},
-		want:      store.Call{StartedAt: at(0), EndedAt: at(0), EndReason: "node-lost"},
+		name: "no heartbeat known: ends at its start",
+		rec:  store.Call{StartedAt: at(0)},
+		want: store.Call{StartedAt: at(0), EndedAt: at(0), EndReason: "node-lost"},
 	}, {
 		name: "relay call in conversation: session and conversation end too",
 		rec: store.Call{StartedAt: at(0), AnsweredAt: at(5), Direction: store.CallOutbound, QueuedAt: at(0),
