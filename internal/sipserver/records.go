@@ -31,9 +31,10 @@ import (
 // never ended is closed by the node-lost sweep below.
 
 const (
-	// recordQueue bounds the writes waiting; past it a write is dropped,
-	// logged with the whole record and counted, rather than held on the
-	// request path.
+	// recordQueue bounds the writes waiting. Past it the store is behind:
+	// a new write waits up to recordCommitWait for room (back-pressure on
+	// the request path) before it is dropped, logged with the whole record
+	// and counted.
 	recordQueue = 8192
 	// recordBatch is the most writes one transaction carries.
 	recordBatch = 256
@@ -104,6 +105,11 @@ type recordWriter struct {
 	quit chan struct{} // closed by close
 	done chan struct{} // closed once the queue is written for good
 
+	// sendMu is held shared by put while it queues, exclusively by close
+	// while it stops the writer: a put waiting for room cannot queue behind
+	// the final flush.
+	sendMu sync.RWMutex
+
 	mu       sync.Mutex // guards the following
 	running  bool
 	stopped  bool
@@ -151,16 +157,28 @@ func (w *recordWriter) put(cw store.CallWrite, wait bool) <-chan error {
 	if wait {
 		op.done = make(chan error, 1)
 	}
+	w.sendMu.RLock()
+	defer w.sendMu.RUnlock() // held while queueing: close cannot miss op
 	w.mu.Lock()
-	defer w.mu.Unlock() // held while queueing: close cannot miss op
-	if w.stopped {
+	stopped := w.stopped
+	w.mu.Unlock()
+	if stopped {
 		w.lose(op, "closed", errRecordsClosed)
 		return op.done
 	}
 	select {
 	case w.q <- op:
+		return op.done
 	default:
-		w.lose(op, "queue-full", fmt.Errorf("%d writes already queued", recordQueue))
+	}
+	// The store is behind: wait for room rather than drop a billing
+	// write, but not for ever.
+	t := time.NewTimer(recordCommitWait)
+	defer t.Stop()
+	select {
+	case w.q <- op:
+	case <-t.C:
+		w.lose(op, "queue-full", fmt.Errorf("%d writes queued for %s", recordQueue, recordCommitWait))
 	}
 	return op.done
 }
@@ -194,9 +212,11 @@ func (w *recordWriter) run() {
 // close stops queueing, writes what is queued (trying for up to
 // recordCloseWait) and returns when done. Safe to call more than once.
 func (w *recordWriter) close() {
+	w.sendMu.Lock() // waits out puts in progress; the writer still drains
 	w.mu.Lock()
 	if w.stopped {
 		w.mu.Unlock()
+		w.sendMu.Unlock()
 		<-w.done
 		return
 	}
@@ -204,6 +224,7 @@ func (w *recordWriter) close() {
 	w.giveUpAt = time.Now().Add(recordCloseWait)
 	running := w.running
 	w.mu.Unlock()
+	w.sendMu.Unlock()
 	close(w.quit)
 	if !running { // never served: flush here
 		w.drain()

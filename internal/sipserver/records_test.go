@@ -244,21 +244,49 @@ func TestRecordWriterClose(t *testing.T) {
 	}
 }
 
-// TestRecordWriterQueueFull: past recordQueue a write is dropped at once
-// (counted), never held on the request path.
+// TestRecordWriterQueueFull: past recordQueue a write waits for room
+// (the store is behind) and is queued once the writer makes some; a write
+// that finds no room within recordCommitWait is dropped and counted, not
+// held on the request path for ever.
 func TestRecordWriterQueueFull(t *testing.T) {
-	st := &fakeRecords{}
-	w, _ := newTestRecordWriter(t, st)
-	for i := range recordQueue + 1 {
-		w.insert(store.Call{CallID: fmt.Sprint(i)})
-	}
-	if n := counterValue(w.m.lost.WithLabelValues("queue-full")); n != 1 {
-		t.Errorf("lost_total{queue-full} = %v, want 1", n)
-	}
-	w.close()
-	if written, _ := st.got(); len(written) != recordQueue {
-		t.Errorf("%d written at close, want %d", len(written), recordQueue)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeRecords{}
+		w, _ := newTestRecordWriter(t, st)
+		for i := range recordQueue {
+			w.insert(store.Call{CallID: fmt.Sprint(i)})
+		}
+		start := time.Now()
+		w.insert(store.Call{CallID: "late"}) // nobody drains: waits, then is dropped
+		if waited := time.Since(start); waited != recordCommitWait {
+			t.Errorf("write into a full queue waited %s, want %s", waited, recordCommitWait)
+		}
+		if n := counterValue(w.m.lost.WithLabelValues("queue-full")); n != 1 {
+			t.Errorf("lost_total{queue-full} = %v, want 1", n)
+		}
+
+		// With the writer running, a write that finds the queue full
+		// waits for room and is written.
+		hold := make(chan struct{})
+		st.hold = hold
+		stop := runWriter(w)
+		queued := make(chan struct{})
+		go func() {
+			for i := range recordQueue + 1 {
+				w.insert(store.Call{CallID: fmt.Sprint("b", i)})
+			}
+			close(queued)
+		}()
+		time.Sleep(time.Second)
+		close(hold)
+		<-queued
+		stop()
+		if n := counterValue(w.m.lost.WithLabelValues("queue-full")); n != 1 {
+			t.Errorf("lost_total{queue-full} = %v after the writer drained, want still 1", n)
+		}
+		if written, _ := st.got(); len(written) != 2*recordQueue+1 {
+			t.Errorf("%d written, want %d", len(written), 2*recordQueue+1)
+		}
+	})
 }
 
 func TestLostNodes(t *testing.T) {
