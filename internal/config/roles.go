@@ -298,8 +298,9 @@ type SIP struct {
 	// digest credentials) for the next request of the same SIP user, so a
 	// refresh costs no store read. A digest that fails against a cached
 	// device is checked again against the store, so new credentials work
-	// at once; a removed device's old ones are accepted for at most this
-	// long. Negative: no cache.
+	// at once; replaced or removed ones stop within about a second, when
+	// the node reads the store's log of changed devices, and at most this
+	// long if it cannot. Negative: no cache.
 	DeviceCacheTTL time.Duration `toml:"device_cache_ttl"`
 }
 

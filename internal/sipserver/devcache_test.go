@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,5 +79,117 @@ func TestDeviceCacheSweep(t *testing.T) {
 	}
 	if _, cached, _ := c.get(ctx, "b"); !cached || reads != 2 {
 		t.Fatalf("b cached %t after %d reads, want cached after 2", cached, reads)
+	}
+}
+
+// TestDeviceCacheFollowsChanges: a device whose credentials are replaced
+// elsewhere (a new login, `z5d admin` on another node) stops registering
+// with its old password once the node has read the change log, without a
+// REGISTER that uses the new one; a deleted customer's device stops too.
+func TestDeviceCacheFollowsChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	dev := e.provision("5552340042", store.DeviceSIP, "followed", "secret-1")
+	p := newPhone(t, e, "5552340042", "followed", "secret-1")
+	e.srv.followDevices() // where the log ends now
+	if res := p.register(600); res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %d %s", res.StatusCode, res.Reason)
+	}
+	if err := e.st.UpdateDeviceCredentials(context.Background(), dev.ID, store.NewCredentials("followed", testDomain, "secret-2")); err != nil {
+		t.Fatal(err)
+	}
+	if res := p.register(600); res.StatusCode != 200 {
+		t.Fatalf("before the node read the change, the cached device should still answer: %d %s", res.StatusCode, res.Reason)
+	}
+	e.srv.followDevices()
+	if res, err := p.tryRegister(600); err == nil && res.StatusCode == 200 {
+		t.Fatal("the old password still registers after the node read the change log")
+	}
+	p.pass = "secret-2"
+	if res := p.register(600); res.StatusCode != 200 {
+		t.Fatalf("REGISTER with the new password: %d %s", res.StatusCode, res.Reason)
+	}
+
+	n, err := e.st.Number(context.Background(), "5552340042")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.DeleteCustomer(context.Background(), n.CustomerID); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.followDevices()
+	if res, err := p.tryRegister(600); err == nil && res.StatusCode == 200 {
+		t.Fatal("a deleted customer's device still registers after the node read the change log")
+	}
+}
+
+// TestDeviceCacheFollow: what each read of the change log does to the
+// cache.
+func TestDeviceCacheFollow(t *testing.T) {
+	type logRead struct {
+		users    []string
+		last     int64
+		complete bool
+		err      error
+	}
+	for _, tt := range []struct {
+		name string
+		read logRead
+		want []string // cached afterwards, of a, b
+		seq  int64
+	}{
+		{"nothing new", logRead{last: 5, complete: true}, []string{"a", "b"}, 5},
+		{"a changed", logRead{users: []string{"a"}, last: 6, complete: true}, []string{"b"}, 6},
+		{"a listed again in the overlap", logRead{users: []string{"a"}, last: 5, complete: true}, []string{"b"}, 5},
+		{"log trimmed past us", logRead{last: 20000, complete: false}, nil, 20000},
+		{"log not read", logRead{err: context.DeadlineExceeded}, []string{"a", "b"}, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newDeviceCache(func(_ context.Context, u string) (store.Device, error) {
+				return store.Device{SIPUser: u}, nil
+			}, time.Minute, time.Now)
+			ctx := context.Background()
+			start := func(context.Context, int64) ([]string, int64, bool, error) { return nil, 5, true, nil }
+			if err := c.follow(ctx, start); err != nil {
+				t.Fatal(err)
+			}
+			c.get(ctx, "a")
+			c.get(ctx, "b")
+			err := c.follow(ctx, func(_ context.Context, after int64) ([]string, int64, bool, error) {
+				if after != 5 {
+					t.Errorf("read the log after %d, want 5", after)
+				}
+				return tt.read.users, tt.read.last, tt.read.complete, tt.read.err
+			})
+			if (err != nil) != (tt.read.err != nil) {
+				t.Errorf("follow: %v", err)
+			}
+			var got []string
+			for _, u := range []string{"a", "b"} {
+				if _, ok := c.m.Get(u); ok {
+					got = append(got, u)
+				}
+			}
+			if !slices.Equal(got, tt.want) || c.seq != tt.seq {
+				t.Errorf("cached %v at %d, want %v at %d", got, c.seq, tt.want, tt.seq)
+			}
+		})
+	}
+}
+
+// TestDeviceCacheReadDuringChange: a device read while a change is
+// applied is not kept, since the row may predate the change.
+func TestDeviceCacheReadDuringChange(t *testing.T) {
+	ctx := context.Background()
+	var c *deviceCache
+	c = newDeviceCache(func(_ context.Context, u string) (store.Device, error) {
+		c.follow(ctx, func(context.Context, int64) ([]string, int64, bool, error) { return []string{"x"}, 2, true, nil })
+		return store.Device{SIPUser: u}, nil
+	}, time.Minute, time.Now)
+	c.follow(ctx, func(context.Context, int64) ([]string, int64, bool, error) { return nil, 1, true, nil })
+	if _, cached, err := c.get(ctx, "a"); err != nil || cached {
+		t.Fatalf("first get: cached %t, %v", cached, err)
+	}
+	if _, ok := c.m.Get("a"); ok {
+		t.Fatal("a device read while a change was applied was kept")
 	}
 }

@@ -453,6 +453,7 @@ func (s *Server) maintain() {
 		}
 		now := s.now()
 		s.reg.expire(now)
+		s.followDevices()
 		if n++; n%30 == 0 {
 			s.auth.sweep(now)
 			s.failures.sweep(now)
@@ -460,6 +461,20 @@ func (s *Server) maintain() {
 			s.t.amp.sweep()
 			s.udp.prune(time.Now(), s.ua.TransportLayer().Pool("udp"), s.reg.hasUDP)
 		}
+	}
+}
+
+// followDevices applies the store's log of changed devices to the device
+// cache. A failed read is logged and tried again on the next tick; until
+// then the TTL bounds what the cache serves.
+func (s *Server) followDevices() {
+	if s.devices.ttl <= 0 {
+		return // nothing cached
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := s.devices.follow(ctx, s.store.DeviceChanges); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("device change log not read", "error", err)
 	}
 }
 

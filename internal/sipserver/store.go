@@ -13,6 +13,8 @@ import (
 // call records.
 type Store interface {
 	DeviceBySIPUser(ctx context.Context, sipUser string) (store.Device, error)
+	// DeviceChanges is the log the device cache follows (devcache.go).
+	DeviceChanges(ctx context.Context, after int64) ([]string, int64, bool, error)
 	DevicesOf(ctx context.Context, number string) ([]store.Device, error)
 	Number(ctx context.Context, number string) (store.Number, error)
 

@@ -69,6 +69,12 @@ type Store interface {
 	DevicesOf(ctx context.Context, number string) ([]Device, error)
 	// UpdateDeviceCredentials replaces the digest HA1 values (new password).
 	UpdateDeviceCredentials(ctx context.Context, id int64, cred Credentials) error
+	// DeviceChanges reads the log of devices whose credentials were
+	// replaced or that were deleted: the SIP users changed since entry
+	// after, the last entry, and false when more may have changed than
+	// the users listed (the log was trimmed past after). after < 0 asks
+	// for the last entry alone.
+	DeviceChanges(ctx context.Context, after int64) (sipUsers []string, last int64, complete bool, err error)
 
 	// Sessions (ZDial login tokens and MCS API tokens), by token hash.
 	CreateSession(ctx context.Context, s Session) error

@@ -16,6 +16,7 @@ func (s *Store) DeleteCustomer(ctx context.Context, customerID int64) error {
 	steps := []string{
 		`DELETE FROM sessions WHERE customer_id = $1`,
 		`DELETE FROM registrations WHERE number` + ofNumbers,
+		`INSERT INTO device_changes (sip_user) SELECT sip_user FROM devices WHERE number` + ofNumbers,
 		`DELETE FROM devices WHERE number` + ofNumbers,
 		`DELETE FROM contacts WHERE owner` + ofNumbers,
 		`DELETE FROM contact_tombstones WHERE owner` + ofNumbers,

@@ -128,7 +128,64 @@ func (s *Store) DevicesOf(ctx context.Context, number string) ([]store.Device, e
 // UpdateDeviceCredentials replaces a device's HA1 values.
 func (s *Store) UpdateDeviceCredentials(ctx context.Context, id int64, cred store.Credentials) error {
 	return s.update(ctx, fmt.Sprintf("update credentials of device %d", id), func(tx *sql.Tx) error {
-		return mustAffect(tx.ExecContext(ctx, `UPDATE devices SET realm = $1, ha1_md5 = $2, ha1_sha256 = $3, ha1_sha512_256 = $4 WHERE id = $5`,
-			cred.Realm, cred.HA1MD5, cred.HA1SHA256, cred.HA1SHA512_256, id))
+		if err := mustAffect(tx.ExecContext(ctx, `UPDATE devices SET realm = $1, ha1_md5 = $2, ha1_sha256 = $3, ha1_sha512_256 = $4 WHERE id = $5`,
+			cred.Realm, cred.HA1MD5, cred.HA1SHA256, cred.HA1SHA512_256, id)); err != nil {
+			return err
+		}
+		return logDeviceChanges(ctx, tx, `SELECT sip_user FROM devices WHERE id = $1`, id)
 	})
+}
+
+// deviceChangesKept is how long the device change log is: a node that
+// falls further behind than this drops its whole cache.
+const deviceChangesKept = 10000
+
+// deviceChangesOverlap is how far below the last entry it saw a node
+// reads the log again: on PostgreSQL a transaction that took a lower seq
+// may commit after one that took a higher one.
+const deviceChangesOverlap = 64
+
+// logDeviceChanges appends the SIP users that devicesQuery selects to the
+// device change log, in tx, and trims the log.
+func logDeviceChanges(ctx context.Context, tx *sql.Tx, devicesQuery string, args ...any) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO device_changes (sip_user) `+devicesQuery, args...); err != nil {
+		return fmt.Errorf("log device change: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM device_changes WHERE seq <= (SELECT MAX(seq) FROM device_changes) - %d`, deviceChangesKept))
+	return err
+}
+
+// DeviceChanges returns the SIP users of devices changed after the log
+// entry after (and a few before it, see deviceChangesOverlap), the last
+// entry, and whether the users are all that changed: false when the log
+// was trimmed past after, or reset. after < 0 asks only for the last
+// entry, a starting point.
+func (s *Store) DeviceChanges(ctx context.Context, after int64) ([]string, int64, bool, error) {
+	var first, last int64
+	if err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM device_changes`).Scan(&first, &last); err != nil {
+		return nil, 0, false, s.readErr("device changes", err)
+	}
+	if after < 0 {
+		return nil, last, true, nil
+	}
+	if last < after || first > after+1 {
+		return nil, last, false, nil
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT sip_user FROM device_changes WHERE seq > $1 AND seq <= $2`, after-deviceChangesOverlap, last)
+	if err != nil {
+		return nil, 0, false, s.readErr("device changes", err)
+	}
+	defer rows.Close()
+	var users []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, 0, false, s.readErr("device changes", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, false, s.readErr("device changes", err)
+	}
+	return users, last, true, nil
 }

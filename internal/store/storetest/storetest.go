@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LoginFailuresConcurrent", testLoginFailuresConcurrent},
 		{"Numbers", testNumbers},
 		{"Devices", testDevices},
+		{"DeviceChanges", testDeviceChanges},
 		{"Sessions", testSessions},
 		{"SessionRevocation", testSessionRevocation},
 		{"SessionExpiry", testSessionExpiry},
