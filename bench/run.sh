@@ -6,7 +6,7 @@
 #   bench/run.sh relay      packets/s and added latency: MCS relay vs rtpengine
 #   bench/run.sh register   digest REGISTER/s over TCP: z5d vs Kamailio
 #   bench/run.sh calls      call setups/s: z5d vs Kamailio + rtpengine
-#   bench/run.sh memory     bytes per registration at 10k registrations
+#   bench/run.sh memory     bytes per registration (10k, 100k) and per TCP connection
 #
 # Every load is bounded in count and time. Each system listens on its own
 # loopback address; every process started here is stopped by its PID when
@@ -30,7 +30,7 @@ NG_Z5=$RELAY_IP:22224  # the MCS relay behind the ng protocol (relayload serve)
 NG_RTPE=$RELAY_IP:22222
 NG_CALLS=127.0.78.2:22222 # rtpengine for the call benchmark
 DOMAIN=mcs.z5.test
-USERS=10000            # provisioned users (the memory benchmark registers all)
+USERS=10000            # provisioned users (the memory part: 100,000, see MEM_REGS)
 LADDER_USERS=1000      # users cycled through by the REGISTER ladder
 FIRST=2125550000       # user i is SIP user FIRST+i, password pw-(FIRST+i)
 SIP_STEP=${SIP_STEP:-6}   # seconds per SIP ladder step
@@ -134,8 +134,9 @@ build() {
 	(cd "$ROOT" && go build -o "$BIN/" ./bench/relayload ./bench/provision ./bench/mcsnode) || exit 1
 }
 
-# provision: the z5 store with $USERS users (cached: argon2 and 30k SQLite
-# commits take a minute), the SIPp injection files and Kamailio's tables.
+# provision: the z5 store with $USERS users (cached: four SQLite commits
+# per user, about 3 minutes for 100k; one argon2 hash serves every
+# customer), the SIPp injection files and Kamailio's tables.
 provision() {
 	local key cache
 	key=$(cat "$B/provision/main.go" "$ROOT"/internal/store/sqlite/*.go 2>/dev/null | sha256sum | cut -c1-12)
@@ -152,7 +153,7 @@ provision() {
 	printf 'table_name(string) table_version(int)\nsubscriber:7\nhtable:2\n' >"$TMP/dbtext/version"
 	if [ ! -f "$cache/z5.db" ]; then
 		log "provisioning $USERS users into a z5 store (once; cached in $cache)"
-		rm -rf "$TMP/cache" "$TMP/provision-data"
+		rm -rf "$TMP/cache"/z5-$USERS-* "$TMP/provision-data"
 		mkdir -p "$TMP/provision-data" && chmod 700 "$TMP/provision-data"
 		z5_config "$TMP/provision-data" >"$TMP/provision.toml"
 		"$BIN/provision" --config "$TMP/provision.toml" --count $USERS --first $FIRST || exit 1
@@ -240,7 +241,7 @@ z5_start() {
 	if [ "$Z5_MODE" = z5d ]; then
 		start "$LOGS/z5d-$1.log" "$ROOT/bin/z5d" run --config "$d/z5.toml" --node n1
 	else
-		start "$LOGS/z5d-$1.log" "$BIN/mcsnode" --config "$d/z5.toml" --node n1 --digest MD5 --metrics $Z5_IP:29090
+		start "$LOGS/z5d-$1.log" "$BIN/mcsnode" --config "$d/z5.toml" --node n1 --digest MD5 --metrics $Z5_IP:29090 ${Z5_MEMPROFILERATE:+--memprofilerate $Z5_MEMPROFILERATE}
 	fi
 	Z5_PID=$LAST_PID
 	for i in $(seq 300); do
@@ -459,7 +460,19 @@ calls_part() {
 
 # --- 4. memory --------------------------------------------------------------------
 
-# rss_kb PID...: summed proportional set size (shared pages split between
+# Each measurement starts the system afresh, reads its memory, registers
+# N users (over one TCP connection, or each over its own connection), lets
+# the transactions end, and reads it again; the difference over N is the
+# figure. The MCS is bench/mcsnode (the sipserver, store and relay wired as
+# z5d run wires them; it serves pprof): its figure is the Go heap in use
+# plus goroutine stacks after forced GCs (what the program holds; "live":
+# the bytes of live objects only, without the free slots of the spans they
+# sit in), beside its PSS (what the OS sees, with the GC's headroom and
+# pages not yet given back). Kamailio's is its shared memory allocator's real_used (the
+# location table lives there) plus the pkg memory of all its processes,
+# beside the summed PSS of its processes.
+
+# pss_kb PID...: summed proportional set size (shared pages split between
 # the processes sharing them, so Kamailio's shared memory counts once).
 pss_kb() {
 	local p t=0 v
@@ -471,62 +484,112 @@ pss_kb() {
 }
 kam_pids() { echo "$KAM_PID" $(pgrep -P "$KAM_PID"); }
 
-# hold_registrations TARGET LABEL COUNTFN: registers all $USERS users over
-# one TCP connection and keeps them (the SIPp calls pause after their 200);
-# returns once COUNTFN reports them all in the registrar, or after 60 s.
+# hold SPEC TARGET LABEL N COUNTFN: registers the first N users and keeps
+# them (the SIPp calls pause after their 200); SPEC is t1 (all over one TCP
+# connection) or tn (a connection each). Returns once COUNTFN reports them
+# all in the registrar, or after a bound; prints the count.
 HOLD_PID=
-hold_registrations() {
-	local i n=0
-	start "$LOGS/sipp-hold-$2.log" sipp -sf "$B/sipp/register_hold.xml" -inf "$TMP/users/all.csv" -nd -t t1 \
-		-i $UA_IP -p 5074 -r 500 -m $USERS -l 15000 -max_socket 100 -trace_err -error_file "$TMP/hold-$2-err.log" "$1"
+hold() {
+	local mode=$1 target=$2 label=$3 n=$4 countfn=$5 i got=0 rate=2000
+	[ "$mode" = tn ] && rate=500
+	start "$LOGS/sipp-hold-$label.log" sipp -sf "$B/sipp/register_hold.xml" -inf "$TMP/users/all.csv" -nd -t "$mode" \
+		-i $UA_IP -p 5074 -r $rate -m "$n" -l $((n + 100)) -max_socket $((n + 100)) \
+		-trace_err -error_file "$TMP/hold-$label-err.log" "$target"
 	HOLD_PID=$LAST_PID
-	for i in $(seq 600); do
+	for i in $(seq $((n / rate * 30 + 300))); do
 		sleep 0.1
-		n=$($3)
-		[ "${n:-0}" -ge $USERS ] 2>/dev/null && break
+		got=$($countfn)
+		[ "${got:-0}" -ge "$n" ] 2>/dev/null && break
+		kill -0 "$HOLD_PID" 2>/dev/null || break
 	done
-	sleep 3 # a settled process
-	echo "${n:-0}"
+	sleep "$HOLD_SETTLE" # transactions ended, caches swept: a settled process
+	echo "${got:-0}"
 }
-z5_regs() { curl -fs "http://$Z5_IP:29090/metrics" | awk '/^z5_sip_registrations / { printf "%d", $2 }'; }
-kam_regs() {
-	kamcmd -s "unix:$TMP/kam-memory/ctl" stats.get_statistics location_contacts 2>/dev/null |
-		sed -n 's/.*location_contacts = \([0-9]*\).*/\1/p'
-}
-kam_shm_used() { kamcmd -s "unix:$TMP/kam-memory/ctl" core.shmmem 2>/dev/null | awk '$1 == "real_used:" { print $2 }'; }
 
-memory_part() {
-	local out=$RES/memory.txt before after heap0 heap1 per_z5 per_kam per_kam_shm shm0 shm1 n
-	: >"$out"
-	log "memory: $USERS registrations held over one TCP connection"
+z5_metric() { curl -fs "http://$Z5_IP:29090/metrics" | awk -v m="$1" '$1 == m { printf "%d", $2 }'; }
+z5_regs() { z5_metric z5_sip_registrations; }
+# z5_mem PROFILE: forces two GCs (the heap profile's gc=1; a GC halves an
+# idle goroutine's stack at most once, and a server up for minutes has
+# been through many), keeps the profile, and prints "heap_inuse stack_inuse goroutines pss_kb heap_alloc".
+z5_mem() {
+	curl -fs -o "$1" "http://$Z5_IP:29090/debug/pprof/heap?gc=1"
+	curl -fs -o "$1" "http://$Z5_IP:29090/debug/pprof/heap?gc=1"
+	echo "$(z5_metric go_memstats_heap_inuse_bytes) $(z5_metric go_memstats_stack_inuse_bytes) $(z5_metric go_goroutines) $(pss_kb "$Z5_PID") $(z5_metric go_memstats_heap_alloc_bytes)"
+}
+kam_ctl() { kamcmd -s "unix:$TMP/kam-memory/ctl" "$@" 2>/dev/null; }
+kam_regs() { kam_ctl stats.get_statistics location_contacts | sed -n 's/.*location_contacts = \([0-9]*\).*/\1/p'; }
+# kam_mem: "shm_real_used pkg_real_used_all_processes tcp_connections pss_kb".
+kam_mem() {
+	echo "$(kam_ctl core.shmmem | awk '$1 == "real_used:" { print $2 }') $(kam_ctl pkg.stats | awk '$1 == "real_used:" { s += $2 } END { print s + 0 }') $(kam_ctl core.tcp_info | awk '$1 == "opened_connections:" { print $2 }') $(pss_kb $(kam_pids))"
+}
+
+# mem_z5 KIND N: one MCS measurement (KIND reg: N registrations over one
+# connection; conn: N connections, one registration each).
+mem_z5() {
+	# 42 s: the device cache keeps a device read by a REGISTER for 10 s and
+	# sweeps every 30 s; it holds recent devices, not registrations.
+	local kind=$1 n=$2 mode=t1 b a got prof=$TMP/profiles/z5-$1-$2 Z5_MODE=mcsnode Z5_MEMPROFILERATE=4096 HOLD_SETTLE=42
+	[ "$kind" = conn ] && mode=tn
+	mkdir -p "$TMP/profiles"
 	z5_start memory || exit 1
 	sleep 2
-	before=$(pss_kb "$Z5_PID")
-	heap0=$(curl -fs "http://$Z5_IP:29090/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%d", $2 }')
-	n=$(hold_registrations $Z5_IP:5060 z5d z5_regs)
-	after=$(pss_kb "$Z5_PID")
-	heap1=$(curl -fs "http://$Z5_IP:29090/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%d", $2 }')
-	per_z5=$(awk -v a="$before" -v b="$after" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
-	echo "z5d registrations=$USERS registered=$n pss_before_kb=$before pss_after_kb=$after bytes_per_registration=$per_z5 heap_inuse_before=$heap0 heap_inuse_after=$heap1" | tee -a "$out" >&2
+	b=($(z5_mem "$prof-before.pb.gz"))
+	got=$(hold $mode $Z5_IP:5060 z5-$kind-$n "$n" z5_regs)
+	a=($(z5_mem "$prof-after.pb.gz"))
 	stop "$HOLD_PID"
 	stop "$Z5_PID"
+	awk -v k="$kind" -v n="$n" -v got="$got" -v hb="${b[0]}" -v sb="${b[1]}" -v gb="${b[2]}" -v pb="${b[3]}" -v lb="${b[4]}" \
+		-v ha="${a[0]}" -v sa="${a[1]}" -v ga="${a[2]}" -v pa="${a[3]}" -v la="${a[4]}" 'BEGIN {
+		printf "z5d kind=%s n=%d registered=%d heap_inuse_before=%d heap_inuse_after=%d heap_alloc_before=%d heap_alloc_after=%d stack_inuse_before=%d stack_inuse_after=%d goroutines_before=%d goroutines_after=%d pss_before_kb=%d pss_after_kb=%d", k, n, got, hb, ha, lb, la, sb, sa, gb, ga, pb, pa
+		printf " go_bytes_per_item=%.0f live_bytes_per_item=%.0f pss_bytes_per_item=%.0f goroutines_per_item=%.2f\n", (ha + sa - hb - sb) / n, (la + sa - lb - sb) / n, (pa - pb) * 1024 / n, (ga - gb) / n }' | tee -a "$RES/memory.txt" >&2
+	go tool pprof -top -sample_index=inuse_space -nodecount=25 -base "$prof-before.pb.gz" "$BIN/mcsnode" "$prof-after.pb.gz" \
+		>"$RES/memory-heap-z5-$kind-$n.txt" 2>/dev/null
+}
 
+# mem_kam KIND N: the same for Kamailio.
+mem_kam() {
+	local kind=$1 n=$2 mode=t1 b a got HOLD_SETTLE=6 # tm's wait timer: 5 s
+	[ "$kind" = conn ] && mode=tn
 	kam_start memory || exit 1
 	sleep 1
-	before=$(pss_kb $(kam_pids))
-	shm0=$(kam_shm_used)
-	n=$(hold_registrations $KAM_IP:5060 kamailio kam_regs)
-	after=$(pss_kb $(kam_pids))
-	shm1=$(kam_shm_used)
-	per_kam=$(awk -v a="$before" -v b="$after" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
-	per_kam_shm=$(awk -v a="${shm0:-0}" -v b="${shm1:-0}" -v n=$USERS 'BEGIN { printf "%.0f", (b - a) / n }')
-	echo "kamailio registrations=$USERS registered=$n pss_before_kb=$before pss_after_kb=$after bytes_per_registration=$per_kam shm_real_used_before=$shm0 shm_real_used_after=$shm1 shm_bytes_per_registration=$per_kam_shm" | tee -a "$out" >&2
+	b=($(kam_mem))
+	got=$(hold $mode $KAM_IP:5060 kam-$kind-$n "$n" kam_regs)
+	a=($(kam_mem))
 	stop "$HOLD_PID"
 	stop "$KAM_PID"
+	awk -v k="$kind" -v n="$n" -v got="$got" -v hb="${b[0]}" -v kb="${b[1]}" -v cb="${b[2]}" -v pb="${b[3]}" \
+		-v ha="${a[0]}" -v ka="${a[1]}" -v ca="${a[2]}" -v pa="${a[3]}" 'BEGIN {
+		printf "kamailio kind=%s n=%d registered=%d shm_real_used_before=%d shm_real_used_after=%d pkg_real_used_before=%d pkg_real_used_after=%d tcp_conns_before=%d tcp_conns_after=%d pss_before_kb=%d pss_after_kb=%d", k, n, got, hb, ha, kb, ka, cb, ca, pb, pa
+		printf " shm_bytes_per_item=%.0f shm_pkg_bytes_per_item=%.0f pss_bytes_per_item=%.0f\n", (ha - hb) / n, (ha + ka - hb - kb) / n, (pa - pb) * 1024 / n }' | tee -a "$RES/memory.txt" >&2
+}
 
-	# Kamailio keeps registrations in its shared memory segment, which is
-	# mapped whole at start: its allocator's count is the truer figure.
-	row "bytes per registration (10k): z5d PSS, Kamailio shm" "$per_z5" "$per_kam_shm" 'mcs<=4096'
+MEM_REGS=${MEM_REGS:-"10000 100000"}
+MEM_CONNS=${MEM_CONNS:-"2000 5000"}
+memory_part() {
+	local n v
+	: >"$RES/memory.txt"
+	echo "memory part: MCS = bench/mcsnode, Go heap in use + goroutine stacks after a forced GC, and PSS; Kamailio = shm real_used (+ pkg of all processes), and summed PSS" >>"$TMP/header.txt"
+	log "memory: registrations ($MEM_REGS) over one TCP connection; idle registered connections ($MEM_CONNS)"
+	for n in $MEM_REGS; do mem_z5 reg "$n"; done
+	for n in $MEM_CONNS; do mem_z5 conn "$n"; done
+	if [ "${MEM_SKIP_KAMAILIO:-}" != 1 ]; then # MEM_SKIP_KAMAILIO=1: the MCS alone, for a quick look
+		for n in $MEM_REGS; do mem_kam reg "$n"; done
+		for n in $MEM_CONNS; do mem_kam conn "$n"; done
+	fi
+
+	# memval SYSTEM KIND N FIELD: a figure from memory.txt.
+	memval() { sed -n "s/^$1 kind=$2 n=$3 .* $4=\([0-9.-]*\).*/\1/p" "$RES/memory.txt" | tail -1; }
+	for n in $MEM_REGS; do
+		row "bytes per registration ($n): z5d Go heap+stacks vs Kamailio shm" "$(memval z5d reg $n go_bytes_per_item)" "$(memval kamailio reg $n shm_bytes_per_item)" 'ratio<=1'
+		row "bytes per registration ($n): z5d live Go heap+stacks vs Kamailio shm" "$(memval z5d reg $n live_bytes_per_item)" "$(memval kamailio reg $n shm_bytes_per_item)" 'ratio<=1'
+		row "bytes per registration ($n): z5d PSS vs Kamailio shm" "$(memval z5d reg $n pss_bytes_per_item)" "$(memval kamailio reg $n shm_bytes_per_item)" 'ratio<=1'
+		row "bytes per registration ($n): z5d PSS vs Kamailio PSS" "$(memval z5d reg $n pss_bytes_per_item)" "$(memval kamailio reg $n pss_bytes_per_item)" '-'
+	done
+	for n in $MEM_CONNS; do
+		row "bytes per open TCP connection ($n, one registration each): z5d Go heap+stacks vs Kamailio shm+pkg" "$(memval z5d conn $n go_bytes_per_item)" "$(memval kamailio conn $n shm_pkg_bytes_per_item)" 'ratio<=1'
+		row "bytes per open TCP connection ($n): z5d live Go heap+stacks vs Kamailio shm+pkg" "$(memval z5d conn $n live_bytes_per_item)" "$(memval kamailio conn $n shm_pkg_bytes_per_item)" 'ratio<=1'
+		row "bytes per open TCP connection ($n): z5d PSS vs Kamailio PSS" "$(memval z5d conn $n pss_bytes_per_item)" "$(memval kamailio conn $n pss_bytes_per_item)" 'ratio<=1'
+	done
 }
 
 # --- main -------------------------------------------------------------------------
@@ -544,6 +607,8 @@ START=$(date +%s)
 } >"$TMP/header.txt"
 cat "$TMP/header.txt" >&2
 
+# The memory part registers up to 100,000 users; the others use the first ones.
+case $PART in memory | all) USERS=$(echo $MEM_REGS $MEM_CONNS $USERS | tr ' ' '\n' | sort -n | tail -1) ;; esac
 case $PART in register | calls | memory | all) provision && z5_pick ;; esac
 case $PART in relay | all) relay_part ;; esac
 case $PART in register | all) register_part ;; esac
