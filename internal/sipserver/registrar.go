@@ -38,7 +38,7 @@ import (
 // dead (sipcore.PeerTargets).
 
 // binding is one registered contact of a device and the flow it is
-// bound to.
+// bound to, as lookup hands it out.
 type binding struct {
 	sipcore.Binding
 	flow  flowRef
@@ -46,6 +46,27 @@ type binding struct {
 	// leased: the expiry the location table holds for the binding's row;
 	// zero until written.
 	leased time.Time
+}
+
+// entry is a binding as the table keeps it, in fewer bytes: the flow is
+// shared by every binding on it (a connection's address and identity are
+// not repeated per binding) and the lease is unix nanoseconds. 384 bytes
+// where a binding takes 512 (Go's size classes), which is most of what a
+// registration costs beside its contact's strings.
+type entry struct {
+	sipcore.Binding
+	flow   *flowRef
+	since  time.Time
+	leased int64 // binding.leased in unix nanoseconds; 0 until written
+}
+
+// binding is the entry as lookup hands it out.
+func (e *entry) binding() binding {
+	b := binding{Binding: e.Binding, flow: *e.flow, since: e.since}
+	if e.leased != 0 {
+		b.leased = time.Unix(0, e.leased)
+	}
+	return b
 }
 
 // flowRef says where requests for a party go: the connection (or UDP
@@ -90,15 +111,15 @@ type registrar struct {
 	opMu sync.Mutex
 
 	mu       sync.Mutex // guards the following
-	byNumber map[string][]*binding
-	byFlow   map[string][]*binding // the same bindings by flow ID
+	byNumber map[string][]*entry
+	byFlow   map[string][]*entry // the same bindings by flow ID
 	count    int
 }
 
 func newRegistrar(node string, st locationStore, t *transport, log *slog.Logger, now func() time.Time, m *metrics, limits sipcore.RegisterLimits) *registrar {
 	return &registrar{node: node, t: t, log: log, now: now, gauge: m.registrations, limits: limits,
 		w:        newLocWriter(st, log, m.locationWriteFailures, m.locationQueue),
-		byNumber: map[string][]*binding{}, byFlow: map[string][]*binding{}}
+		byNumber: map[string][]*entry{}, byFlow: map[string][]*entry{}}
 }
 
 // coreBindings are bs as sipcore sees them.
@@ -112,7 +133,7 @@ func coreBindings(bs []binding) []sipcore.Binding {
 
 // change is one binding added, refreshed or removed by a request.
 type change struct {
-	old, new *binding
+	old, new *entry
 }
 
 // plan asks sipcore.Register what the request changes in the number's
@@ -132,13 +153,23 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	if refusal.Code != 0 {
 		return nil, refusal
 	}
+	// Bindings on one flow share its flowRef; a flow whose address pair
+	// differs under the same ID (a UDP source reaching another of our
+	// sockets) gets its own.
+	var fp *flowRef
+	if l := r.byFlow[flow.id]; len(l) > 0 && *l[0].flow == flow {
+		fp = l[0].flow
+	} else {
+		f := flow
+		fp = &f
+	}
 	changes := make([]change, len(cs))
 	for i, c := range cs {
 		if c.Old >= 0 {
 			changes[i].old = current[c.Old]
 		}
 		if c.New != nil {
-			changes[i].new = &binding{Binding: *c.New, flow: flow, since: now}
+			changes[i].new = &entry{Binding: *c.New, flow: fp, since: now}
 			if c.Old >= 0 && current[c.Old].flow.id == flow.id {
 				changes[i].new.since = current[c.Old].since
 			}
@@ -156,23 +187,24 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 // changes in the order memory saw them.
 func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 	now := r.now()
-	var leaving []*binding
+	var leaving []*entry
 	for _, c := range changes {
 		if c.old != nil {
 			leaving = append(leaving, c.old)
 		}
 	}
 	var ops []store.RegistrationChange
-	leases := make([]time.Time, len(changes))
+	leases := make([]int64, len(changes))
 	for i, c := range changes {
 		if c.old != nil && (c.new == nil || c.old.flow.id != c.new.flow.id) && !r.sharesRow(c.old, leaving) {
 			ops = append(ops, r.rowDelete(c.old))
 		}
-		if c.new != nil && c.new.leased.Before(c.new.Expires) {
-			leases[i] = c.new.Expires.Add(c.new.Expires.Sub(now))
+		if c.new != nil && c.new.leased < c.new.Expires.UnixNano() {
+			lease := c.new.Expires.Add(c.new.Expires.Sub(now))
+			leases[i] = lease.UnixNano()
 			ops = append(ops, store.RegistrationChange{Registration: store.Registration{
 				Number: c.new.Number, DeviceID: c.new.DeviceID, Node: r.node, FlowID: c.new.flow.id,
-				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: leases[i], UpdatedAt: now,
+				Contact: c.new.URI, Instance: c.new.Instance, ExpiresAt: lease, UpdatedAt: now,
 			}})
 		}
 	}
@@ -180,7 +212,7 @@ func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 		return fmt.Errorf("queue registration: %w", err)
 	}
 	for i, c := range changes {
-		if !leases[i].IsZero() {
+		if leases[i] != 0 {
 			c.new.leased = leases[i]
 		}
 	}
@@ -201,7 +233,7 @@ func (r *registrar) applyLocked(ctx context.Context, changes []change) error {
 
 // sameRow reports whether b, refreshed as n, keeps its location-table row
 // as written: same flow, contact and instance.
-func sameRow(b, n *binding) bool {
+func sameRow(b, n *entry) bool {
 	return b.flow.id == n.flow.id && b.URI == n.URI && b.Instance == n.Instance &&
 		b.Number == n.Number && b.DeviceID == n.DeviceID
 }
@@ -209,13 +241,13 @@ func sameRow(b, n *binding) bool {
 // sharesRow reports whether another binding, not among except, has the
 // same location-table row as b (number, device, node, flow): the row must
 // stay while one does.
-func (r *registrar) sharesRow(b *binding, except []*binding) bool {
+func (r *registrar) sharesRow(b *entry, except []*entry) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sharesRowLocked(b, except)
 }
 
-func (r *registrar) sharesRowLocked(b *binding, except []*binding) bool {
+func (r *registrar) sharesRowLocked(b *entry, except []*entry) bool {
 	for _, o := range r.byFlow[b.flow.id] {
 		if o != b && o.Number == b.Number && o.DeviceID == b.DeviceID && !slices.Contains(except, o) {
 			return true
@@ -224,15 +256,15 @@ func (r *registrar) sharesRowLocked(b *binding, except []*binding) bool {
 	return false
 }
 
-func (r *registrar) addLocked(b *binding) {
+func (r *registrar) addLocked(b *entry) {
 	r.byNumber[b.Number] = append(r.byNumber[b.Number], b)
 	r.byFlow[b.flow.id] = append(r.byFlow[b.flow.id], b)
 	r.count++
 }
 
-func (r *registrar) delLocked(b *binding) {
-	drop := func(m map[string][]*binding, k string) {
-		l := slices.DeleteFunc(m[k], func(x *binding) bool { return x == b })
+func (r *registrar) delLocked(b *entry) {
+	drop := func(m map[string][]*entry, k string) {
+		l := slices.DeleteFunc(m[k], func(x *entry) bool { return x == b })
 		if len(l) == 0 {
 			delete(m, k)
 		} else {
@@ -252,7 +284,7 @@ func (r *registrar) lookup(number string) []binding {
 	var out []binding
 	for _, b := range r.byNumber[number] {
 		if b.Expires.After(now) && b.flow.alive(r.t) {
-			out = append(out, *b)
+			out = append(out, b.binding())
 		}
 	}
 	slices.Reverse(out)
@@ -286,17 +318,17 @@ func (r *registrar) dropFlow(flowID string) {
 	gone := slices.Clone(r.byFlow[flowID])
 	r.mu.Unlock()
 	if len(gone) > 0 {
-		r.remove(func(b *binding) bool { return slices.Contains(gone, b) }, "flow closed")
+		r.remove(func(b *entry) bool { return slices.Contains(gone, b) }, "flow closed")
 	}
 }
 
 // expire removes bindings past their expiry.
 func (r *registrar) expire(now time.Time) {
-	r.remove(func(b *binding) bool { return !b.Expires.After(now) }, "expired")
+	r.remove(func(b *entry) bool { return !b.Expires.After(now) }, "expired")
 }
 
 // rowDelete is the change that deletes b's location-table row.
-func (r *registrar) rowDelete(b *binding) store.RegistrationChange {
+func (r *registrar) rowDelete(b *entry) store.RegistrationChange {
 	return store.RegistrationChange{Delete: true, Registration: store.Registration{
 		Number: b.Number, DeviceID: b.DeviceID, Node: r.node, FlowID: b.flow.id}}
 }
@@ -304,14 +336,14 @@ func (r *registrar) rowDelete(b *binding) store.RegistrationChange {
 // close drops every binding and writes what the location writer holds
 // (server shutdown).
 func (r *registrar) close() {
-	r.remove(func(*binding) bool { return true }, "shutdown")
+	r.remove(func(*entry) bool { return true }, "shutdown")
 	r.w.close()
 }
 
-func (r *registrar) remove(match func(*binding) bool, why string) {
+func (r *registrar) remove(match func(*entry) bool, why string) {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
-	var gone []*binding
+	var gone []*entry
 	r.mu.Lock()
 	for _, l := range r.byNumber {
 		for _, b := range l {
@@ -324,7 +356,7 @@ func (r *registrar) remove(match func(*binding) bool, why string) {
 		r.delLocked(b)
 	}
 	n := r.count
-	var rows []*binding
+	var rows []*entry
 	for _, b := range gone {
 		if !r.sharesRowLocked(b, nil) {
 			rows = append(rows, b)

@@ -36,6 +36,9 @@ type transport struct {
 
 	nextID atomic.Uint64
 
+	// rbufs holds the read buffers of idle TCP flows (transport_tcp.go).
+	rbufs sync.Pool
+
 	mu    sync.Mutex           // guards flows
 	flows map[string]*flowConn // by transport "|" remote address, as sipgo keys connections
 }

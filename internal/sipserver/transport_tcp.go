@@ -164,8 +164,11 @@ type flowConn struct {
 	boundUntil atomic.Int64
 
 	// Read side (sipgo's reader goroutine only).
-	limiter  *rate.Limiter // a registered flow's own rate limit (authlimits.go)
-	buf      []byte        // bytes read, not yet framed: buf[r:w]
+	limiter *rate.Limiter // a registered flow's own rate limit (authlimits.go)
+	// raw reads the socket of a plain TCP flow without a buffer held
+	// while it waits; nil for TLS (whose record layer buffers anyway).
+	raw      syscall.RawConn
+	buf      []byte // bytes read, not yet framed: buf[r:w]; nil while idle on raw
 	r, w     int
 	scanned  int       // bytes of the current message searched for its header end
 	msgStart time.Time // arrival of the current message's first byte; zero between messages
@@ -186,7 +189,10 @@ func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
 		raddr:     addrPort(c.RemoteAddr()),
 		laddr:     addrPort(c.LocalAddr()),
 		slot:      slotOf(c),
-		buf:       make([]byte, 4096),
+		raw:       rawConn(c),
+	}
+	if fc.raw == nil {
+		fc.buf = make([]byte, readBufSize)
 	}
 	fc.id = fmt.Sprintf("%s/%s/%d", transport, fc.raddr, t.nextID.Add(1))
 	t.addFlow(fc)
@@ -326,6 +332,9 @@ func (c *flowConn) fill() error {
 		// Messages framed before the failure are still being handled;
 		// give their responses a moment to go out before sipgo closes
 		// the connection, discarding whatever else arrives.
+		if c.buf == nil {
+			c.buf = make([]byte, readBufSize)
+		}
 		c.Conn.SetReadDeadline(time.Now().Add(failLinger))
 		for {
 			if _, err := c.Conn.Read(c.buf); err != nil {
@@ -336,7 +345,7 @@ func (c *flowConn) fill() error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
-	if len(c.buf)-c.w < 1024 {
+	if c.buf != nil && len(c.buf)-c.w < 1024 {
 		if c.r > 0 {
 			c.w = copy(c.buf, c.buf[c.r:c.w])
 			c.r = 0
@@ -360,7 +369,13 @@ func (c *flowConn) fill() error {
 	if err := c.Conn.SetReadDeadline(deadline); err != nil {
 		return err
 	}
-	n, err := c.Conn.Read(c.buf[c.w:])
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.rawRead()
+	} else {
+		n, err = c.Conn.Read(c.buf[c.w:])
+	}
 	c.w += n
 	if err != nil {
 		var ne net.Error
@@ -381,6 +396,25 @@ func (c *flowConn) fill() error {
 		return err
 	}
 	return nil
+}
+
+// readBufSize is a flow's read buffer to begin with: a typical message
+// fits; a larger one grows it (up to the message size limit).
+const readBufSize = 4096
+
+// getReadBuf and putReadBuf share read buffers of readBufSize between
+// flows; a grown buffer is left to the collector.
+func (t *transport) getReadBuf() []byte {
+	if p, ok := t.rbufs.Get().(*[readBufSize]byte); ok {
+		return p[:]
+	}
+	return make([]byte, readBufSize)
+}
+
+func (t *transport) putReadBuf(b []byte) {
+	if len(b) == readBufSize {
+		t.rbufs.Put((*[readBufSize]byte)(b))
+	}
 }
 
 // Write sends one complete message (sipgo writes each in one call).

@@ -180,3 +180,44 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("pong over TLS: %q %v", b, err)
 	}
 }
+
+// TestTCPMessagesAcrossIdleWaits: a plain TCP flow gives its read buffer
+// back while it waits with nothing buffered, and keeps it while a message
+// is incomplete: messages split across waits, a message larger than the
+// buffer, and two flows' halves interleaved all arrive whole.
+func TestTCPMessagesAcrossIdleWaits(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := dialTCP(t, e.addr), dialTCP(t, e.addr)
+	pieces := func(c *rawTCP, text string, n int) {
+		for i := range n {
+			c.send(t, text[i*len(text)/n:(i+1)*len(text)/n])
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	answered := func(c *rawTCP, what string) {
+		t.Helper()
+		if m, err := c.read(2 * time.Second); status(m) != 200 {
+			t.Fatalf("%s: %v %v", what, m, err)
+		}
+	}
+	pieces(a, optionsText(e.addr, "TCP"), 3)
+	answered(a, "a message in three pieces")
+	a.send(t, optionsText(e.addr, "TCP"))
+	answered(a, "a message after an idle wait")
+	big := strings.Replace(optionsText(e.addr, "TCP"), "Content-Length: 0", "X-Pad: "+strings.Repeat("x", 9000)+"\r\nContent-Length: 0", 1)
+	pieces(a, big, 4)
+	answered(a, "a message larger than the read buffer")
+
+	// a's first half waits buffered while b's whole message comes and goes.
+	text := optionsText(e.addr, "TCP")
+	a.send(t, text[:len(text)/2])
+	time.Sleep(30 * time.Millisecond)
+	b.send(t, optionsText(e.addr, "TCP"))
+	answered(b, "the other flow's message")
+	a.send(t, text[len(text)/2:])
+	answered(a, "the message completed after the other flow's")
+	a.send(t, "\r\n\r\n")
+	if p, err := a.readRaw(2 * time.Second); err != nil || string(p) != "\r\n" {
+		t.Fatalf("pong after idle = %q, %v", p, err)
+	}
+}
