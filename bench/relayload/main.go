@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"net/netip"
 	"os"
 	"os/signal"
@@ -61,8 +63,18 @@ func serve(ctx context.Context, args []string) error {
 	ngAddr := fs.String("ng", "127.0.0.1:2224", "ng control address")
 	bind := fs.String("bind", "127.0.0.1", "media address")
 	ports := fs.String("ports", "20000-29999", "media port range")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("pprof listen: %w", err)
+		}
+		srv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
 	}
 	var pr config.PortRange
 	if err := pr.UnmarshalText([]byte(*ports)); err != nil {
