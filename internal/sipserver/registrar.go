@@ -48,21 +48,53 @@ type binding struct {
 	leased time.Time
 }
 
-// entry is a binding as the table keeps it, in fewer bytes: the flow is
-// shared by every binding on it (a connection's address and identity are
-// not repeated per binding) and the lease is unix nanoseconds. 384 bytes
-// where a binding takes 512 (Go's size classes), which is most of what a
-// registration costs beside its contact's strings.
+// entry is a binding as the table keeps it, in fewer bytes, since a node
+// holds one per registered device: the contact is its header value (one
+// string, rather than a parsed header with its parameter slices and the
+// parser's strings behind them), the flow is shared by every binding on it
+// (a connection's address and identity are not repeated per binding), and
+// the lease is unix nanoseconds. 192 bytes where a binding takes 512 (Go's
+// size classes). The fields sipcore.Binding has keep its names.
 type entry struct {
-	sipcore.Binding
-	flow   *flowRef
-	since  time.Time
-	leased int64 // binding.leased in unix nanoseconds; 0 until written
+	Number   string
+	DeviceID int64
+	Kind     string
+	contact  string // sipcore.Binding.Contact's value
+	URI      string
+	Instance string
+	RegID    string
+	CallID   string
+	CSeq     uint32
+	Expires  time.Time
+	flow     *flowRef
+	since    time.Time
+	leased   int64 // binding.leased in unix nanoseconds; 0 until written
+}
+
+func newEntry(b *sipcore.Binding, flow *flowRef, since time.Time) *entry {
+	return &entry{Number: b.Number, DeviceID: b.DeviceID, Kind: b.Kind, contact: b.Contact.Value(), URI: b.URI,
+		Instance: b.Instance, RegID: b.RegID, CallID: b.CallID, CSeq: b.CSeq, Expires: b.Expires, flow: flow, since: since}
+}
+
+// core is the entry as sipcore sees it, its contact parsed again. The
+// value was written from a parsed header, so it parses; should it not,
+// the contact is the bare URI.
+func (e *entry) core() sipcore.Binding {
+	b := sipcore.Binding{Number: e.Number, DeviceID: e.DeviceID, Kind: e.Kind, URI: e.URI, Instance: e.Instance,
+		RegID: e.RegID, CallID: e.CallID, CSeq: e.CSeq, Expires: e.Expires, FlowID: e.flow.id}
+	dn, err := sipmsg.ParseAddressValue(e.contact, &b.Contact.Address, &b.Contact.Params)
+	if err != nil {
+		b.Contact = sipmsg.ContactHeader{}
+		sipmsg.ParseUri(e.URI, &b.Contact.Address)
+		return b
+	}
+	b.Contact.DisplayName = dn
+	return b
 }
 
 // binding is the entry as lookup hands it out.
 func (e *entry) binding() binding {
-	b := binding{Binding: e.Binding, flow: *e.flow, since: e.since}
+	b := binding{Binding: e.core(), flow: *e.flow, since: e.since}
 	if e.leased != 0 {
 		b.leased = time.Unix(0, e.leased)
 	}
@@ -146,7 +178,7 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	current := r.byNumber[dev.Number]
 	cur := make([]sipcore.Binding, len(current))
 	for i, b := range current {
-		cur[i] = b.Binding
+		cur[i] = b.core()
 	}
 	f := sipcore.Flow{ID: flow.id, UDP: flow.transport == "UDP", Bindings: len(r.byFlow[flow.id])}
 	cs, refusal := sipcore.Register(req, sipcore.Registrant{Number: dev.Number, DeviceID: dev.ID, Kind: dev.Kind}, f, cur, r.limits, now)
@@ -169,7 +201,7 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 			changes[i].old = current[c.Old]
 		}
 		if c.New != nil {
-			changes[i].new = &entry{Binding: *c.New, flow: fp, since: now}
+			changes[i].new = newEntry(c.New, fp, now)
 			if c.Old >= 0 && current[c.Old].flow.id == flow.id {
 				changes[i].new.since = current[c.Old].since
 			}
