@@ -14,8 +14,9 @@ import (
 // loopback: the caller sends RTP, the callee receives it. The caller sends
 // bursts (1 datagram, like audio; 16, like the packets of a video frame)
 // and waits for each burst to arrive before the next, so socket buffers
-// never overflow; a datagram missing for 200ms counts as lost. Both socket
-// loops are measured: one datagram per system call, and recvmmsg/sendmmsg.
+// never overflow; a datagram missing for 200ms counts as lost. Every way of
+// reading sockets is measured: the per-core loops, and a goroutine per
+// socket with one datagram per system call or recvmmsg/sendmmsg.
 //
 // The srtp=true runs key the call with SDES (RTP/SAVP, AEAD_AES_128_GCM)
 // and send real SRTP: the relay holds no keys and reads only the headers,
@@ -23,19 +24,19 @@ import (
 func BenchmarkRelayForward(b *testing.B) {
 	for _, size := range []int{160, 1200} {
 		for _, burst := range []int{1, 16} {
-			for _, batch := range []bool{false, true} {
+			for _, io := range []ioMode{defaultIO, ioPerSocket, ioPerSocketBatch} {
 				for _, srtpOn := range []bool{false, true} {
-					name := fmt.Sprintf("%dB/burst=%d/batch=%v/srtp=%v", size, burst, batch, srtpOn)
-					b.Run(name, func(b *testing.B) { benchForward(b, size, burst, batch, srtpOn) })
+					name := fmt.Sprintf("%dB/burst=%d/io=%v/srtp=%v", size, burst, io, srtpOn)
+					b.Run(name, func(b *testing.B) { benchForward(b, size, burst, io, srtpOn) })
 				}
 			}
 		}
 	}
 }
 
-func benchForward(b *testing.B, size, burst int, batch, srtpOn bool) {
+func benchForward(b *testing.B, size, burst int, io ioMode, srtpOn bool) {
 	r, _ := newTestRelay(b, relayOpts{})
-	r.batch = batch
+	r.io = io
 	var cs *callSetup
 	if srtpOn {
 		cs, _ = setupSRTPCall(b, r)

@@ -47,6 +47,7 @@ type sdpVersion struct {
 type stream struct {
 	index  int
 	pairs  [2]pair    // by side; set once, before the readers start
+	io     *streamIO  // the sockets, when a loop reads them; set once with pairs
 	policy *dstPolicy // where media may go; the relay's, read-only
 
 	mu      sync.Mutex // guards the following
@@ -58,7 +59,7 @@ type stream struct {
 	sdpPeer [2]netip.AddrPort // last valid SDP RTP address per side
 }
 
-func (s *stream) allocated() bool { return s.pairs[SideA].rtp != nil }
+func (s *stream) allocated() bool { return s.pairs[SideA].port != 0 }
 
 // clockFor is the RTP clock rate of a payload type, defaulting by media.
 func (s *stream) clockFor(pt uint8) uint32 {
@@ -186,13 +187,28 @@ func (c *Call) allocate(s *stream) error {
 		c.noteBindError(err)
 		return err
 	}
+	loop, err := c.r.loop()
+	if err == nil && loop != nil {
+		s.pairs = [2]pair{a, b}
+		err = loop.add(c, s) // closes the conns on error
+	}
+	if err != nil {
+		s.pairs = [2]pair{}
+		c.r.pool.release(a)
+		c.r.pool.release(b)
+		c.r.quota.give(c.owner, ports)
+		return err
+	}
 	c.charged += ports
 	s.pairs = [2]pair{a, b}
+	if loop != nil {
+		s.pairs[SideA].rtp, s.pairs[SideA].rtcp, s.pairs[SideB].rtp, s.pairs[SideB].rtcp = nil, nil, nil, nil
+	}
 	c.r.m.allocated.Set(float64(c.r.pool.allocated()))
-	for side := SideA; side <= SideB; side++ {
+	for side := SideA; side <= SideB && loop == nil; side++ {
 		for comp, conn := range []*net.UDPConn{s.pairs[side].rtp, s.pairs[side].rtcp} {
 			c.readers.Add(1)
-			if c.r.batch {
+			if c.r.io == ioPerSocketBatch {
 				go c.readBatch(s, side, component(comp), conn)
 			} else {
 				go c.read(s, side, component(comp), conn)
@@ -365,6 +381,9 @@ func (c *Call) Close() error {
 
 	// Sockets first, so the readers return, then wait for them.
 	for _, s := range streams {
+		if s.io != nil {
+			s.io.loop.remove(s.io)
+		}
 		for _, p := range s.pairs {
 			if p.rtp != nil {
 				p.rtp.Close()

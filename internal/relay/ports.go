@@ -138,12 +138,15 @@ func (p *portPool) bindPair(bind netip.Addr) (pair, error) {
 }
 
 // release closes the pair's sockets and returns its ports to the pool.
+// A loop's pair has no conns (the loop closes its sockets).
 func (p *portPool) release(pr pair) {
-	if pr.rtp == nil {
+	if pr.port == 0 {
 		return
 	}
-	pr.rtp.Close()
-	pr.rtcp.Close()
+	if pr.rtp != nil {
+		pr.rtp.Close()
+		pr.rtcp.Close()
+	}
 	p.put(pr.port)
 }
 

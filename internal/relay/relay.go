@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -88,20 +89,28 @@ type Relay struct {
 	dst   dstPolicy
 	quota quota
 	done  chan struct{} // closed by Close
-	// batch selects the recvmmsg/sendmmsg socket loop (readBatch) over one
-	// datagram per system call (read). Measured with BenchmarkRelayForward
-	// on loopback, bursts of 16 like the packets of a video frame: within
-	// noise of each other at 160 and 1200 bytes (40k-65k pps either way on a
-	// busy 2-core host; single datagrams favour the plain loop by 10-20%),
-	// while the batched loop allocates two objects per
-	// datagram (x/net's source addresses) and the plain one none. A call's
-	// socket rarely holds more than one datagram when it wakes, so the plain
-	// loop is the default; the batched one stays tested and benchmarked.
-	batch bool
+	// io is how sockets are read: by default (Linux) one ioLoop per core
+	// over all sockets (loop_linux.go, where the measurements are); else,
+	// and in tests that cover them, one goroutine per socket, one datagram
+	// per system call (read) or recvmmsg/sendmmsg (readBatch). Measured
+	// with BenchmarkRelayForward on loopback, bursts of 16 like the
+	// packets of a video frame: the two per-socket loops are within noise
+	// of each other at 160 and 1200 bytes, while the batched one
+	// allocates two objects per datagram (x/net's source addresses) and the
+	// plain one none; a call's socket rarely holds more than one datagram
+	// when it wakes.
+	io ioMode
 
 	mu     sync.Mutex // guards the following
 	calls  map[*Call]struct{}
 	closed bool
+
+	// loopMu guards the following. It is not r.mu: allocate holds a
+	// call's mutex, which supervise takes under r.mu.
+	loopMu      sync.Mutex
+	loops       []*ioLoop // started with the first stream, stopped by Close
+	nextLoop    int
+	loopsClosed bool
 
 	// cbs tracks onMediaTimeout callbacks, so none outlives Close.
 	cbs sync.WaitGroup
@@ -168,6 +177,7 @@ func New(cfg Config, deps Deps) (*Relay, error) {
 		quota: quota{perCustomer: cfg.MaxPortsPerCustomer, perSource: cfg.MaxPortsPerSource},
 		done:  make(chan struct{}),
 		calls: make(map[*Call]struct{}),
+		io:    defaultIO,
 	}, nil
 }
 
@@ -235,7 +245,59 @@ func (r *Relay) Close() error {
 	}
 	r.probes.closeAll()
 	r.cbs.Wait()
+	// No stream is left in a loop now, and none can be added (closed).
+	r.loopMu.Lock()
+	loops := r.loops
+	r.loops, r.loopsClosed = nil, true
+	r.loopMu.Unlock()
+	for _, l := range loops {
+		l.stop()
+	}
 	return nil
+}
+
+// ioMode is how a relay reads its sockets.
+type ioMode int
+
+const (
+	ioLoops          ioMode = iota // one ioLoop per core (Linux)
+	ioPerSocket                    // a goroutine per socket (read)
+	ioPerSocketBatch               // a goroutine per socket, recvmmsg/sendmmsg (readBatch)
+)
+
+func (m ioMode) String() string {
+	return [...]string{"loops", "per-socket", "per-socket-batch"}[m]
+}
+
+var defaultIO = map[bool]ioMode{true: ioLoops, false: ioPerSocket}[haveLoops]
+
+// loop is the loop for a new stream's sockets, in turns; nil when the
+// relay reads per socket.
+func (r *Relay) loop() (*ioLoop, error) {
+	if r.io != ioLoops {
+		return nil, nil
+	}
+	r.loopMu.Lock()
+	defer r.loopMu.Unlock()
+	if r.loopsClosed {
+		return nil, ErrClosed
+	}
+	if r.loops == nil {
+		n := runtime.GOMAXPROCS(0)
+		for range n {
+			l, err := newLoop(r.m, r.log)
+			if err != nil {
+				for _, l := range r.loops {
+					l.stop()
+				}
+				r.loops = nil
+				return nil, err
+			}
+			r.loops = append(r.loops, l)
+		}
+	}
+	r.nextLoop = (r.nextLoop + 1) % len(r.loops)
+	return r.loops[r.nextLoop], nil
 }
 
 // NewCall is NewCallFor with an owner charged nothing: only the range

@@ -146,12 +146,15 @@ func receiverReport(ssrc, about uint32, lost uint32, jitter uint32) []byte {
 }
 
 func TestForwardAudioVideo(t *testing.T) {
-	for _, tc := range []struct{ bPlus1, batch bool }{{false, false}, {true, false}, {true, true}} {
+	for _, tc := range []struct {
+		bPlus1 bool
+		io     ioMode
+	}{{false, defaultIO}, {true, defaultIO}, {false, ioPerSocket}, {true, ioPerSocket}, {true, ioPerSocketBatch}} {
 		bPlus1 := tc.bPlus1
-		t.Run(fmt.Sprintf("callee RTCP on port+1 %v, batched I/O %v", tc.bPlus1, tc.batch), func(t *testing.T) {
+		t.Run(fmt.Sprintf("callee RTCP on port+1 %v, I/O %v", tc.bPlus1, tc.io), func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			r, _ := newTestRelay(t, relayOpts{reg: reg})
-			r.batch = tc.batch
+			r.io = tc.io
 			cs := setupCall(t, r, bPlus1, nil)
 			a, b := cs.a, cs.b
 
@@ -222,14 +225,15 @@ func TestForwardAudioVideo(t *testing.T) {
 }
 
 func TestStrangerAndHijack(t *testing.T) {
-	t.Run("single", func(t *testing.T) { testStrangerAndHijack(t, false) })
-	t.Run("batched", func(t *testing.T) { testStrangerAndHijack(t, true) })
+	for _, io := range []ioMode{defaultIO, ioPerSocket, ioPerSocketBatch} {
+		t.Run(io.String(), func(t *testing.T) { testStrangerAndHijack(t, io) })
+	}
 }
 
-func testStrangerAndHijack(t *testing.T, batch bool) {
+func testStrangerAndHijack(t *testing.T, io ioMode) {
 	reg := prometheus.NewRegistry()
 	r, _ := newTestRelay(t, relayOpts{reg: reg})
-	r.batch = batch
+	r.io = io
 	cs := setupCall(t, r, false, nil)
 	a := cs.a
 
@@ -409,7 +413,7 @@ func TestStatsWithoutRTCP(t *testing.T) {
 	}
 }
 
-// TestIPv6 forwards over ::1, both socket loops.
+// TestIPv6 forwards over ::1, every way of reading sockets.
 func TestIPv6(t *testing.T) {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {
@@ -417,10 +421,10 @@ func TestIPv6(t *testing.T) {
 	}
 	c.Close()
 	v6 := netip.IPv6Loopback()
-	for _, batch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+	for _, io := range []ioMode{defaultIO, ioPerSocket, ioPerSocketBatch} {
+		t.Run(io.String(), func(t *testing.T) {
 			r, _ := newTestRelay(t, relayOpts{bind: v6})
-			r.batch = batch
+			r.io = io
 			call := r.NewCall("v6", nil)
 			defer call.Close()
 			a, b := newPeer(t, "::1"), newPeer(t, "::1")

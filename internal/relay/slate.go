@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -165,7 +166,7 @@ func (c *Call) SendSlate(ctx context.Context, side Side, pt uint8) (int, error) 
 			binary.BigEndian.PutUint32(pkt[4:], ts)
 			binary.BigEndian.PutUint32(pkt[8:], ssrc)
 			seq++
-			if _, err := s.pairs[side].rtp.WriteToUDPAddrPort(append(pkt, pl...), dst); err != nil {
+			if err := s.sendRTP(side, append(pkt, pl...), dst); err != nil {
 				c.log.Debug("slate packet not sent", "dst", dst.String(), "error", err)
 				break
 			}
@@ -178,4 +179,13 @@ func (c *Call) SendSlate(ctx context.Context, side Side, pt uint8) (int, error) 
 		case <-tick.C:
 		}
 	}
+}
+
+// sendRTP sends b to dst from side's RTP socket of s.
+func (s *stream) sendRTP(side Side, b []byte, dst netip.AddrPort) error {
+	if s.io != nil {
+		return s.io.loop.send(s.io, side, compRTP, b, dst)
+	}
+	_, err := s.pairs[side].rtp.WriteToUDPAddrPort(b, dst)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -35,44 +36,55 @@ func (c *Call) read(s *stream, side Side, comp component, conn *net.UDPConn) {
 			continue
 		}
 		now := time.Now()
-		var d decision
-		if n > maxDatagram {
-			d.verdict = verdictMalformed
-		} else {
-			s.mu.Lock()
-			d = s.decide(side, comp, buf[:n], src, now)
-			s.mu.Unlock()
-		}
-		if d.latched {
-			c.log.Debug("media latched", "stream", s.index, "side", side, "component", comp, "remote_addr", src)
-		}
-		if d.verdict == verdictForward || d.verdict == verdictNoPeer {
-			// Media from the latched client keeps the call alive even
-			// while the other side has no address yet.
-			c.last.Store(now.UnixNano())
-		}
-		if d.verdict != verdictForward {
-			m.drops[d.verdict].Inc()
-			if debug {
-				c.log.Debug("relay drop", "stream", s.index, "side", side, "component", comp, "remote_addr", src, "reason", d.verdict)
-			}
+		dst, oc, ok := c.judge(s, side, comp, buf[:n], src, now, debug)
+		if !ok {
 			continue
 		}
 		out := s.pairs[1-side].rtp
-		if d.out == compRTCP {
+		if oc == compRTCP {
 			out = s.pairs[1-side].rtcp
 		}
-		if _, err := out.WriteToUDPAddrPort(buf[:n], d.dst); err != nil {
+		if _, err := out.WriteToUDPAddrPort(buf[:n], dst); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			m.sendErrors.Inc()
 			if debug {
-				c.log.Debug("relay send", "stream", s.index, "side", 1-side, "remote_addr", d.dst, "error", err)
+				c.log.Debug("relay send", "stream", s.index, "side", 1-side, "remote_addr", dst, "error", err)
 			}
 			continue
 		}
 		m.packets.Inc()
 		m.bytes.Add(float64(n))
 	}
+}
+
+// judge runs the forwarding rule on one datagram b from src arriving on
+// side's socket comp, and does its bookkeeping (latch log, liveness, drop
+// counters). ok: send b to dst from the other side's socket out.
+func (c *Call) judge(s *stream, side Side, comp component, b []byte, src netip.AddrPort, now time.Time, debug bool) (dst netip.AddrPort, out component, ok bool) {
+	var d decision
+	if len(b) > maxDatagram {
+		d.verdict = verdictMalformed
+	} else {
+		s.mu.Lock()
+		d = s.decide(side, comp, b, src, now)
+		s.mu.Unlock()
+	}
+	if d.latched {
+		c.log.Debug("media latched", "stream", s.index, "side", side, "component", comp, "remote_addr", src)
+	}
+	if d.verdict == verdictForward || d.verdict == verdictNoPeer {
+		// Media from the latched client keeps the call alive even
+		// while the other side has no address yet.
+		c.last.Store(now.UnixNano())
+	}
+	if d.verdict != verdictForward {
+		c.r.m.drops[d.verdict].Inc()
+		if debug {
+			c.log.Debug("relay drop", "stream", s.index, "side", side, "component", comp, "remote_addr", src, "reason", d.verdict)
+		}
+		return netip.AddrPort{}, 0, false
+	}
+	return d.dst, d.out, true
 }
