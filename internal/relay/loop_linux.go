@@ -249,7 +249,7 @@ func (l *ioLoop) run() {
 	// comes only once the set was seen empty).
 	poll := func(uintptr) bool {
 		for {
-			n, err := unix.EpollWait(l.epfd, events, 0)
+			n, err := epollReady(l.epfd, events)
 			if err != nil && !errors.Is(err, unix.EINTR) {
 				stopped = true // the descriptor is gone: nothing to wait for
 				return true
@@ -326,6 +326,19 @@ func (l *ioLoop) handle(r *loopReg, buf []byte, now time.Time) int {
 		return 0
 	}
 	return n
+}
+
+// epollReady is epoll_wait with a zero timeout. It never blocks, so it is
+// made as a raw system call: unix.EpollWait tells the scheduler it enters
+// a system call, which wakes the sysmon thread when it sleeps; at 7,000
+// datagrams/s that wake-up was an eighth of the relay's CPU.
+func epollReady(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // recvFrom reads one datagram without allocating (unix.Recvfrom returns
