@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,7 +73,12 @@ type entry struct {
 }
 
 func newEntry(b *sipcore.Binding, flow *flowRef, since time.Time) *entry {
-	return &entry{Number: b.Number, DeviceID: b.DeviceID, Kind: b.Kind, contact: b.Contact.Value(), URI: b.URI,
+	contact, uri := b.Contact.Value(), b.URI
+	// The URI is within the contact ("<uri>;params"): one string for both.
+	if i := strings.Index(contact, uri); i >= 0 {
+		uri = contact[i : i+len(uri)]
+	}
+	return &entry{Number: b.Number, DeviceID: b.DeviceID, Kind: b.Kind, contact: contact, URI: uri,
 		Instance: b.Instance, RegID: b.RegID, CallID: b.CallID, CSeq: b.CSeq, Expires: b.Expires, flow: flow, since: since}
 }
 
