@@ -487,8 +487,10 @@ kam_pids() { echo "$KAM_PID" $(pgrep -P "$KAM_PID"); }
 # hold SPEC TARGET LABEL N COUNTFN: registers the first N users and keeps
 # them (the SIPp calls pause after their 200); SPEC is t1 (all over one TCP
 # connection) or tn (a connection each). Returns once COUNTFN reports them
-# all in the registrar, or after a bound; prints the count.
+# all in the registrar, or after a bound; the count is in $HOLD_GOT. (Not
+# run in $(...): SIPp's PID must reach the caller, which stops it.)
 HOLD_PID=
+HOLD_GOT=
 hold() {
 	local mode=$1 target=$2 label=$3 n=$4 countfn=$5 i got=0 rate=2000
 	[ "$mode" = tn ] && rate=500
@@ -503,7 +505,7 @@ hold() {
 		kill -0 "$HOLD_PID" 2>/dev/null || break
 	done
 	sleep "$HOLD_SETTLE" # transactions ended, caches swept: a settled process
-	echo "${got:-0}"
+	HOLD_GOT=${got:-0}
 }
 
 z5_metric() { curl -fs "http://$Z5_IP:29090/metrics" | awk -v m="$1" '$1 == m { printf "%d", $2 }'; }
@@ -534,7 +536,8 @@ mem_z5() {
 	z5_start memory || exit 1
 	sleep 2
 	b=($(z5_mem "$prof-before.pb.gz"))
-	got=$(hold $mode $Z5_IP:5060 z5-$kind-$n "$n" z5_regs)
+	hold $mode $Z5_IP:5060 z5-$kind-$n "$n" z5_regs
+	got=$HOLD_GOT
 	a=($(z5_mem "$prof-after.pb.gz"))
 	stop "$HOLD_PID"
 	stop "$Z5_PID"
@@ -553,7 +556,8 @@ mem_kam() {
 	kam_start memory || exit 1
 	sleep 1
 	b=($(kam_mem))
-	got=$(hold $mode $KAM_IP:5060 kam-$kind-$n "$n" kam_regs)
+	hold $mode $KAM_IP:5060 kam-$kind-$n "$n" kam_regs
+	got=$HOLD_GOT
 	a=($(kam_mem))
 	stop "$HOLD_PID"
 	stop "$KAM_PID"
@@ -568,7 +572,7 @@ MEM_CONNS=${MEM_CONNS:-"2000 5000"}
 memory_part() {
 	local n v
 	: >"$RES/memory.txt"
-	echo "memory part: MCS = bench/mcsnode, Go heap in use + goroutine stacks after a forced GC, and PSS; Kamailio = shm real_used (+ pkg of all processes), and summed PSS" >>"$TMP/header.txt"
+	echo "memory part: MCS = bench/mcsnode, Go heap in use (and live heap) + goroutine stacks after two forced GCs, and PSS; Kamailio = shm real_used (+ pkg of all processes), and summed PSS" >>"$TMP/header.txt"
 	log "memory: registrations ($MEM_REGS) over one TCP connection; idle registered connections ($MEM_CONNS)"
 	for n in $MEM_REGS; do mem_z5 reg "$n"; done
 	for n in $MEM_CONNS; do mem_z5 conn "$n"; done
