@@ -322,56 +322,79 @@ func TestLostNodes(t *testing.T) {
 	}
 }
 
-// TestRecordsOfPreviousRunClosed: a node starting again under its name
-// closes the records its previous run left open (killed mid-call) at that
-// run's last heartbeat, and leaves the others alone.
-func TestRecordsOfPreviousRunClosed(t *testing.T) {
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "z5.db"))
+// sweepFixture is a SQLite store holding calls and node heartbeats, for
+// the node-lost sweep tests.
+func sweepFixture(t *testing.T, calls []store.Call, nodes []store.NodeStatus) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "z5.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	lastSeen := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
-	answered := store.Call{CallID: "answered", From: "2025550101", To: "2025550102", Node: "test",
-		StartedAt: lastSeen.Add(-time.Minute), AnsweredAt: lastSeen.Add(-50 * time.Second), Status: 200}
-	peers := store.Call{CallID: "peers", From: "2025550101", To: "2025550102", Node: "other", StartedAt: lastSeen.Add(-time.Minute)}
-	for _, c := range []store.Call{answered, peers} {
-		if err := st.CreateCall(ctx, c); err != nil {
+	t.Cleanup(func() { st.Close() })
+	for _, c := range calls {
+		if err := st.CreateCall(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Heartbeat(ctx, store.NodeStatus{Name: "test", Healthy: true, LastSeen: lastSeen}); err != nil {
-		t.Fatal(err)
+	for _, n := range nodes {
+		if err := st.Heartbeat(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
 	}
-	reg := prometheus.NewRegistry()
-	srv, err := New(testConfig(), Deps{Store: st, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := listenAndServe(t, sctx, srv, netip.MustParseAddrPort("127.0.0.1:0"))
-	defer func() {
+	return st
+}
+
+// serveSweeping serves srv until the test ends.
+func serveSweeping(t *testing.T, srv *Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	served := listenAndServe(t, ctx, srv, netip.MustParseAddrPort("127.0.0.1:0"))
+	t.Cleanup(func() {
 		cancel()
 		if err := served(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-	}()
+	})
+}
+
+// waitEnded waits (10 s at most) for callID's record to be ended, and
+// returns it as it then is.
+func waitEnded(t *testing.T, st *sqlite.Store, callID string) store.Call {
+	t.Helper()
 	var got store.Call
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if got, err = st.Call(ctx, "answered"); err != nil {
+		var err error
+		if got, err = st.Call(t.Context(), callID); err != nil {
 			t.Fatal(err)
 		}
 		if !got.EndedAt.IsZero() {
 			break
 		}
 	}
+	return got
+}
+
+// TestRecordsOfPreviousRunClosed: a node starting again under its name
+// closes the records its previous run left open (killed mid-call) at that
+// run's last heartbeat, and leaves the others alone.
+func TestRecordsOfPreviousRunClosed(t *testing.T) {
+	lastSeen := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	answered := store.Call{CallID: "answered", From: "2025550101", To: "2025550102", Node: "test",
+		StartedAt: lastSeen.Add(-time.Minute), AnsweredAt: lastSeen.Add(-50 * time.Second), Status: 200}
+	peers := store.Call{CallID: "peers", From: "2025550101", To: "2025550102", Node: "other", StartedAt: lastSeen.Add(-time.Minute)}
+	st := sweepFixture(t, []store.Call{answered, peers}, []store.NodeStatus{{Name: "test", Healthy: true, LastSeen: lastSeen}})
+	srv, err := New(testConfig(), Deps{Store: st, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveSweeping(t, srv)
+	got := waitEnded(t, st, "answered")
 	want := answered
 	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("record (-want +got):\n%s", d)
 	}
-	if got, _ := st.Call(ctx, "peers"); !got.EndedAt.IsZero() {
+	if got, _ := st.Call(t.Context(), "peers"); !got.EndedAt.IsZero() {
 		t.Errorf("another node's record closed: %+v", got)
 	}
 	if n := counterValue(srv.records.m.nodeLost); n != 1 {
@@ -395,54 +418,25 @@ func (h healthMap) Healthy(node string) bool { return h[node] }
 // interval of heartbeats, at its last heartbeat; a peer that is alive, or
 // still beating, keeps its records open.
 func TestDeadPeerRecordsClosed(t *testing.T) {
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "z5.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	lastSeen := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
 	dead := store.Call{CallID: "dead", From: "2025550101", To: "2025550102", Node: "a",
 		StartedAt: lastSeen.Add(-time.Minute), AnsweredAt: lastSeen.Add(-50 * time.Second), Status: 200}
 	alive := store.Call{CallID: "alive", From: "2025550103", To: "2025550104", Node: "b", StartedAt: lastSeen.Add(-time.Minute)}
-	for _, c := range []store.Call{dead, alive} {
-		if err := st.CreateCall(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range []store.NodeStatus{{Name: "a", Healthy: true, LastSeen: lastSeen}, {Name: "b", Healthy: true, LastSeen: lastSeen}} {
-		if err := st.Heartbeat(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := sweepFixture(t, []store.Call{dead, alive},
+		[]store.NodeStatus{{Name: "a", Healthy: true, LastSeen: lastSeen}, {Name: "b", Healthy: true, LastSeen: lastSeen}})
 	srv, err := New(testConfig(), Deps{Store: st, Registerer: prometheus.NewRegistry(), Health: healthMap{"b": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.sweepEvery = 20 * time.Millisecond
-	sctx, cancel := context.WithCancel(ctx)
-	served := listenAndServe(t, sctx, srv, netip.MustParseAddrPort("127.0.0.1:0"))
-	defer func() {
-		cancel()
-		if err := served(); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	var got store.Call
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if got, err = st.Call(ctx, "dead"); err != nil {
-			t.Fatal(err)
-		}
-		if !got.EndedAt.IsZero() {
-			break
-		}
-	}
+	serveSweeping(t, srv)
+	got := waitEnded(t, st, "dead")
 	want := dead
 	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("dead node's record (-want +got):\n%s", d)
 	}
-	if got, _ := st.Call(ctx, "alive"); !got.EndedAt.IsZero() {
+	if got, _ := st.Call(t.Context(), "alive"); !got.EndedAt.IsZero() {
 		t.Errorf("a live node's record closed: %+v", got)
 	}
 }
