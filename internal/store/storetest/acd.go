@@ -15,10 +15,7 @@ import (
 // RunACD runs the conformance cases of the interpreter center's queue and
 // agents (acd.Store), with open as for Run.
 func RunACD(t *testing.T, open func(t *testing.T) store.Store) {
-	for _, tt := range []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	runCases(t, open, []conformanceCase{
 		{"ACDAgents", testACDAgents},
 		{"ACDQueueOrder", testACDQueueOrder},
 		{"ACDClaim", testACDClaim},
@@ -26,9 +23,7 @@ func RunACD(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ACDClaimConcurrent", testACDClaimConcurrent},
 		{"ACDWrapUp", testACDWrapUp},
 		{"ChangeCallConcurrent", testChangeCallConcurrent},
-	} {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
-	}
+	})
 }
 
 func testACDAgents(t *testing.T, s store.Store) {

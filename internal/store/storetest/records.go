@@ -12,16 +12,11 @@ import (
 // RunRecords runs the conformance cases of the MCS's batched call record
 // writes and the node-lost sweep, with open as for Run.
 func RunRecords(t *testing.T, open func(t *testing.T) store.Store) {
-	for _, tt := range []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	runCases(t, open, []conformanceCase{
 		{"WriteCalls", testWriteCalls},
 		{"CloseLostCalls", testCloseLostCalls},
 		{"CloseLostCallsConcurrent", testCloseLostCallsConcurrent},
-	} {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
-	}
+	})
 }
 
 func testWriteCalls(t *testing.T, s store.Store) {

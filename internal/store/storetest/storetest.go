@@ -44,14 +44,25 @@ import (
 	"github.com/z5vrs/z5/internal/store"
 )
 
+// conformanceCase is one case of a conformance suite, run on a fresh
+// store.
+type conformanceCase struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
+// runCases runs each case as a subtest on a store open makes.
+func runCases(t *testing.T, open func(t *testing.T) store.Store, cases []conformanceCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
+	}
+}
+
 // Run runs the suite. open must return an empty store of its own for each
 // call and arrange (t.Cleanup) for it to be closed; the suite may close it
 // itself too, so Close must be idempotent.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	runCases(t, open, []conformanceCase{
 		{"Customers", testCustomers},
 		{"LoginLockout", testLoginLockout},
 		{"LoginFailuresConcurrent", testLoginFailuresConcurrent},
@@ -79,12 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Locations", testLocations},
 		{"RelayCalls", testRelayCalls},
 		{"Close", testClose},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.fn(t, open(t))
-		})
-	}
+	})
 }
 
 // t0 is a fixed instant with microsecond precision (what PostgreSQL keeps),
