@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -35,5 +36,22 @@ func TestShortDuration(t *testing.T) {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestDNSRateLimitOff: -1 turns the DNS response rate limit off; left
+// out, it is 50 a second.
+func TestDNSRateLimitOff(t *testing.T) {
+	withRate := func(v string) []byte {
+		return bytes.Replace(devWithoutTrunk(t), []byte("[dns]\n"), []byte("[dns]\nrate_limit = "+v+"\n"), 1)
+	}
+	if c, err := Parse("test.toml", withRate("-1")); err != nil || c.DNS.RateLimit != -1 {
+		t.Fatalf("rate_limit = -1: %v, %+v", err, c)
+	}
+	if _, err := Parse("test.toml", withRate("-2")); err == nil || !strings.Contains(err.Error(), "dns.rate_limit: -2: must be positive, or -1 for no limit") {
+		t.Fatalf("rate_limit = -2: %v", err)
+	}
+	if c, err := Parse("test.toml", devWithoutTrunk(t)); err != nil || c.DNS.RateLimit != 50 {
+		t.Fatalf("rate_limit left out: %v, %+v; want 50", err, c)
 	}
 }

@@ -18,7 +18,7 @@ type DNS struct {
 	// Hostmaster is the SOA RNAME as an e-mail address.
 	Hostmaster string `toml:"hostmaster"`
 	// RateLimit is the response rate limit per client /24 (/56 for IPv6)
-	// in responses per second; 0 turns it off.
+	// in responses per second; -1 turns it off (0, unset, is the default).
 	RateLimit int `toml:"rate_limit"`
 	// UDPSize is the largest UDP response we send to EDNS0 clients.
 	UDPSize int `toml:"udp_size"`
@@ -100,8 +100,8 @@ func (d *DNS) validate(c *Config) Errors {
 	if d.TTL < time.Second || d.LBTTL < time.Second {
 		errs = append(errs, &Error{Key: "dns.ttl", Msg: "TTLs must be at least 1s"})
 	}
-	if d.RateLimit < 0 {
-		errs = append(errs, &Error{Key: "dns.rate_limit", Msg: "must be >= 0"})
+	if d.RateLimit < -1 {
+		errs = append(errs, &Error{Key: "dns.rate_limit", Msg: fmt.Sprintf("%d: must be positive, or -1 for no limit", d.RateLimit)})
 	}
 	if d.UDPSize < 512 || d.UDPSize > 4096 {
 		errs = append(errs, &Error{Key: "dns.udp_size", Msg: fmt.Sprintf("%d outside 512-4096", d.UDPSize)})

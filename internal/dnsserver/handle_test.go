@@ -532,7 +532,7 @@ func TestNewErrors(t *testing.T) {
 		{"name outside zones", func(c *config.Config) { c.Names.ZDial = "zdial.example.com" }, `"zdial.example.com" is in none of the served zones`},
 		{"no zones", func(c *config.Config) { c.DNS.Zones = nil }, "no zones"},
 		{"tiny udp size", func(c *config.Config) { c.DNS.UDPSize = 100 }, "udp_size"},
-		{"negative rate", func(c *config.Config) { c.DNS.RateLimit = -1 }, "rate_limit"},
+		{"negative rate", func(c *config.Config) { c.DNS.RateLimit = -2 }, "rate_limit"},
 		{"zero ttl", func(c *config.Config) { c.DNS.LBTTL = 0 }, "dns.lb_ttl"},
 	}
 	for _, tt := range tests {
@@ -547,6 +547,13 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := New(nil, Deps{}); err == nil {
 		t.Error("nil config accepted")
+	}
+	c := devConfig(t)
+	c.DNS.RateLimit = -1 // dns.rate_limit = -1: no limit
+	if s, err := New(c, Deps{}); err != nil {
+		t.Errorf("rate_limit -1: %v", err)
+	} else if s.rrl != nil {
+		t.Error("rate_limit -1: the server limits responses, want no limit")
 	}
 }
 

@@ -102,8 +102,8 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	if cfg.DNS.UDPSize < minUDPSize || cfg.DNS.UDPSize > 65535 {
 		return nil, fmt.Errorf("dns: udp_size %d outside %d-65535", cfg.DNS.UDPSize, minUDPSize)
 	}
-	if cfg.DNS.RateLimit < 0 {
-		return nil, fmt.Errorf("dns: rate_limit %d is negative", cfg.DNS.RateLimit)
+	if cfg.DNS.RateLimit < -1 {
+		return nil, fmt.Errorf("dns: rate_limit %d: want a positive rate, or -1 (or 0) for none", cfg.DNS.RateLimit)
 	}
 	zd, err := buildZones(cfg)
 	if err != nil {
