@@ -169,6 +169,19 @@ func testHungFailover(t *testing.T, sipTLS bool) {
 	lis := startZ5(t, bob, "listen", "--auto-answer")
 	waitFor(t, lis, "listening as sip:"+bobNumber+"@mcs.z5.test on mcs1.mcs.z5.test ("+ip.aMCS+port+")", 15*time.Second)
 
+	// Freeze mcs1 between store writes. Its REGISTER answer goes out
+	// before the location row is written, and a process frozen inside a
+	// SQLite write transaction keeps the database locked for every other
+	// node of this one-file test deployment (on PostgreSQL a frozen node
+	// holds only its own rows).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v, ok := metricAt(t, ip.aMCS, "z5_sip_location_queue"); ok && v == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mcs1's location rows still not written after 10 s")
+		}
+	}
 	hung := procs["a-mcs"].cmd.Process
 	if err := hung.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,15 @@ func (s *stack) sipDevice(t *testing.T, customer, number, user, pass string) {
 // metric reads one sample from the node's /metrics: name{labels} value.
 func (s *stack) metric(t *testing.T, series string) float64 {
 	t.Helper()
-	res, err := http.Get("http://" + s.ip + ":9090/metrics")
+	v, _ := metricAt(t, s.ip, series)
+	return v
+}
+
+// metricAt reads one sample from the /metrics of the node at ip, and
+// whether the node exports it.
+func metricAt(t *testing.T, ip, series string) (float64, bool) {
+	t.Helper()
+	res, err := http.Get("http://" + ip + ":9090/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +73,10 @@ func (s *stack) metric(t *testing.T, series string) float64 {
 		name, val, ok := strings.Cut(sc.Text(), " ")
 		if ok && name == series {
 			v, _ := strconv.ParseFloat(val, 64)
-			return v
+			return v, true
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // sipConn is a raw SIP-over-TCP client from a chosen source address.
