@@ -136,11 +136,7 @@ func (e *env) call(ctx context.Context, pos []string, duration *time.Duration, s
 		}
 		defer stats.Close()
 	}
-	progress := e.printEvent
-	if *asJSON {
-		progress = func(client.Event) {}
-	}
-	c, err := e.open(progress)
+	c, err := e.openWithSteps()
 	if err != nil {
 		return err
 	}
@@ -367,11 +363,7 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 			defer stop()
 		}
 	}
-	progress := e.printEvent
-	if *asJSON {
-		progress = func(client.Event) {}
-	}
-	c, err := e.open(progress)
+	c, err := e.openWithSteps()
 	if err != nil {
 		return err
 	}

@@ -53,11 +53,7 @@ func (e *env) interpret(ctx context.Context, auto bool, send, record string) err
 			defer stop()
 		}
 	}
-	progress := e.printEvent
-	if e.json {
-		progress = func(client.Event) {}
-	}
-	c, err := e.open(progress)
+	c, err := e.openWithSteps()
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,16 @@ func (e *env) open(onEvent func(client.Event)) (*client.Client, error) {
 	return client.Open(client.Options{Home: e.home, OnEvent: onEvent, UserAgent: "Z5/" + version})
 }
 
+// openWithSteps opens the client for a command that dials or listens: it
+// prints each step of the way in, except under --json, whose output is the
+// JSON alone.
+func (e *env) openWithSteps() (*client.Client, error) {
+	if e.json {
+		return e.open(nil)
+	}
+	return e.open(e.printEvent)
+}
+
 func (e *env) printEvent(ev client.Event) {
 	fmt.Fprintf(e.stdout, "[step %d] %-28s %s (%s)\n", ev.Step, client.StepNames[ev.Step], ev.Message, ev.Elapsed.Round(100_000))
 }
