@@ -87,13 +87,23 @@ type Receiver struct {
 	sinkErr               error
 }
 
+// checkRTPStream is what a sender and a receiver both need of their
+// stream: audio or video, a clock rate, and a payload type that fits RTP's
+// 7 bits. role names which one in the error.
+func checkRTPStream(role, kind string, clockRate uint32, pt uint8) error {
+	if kind != KindAudio && kind != KindVideo {
+		return fmt.Errorf("media: %s kind %q, want audio or video: %w", role, kind, ErrBadConfig)
+	}
+	if clockRate == 0 || pt > 127 {
+		return fmt.Errorf("media: %s clock rate %d, payload type %d: %w", role, clockRate, pt, ErrBadConfig)
+	}
+	return nil
+}
+
 // NewReceiver validates cfg.
 func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
-	if cfg.Kind != KindAudio && cfg.Kind != KindVideo {
-		return nil, fmt.Errorf("media: receiver kind %q, want audio or video: %w", cfg.Kind, ErrBadConfig)
-	}
-	if cfg.ClockRate == 0 || cfg.PT > 127 {
-		return nil, fmt.Errorf("media: receiver clock rate %d, payload type %d: %w", cfg.ClockRate, cfg.PT, ErrBadConfig)
+	if err := checkRTPStream("receiver", cfg.Kind, cfg.ClockRate, cfg.PT); err != nil {
+		return nil, err
 	}
 	return &Receiver{cfg: cfg, needKey: cfg.Kind == KindVideo}, nil
 }

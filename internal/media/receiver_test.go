@@ -2,6 +2,8 @@ package media
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,4 +293,34 @@ func FuzzRTCP(f *testing.F) {
 		rx.Feedback(now)
 		rx.Stats(now)
 	})
+}
+
+// TestStreamConfigChecked: a sender and a receiver refuse the same bad
+// streams, and take a good one.
+func TestStreamConfigChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		kind      string
+		pt        uint8
+		clockRate uint32
+		ok        bool
+	}{
+		{"audio", KindAudio, 0, 8000, true},
+		{"video", KindVideo, PTH264, ClockH264, true},
+		{"text is not RTP media here", "text", 98, 1000, false},
+		{"no clock rate", KindAudio, 0, 0, false},
+		{"payload type over 7 bits", KindVideo, 128, ClockH264, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, serr := NewSender(SenderConfig{Kind: tc.kind, PT: tc.pt, ClockRate: tc.clockRate})
+			_, rerr := NewReceiver(ReceiverConfig{Kind: tc.kind, PT: tc.pt, ClockRate: tc.clockRate})
+			for who, err := range map[string]error{"sender": serr, "receiver": rerr} {
+				if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrBadConfig) {
+					t.Errorf("%s: %v, want ok %t", who, err, tc.ok)
+				} else if !tc.ok && !strings.Contains(err.Error(), who) {
+					t.Errorf("%s error does not say which: %v", who, err)
+				}
+			}
+		})
+	}
 }

@@ -53,11 +53,8 @@ type Sender struct {
 // NewSender validates cfg and draws the random SSRC, sequence number and
 // timestamp starts.
 func NewSender(cfg SenderConfig) (*Sender, error) {
-	if cfg.Kind != KindAudio && cfg.Kind != KindVideo {
-		return nil, fmt.Errorf("media: sender kind %q, want audio or video: %w", cfg.Kind, ErrBadConfig)
-	}
-	if cfg.ClockRate == 0 || cfg.PT > 127 {
-		return nil, fmt.Errorf("media: sender clock rate %d, payload type %d: %w", cfg.ClockRate, cfg.PT, ErrBadConfig)
+	if err := checkRTPStream("sender", cfg.Kind, cfg.ClockRate, cfg.PT); err != nil {
+		return nil, err
 	}
 	var r [10]byte
 	if _, err := rand.Read(r[:]); err != nil {
