@@ -334,14 +334,8 @@ func hungNodeFailover(t *testing.T, useTLS bool) {
 	}
 
 	logs := &testenv.SyncBuffer{}
-	c, err := Open(Options{Home: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := f.loginAlice(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := context.Background()
-	if err := c.Login(ctx, LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
-		t.Fatal(err)
-	}
 	if useTLS {
 		c.state.SIP.Port = 1 // nothing listens there
 	} else {

@@ -100,6 +100,21 @@ const (
 	fakeSIPPass  = "device-credential-1"
 )
 
+// loginAlice opens a client with opts in a new home and logs alice in
+// at f with her number.
+func (f *fakeProvider) loginAlice(t *testing.T, opts Options) *Client {
+	t.Helper()
+	opts.Home = t.TempDir()
+	c, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(context.Background(), LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func newFakeProvider(t *testing.T, nameservers ...netip.AddrPort) *fakeProvider {
 	t.Helper()
 	ca, err := pki.LoadOrCreateCA(t.TempDir(), "Z5 test")
@@ -367,10 +382,7 @@ func TestLoginErrors(t *testing.T) {
 	})
 	t.Run("revoked session", func(t *testing.T) {
 		f := newFakeProvider(t, startDNS(t))
-		c, _ := Open(Options{Home: t.TempDir()})
-		if err := c.Login(ctx, LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
-			t.Fatal(err)
-		}
+		c := f.loginAlice(t, Options{})
 		f.mu.Lock()
 		f.revoked = true
 		f.mu.Unlock()

@@ -100,14 +100,8 @@ func TestTLSRefusesWrongMCS(t *testing.T) {
 	f := newFakeProvider(t, startZoneDNS(t, z))
 	mcs := listenMCSTLS(t, 0, mcsServerTLS(t, f.ca, "zdial.z5.test"))
 	f.profile.Ports.SIPTLS = int(mcs.addr().Port())
-	c, err := Open(Options{Home: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := f.loginAlice(t, Options{})
 	ctx := context.Background()
-	if err := c.Login(ctx, LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range []string{"mcs1.mcs.z5.test", "mcs2.mcs.z5.test", "lb.mcs.z5.test"} {
 		z.set(n, mcs.addr().Addr())
 	}

@@ -481,14 +481,8 @@ type stationRig struct {
 func startStation(t *testing.T, secondStatus int, tweak ...func(*StationOptions)) *stationRig {
 	t.Helper()
 	f := newFakeProvider(t, startDNS(t))
-	c, err := Open(Options{Home: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := f.loginAlice(t, Options{})
 	ctx := context.Background()
-	if err := c.Login(ctx, LoginRequest{Profile: f.profile, Username: "alice", Password: fakePassword, Number: "2025550102"}); err != nil {
-		t.Fatal(err)
-	}
 	r := &stationRig{mcs: startRelayMCS(t), acd: &fakeACD{}, log: &eventLog{}, rec: t.TempDir(), done: make(chan error, 1)}
 	r.mcs.secondStatus = secondStatus
 	c.state.SIP.Port = r.mcs.port()
