@@ -289,25 +289,24 @@ func (c *Config) validate() Errors {
 	addrs := map[string]string{}
 	hosts := map[string]string{}
 	roleCount := map[string]int{}
+	// Sites and nodes alike need a name, one no other site (node) has.
+	uniqueName := func(key, what, name string, seen map[string]bool) {
+		if name == "" {
+			add(key+".name", "required")
+		} else if seen[name] {
+			add(key+".name", "duplicate %s %q", what, name)
+		}
+		seen[name] = true
+	}
 	for i, s := range c.Sites {
 		sk := fmt.Sprintf("site[%d]", i)
-		if s.Name == "" {
-			add(sk+".name", "required")
-		} else if siteNames[s.Name] {
-			add(sk+".name", "duplicate site %q", s.Name)
-		}
-		siteNames[s.Name] = true
+		uniqueName(sk, "site", s.Name, siteNames)
 		if len(s.Nodes) == 0 {
 			add(sk+".node", "site %q has no [[site.node]]", s.Name)
 		}
 		for j, n := range s.Nodes {
 			nk := fmt.Sprintf("%s.node[%d]", sk, j)
-			if n.Name == "" {
-				add(nk+".name", "required")
-			} else if nodeNames[n.Name] {
-				add(nk+".name", "duplicate node %q", n.Name)
-			}
-			nodeNames[n.Name] = true
+			uniqueName(nk, "node", n.Name, nodeNames)
 			if len(n.Roles) == 0 {
 				add(nk+".roles", "required: some of %q, %q, %q", RoleDNS, RoleZDial, RoleMCS)
 			}

@@ -60,6 +60,9 @@ func TestValidationErrors(t *testing.T) {
 		{"name outside zones", `zones = ["champvrs.com", "csdvrs.com"]`, `zones = ["champvrs.com"]`, `"lb.mcs.csdvrs.com" is in none of the served zones`},
 		{"syntax", `[names]`, `[names`, "t.toml:"},
 		{"mcs without host", `hosts = ["mcs2.mcs.csdvrs.com"]`, ``, "an MCS node needs its own name"},
+		{"duplicate site", `name = "b"`, `name = "a"`, `t.toml:62: site[1].name: duplicate site "a"`},
+		{"duplicate node", `name = "b-ns1"`, `name = "a-ns1"`, `t.toml:65: site[1].node[0].name: duplicate node "a-ns1"`},
+		{"node without name", `name = "a-ns2"`, `name = ""`, `site[0].node[1].name: required`},
 		{"postgres without dsn", `dsn = "host=/run/postgresql dbname=z5 user=z5"`, ``, "store.dsn: required"},
 	}
 	for _, tt := range tests {
