@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestSlateEarlyMedia: a waiting caller's offer is answered for early
@@ -90,20 +88,12 @@ func TestSlateEarlyMedia(t *testing.T) {
 		t.Errorf("the slate does not start with SPS and an IDR picture")
 	}
 	t.Logf("slate: %d packets sent, %d frames received, first %d bytes", n, len(frames), len(frames[0].Data))
-	if _, err := exec.LookPath("ffprobe"); err == nil {
-		f := filepath.Join(t.TempDir(), "slate.h264")
-		var all []byte
-		for _, fr := range frames {
-			all = append(all, fr.Data...)
-		}
-		if err := os.WriteFile(f, all, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,nb_read_frames",
-			"-of", "csv=p=0", f).CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(out), "h264,320,240,12") {
-			t.Errorf("ffprobe of the received slate: %v: %s", err, out)
-		}
+	var all []byte
+	for _, fr := range frames {
+		all = append(all, fr.Data...)
+	}
+	if out, ok := testenv.ProbeH264(t, all); ok && !strings.HasPrefix(out, "h264,320,240,12") {
+		t.Errorf("ffprobe of the received slate: %s", out)
 	}
 
 	// An SDP naming another host than the caller's signalling address

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/acd"
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestRelaySlateWhileQueued: a caller offering plain RTP H.264 video who
@@ -117,21 +116,15 @@ func TestRelaySlateWhileQueued(t *testing.T) {
 	if a := agentState(t, e, "9001"); a.State != acd.NotReady {
 		t.Fatalf("interpreter %+v: the slate must come before any answer", a)
 	}
-	if _, err := exec.LookPath("ffprobe"); err == nil {
-		f := filepath.Join(t.TempDir(), "early.h264")
-		var all []byte
-		for _, fr := range frames {
-			all = append(all, fr.Data...)
+	var all []byte
+	for _, fr := range frames {
+		all = append(all, fr.Data...)
+	}
+	if out, ok := testenv.ProbeH264(t, all); ok {
+		if !strings.HasPrefix(out, fmt.Sprintf("h264,320,240,%d", len(frames))) {
+			t.Errorf("ffprobe of the early video: %s", out)
 		}
-		if err := os.WriteFile(f, all, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries",
-			"stream=codec_name,width,height,nb_read_frames", "-of", "csv=p=0", f).CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(out), fmt.Sprintf("h264,320,240,%d", len(frames))) {
-			t.Errorf("ffprobe of the early video: %v: %s", err, out)
-		}
-		t.Logf("early video: %d frames decoded by ffprobe (%s)", len(frames), strings.TrimSpace(string(out)))
+		t.Logf("early video: %d frames decoded by ffprobe (%s)", len(frames), out)
 	}
 
 	// The interpreter answers: the slate stops.
