@@ -318,18 +318,36 @@ func TestOverloadSheds(t *testing.T) {
 	}
 }
 
-func TestCallsPerNumberCap(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxCallsPerNumber = 1 })
-	a, b := twoPhones(t, e)
+// busyBob is where the calls-per-number cap tests start: a node capping
+// calls per number at 1 (tune may set more), alice's call ringing at bob,
+// and carol registered to call too. hangUp ends alice's call and waits
+// for its end.
+func busyBob(t *testing.T, tune func(*Config)) (e *env, a, b, carol *phone, hangUp func()) {
+	t.Helper()
+	e = newEnv(t, func(c *Config) {
+		c.MaxCallsPerNumber = 1
+		if tune != nil {
+			tune(c)
+		}
+	})
+	a, b = twoPhones(t, e)
 	e.provision("5552340003", store.DeviceSIP, "carol", "secret-c")
-	c := newPhone(t, e, "5552340003", "carol", "secret-c")
-	c.register(600)
+	carol = newPhone(t, e, "5552340003", "carol", "secret-c")
+	carol.register(600)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	done, ic := ring(ctx, a, b)
 	ic.dlg.Respond(180, "Ringing", nil)
-	defer ic.finish()
+	t.Cleanup(ic.finish)
+	return e, a, b, carol, func() {
+		cancel()
+		wait(t, done, "the first call's end")
+	}
+}
+
+func TestCallsPerNumberCap(t *testing.T) {
+	e, a, _, c, hangUp := busyBob(t, nil)
 
 	// Bob is in one call: another caller hears busy.
 	if _, err := c.invite(context.Background(), bob); statusOf(err) != 486 {
@@ -342,27 +360,15 @@ func TestCallsPerNumberCap(t *testing.T) {
 	if n := metricValue(e, "z5_sip_shed_total", "reason", "calls_per_number"); n != 2 {
 		t.Errorf("z5_sip_shed_total{reason=calls_per_number} = %v", n)
 	}
-	cancel()
-	wait(t, done, "the first call's end")
+	hangUp()
 }
 
 // TestCallsPerNumberCapSparesAllowlisted: calls from an allowlisted
 // source (another node, sip.ban_allow) are not capped.
 func TestCallsPerNumberCapSparesAllowlisted(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		c.MaxCallsPerNumber = 1
+	e, _, b, c, hangUp := busyBob(t, func(c *Config) {
 		c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
-	a, b := twoPhones(t, e)
-	e.provision("5552340003", store.DeviceSIP, "carol", "secret-c")
-	c := newPhone(t, e, "5552340003", "carol", "secret-c")
-	c.register(600)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done, ic := ring(ctx, a, b)
-	ic.dlg.Respond(180, "Ringing", nil)
-	defer ic.finish()
 
 	second := c.inviteAsync(context.Background(), bob)
 	ic2 := b.nextCall(5 * time.Second)
@@ -375,8 +381,7 @@ func TestCallsPerNumberCapSparesAllowlisted(t *testing.T) {
 	if n := metricValue(e, "z5_sip_shed_total", "reason", "calls_per_number"); n != 0 {
 		t.Errorf("z5_sip_shed_total{reason=calls_per_number} = %v, want 0", n)
 	}
-	cancel()
-	wait(t, done, "the first call's end")
+	hangUp()
 }
 
 func TestRegistrationsPerNumberCap(t *testing.T) {
