@@ -374,6 +374,19 @@ func waitEnded(t *testing.T, st *sqlite.Store, callID string) store.Call {
 	return got
 }
 
+// wantNodeLost waits for the sweep to close record and checks that it
+// ended at its node's last heartbeat lastSeen, as node lost, and is
+// otherwise as it was.
+func wantNodeLost(t *testing.T, st *sqlite.Store, record store.Call, lastSeen time.Time) {
+	t.Helper()
+	got := waitEnded(t, st, record.CallID)
+	want := record
+	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("record %s (-want +got):\n%s", record.CallID, d)
+	}
+}
+
 // TestRecordsOfPreviousRunClosed: a node starting again under its name
 // closes the records its previous run left open (killed mid-call) at that
 // run's last heartbeat, and leaves the others alone.
@@ -388,12 +401,7 @@ func TestRecordsOfPreviousRunClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveSweeping(t, srv)
-	got := waitEnded(t, st, "answered")
-	want := answered
-	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("record (-want +got):\n%s", d)
-	}
+	wantNodeLost(t, st, answered, lastSeen)
 	if got, _ := st.Call(t.Context(), "peers"); !got.EndedAt.IsZero() {
 		t.Errorf("another node's record closed: %+v", got)
 	}
@@ -430,12 +438,7 @@ func TestDeadPeerRecordsClosed(t *testing.T) {
 	}
 	srv.sweepEvery = 20 * time.Millisecond
 	serveSweeping(t, srv)
-	got := waitEnded(t, st, "dead")
-	want := dead
-	want.EndedAt, want.EndReason = lastSeen, store.EndNodeLost
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("dead node's record (-want +got):\n%s", d)
-	}
+	wantNodeLost(t, st, dead, lastSeen)
 	if got, _ := st.Call(t.Context(), "alive"); !got.EndedAt.IsZero() {
 		t.Errorf("a live node's record closed: %+v", got)
 	}
