@@ -50,11 +50,7 @@ func (l *Limiter) Allow(ip netip.Addr) (retryAfter time.Duration, ok bool) {
 	if k, lim, ok := l.buckets.Oldest(); ok && k != key && lim.TokensAt(now) >= float64(l.burst) {
 		l.buckets.RemoveOldest()
 	}
-	lim, ok := l.buckets.Get(key)
-	if !ok {
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.buckets.Add(key, lim)
-	}
+	lim := l.buckets.GetOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(l.limit, l.burst) })
 	if lim.AllowN(now, 1) {
 		return 0, true
 	}

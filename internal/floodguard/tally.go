@@ -30,11 +30,7 @@ func (t *Tally) Add(key string) float64 {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w, ok := t.keys.Get(key)
-	if !ok {
-		w = &window{}
-		t.keys.Add(key, w)
-	}
+	w := t.keys.GetOrAdd(key, func() *window { return &window{} })
 	return w.add(now, t.window)
 }
 

@@ -58,6 +58,18 @@ func (l *Map[K, V]) Add(k K, v V) (evicted bool) {
 	return evicted
 }
 
+// GetOrAdd returns the value for k, marking it recently used, or, when k
+// is absent, adds the value create makes (evicting as Add does) and
+// returns that.
+func (l *Map[K, V]) GetOrAdd(k K, create func() V) V {
+	if v, ok := l.Get(k); ok {
+		return v
+	}
+	v := create()
+	l.Add(k, v)
+	return v
+}
+
 // Oldest returns the least recently used entry without marking it used.
 func (l *Map[K, V]) Oldest() (K, V, bool) {
 	e := l.ll.Back()

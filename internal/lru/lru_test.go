@@ -74,3 +74,23 @@ func TestRemove(t *testing.T) {
 		t.Fatalf("a = %d after re-adding", v)
 	}
 }
+
+func TestGetOrAdd(t *testing.T) {
+	l := New[string, int](2)
+	made := 0
+	create := func() int { made++; return made }
+	if v := l.GetOrAdd("a", create); v != 1 {
+		t.Fatalf("absent a: %d, want the created 1", v)
+	}
+	if v := l.GetOrAdd("a", create); v != 1 || made != 1 {
+		t.Fatalf("present a: %d after %d creations, want 1 after 1", v, made)
+	}
+	l.Add("b", 20)
+	l.GetOrAdd("a", create) // a is now the most recent: b goes first
+	if v := l.GetOrAdd("c", create); v != 2 {
+		t.Fatalf("absent c: %d, want the created 2", v)
+	}
+	if got, want := keys(l), []string{"a", "c"}; !slices.Equal(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+}

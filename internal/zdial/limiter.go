@@ -66,11 +66,7 @@ func (b *buckets[K]) take(k K, now time.Time) (time.Duration, bool) {
 			b.m.RemoveOldest()
 		}
 	}
-	l, ok := b.m.Get(k)
-	if !ok {
-		l = &level{at: now}
-		b.m.Add(k, l)
-	}
+	l := b.m.GetOrAdd(k, func() *level { return &level{at: now} })
 	b.drain(l, now)
 	if over := l.n + 1 - b.capacity; over > 1e-9 {
 		return time.Duration(over / b.rate * float64(time.Second)), false
@@ -146,11 +142,7 @@ func (t *locks) lockedFor(key string, now time.Time) time.Duration {
 func (t *locks) reserve(key string, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.m.Get(key)
-	if !ok {
-		st = &lockState{}
-		t.m.Add(key, st)
-	}
+	st := t.m.GetOrAdd(key, func() *lockState { return &lockState{} })
 	if !st.lockedUntil.IsZero() {
 		if now.Before(st.lockedUntil) {
 			return st.lockedUntil.Sub(now)
