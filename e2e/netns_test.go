@@ -110,11 +110,7 @@ type nsCustomer struct {
 func TestCustomerFirewall(t *testing.T) {
 	began := time.Now()
 	l := newLab(t)
-	l.startProvider(t)
-	l.admin(t, nsAlicePass+"\n", customerAdd("alice")...)
-	l.admin(t, "", "number", "add", "alice", nsAliceNumber)
-	l.admin(t, nsBobPass+"\n", customerAdd("bob")...)
-	l.admin(t, "", "number", "add", "bob", nsBobNumber)
+	l.startProvisioned(t)
 	t.Logf("provider up and provisioned in %s", time.Since(began).Round(time.Millisecond))
 
 	// With exactly the generated rules: steps 1-5 and a call with media
@@ -356,6 +352,17 @@ func (l *nsLab) startProvider(t *testing.T) {
 	if _, err := os.Stat(l.profile); err != nil {
 		t.Fatalf("no provider profile: %v", err)
 	}
+}
+
+// startProvisioned starts the provider and adds alice and bob, each
+// with a number.
+func (l *nsLab) startProvisioned(t *testing.T) {
+	t.Helper()
+	l.startProvider(t)
+	l.admin(t, nsAlicePass+"\n", customerAdd("alice")...)
+	l.admin(t, "", "number", "add", "alice", nsAliceNumber)
+	l.admin(t, nsBobPass+"\n", customerAdd("bob")...)
+	l.admin(t, "", "number", "add", "bob", nsBobNumber)
 }
 
 // admin runs `z5d admin` on the deployment's SQLite file from the host.

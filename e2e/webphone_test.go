@@ -823,11 +823,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 func TestWebPhoneBehindFirewall(t *testing.T) {
 	chromium := needTool(t, "chromium")
 	l := newLab(t)
-	l.startProvider(t)
-	l.admin(t, nsAlicePass+"\n", customerAdd("alice")...)
-	l.admin(t, "", "number", "add", "alice", nsAliceNumber)
-	l.admin(t, nsBobPass+"\n", customerAdd("bob")...)
-	l.admin(t, "", "number", "add", "bob", nsBobNumber)
+	l.startProvisioned(t)
 	c := l.customer(t, 0)
 	c.load(t, l.nft)
 	c.mustLogin(t, "bob")
