@@ -39,18 +39,27 @@ func twoPhones(t *testing.T, e *env) (a, b *phone) {
 	return a, b
 }
 
-// forkPhones are twoPhones and bob's second device (bob-tablet, on another
-// contact port), all registered: a call to bob forks to b1 and b2.
-func forkPhones(t *testing.T, e *env) (a, b1, b2 *phone) {
+// forkedCall is alice's call to bob forked to his two devices: b1 (as in
+// twoPhones) and b2 (bob-tablet, on another contact port), each with the
+// INVITE it received; done is alice's outcome to come.
+type forkedCall struct {
+	b1, b2   *phone
+	ic1, ic2 *incoming
+	done     <-chan callResult
+}
+
+func startForkedCall(t *testing.T) forkedCall {
 	t.Helper()
-	a, b1 = twoPhones(t, e)
+	e := newEnv(t, nil)
+	a, b1 := twoPhones(t, e)
 	e.provision(bob, store.DeviceSIP, "bob-tablet", "secret-t")
-	b2 = newPhone(t, e, bob, "bob-tablet", "secret-t")
+	b2 := newPhone(t, e, bob, "bob-tablet", "secret-t")
 	b2.contact.Address.Port = 6000
 	if res := b2.register(600); res.StatusCode != 200 {
 		t.Fatalf("%s register: %d", b2.user, res.StatusCode)
 	}
-	return a, b1, b2
+	done := a.inviteAsync(context.Background(), bob)
+	return forkedCall{b1: b1, b2: b2, ic1: b1.nextCall(5 * time.Second), ic2: b2.nextCall(5 * time.Second), done: done}
 }
 
 // answerCall has callee answer ic while the caller waits on done; the call
@@ -351,20 +360,16 @@ func TestCallOutcomes(t *testing.T) {
 }
 
 func TestForkToEveryDevice(t *testing.T) {
-	e := newEnv(t, nil)
-	a, b1, b2 := forkPhones(t, e)
-	done := a.inviteAsync(context.Background(), bob)
-	ic1 := b1.nextCall(5 * time.Second)
-	ic2 := b2.nextCall(5 * time.Second)
-	ic1.dlg.Respond(180, "Ringing", nil)
-	ic2.dlg.Respond(180, "Ringing", nil)
-	go ic2.dlg.RespondSDP(b2.sdp())
-	if res := wait(t, done, "answer"); res.err != nil {
+	f := startForkedCall(t)
+	f.ic1.dlg.Respond(180, "Ringing", nil)
+	f.ic2.dlg.Respond(180, "Ringing", nil)
+	go f.ic2.dlg.RespondSDP(f.b2.sdp())
+	if res := wait(t, f.done, "answer"); res.err != nil {
 		t.Fatal(res.err)
 	}
-	wait(t, b1.cancels, "CANCEL at the other device")
-	ic1.finish()
-	ic2.finish()
+	wait(t, f.b1.cancels, "CANCEL at the other device")
+	f.ic1.finish()
+	f.ic2.finish()
 }
 
 func TestInviteOverUDPIsChallenged(t *testing.T) {
@@ -474,18 +479,14 @@ func TestRelayOutOfPortsIs503(t *testing.T) {
 // One device of the callee declines at once; the other answers later: the
 // call is answered, the decline only ends its branch.
 func TestForkOneBranchBusy(t *testing.T) {
-	e := newEnv(t, nil)
-	a, b1, b2 := forkPhones(t, e)
-	done := a.inviteAsync(context.Background(), bob)
-	ic1 := b1.nextCall(5 * time.Second)
-	ic2 := b2.nextCall(5 * time.Second)
-	ic1.dlg.Respond(486, "Busy Here", nil)
-	ic1.finish()
+	f := startForkedCall(t)
+	f.ic1.dlg.Respond(486, "Busy Here", nil)
+	f.ic1.finish()
 	time.Sleep(200 * time.Millisecond) // the 486 and its transaction's end reach the proxy first
-	ic2.dlg.Respond(180, "Ringing", nil)
-	go ic2.dlg.RespondSDP(b2.sdp())
-	if res := wait(t, done, "answer"); res.err != nil {
+	f.ic2.dlg.Respond(180, "Ringing", nil)
+	go f.ic2.dlg.RespondSDP(f.b2.sdp())
+	if res := wait(t, f.done, "answer"); res.err != nil {
 		t.Fatalf("call: %v", res.err)
 	}
-	ic2.finish()
+	f.ic2.finish()
 }
