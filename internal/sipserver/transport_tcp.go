@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
 	"golang.org/x/time/rate"
 )
 
@@ -218,18 +219,30 @@ func (c *flowConn) extendBinding(until time.Time) {
 // been bound to the flow.
 func (c *flowConn) authenticated() bool { return c.boundUntil.Load() != 0 }
 
-// Read hands sipgo the next inspected bytes.
-func (c *flowConn) Read(p []byte) (int, error) {
+// WaitRead returns once Read has inspected bytes to hand over. sipgo
+// (third_party/sipgo, sip.ReadWaiter) calls it before borrowing a read
+// buffer for Read, so an idle flow holds none of sipgo's 32 KiB buffers.
+func (c *flowConn) WaitRead() error {
 	for len(c.out) == 0 {
 		if err := c.frame(); err != nil {
-			return 0, err
+			return err
 		}
 		if len(c.out) > 0 {
 			break
 		}
 		if err := c.fill(); err != nil {
-			return 0, err
+			return err
 		}
+	}
+	return nil
+}
+
+var _ sipmsg.ReadWaiter = (*flowConn)(nil)
+
+// Read hands sipgo the next inspected bytes.
+func (c *flowConn) Read(p []byte) (int, error) {
+	if err := c.WaitRead(); err != nil {
+		return 0, err
 	}
 	n := copy(p, c.out)
 	c.out = c.out[n:]

@@ -68,6 +68,22 @@ func (p *ParserStream) Close() {
 	}
 }
 
+// idle reports whether the parser is between messages with nothing buffered.
+func (p *ParserStream) idle() bool {
+	return p.state == stateStartLine && (p.buf == nil || p.buf.Len() == 0)
+}
+
+// releaseIdle gives the internal buffer back to its pool while the parser
+// is between messages, so an idle connection does not hold one; Write
+// takes one again. (Parsed messages keep no reference to it: bodies are
+// copied.) Added to v1.7.3.
+func (p *ParserStream) releaseIdle() {
+	if p.idle() && p.buf != nil {
+		streamBufReader.Put(p.buf)
+		p.buf = nil
+	}
+}
+
 // parseSIPStreamFull parsing messages comming in stream
 // It has slight overhead vs parsing full message
 func (p *ParserStream) parseSIPStreamFull(data []byte) (msgs []Message, err error) {

@@ -160,9 +160,26 @@ func (t *TransportTCP) initConnection(conn net.Conn, raddr string, handler Messa
 	return c
 }
 
+// ReadWaiter is a stream connection that can wait for input without a
+// buffer. readConnection then borrows its read buffer from a pool only for
+// the Read that follows WaitRead, so an idle connection holds none (the
+// buffer is TransportBufferReadSize, 32 KiB by default, per connection).
+// Added to v1.7.3 for servers that hold many idle registered connections.
+type ReadWaiter interface {
+	// WaitRead returns once Read would not block, or with the error
+	// Read would return.
+	WaitRead() error
+}
+
+var readBufPool = sync.Pool{
+	New: func() any {
+		b := make([]byte, TransportBufferReadSize)
+		return &b
+	},
+}
+
 // This should performe better to avoid any interface allocation
 func (t *TransportTCP) readConnection(conn *TCPConnection, laddr string, raddr string, handler MessageHandler) {
-	buf := make([]byte, TransportBufferReadSize)
 	defer t.pool.deleteExact(laddr, conn)
 	defer func() {
 		if err := t.pool.CloseAndDelete(conn, raddr); err != nil {
@@ -177,69 +194,95 @@ func (t *TransportTCP) readConnection(conn *TCPConnection, laddr string, raddr s
 
 	// Create stream parser context
 	par := t.parser.NewSIPStream()
+	defer par.Close()
 
+	waiter, _ := conn.Conn.(ReadWaiter)
+	if waiter == nil {
+		buf := make([]byte, TransportBufferReadSize)
+		for t.readOnce(conn, buf, par, laddr, raddr, handler) {
+		}
+		return
+	}
 	for {
-		num, err := conn.Read(buf)
+		if err := conn.waitRead(waiter); err != nil {
+			t.readFailed(err)
+			return
+		}
+		bp := readBufPool.Get().(*[]byte)
+		ok := t.readOnce(conn, *bp, par, laddr, raddr, handler)
+		readBufPool.Put(bp)
+		if !ok {
+			return
+		}
+		par.releaseIdle()
+	}
+}
+
+// readFailed logs why reading a connection ended.
+func (t *TransportTCP) readFailed(err error) {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		t.log.Debug("connection was closed", "error", err)
+		return
+	}
+	t.log.Error("Read error", "error", err)
+}
+
+// readOnce reads into buf once and hands the messages completed to
+// handler; nothing of buf is kept after it returns. It reports whether
+// the connection is still to be read.
+func (t *TransportTCP) readOnce(conn *TCPConnection, buf []byte, par *ParserStream, laddr string, raddr string, handler MessageHandler) bool {
+	num, err := conn.Read(buf)
+	if err != nil {
+		t.readFailed(err)
+		return false
+	}
+
+	data := buf[:num]
+	if len(bytes.Trim(data, "\x00")) == 0 {
+		return true
+	}
+
+	if t.readFilter != nil {
+		filtered, err := t.readFilter(TransportReadProps{
+			Transport:  t.Network(),
+			LocalAddr:  conn.LocalAddr(),
+			RemoteAddr: conn.RemoteAddr(),
+		}, data)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-				t.log.Debug("connection was closed", "error", err)
-				return
-			}
-
-			t.log.Error("Read error", "error", err)
-			return
+			t.log.Error("Read filter error", "laddr", laddr, "raddr", raddr, "error", err)
+			return false
 		}
-
-		data := buf[:num]
-		if len(bytes.Trim(data, "\x00")) == 0 {
-			continue
+		if len(filtered) == 0 {
+			return true
 		}
+		data = filtered
+	}
 
-		if t.readFilter != nil {
-			filtered, err := t.readFilter(TransportReadProps{
-				Transport:  t.Network(),
-				LocalAddr:  conn.LocalAddr(),
-				RemoteAddr: conn.RemoteAddr(),
-			}, data)
-			if err != nil {
-				t.log.Error("Read filter error", "laddr", laddr, "raddr", raddr, "error", err)
-				return
-			}
-			if len(filtered) == 0 {
-				continue
-			}
-			data = filtered
-		}
-
-		// Check is keep alive
-		datalen := len(data)
-		// RFC 5626 section 3.5.1 puts a keep alive between messages. A read is
-		// whatever TCP chose to deliver, so a CRLF ending a line of a message can
-		// arrive alone; only an idle parser can be between messages.
-		if datalen <= 4 && par.state == stateStartLine && par.Buffer().Len() == 0 {
-			// One or 2 CRLF
-			// https://datatracker.ietf.org/doc/html/rfc5626#section-3.5.1
-			if len(bytes.Trim(data, "\r\n")) == 0 {
-				t.log.Debug("Keep alive CRLF received")
-				if datalen == 4 {
-					// 2 CRLF is ping
-					if _, err := conn.Write(data[:2]); err != nil {
-						t.log.Error("Failed to pong keep alive", "error", err)
-						return
-					}
+	// Check is keep alive
+	datalen := len(data)
+	// RFC 5626 section 3.5.1 puts a keep alive between messages. A read is
+	// whatever TCP chose to deliver, so a CRLF ending a line of a message can
+	// arrive alone; only an idle parser can be between messages.
+	if datalen <= 4 && par.idle() {
+		// One or 2 CRLF
+		// https://datatracker.ietf.org/doc/html/rfc5626#section-3.5.1
+		if len(bytes.Trim(data, "\r\n")) == 0 {
+			t.log.Debug("Keep alive CRLF received")
+			if datalen == 4 {
+				// 2 CRLF is ping
+				if _, err := conn.Write(data[:2]); err != nil {
+					t.log.Error("Failed to pong keep alive", "error", err)
+					return false
 				}
-				continue
 			}
-		}
-
-		// TODO fallback to parseFull if message size limit is set
-
-		// t.log.Debug().Str("raddr", raddr).Str("data", string(data)).Msg("new message")
-		if err := t.parseStream(par, data, raddr, handler); err != nil {
-			// A framing error leaves no message boundary to resync on, so close the connection.
-			return
+			return true
 		}
 	}
+
+	// TODO fallback to parseFull if message size limit is set
+
+	// A framing error leaves no message boundary to resync on, so close the connection.
+	return t.parseStream(par, data, raddr, handler) == nil
 }
 
 func (t *TransportTCP) parseStream(par *ParserStream, data []byte, src string, handler MessageHandler) error {
@@ -303,6 +346,16 @@ func (c *TCPConnection) TryClose() (int, error) {
 
 	DefaultLogger().Debug("TCP closing", "ip", c.LocalAddr().String(), "dst", c.RemoteAddr().String(), "ref", ref)
 	return ref, c.Conn.Close()
+}
+
+// waitRead waits for input under the read timeout (see ReadWaiter).
+func (c *TCPConnection) waitRead(w ReadWaiter) error {
+	if c.readTimeout > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout)); err != nil {
+			return err
+		}
+	}
+	return w.WaitRead()
 }
 
 func (c *TCPConnection) Read(b []byte) (n int, err error) {
