@@ -105,6 +105,20 @@ func audioOf(streams []struct {
 	return sent, recv, kinds
 }
 
+// wantSRTPAnswered checks the Z5 side (sum) of a call that peer placed
+// over TLS with SRTP: audio went both ways, encrypted. peerOut is the
+// peer's output, shown on failure.
+func wantSRTPAnswered(t *testing.T, peer string, sum listenSummary, peerOut string) {
+	t.Helper()
+	sent, recv, kinds := audioOf(sum.Streams)
+	t.Logf("Z5 answered %s over TLS: streams %v, audio sent %d received %d, encrypted %t, relay %s, ended %q",
+		peer, kinds, sent, recv, sum.Encrypted, sum.Relay, sum.EndReason)
+	if sent == 0 || recv < 50 || !sum.Encrypted {
+		t.Errorf("Z5 side of a %s SRTP call: streams %v, audio sent %d received %d, encrypted %t (want audio both ways, encrypted)\n%s:\n%s",
+			peer, kinds, sent, recv, sum.Encrypted, peer, tailOf(peerOut))
+	}
+}
+
 func runInterop(t *testing.T) {
 	s := &stack{ip: interopNode, dir: t.TempDir()}
 	s.cfg = stackConfig(t, s.dir, s.ip, "")
@@ -141,14 +155,7 @@ func runInterop(t *testing.T) {
 		b.stop(syscall.SIGTERM)
 		c.stop()
 
-		sum := lastListenSummary(t, lis.Output())
-		sent, recv, kinds := audioOf(sum.Streams)
-		t.Logf("Z5 answered baresip over TLS: streams %v, audio sent %d received %d, encrypted %t, relay %s, ended %q",
-			kinds, sent, recv, sum.Encrypted, sum.Relay, sum.EndReason)
-		if sent == 0 || recv < 50 || !sum.Encrypted {
-			t.Errorf("Z5 side of a baresip SRTP call: streams %v, audio sent %d received %d, encrypted %t (want audio both ways, encrypted)\nbaresip:\n%s",
-				kinds, sent, recv, sum.Encrypted, tailOf(b.Output()))
-		}
+		wantSRTPAnswered(t, "baresip", lastListenSummary(t, lis.Output()), b.Output())
 		t.Log(s.wantCallRecord(t, baresipNumber, aliceWork))
 
 		// 8 s of 50 pps audio, both ways, on both legs of the relay.
@@ -218,14 +225,7 @@ func runInterop(t *testing.T) {
 		l.quit(t)
 		c.stop()
 
-		sum := lastListenSummary(t, lis.Output())
-		sent, recv, kinds := audioOf(sum.Streams)
-		t.Logf("Z5 answered Linphone over TLS: streams %v, audio sent %d received %d, encrypted %t, relay %s, ended %q",
-			kinds, sent, recv, sum.Encrypted, sum.Relay, sum.EndReason)
-		if sent == 0 || recv < 50 || !sum.Encrypted {
-			t.Errorf("Z5 side of a Linphone SRTP call: streams %v, audio sent %d received %d, encrypted %t (want audio both ways, encrypted)\nlinphonec:\n%s",
-				kinds, sent, recv, sum.Encrypted, tailOf(l.Output()))
-		}
+		wantSRTPAnswered(t, "Linphone", lastListenSummary(t, lis.Output()), l.Output())
 		t.Log(s.wantCallRecord(t, linNumber, aliceWork))
 		// 6 s of 50 pps audio, both ways, on both legs of the relay.
 		c.check(t, 400)
