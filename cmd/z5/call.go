@@ -354,15 +354,8 @@ func (e *env) listen(ctx context.Context, auto *bool, record *string, raw *bool,
 	if *raw && *record == "" {
 		return usagef("listen: --raw needs --record DIR")
 	}
-	// On a terminal without --auto-answer the user answers by key.
-	var keys <-chan byte
-	if f, ok := e.stdin.(*os.File); ok && !*auto && !*asJSON && cli.IsTerminal(f) {
-		k, stop, err := cli.Keys(f)
-		if err == nil {
-			keys = k
-			defer stop()
-		}
-	}
+	keys, stopKeys := e.answerKeys(*auto)
+	defer stopKeys()
 	c, err := e.openWithSteps()
 	if err != nil {
 		return err

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/z5vrs/z5/internal/cli"
 	"github.com/z5vrs/z5/internal/client"
 )
 
@@ -45,14 +43,8 @@ func (e *env) interpret(ctx context.Context, auto bool, send, record string) err
 	if _, err := mediaOptions(send, "", "", false); err != nil {
 		return err
 	}
-	var keys <-chan byte
-	if f, ok := e.stdin.(*os.File); ok && !auto && !e.json && cli.IsTerminal(f) {
-		k, stop, err := cli.Keys(f)
-		if err == nil {
-			keys = k
-			defer stop()
-		}
-	}
+	keys, stopKeys := e.answerKeys(auto)
+	defer stopKeys()
 	c, err := e.openWithSteps()
 	if err != nil {
 		return err

@@ -90,6 +90,22 @@ func (e *env) open(onEvent func(client.Event)) (*client.Client, error) {
 	return client.Open(client.Options{Home: e.home, OnEvent: onEvent, UserAgent: "Z5/" + version})
 }
 
+// answerKeys are the keys a user answers calls with, read from stdin when
+// it is a terminal; none (and a stop that does nothing) under
+// --auto-answer or --json, or without a terminal. stop gives the terminal
+// back.
+func (e *env) answerKeys(auto bool) (keys <-chan byte, stop func()) {
+	f, ok := e.stdin.(*os.File)
+	if !ok || auto || e.json || !cli.IsTerminal(f) {
+		return nil, func() {}
+	}
+	keys, stop, err := cli.Keys(f)
+	if err != nil {
+		return nil, func() {}
+	}
+	return keys, stop
+}
+
 // openWithSteps opens the client for a command that dials or listens: it
 // prints each step of the way in, except under --json, whose output is the
 // JSON alone.
