@@ -94,6 +94,7 @@ type stream struct {
 // receiver reads one leg's socket: the stream sent toward that leg.
 type receiver struct {
 	conn      *net.UDPConn
+	kernel    bool // conn delivers kernel receive timestamps (stamp_linux.go)
 	all, recv int64
 	lat       []uint32 // nanoseconds, for packets sent after warm-up
 }
@@ -228,7 +229,7 @@ func runStep(cfg loadConfig, rt *relayTarget, target int) (stepResult, error) {
 	var recvs []*receiver
 	for _, c := range calls {
 		streams = append(streams, c.ab, c.ba)
-		recvs = append(recvs, &receiver{conn: c.b}, &receiver{conn: c.a})
+		recvs = append(recvs, &receiver{conn: c.b, kernel: kernelStamps(c.b)}, &receiver{conn: c.a, kernel: kernelStamps(c.a)})
 	}
 	cpu0, gen0 := cpuTime(rt.pid), cpuTime(0)
 	t0 := time.Now()
@@ -338,8 +339,10 @@ func send(mine []*stream, t0 time.Time, dur, warm time.Duration, rate float64) {
 
 func (r *receiver) run(t0 time.Time, warm time.Duration) {
 	buf := make([]byte, 2048)
+	oob := make([]byte, 64)
+	base := t0.UnixNano()
 	for {
-		n, err := r.conn.Read(buf)
+		n, oobn, _, _, err := r.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			return
 		}
@@ -348,6 +351,13 @@ func (r *receiver) run(t0 time.Time, warm time.Duration) {
 		}
 		r.all++
 		now := time.Since(t0)
+		if r.kernel {
+			// Wall clock from the kernel against t0's wall reading: the
+			// two clocks are one over a step of seconds.
+			if k, ok := rxStamp(oob[:oobn]); ok {
+				now = time.Duration(k - base)
+			}
+		}
 		ts := time.Duration(binary.BigEndian.Uint64(buf[12:]))
 		if ts < warm {
 			continue
