@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/z5vrs/z5/internal/batchwrite"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -90,61 +91,45 @@ func coalesce(ops []store.RegistrationChange) []store.RegistrationChange {
 	return out
 }
 
-// nextBackoff is the pause after a failed write, given the previous one
-// (zero after a success).
-func nextBackoff(prev time.Duration) time.Duration {
-	if prev < locBackoffMin {
-		return locBackoffMin
-	}
-	return min(2*prev, locBackoffMax)
-}
-
 // errWriterStopped: the writer stopped before what was waited for was
 // written.
 var errWriterStopped = errors.New("location writer stopped")
 
 // locWriter queues location-table changes and writes them from one
-// goroutine, started with the first change and stopped by close, which
-// first writes what is queued (for up to flushWithin).
+// goroutine (batchwrite), started with the first change and stopped by
+// close, which first writes what is queued (for up to flushWithin).
+// Queued changes of one row are coalesced into its last; a failed write
+// is retried, with what queued behind it, until the node stops.
 type locWriter struct {
 	store       locationStore
 	log         *slog.Logger
 	failures    prometheus.Counter
-	queued      prometheus.Gauge
-	max         int
 	flushWithin time.Duration
-
-	ctx    context.Context // cancelled when close gives up on the queue
-	cancel context.CancelFunc
-	wake   chan struct{} // something was queued
-	stop   chan struct{} // closed by close: write what is left, then exit
-	exited chan struct{}
-
-	mu       sync.Mutex // guards the following
-	pending  []store.RegistrationChange
-	inFlight int           // rows being written
-	queuedN  uint64        // changes ever queued
-	doneN    uint64        // of those, the first doneN are written
-	changed  chan struct{} // closed and replaced when the queue is taken, doneN moves or the writer exits
-	started  bool
-	closed   bool
-	finished bool // the goroutine exited
+	q           *batchwrite.Writer[store.RegistrationChange]
+	start       sync.Once
 }
 
 func newLocWriter(st locationStore, log *slog.Logger, failures prometheus.Counter, queued prometheus.Gauge) *locWriter {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &locWriter{store: st, log: log, failures: failures, queued: queued,
-		max: locQueueMax, flushWithin: locFlushWithin, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{}),
-		changed: make(chan struct{})}
+	return newLocWriterQueue(st, log, failures, queued, locQueueMax)
 }
 
-// notifyLocked wakes those waiting for room or for a write, and updates
-// the gauge of rows not yet written.
-func (w *locWriter) notifyLocked() {
-	close(w.changed)
-	w.changed = make(chan struct{})
-	w.queued.Set(float64(len(w.pending) + w.inFlight))
+// newLocWriterQueue is newLocWriter with a queue of queue changes.
+func newLocWriterQueue(st locationStore, log *slog.Logger, failures prometheus.Counter, queued prometheus.Gauge, queue int) *locWriter {
+	w := &locWriter{store: st, log: log, failures: failures, flushWithin: locFlushWithin}
+	q, err := batchwrite.New(batchwrite.Config{
+		Queue: queue, BackoffMin: locBackoffMin, BackoffMax: locBackoffMax, FlushWithin: locFlushWithin,
+	}, batchwrite.Deps[store.RegistrationChange]{
+		Write:    w.write,
+		Merge:    coalesce,
+		Retrying: w.retrying,
+		GiveUp:   w.lost,
+		Queued:   func(n int) { queued.Set(float64(n)) },
+	})
+	if err != nil {
+		panic("location writer: " + err.Error()) // constants: a build defect, caught by tests
+	}
+	w.q = q
+	return w
 }
 
 // enqueue queues ops (in order) for the writer, waiting while the queue
@@ -154,151 +139,49 @@ func (w *locWriter) enqueue(ctx context.Context, ops []store.RegistrationChange)
 	if len(ops) == 0 {
 		return nil
 	}
-	w.mu.Lock()
-	for !w.closed && len(w.pending) >= w.max {
-		w.pending = coalesce(w.pending)
-		if len(w.pending) < w.max {
-			break
-		}
-		ch := w.changed
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("location queue full: %w", ctx.Err())
-		}
-		w.mu.Lock()
-	}
-	if w.closed {
-		w.mu.Unlock()
+	err := w.q.Put(ctx, ops...)
+	switch {
+	case errors.Is(err, batchwrite.ErrClosed):
 		return w.store.ChangeRegistrations(ctx, coalesce(ops))
+	case err != nil:
+		return fmt.Errorf("location table: %w", err)
 	}
-	w.pending = append(w.pending, ops...)
-	w.queuedN += uint64(len(ops))
-	w.queued.Set(float64(len(w.pending) + w.inFlight))
-	if !w.started {
-		w.started = true
-		go w.run()
-	}
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.start.Do(func() { go w.q.Run() })
 	return nil
 }
 
 // sync waits until every change queued before it was called is written.
 func (w *locWriter) sync(ctx context.Context) error {
-	w.mu.Lock()
-	target := w.queuedN
-	for w.doneN < target {
-		if w.finished {
-			w.mu.Unlock()
-			return errWriterStopped
-		}
-		ch := w.changed
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		w.mu.Lock()
+	err := w.q.Wait(ctx)
+	if errors.Is(err, batchwrite.ErrLost) {
+		return fmt.Errorf("%w: %w", errWriterStopped, err)
 	}
-	w.mu.Unlock()
-	return nil
+	return err
 }
 
-// take removes the queue, coalesced, for one write; upTo counts the
-// changes it covers.
-func (w *locWriter) take() (batch []store.RegistrationChange, upTo uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.pending) == 0 {
-		return nil, 0
-	}
-	batch, upTo = coalesce(w.pending), w.queuedN
-	w.pending, w.inFlight = nil, len(batch)
-	w.notifyLocked()
-	return batch, upTo
-}
-
-// settle records the outcome of writing batch: written up to upTo, or
-// put back ahead of what was queued since, to be written again.
-func (w *locWriter) settle(batch []store.RegistrationChange, upTo uint64, err error) (left int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err == nil {
-		w.doneN = upTo
-	} else {
-		w.pending = append(batch, w.pending...)
-	}
-	w.inFlight = 0
-	w.notifyLocked()
-	return len(w.pending)
-}
-
-func (w *locWriter) run() {
-	defer func() {
-		w.mu.Lock()
-		w.finished = true
-		w.notifyLocked()
-		w.mu.Unlock()
-		close(w.exited)
-	}()
-	var backoff time.Duration
-	for {
-		batch, upTo := w.take()
-		if len(batch) == 0 {
-			select {
-			case <-w.wake:
-				continue
-			case <-w.stop:
-				return // everything queued is written
-			}
-		}
-		ctx, cancel := context.WithTimeout(w.ctx, locWriteTimeout)
-		err := w.store.ChangeRegistrations(ctx, batch)
-		cancel()
-		left := w.settle(batch, upTo, err)
-		if err == nil {
-			backoff = 0
-			continue
-		}
+// write is one store call for a batch.
+func (w *locWriter) write(ctx context.Context, batch []store.RegistrationChange) error {
+	ctx, cancel := context.WithTimeout(ctx, locWriteTimeout)
+	defer cancel()
+	err := w.store.ChangeRegistrations(ctx, batch)
+	if err != nil {
 		w.failures.Inc()
-		backoff = nextBackoff(backoff)
-		if w.ctx.Err() != nil {
-			w.log.Error("location table changes lost at shutdown", "rows", left, "error", err)
-			return
-		}
-		w.log.Warn("location table write failed, retrying", "rows", len(batch), "duration", backoff, "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-w.ctx.Done():
-			t.Stop()
-		}
 	}
+	return err
+}
+
+func (w *locWriter) retrying(batch []store.RegistrationChange, wait time.Duration, err error) {
+	w.log.Warn("location table write failed, retrying", "rows", len(batch), "duration", wait, "error", err)
+}
+
+func (w *locWriter) lost(rows []store.RegistrationChange, err error) {
+	w.log.Error("location table changes lost at shutdown", "rows", len(rows), "error", err)
 }
 
 // close writes what is queued, for up to flushWithin, and stops the
 // writer. Later changes are written by enqueue itself.
 func (w *locWriter) close() {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	w.closed = true
-	started := w.started
-	w.mu.Unlock()
-	defer w.cancel()
-	if !started {
-		return
-	}
-	close(w.stop)
-	give := time.AfterFunc(w.flushWithin, w.cancel)
-	defer give.Stop()
-	<-w.exited
+	ctx, cancel := context.WithTimeout(context.Background(), w.flushWithin)
+	defer cancel()
+	w.q.Shutdown(ctx)
 }

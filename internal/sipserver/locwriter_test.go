@@ -57,20 +57,6 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-func TestNextBackoff(t *testing.T) {
-	var got []time.Duration
-	var d time.Duration
-	for range 9 {
-		d = nextBackoff(d)
-		got = append(got, d)
-	}
-	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
-		800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond, 5 * time.Second, 5 * time.Second}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("backoff (-want +got):\n%s", d)
-	}
-}
-
 // fakeLocations is a location table in memory that can fail or hold
 // its writes.
 type fakeLocations struct {
@@ -124,9 +110,13 @@ func (f *fakeLocations) contacts() []string {
 }
 
 func newTestWriter(st locationStore, logs *testenv.SyncBuffer) (*locWriter, prometheus.Counter) {
+	return newTestWriterQueue(st, logs, locQueueMax)
+}
+
+func newTestWriterQueue(st locationStore, logs *testenv.SyncBuffer, queue int) (*locWriter, prometheus.Counter) {
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "failures"})
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	return newLocWriter(st, log, failures, prometheus.NewGauge(prometheus.GaugeOpts{Name: "queued"})), failures
+	return newLocWriterQueue(st, log, failures, prometheus.NewGauge(prometheus.GaugeOpts{Name: "queued"}), queue), failures
 }
 
 func counted(c prometheus.Counter) float64 {
@@ -219,8 +209,7 @@ func TestLocWriterQueueBound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hold := make(chan struct{})
 		st := &fakeLocations{hold: hold}
-		w, _ := newTestWriter(st, &testenv.SyncBuffer{})
-		w.max = 2
+		w, _ := newTestWriterQueue(st, &testenv.SyncBuffer{}, 2)
 		defer w.close()
 		mustEnqueue(t, w, rowPut("5552340001", 1, "f1", "sip:a@one"))
 		synctest.Wait() // in flight, held; the queue is empty again

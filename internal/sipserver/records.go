@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/z5vrs/z5/internal/batchwrite"
 	"github.com/z5vrs/z5/internal/promset"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -45,6 +46,10 @@ const (
 	// recordTries is how often one write is tried before it is given up
 	// (logged in full and counted): about a minute and a half of backoff.
 	recordTries = 20
+	// recordBackoffMin, recordBackoffMax: the pause before a retry,
+	// doubled per try.
+	recordBackoffMin = 100 * time.Millisecond
+	recordBackoffMax = 5 * time.Second
 	// recordCloseWait bounds the final flush at Close.
 	recordCloseWait = 5 * time.Second
 	// sweepEvery is how often the open records of dead nodes are looked
@@ -95,30 +100,32 @@ func newRecordMetrics(reg prometheus.Registerer) (*recordMetrics, error) {
 }
 
 // recordWriter is the queue of call record writes and the goroutine that
-// writes it (run). The server starts it in Serve and stops it in Close,
-// after every call has ended, flushing what is queued.
+// writes it (batchwrite): in order, up to recordBatch writes a
+// transaction, a failed transaction's writes retried one at a time, each
+// given up after recordTries. The server starts it in Serve and stops it
+// in Close, after every call has ended, flushing what is queued.
 type recordWriter struct {
-	st   recordStore
-	log  *slog.Logger
-	m    *recordMetrics
-	q    chan *recordOp
-	quit chan struct{} // closed by close
-	done chan struct{} // closed once the queue is written for good
+	st  recordStore
+	log *slog.Logger
+	m   *recordMetrics
+	q   *batchwrite.Writer[*recordOp]
 
-	// sendMu is held shared by put while it queues, exclusively by close
-	// while it stops the writer: a put waiting for room cannot queue behind
-	// the final flush.
-	sendMu sync.RWMutex
-
-	mu       sync.Mutex // guards the following
-	running  bool
-	stopped  bool
-	giveUpAt time.Time // set by close: the final flush ends then
+	mu      sync.Mutex // guards the following
+	running bool
+	stopped bool
 }
 
 func newRecordWriter(st recordStore, log *slog.Logger, m *recordMetrics) *recordWriter {
-	return &recordWriter{st: st, log: log, m: m, q: make(chan *recordOp, recordQueue),
-		quit: make(chan struct{}), done: make(chan struct{})}
+	w := &recordWriter{st: st, log: log, m: m}
+	q, err := batchwrite.New(batchwrite.Config{
+		Queue: recordQueue, FullWait: recordCommitWait, Batch: recordBatch, Tries: recordTries,
+		BackoffMin: recordBackoffMin, BackoffMax: recordBackoffMax, FlushWithin: recordCloseWait,
+	}, batchwrite.Deps[*recordOp]{Write: w.try, GiveUp: w.giveUp})
+	if err != nil {
+		panic("call record writer: " + err.Error()) // constants: a build defect, caught by tests
+	}
+	w.q = q
+	return w
 }
 
 // insert queues a new record.
@@ -151,33 +158,18 @@ func (w *recordWriter) commit(cw store.CallWrite) error {
 	}
 }
 
-// put queues cw; with wait, the returned channel gets its outcome.
+// put queues cw; with wait, the returned channel gets its outcome. While
+// the store is behind, a full queue holds it back (recordCommitWait at
+// most) rather than drop a billing write.
 func (w *recordWriter) put(cw store.CallWrite, wait bool) <-chan error {
 	op := &recordOp{w: cw}
 	if wait {
 		op.done = make(chan error, 1)
 	}
-	w.sendMu.RLock()
-	defer w.sendMu.RUnlock() // held while queueing: close cannot miss op
-	w.mu.Lock()
-	stopped := w.stopped
-	w.mu.Unlock()
-	if stopped {
+	switch err := w.q.Put(context.Background(), op); {
+	case errors.Is(err, batchwrite.ErrClosed):
 		w.lose(op, "closed", errRecordsClosed)
-		return op.done
-	}
-	select {
-	case w.q <- op:
-		return op.done
-	default:
-	}
-	// The store is behind: wait for room rather than drop a billing
-	// write, but not for ever.
-	t := time.NewTimer(recordCommitWait)
-	defer t.Stop()
-	select {
-	case w.q <- op:
-	case <-t.C:
+	case err != nil:
 		w.lose(op, "queue-full", fmt.Errorf("%d writes queued for %s", recordQueue, recordCommitWait))
 	}
 	return op.done
@@ -196,130 +188,26 @@ func (w *recordWriter) start() bool {
 }
 
 // run writes the queue until close, then flushes it.
-func (w *recordWriter) run() {
-	defer close(w.done)
-	for {
-		select {
-		case op := <-w.q:
-			w.write(w.batch(op))
-		case <-w.quit:
-			w.drain()
-			return
-		}
-	}
-}
+func (w *recordWriter) run() { w.q.Run() }
 
 // close stops queueing, writes what is queued (trying for up to
 // recordCloseWait) and returns when done. Safe to call more than once.
 func (w *recordWriter) close() {
-	w.sendMu.Lock() // waits out puts in progress; the writer still drains
 	w.mu.Lock()
-	if w.stopped {
-		w.mu.Unlock()
-		w.sendMu.Unlock()
-		<-w.done
-		return
-	}
 	w.stopped = true
-	w.giveUpAt = time.Now().Add(recordCloseWait)
-	running := w.running
 	w.mu.Unlock()
-	w.sendMu.Unlock()
-	close(w.quit)
-	if !running { // never served: flush here
-		w.drain()
-		close(w.done)
-	}
-	<-w.done
-}
-
-// drain writes everything queued.
-func (w *recordWriter) drain() {
-	for {
-		select {
-		case op := <-w.q:
-			w.write(w.batch(op))
-		default:
-			return
-		}
-	}
-}
-
-// batch is first and what is queued behind it, up to recordBatch.
-func (w *recordWriter) batch(first *recordOp) []*recordOp {
-	ops := []*recordOp{first}
-	for len(ops) < recordBatch {
-		select {
-		case op := <-w.q:
-			ops = append(ops, op)
-		default:
-			return ops
-		}
-	}
-	return ops
-}
-
-// write commits ops in one transaction; when that fails, it writes them
-// one at a time in order, each retried with backoff, so one write the
-// store refuses cannot hold up the others for good.
-func (w *recordWriter) write(ops []*recordOp) {
-	if w.expired() {
-		for _, op := range ops {
-			w.lose(op, "closed", errRecordsClosed)
-		}
-		return
-	}
-	if w.try(ops) == nil {
-		return
-	}
-	for _, op := range ops {
-		w.retry(op)
-	}
-}
-
-func (w *recordWriter) retry(op *recordOp) {
-	var err error
-	for attempt := 1; attempt <= recordTries; attempt++ {
-		if !w.backoff(attempt) {
-			break
-		}
-		if err = w.try([]*recordOp{op}); err == nil {
-			return
-		}
-	}
-	if err == nil {
-		err = errRecordsClosed
-	}
-	w.lose(op, "gave-up", err)
-}
-
-// backoff waits before the attempt-th retry: 100 ms doubling to 5 s. It
-// reports false when the final flush's time is up.
-func (w *recordWriter) backoff(attempt int) bool {
-	d := min(100*time.Millisecond<<min(attempt-1, 6), 5*time.Second)
-	if w.expiredAt(time.Now().Add(d)) {
-		return false
-	}
-	time.Sleep(d) // only the writer's goroutine, or Close's flush, waits here
-	return true
-}
-
-// expired reports whether the final flush's time is up.
-func (w *recordWriter) expired() bool { return w.expiredAt(time.Now()) }
-
-func (w *recordWriter) expiredAt(t time.Time) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return !w.giveUpAt.IsZero() && t.After(w.giveUpAt)
+	w.q.Close()
 }
 
 // try writes ops in one transaction.
-func (w *recordWriter) try(ops []*recordOp) error {
+func (w *recordWriter) try(ctx context.Context, ops []*recordOp) error {
 	ws := make([]store.CallWrite, len(ops))
 	for i, op := range ops {
 		ws[i] = op.w
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
+	// A transaction under way when the final flush's time is up is let
+	// finish: it may commit, and each of its records is billing.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
 	skipped, err := w.st.WriteCalls(ctx, ws)
 	cancel()
 	if err != nil {
@@ -340,6 +228,18 @@ func (w *recordWriter) try(ops []*recordOp) error {
 		op.finish(nil)
 	}
 	return nil
+}
+
+// giveUp loses ops the writer gave up: their tries failed, or the final
+// flush's time was up before they were tried.
+func (w *recordWriter) giveUp(ops []*recordOp, err error) {
+	reason := "gave-up"
+	if errors.Is(err, batchwrite.ErrClosed) {
+		reason, err = "closed", errRecordsClosed
+	}
+	for _, op := range ops {
+		w.lose(op, reason, err)
+	}
 }
 
 // lose gives op up: counted, and logged with what it would have written so
