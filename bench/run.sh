@@ -7,6 +7,7 @@
 #   bench/run.sh register   digest REGISTER/s over TCP: z5d vs Kamailio
 #   bench/run.sh calls      call setups/s: z5d vs Kamailio + rtpengine
 #   bench/run.sh memory     bytes per registration (10k, 100k) and per TCP connection
+#   bench/run.sh profile    a CPU profile of one step of each SIP benchmark
 #
 # Every load is bounded in count and time. Each system listens on its own
 # loopback address; every process started here is stopped by its PID when
@@ -37,9 +38,9 @@ SIP_STEP=${SIP_STEP:-6}   # seconds per SIP ladder step
 RELAY_STEP=${RELAY_STEP:-4s}
 
 case $PART in
-all | relay | register | calls | memory) ;;
+all | relay | register | calls | memory | profile) ;;
 *)
-	echo "usage: bench/run.sh [all|relay|register|calls|memory]" >&2
+	echo "usage: bench/run.sh [all|relay|register|calls|memory|profile]" >&2
 	exit 2
 	;;
 esac
@@ -596,6 +597,47 @@ memory_part() {
 	done
 }
 
+# --- 5. profiles ------------------------------------------------------------------
+
+# One step of each SIP benchmark against bench/mcsnode (z5d's SIP, store and
+# relay wiring; it serves pprof), 8 s of CPU profile taken in its middle:
+# bench/results/profile-{register-t1,register-tn,calls}.txt, the flat and
+# the cumulative top of `go tool pprof`. The rates are below both systems'
+# limits, so the profile shows the cost of the work, not of overload.
+PROF_SECONDS=8
+profile_step() { # NAME FN RATE: run FN at RATE while profiling
+	local name=$1 fn=$2 rate=$3 prof=$TMP/profiles/cpu-$1.pb.gz cpid out=$RES/profile-$1.txt
+	mkdir -p "$TMP/profiles"
+	(
+		sleep 1
+		curl -fs -o "$prof" "http://$Z5_IP:29090/debug/pprof/profile?seconds=$PROF_SECONDS"
+	) &
+	cpid=$!
+	$fn "$rate" | tee -a "$RES/profile.txt" >&2
+	wait $cpid || { echo "bench: no CPU profile for $name" >&2; return 1; }
+	{
+		echo "# $name at $rate/s: bench/mcsnode, $PROF_SECONDS s of CPU profile ($(date -u +%Y-%m-%dT%H:%MZ))"
+		go tool pprof -top -nodecount=30 "$BIN/mcsnode" "$prof" 2>/dev/null
+		echo
+		go tool pprof -top -cum -nodecount=40 "$BIN/mcsnode" "$prof" 2>/dev/null
+	} >"$out"
+	log "profile: $out"
+}
+
+profile_part() {
+	local Z5_MODE=mcsnode SIP_STEP=11 # a step outlasts the profile
+	: >"$RES/profile.txt"
+	z5_start profile || exit 1
+	REG_TARGET=$Z5_IP:5060
+	REG_MODE=t1 REG_LABEL="profile t1" profile_step register-t1 reg_step 6000
+	REG_MODE=tn REG_LABEL="profile tn" profile_step register-tn reg_step 800
+	CALL_TARGET=$Z5_IP:5060
+	callee_start "$CALL_TARGET" profile
+	CALL_LABEL="profile calls" profile_step calls call_step 800
+	stop "$CALLEE_PID"
+	stop "$Z5_PID"
+}
+
 # --- main -------------------------------------------------------------------------
 
 mkdir -p "$TMP" "$RES" "$BIN" "$LOGS"
@@ -613,11 +655,12 @@ cat "$TMP/header.txt" >&2
 
 # The memory part registers up to 100,000 users; the others use the first ones.
 case $PART in memory | all) USERS=$(echo $MEM_REGS $MEM_CONNS $USERS | tr ' ' '\n' | sort -n | tail -1) ;; esac
-case $PART in register | calls | memory | all) provision && z5_pick ;; esac
+case $PART in register | calls | memory | profile | all) provision && z5_pick ;; esac
 case $PART in relay | all) relay_part ;; esac
 case $PART in register | all) register_part ;; esac
 case $PART in calls | all) calls_part ;; esac
 case $PART in memory | all) memory_part ;; esac
+case $PART in profile | all) profile_part ;; esac
 
 {
 	cat "$TMP/header.txt"
