@@ -20,8 +20,9 @@ import (
 // sockets sit in an epoll set of its own (level-triggered); the epoll
 // descriptor sits in Go's netpoller, so the goroutine parks there while no
 // socket has a datagram. Woken, it takes the ready sockets with
-// epoll_wait(0), reads one datagram from each, decides and sends it, and
-// asks again until none is ready. The relay runs one loop per core.
+// epoll_wait(0), reads what each holds (recvmmsg, mmsg_linux.go), decides
+// and sends it on (sendmmsg), and asks again until none is ready. The
+// relay runs one loop per core.
 //
 // Why (BENCHMARKS.md, "relay after the per-core loops"): with a goroutine
 // per socket, a quarter of the relay's CPU went to the Go scheduler and the
@@ -242,7 +243,7 @@ func (l *ioLoop) send(io *streamIO, side Side, comp component, b []byte, dst net
 func (l *ioLoop) run() {
 	defer l.done.Done()
 	events := make([]unix.EpollEvent, loopEvents)
-	buf := make([]byte, maxDatagram+1)
+	bio := newMmsgIO()
 	stopped := false
 	// poll handles ready sockets until none is left, then returns false
 	// so the goroutine parks until the epoll set has news (an edge that
@@ -257,7 +258,7 @@ func (l *ioLoop) run() {
 			if n <= 0 {
 				return false
 			}
-			if !l.batch(events[:n], buf) {
+			if !l.batch(events[:n], bio) {
 				stopped = true
 				return true
 			}
@@ -272,7 +273,7 @@ func (l *ioLoop) run() {
 
 // batch handles the sockets epoll_wait found ready; false when the loop
 // is stopping.
-func (l *ioLoop) batch(events []unix.EpollEvent, buf []byte) bool {
+func (l *ioLoop) batch(events []unix.EpollEvent, bio *mmsgIO) bool {
 	now := time.Now()
 	var packets, bytes int
 	l.mu.Lock()
@@ -289,10 +290,9 @@ func (l *ioLoop) batch(events []unix.EpollEvent, buf []byte) bool {
 		if r == nil {
 			continue // removed after epoll_wait returned
 		}
-		if k := l.handle(r, buf, now); k > 0 {
-			packets++
-			bytes += k
-		}
+		p, b := l.handle(r, bio, now)
+		packets += p
+		bytes += b
 	}
 	l.mu.Unlock()
 	if packets > 0 {
@@ -302,30 +302,59 @@ func (l *ioLoop) batch(events []unix.EpollEvent, buf []byte) bool {
 	return true
 }
 
-// handle reads one datagram from r's socket (the socket stays ready while
-// more are queued: epoll is level-triggered) and forwards it. It returns
-// the bytes sent, 0 when nothing was. The caller holds l.mu.
-func (l *ioLoop) handle(r *loopReg, buf []byte, now time.Time) int {
-	n, src, err := recvFrom(r.fd, buf)
+// handle reads what r's socket holds, up to mmsgBatch datagrams in one
+// recvmmsg (the socket stays ready while more are queued: epoll is
+// level-triggered), and forwards each, those leaving by the same socket in
+// one sendmmsg. At low rates a socket holds one datagram when it is read,
+// and this costs what recvfrom and sendto did; a socket with a backlog
+// (the loop fell behind) is drained with a pair of system calls per batch
+// instead of per datagram. It returns the datagrams and bytes sent. The
+// caller holds l.mu.
+func (l *ioLoop) handle(r *loopReg, bio *mmsgIO, now time.Time) (packets, bytes int) {
+	n, err := bio.recv(r.fd)
 	if err != nil {
 		// EAGAIN (another event of the same socket in this batch), or
 		// an ICMP error queued on the socket, which the read clears.
-		return 0
+		return 0, 0
 	}
 	s, io := r.s, r.s.io
-	dst, out, ok := r.c.judge(s, r.side, r.comp, buf[:n], src, now, l.debug)
-	if !ok {
-		return 0
-	}
 	side := 1 - r.side
-	if err := sendTo(io.fd[side][out], io.v6[side][out], buf[:n], dst); err != nil {
-		l.m.sendErrors.Inc()
-		if l.debug {
-			r.c.log.Debug("relay send", "stream", s.index, "side", side, "remote_addr", dst, "error", err)
+	out := -1 // the component the pending sends leave by
+	for i := range n {
+		b := bio.datagram(i)
+		dst, comp, ok := r.c.judge(s, r.side, r.comp, b, bio.source(i), now, l.debug)
+		if !ok {
+			continue
 		}
-		return 0
+		if out >= 0 && int(comp) != out {
+			p, by := l.flush(r, bio, io.fd[side][out], side, component(out))
+			packets, bytes = packets+p, bytes+by
+		}
+		out = int(comp)
+		if !bio.queue(b, dst, io.v6[side][comp]) {
+			l.m.sendErrors.Inc() // a destination the socket's family cannot reach
+		}
 	}
-	return n
+	if out >= 0 {
+		p, by := l.flush(r, bio, io.fd[side][out], side, component(out))
+		packets, bytes = packets+p, bytes+by
+	}
+	return packets, bytes
+}
+
+// flush sends the queued datagrams from fd; one the socket refuses (a full
+// buffer: dropped, as rtpengine does) is counted, and so are those behind
+// it in the batch.
+func (l *ioLoop) flush(r *loopReg, bio *mmsgIO, fd int, side Side, comp component) (packets, bytes int) {
+	sent, by, err := bio.send(fd)
+	if failed := bio.queued - sent; failed > 0 {
+		l.m.sendErrors.Add(float64(failed))
+		if l.debug {
+			r.c.log.Debug("relay send", "stream", r.s.index, "side", side, "component", comp, "datagrams", failed, "error", err)
+		}
+	}
+	bio.queued = 0
+	return sent, by
 }
 
 // epollReady is epoll_wait with a zero timeout. It never blocks, so it is
@@ -351,37 +380,49 @@ func recvFrom(fd int, b []byte) (int, netip.AddrPort, error) {
 	if errno != 0 {
 		return 0, netip.AddrPort{}, errno
 	}
+	src, ok := addrOf(&rsa)
+	if !ok {
+		return 0, netip.AddrPort{}, unix.EAFNOSUPPORT
+	}
+	return int(n), src, nil
+}
+
+// addrOf reads an IPv4 or IPv6 socket address.
+func addrOf(rsa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
-		return int(n), netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), portOf(&sa.Port)), nil
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), portOf(&sa.Port)), true
 	case unix.AF_INET6:
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
-		return int(n), netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), portOf(&sa.Port)), nil
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), portOf(&sa.Port)), true
 	}
-	return 0, netip.AddrPort{}, unix.EAFNOSUPPORT
+	return netip.AddrPort{}, false
+}
+
+// putAddr writes dst into sa as a socket of family v6 (IPv6, IPv4 then
+// v4-mapped) or IPv4 takes it, and returns its length; 0 when an IPv4
+// socket cannot reach dst. sa is storage for either.
+func putAddr(sa *unix.RawSockaddrInet6, v6 bool, dst netip.AddrPort) uintptr {
+	switch {
+	case v6:
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.Addr().As16()}
+		setPort(&sa.Port, dst.Port())
+		return unsafe.Sizeof(*sa)
+	case dst.Addr().Unmap().Is4():
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.Addr().Unmap().As4()}
+		setPort(&s4.Port, dst.Port())
+		return unsafe.Sizeof(*s4)
+	}
+	return 0
 }
 
 // sendTo sends one datagram without allocating; v6 is the socket's family.
 func sendTo(fd int, v6 bool, b []byte, dst netip.AddrPort) error {
-	var (
-		p     unsafe.Pointer
-		salen uintptr
-		s4    unix.RawSockaddrInet4
-		s6    unix.RawSockaddrInet6
-	)
-	switch {
-	case v6:
-		s6.Family = unix.AF_INET6
-		s6.Addr = dst.Addr().As16() // IPv4 as v4-mapped
-		setPort(&s6.Port, dst.Port())
-		p, salen = unsafe.Pointer(&s6), unsafe.Sizeof(s6)
-	case dst.Addr().Unmap().Is4():
-		s4.Family = unix.AF_INET
-		s4.Addr = dst.Addr().Unmap().As4()
-		setPort(&s4.Port, dst.Port())
-		p, salen = unsafe.Pointer(&s4), unsafe.Sizeof(s4)
-	default:
+	var sa unix.RawSockaddrInet6
+	salen := putAddr(&sa, v6, dst)
+	if salen == 0 {
 		return unix.EAFNOSUPPORT
 	}
 	var b0 unsafe.Pointer
@@ -389,7 +430,7 @@ func sendTo(fd int, v6 bool, b []byte, dst netip.AddrPort) error {
 		b0 = unsafe.Pointer(&b[0])
 	}
 	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(b0), uintptr(len(b)),
-		0, uintptr(p), salen)
+		0, uintptr(unsafe.Pointer(&sa)), salen)
 	if errno != 0 {
 		return errno
 	}
