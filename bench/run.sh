@@ -255,6 +255,9 @@ z5_start() {
 	return 1
 }
 
+z5_stop() { stop "$Z5_PID"; }
+kam_stop() { stop "$KAM_PID"; }
+
 KAM_PID=
 # kam_start NAME [-A WITH_RTPENGINE ...]
 kam_start() {
@@ -272,7 +275,7 @@ kam_start() {
 RTPE_PID=
 # rtpe_start NAME NG_ADDR IP PORTMIN PORTMAX: userspace only (no kernel table).
 rtpe_start() {
-	start "$LOGS/rtpengine-$1.log" rtpengine --config-file=none --table=-1 --foreground --log-stderr \
+	start "$LOGS/rtpengine-$1.log" "${PIN_RELAY[@]}" rtpengine --config-file=none --table=-1 --foreground --log-stderr \
 		--log-level=4 --delete-delay=0 --interface="$3" --listen-ng="$2" --port-min="$4" --port-max="$5"
 	RTPE_PID=$LAST_PID
 	"$BIN/relayload" ping --ng "$2" --ip "$3" --wait 10s || { echo "bench: rtpengine did not answer; see $LOGS/rtpengine-$1.log" >&2; return 1; }
@@ -345,22 +348,36 @@ ladder() {
 
 # --- 1. relay -------------------------------------------------------------------
 
+# With two cores or more, each relay runs on the last core and the load
+# generator on the others (taskset), so that neither relay's figures depend
+# on what it costs the generator: a relay that answers sooner wakes the
+# generator's readers more often, and on shared cores that CPU came out of
+# the relay's share. RELAY_PIN=0 shares every core, as before 2026-12-07.
+RELAY_PIN=${RELAY_PIN:-1}
+PIN_RELAY=()
+PIN_GEN=()
+
 relay_part() {
-	local out=$RES/relay.txt media mcs_pid
+	local out=$RES/relay.txt media mcs_pid last=$(($(nproc) - 1))
 	: >"$out"
+	if [ "$RELAY_PIN" = 1 ] && [ "$last" -ge 1 ]; then
+		PIN_RELAY=(taskset -c "$last")
+		PIN_GEN=(taskset -c "0-$((last - 1))")
+		echo "relay part: relays pinned to CPU $last, the generator to CPUs 0-$((last - 1))" >>"$TMP/header.txt"
+	fi
 	log "relay: MCS relay (relayload serve) vs rtpengine userspace, in turns; ladder in relayed packets/s"
-	start "$LOGS/relay-mcs.log" "$BIN/relayload" serve --ng $NG_Z5 --bind $RELAY_IP --ports 20000-25999
+	start "$LOGS/relay-mcs.log" "${PIN_RELAY[@]}" "$BIN/relayload" serve --ng $NG_Z5 --bind $RELAY_IP --ports 20000-34999
 	mcs_pid=$LAST_PID
 	"$BIN/relayload" ping --ng $NG_Z5 --ip $RELAY_IP --wait 10s || { echo "bench: relayload serve did not answer" >&2; exit 1; }
-	rtpe_start relay $NG_RTPE $RELAY_IP 26000 31999 || exit 1
+	rtpe_start relay $NG_RTPE $RELAY_IP 35000 49999 || exit 1
 	for media in video audio; do
-		"$BIN/relayload" run --ip $RELAY_IP --media $media --dur "$RELAY_STEP" \
+		"${PIN_GEN[@]}" "$BIN/relayload" run --ip $RELAY_IP --media $media --dur "$RELAY_STEP" \
 			--relay "mcs=$NG_Z5@$mcs_pid" --relay "rtpengine=$NG_RTPE@$RTPE_PID" | tee -a "$out" >&2
 	done
 	stop "$mcs_pid"
 	stop "$RTPE_PID"
 	# The generator and the kernel alone: legs sending to each other.
-	"$BIN/relayload" run --ip $RELAY_IP --media video --steps 7000,28000 --dur "$RELAY_STEP" --relay direct= | tee -a "$out" >&2
+	"${PIN_GEN[@]}" "$BIN/relayload" run --ip $RELAY_IP --media video --steps 7000,28000 --dur "$RELAY_STEP" --relay direct= | tee -a "$out" >&2
 
 	sv() { sed -n "s/^summary relay=$1 media=$2 .*$3=\([0-9.]*\).*/\1/p" "$out"; }
 	for media in video audio; do
@@ -383,32 +400,35 @@ reg_step() {
 		-t "$REG_MODE" -i $UA_IP -p 5073 "$REG_TARGET"
 }
 
-# reg_ladders NAME TARGET OUT: the one-connection (t1) and the
-# connection-per-REGISTER (tn) ladders against TARGET, appended to OUT; the
-# best rates land in REG_T1 and REG_TN.
+# reg_ladders NAME TARGET OUT START STOP: the one-connection (t1) and the
+# connection-per-REGISTER (tn) ladders against TARGET, appended to OUT, each
+# against a system started afresh (START, and STOP with its PID variable),
+# so that the overload that ends one ladder does not carry into the next;
+# the best rates land in REG_T1 and REG_TN. The t1 ladder goes on past
+# 12,000/s until a system fails, so that a ratio is not capped by the
+# ladder's top.
 REG_T1=
 REG_TN=
 reg_ladders() {
-	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 12000" rates_tn="250 500 1000 1500 2000 3000 4000"
+	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 12000 16000 20000 24000 32000" rates_tn="250 500 1000 1500 2000 3000 4000"
 	REG_TARGET=$2
+	$4 register || exit 1
 	REG_MODE=t1 REG_LABEL="$1 t1" ladder "$1 t1" "$3" "$rates_t1" reg_step
 	REG_T1=$BEST
+	$5
+	$4 register || exit 1
 	REG_MODE=tn REG_LABEL="$1 tn" ladder "$1 tn" "$3" "$rates_tn" reg_step
 	REG_TN=$BEST
+	$5
 }
 
 register_part() {
 	local out=$RES/register.txt z5_t1 z5_tn
 	: >"$out"
 	log "register: digest REGISTER over TCP, ${SIP_STEP}s per step, $LADDER_USERS users"
-	z5_start register || exit 1
-	reg_ladders z5d "$Z5_IP:5060" "$out"
+	reg_ladders z5d "$Z5_IP:5060" "$out" z5_start z5_stop
 	z5_t1=$REG_T1 z5_tn=$REG_TN
-	stop "$Z5_PID"
-
-	kam_start register || exit 1
-	reg_ladders kamailio "$KAM_IP:5060" "$out"
-	stop "$KAM_PID"
+	reg_ladders kamailio "$KAM_IP:5060" "$out" kam_start kam_stop
 
 	row "REGISTER/s, one TCP connection (-t t1)" "$z5_t1" "$REG_T1" 'ratio>=1'
 	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$REG_TN" 'ratio>=1'

@@ -162,7 +162,7 @@ func load(args []string) error {
 	var relays targets
 	fs.Var(&relays, "relay", "LABEL=NG_ADDR[@PID] of a relay under test (repeat; empty NG_ADDR: legs send directly, the baseline)")
 	media := fs.String("media", "video", "video (1200 B, 90 pps per stream) or audio (160 B, 50 pps)")
-	steps := fs.String("steps", "7000,14000,28000,42000,56000,70000,84000,100000,120000,140000", "ladder of relayed packets per second")
+	steps := fs.String("steps", "7000,14000,28000,42000,56000,70000,84000,100000,120000,140000,170000,200000,240000", "ladder of relayed packets per second (a relay stops at its first failed step)")
 	fs.DurationVar(&cfg.dur, "dur", 4*time.Second, "sending time per step")
 	fs.DurationVar(&cfg.warm, "warm", 500*time.Millisecond, "warm-up excluded from the figures")
 	fs.Float64Var(&cfg.maxLoss, "max-loss", 0.001, "a step passes with loss below this fraction")
