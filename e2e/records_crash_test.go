@@ -20,10 +20,11 @@ type crashRecord struct {
 	Status     int       `json:"status"`
 }
 
-// callRecords lists the stored records of calls to number.
+// callRecords lists the stored records of calls from or to number (the
+// latest 1,000).
 func (s *stack) callRecords(t *testing.T, number string) []crashRecord {
 	t.Helper()
-	out := s.admin(t, "", "--json", "calls", "--number", number)
+	out := s.admin(t, "", "--json", "calls", "--number", number, "--limit", "1000")
 	var recs []crashRecord
 	if err := json.Unmarshal([]byte(out), &recs); err != nil {
 		t.Fatalf("z5d admin --json calls: %v\n%s", err, out)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,11 +76,7 @@ func TestRecordsCrashUnderLoad(t *testing.T) {
 	s.start(t)
 	var recs []crashRecord
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		out := s.admin(t, "", "--json", "calls", "--number", calleeNum, "--limit", "1000")
-		recs = nil
-		if err := json.Unmarshal([]byte(out), &recs); err != nil {
-			t.Fatalf("z5d admin --json calls: %v\n%s", err, out)
-		}
+		recs = s.callRecords(t, calleeNum)
 		open := 0
 		for _, r := range recs {
 			if r.EndedAt.IsZero() {

@@ -370,23 +370,6 @@ func epollReady(epfd int, events []unix.EpollEvent) (int, error) {
 	return int(n), nil
 }
 
-// recvFrom reads one datagram without allocating (unix.Recvfrom returns
-// the source as an interface).
-func recvFrom(fd int, b []byte) (int, netip.AddrPort, error) {
-	var rsa unix.RawSockaddrAny
-	salen := uint32(unsafe.Sizeof(rsa))
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		0, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&salen)))
-	if errno != 0 {
-		return 0, netip.AddrPort{}, errno
-	}
-	src, ok := addrOf(&rsa)
-	if !ok {
-		return 0, netip.AddrPort{}, unix.EAFNOSUPPORT
-	}
-	return int(n), src, nil
-}
-
 // addrOf reads an IPv4 or IPv6 socket address.
 func addrOf(rsa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 	switch rsa.Addr.Family {

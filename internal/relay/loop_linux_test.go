@@ -8,14 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestSendRecvRaw sends with sendTo and reads with recvFrom across the
+// TestSendRecvRaw sends with sendTo and reads with recvmmsg across the
 // socket families a loop meets: IPv4, IPv6, and a dual-stack wildcard
 // socket (what Go binds for "0.0.0.0") sending to an IPv4 peer.
 func TestSendRecvRaw(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		from, to   string
-		wantSrc    string // the source recvFrom reports, unmapped
+		wantSrc    string // the source recvmmsg reports, unmapped
 		skipIfNoV6 bool
 	}{
 		{"ipv4", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1", false},
@@ -53,19 +53,19 @@ func TestSendRecvRaw(t *testing.T) {
 			if err := sendTo(afd, av6, []byte("hello"), dst); err != nil {
 				t.Fatalf("sendTo %v: %v", dst, err)
 			}
-			buf := make([]byte, 64)
+			m := newMmsgIO()
 			var n int
-			var src netip.AddrPort
 			for range 1000 { // non-blocking: the datagram is there at once on loopback
-				if n, src, err = recvFrom(bfd, buf); err == nil {
+				if n, err = m.recv(bfd); err == nil {
 					break
 				}
 			}
-			if err != nil {
-				t.Fatalf("recvFrom: %v", err)
+			if err != nil || n != 1 {
+				t.Fatalf("recv: %d datagrams, %v", n, err)
 			}
-			if string(buf[:n]) != "hello" || src.Addr().Unmap().String() != tc.wantSrc || src.Port() == 0 {
-				t.Errorf("got %q from %v, want %q from %s", buf[:n], src, "hello", tc.wantSrc)
+			got, src := m.datagram(0), m.source(0)
+			if string(got) != "hello" || src.Addr().Unmap().String() != tc.wantSrc || src.Port() == 0 {
+				t.Errorf("got %q from %v, want %q from %s", got, src, "hello", tc.wantSrc)
 			}
 		})
 	}
