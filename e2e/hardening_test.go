@@ -39,6 +39,9 @@ func hardStack(t *testing.T, extra string) *stack {
 // sibling returns another loopback address next to the stack's, last
 // octet n, to act as a distinct client source.
 func (s *stack) sibling(n int) string {
+	if n <= 1 || n >= 100 {
+		panic(fmt.Sprintf("sibling %d: want 2-99, below the stack's own last byte (loopbackIP)", n))
+	}
 	parts := strings.Split(s.ip, ".")
 	return fmt.Sprintf("%s.%s.%s.%d", parts[0], parts[1], parts[2], n)
 }
