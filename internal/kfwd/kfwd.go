@@ -1,0 +1,282 @@
+//go:build linux
+
+// Package kfwd is the media relay's kernel fast path. A TCX ingress eBPF
+// program (kfwd.c) on the interface of the relay's address forwards the
+// RTP of directions the relay installs: a datagram from a latched client
+// to a relay socket leaves, addresses and ports rewritten, from the other
+// side's relay socket toward the other side's latched address, without any
+// process waking for it. Everything the program does not know (first
+// packets, RTCP, DTLS, strangers, IPv6, fragments) goes on to the relay's
+// sockets untouched, so the relay's rules stay in one place (internal/relay)
+// and the kernel only repeats a decision the relay made.
+//
+// Loading needs CAP_BPF and CAP_NET_ADMIN and a kernel with TCX (6.6);
+// New fails without them and the relay forwards every packet itself.
+package kfwd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Flow is one direction as it reaches the relay: the latched client
+// address it comes from and the relay socket it arrives at.
+type Flow struct {
+	From netip.AddrPort
+	At   netip.AddrPort
+}
+
+// Route is where a Flow's RTP goes: out of the other side's relay socket
+// (From) to the other side's latched address (To). PT and Clock name the
+// payload type whose sequence numbers and jitter the kernel follows.
+type Route struct {
+	From  netip.AddrPort
+	To    netip.AddrPort
+	PT    uint8
+	Clock uint32
+}
+
+// Counters are what the kernel forwarded on one Flow.
+type Counters struct {
+	Packets, Bytes uint64
+	Last           time.Time // wall time of the last packet; zero if none
+	Lost           int64     // of PT, RFC 3550 A.3
+	Jitter         uint32    // of PT, RFC 3550 A.8, in RTP units
+	Clock          uint32
+}
+
+// ErrUnsupported is returned for a flow the kernel path cannot take
+// (IPv6, an unspecified address).
+var ErrUnsupported = errors.New("kfwd: IPv4 unicast addresses only")
+
+// Forwarder holds the loaded program, its flow table and the attachment.
+type Forwarder struct {
+	objs kfwdObjects
+	link link.Link
+
+	mu     sync.Mutex // guards closed and the table's writers
+	closed bool
+}
+
+// New loads the program with room for maxFlows directions and attaches it
+// to the ingress of the interface that holds bind, an IPv4 address.
+func New(bind netip.Addr, maxFlows int) (*Forwarder, error) {
+	if !bind.Is4() || bind.IsUnspecified() {
+		return nil, fmt.Errorf("kfwd: bind address %s: %w", bind, ErrUnsupported)
+	}
+	ifc, err := owner(bind)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadKfwd()
+	if err != nil {
+		return nil, fmt.Errorf("kfwd: %w", err)
+	}
+	spec.Maps[kfwdMapFlows].MaxEntries = uint32(max(maxFlows, 16))
+	f := &Forwarder{}
+	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
+		return nil, fmt.Errorf("kfwd: load: %w", err)
+	}
+	f.link, err = link.AttachTCX(link.TCXOptions{
+		Interface: ifc.Index,
+		Program:   f.objs.RelayIngress,
+		Attach:    ebpf.AttachTCXIngress,
+	})
+	if err != nil {
+		f.objs.Close()
+		return nil, fmt.Errorf("kfwd: attach to %s ingress: %w", ifc.Name, err)
+	}
+	return f, nil
+}
+
+// owner is the interface an address belongs to; every loopback address is
+// the loopback interface's.
+func owner(a netip.Addr) (*net.Interface, error) {
+	ifcs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("kfwd: interfaces: %w", err)
+	}
+	for i := range ifcs {
+		ifc := &ifcs[i]
+		if a.IsLoopback() && ifc.Flags&net.FlagLoopback != 0 {
+			return ifc, nil
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if n, ok := ad.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a {
+					if len(ifc.HardwareAddr) != 6 {
+						return nil, fmt.Errorf("kfwd: %s is on %s, which has no Ethernet header", a, ifc.Name)
+					}
+					return ifc, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("kfwd: no interface holds %s", a)
+}
+
+// egress is the interface index a datagram to dst leaves by: 0 when dst
+// is an address of this host (delivered up the stack), else the interface
+// of the source address the kernel would choose (a connected UDP socket
+// asks the routing table; nothing is sent).
+func egress(dst netip.Addr) (int, error) {
+	if dst.IsLoopback() {
+		return 0, nil
+	}
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return 0, fmt.Errorf("kfwd: route to %s: %w", dst, err)
+	}
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	c.Close()
+	if src == dst {
+		return 0, nil
+	}
+	ifc, err := owner(src)
+	if err != nil {
+		return 0, err
+	}
+	if local, _ := owner(dst); local != nil {
+		return 0, nil
+	}
+	return ifc.Index, nil
+}
+
+func key(fl Flow) (kfwdFlowKey, error) {
+	if !v4(fl.From) || !v4(fl.At) {
+		return kfwdFlowKey{}, ErrUnsupported
+	}
+	return kfwdFlowKey{
+		Saddr: addr32(fl.From.Addr()), Daddr: addr32(fl.At.Addr()),
+		Sport: port16(fl.From.Port()), Dport: port16(fl.At.Port()),
+	}, nil
+}
+
+func v4(a netip.AddrPort) bool {
+	ip := a.Addr().Unmap()
+	return ip.Is4() && !ip.IsUnspecified() && a.Port() != 0
+}
+
+// addr32 and port16 hold network-order bytes in the host-order integers
+// the map's layout has.
+func addr32(a netip.Addr) uint32 {
+	b := a.Unmap().As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func port16(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// Add has the kernel forward fl along r from its next packet on,
+// replacing any route it had (its counters start again).
+func (f *Forwarder) Add(fl Flow, r Route) error {
+	k, err := key(fl)
+	if err != nil {
+		return err
+	}
+	if !v4(r.From) || !v4(r.To) {
+		return ErrUnsupported
+	}
+	ifindex, err := egress(r.To.Addr().Unmap())
+	if err != nil {
+		return err
+	}
+	v := kfwdFlow{
+		Saddr: addr32(r.From.Addr()), Daddr: addr32(r.To.Addr()),
+		Sport: port16(r.From.Port()), Dport: port16(r.To.Port()),
+		Ifindex: uint32(ifindex), Clock: r.Clock, Pt: r.PT,
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return net.ErrClosed
+	}
+	if err := f.objs.Flows.Update(&k, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("kfwd: add %s -> %s: %w", fl.From, fl.At, err)
+	}
+	return nil
+}
+
+// Read returns fl's counters so far; false when fl is not installed.
+func (f *Forwarder) Read(fl Flow) (Counters, bool) {
+	k, err := key(fl)
+	if err != nil {
+		return Counters{}, false
+	}
+	var v kfwdFlow
+	if err := f.objs.Flows.Lookup(&k, &v); err != nil {
+		return Counters{}, false
+	}
+	return counters(&v, time.Now(), monotonic()), true
+}
+
+// Remove stops forwarding fl in the kernel and returns its final
+// counters; false when it was not installed.
+func (f *Forwarder) Remove(fl Flow) (Counters, bool) {
+	k, err := key(fl)
+	if err != nil {
+		return Counters{}, false
+	}
+	var v kfwdFlow
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return Counters{}, false
+	}
+	if err := f.objs.Flows.LookupAndDelete(&k, &v); err != nil {
+		return Counters{}, false
+	}
+	return counters(&v, time.Now(), monotonic()), true
+}
+
+// monotonic is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonic() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// counters converts the program's record, read at wall time now and
+// monotonic time mono.
+func counters(v *kfwdFlow, now time.Time, mono time.Duration) Counters {
+	c := Counters{Packets: v.Packets, Bytes: v.Bytes, Jitter: v.Jitter / 16, Clock: v.Clock}
+	if v.LastNs != 0 && mono != 0 {
+		c.Last = now.Add(-(mono - time.Duration(v.LastNs)))
+	}
+	if v.Started != 0 {
+		expected := int64(v.MaxSeq) - int64(v.BaseSeq) + 1
+		got := int64(v.PtPackets) - int64(v.RunStart)
+		c.Lost = int64(v.LostBefore) + expected - got
+	}
+	return c
+}
+
+// Close detaches the program and frees the table. It is idempotent.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	err := f.link.Close()
+	return errors.Join(err, f.objs.Close())
+}

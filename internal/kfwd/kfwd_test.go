@@ -1,0 +1,191 @@
+//go:build linux
+
+package kfwd
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// newForwarder loads the program on loopback. Loading needs root (CI runs
+// as root); elsewhere the test is skipped, never passed.
+func newForwarder(t *testing.T) *Forwarder {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loading eBPF needs root")
+	}
+	f, err := New(netip.MustParseAddr("127.0.0.1"), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func udp(t *testing.T) (*net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func rtp(pt uint8, seq uint16, ts uint32, payload int) []byte {
+	b := make([]byte, 12+payload)
+	b[0] = 0x80
+	b[1] = pt
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[4:], ts)
+	binary.BigEndian.PutUint32(b[8:], 0x5eed)
+	return b
+}
+
+// recv reads one datagram within a short time; ok false when none came.
+func recv(t *testing.T, c *net.UDPConn) (b []byte, from netip.AddrPort, ok bool) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	n, src, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, netip.AddrPort{}, false
+		}
+		t.Fatal(err)
+	}
+	return buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), true
+}
+
+// TestForwardsInstalledFlow: RTP from the latched client to the relay's
+// socket reaches the other side from the other relay socket, rewritten by
+// the kernel, and is counted; RTCP, strangers and a removed flow reach the
+// relay's own socket.
+func TestForwardsInstalledFlow(t *testing.T) {
+	f := newForwarder(t)
+	client, clientAddr := udp(t)
+	relayA, relayAAddr := udp(t)
+	_, relayBAddr := udp(t)
+	peer, peerAddr := udp(t)
+	stranger, _ := udp(t)
+
+	fl := Flow{From: clientAddr, At: relayAAddr}
+	if err := f.Add(fl, Route{From: relayBAddr, To: peerAddr, PT: 96, Clock: 90000}); err != nil {
+		t.Fatal(err)
+	}
+	// Sequence 10-19 without 15: one lost.
+	sent := 0
+	for seq := uint16(10); seq < 20; seq++ {
+		if seq == 15 {
+			continue
+		}
+		pkt := rtp(96, seq, uint32(seq)*3000, 100)
+		if _, err := client.WriteToUDPAddrPort(pkt, relayAAddr); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		b, from, ok := recv(t, peer)
+		if !ok {
+			t.Fatalf("seq %d: nothing reached the peer", seq)
+		}
+		if from != relayBAddr || binary.BigEndian.Uint16(b[2:]) != seq || len(b) != len(pkt) {
+			t.Fatalf("seq %d: got %d bytes seq %d from %s, want %d bytes from %s", seq, len(b), binary.BigEndian.Uint16(b[2:]), from, len(pkt), relayBAddr)
+		}
+	}
+	if b, _, ok := recv(t, relayA); ok {
+		t.Fatalf("the relay socket read %d bytes of a forwarded flow", len(b))
+	}
+	c, ok := f.Read(fl)
+	if !ok || c.Packets != uint64(sent) || c.Bytes != uint64(sent*112) || c.Lost != 1 {
+		t.Fatalf("counters %+v (%v), want %d packets, %d bytes, 1 lost", c, ok, sent, sent*112)
+	}
+	if age := time.Since(c.Last); age < 0 || age > 5*time.Second {
+		t.Errorf("last packet %s ago", age)
+	}
+
+	for _, tc := range []struct {
+		name string
+		from *net.UDPConn
+		pkt  []byte
+	}{
+		{"rtcp", client, append([]byte{0x80, 200, 0, 6}, make([]byte, 24)...)},
+		{"not rtp", client, []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{"stranger", stranger, rtp(96, 30, 0, 20)},
+	} {
+		if _, err := tc.from.WriteToUDPAddrPort(tc.pkt, relayAAddr); err != nil {
+			t.Fatal(err)
+		}
+		if b, _, ok := recv(t, relayA); !ok || len(b) != len(tc.pkt) {
+			t.Errorf("%s: the relay socket did not read it", tc.name)
+		}
+	}
+
+	final, ok := f.Remove(fl)
+	if !ok || final.Packets != uint64(sent) {
+		t.Fatalf("removed counters %+v (%v)", final, ok)
+	}
+	if _, ok := f.Read(fl); ok {
+		t.Fatal("flow still installed after Remove")
+	}
+	client.WriteToUDPAddrPort(rtp(96, 20, 0, 10), relayAAddr)
+	if _, _, ok := recv(t, relayA); !ok {
+		t.Fatal("after Remove the relay socket read nothing")
+	}
+	if _, _, ok := recv(t, peer); ok {
+		t.Fatal("after Remove the kernel still forwarded")
+	}
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	f := newForwarder(t)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, a := udp(t)
+	if err := f.Add(Flow{From: a, At: a}, Route{From: a, To: a}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+}
+
+func TestRefusesIPv6(t *testing.T) {
+	if _, err := New(netip.MustParseAddr("::1"), 16); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("New(::1): %v", err)
+	}
+	if _, err := key(Flow{From: netip.MustParseAddrPort("[::1]:5000"), At: netip.MustParseAddrPort("127.0.0.1:4000")}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("key: %v", err)
+	}
+}
+
+// TestCounters reads the program's record the way Read does.
+func TestCounters(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	for _, tc := range []struct {
+		name string
+		v    kfwdFlow
+		want Counters
+	}{
+		{"nothing yet", kfwdFlow{Clock: 8000}, Counters{Clock: 8000}},
+		{"no loss", kfwdFlow{Packets: 5, Bytes: 500, LastNs: 9e9, Started: 1, BaseSeq: 100, MaxSeq: 104, PtPackets: 5, RunStart: 0, Jitter: 160, Clock: 8000},
+			Counters{Packets: 5, Bytes: 500, Last: now.Add(-time.Second), Jitter: 10, Clock: 8000}},
+		{"two lost across a wrap", kfwdFlow{Packets: 8, Started: 1, BaseSeq: 65530, MaxSeq: 0x10000 + 3, PtPackets: 8},
+			Counters{Packets: 8, Lost: 2}},
+		{"restart keeps earlier loss", kfwdFlow{Packets: 20, Started: 1, BaseSeq: 1, MaxSeq: 10, PtPackets: 20, RunStart: 10, LostBefore: 3},
+			Counters{Packets: 20, Lost: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := counters(&tc.v, now, 10*time.Second)
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
