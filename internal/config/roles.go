@@ -425,12 +425,19 @@ type Relay struct {
 	// (RTP/SAVP with a=crypto) or DTLS-SRTP. Off by default; SDES keys
 	// protect anything only over TLS signalling (ports.sip_tls).
 	RequireSRTP bool `toml:"require_srtp"`
+	// KernelForwarding is "auto" (the default): once both ends of a
+	// stream are latched, an eBPF program forwards its RTP in the kernel
+	// when the node's address is IPv4 and z5d may load it (root, or
+	// CAP_BPF and CAP_NET_ADMIN); else, and with "off", the relay process
+	// forwards every packet.
+	KernelForwarding string `toml:"kernel_forwarding"`
 }
 
 func (r *Relay) applyDefaults(c *Config) {
 	orDefault(&r.MediaTimeout, 30*time.Second)
 	orDefault(&r.ProbeRate, 200)
 	orDefault(&r.MaxStreams, 4)
+	orDefault(&r.KernelForwarding, "auto")
 	orDefault(&r.MaxPortsPerCustomer, max(c.Ports.RTP.Size()/4, 4))
 	orDefault(&r.MaxPortsPerSource, max(c.Ports.RTP.Size()/4, 4))
 }
@@ -439,6 +446,9 @@ func (r *Relay) validate(c *Config) Errors {
 	var ck checks
 	ck.durAtLeast("relay.media_timeout", r.MediaTimeout, time.Second)
 	ck.within("relay.max_streams", r.MaxStreams, 1, 16)
+	if r.KernelForwarding != "auto" && r.KernelForwarding != "off" {
+		ck.add("relay.kernel_forwarding", "%q: want auto or off", r.KernelForwarding)
+	}
 	// A stream holds 4 ports; a quota below that refuses every call.
 	size := c.Ports.RTP.Size()
 	quota := func(key string, v int) {

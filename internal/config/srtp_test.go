@@ -36,3 +36,28 @@ func TestRelayRequireSRTP(t *testing.T) {
 func withRelay(lines string) []byte {
 	return []byte(strings.Replace(string(devTOML), "[relay]\n", "[relay]\n"+lines, 1))
 }
+
+// TestRelayKernelForwarding: auto unless set to off; nothing else is
+// accepted.
+func TestRelayKernelForwarding(t *testing.T) {
+	for _, tc := range []struct {
+		extra, want, err string
+	}{
+		{"", "auto", ""},
+		{"kernel_forwarding = \"off\"\n", "off", ""},
+		{"kernel_forwarding = \"auto\"\n", "auto", ""},
+		{"kernel_forwarding = \"on\"\n", "", `relay.kernel_forwarding: "on": want auto or off`},
+	} {
+		c, err := Parse("test.toml", withRelay(tc.extra))
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.extra, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.extra, err)
+		case c.Relay.KernelForwarding != tc.want:
+			t.Errorf("%q: kernel_forwarding %q, want %q", tc.extra, c.Relay.KernelForwarding, tc.want)
+		}
+	}
+}

@@ -80,6 +80,7 @@ func RelayConfig(c *config.Config, node config.Node) relay.Config {
 		CustomerNetworks:    c.Relay.CustomerPrefixes(),
 		ProviderNetworks:    c.RelayProviderPrefixes(),
 		RequireSRTP:         c.Relay.RequireSRTP,
+		KernelForwarding:    c.Relay.KernelForwarding == "auto",
 	}
 }
 

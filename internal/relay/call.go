@@ -57,6 +57,7 @@ type stream struct {
 	clocks  map[uint8]uint32
 	legs    [2]leg
 	sdpPeer [2]netip.AddrPort // last valid SDP RTP address per side
+	kern    [2]kernDir        // by side: its direction, when the kernel forwards it
 }
 
 func (s *stream) allocated() bool { return s.pairs[SideA].port != 0 }
@@ -130,6 +131,9 @@ func (c *Call) RewriteSDP(from Side, body []byte, signalIP netip.Addr) ([]byte, 
 	for i, st := range p.streams {
 		s := c.streams[i]
 		s.mu.Lock()
+		if c.r.kern != nil {
+			c.fromKernel(s) // the next packet decides afresh (kernel.go)
+		}
 		s.apply(from, &st, signalIP)
 		if s.enabled {
 			ports[i] = int(s.pairs[1-from].port)
@@ -281,6 +285,9 @@ func (c *Call) expire(now time.Time, timeout time.Duration) bool {
 		return false
 	}
 	last := time.Unix(0, c.last.Load())
+	if k := c.kernLast(); k.After(last) {
+		last = k
+	}
 	if c.answeredAt.After(last) {
 		last = c.answeredAt
 	}
@@ -350,6 +357,7 @@ func (c *Call) Stats() []StreamStats {
 				JitterMS:  x.rx.jitterMS(),
 				Encrypted: s.legs[SideA].encrypted && s.legs[SideB].encrypted,
 			}
+			c.legStats(s, side, &st)
 			if x.reported.valid() {
 				clock := x.rx.clock()
 				if clock == 0 {
@@ -379,8 +387,14 @@ func (c *Call) Close() error {
 	c.charged = 0
 	c.mu.Unlock()
 
-	// Sockets first, so the readers return, then wait for them.
+	// Sockets first, so the readers return, then wait for them; the
+	// kernel's directions before the sockets, so none outlives its ports.
 	for _, s := range streams {
+		if c.r.kern != nil {
+			s.mu.Lock()
+			c.fromKernel(s)
+			s.mu.Unlock()
+		}
 		if s.io != nil {
 			s.io.loop.remove(s.io)
 		}

@@ -177,6 +177,8 @@ type leg struct {
 	rx                   seqStats
 	// reported is what the other side's RTCP said about this side's media.
 	reported reportStats
+	// kern is what the kernel forwarded for this side (kernel.go).
+	kern kernFolded
 }
 
 // dest is where packets for this side's component go: the address it
@@ -221,6 +223,9 @@ type decision struct {
 	dst     netip.AddrPort
 	out     component // socket of the other side's pair to send from
 	latched bool      // this packet latched its side
+	// steady: the direction is settled (RTP between two latched ends)
+	// and may move to the kernel (kernel.go).
+	steady bool
 }
 
 // decide runs the forwarding rule for one datagram arriving on side's
@@ -292,5 +297,6 @@ func (s *stream) decide(side Side, comp component, b []byte, src netip.AddrPort,
 		return d
 	}
 	d.verdict = verdictForward
+	d.steady = s.steady(side, comp, k, d.out, d.dst)
 	return d
 }

@@ -67,6 +67,7 @@ func TestDecide(t *testing.T) {
 		dst     string
 		out     component
 		latched bool
+		steady  bool // may move to the kernel
 	}
 	type step struct {
 		in   in
@@ -95,16 +96,18 @@ func TestDecide(t *testing.T) {
 			{in{SideA, compRTP, rtpPCMU2, "198.51.100.7:31000"}, want{verdict: verdictNoPeer, out: compRTP}},
 			// The callee latches from behind its NAT; the caller gets it at
 			// its latched address, not the private one in its SDP.
-			{in{SideB, compRTP, rtpPCMU, "[::ffff:192.0.2.9]:40000"}, want{verdictForward, "198.51.100.7:31000", compRTP, true}},
+			{in{SideB, compRTP, rtpPCMU, "[::ffff:192.0.2.9]:40000"}, want{verdictForward, "198.51.100.7:31000", compRTP, true, true}},
 			// Now the caller's media follows the callee's latched address.
-			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, false}},
+			// RTP between two latched ends is settled: it may move to the
+			// kernel; RTCP and media to an unlatched SDP address never do.
+			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, false, true}},
 			// RTCP on port+1 latches separately.
 			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:31001"}, want{verdict: verdictNoPeer, out: compRTCP, latched: true}},
-			{in{SideB, compRTCP, rtcpRR, "192.0.2.9:40001"}, want{verdictForward, "198.51.100.7:31001", compRTCP, true}},
+			{in{SideB, compRTCP, rtcpRR, "192.0.2.9:40001"}, want{verdictForward, "198.51.100.7:31001", compRTCP, true, false}},
 			{in{SideB, compRTCP, rtcpRR, "192.0.2.9:40009"}, want{verdict: verdictStranger}},
 			// Without negotiated rtcp-mux, RTCP sent to the RTP port still
 			// reaches the peer's RTCP port.
-			{in{SideA, compRTP, rtcpRR, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40001", compRTCP, false}},
+			{in{SideA, compRTP, rtcpRR, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40001", compRTCP, false, false}},
 			// Latched peers cannot use the relay for other protocols.
 			{in{SideB, compRTP, dtlsHello, "192.0.2.9:40000"}, want{verdict: verdictMalformed}},
 			{in{SideB, compRTP, snmpGet, "192.0.2.9:40000"}, want{verdict: verdictMalformed}},
@@ -116,9 +119,9 @@ func TestDecide(t *testing.T) {
 		{name: "rtcp-mux keeps RTCP on the RTP path", stream: func() *stream { return testStream(true) }, steps: []step{
 			{in{SideA, compRTP, rtcpRR, "198.51.100.7:31000"}, want{verdict: verdictNoPeer, out: compRTP, latched: true}},
 			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:31000"}, want{verdict: verdictNoPeer, out: compRTP}},
-			{in{SideB, compRTP, rtcpRR, "192.0.2.9:40000"}, want{verdictForward, "198.51.100.7:31000", compRTP, true}},
-			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, true}},
-			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, false}},
+			{in{SideB, compRTP, rtcpRR, "192.0.2.9:40000"}, want{verdictForward, "198.51.100.7:31000", compRTP, true, false}},
+			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, true, false}},
+			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, false, true}},
 		}},
 		{name: "SDP names the signalling IP: only the announced ports latch, and media may go there first", stream: publicStream, steps: []step{
 			// A host sharing the caller's address, on another port.
@@ -126,11 +129,11 @@ func TestDecide(t *testing.T) {
 			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:4003"}, want{verdict: verdictStranger}},
 			// The caller's announced port latches; the callee's SDP names
 			// its signalling IP, so media may go there before it latches.
-			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:4000"}, want{verdictForward, "192.0.2.9:5000", compRTP, true}},
+			{in{SideA, compRTP, rtpPCMU, "198.51.100.7:4000"}, want{verdictForward, "192.0.2.9:5000", compRTP, true, false}},
 			{in{SideB, compRTP, rtpPCMU, "192.0.2.9:5002"}, want{verdict: verdictStranger}},
-			{in{SideA, compRTP, rtpPCMU2, "198.51.100.7:4000"}, want{verdictForward, "192.0.2.9:5000", compRTP, false}},
-			{in{SideB, compRTP, rtpPCMU, "192.0.2.9:5000"}, want{verdictForward, "198.51.100.7:4000", compRTP, true}},
-			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:4001"}, want{verdictForward, "192.0.2.9:5001", compRTCP, true}},
+			{in{SideA, compRTP, rtpPCMU2, "198.51.100.7:4000"}, want{verdictForward, "192.0.2.9:5000", compRTP, false, false}},
+			{in{SideB, compRTP, rtpPCMU, "192.0.2.9:5000"}, want{verdictForward, "198.51.100.7:4000", compRTP, true, true}},
+			{in{SideA, compRTCP, rtcpRR, "198.51.100.7:4001"}, want{verdictForward, "192.0.2.9:5001", compRTCP, true, false}},
 		}},
 		{name: "a=ssrc: only a packet with an announced SSRC latches", stream: func() *stream {
 			s := testStream(false)
@@ -151,7 +154,7 @@ func TestDecide(t *testing.T) {
 			return s
 		}, steps: []step{
 			{in{SideB, compRTP, dtlsHello, "192.0.2.9:40000"}, want{verdict: verdictNoPeer, out: compRTP, latched: true}},
-			{in{SideA, compRTP, dtlsHello, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, true}},
+			{in{SideA, compRTP, dtlsHello, "198.51.100.7:31000"}, want{verdictForward, "192.0.2.9:40000", compRTP, true, false}},
 			{in{SideA, compRTP, stunBind, "198.51.100.7:31000"}, want{verdict: verdictMalformed}},
 		}},
 		{name: "a private or loopback source is no customer: it never latches", stream: func() *stream {
@@ -174,7 +177,7 @@ func TestDecide(t *testing.T) {
 				if st.want.dst != "" {
 					dst = netip.MustParseAddrPort(st.want.dst)
 				}
-				w := decision{verdict: st.want.verdict, dst: dst, out: st.want.out, latched: st.want.latched}
+				w := decision{verdict: st.want.verdict, dst: dst, out: st.want.out, latched: st.want.latched, steady: st.want.steady}
 				if d != w {
 					t.Errorf("step %d %+v: got %+v, want %+v", i, st.in, d, w)
 				}

@@ -43,6 +43,7 @@ type relayOpts struct {
 	perCustomer, perSource int
 	customer, provider     []netip.Prefix
 	requireSRTP            bool
+	kernel                 bool // Config.KernelForwarding
 }
 
 // filled completes c with the deployment's defaults (internal/config's)
@@ -74,7 +75,8 @@ func newTestRelay(t testing.TB, o relayOpts) (*Relay, config.PortRange) {
 	pr := testenv.FreeUDPRange(t, o.bind, o.ports)
 	r, err := New(filled(Config{Bind: o.bind, Advertise: o.advertise, Ports: pr, MediaTimeout: o.timeout,
 		MaxStreams: o.maxStreams, MaxPortsPerCustomer: o.perCustomer, MaxPortsPerSource: o.perSource,
-		CustomerNetworks: o.customer, ProviderNetworks: o.provider, RequireSRTP: o.requireSRTP}), Deps{Log: testLogger(t), Registerer: o.reg})
+		CustomerNetworks: o.customer, ProviderNetworks: o.provider, RequireSRTP: o.requireSRTP,
+		KernelForwarding: o.kernel}), Deps{Log: testLogger(t), Registerer: o.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	allocated     prometheus.Gauge
 	exhausted     prometheus.Counter
 	quotaRefused  prometheus.Counter
+	kernelFlows   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,6 +38,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Stream allocations refused because the port range was full."),
 		quotaRefused: s.Counter("quota_refusals_total",
 			"Streams and probes refused because their customer or source held its port quota."),
+		kernelFlows: s.Gauge("kernel_flows",
+			"Stream directions whose RTP the kernel forwards (counted in packets_total and bytes_total when the relay takes them back)."),
 	}
 	for v := verdictStranger; v < numVerdicts; v++ {
 		m.drops[v] = drops.WithLabelValues(v.String())

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/kfwd"
 )
 
 // Side names a leg of a call.
@@ -70,6 +71,12 @@ type Config struct {
 	// RequireSRTP refuses every description with a stream that is not
 	// SRTP (ErrSRTPRequired), offers and answers alike.
 	RequireSRTP bool
+
+	// KernelForwarding moves the RTP of established directions to the
+	// kernel (internal/kfwd, kernel.go) when Bind is an IPv4 address and
+	// the kernel and privileges allow it; otherwise, or when false, the
+	// relay forwards every packet itself.
+	KernelForwarding bool
 }
 
 // Deps are a Relay's collaborators.
@@ -116,6 +123,8 @@ type Relay struct {
 	cbs sync.WaitGroup
 
 	probes probeSet // network-check echo sessions (probe.go)
+
+	kern *kfwd.Forwarder // the kernel path; nil: off (kernel.go)
 }
 
 // New validates cfg and returns a relay. It binds nothing yet: ports are
@@ -159,6 +168,16 @@ func New(cfg Config, deps Deps) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	var kern *kfwd.Forwarder
+	if cfg.KernelForwarding {
+		// A direction per relay port pair, each pair facing one side.
+		if kern, err = kfwd.New(cfg.Bind, pool.size()); err != nil {
+			log.Info("relay kernel forwarding off", "reason", err)
+			kern = nil
+		} else {
+			log.Info("relay kernel forwarding on", "bind_addr", cfg.Bind)
+		}
+	}
 	self := []netip.Addr{cfg.Advertise}
 	if !cfg.Bind.IsUnspecified() {
 		self = append(self, cfg.Bind)
@@ -178,6 +197,7 @@ func New(cfg Config, deps Deps) (*Relay, error) {
 		done:  make(chan struct{}),
 		calls: make(map[*Call]struct{}),
 		io:    defaultIO,
+		kern:  kern,
 	}, nil
 }
 
@@ -252,6 +272,9 @@ func (r *Relay) Close() error {
 	r.loopMu.Unlock()
 	for _, l := range loops {
 		l.stop()
+	}
+	if r.kern != nil {
+		return r.kern.Close() // every call took its directions back
 	}
 	return nil
 }

@@ -69,6 +69,9 @@ func (c *Call) judge(s *stream, side Side, comp component, b []byte, src netip.A
 	} else {
 		s.mu.Lock()
 		d = s.decide(side, comp, b, src, now)
+		if d.steady && c.r.kern != nil {
+			c.toKernel(s, side, b)
+		}
 		s.mu.Unlock()
 	}
 	if d.latched {
