@@ -28,6 +28,7 @@ KAM_IP=127.0.78.1      # Kamailio: SIP 5060
 UA_IP=127.0.79.1       # SIPp user agents
 RELAY_IP=127.0.80.1    # relays and the media load generator
 NG_Z5=$RELAY_IP:22224  # the MCS relay behind the ng protocol (relayload serve)
+NG_Z5U=$RELAY_IP:22226 # the same with relay.kernel_forwarding = off
 NG_RTPE=$RELAY_IP:22222
 NG_CALLS=127.0.78.2:22222 # rtpengine for the call benchmark
 DOMAIN=mcs.z5.test
@@ -358,23 +359,32 @@ PIN_RELAY=()
 PIN_GEN=()
 
 relay_part() {
-	local out=$RES/relay.txt media mcs_pid last=$(($(nproc) - 1))
+	local out=$RES/relay.txt media mcs_pid mcsu_pid last=$(($(nproc) - 1))
 	: >"$out"
 	if [ "$RELAY_PIN" = 1 ] && [ "$last" -ge 1 ]; then
 		PIN_RELAY=(taskset -c "$last")
 		PIN_GEN=(taskset -c "0-$((last - 1))")
 		echo "relay part: relays pinned to CPU $last, the generator to CPUs 0-$((last - 1))" >>"$TMP/header.txt"
 	fi
-	log "relay: MCS relay (relayload serve) vs rtpengine userspace, in turns; ladder in relayed packets/s"
+	# mcs is the relay as deployed (relay.kernel_forwarding = auto: the
+	# kernel path when it loads, as it does here as root); mcs-user is the
+	# relay process forwarding every packet itself. rtpengine runs without
+	# its kernel module (--table=-1), which is not built for this kernel.
+	log "relay: MCS relay (relayload serve, kernel path and userspace) vs rtpengine userspace, in turns; ladder in relayed packets/s"
 	start "$LOGS/relay-mcs.log" "${PIN_RELAY[@]}" "$BIN/relayload" serve --ng $NG_Z5 --bind $RELAY_IP --ports 20000-34999
 	mcs_pid=$LAST_PID
+	start "$LOGS/relay-mcs-user.log" "${PIN_RELAY[@]}" "$BIN/relayload" serve --ng $NG_Z5U --bind $RELAY_IP --ports 50000-64999 --kernel-forwarding off
+	mcsu_pid=$LAST_PID
 	"$BIN/relayload" ping --ng $NG_Z5 --ip $RELAY_IP --wait 10s || { echo "bench: relayload serve did not answer" >&2; exit 1; }
+	"$BIN/relayload" ping --ng $NG_Z5U --ip $RELAY_IP --wait 10s || { echo "bench: relayload serve (userspace) did not answer" >&2; exit 1; }
+	grep -h "kernel forwarding" "$LOGS/relay-mcs.log" "$LOGS/relay-mcs-user.log" | tee -a "$TMP/header.txt" >&2
 	rtpe_start relay $NG_RTPE $RELAY_IP 35000 49999 || exit 1
 	for media in video audio; do
 		"${PIN_GEN[@]}" "$BIN/relayload" run --ip $RELAY_IP --media $media --dur "$RELAY_STEP" \
-			--relay "mcs=$NG_Z5@$mcs_pid" --relay "rtpengine=$NG_RTPE@$RTPE_PID" | tee -a "$out" >&2
+			--relay "mcs=$NG_Z5@$mcs_pid" --relay "mcs-user=$NG_Z5U@$mcsu_pid" --relay "rtpengine=$NG_RTPE@$RTPE_PID" | tee -a "$out" >&2
 	done
 	stop "$mcs_pid"
+	stop "$mcsu_pid"
 	stop "$RTPE_PID"
 	# The generator and the kernel alone: legs sending to each other.
 	"${PIN_GEN[@]}" "$BIN/relayload" run --ip $RELAY_IP --media video --steps 7000,28000 --dur "$RELAY_STEP" --relay direct= | tee -a "$out" >&2
@@ -386,6 +396,20 @@ relay_part() {
 			row "relay $media: p99 latency us at $load pps" "$(sv mcs $media p99_us_$load)" "$(sv rtpengine $media p99_us_$load)" 'ratio<=0.5'
 			row "relay $media: p50 latency us at $load pps" "$(sv mcs $media p50_us_$load)" "$(sv rtpengine $media p50_us_$load)" '-'
 			row "relay $media: CPU ns per packet at $load pps" "$(sv mcs $media cpu_ns_per_pkt_$load)" "$(sv rtpengine $media cpu_ns_per_pkt_$load)" '-'
+			# Every core's busy time (generator, relay, kernel) per
+			# packet: the kernel path's forwarding is in softirq, which
+			# the process figure above does not see.
+			row "relay $media: host CPU ns per packet at $load pps" "$(sv mcs $media host_cpu_ns_per_pkt_$load)" "$(sv rtpengine $media host_cpu_ns_per_pkt_$load)" 'ratio<=1'
+		done
+	done
+	# The relay process forwarding every packet itself, beside the same
+	# anchor: the figures before the kernel path, and what a node that
+	# cannot load it (not root, IPv6) gets.
+	for media in video audio; do
+		row "relay $media (userspace): max pps at <0.1% loss" "$(sv mcs-user $media max_pps)" "$(sv rtpengine $media max_pps)" 'ratio>=1'
+		for load in 7000 28000; do
+			row "relay $media (userspace): p99 latency us at $load pps" "$(sv mcs-user $media p99_us_$load)" "$(sv rtpengine $media p99_us_$load)" 'ratio<=0.5'
+			row "relay $media (userspace): CPU ns per packet at $load pps" "$(sv mcs-user $media cpu_ns_per_pkt_$load)" "$(sv rtpengine $media cpu_ns_per_pkt_$load)" '-'
 		done
 	done
 }

@@ -67,14 +67,18 @@ type stepResult struct {
 	relayCores             float64 // CPU the relay process used, in cores
 	cpuPerPkt              time.Duration
 	genCores               float64
+	// hostPerPkt is the busy time of every core (/proc/stat) per packet:
+	// generator, relay process and kernel (softirq) together, so a relay
+	// that forwards in the kernel is charged for it too.
+	hostPerPkt time.Duration
 }
 
 func (s stepResult) pass(maxLoss float64) bool { return s.loss < maxLoss }
 
 func (s stepResult) String() string {
-	return fmt.Sprintf("target_pps=%d calls=%d streams=%d sent_pps=%.0f recv_pps=%.0f loss_pct=%.4f p50_us=%.0f p99_us=%.0f p999_us=%.0f relay_cores=%.2f relay_cpu_ns_per_pkt=%d gen_cores=%.2f gen_bound=%v send_errs=%d",
+	return fmt.Sprintf("target_pps=%d calls=%d streams=%d sent_pps=%.0f recv_pps=%.0f loss_pct=%.4f p50_us=%.0f p99_us=%.0f p999_us=%.0f relay_cores=%.2f relay_cpu_ns_per_pkt=%d host_cpu_ns_per_pkt=%d gen_cores=%.2f gen_bound=%v send_errs=%d",
 		s.target, s.calls, s.streams, s.sentPPS, s.recvPPS, 100*s.loss,
-		us(s.p50), us(s.p99), us(s.p999), s.relayCores, s.cpuPerPkt.Nanoseconds(), s.genCores, s.genBound, s.sendErrs)
+		us(s.p50), us(s.p99), us(s.p999), s.relayCores, s.cpuPerPkt.Nanoseconds(), s.hostPerPkt.Nanoseconds(), s.genCores, s.genBound, s.sendErrs)
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -165,7 +169,8 @@ func runLadder(cfg loadConfig) error {
 		fmt.Fprintf(w, "summary relay=%s media=%s max_pps=%.0f max_target=%d stop=%s", rt.label, cfg.kind.name, rt.best.recvPPS, rt.best.target, rt.stop)
 		for _, t := range []int{7000, 28000} {
 			if r, ok := rt.byTarget[t]; ok {
-				fmt.Fprintf(w, " p50_us_%d=%.0f p99_us_%d=%.0f loss_pct_%d=%.4f cpu_ns_per_pkt_%d=%d", t, us(r.p50), t, us(r.p99), t, 100*r.loss, t, r.cpuPerPkt.Nanoseconds())
+				fmt.Fprintf(w, " p50_us_%d=%.0f p99_us_%d=%.0f loss_pct_%d=%.4f cpu_ns_per_pkt_%d=%d host_cpu_ns_per_pkt_%d=%d",
+					t, us(r.p50), t, us(r.p99), t, 100*r.loss, t, r.cpuPerPkt.Nanoseconds(), t, r.hostPerPkt.Nanoseconds())
 			}
 		}
 		fmt.Fprintln(w)
@@ -193,6 +198,29 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// hostBusy is the time all cores spent not idle so far (/proc/stat:
+// user, nice, system, irq, softirq, steal).
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }
 
 // runStep sets up enough calls for target packets per second (each call
@@ -231,7 +259,7 @@ func runStep(cfg loadConfig, rt *relayTarget, target int) (stepResult, error) {
 		streams = append(streams, c.ab, c.ba)
 		recvs = append(recvs, &receiver{conn: c.b, kernel: kernelStamps(c.b)}, &receiver{conn: c.a, kernel: kernelStamps(c.a)})
 	}
-	cpu0, gen0 := cpuTime(rt.pid), cpuTime(0)
+	cpu0, gen0, host0 := cpuTime(rt.pid), cpuTime(0), hostBusy()
 	t0 := time.Now()
 	var rwg sync.WaitGroup
 	for _, r := range recvs {
@@ -256,7 +284,7 @@ func runStep(cfg loadConfig, rt *relayTarget, target int) (stepResult, error) {
 	swg.Wait()
 	time.Sleep(300 * time.Millisecond) // stragglers
 	wall := time.Since(t0)
-	cpu, gen := cpuTime(rt.pid)-cpu0, cpuTime(0)-gen0
+	cpu, gen, host := cpuTime(rt.pid)-cpu0, cpuTime(0)-gen0, hostBusy()-host0
 	for _, c := range calls {
 		c.a.Close()
 		c.b.Close()
@@ -289,6 +317,9 @@ func runStep(cfg loadConfig, rt *relayTarget, target int) (stepResult, error) {
 		}
 	}
 	res.genCores = gen.Seconds() / wall.Seconds()
+	if all > 0 {
+		res.hostPerPkt = host / time.Duration(all)
+	}
 	want := float64(len(streams)) * k.rate * window
 	res.genBound = float64(measured) < 0.97*want
 	slices.Sort(lat)

@@ -64,6 +64,8 @@ func serve(ctx context.Context, args []string) error {
 	bind := fs.String("bind", "127.0.0.1", "media address")
 	ports := fs.String("ports", "20000-29999", "media port range")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (empty: off)")
+	def := config.Dev("").Relay
+	kernel := fs.String("kernel-forwarding", def.KernelForwarding, "auto or off, as the deployment's relay.kernel_forwarding")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,12 +91,12 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("ng: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	def := config.Dev("").Relay
 	r, err := relay.New(relay.Config{Bind: ip, Ports: pr, MediaTimeout: time.Minute, ProbeRate: def.ProbeRate,
-		MaxStreams: def.MaxStreams}, relay.Deps{Log: log})
+		MaxStreams: def.MaxStreams, KernelForwarding: *kernel == "auto"}, relay.Deps{Log: log})
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "relayload serve: kernel forwarding %s (asked %s)\n", map[bool]string{true: "on", false: "off"}[r.KernelForwarding()], *kernel)
 	defer r.Close()
 	go r.Serve(ctx)
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))

@@ -16,6 +16,9 @@ import (
 // next packet decides afresh), so the kernel never holds a decision the
 // relay would no longer make.
 
+// KernelForwarding reports whether the kernel path is loaded.
+func (r *Relay) KernelForwarding() bool { return r.kern != nil }
+
 // kernDir is one direction of a stream in the kernel: from side's client
 // to the other side's.
 type kernDir struct {
