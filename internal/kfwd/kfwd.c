@@ -72,6 +72,9 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct flow);
 	__uint(max_entries, 1024); // set by the loader
+	// Allocated as directions are added: a node's table is sized for
+	// its whole port range, which is mostly idle.
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flows SEC(".maps");
 
 // seq_run follows the sequence numbers of pt (RFC 3550 A.1, without

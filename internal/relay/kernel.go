@@ -87,6 +87,7 @@ func (c *Call) fromKernel(s *stream) {
 			s.legs[side].kern.add(n)
 			c.r.m.packets.Add(float64(n.Packets))
 			c.r.m.bytes.Add(float64(n.Bytes))
+			c.r.m.kernelPackets.Add(float64(n.Packets))
 		}
 		*d = kernDir{}
 		c.r.m.kernelFlows.Dec()

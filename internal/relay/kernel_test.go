@@ -104,6 +104,11 @@ func TestKernelPath(t *testing.T) {
 	if got := kernelFlows(); got != 0 {
 		t.Fatalf("kernel flows after Close: %v", got)
 	}
+	// The caller's 7 went through the kernel; every other packet (the
+	// first of each direction, RTCP) through the relay.
+	if got := testutil.ToFloat64(r.m.kernelPackets); got != 7 {
+		t.Fatalf("kernel packets %v, want 7", got)
+	}
 }
 
 // TestKernelPathKeepsCallAlive: media the kernel forwards counts as media

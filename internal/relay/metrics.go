@@ -21,6 +21,7 @@ type metrics struct {
 	exhausted     prometheus.Counter
 	quotaRefused  prometheus.Counter
 	kernelFlows   prometheus.Gauge
+	kernelPackets prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Streams and probes refused because their customer or source held its port quota."),
 		kernelFlows: s.Gauge("kernel_flows",
 			"Stream directions whose RTP the kernel forwards (counted in packets_total and bytes_total when the relay takes them back)."),
+		kernelPackets: s.Counter("kernel_packets_total",
+			"Datagrams of packets_total the kernel forwarded, counted when the relay takes their direction back."),
 	}
 	for v := verdictStranger; v < numVerdicts; v++ {
 		m.drops[v] = drops.WithLabelValues(v.String())
