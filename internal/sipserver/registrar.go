@@ -66,6 +66,7 @@ type entry struct {
 	RegID    string
 	CallID   string
 	CSeq     uint32
+	pos      int32 // index in its flow's flowEntries.l (in CSeq's padding)
 	Expires  time.Time
 	flow     *flowRef
 	since    time.Time
@@ -150,14 +151,67 @@ type registrar struct {
 
 	mu       sync.Mutex // guards the following
 	byNumber map[string][]*entry
-	byFlow   map[string][]*entry // the same bindings by flow ID
+	byFlow   map[string]*flowEntries // the same bindings by flow ID
 	count    int
+}
+
+// flowEntries are the bindings on one flow in the order they were added.
+// One connection may carry thousands (a PBX, a load generator), and every
+// refresh removes a binding and adds its successor: a removed binding
+// leaves a nil in l, found through its pos, and l is compacted once most
+// of it is nil, so neither costs a scan of the flow's bindings.
+type flowEntries struct {
+	l    []*entry
+	live int // non-nil in l
+}
+
+// firstOrNil is the earliest added binding still on the flow, nil when
+// there is none (or no f).
+func (f *flowEntries) firstOrNil() *entry {
+	if f == nil {
+		return nil
+	}
+	for _, e := range f.l {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (f *flowEntries) add(e *entry) {
+	e.pos = int32(len(f.l))
+	f.l = append(f.l, e)
+	f.live++
+}
+
+// del removes e, reporting false when it is not on the flow.
+func (f *flowEntries) del(e *entry) bool {
+	i := int(e.pos)
+	if i >= len(f.l) || f.l[i] != e {
+		return false
+	}
+	f.l[i] = nil
+	f.live--
+	if len(f.l) > 2*f.live+8 {
+		j := 0
+		for _, x := range f.l {
+			if x != nil {
+				x.pos = int32(j)
+				f.l[j] = x
+				j++
+			}
+		}
+		clear(f.l[j:])
+		f.l = f.l[:j]
+	}
+	return true
 }
 
 func newRegistrar(node string, st locationStore, t *transport, log *slog.Logger, now func() time.Time, m *metrics, limits sipcore.RegisterLimits) *registrar {
 	return &registrar{node: node, t: t, log: log, now: now, gauge: m.registrations, limits: limits,
 		w:        newLocWriter(st, log, m.locationWriteFailures, m.locationQueue),
-		byNumber: map[string][]*entry{}, byFlow: map[string][]*entry{}}
+		byNumber: map[string][]*entry{}, byFlow: map[string]*flowEntries{}}
 }
 
 // coreBindings are bs as sipcore sees them.
@@ -186,7 +240,11 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	for i, b := range current {
 		cur[i] = b.core()
 	}
-	f := sipcore.Flow{ID: flow.id, UDP: flow.transport == "UDP", Bindings: len(r.byFlow[flow.id])}
+	onFlow := r.byFlow[flow.id]
+	f := sipcore.Flow{ID: flow.id, UDP: flow.transport == "UDP"}
+	if onFlow != nil {
+		f.Bindings = onFlow.live
+	}
 	cs, refusal := sipcore.Register(req, sipcore.Registrant{Number: dev.Number, DeviceID: dev.ID, Kind: dev.Kind}, f, cur, r.limits, now)
 	if refusal.Code != 0 {
 		return nil, refusal
@@ -195,8 +253,8 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	// differs under the same ID (a UDP source reaching another of our
 	// sockets) gets its own.
 	var fp *flowRef
-	if l := r.byFlow[flow.id]; len(l) > 0 && *l[0].flow == flow {
-		fp = l[0].flow
+	if first := onFlow.firstOrNil(); first != nil && *first.flow == flow {
+		fp = first.flow
 	} else {
 		f := flow
 		fp = &f
@@ -286,8 +344,12 @@ func (r *registrar) sharesRow(b *entry, except []*entry) bool {
 }
 
 func (r *registrar) sharesRowLocked(b *entry, except []*entry) bool {
-	for _, o := range r.byFlow[b.flow.id] {
-		if o != b && o.Number == b.Number && o.DeviceID == b.DeviceID && !slices.Contains(except, o) {
+	f := r.byFlow[b.flow.id]
+	if f == nil {
+		return false
+	}
+	for _, o := range f.l {
+		if o != nil && o != b && o.Number == b.Number && o.DeviceID == b.DeviceID && !slices.Contains(except, o) {
 			return true
 		}
 	}
@@ -296,21 +358,25 @@ func (r *registrar) sharesRowLocked(b *entry, except []*entry) bool {
 
 func (r *registrar) addLocked(b *entry) {
 	r.byNumber[b.Number] = append(r.byNumber[b.Number], b)
-	r.byFlow[b.flow.id] = append(r.byFlow[b.flow.id], b)
+	f := r.byFlow[b.flow.id]
+	if f == nil {
+		f = &flowEntries{}
+		r.byFlow[b.flow.id] = f
+	}
+	f.add(b)
 	r.count++
 }
 
 func (r *registrar) delLocked(b *entry) {
-	drop := func(m map[string][]*entry, k string) {
-		l := slices.DeleteFunc(m[k], func(x *entry) bool { return x == b })
-		if len(l) == 0 {
-			delete(m, k)
-		} else {
-			m[k] = l
-		}
+	// A number has few bindings (limits.MaxPerNumber): a scan is cheap.
+	if l := slices.DeleteFunc(r.byNumber[b.Number], func(x *entry) bool { return x == b }); len(l) == 0 {
+		delete(r.byNumber, b.Number)
+	} else {
+		r.byNumber[b.Number] = l
 	}
-	drop(r.byNumber, b.Number)
-	drop(r.byFlow, b.flow.id)
+	if f := r.byFlow[b.flow.id]; f != nil && f.del(b) && f.live == 0 {
+		delete(r.byFlow, b.flow.id)
+	}
 	r.count--
 }
 
@@ -335,8 +401,12 @@ func (r *registrar) flowDevice(flowID string) (number string, deviceID int64, ok
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, b := range r.byFlow[flowID] {
-		if b.Expires.After(now) {
+	f := r.byFlow[flowID]
+	if f == nil {
+		return "", 0, false
+	}
+	for _, b := range f.l {
+		if b != nil && b.Expires.After(now) {
 			return b.Number, b.DeviceID, true
 		}
 	}
@@ -347,13 +417,21 @@ func (r *registrar) flowDevice(flowID string) (number string, deviceID int64, ok
 func (r *registrar) hasUDP(addr netip.AddrPort) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.byFlow["UDP/"+addr.String()]) > 0
+	f := r.byFlow["UDP/"+addr.String()]
+	return f != nil && f.live > 0
 }
 
 // dropFlow removes every binding of a closed flow.
 func (r *registrar) dropFlow(flowID string) {
 	r.mu.Lock()
-	gone := slices.Clone(r.byFlow[flowID])
+	var gone []*entry
+	if f := r.byFlow[flowID]; f != nil {
+		for _, b := range f.l {
+			if b != nil {
+				gone = append(gone, b)
+			}
+		}
+	}
 	r.mu.Unlock()
 	if len(gone) > 0 {
 		r.remove(func(b *entry) bool { return slices.Contains(gone, b) }, "flow closed")
