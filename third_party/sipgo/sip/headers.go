@@ -235,7 +235,7 @@ func (hs *headers) GetHeaders(name string) []Header {
 	var hds []Header
 	nameLower := HeaderToLower(name)
 	for _, h := range hs.headerOrder {
-		if HeaderToLower(h.Name()) == nameLower {
+		if headerNameIs(h.Name(), nameLower) {
 			hds = append(hds, h)
 		}
 	}
@@ -253,12 +253,32 @@ func (hs *headers) GetHeader(name string) Header {
 // getHeader is direct access, name must be lowercase
 func (hs *headers) getHeader(nameLower string) Header {
 	for _, h := range hs.headerOrder {
-		if HeaderToLower(h.Name()) == nameLower {
+		if headerNameIs(h.Name(), nameLower) {
 			return h
 		}
 	}
 
 	return nil
+}
+
+// headerNameIs reports whether HeaderToLower(name) == lower, without
+// allocating the lower-cased copy of every name that is not in
+// HeaderToLower's table (z5: a lookup cost one allocation per header of
+// the message).
+func headerNameIs(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // RemoveHeader removes header by name

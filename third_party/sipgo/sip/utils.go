@@ -231,6 +231,21 @@ func HeaderToLower(s string) string {
 		return "max-forwards"
 	case "Timestamp", "timestamp":
 		return "timestamp"
+	// z5: names the registrar and proxy look up on every request.
+	case "Expires", "expires":
+		return "expires"
+	case "Authorization", "authorization":
+		return "authorization"
+	case "Proxy-Authorization", "proxy-authorization":
+		return "proxy-authorization"
+	case "Require", "require":
+		return "require"
+	case "Proxy-Require", "proxy-require":
+		return "proxy-require"
+	case "Supported", "supported":
+		return "supported"
+	case "User-Agent", "user-agent":
+		return "user-agent"
 	}
 
 	// This creates one allocation if we really need to lower
