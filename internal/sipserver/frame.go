@@ -97,6 +97,15 @@ func frameDatagram(b []byte, maxHeaders int) (hdrEnd int, err error) {
 // scanHeaders counts the header fields of a header section (start line and
 // final CRLF included) and returns the Content-Length value, -1 when absent.
 func scanHeaders(hdr []byte, maxHeaders int) (contentLength int, err error) {
+	if !folded(hdr) {
+		return scanUnfolded(hdr, maxHeaders)
+	}
+	return scanSplit(hdr, maxHeaders)
+}
+
+// scanSplit is scanHeaders through splitHeaders, which joins continuation
+// lines.
+func scanSplit(hdr []byte, maxHeaders int) (contentLength int, err error) {
 	contentLength = -1
 	count := 0
 	var lengthSeen string
@@ -121,10 +130,57 @@ func scanHeaders(hdr []byte, maxHeaders int) (contentLength int, err error) {
 	return contentLength, nil
 }
 
-func atoiDigits(s string) int {
+// folded reports whether a header section has a continuation line.
+func folded(hdr []byte) bool {
+	return bytes.Contains(hdr, []byte("\r\n ")) || bytes.Contains(hdr, []byte("\r\n\t"))
+}
+
+// scanUnfolded is scanHeaders for a header section without continuation
+// lines (nearly all), reading it in place rather than through
+// splitHeaders' copies: every message on a stream is framed by it.
+func scanUnfolded(hdr []byte, maxHeaders int) (contentLength int, err error) {
+	contentLength = -1
+	i := bytes.Index(hdr, []byte("\r\n"))
+	if i < 0 {
+		return contentLength, nil
+	}
+	rest := hdr[i+2:]
+	count := 0
+	var lengthSeen []byte
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		count++
+		if count > maxHeaders {
+			return 0, errTooManyHeaders
+		}
+		if headerName(bytes.TrimSpace(name)) != "content-length" {
+			continue
+		}
+		v := bytes.TrimSpace(value)
+		if len(v) == 0 || len(v) > 9 || len(bytes.Trim(v, "0123456789")) != 0 {
+			return 0, errBadContentLength
+		}
+		if lengthSeen != nil && !bytes.Equal(bytes.TrimLeft(lengthSeen, "0"), bytes.TrimLeft(v, "0")) {
+			return 0, errConflictingLength
+		}
+		lengthSeen = v
+		contentLength = atoiDigits(string(v))
+	}
+	return contentLength, nil
+}
+
+func atoiDigits[T ~string | ~[]byte](s T) int {
 	n := 0
-	for _, c := range []byte(s) {
-		n = n*10 + int(c-'0')
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
 	}
 	return n
 }
@@ -146,6 +202,52 @@ var compactNames = map[string]string{
 	"x": "session-expires", "y": "identity",
 }
 
+// knownNames maps the lower-case names of common headers, compact forms
+// included, to the name headerName returns, so that those need no copy.
+var knownNames = func() map[string]string {
+	m := map[string]string{}
+	for short, long := range compactNames {
+		m[short], m[long] = long, long
+	}
+	for _, n := range []string{"call-id", "cseq", "max-forwards", "expires", "user-agent", "server",
+		"authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+		"route", "record-route", "require", "proxy-require", "allow", "accept", "date",
+		"min-expires", "retry-after", "p-asserted-identity", "organization", "path", "unsupported"} {
+		m[n] = n
+	}
+	return m
+}()
+
+// headerName is a header name (trimmed) lower-cased and expanded from its
+// compact form: strings.ToLower, then compactNames.
+func headerName[T ~string | ~[]byte](n T) string {
+	var buf [24]byte
+	if len(n) <= len(buf) {
+		ascii := true
+		for i := 0; i < len(n); i++ {
+			c := n[i]
+			if c >= 0x80 {
+				ascii = false
+				break
+			}
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		if ascii {
+			if long, ok := knownNames[string(buf[:len(n)])]; ok {
+				return long
+			}
+		}
+	}
+	name := strings.ToLower(string(n))
+	if long, ok := compactNames[name]; ok {
+		name = long
+	}
+	return name
+}
+
 // startLine returns the first line of a message.
 func startLine(b []byte) string {
 	if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
@@ -161,29 +263,26 @@ func splitHeaders(hdr []byte) []rawHeader {
 	if i < 0 {
 		return nil
 	}
-	rest := hdr[i+2:]
-	var out []rawHeader
+	// One copy of the section; the values are slices of it.
+	rest := string(hdr[i+2:])
+	out := make([]rawHeader, 0, strings.Count(rest, "\r\n"))
 	for len(rest) > 0 {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		var line string
+		line, rest, _ = strings.Cut(rest, "\r\n")
 		if len(line) == 0 {
 			break // end of the header section
 		}
 		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
 			// Folded continuation (RFC 3261 §7.3.1): one SP replaces it.
 			last := &out[len(out)-1]
-			last.value = strings.TrimSpace(last.value + " " + strings.TrimSpace(string(line)))
+			last.value = strings.TrimSpace(last.value + " " + strings.TrimSpace(line))
 			continue
 		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
+		name, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
-		n := strings.ToLower(strings.TrimSpace(string(name)))
-		if long, ok := compactNames[n]; ok {
-			n = long
-		}
-		out = append(out, rawHeader{name: n, value: strings.TrimSpace(string(value))})
+		out = append(out, rawHeader{name: headerName(strings.TrimSpace(name)), value: strings.TrimSpace(value)})
 	}
 	return out
 }

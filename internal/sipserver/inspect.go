@@ -102,7 +102,7 @@ func ownBranch(via *sipmsg.ViaHeader) bool {
 }
 
 // singleHeaders may appear at most once (RFC 3261 §7.3, §20).
-var singleHeaders = []string{"call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires"}
+var singleHeaders = [...]string{"call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires"}
 
 // checkRequest validates what sipgo's parser accepts but a request must
 // still satisfy (RFC 3261 §8.2, §16.3).
@@ -110,12 +110,16 @@ func checkRequest(req *sipmsg.Request, hs []rawHeader) *sipError {
 	if req.SipVersion != "SIP/2.0" {
 		return &sipError{505, "Version Not Supported"}
 	}
-	counts := map[string]int{}
+	var counts [len(singleHeaders)]int
 	for _, h := range hs {
-		counts[h.name]++
+		for i, name := range singleHeaders {
+			if h.name == name {
+				counts[i]++
+			}
+		}
 	}
-	for _, name := range singleHeaders {
-		if counts[name] > 1 {
+	for i, name := range singleHeaders {
+		if counts[i] > 1 {
 			return &sipError{400, "Duplicate " + canonicalName(name) + " Header"}
 		}
 	}

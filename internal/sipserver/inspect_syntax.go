@@ -30,12 +30,12 @@ func isTokenChar(c byte) bool {
 		strings.IndexByte("-.!%*_+`'~", c) >= 0
 }
 
-func isToken(s string) bool {
-	if s == "" {
+func isToken[T ~string | ~[]byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
-	for _, c := range []byte(s) {
-		if !isTokenChar(c) {
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
 			return false
 		}
 	}

@@ -25,11 +25,12 @@ func checkRaw(hdr []byte) *sipError {
 	if hasControl(start) {
 		return &sipError{400, "Malformed Request-Line"}
 	}
-	if !bytes.HasPrefix(start, []byte("SIP/")) {
-		if parts := strings.Split(string(start), " "); len(parts) == 3 {
-			if !validPort(uriPort(parts[1])) {
-				return &sipError{400, "Malformed Request-URI"}
-			}
+	if !bytes.HasPrefix(start, []byte("SIP/")) && bytes.Count(start, []byte(" ")) == 2 {
+		// Method SP Request-URI SP SIP-Version
+		_, uri, _ := bytes.Cut(start, []byte(" "))
+		uri, _, _ = bytes.Cut(uri, []byte(" "))
+		if !validPort(uriPort(string(uri))) {
+			return &sipError{400, "Malformed Request-URI"}
 		}
 	}
 	rest := hdr[eol+2:]
@@ -57,13 +58,10 @@ func checkRaw(hdr []byte) *sipError {
 		}
 		// HCOLON allows spaces and tabs between the name and the colon.
 		n = bytes.TrimRight(n, " \t")
-		if !isToken(string(n)) {
+		if !isToken(n) {
 			return &sipError{400, "Malformed Header Name"}
 		}
-		name = strings.ToLower(string(n))
-		if long, ok := compactNames[name]; ok {
-			name = long
-		}
+		name = headerName(n)
 		if badControl(value) {
 			return &sipError{400, "Malformed " + canonicalName(name) + " Header"}
 		}
