@@ -36,6 +36,7 @@ USERS=10000            # provisioned users (the memory part: 100,000, see MEM_RE
 LADDER_USERS=1000      # users cycled through by the REGISTER ladder
 FIRST=2125550000       # user i is SIP user FIRST+i, password pw-(FIRST+i)
 SIP_STEP=${SIP_STEP:-6}   # seconds per SIP ladder step
+TN_SOURCES=${TN_SOURCES:-4} # SIPp instances (source addresses 127.79.2.i) of a tn step
 RELAY_STEP=${RELAY_STEP:-4s}
 
 case $PART in
@@ -147,6 +148,14 @@ provision() {
 	"$BIN/provision" --count $USERS --first $FIRST --domain $DOMAIN \
 		--sipp "$TMP/users/all.csv" --kamailio "$TMP/dbtext" || exit 1
 	head -n $((LADDER_USERS + 1)) "$TMP/users/all.csv" >"$TMP/users/ladder.csv"
+	# The ladder's users in TN_SOURCES shares, one per SIPp of a tn step.
+	local i
+	for i in $(seq $TN_SOURCES); do
+		{
+			echo SEQUENTIAL
+			tail -n +2 "$TMP/users/ladder.csv" | awk -v k=$TN_SOURCES -v i=$i '(NR - 1) % k == i - 1'
+		} >"$TMP/users/ladder-$i.csv"
+	done
 	# Kamailio's in-memory credential table (htable), from the same users.
 	{
 		echo "key_name(string) key_type(int) value_type(int) key_value(string) expires(int)"
@@ -324,6 +333,51 @@ sipp_step() {
 	[ $pass = yes ]
 }
 
+# sipp_multi LABEL RATE CALLS K SIPP-ARGS...: sipp_step with K SIPp
+# instances at once, instance i sending from 127.79.2.i with a K-th of the
+# rate, of the calls and of the users (ladder-i.csv). A connection per
+# REGISTER from one address leaves a TIME-WAIT socket per REGISTER on it,
+# and one address's ports held both z5d and Kamailio under 1,500/s (both
+# failed that step at 985 and 997/s, 15:53): the cap was the client's
+# address, not either server. K addresses lift it K-fold.
+sipp_multi() {
+	local label=$1 rate=$2 calls=$3 k=$4 i r rc=0 ok=0 fail=0 t0 t1 el achieved pass clean
+	shift 4
+	local pids=()
+	rm -f "$TMP"/sipp-stat-*.csv "$TMP"/sipp-err-*.log
+	t0=$(date +%s.%N)
+	for i in $(seq "$k"); do
+		timeout $((calls / rate * 3 + 30)) sipp -nd -r $((rate / k)) -m $((calls / k)) -l 5000 -max_socket 10000 -recv_timeout 5000 \
+			-timeout $((calls / rate * 3 + 20))s -trace_stat -stf "$TMP/sipp-stat-$i.csv" -fd 1 \
+			-trace_err -error_file "$TMP/sipp-err-$i.log" -inf "$TMP/users/ladder-$i.csv" -i "127.79.2.$i" "$@" >"$TMP/sipp-$i.out" 2>&1 &
+		pids+=($!)
+		PIDS+=($!)
+	done
+	for i in $(seq "$k"); do
+		wait "${pids[$((i - 1))]}"
+		r=$?
+		[ "$r" -gt "$rc" ] && rc=$r
+		ok=$((ok + $(sipp_stat "$TMP/sipp-stat-$i.csv" 'SuccessfulCall(C)')))
+		fail=$((fail + $(sipp_stat "$TMP/sipp-stat-$i.csv" 'FailedCall(C)')))
+	done
+	t1=$(date +%s.%N)
+	calls=$((calls / k * k))
+	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+	achieved=$(awk -v n="$ok" -v e="$el" 'BEGIN { printf "%.0f", n / e }')
+	clean=no pass=no
+	[ "$rc" = 0 ] && [ "$fail" = 0 ] && [ "$ok" = "$calls" ] && clean=yes
+	if [ $clean = yes ] && awk -v a="$achieved" -v r="$rate" 'BEGIN { exit !(a >= 0.9 * r) }'; then
+		pass=yes
+	fi
+	echo "step $label rate=$rate calls=$calls sources=$k ok=$ok failed=$fail elapsed_s=$el achieved_per_s=$achieved sipp_rc=$rc clean=$clean pass=$pass"
+	if [ $pass = no ]; then
+		cat "$TMP"/sipp-err-*.log 2>/dev/null | grep -v -e 'Failed to delete FD' -e 'events occurred' -e 'watchdog' -e 'out-of-call' |
+			head -c 600 | sed 's/^/    /'
+		echo
+	fi
+	[ $pass = yes ]
+}
+
 # ladder LABEL OUTFILE RATES STEPFN: runs STEPFN RATE up the ladder until a
 # step fails twice (a failing step is tried once more: a shared host has
 # bursts of other load). BEST is the highest rate achieved by a step in
@@ -422,6 +476,10 @@ REG_TARGET=
 REG_MODE=
 reg_step() {
 	local r=$1
+	if [ "$REG_MODE" = tn ]; then
+		sipp_multi "$REG_LABEL" "$r" $((r * SIP_STEP)) "$TN_SOURCES" -sf "$B/sipp/register.xml" -t tn -p 5073 "$REG_TARGET"
+		return
+	fi
 	sipp_step "$REG_LABEL" "$r" $((r * SIP_STEP)) 0 -sf "$B/sipp/register.xml" -inf "$TMP/users/ladder.csv" \
 		-t "$REG_MODE" -i $UA_IP -p 5073 "$REG_TARGET"
 }
@@ -436,7 +494,7 @@ reg_step() {
 REG_T1=
 REG_TN=
 reg_ladders() {
-	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 12000 16000 20000 24000 32000" rates_tn="250 500 1000 1500 2000 3000 4000"
+	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 10000 12000 16000 20000 24000 28000 32000" rates_tn="250 500 1000 1500 1750 2000 2250 2500 3000 4000 6000"
 	REG_TARGET=$2
 	$4 register || exit 1
 	REG_MODE=t1 REG_LABEL="$1 t1" ladder "$1 t1" "$3" "$rates_t1" reg_step

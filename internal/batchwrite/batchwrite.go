@@ -39,6 +39,13 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// FlushWithin bounds Close's flush of what is queued.
 	FlushWithin time.Duration
+	// Linger is the least time between the end of one write and the
+	// start of the next: what queues meanwhile shares the next commit.
+	// 0: the next write starts as soon as there is something to write.
+	// A store whose commit costs the same for one item as for many (an
+	// fsync) then commits at most 1/Linger times a second however fast
+	// items come; an item waits at most Linger more.
+	Linger time.Duration
 }
 
 // Deps is the owner's part. Write, Retrying and GiveUp are called from
@@ -96,9 +103,9 @@ func New[T any](cfg Config, deps Deps[T]) (*Writer[T], error) {
 	switch {
 	case cfg.Queue < 1:
 		return nil, fmt.Errorf("queue of %d items: want at least 1", cfg.Queue)
-	case cfg.Batch < 0 || cfg.Tries < 0 || cfg.FullWait < 0 || cfg.FlushWithin <= 0:
-		return nil, fmt.Errorf("batch %d, tries %d, full wait %s, flush within %s: want none negative and a flush time",
-			cfg.Batch, cfg.Tries, cfg.FullWait, cfg.FlushWithin)
+	case cfg.Batch < 0 || cfg.Tries < 0 || cfg.FullWait < 0 || cfg.Linger < 0 || cfg.FlushWithin <= 0:
+		return nil, fmt.Errorf("batch %d, tries %d, full wait %s, linger %s, flush within %s: want none negative and a flush time",
+			cfg.Batch, cfg.Tries, cfg.FullWait, cfg.Linger, cfg.FlushWithin)
 	case cfg.BackoffMin <= 0 || cfg.BackoffMax < cfg.BackoffMin:
 		return nil, fmt.Errorf("backoff %s to %s: want 0 < min <= max", cfg.BackoffMin, cfg.BackoffMax)
 	case deps.Write == nil:
@@ -285,6 +292,9 @@ func (w *Writer[T]) loop() {
 		if err == nil {
 			w.settle(len(batch), covers)
 			backoff = 0
+			if w.cfg.Linger > 0 {
+				w.linger()
+			}
 			continue
 		}
 		if w.cfg.Tries > 0 {
@@ -452,6 +462,16 @@ func (w *Writer[T]) pause(d time.Duration) {
 	select {
 	case <-t.C:
 	case <-w.ctx.Done():
+	}
+}
+
+// linger waits Linger, or until Close begins: the flush does not wait.
+func (w *Writer[T]) linger() {
+	t := time.NewTimer(w.cfg.Linger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.stop:
 	}
 }
 

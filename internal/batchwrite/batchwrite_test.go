@@ -323,6 +323,42 @@ func TestBatches(t *testing.T) {
 	}
 }
 
+// TestLinger: with Linger, what is put while a write is lingering shares
+// the next write, which starts Linger after the last one ended; an item
+// put when the writer has been idle longer is written at once; Close
+// does not linger.
+func TestLinger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeStore{}
+		cfg := base
+		cfg.Linger = 10 * time.Millisecond
+		w := newTestWriter(t, cfg, f, nil)
+		stop := serve(w)
+		mustPut(t, w, "1")
+		synctest.Wait()
+		for _, it := range []string{"2", "3", "4"} {
+			time.Sleep(2 * time.Millisecond)
+			mustPut(t, w, it)
+		}
+		time.Sleep(50 * time.Millisecond)
+		mustPut(t, w, "5")
+		synctest.Wait()
+		mustPut(t, w, "6")
+		start := time.Now()
+		stop()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close lingered %s", d)
+		}
+		tried, committed, _, _ := f.snapshot()
+		if d := cmp.Diff([]string{"+0s:1", "+10ms:2,3,4", "+56ms:5", "+56ms:6"}, tried); d != "" {
+			t.Errorf("writes (-want +got):\n%s", d)
+		}
+		if len(committed) != 6 {
+			t.Errorf("committed %v", committed)
+		}
+	})
+}
+
 // TestRetries: a failed write is tried again after the backoff, per
 // Tries: the whole batch with what queued behind it, or each item alone;
 // nothing is lost and the order is kept.
