@@ -157,6 +157,19 @@ int relay_ingress(struct __sk_buff *skb)
 	__u32 len = skb->len - RTP_OFF;
 	if (len > 4096)
 		return TCX_NEXT; // the relay's largest datagram: it drops bigger ones
+	// The header must fit, CSRC list and extension included, as the
+	// relay's classifyRTP requires; anything else is the relay's to drop.
+	__u32 hdr = 12 + 4 * (rtp[0] & 0x0f);
+	if (hdr > len)
+		return TCX_NEXT;
+	if (rtp[0] & 0x10) {
+		__u8 ext[4];
+		if (hdr + 4 > len || bpf_skb_load_bytes(skb, RTP_OFF + hdr, ext, 4))
+			return TCX_NEXT;
+		hdr += 4 + 4 * ((__u32)ext[2] << 8 | ext[3]);
+		if (hdr > len)
+			return TCX_NEXT;
+	}
 	__u16 seq = (__u16)rtp[2] << 8 | rtp[3];
 	__u32 ts = (__u32)rtp[4] << 24 | (__u32)rtp[5] << 16 | (__u32)rtp[6] << 8 | rtp[7];
 	__u16 udp_csum = udp->check;

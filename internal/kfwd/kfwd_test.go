@@ -117,6 +117,9 @@ func TestForwardsInstalledFlow(t *testing.T) {
 		{"rtcp", client, append([]byte{0x80, 200, 0, 6}, make([]byte, 24)...)},
 		{"not rtp", client, []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{"stranger", stranger, rtp(96, 30, 0, 20)},
+		// RTP whose header does not fit (classifyRTP: malformed).
+		{"csrc list past the end", client, append([]byte{0x8f}, rtp(96, 31, 0, 20)[1:]...)},
+		{"extension past the end", client, append([]byte{0x90}, append(rtp(96, 32, 0, 0)[1:], 0xbe, 0xde, 0x00, 0x09, 1, 2, 3, 4)...)},
 	} {
 		if _, err := tc.from.WriteToUDPAddrPort(tc.pkt, relayAAddr); err != nil {
 			t.Fatal(err)
