@@ -312,15 +312,18 @@ func TestClientFullFlow(t *testing.T) {
 		t.Errorf("setup %.1f ms, first media %.1f ms: want both measured", sum.SetupMs, sum.FirstMedia)
 	}
 	checkStatsFile(t, alice, statsCSV)
-	if os.Geteuid() == 0 {
-		// As root z5d loads the kernel path (relay.kernel_forwarding =
-		// auto): once both ends latched, the kernel carried the media.
+	if s.metric(t, "z5_relay_kernel_forwarding") == 1 {
+		// As root, on a kernel with TCX, z5d loads the kernel path
+		// (relay.kernel_forwarding = auto): once both ends latched, the
+		// kernel carried the media.
 		all := s.metric(t, "z5_relay_packets_total")
 		kern := s.metric(t, "z5_relay_kernel_packets_total")
 		t.Logf("relay: %v packets, %v of them forwarded in the kernel", all, kern)
 		if kern < 0.8*all || all == 0 {
 			t.Errorf("the kernel forwarded %v of the relay's %v packets, want most", kern, all)
 		}
+	} else if os.Geteuid() == 0 {
+		t.Log("the relay's kernel path did not load (see z5d's log): media checked through the relay process only")
 	}
 	bobStreams := listenerStreams(lis.Output())
 	if len(bobStreams) != 2 || !strings.Contains(lis.Output(), "call from "+aliceWork+" ended: remote hangup") {

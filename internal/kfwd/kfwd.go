@@ -58,6 +58,11 @@ type Counters struct {
 // (IPv6, an unspecified address).
 var ErrUnsupported = errors.New("kfwd: IPv4 unicast addresses only")
 
+// ErrNoKernelSupport wraps New's error when the kernel lacks what the
+// program needs (TCX, kernel 6.6), as opposed to a refusal (privileges) or
+// a defect.
+var ErrNoKernelSupport = errors.New("kfwd: the kernel does not support it")
+
 // Forwarder holds the loaded program, its flow table and the attachment.
 type Forwarder struct {
 	objs kfwdObjects
@@ -93,6 +98,9 @@ func New(bind netip.Addr, maxFlows int) (*Forwarder, error) {
 	})
 	if err != nil {
 		f.objs.Close()
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			err = fmt.Errorf("%w: %w", ErrNoKernelSupport, err)
+		}
 		return nil, fmt.Errorf("kfwd: attach to %s ingress: %w", ifc.Name, err)
 	}
 	return f, nil

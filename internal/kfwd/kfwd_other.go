@@ -27,6 +27,8 @@ type Counters struct {
 
 var ErrUnsupported = errors.New("kfwd: the kernel path needs Linux")
 
+var ErrNoKernelSupport = ErrUnsupported
+
 type Forwarder struct{}
 
 func New(netip.Addr, int) (*Forwarder, error)   { return nil, ErrUnsupported }

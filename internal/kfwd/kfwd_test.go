@@ -13,13 +13,17 @@ import (
 )
 
 // newForwarder loads the program on loopback. Loading needs root (CI runs
-// as root); elsewhere the test is skipped, never passed.
+// as root) and a kernel with TCX; without either the test is skipped,
+// never passed.
 func newForwarder(t *testing.T) *Forwarder {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("loading eBPF needs root")
 	}
 	f, err := New(netip.MustParseAddr("127.0.0.1"), 64)
+	if errors.Is(err, ErrNoKernelSupport) {
+		t.Skip(err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

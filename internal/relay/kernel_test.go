@@ -3,12 +3,15 @@
 package relay
 
 import (
+	"errors"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/z5vrs/z5/internal/kfwd"
 )
 
 // newKernelRelay is a relay with the kernel path, which loads only as root
@@ -18,6 +21,14 @@ func newKernelRelay(t *testing.T, o relayOpts) *Relay {
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel path needs root")
 	}
+	f, err := kfwd.New(loopback, 16)
+	switch {
+	case errors.Is(err, kfwd.ErrNoKernelSupport):
+		t.Skip(err)
+	case err != nil:
+		t.Fatalf("kernel forwarding does not load as root: %v", err)
+	}
+	f.Close() // the relay loads its own
 	o.kernel = true
 	r, _ := newTestRelay(t, o)
 	if r.kern == nil {

@@ -20,6 +20,7 @@ type metrics struct {
 	allocated     prometheus.Gauge
 	exhausted     prometheus.Counter
 	quotaRefused  prometheus.Counter
+	kernelOn      prometheus.Gauge
 	kernelFlows   prometheus.Gauge
 	kernelPackets prometheus.Counter
 }
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Stream allocations refused because the port range was full."),
 		quotaRefused: s.Counter("quota_refusals_total",
 			"Streams and probes refused because their customer or source held its port quota."),
+		kernelOn: s.Gauge("kernel_forwarding",
+			"1 when the kernel path (relay.kernel_forwarding) is loaded, else 0."),
 		kernelFlows: s.Gauge("kernel_flows",
 			"Stream directions whose RTP the kernel forwards (counted in packets_total and bytes_total when the relay takes them back)."),
 		kernelPackets: s.Counter("kernel_packets_total",

@@ -176,6 +176,7 @@ func New(cfg Config, deps Deps) (*Relay, error) {
 			kern = nil
 		} else {
 			log.Info("relay kernel forwarding on", "bind_addr", cfg.Bind)
+			m.kernelOn.Set(1)
 		}
 	}
 	self := []netip.Addr{cfg.Advertise}
