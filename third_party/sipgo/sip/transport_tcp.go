@@ -317,7 +317,11 @@ func (c *TCPConnection) Ref(i int) int {
 	c.refcount += i
 	ref := c.refcount
 	c.mu.Unlock()
-	DefaultLogger().Debug("TCP reference increment", "ip", c.LocalAddr().String(), "dst", c.RemoteAddr().String(), "ref", ref)
+	// z5: the addresses are formatted only when the line is logged (two
+	// allocations each, twice per request).
+	if l := DefaultLogger(); l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug("TCP reference increment", "ip", c.LocalAddr().String(), "dst", c.RemoteAddr().String(), "ref", ref)
+	}
 	return ref
 }
 
@@ -334,7 +338,11 @@ func (c *TCPConnection) TryClose() (int, error) {
 	c.refcount--
 	ref := c.refcount
 	c.mu.Unlock()
-	DefaultLogger().Debug("TCP reference decrement", "ip", c.LocalAddr().String(), "dst", c.RemoteAddr().String(), "ref", ref)
+	// z5: the addresses are formatted only when the line is logged (two
+	// allocations each, twice per request).
+	if l := DefaultLogger(); l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug("TCP reference decrement", "ip", c.LocalAddr().String(), "dst", c.RemoteAddr().String(), "ref", ref)
+	}
 	if ref > 0 {
 		return ref, nil
 	}

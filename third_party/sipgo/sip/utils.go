@@ -403,14 +403,21 @@ func compareFunctions(fsm1 any, fsm2 any) error {
 }
 
 func isIPV6(host string) bool {
-	// Quick reject (has dot)
-	for c := range host {
+	// Quick reject (has dot). z5: upstream ranged over the indices, so it
+	// never rejected, and a host name cost net.ParseIP's error (an
+	// allocation) on every URI written. Without a colon it is no IPv6.
+	colon := false
+	for _, c := range host {
 		if c == '.' {
 			return false
 		}
 		if c == ':' {
+			colon = true
 			break
 		}
+	}
+	if !colon {
+		return false
 	}
 
 	ip := net.ParseIP(host)
