@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -64,16 +63,52 @@ type digestCredentials struct {
 // errors.
 func parseDigest(v string) (digestCredentials, error) {
 	var c digestCredentials
-	params, err := parseDigestParams(v)
+	// Read in place, once per authenticated request: the parameters kept
+	// go to their fields, others are parsed and ignored, and a duplicate
+	// of either is an error, as parseDigestParams has it.
+	var seen uint16
+	var others []string
+	err := eachDigestParam(v, func(name, val string) error {
+		var f *string
+		var bit uint16
+		switch name {
+		case "username":
+			f, bit = &c.Username, 1<<0
+		case "realm":
+			f, bit = &c.Realm, 1<<1
+		case "nonce":
+			f, bit = &c.Nonce, 1<<2
+		case "uri":
+			f, bit = &c.URI, 1<<3
+		case "response":
+			f, bit = &c.Response, 1<<4
+		case "algorithm":
+			f, bit = &c.Algorithm, 1<<5
+		case "cnonce":
+			f, bit = &c.CNonce, 1<<6
+		case "opaque":
+			f, bit = &c.Opaque, 1<<7
+		case "qop":
+			f, bit = &c.QOP, 1<<8
+		case "nc":
+			f, bit = &c.NC, 1<<9
+		}
+		if f == nil {
+			if slices.Contains(others, name) {
+				return fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+			}
+			others = append(others, name)
+			return nil
+		}
+		if seen&bit != 0 {
+			return fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+		}
+		seen |= bit
+		*f = val
+		return nil
+	})
 	if err != nil {
-		return c, err
-	}
-	// The parameters kept; others are parsed and ignored.
-	for name, f := range map[string]*string{
-		"username": &c.Username, "realm": &c.Realm, "nonce": &c.Nonce, "uri": &c.URI, "response": &c.Response,
-		"algorithm": &c.Algorithm, "cnonce": &c.CNonce, "opaque": &c.Opaque, "qop": &c.QOP, "nc": &c.NC,
-	} {
-		*f = params[name]
+		return digestCredentials{}, err
 	}
 	if c.Username == "" || c.Nonce == "" || c.Response == "" || c.URI == "" {
 		return c, fmt.Errorf("%w: username, nonce, uri and response are required", errDigestMalformed)
@@ -85,12 +120,29 @@ func parseDigest(v string) (digestCredentials, error) {
 // parameters by lower-case name: credentials, or a challenge (the trunk's,
 // trunk_auth.go).
 func parseDigestParams(v string) (map[string]string, error) {
+	params := map[string]string{}
+	err := eachDigestParam(v, func(name, val string) error {
+		if _, dup := params[name]; dup {
+			return fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+		}
+		params[name] = val
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return params, nil
+}
+
+// eachDigestParam parses `Digest auth-param *("," auth-param)`, calling
+// f with each parameter's lower-case name and its value, unquoted, until
+// f returns an error.
+func eachDigestParam(v string, f func(name, val string) error) error {
 	v = strings.TrimLeft(v, " \t")
 	scheme, rest, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Digest") {
-		return nil, fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
+		return fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
 	}
-	params := map[string]string{}
 	s := rest
 	for {
 		s = strings.TrimLeft(s, " \t")
@@ -99,16 +151,19 @@ func parseDigestParams(v string) (map[string]string, error) {
 		}
 		i := tokenLen(s)
 		if i == 0 {
-			return nil, fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
+			return fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		name := strings.ToLower(s[:i])
 		s = strings.TrimLeft(s[i:], " \t")
 		if s == "" || s[0] != '=' {
-			return nil, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+			return fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 		}
 		s = strings.TrimLeft(s[1:], " \t")
 		var val string
-		if strings.HasPrefix(s, `"`) {
+		if end := quotedEnd(s); end > 0 {
+			// No quoted-pair: the value is the text between the quotes.
+			val, s = s[1:end], s[end+1:]
+		} else if strings.HasPrefix(s, `"`) {
 			var b strings.Builder
 			j := 1
 			closed := false
@@ -128,30 +183,47 @@ func parseDigestParams(v string) (map[string]string, error) {
 				j++
 			}
 			if !closed {
-				return nil, fmt.Errorf("%w: unterminated quoted value of %q", errDigestMalformed, name)
+				return fmt.Errorf("%w: unterminated quoted value of %q", errDigestMalformed, name)
 			}
 			val, s = b.String(), s[j:]
 		} else {
 			j := tokenLen(s)
 			if j == 0 {
-				return nil, fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
+				return fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 			}
 			val, s = s[:j], s[j:]
 		}
-		if _, dup := params[name]; dup {
-			return nil, fmt.Errorf("%w: duplicate parameter %q", errDigestMalformed, name)
+		if err := f(name, val); err != nil {
+			return err
 		}
-		params[name] = val
 		s = strings.TrimLeft(s, " \t")
 		if s == "" {
 			break
 		}
 		if s[0] != ',' {
-			return nil, fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip.String(s, 24))
+			return fmt.Errorf("%w: expected ',' at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		s = s[1:]
 	}
-	return params, nil
+	return nil
+}
+
+// quotedEnd is the index of the quote closing the quoted string s starts
+// with, 0 when s does not start with one, has a quoted-pair (a backslash)
+// before its end, or is unterminated.
+func quotedEnd(s string) int {
+	if !strings.HasPrefix(s, `"`) {
+		return 0
+	}
+	for j := 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			return 0
+		case '"':
+			return j
+		}
+	}
+	return 0
 }
 
 // tokenLen is the length of the RFC 3261 token s starts with.
@@ -188,6 +260,55 @@ func digestResponse(h func() hash.Hash, ha1, nonce, nc, cnonce, qop, method, uri
 	return hexHash(h, ha1, nonce, nc, cnonce, qop, ha2)
 }
 
+// appendDigestResponse appends digestResponse's value for alg (one that
+// digestHash knows, upper-case) to dst, hashing in scratch, without the
+// allocations of hash.Hash values and hex strings.
+func appendDigestResponse(dst, scratch []byte, alg, ha1, nonce, nc, cnonce, qop, method, uri string) []byte {
+	var ha2 [2 * sha512.Size256]byte
+	b := append(append(append(scratch[:0], method...), ':'), uri...)
+	h2 := appendHexSum(ha2[:0], alg, b)
+	b = append(append(scratch[:0], ha1...), ':')
+	b = append(append(b, nonce...), ':')
+	b = append(append(b, nc...), ':')
+	b = append(append(b, cnonce...), ':')
+	b = append(append(b, qop...), ':')
+	b = append(b, h2...)
+	return appendHexSum(dst, alg, b)
+}
+
+// appendHexSum appends the lower-case hex digest of data under alg.
+func appendHexSum(dst []byte, alg string, data []byte) []byte {
+	switch alg {
+	case "SHA-256":
+		sum := sha256.Sum256(data)
+		return hex.AppendEncode(dst, sum[:])
+	case "SHA-512-256":
+		sum := sha512.Sum512_256(data)
+		return hex.AppendEncode(dst, sum[:])
+	default: // MD5, as digestHash has it
+		sum := md5.Sum(data)
+		return hex.AppendEncode(dst, sum[:])
+	}
+}
+
+// hexEqualFold reports, in time independent of where they differ,
+// whether resp is want (lower-case hex) in either case: want ==
+// strings.ToLower(resp), as no other character lower-cases to a hex digit.
+func hexEqualFold(want []byte, resp string) bool {
+	if len(want) != len(resp) {
+		return false
+	}
+	var diff byte
+	for i := 0; i < len(resp); i++ {
+		c := resp[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		diff |= c ^ want[i]
+	}
+	return diff == 0
+}
+
 // digestAuth issues challenges and verifies credentials.
 type digestAuth struct {
 	realm  string
@@ -196,8 +317,18 @@ type digestAuth struct {
 	key    []byte
 	opaque string
 
+	macs sync.Pool // *nonceMACState: HMAC-SHA-256 under key, reused
+
 	mu sync.Mutex // guards nc
 	nc map[string]nonceUse
+}
+
+// nonceMACState is a nonce MAC in the making; a pooled one saves the
+// HMAC's allocations on every authenticated request.
+type nonceMACState struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 type nonceUse struct {
@@ -227,20 +358,47 @@ func (a *digestAuth) newNonce(now time.Time, bind string) string {
 }
 
 func (a *digestAuth) nonceMAC(head []byte, bind string) []byte {
-	m := hmac.New(sha256.New, a.key)
-	m.Write(head)
-	m.Write([]byte(bind))
-	return m.Sum(nil)[:16]
+	var mac [16]byte
+	a.nonceMACTo(&mac, head, bind)
+	return mac[:]
+}
+
+// nonceMACTo writes the MAC of head and bind to mac.
+func (a *digestAuth) nonceMACTo(mac *[16]byte, head []byte, bind string) {
+	m, _ := a.macs.Get().(*nonceMACState)
+	if m == nil {
+		m = &nonceMACState{h: hmac.New(sha256.New, a.key)}
+	}
+	m.h.Reset()
+	m.in = append(append(m.in[:0], head...), bind...)
+	m.h.Write(m.in)
+	copy(mac[:], m.h.Sum(m.sum[:0]))
+	a.macs.Put(m)
 }
 
 // nonceIssued verifies a nonce issued to bind and returns when it was
 // issued. A nonce issued to another address does not verify.
 func (a *digestAuth) nonceIssued(nonce, bind string) (time.Time, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(nonce)
-	if err != nil || len(b) != 32 {
-		return time.Time{}, false
+	var b []byte
+	var in [43]byte
+	var dec [32]byte
+	if len(nonce) == len(in) {
+		// What newNonce issues: decoded on the stack.
+		copy(in[:], nonce)
+		n, err := base64.RawURLEncoding.Decode(dec[:], in[:])
+		if err != nil || n != len(dec) {
+			return time.Time{}, false
+		}
+		b = dec[:]
+	} else {
+		var err error
+		if b, err = base64.RawURLEncoding.DecodeString(nonce); err != nil || len(b) != 32 {
+			return time.Time{}, false
+		}
 	}
-	if !hmac.Equal(a.nonceMAC(b[:16], bind), b[16:]) {
+	var mac [16]byte
+	a.nonceMACTo(&mac, b[:16], bind)
+	if !hmac.Equal(mac[:], b[16:]) {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), true
@@ -289,7 +447,7 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if alg == "" {
 		alg = "MD5" // RFC 7616 §3.3: absent means MD5
 	}
-	h, ok := digestHash(alg)
+	_, ok := digestHash(alg)
 	switch {
 	case !ok || !slices.Contains(a.algs, alg):
 		return fmt.Errorf("%w: algorithm %q not offered", errDigestParams, c.Algorithm)
@@ -310,8 +468,9 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if !ok {
 		return errDigestBadNonce
 	}
-	want := digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
-	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) != 1 {
+	var buf [512]byte
+	var want [2 * sha512.Size256]byte
+	if !hexEqualFold(appendDigestResponse(want[:0], buf[:0], alg, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI), c.Response) {
 		return errDigestMismatch
 	}
 	// The password is right; now freshness. A stale nonce with a right

@@ -194,3 +194,24 @@ func flip(b byte) string {
 	}
 	return "A"
 }
+
+// TestDigestResponseInPlace: the response verify computes in place is
+// digestResponse's, and is compared as strings.ToLower would have it.
+func TestDigestResponseInPlace(t *testing.T) {
+	long := strings.Repeat("x", 600) // past the scratch buffer
+	for _, alg := range []string{"MD5", "SHA-256", "SHA-512-256"} {
+		h, _ := digestHash(alg)
+		for _, uri := range []string{"sip:mcs.z5.test", long} {
+			ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
+			want := digestResponse(h, ha1, "n0nce", "00000001", "c", "auth", "REGISTER", uri)
+			var scratch [16]byte
+			got := appendDigestResponse(nil, scratch[:0], alg, ha1, "n0nce", "00000001", "c", "auth", "REGISTER", uri)
+			if string(got) != want {
+				t.Errorf("%s: %s, want %s", alg, got, want)
+			}
+			if !hexEqualFold(got, strings.ToUpper(want)) || hexEqualFold(got, want[1:]) || hexEqualFold(got, "g"+want[1:]) {
+				t.Errorf("%s: hexEqualFold disagrees with comparing lower-cased", alg)
+			}
+		}
+	}
+}
