@@ -13,6 +13,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -28,43 +29,46 @@
 #define IP_CSUM (IP_OFF + offsetof(struct iphdr, check))
 #define IP_SADDR (IP_OFF + offsetof(struct iphdr, saddr))
 #define IP_DADDR (IP_OFF + offsetof(struct iphdr, daddr))
-#define UDP_OFF (IP_OFF + sizeof(struct iphdr))
-#define UDP_CSUM (UDP_OFF + offsetof(struct udphdr, check))
-#define RTP_OFF (UDP_OFF + sizeof(struct udphdr))
+#define IP6_SADDR (IP_OFF + offsetof(struct ipv6hdr, saddr))
+#define IP6_DADDR (IP_OFF + offsetof(struct ipv6hdr, daddr))
+#define UDP4_OFF (IP_OFF + sizeof(struct iphdr))
+#define UDP6_OFF (IP_OFF + sizeof(struct ipv6hdr))
 
 // flow_key is a datagram as it reaches the relay: latched source, relay
-// socket. Addresses and ports in network order.
+// socket. Addresses are IPv6, an IPv4 one mapped (::ffff:a.b.c.d);
+// addresses and ports in network order.
 struct flow_key {
-	__u32 saddr;
-	__u32 daddr;
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 };
 
 // flow is where the datagram goes (relay socket of the other side, the
-// other side's latched address) and what was seen of it. Userspace writes
-// the first group once; the program writes the counters.
+// other side's latched address, of the key's family) and what was seen of
+// it. Userspace writes the first group once; the program writes the
+// counters.
 struct flow {
-	__u32 saddr;
-	__u32 daddr;
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 	__u32 ifindex; // 0: the destination is local; else leave by it
-	__u32 clock; // RTP clock rate of pt, for jitter
-	__u8 pt;     // the payload type sequence and jitter follow
+	__u32 clock;   // RTP clock rate of pt, for jitter
+	__u8 pt;       // the payload type sequence and jitter follow
 	__u8 pad[3];
 
 	__u64 packets;
 	__u64 bytes;
-	__u64 last_ns; // bpf_ktime_get_ns of the last packet
-	__u64 pt_packets; // packets of pt
+	__u64 last_ns;     // bpf_ktime_get_ns of the last packet
+	__u64 pt_packets;  // packets of pt
 	__u32 started;
-	__u32 base_seq;  // first sequence number of the current run
-	__u32 max_seq;   // highest sequence number, extended by wraps
-	__u32 run_start; // pt_packets before the current run began
+	__u32 base_seq;    // first sequence number of the current run
+	__u32 max_seq;     // highest sequence number, extended by wraps
+	__u32 run_start;   // pt_packets before the current run began
 	__u64 lost_before; // packets lost in earlier runs
-	__u32 transit;   // RFC 3550 A.8, in RTP units
-	__u32 jitter;    // RFC 3550 A.8, times 16
+	__u32 transit;     // RFC 3550 A.8, in RTP units
+	__u32 jitter;      // RFC 3550 A.8, times 16
 };
 
 struct {
@@ -127,34 +131,57 @@ int relay_ingress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	if (data + RTP_OFF + 12 > end)
-		return TCX_NEXT;
+	struct flow_key k = {};
 	struct ethhdr *eth = data;
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
+	__u32 l4;
+	int v6;
+	if (data + ETH_LEN > end || skb->gso_segs > 1)
 		return TCX_NEXT;
-	struct iphdr *ip = data + IP_OFF;
-	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + IP_OFF;
+		if ((void *)(ip + 1) > end)
+			return TCX_NEXT;
+		if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+			return TCX_NEXT;
+		k.saddr[10] = k.saddr[11] = k.daddr[10] = k.daddr[11] = 0xff;
+		__builtin_memcpy(&k.saddr[12], &ip->saddr, 4);
+		__builtin_memcpy(&k.daddr[12], &ip->daddr, 4);
+		l4 = UDP4_OFF;
+		v6 = 0;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + IP_OFF;
+		if ((void *)(ip6 + 1) > end)
+			return TCX_NEXT;
+		// UDP right after the header: extension headers (fragments
+		// among them) are the relay's.
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return TCX_NEXT;
+		__builtin_memcpy(k.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(k.daddr, &ip6->daddr, 16);
+		l4 = UDP6_OFF;
+		v6 = 1;
+	} else {
 		return TCX_NEXT;
-	if (skb->gso_segs > 1)
+	}
+	struct udphdr udp;
+	if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)))
 		return TCX_NEXT;
-	struct udphdr *udp = data + UDP_OFF;
-	struct flow_key k = {
-		.saddr = ip->saddr,
-		.daddr = ip->daddr,
-		.sport = udp->source,
-		.dport = udp->dest,
-	};
+	k.sport = udp.source;
+	k.dport = udp.dest;
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)
 		return TCX_NEXT;
+
 	// RTP version 2 and not RTCP (RFC 5761 4): RTCP, and whatever else
 	// the relay carries, is the relay's to read.
-	__u8 *rtp = data + RTP_OFF;
+	__u32 rtp_off = l4 + sizeof(struct udphdr);
+	__u8 rtp[12];
+	if (bpf_skb_load_bytes(skb, rtp_off, rtp, sizeof(rtp)))
+		return TCX_NEXT;
 	__u8 pt = rtp[1] & 0x7f;
 	if ((rtp[0] & 0xc0) != 0x80 || (rtp[1] >= 192 && rtp[1] <= 223))
 		return TCX_NEXT;
-
-	__u32 len = skb->len - RTP_OFF;
+	__u32 len = skb->len - rtp_off;
 	if (len > 4096)
 		return TCX_NEXT; // the relay's largest datagram: it drops bigger ones
 	// The header must fit, CSRC list and extension included, as the
@@ -164,7 +191,7 @@ int relay_ingress(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (rtp[0] & 0x10) {
 		__u8 ext[4];
-		if (hdr + 4 > len || bpf_skb_load_bytes(skb, RTP_OFF + hdr, ext, 4))
+		if (hdr + 4 > len || bpf_skb_load_bytes(skb, rtp_off + hdr, ext, 4))
 			return TCX_NEXT;
 		hdr += 4 + 4 * ((__u32)ext[2] << 8 | ext[3]);
 		if (hdr > len)
@@ -172,7 +199,6 @@ int relay_ingress(struct __sk_buff *skb)
 	}
 	__u16 seq = (__u16)rtp[2] << 8 | rtp[3];
 	__u32 ts = (__u32)rtp[4] << 24 | (__u32)rtp[5] << 16 | (__u32)rtp[6] << 8 | rtp[7];
-	__u16 udp_csum = udp->check;
 
 	__u64 now = bpf_ktime_get_ns();
 	__sync_fetch_and_add(&f->packets, 1);
@@ -183,21 +209,38 @@ int relay_ingress(struct __sk_buff *skb)
 		jitter(f, ts, now);
 	}
 
-	__u32 osaddr = k.saddr, odaddr = k.daddr, nsaddr = f->saddr, ndaddr = f->daddr;
-	__u16 osport = k.sport, odport = k.dport, nsport = f->sport, ndport = f->dport;
-	__u64 mangled = BPF_F_MARK_MANGLED_0;
-	if (udp_csum) {
-		bpf_l4_csum_replace(skb, UDP_CSUM, osaddr, nsaddr, mangled | BPF_F_PSEUDO_HDR | 4);
-		bpf_l4_csum_replace(skb, UDP_CSUM, odaddr, ndaddr, mangled | BPF_F_PSEUDO_HDR | 4);
-		bpf_l4_csum_replace(skb, UDP_CSUM, osport, nsport, mangled | 2);
-		bpf_l4_csum_replace(skb, UDP_CSUM, odport, ndport, mangled | 2);
+	// Rewrite, checksums first: each helper is told the old and the new
+	// value (or their difference), so the order of the writes is free.
+	__u32 csum = l4 + offsetof(struct udphdr, check);
+	__u64 mangled = BPF_F_MARK_MANGLED_0; // an IPv4 UDP checksum of 0 stays "none"
+	__u16 nsport = f->sport, ndport = f->dport;
+	if (v6) {
+		__u8 ns[16], nd[16];
+		__builtin_memcpy(ns, f->saddr, 16);
+		__builtin_memcpy(nd, f->daddr, 16);
+		__s64 ds = bpf_csum_diff((__be32 *)k.saddr, 16, (__be32 *)ns, 16, 0);
+		__s64 dd = bpf_csum_diff((__be32 *)k.daddr, 16, (__be32 *)nd, 16, 0);
+		bpf_l4_csum_replace(skb, csum, 0, ds, mangled | BPF_F_PSEUDO_HDR);
+		bpf_l4_csum_replace(skb, csum, 0, dd, mangled | BPF_F_PSEUDO_HDR);
+		bpf_skb_store_bytes(skb, IP6_SADDR, ns, 16, 0);
+		bpf_skb_store_bytes(skb, IP6_DADDR, nd, 16, 0);
+	} else {
+		__u32 os, od, ns, nd;
+		__builtin_memcpy(&os, &k.saddr[12], 4);
+		__builtin_memcpy(&od, &k.daddr[12], 4);
+		__builtin_memcpy(&ns, &f->saddr[12], 4);
+		__builtin_memcpy(&nd, &f->daddr[12], 4);
+		bpf_l4_csum_replace(skb, csum, os, ns, mangled | BPF_F_PSEUDO_HDR | 4);
+		bpf_l4_csum_replace(skb, csum, od, nd, mangled | BPF_F_PSEUDO_HDR | 4);
+		bpf_l3_csum_replace(skb, IP_CSUM, os, ns, 4);
+		bpf_l3_csum_replace(skb, IP_CSUM, od, nd, 4);
+		bpf_skb_store_bytes(skb, IP_SADDR, &ns, 4, 0);
+		bpf_skb_store_bytes(skb, IP_DADDR, &nd, 4, 0);
 	}
-	bpf_l3_csum_replace(skb, IP_CSUM, osaddr, nsaddr, 4);
-	bpf_l3_csum_replace(skb, IP_CSUM, odaddr, ndaddr, 4);
-	bpf_skb_store_bytes(skb, IP_SADDR, &nsaddr, 4, 0);
-	bpf_skb_store_bytes(skb, IP_DADDR, &ndaddr, 4, 0);
-	bpf_skb_store_bytes(skb, UDP_OFF, &nsport, 2, 0);
-	bpf_skb_store_bytes(skb, UDP_OFF + 2, &ndport, 2, 0);
+	bpf_l4_csum_replace(skb, csum, k.sport, nsport, mangled | 2);
+	bpf_l4_csum_replace(skb, csum, k.dport, ndport, mangled | 2);
+	bpf_skb_store_bytes(skb, l4, &nsport, 2, 0);
+	bpf_skb_store_bytes(skb, l4 + 2, &ndport, 2, 0);
 
 	if (!f->ifindex)
 		return TCX_PASS; // up the stack to the local socket it now names

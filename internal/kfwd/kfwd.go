@@ -6,7 +6,8 @@
 // to a relay socket leaves, addresses and ports rewritten, from the other
 // side's relay socket toward the other side's latched address, without any
 // process waking for it. Everything the program does not know (first
-// packets, RTCP, DTLS, strangers, IPv6, fragments) goes on to the relay's
+// packets, RTCP, DTLS, strangers, IP options, IPv6 extension headers,
+// fragments) goes on to the relay's
 // sockets untouched, so the relay's rules stay in one place (internal/relay)
 // and the kernel only repeats a decision the relay made.
 //
@@ -54,9 +55,10 @@ type Counters struct {
 	Clock          uint32
 }
 
-// ErrUnsupported is returned for a flow the kernel path cannot take
-// (IPv6, an unspecified address).
-var ErrUnsupported = errors.New("kfwd: IPv4 unicast addresses only")
+// ErrUnsupported is returned for a flow the kernel path cannot take:
+// an unspecified address or port, or addresses of two families (the
+// kernel rewrites a packet in place).
+var ErrUnsupported = errors.New("kfwd: unicast addresses of one family only")
 
 // ErrNoKernelSupport wraps New's error when the kernel lacks what the
 // program needs (TCX, kernel 6.6), as opposed to a refusal (privileges) or
@@ -73,9 +75,10 @@ type Forwarder struct {
 }
 
 // New loads the program with room for maxFlows directions and attaches it
-// to the ingress of the interface that holds bind, an IPv4 address.
+// to the ingress of the interface that holds bind.
 func New(bind netip.Addr, maxFlows int) (*Forwarder, error) {
-	if !bind.Is4() || bind.IsUnspecified() {
+	bind = bind.Unmap()
+	if !bind.IsValid() || bind.IsUnspecified() {
 		return nil, fmt.Errorf("kfwd: bind address %s: %w", bind, ErrUnsupported)
 	}
 	ifc, err := owner(bind)
@@ -144,7 +147,7 @@ func egress(dst netip.Addr) (int, error) {
 	if dst.IsLoopback() {
 		return 0, nil
 	}
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
 	if err != nil {
 		return 0, fmt.Errorf("kfwd: route to %s: %w", dst, err)
 	}
@@ -164,27 +167,26 @@ func egress(dst netip.Addr) (int, error) {
 }
 
 func key(fl Flow) (kfwdFlowKey, error) {
-	if !v4(fl.From) || !v4(fl.At) {
+	if !valid(fl.From) || !valid(fl.At) || fl.From.Addr().Unmap().Is4() != fl.At.Addr().Unmap().Is4() {
 		return kfwdFlowKey{}, ErrUnsupported
 	}
 	return kfwdFlowKey{
-		Saddr: addr32(fl.From.Addr()), Daddr: addr32(fl.At.Addr()),
+		Saddr: addr16(fl.From.Addr()), Daddr: addr16(fl.At.Addr()),
 		Sport: port16(fl.From.Port()), Dport: port16(fl.At.Port()),
 	}, nil
 }
 
-func v4(a netip.AddrPort) bool {
+func valid(a netip.AddrPort) bool {
 	ip := a.Addr().Unmap()
-	return ip.Is4() && !ip.IsUnspecified() && a.Port() != 0
+	return ip.IsValid() && !ip.IsUnspecified() && a.Port() != 0
 }
 
-// addr32 and port16 hold network-order bytes in the host-order integers
-// the map's layout has.
-func addr32(a netip.Addr) uint32 {
-	b := a.Unmap().As4()
-	return binary.NativeEndian.Uint32(b[:])
-}
+// addr16 is the program's form of an address: IPv6, an IPv4 one mapped
+// (::ffff:a.b.c.d), network order.
+func addr16(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
 
+// port16 holds a port's network-order bytes in the host-order integer the
+// map's layout has.
 func port16(p uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], p)
@@ -198,7 +200,8 @@ func (f *Forwarder) Add(fl Flow, r Route) error {
 	if err != nil {
 		return err
 	}
-	if !v4(r.From) || !v4(r.To) {
+	v4 := fl.At.Addr().Unmap().Is4()
+	if !valid(r.From) || !valid(r.To) || r.From.Addr().Unmap().Is4() != v4 || r.To.Addr().Unmap().Is4() != v4 {
 		return ErrUnsupported
 	}
 	ifindex, err := egress(r.To.Addr().Unmap())
@@ -206,7 +209,7 @@ func (f *Forwarder) Add(fl Flow, r Route) error {
 		return err
 	}
 	v := kfwdFlow{
-		Saddr: addr32(r.From.Addr()), Daddr: addr32(r.To.Addr()),
+		Saddr: addr16(r.From.Addr()), Daddr: addr16(r.To.Addr()),
 		Sport: port16(r.From.Port()), Dport: port16(r.To.Port()),
 		Ifindex: uint32(ifindex), Clock: r.Clock, Pt: r.PT,
 	}

@@ -15,8 +15,8 @@ import (
 
 type kfwdFlow struct {
 	_          structs.HostLayout
-	Saddr      uint32
-	Daddr      uint32
+	Saddr      [16]uint8
+	Daddr      [16]uint8
 	Sport      uint16
 	Dport      uint16
 	Ifindex    uint32
@@ -38,8 +38,8 @@ type kfwdFlow struct {
 
 type kfwdFlowKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr [16]uint8
+	Daddr [16]uint8
 	Sport uint16
 	Dport uint16
 }

@@ -3,6 +3,7 @@
 package kfwd
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -15,12 +16,12 @@ import (
 // newForwarder loads the program on loopback. Loading needs root (CI runs
 // as root) and a kernel with TCX; without either the test is skipped,
 // never passed.
-func newForwarder(t *testing.T) *Forwarder {
+func newForwarder(t *testing.T, bind netip.Addr) *Forwarder {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("loading eBPF needs root")
 	}
-	f, err := New(netip.MustParseAddr("127.0.0.1"), 64)
+	f, err := New(bind, 64)
 	if errors.Is(err, ErrNoKernelSupport) {
 		t.Skip(err)
 	}
@@ -31,10 +32,13 @@ func newForwarder(t *testing.T) *Forwarder {
 	return f
 }
 
-func udp(t *testing.T) (*net.UDPConn, netip.AddrPort) {
+func udp(t *testing.T, ip netip.Addr) (*net.UDPConn, netip.AddrPort) {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 	if err != nil {
+		if ip.Is6() {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
@@ -70,14 +74,20 @@ func recv(t *testing.T, c *net.UDPConn) (b []byte, from netip.AddrPort, ok bool)
 // TestForwardsInstalledFlow: RTP from the latched client to the relay's
 // socket reaches the other side from the other relay socket, rewritten by
 // the kernel, and is counted; RTCP, strangers and a removed flow reach the
-// relay's own socket.
+// relay's own socket. Over IPv4 and IPv6 loopback.
 func TestForwardsInstalledFlow(t *testing.T) {
-	f := newForwarder(t)
-	client, clientAddr := udp(t)
-	relayA, relayAAddr := udp(t)
-	_, relayBAddr := udp(t)
-	peer, peerAddr := udp(t)
-	stranger, _ := udp(t)
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		t.Run(ip, func(t *testing.T) { testForwardsInstalledFlow(t, netip.MustParseAddr(ip)) })
+	}
+}
+
+func testForwardsInstalledFlow(t *testing.T, ip netip.Addr) {
+	client, clientAddr := udp(t, ip)
+	relayA, relayAAddr := udp(t, ip)
+	_, relayBAddr := udp(t, ip)
+	peer, peerAddr := udp(t, ip)
+	stranger, _ := udp(t, ip)
+	f := newForwarder(t, ip)
 
 	fl := Flow{From: clientAddr, At: relayAAddr}
 	if err := f.Add(fl, Route{From: relayBAddr, To: peerAddr, PT: 96, Clock: 90000}); err != nil {
@@ -150,25 +160,37 @@ func TestForwardsInstalledFlow(t *testing.T) {
 }
 
 func TestCloseIsIdempotent(t *testing.T) {
-	f := newForwarder(t)
+	f := newForwarder(t, netip.MustParseAddr("127.0.0.1"))
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, a := udp(t)
+	_, a := udp(t, netip.MustParseAddr("127.0.0.1"))
 	if err := f.Add(Flow{From: a, At: a}, Route{From: a, To: a}); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Add after Close: %v", err)
 	}
 }
 
-func TestRefusesIPv6(t *testing.T) {
-	if _, err := New(netip.MustParseAddr("::1"), 16); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("New(::1): %v", err)
+// TestRefuses: what the program cannot rewrite in place is refused.
+func TestRefuses(t *testing.T) {
+	if _, err := New(netip.MustParseAddr("0.0.0.0"), 16); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("New(0.0.0.0): %v", err)
 	}
-	if _, err := key(Flow{From: netip.MustParseAddrPort("[::1]:5000"), At: netip.MustParseAddrPort("127.0.0.1:4000")}); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("key: %v", err)
+	ap := netip.MustParseAddrPort
+	for _, fl := range []Flow{
+		{From: ap("[::1]:5000"), At: ap("127.0.0.1:4000")},
+		{From: ap("127.0.0.1:5000"), At: ap("[::1]:4000")},
+		{From: ap("0.0.0.0:5000"), At: ap("127.0.0.1:4000")},
+		{From: ap("127.0.0.1:0"), At: ap("127.0.0.1:4000")},
+	} {
+		if _, err := key(fl); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("key(%v): %v", fl, err)
+		}
+	}
+	if k, err := key(Flow{From: ap("[::ffff:127.0.0.1]:5000"), At: ap("127.0.0.1:4000")}); err != nil || k.Saddr != k.Daddr {
+		t.Errorf("a mapped IPv4 address is IPv4: %+v %v", k, err)
 	}
 }
 
@@ -195,4 +217,107 @@ func TestCounters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestChecksumsOnLoopback: a datagram sent from a raw socket carries the
+// UDP checksum its sender computed and nothing marks it as verified, so
+// loopback delivers it only if the checksum is right (a control with a
+// wrong one is dropped). Through the kernel path its rewritten checksum
+// must still be right, over IPv4 and IPv6.
+func TestChecksumsOnLoopback(t *testing.T) {
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		t.Run(ip, func(t *testing.T) {
+			ip := netip.MustParseAddr(ip)
+			f := newForwarder(t, ip)
+			client, clientAddr := udp(t, ip) // holds the port the raw datagrams claim
+			defer client.Close()
+			relayA, relayAAddr := udp(t, ip)
+			_, relayBAddr := udp(t, ip)
+			peer, peerAddr := udp(t, ip)
+			network := "ip4:udp"
+			if ip.Is6() {
+				network = "ip6:udp"
+			}
+			raw, err := net.ListenPacket(network, ip.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			send := func(to netip.AddrPort, payload []byte, spoil bool) {
+				t.Helper()
+				b := udpDatagram(clientAddr, to, payload)
+				if spoil {
+					b[6] ^= 0x5a
+				}
+				if _, err := raw.WriteTo(b, &net.IPAddr{IP: to.Addr().AsSlice()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// The control: a wrong checksum never reaches a socket.
+			send(peerAddr, rtp(96, 1, 0, 40), true)
+			if _, _, ok := recv(t, peer); ok {
+				t.Skip("loopback delivered a datagram with a wrong checksum: this kernel does not check them here")
+			}
+			send(peerAddr, rtp(96, 1, 0, 40), false)
+			if _, _, ok := recv(t, peer); !ok {
+				t.Fatal("a raw datagram with a right checksum did not arrive")
+			}
+
+			if err := f.Add(Flow{From: clientAddr, At: relayAAddr}, Route{From: relayBAddr, To: peerAddr, PT: 96, Clock: 90000}); err != nil {
+				t.Fatal(err)
+			}
+			for seq := uint16(2); seq < 6; seq++ {
+				p := rtp(96, seq, 0, 40+int(seq))
+				send(relayAAddr, p, false)
+				b, from, ok := recv(t, peer)
+				if !ok {
+					t.Fatalf("seq %d: dropped after the rewrite (a wrong checksum)", seq)
+				}
+				if from != relayBAddr || !bytes.Equal(b, p) {
+					t.Fatalf("seq %d: %d bytes from %s", seq, len(b), from)
+				}
+			}
+			if _, _, ok := recv(t, relayA); ok {
+				t.Fatal("the relay socket read a forwarded datagram")
+			}
+		})
+	}
+}
+
+// udpDatagram is a UDP header and payload from src to dst with its
+// checksum (RFC 768, RFC 8200 8.1: the pseudo-header of the family).
+func udpDatagram(src, dst netip.AddrPort, payload []byte) []byte {
+	b := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(b[0:], src.Port())
+	binary.BigEndian.PutUint16(b[2:], dst.Port())
+	binary.BigEndian.PutUint16(b[4:], uint16(len(b)))
+	copy(b[8:], payload)
+	var pseudo []byte
+	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
+	pseudo = append(append(pseudo, s.AsSlice()...), d.AsSlice()...)
+	if s.Is4() {
+		pseudo = append(pseudo, 0, 17, byte(len(b)>>8), byte(len(b)))
+	} else {
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(b)))
+		pseudo = append(pseudo, 0, 0, 0, 17)
+	}
+	var sum uint32
+	for _, part := range [][]byte{pseudo, b} {
+		for i := 0; i+1 < len(part); i += 2 {
+			sum += uint32(part[i])<<8 | uint32(part[i+1])
+		}
+		if len(part)%2 == 1 {
+			sum += uint32(part[len(part)-1]) << 8
+		}
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	c := ^uint16(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(b[6:], c)
+	return b
 }
