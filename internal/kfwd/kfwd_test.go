@@ -223,22 +223,27 @@ func TestCounters(t *testing.T) {
 // UDP checksum its sender computed and nothing marks it as verified, so
 // loopback delivers it only if the checksum is right (a control with a
 // wrong one is dropped). Through the kernel path its rewritten checksum
-// must still be right, over IPv4 and IPv6.
+// must still be right. Over IPv4 the client, the relay and the peer have
+// addresses of their own, so addresses and ports are rewritten; IPv6
+// loopback has one address, so only the ports change there.
 func TestChecksumsOnLoopback(t *testing.T) {
-	for _, ip := range []string{"127.0.0.1", "::1"} {
-		t.Run(ip, func(t *testing.T) {
-			ip := netip.MustParseAddr(ip)
+	for _, tc := range []struct{ client, relay, peer string }{
+		{"127.0.0.2", "127.0.0.1", "127.0.0.3"},
+		{"::1", "::1", "::1"},
+	} {
+		t.Run(tc.relay, func(t *testing.T) {
+			ip := netip.MustParseAddr(tc.relay)
 			f := newForwarder(t, ip)
-			client, clientAddr := udp(t, ip) // holds the port the raw datagrams claim
+			client, clientAddr := udp(t, netip.MustParseAddr(tc.client)) // holds the port the raw datagrams claim
 			defer client.Close()
 			relayA, relayAAddr := udp(t, ip)
 			_, relayBAddr := udp(t, ip)
-			peer, peerAddr := udp(t, ip)
+			peer, peerAddr := udp(t, netip.MustParseAddr(tc.peer))
 			network := "ip4:udp"
 			if ip.Is6() {
 				network = "ip6:udp"
 			}
-			raw, err := net.ListenPacket(network, ip.String())
+			raw, err := net.ListenPacket(network, tc.client)
 			if err != nil {
 				t.Fatal(err)
 			}
