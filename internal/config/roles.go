@@ -427,8 +427,8 @@ type Relay struct {
 	RequireSRTP bool `toml:"require_srtp"`
 	// KernelForwarding is "auto" (the default): once both ends of a
 	// stream are latched, an eBPF program forwards its RTP in the kernel
-	// when the node's address is IPv4 and z5d may load it (root, or
-	// CAP_BPF and CAP_NET_ADMIN); else, and with "off", the relay process
+	// when z5d may load it (root, or CAP_BPF and CAP_NET_ADMIN; a kernel
+	// with TCX, 6.6 or later); else, and with "off", the relay process
 	// forwards every packet.
 	KernelForwarding string `toml:"kernel_forwarding"`
 }

@@ -73,8 +73,8 @@ type Config struct {
 	RequireSRTP bool
 
 	// KernelForwarding moves the RTP of established directions to the
-	// kernel (internal/kfwd, kernel.go) when Bind is an IPv4 address and
-	// the kernel and privileges allow it; otherwise, or when false, the
+	// kernel (internal/kfwd, kernel.go) when Bind is a specific address
+	// and the kernel and privileges allow it; otherwise, or when false, the
 	// relay forwards every packet itself.
 	KernelForwarding bool
 }
