@@ -75,10 +75,10 @@ func (headersParser HeadersParser) ParseHeader(out []Header, line []byte) ([]Hea
 	}
 
 	fieldName := bytes.TrimSpace(line[:colonIdx])
-	lowerFieldName := headerToLower(fieldName)
+	var lowerBuf [32]byte
 	fieldValue := bytes.TrimSpace(line[colonIdx+1:])
 
-	headerParser, ok := headersParser[string(lowerFieldName)]
+	headerParser, ok := headersParser[string(headerToLowerBuf(fieldName, &lowerBuf))]
 	if !ok {
 		// We have no registered parser for this header type,
 		// so we encapsulate the header data in a GenericHeader struct.
@@ -88,6 +88,7 @@ func (headersParser HeadersParser) ParseHeader(out []Header, line []byte) ([]Hea
 		return out, nil
 	}
 
+	lowerFieldName := headerToLower(fieldName)
 	// NOTE: This line is a must and this conversion must here to stay
 	fieldText := string(fieldValue)
 	// Support comma separated values

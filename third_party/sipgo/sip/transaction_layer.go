@@ -238,11 +238,14 @@ func (txl *TransactionLayer) serverTxRequest(req *Request, key string) error {
 	txl.serverTransactions.unlock()
 
 	// Connections are singleflight operations
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := txl.tpl.serverRequestConnection(ctx, req)
-	if err != nil {
-		return fmt.Errorf("server tx get connection failed: %w", err)
+	conn := txl.tpl.existingServerConnection(req)
+	if conn == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if conn, err = txl.tpl.serverRequestConnection(ctx, req); err != nil {
+			return fmt.Errorf("server tx get connection failed: %w", err)
+		}
 	}
 	if conn == nil {
 		return fmt.Errorf("transport returned nil connection")
@@ -283,11 +286,14 @@ func (txl *TransactionLayer) serverTxRequest(req *Request, key string) error {
 func (txl *TransactionLayer) serverTxCreate(req *Request, key string) (*ServerTx, error) {
 	// Connection must exist by transport layer or it will be created
 	// What if connection setup can not be made fast enough?
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := txl.tpl.serverRequestConnection(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("server tx get connection failed: %w", err)
+	conn := txl.tpl.existingServerConnection(req)
+	if conn == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if conn, err = txl.tpl.serverRequestConnection(ctx, req); err != nil {
+			return nil, fmt.Errorf("server tx get connection failed: %w", err)
+		}
 	}
 
 	tx := NewServerTx(key, req, conn, txl.log)

@@ -460,6 +460,24 @@ func (l *TransportLayer) ClientRequestConnection(ctx context.Context, req *Reque
 // Based on: https://datatracker.ietf.org/doc/html/rfc3261#section-18.2.2
 //
 // NOTE: this normally should be called one time for request transaction
+// existingServerConnection is serverRequestConnection's answer when the
+// request came over a reliable connection that is still there, else nil.
+// z5: it needs no context, so the callers set up their timeout (a timer)
+// only when a connection may have to be made.
+func (l *TransportLayer) existingServerConnection(req *Request) Connection {
+	network := NetworkToLower(req.Transport())
+	transport := l.getTransport(network)
+	if transport == nil {
+		return nil
+	}
+	if sourceAddr := req.MessageData.Source(); IsReliable(network) && sourceAddr != "" {
+		if conn := transport.GetConnection(sourceAddr); conn != nil {
+			return conn
+		}
+	}
+	return nil
+}
+
 func (l *TransportLayer) serverRequestConnection(ctx context.Context, req *Request) (c Connection, err error) {
 	network := NetworkToLower(req.Transport())
 	transport := l.getTransport(network)

@@ -149,6 +149,37 @@ var (
 )
 
 func headerToLower(s []byte) []byte {
+	if t, ok := headerToLowerTable(s); ok {
+		return t
+	}
+	// This creates one allocation if we really need to lower
+	return asciiToLower(s)
+}
+
+// headerToLowerBuf is headerToLower lower-casing into buf rather than a
+// new slice when the name is not in the table. z5: for the parser's
+// lookup of a header's parser, which allocated for every name outside
+// the table with an upper-case letter or a hyphen (User-Agent, Expires,
+// Authorization...).
+func headerToLowerBuf(s []byte, buf *[32]byte) []byte {
+	if t, ok := headerToLowerTable(s); ok {
+		return t
+	}
+	if len(s) > len(buf) {
+		return asciiToLower(s)
+	}
+	b := buf[:len(s)]
+	for i, c := range s {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return b
+}
+
+// headerToLowerTable is headerToLower for the names it knows.
+func headerToLowerTable(s []byte) ([]byte, bool) {
 	if len(s) == 1 {
 		c := s[0]
 		if 'A' <= c && c <= 'Z' {
@@ -156,51 +187,50 @@ func headerToLower(s []byte) []byte {
 		}
 		switch c {
 		case 't':
-			return hdrTo
+			return hdrTo, true
 		case 'f':
-			return hdrFrom
+			return hdrFrom, true
 		case 'v':
-			return hdrVia
+			return hdrVia, true
 		case 'i':
-			return hdrCallID
+			return hdrCallID, true
 		case 'l':
-			return hdrContentLength
+			return hdrContentLength, true
 		case 'c':
-			return hdrContentType
+			return hdrContentType, true
 		case 'm':
-			return hdrContact
+			return hdrContact, true
 		}
 	}
 	// Avoid allocations
 	switch string(s) {
 	case "Via", "via":
-		return hdrVia
+		return hdrVia, true
 	case "From", "from":
-		return hdrFrom
+		return hdrFrom, true
 	case "To", "to":
-		return hdrTo
+		return hdrTo, true
 	case "Call-ID", "call-id":
-		return hdrCallID
+		return hdrCallID, true
 	case "Contact", "contact":
-		return hdrContact
+		return hdrContact, true
 	case "CSeq", "CSEQ", "cseq":
-		return hdrCSeq
+		return hdrCSeq, true
 	case "Content-Type", "content-type":
-		return hdrContentType
+		return hdrContentType, true
 	case "Content-Length", "content-length":
-		return hdrContentLength
+		return hdrContentLength, true
 	case "Route", "route":
-		return hdrRoute
+		return hdrRoute, true
 	case "Record-Route", "record-route":
-		return hdrRecordRoute
+		return hdrRecordRoute, true
 	case "Max-Forwards":
-		return hdrMaxForwards
+		return hdrMaxForwards, true
 	case "Timestamp", "timestamp":
-		return hdrTimestamp
+		return hdrTimestamp, true
 	}
 
-	// This creates one allocation if we really need to lower
-	return asciiToLower(s)
+	return nil, false
 }
 
 // HeaderToLower is fast ASCII lower string
