@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -29,8 +30,20 @@ type TransactionLayer struct {
 
 	terminateOnConnClose bool
 
+	// z5: requests are handed to an idle request worker when there is
+	// one (reqWork), else to a new one, rather than each to a new
+	// goroutine, which had to grow its stack, copying it, on every
+	// request. A worker idle for requestWorkerIdle, or after Close, ends.
+	reqWork   chan *Request
+	done      chan struct{}
+	closeOnce sync.Once
+
 	log *slog.Logger
 }
+
+// requestWorkerIdle is how long a request worker waits for another
+// request before it ends.
+const requestWorkerIdle = time.Second
 
 type TransactionLayerOption func(tpl *TransactionLayer)
 
@@ -67,6 +80,9 @@ func NewTransactionLayer(tpl *TransportLayer, options ...TransactionLayerOption)
 
 		reqHandler:    defaultRequestHandler,
 		unRespHandler: defaultUnhandledRespHandler,
+
+		reqWork: make(chan *Request),
+		done:    make(chan struct{}),
 	}
 	txl.log = DefaultLogger().With("caller", "TransactionLayer")
 
@@ -137,11 +153,33 @@ func (txl *TransactionLayer) handleMessage(msg Message) {
 
 	switch msg := msg.(type) {
 	case *Request:
-		go txl.handleRequestBackground(msg)
+		select {
+		case txl.reqWork <- msg:
+		default:
+			go txl.requestWorker(msg)
+		}
 	case *Response:
 		go txl.handleResponseBackground(msg)
 	default:
 		txl.log.Error("unsupported message, skip it")
+	}
+}
+
+// requestWorker handles req, then the requests handed to it until it has
+// been idle for requestWorkerIdle or the layer closes.
+func (txl *TransactionLayer) requestWorker(req *Request) {
+	idle := time.NewTimer(requestWorkerIdle)
+	defer idle.Stop()
+	for {
+		txl.handleRequestBackground(req)
+		idle.Reset(requestWorkerIdle)
+		select {
+		case req = <-txl.reqWork:
+		case <-idle.C:
+			return
+		case <-txl.done:
+			return
+		}
 	}
 }
 
@@ -436,6 +474,7 @@ func (txl *TransactionLayer) getServerTx(key string) (*ServerTx, bool) {
 }
 
 func (txl *TransactionLayer) Close() {
+	txl.closeOnce.Do(func() { close(txl.done) })
 	txl.clientTransactions.terminateAll()
 	txl.serverTransactions.terminateAll()
 	txl.log.Debug("transaction layer closed")
