@@ -708,7 +708,7 @@ profile_part() {
 	z5_start profile || exit 1
 	REG_TARGET=$Z5_IP:5060
 	REG_MODE=t1 REG_LABEL="profile t1" profile_step register-t1 reg_step 6000
-	REG_MODE=tn REG_LABEL="profile tn" profile_step register-tn reg_step 800
+	REG_MODE=tn REG_LABEL="profile tn" profile_step register-tn reg_step 1500
 	CALL_TARGET=$Z5_IP:5060
 	callee_start "$CALL_TARGET" profile
 	CALL_LABEL="profile calls" profile_step calls call_step 800
