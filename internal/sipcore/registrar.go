@@ -75,6 +75,9 @@ func refuse(code int, reason string, hs ...sipmsg.Header) Refusal {
 // Register validates a REGISTER's Contacts and Expires and works out the
 // changes to the number's current bindings (RFC 3261 §10.3 steps 6-7). A
 // refusal with a non-zero Code rejects the request and changes nothing.
+// Of the current bindings it reads what identifies them (device, URI,
+// instance, reg-id, Call-ID, CSeq, flow), never their Contact: the
+// registrar passes them without parsing their stored contacts again.
 func Register(req *sipmsg.Request, dev Registrant, flow Flow, current []Binding, lim RegisterLimits, now time.Time) ([]Change, Refusal) {
 	headerExpires := -1
 	if h := req.GetHeader("Expires"); h != nil {

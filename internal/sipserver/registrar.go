@@ -83,12 +83,18 @@ func newEntry(b *sipcore.Binding, flow *flowRef, since time.Time) *entry {
 		Instance: b.Instance, RegID: b.RegID, CallID: b.CallID, CSeq: b.CSeq, Expires: b.Expires, flow: flow, since: since}
 }
 
+// ident is the entry as sipcore sees it but for its Contact, which is
+// left empty: what sipcore.Register reads of a current binding.
+func (e *entry) ident() sipcore.Binding {
+	return sipcore.Binding{Number: e.Number, DeviceID: e.DeviceID, Kind: e.Kind, URI: e.URI, Instance: e.Instance,
+		RegID: e.RegID, CallID: e.CallID, CSeq: e.CSeq, Expires: e.Expires, FlowID: e.flow.id}
+}
+
 // core is the entry as sipcore sees it, its contact parsed again. The
 // value was written from a parsed header, so it parses; should it not,
 // the contact is the bare URI.
 func (e *entry) core() sipcore.Binding {
-	b := sipcore.Binding{Number: e.Number, DeviceID: e.DeviceID, Kind: e.Kind, URI: e.URI, Instance: e.Instance,
-		RegID: e.RegID, CallID: e.CallID, CSeq: e.CSeq, Expires: e.Expires, FlowID: e.flow.id}
+	b := e.ident()
 	dn, err := sipmsg.ParseAddressValue(e.contact, &b.Contact.Address, &b.Contact.Params)
 	if err != nil {
 		b.Contact = sipmsg.ContactHeader{}
@@ -238,7 +244,9 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	current := r.byNumber[dev.Number]
 	cur := make([]sipcore.Binding, len(current))
 	for i, b := range current {
-		cur[i] = b.core()
+		// Register reads no current Contact: parsing each stored one
+		// again cost every refresh a header parse.
+		cur[i] = b.ident()
 	}
 	onFlow := r.byFlow[flow.id]
 	f := sipcore.Flow{ID: flow.id, UDP: flow.transport == "UDP"}
