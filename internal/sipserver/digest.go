@@ -320,7 +320,7 @@ type digestAuth struct {
 	macs sync.Pool // *nonceMACState: HMAC-SHA-256 under key, reused
 
 	mu sync.Mutex // guards nc
-	nc map[string]nonceUse
+	nc map[string]*nonceUse
 }
 
 // nonceMACState is a nonce MAC in the making; a pooled one saves the
@@ -345,7 +345,7 @@ func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
 	rand.Read(key)
 	o := make([]byte, 12)
 	rand.Read(o)
-	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: map[string]nonceUse{}}
+	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: map[string]*nonceUse{}}
 }
 
 // newNonce issues a nonce for the address bind (see nonceBinding).
@@ -480,14 +480,20 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	use := a.nc[c.Nonce]
-	if nc <= use.count {
-		return errDigestReplay
+	if use, tracked := a.nc[c.Nonce]; tracked {
+		if nc <= use.count {
+			return errDigestReplay
+		}
+		use.count = nc // through the pointer: the key stays as it was
+		return nil
 	}
-	if _, tracked := a.nc[c.Nonce]; !tracked && len(a.nc) >= maxTrackedNonces {
+	if len(a.nc) >= maxTrackedNonces {
 		a.evictOldestLocked()
 	}
-	a.nc[c.Nonce] = nonceUse{count: nc, expires: issued.Add(a.ttl)}
+	// c.Nonce is a slice of the request's Authorization header; the key
+	// outlives the request, so it gets a copy of its own rather than
+	// keeping the whole header (about 300 bytes per nonce) alive.
+	a.nc[strings.Clone(c.Nonce)] = &nonceUse{count: nc, expires: issued.Add(a.ttl)}
 	return nil
 }
 
@@ -549,7 +555,10 @@ func (l *failureLimiter) reserve(key string, now time.Time, enforce bool) bool {
 		}
 	}
 	f, admitted := sipcore.ReserveFailure(f, l.max, l.window, now, enforce)
-	l.keys[key] = f
+	// A user name is a slice of the request's Authorization header, and
+	// storing under an existing key replaces the key too: a copy, so a
+	// kept key does not keep the header alive.
+	l.keys[strings.Clone(key)] = f
 	return admitted
 }
 
@@ -561,7 +570,7 @@ func (l *failureLimiter) release(key string) {
 		if f = sipcore.ReleaseFailure(f); f.Count == 0 {
 			delete(l.keys, key) // only keys with failures take room
 		} else {
-			l.keys[key] = f
+			l.keys[strings.Clone(key)] = f // as in reserve
 		}
 	}
 }

@@ -2,9 +2,11 @@ package sipserver
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -212,6 +214,65 @@ func TestDigestResponseInPlace(t *testing.T) {
 			if !hexEqualFold(got, strings.ToUpper(want)) || hexEqualFold(got, want[1:]) || hexEqualFold(got, "g"+want[1:]) {
 				t.Errorf("%s: hexEqualFold disagrees with comparing lower-cased", alg)
 			}
+		}
+	}
+}
+
+// TestKeptKeysOwnTheirBytes: parseDigest returns slices of the
+// Authorization header, and the nonce-count table and the account
+// failure table outlive the request: their keys must be copies, or each
+// kept key holds the whole header (about 300 bytes a registration, seen
+// in the memory benchmark).
+func TestKeptKeysOwnTheirBytes(t *testing.T) {
+	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256"})
+	now := time.Now()
+	const bind = "udp|192.0.2.7:5060"
+	h, _ := digestHash("SHA-256")
+	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
+	header := func(nc string) (string, digestCredentials) {
+		c := digestCredentials{Username: "alice", Realm: "mcs.z5.test", Nonce: a.newNonce(now, bind), URI: "sip:mcs.z5.test",
+			Algorithm: "SHA-256", CNonce: "cn", QOP: "auth", NC: nc, Opaque: a.opaque}
+		if nc == "00000002" { // the same nonce as the first
+			for k := range a.nc {
+				c.Nonce = k
+			}
+		}
+		c.Response = digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, "REGISTER", c.URI)
+		v := fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, cnonce="%s", qop=%s, nc=%s, opaque="%s", response="%s"`,
+			c.Username, c.Realm, c.Nonce, c.URI, c.Algorithm, c.CNonce, c.QOP, c.NC, c.Opaque, c.Response)
+		parsed, err := parseDigest(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, parsed
+	}
+	within := func(s, in string) bool {
+		p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+		return p >= start && p < start+uintptr(len(in))
+	}
+	any := func(string) bool { return true }
+	for _, nc := range []string{"00000001", "00000002"} {
+		v, c := header(nc)
+		if !within(c.Nonce, v) {
+			t.Fatal("parseDigest copied the nonce: this test no longer tests anything")
+		}
+		if err := a.verify(c, "REGISTER", ha1, now, bind, any); err != nil {
+			t.Fatalf("nc %s: %v", nc, err)
+		}
+		for k := range a.nc {
+			if within(k, v) {
+				t.Errorf("nc %s: the nonce-count key is a slice of the header", nc)
+			}
+		}
+	}
+
+	l := newFailureLimiter(5, time.Minute)
+	v, c := header("00000003")
+	l.reserve(c.Username, now, true)
+	l.fail(c.Username, now) // an existing key stored again
+	for k := range l.keys {
+		if within(k, v) {
+			t.Error("the failure table's key is a slice of the header")
 		}
 	}
 }
