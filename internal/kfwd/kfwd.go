@@ -7,9 +7,9 @@
 // side's relay socket toward the other side's latched address, without any
 // process waking for it. Everything the program does not know (first
 // packets, RTCP, DTLS, strangers, IP options, IPv6 extension headers,
-// fragments) goes on to the relay's
-// sockets untouched, so the relay's rules stay in one place (internal/relay)
-// and the kernel only repeats a decision the relay made.
+// fragments) goes on to the relay's sockets untouched, so the relay's
+// rules stay in one place (internal/relay) and the kernel only repeats a
+// decision the relay made. IPv4 and IPv6 alike.
 //
 // Loading needs CAP_BPF and CAP_NET_ADMIN and a kernel with TCX (6.6);
 // New fails without them and the relay forwards every packet itself.
@@ -70,7 +70,7 @@ type Forwarder struct {
 	objs kfwdObjects
 	link link.Link
 
-	mu     sync.Mutex // guards closed and the table's writers
+	mu     sync.Mutex // guards closed and every use of the table
 	closed bool
 }
 
@@ -231,6 +231,11 @@ func (f *Forwarder) Read(fl Flow) (Counters, bool) {
 		return Counters{}, false
 	}
 	var v kfwdFlow
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed { // the table's descriptor may be another file's by now
+		return Counters{}, false
+	}
 	if err := f.objs.Flows.Lookup(&k, &v); err != nil {
 		return Counters{}, false
 	}
