@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of the MCS (z5d) against the field's anchors,
 # Kamailio and rtpengine, in one run on this machine, on loopback only.
 #
-#   bench/run.sh            all five parts (about 12-15 minutes)
+#   bench/run.sh            all five parts (about 20-25 minutes)
 #   bench/run.sh relay      packets/s and added latency: MCS relay vs rtpengine
 #   bench/run.sh register   digest REGISTER/s over TCP: z5d vs Kamailio
 #   bench/run.sh calls      call setups/s: z5d vs Kamailio + rtpengine
