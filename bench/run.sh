@@ -8,6 +8,7 @@
 #   bench/run.sh calls      call setups/s: z5d vs Kamailio + rtpengine
 #   bench/run.sh memory     bytes per registration (10k, 100k) and per TCP connection
 #   bench/run.sh profile    a CPU profile of one step of each SIP benchmark
+#                           (PROFILE_T1_RATE, PROFILE_TN_RATE: the REGISTER steps, 6000 and 1500)
 #
 # Every load is bounded in count and time. Each system listens on its own
 # loopback address; every process started here is stopped by its PID when
@@ -707,8 +708,8 @@ profile_part() {
 	: >"$RES/profile.txt"
 	z5_start profile || exit 1
 	REG_TARGET=$Z5_IP:5060
-	REG_MODE=t1 REG_LABEL="profile t1" profile_step register-t1 reg_step 6000
-	REG_MODE=tn REG_LABEL="profile tn" profile_step register-tn reg_step 1500
+	REG_MODE=t1 REG_LABEL="profile t1" profile_step register-t1 reg_step "${PROFILE_T1_RATE:-6000}"
+	REG_MODE=tn REG_LABEL="profile tn" profile_step register-tn reg_step "${PROFILE_TN_RATE:-1500}"
 	CALL_TARGET=$Z5_IP:5060
 	callee_start "$CALL_TARGET" profile
 	CALL_LABEL="profile calls" profile_step calls call_step 800
