@@ -226,6 +226,17 @@ func (f *Forwarder) Add(fl Flow, r Route) error {
 
 // Read returns fl's counters so far; false when fl is not installed.
 func (f *Forwarder) Read(fl Flow) (Counters, bool) {
+	return f.take(fl, (*ebpf.Map).Lookup)
+}
+
+// Remove stops forwarding fl in the kernel and returns its final
+// counters; false when it was not installed.
+func (f *Forwarder) Remove(fl Flow) (Counters, bool) {
+	return f.take(fl, (*ebpf.Map).LookupAndDelete)
+}
+
+// take reads fl's record with op (a lookup, or a lookup that deletes).
+func (f *Forwarder) take(fl Flow, op func(m *ebpf.Map, key, value any) error) (Counters, bool) {
 	k, err := key(fl)
 	if err != nil {
 		return Counters{}, false
@@ -236,26 +247,7 @@ func (f *Forwarder) Read(fl Flow) (Counters, bool) {
 	if f.closed { // the table's descriptor may be another file's by now
 		return Counters{}, false
 	}
-	if err := f.objs.Flows.Lookup(&k, &v); err != nil {
-		return Counters{}, false
-	}
-	return counters(&v, time.Now(), monotonic()), true
-}
-
-// Remove stops forwarding fl in the kernel and returns its final
-// counters; false when it was not installed.
-func (f *Forwarder) Remove(fl Flow) (Counters, bool) {
-	k, err := key(fl)
-	if err != nil {
-		return Counters{}, false
-	}
-	var v kfwdFlow
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return Counters{}, false
-	}
-	if err := f.objs.Flows.LookupAndDelete(&k, &v); err != nil {
+	if err := op(f.objs.Flows, &k, &v); err != nil {
 		return Counters{}, false
 	}
 	return counters(&v, time.Now(), monotonic()), true

@@ -19,12 +19,11 @@ import (
 // KernelForwarding reports whether the kernel path is loaded.
 func (r *Relay) KernelForwarding() bool { return r.kern != nil }
 
-// kernDir is one direction of a stream in the kernel: from side's client
-// to the other side's.
-type kernDir struct {
-	on   bool
-	flow kfwd.Flow
-}
+// kernDir is one direction of a stream in the kernel, from side's client
+// to the other side's: the flow as installed, zero when not installed.
+type kernDir struct{ flow kfwd.Flow }
+
+func (d kernDir) on() bool { return d.flow.At.IsValid() }
 
 // kernFolded is what the kernel forwarded for a leg in directions already
 // taken back.
@@ -49,7 +48,7 @@ func (f *kernFolded) add(c kfwd.Counters) {
 func (s *stream) steady(side Side, comp component, k kind, out component, dst netip.AddrPort) bool {
 	y := &s.legs[1-side]
 	return k == kindRTP && comp == compRTP && out == compRTP &&
-		!s.kern[side].on && y.ep[compRTP].latched == dst && dst.IsValid()
+		!s.kern[side].on() && y.ep[compRTP].latched == dst && dst.IsValid()
 }
 
 // toKernel installs the direction from side, whose RTP packet b just
@@ -70,7 +69,7 @@ func (c *Call) toKernel(s *stream, side Side, b []byte) {
 		c.log.Debug("relay kernel path refused", "stream", s.index, "side", side, "error", err)
 		return
 	}
-	s.kern[side] = kernDir{on: true, flow: fl}
+	s.kern[side] = kernDir{flow: fl}
 	c.r.m.kernelFlows.Inc()
 	c.log.Debug("relay kernel path", "stream", s.index, "side", side, "remote_addr", fl.From, "peer_addr", rt.To)
 }
@@ -80,7 +79,7 @@ func (c *Call) toKernel(s *stream, side Side, b []byte) {
 func (c *Call) fromKernel(s *stream) {
 	for side := SideA; side <= SideB; side++ {
 		d := &s.kern[side]
-		if !d.on {
+		if !d.on() {
 			continue
 		}
 		if n, ok := c.r.kern.Remove(d.flow); ok {
@@ -97,7 +96,7 @@ func (c *Call) fromKernel(s *stream) {
 // kernLive reads what the kernel has counted so far on the direction from
 // side; zero when the kernel does not hold it. The caller holds s.mu.
 func (c *Call) kernLive(s *stream, side Side) kfwd.Counters {
-	if !s.kern[side].on {
+	if !s.kern[side].on() {
 		return kfwd.Counters{}
 	}
 	n, _ := c.r.kern.Read(s.kern[side].flow)
