@@ -23,8 +23,11 @@ type inspector struct {
 // verdict is the outcome of inspecting one message.
 type verdict struct {
 	deliver []byte // bytes to hand to sipgo; nil: nothing
-	reply   []byte // response to send back to the sender; nil: none
-	reason  string // why the message was not delivered as is
+	// msg is deliver parsed, when the message was delivered as it came;
+	// nil when it was rewritten (or not delivered).
+	msg    sipmsg.Message
+	reply  []byte // response to send back to the sender; nil: none
+	reason string // why the message was not delivered as is
 }
 
 // inspectFrame inspects a complete message framed from a stream.
@@ -67,7 +70,7 @@ func (in *inspector) inspectMessage(b []byte, hdrEnd int, udp bool) verdict {
 		if via := m.Via(); via == nil || !ownBranch(via) {
 			return verdict{reason: "stray response"}
 		}
-		return verdict{deliver: b}
+		return verdict{deliver: b, msg: m}
 	case *sipmsg.Request:
 		if e := checkRequest(m, splitHeaders(b[:hdrEnd])); e != nil {
 			return reject(b, e)
@@ -85,7 +88,7 @@ func (in *inspector) inspectMessage(b []byte, hdrEnd int, udp bool) verdict {
 			params += ";branch=" + branch
 		}
 		if params == "" {
-			return verdict{deliver: b}
+			return verdict{deliver: b, msg: m}
 		}
 		if out, ok := in.rewriteTopVia(b, hdrEnd, params, branch); ok {
 			return verdict{deliver: out, reason: "rewritten"}

@@ -171,11 +171,12 @@ type flowConn struct {
 	raw      syscall.RawConn
 	buf      []byte // bytes read, not yet framed: buf[r:w]; nil while idle on raw
 	r, w     int
-	scanned  int       // bytes of the current message searched for its header end
-	msgStart time.Time // arrival of the current message's first byte; zero between messages
-	out      []byte    // inspected messages for sipgo, not yet read
-	rerr     error     // read error held back until buffered bytes are handled
-	failed   error     // framing failed: the flow drains, then ends
+	scanned  int            // bytes of the current message searched for its header end
+	msgStart time.Time      // arrival of the current message's first byte; zero between messages
+	out      []byte         // an inspected message for sipgo, not yet read
+	msg      sipmsg.Message // out parsed; nil when it was rewritten
+	rerr     error          // read error held back until buffered bytes are handled
+	failed   error          // framing failed: the flow drains, then ends
 
 	wmu sync.Mutex // serializes writes: messages must never interleave
 
@@ -223,11 +224,11 @@ func (c *flowConn) authenticated() bool { return c.boundUntil.Load() != 0 }
 // (third_party/sipgo, sip.ReadWaiter) calls it before borrowing a read
 // buffer for Read, so an idle flow holds none of sipgo's 32 KiB buffers.
 func (c *flowConn) WaitRead() error {
-	for len(c.out) == 0 {
+	for c.msg == nil && len(c.out) == 0 {
 		if err := c.frame(); err != nil {
 			return err
 		}
-		if len(c.out) > 0 {
+		if c.msg != nil || len(c.out) > 0 {
 			break
 		}
 		if err := c.fill(); err != nil {
@@ -239,10 +240,38 @@ func (c *flowConn) WaitRead() error {
 
 var _ sipmsg.ReadWaiter = (*flowConn)(nil)
 
-// Read hands sipgo the next inspected bytes.
+var _ sipmsg.MessageReader = (*flowConn)(nil)
+
+// ReadMessage hands sipgo the next inspected message, parsed: inspection
+// parsed it already, so sipgo need not parse it again (nor copy its bytes
+// through Read). A message inspection rewrote is parsed here.
+func (c *flowConn) ReadMessage() (sipmsg.Message, error) {
+	if err := c.WaitRead(); err != nil {
+		return nil, err
+	}
+	msg, out := c.msg, c.out
+	c.msg, c.out = nil, nil
+	if msg != nil {
+		return msg, nil
+	}
+	msg, err := c.t.in.parser.ParseSIP(out)
+	if err != nil {
+		// Inspection wrote it from a message that parsed.
+		return nil, endOfFlow(c.id, fmt.Errorf("rewritten message does not parse: %w", err))
+	}
+	return msg, nil
+}
+
+// Read hands the next inspected message as bytes, to a reader that parses
+// them itself. A message kept parsed is written out again as sipgo would
+// send it (the bytes it came in have been reused).
 func (c *flowConn) Read(p []byte) (int, error) {
 	if err := c.WaitRead(); err != nil {
 		return 0, err
+	}
+	if c.msg != nil {
+		c.out = []byte(c.msg.String())
+		c.msg = nil
 	}
 	n := copy(p, c.out)
 	c.out = c.out[n:]
@@ -326,7 +355,12 @@ func (c *flowConn) frame() error {
 		}
 		if v.deliver != nil {
 			c.slot.touch(time.Now())
-			c.out = append(c.out, v.deliver...)
+			if v.msg != nil {
+				c.msg, c.out = v.msg, nil
+			} else {
+				// A rewritten message is its own buffer already.
+				c.msg, c.out = nil, v.deliver
+			}
 			return nil
 		}
 		c.t.m.dropped.WithLabelValues("tcp", "invalid").Inc()

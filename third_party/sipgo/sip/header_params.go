@@ -117,6 +117,7 @@ func (hp HeaderParams) ToString(sep byte) string {
 	}
 
 	var buffer strings.Builder
+	buffer.Grow(hp.sizeHint()) // z5: no growing as it goes
 	for _, kv := range hp {
 		buffer.WriteByte(sep)
 		buffer.WriteString(kv.K)
@@ -133,6 +134,15 @@ func (hp HeaderParams) ToString(sep byte) string {
 	}
 
 	return buffer.String()[1:]
+}
+
+// sizeHint is about the length of the parameters written out.
+func (hp HeaderParams) sizeHint() int {
+	n := 0
+	for _, kv := range hp {
+		n += len(kv.K) + len(kv.V) + 4
+	}
+	return n
 }
 
 // ToStringWrite is same as ToString but it stores to defined buffer instead returning string

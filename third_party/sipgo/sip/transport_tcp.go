@@ -171,6 +171,16 @@ type ReadWaiter interface {
 	WaitRead() error
 }
 
+// MessageReader is a stream connection that frames and parses its
+// messages itself (z5d inspects every message before it is handled, and
+// parses it to do so). readConnection then takes the parsed messages
+// rather than parsing the bytes a second time. Added to v1.7.3.
+type MessageReader interface {
+	// ReadMessage returns the next message, or the error Read would
+	// return.
+	ReadMessage() (Message, error)
+}
+
 var readBufPool = sync.Pool{
 	New: func() any {
 		b := make([]byte, TransportBufferReadSize)
@@ -195,6 +205,19 @@ func (t *TransportTCP) readConnection(conn *TCPConnection, laddr string, raddr s
 	// Create stream parser context
 	par := t.parser.NewSIPStream()
 	defer par.Close()
+
+	if mr, ok := conn.Conn.(MessageReader); ok && t.readFilter == nil {
+		for {
+			msg, err := conn.readMessage(mr)
+			if err != nil {
+				t.readFailed(err)
+				return
+			}
+			msg.SetTransport(t.Network())
+			msg.SetSource(raddr)
+			handler(msg)
+		}
+	}
 
 	waiter, _ := conn.Conn.(ReadWaiter)
 	if waiter == nil {
@@ -364,6 +387,15 @@ func (c *TCPConnection) waitRead(w ReadWaiter) error {
 		}
 	}
 	return w.WaitRead()
+}
+
+func (c *TCPConnection) readMessage(r MessageReader) (Message, error) {
+	if c.readTimeout > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout)); err != nil {
+			return nil, err
+		}
+	}
+	return r.ReadMessage()
 }
 
 func (c *TCPConnection) Read(b []byte) (n int, err error) {

@@ -52,6 +52,9 @@ type Uri struct {
 // String returns the string representation of the URI.
 func (uri *Uri) String() string {
 	var buffer strings.Builder
+	// z5: sized up front, so the builder does not grow (and copy) as it
+	// goes.
+	buffer.Grow(uri.sizeHint())
 	uri.StringWrite(&buffer)
 
 	return buffer.String()
@@ -98,13 +101,19 @@ func (uri *Uri) StringWrite(buffer io.StringWriter) {
 
 	if (uri.UriParams != nil) && uri.UriParams.Length() > 0 {
 		buffer.WriteString(";")
-		buffer.WriteString(uri.UriParams.ToString(';'))
+		uri.UriParams.ToStringWrite(';', buffer)
 	}
 
 	if (uri.Headers != nil) && uri.Headers.Length() > 0 {
 		buffer.WriteString("?")
-		buffer.WriteString(uri.Headers.ToString('&'))
+		uri.Headers.ToStringWrite('&', buffer)
 	}
+}
+
+// sizeHint is about the length of the URI written out.
+func (uri *Uri) sizeHint() int {
+	n := len(uri.Scheme) + len(uri.raw) + len(uri.User) + len(uri.Password) + len(uri.Host) + 16
+	return n + uri.UriParams.sizeHint() + uri.Headers.sizeHint()
 }
 
 // Raw returns the uninterpreted scheme-specific part of a non-SIP URI. It
