@@ -68,6 +68,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("node %q is not in %s", *nodeName, *cfgPath)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	provider.TuneRuntime(cfg.Process, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -112,6 +112,7 @@ func cmdRun(ctx context.Context, dev bool, cfgPath, data, node, logLevel string,
 	if err := provider.PrepareDataDir(cfg); err != nil {
 		return err
 	}
+	provider.TuneRuntime(cfg.Process, log)
 	var nodes []*provider.Node
 	defer func() {
 		for _, n := range nodes {

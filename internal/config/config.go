@@ -45,6 +45,7 @@ type Config struct {
 	ACD      ACD      `toml:"acd"`
 	WebPhone WebPhone `toml:"webphone"`
 	Trunk    Trunk    `toml:"trunk"`
+	Process  Process  `toml:"process"`
 	// RelayAccessNumber is the provider's relay access number: a call to
 	// it is queued as an outbound relay call with no number dialled yet.
 	RelayAccessNumber string `toml:"relay_access_number"`
@@ -217,6 +218,7 @@ func (c *Config) applyDefaults() {
 	c.Relay.applyDefaults(c)
 	c.ACD.applyDefaults()
 	c.WebPhone.applyDefaults()
+	c.Process.applyDefaults()
 	for i := range c.Sites {
 		for j := range c.Sites[i].Nodes {
 			n := &c.Sites[i].Nodes[j]
@@ -356,6 +358,7 @@ func (c *Config) validate() Errors {
 	errs = append(errs, c.ACD.validate()...)
 	errs = append(errs, c.WebPhone.validate()...)
 	errs = append(errs, c.Trunk.validate()...)
+	errs = append(errs, c.Process.validate()...)
 	errs = append(errs, validateRelayAccess(c.RelayAccessNumber)...)
 	return errs
 }
