@@ -106,6 +106,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	bg     sync.WaitGroup // handlers and their helper goroutines
+	// slWork hands a request answered without a transaction to an idle
+	// stateless worker (stateless.go).
+	slWork chan statelessJob
 
 	mu       sync.Mutex // guards the following
 	tcp      net.Listener
@@ -208,6 +211,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.t.shield = s.shield
+	s.slWork = make(chan statelessJob)
+	s.t.stateless = s.handleStateless
 	if s.t.amp, err = newAmplifyGuard(cfg.UDPUnauthBytesPerSec, now, deps.Registerer); err != nil {
 		return nil, err
 	}

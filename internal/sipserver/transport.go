@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 // transport holds what the TCP, TLS and UDP wrappers share: limits, the
@@ -33,6 +35,10 @@ type transport struct {
 	// onClose is told about every flow that closes (the registrar drops
 	// its bindings). Called once per flow, from the goroutine closing it.
 	onClose func(*flowConn)
+
+	// stateless takes the requests a stream flow reads that are answered
+	// without a transaction (stateless.go); nil: none are.
+	stateless func(*sipmsg.Request, *flowConn)
 
 	nextID atomic.Uint64
 

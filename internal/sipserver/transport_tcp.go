@@ -158,6 +158,7 @@ type flowConn struct {
 	transport string // "TCP" or "TLS"
 	raddr     netip.AddrPort
 	laddr     netip.AddrPort
+	src       string    // the remote address as sipgo writes a request's source
 	slot      *connSlot // nil when not admitted by a capListener
 
 	// boundUntil (unix nanoseconds) is the latest expiry of a registration
@@ -190,6 +191,7 @@ func (t *transport) newFlowConn(c net.Conn, transport string) *flowConn {
 		transport: transport,
 		raddr:     addrPort(c.RemoteAddr()),
 		laddr:     addrPort(c.LocalAddr()),
+		src:       c.RemoteAddr().String(),
 		slot:      slotOf(c),
 		raw:       rawConn(c),
 	}
@@ -245,21 +247,29 @@ var _ sipmsg.MessageReader = (*flowConn)(nil)
 // ReadMessage hands sipgo the next inspected message, parsed: inspection
 // parsed it already, so sipgo need not parse it again (nor copy its bytes
 // through Read). A message inspection rewrote is parsed here.
+//
+// A REGISTER goes to the server's stateless path instead (stateless.go),
+// and the next message is read.
 func (c *flowConn) ReadMessage() (sipmsg.Message, error) {
-	if err := c.WaitRead(); err != nil {
-		return nil, err
-	}
-	msg, out := c.msg, c.out
-	c.msg, c.out = nil, nil
-	if msg != nil {
+	for {
+		if err := c.WaitRead(); err != nil {
+			return nil, err
+		}
+		msg, out := c.msg, c.out
+		c.msg, c.out = nil, nil
+		if msg == nil {
+			var err error
+			if msg, err = c.t.in.parser.ParseSIP(out); err != nil {
+				// Inspection wrote it from a message that parsed.
+				return nil, endOfFlow(c.id, fmt.Errorf("rewritten message does not parse: %w", err))
+			}
+		}
+		if req, ok := answersStatelessly(msg); ok && c.t.stateless != nil {
+			c.t.stateless(req, c)
+			continue
+		}
 		return msg, nil
 	}
-	msg, err := c.t.in.parser.ParseSIP(out)
-	if err != nil {
-		// Inspection wrote it from a message that parsed.
-		return nil, endOfFlow(c.id, fmt.Errorf("rewritten message does not parse: %w", err))
-	}
-	return msg, nil
 }
 
 // Read hands the next inspected message as bytes, to a reader that parses
