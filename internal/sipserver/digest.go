@@ -319,8 +319,7 @@ type digestAuth struct {
 
 	macs sync.Pool // *nonceMACState: HMAC-SHA-256 under key, reused
 
-	mu sync.Mutex // guards nc
-	nc map[string]*nonceUse
+	nc *nonceCounts
 }
 
 // nonceMACState is a nonce MAC in the making; a pooled one saves the
@@ -331,21 +330,12 @@ type nonceMACState struct {
 	sum [sha256.Size]byte
 }
 
-type nonceUse struct {
-	count   uint64
-	expires time.Time
-}
-
-// maxTrackedNonces bounds the replay table; beyond it the oldest entries
-// go first (their nonces then draw stale challenges, never acceptance).
-const maxTrackedNonces = 1 << 18
-
 func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
 	key := make([]byte, 32)
 	rand.Read(key)
 	o := make([]byte, 12)
 	rand.Read(o)
-	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: map[string]*nonceUse{}}
+	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: newNonceCounts(maxTrackedNonces)}
 }
 
 // newNonce issues a nonce for the address bind (see nonceBinding).
@@ -478,46 +468,11 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if now.Sub(issued) > a.ttl || issued.After(now.Add(time.Minute)) {
 		return errDigestStale
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if use, tracked := a.nc[c.Nonce]; tracked {
-		if nc <= use.count {
-			return errDigestReplay
-		}
-		use.count = nc // through the pointer: the key stays as it was
-		return nil
-	}
-	if len(a.nc) >= maxTrackedNonces {
-		a.evictOldestLocked()
-	}
-	// c.Nonce is a slice of the request's Authorization header; the key
-	// outlives the request, so it gets a copy of its own rather than
-	// keeping the whole header (about 300 bytes per nonce) alive.
-	a.nc[strings.Clone(c.Nonce)] = &nonceUse{count: nc, expires: issued.Add(a.ttl)}
-	return nil
-}
-
-func (a *digestAuth) evictOldestLocked() {
-	var oldest string
-	var at time.Time
-	for k, u := range a.nc {
-		if oldest == "" || u.expires.Before(at) {
-			oldest, at = k, u.expires
-		}
-	}
-	delete(a.nc, oldest)
+	return a.nc.use(c.Nonce, nc, issued, issued.Add(a.ttl))
 }
 
 // sweep forgets nonces past their TTL.
-func (a *digestAuth) sweep(now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, u := range a.nc {
-		if now.After(u.expires) {
-			delete(a.nc, k)
-		}
-	}
-}
+func (a *digestAuth) sweep(now time.Time) { a.nc.sweep(now) }
 
 // failureLimiter counts failed authentications per key (a user and
 // source address, or an account) and refuses a key that has failed too
@@ -527,8 +482,12 @@ type failureLimiter struct {
 	max    int
 	window time.Duration
 
-	mu   sync.Mutex // guards keys
+	mu   sync.Mutex // guards keys and swept
 	keys map[string]sipcore.Failures
+	// swept is when a full table was last swept: at most once a second,
+	// so a flood of new keys into a full table does not scan it on every
+	// request.
+	swept time.Time
 }
 
 const maxFailureKeys = 1 << 16
@@ -549,7 +508,10 @@ func (l *failureLimiter) reserve(key string, now time.Time, enforce bool) bool {
 	defer l.mu.Unlock()
 	f, ok := l.keys[key]
 	if !ok && len(l.keys) >= maxFailureKeys {
-		l.sweepLocked(now)
+		if now.Sub(l.swept) >= time.Second || now.Before(l.swept) {
+			l.sweepLocked(now)
+			l.swept = now
+		}
 		if len(l.keys) >= maxFailureKeys {
 			return true // under a flood, stop counting rather than grow
 		}
