@@ -192,9 +192,12 @@ func (s *Server) legacyDigest(req *sipmsg.Request) bool {
 	if from == nil || from.Address.User == "" {
 		return false
 	}
+	user := from.Address.User
+	if dev, ok := s.devices.cached(user); ok {
+		return dev.Kind == store.DeviceSIP
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	user := from.Address.User
 	if dev, _, err := s.devices.get(ctx, user); err == nil {
 		return dev.Kind == store.DeviceSIP
 	}

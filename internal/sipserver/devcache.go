@@ -47,18 +47,8 @@ func newDeviceCache(read func(context.Context, string) (store.Device, error), tt
 
 // get returns the device of sipUser and whether it came from the cache.
 func (c *deviceCache) get(ctx context.Context, sipUser string) (store.Device, bool, error) {
-	if c.ttl > 0 {
-		now := c.now()
-		c.mu.Lock()
-		e, ok := c.m.Get(sipUser)
-		if ok && now.Sub(e.at) < c.ttl && !e.at.After(now) {
-			c.mu.Unlock()
-			return e.dev, true, nil
-		}
-		if ok {
-			c.m.Remove(sipUser)
-		}
-		c.mu.Unlock()
+	if dev, ok := c.cached(sipUser); ok {
+		return dev, true, nil
 	}
 	c.mu.Lock()
 	seq := c.seq
@@ -76,6 +66,24 @@ func (c *deviceCache) get(ctx context.Context, sipUser string) (store.Device, bo
 	}
 	c.mu.Unlock()
 	return dev, false, nil
+}
+
+// cached returns the device while the cache holds it fresh.
+func (c *deviceCache) cached(sipUser string) (store.Device, bool) {
+	if c.ttl <= 0 {
+		return store.Device{}, false
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m.Get(sipUser)
+	if ok && now.Sub(e.at) < c.ttl && !e.at.After(now) {
+		return e.dev, true
+	}
+	if ok {
+		c.m.Remove(sipUser)
+	}
+	return store.Device{}, false
 }
 
 // deviceLog reads the store's log of changed devices (store.DeviceChanges).

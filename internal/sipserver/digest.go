@@ -420,7 +420,7 @@ func (a *digestAuth) challenges(now time.Time, stale, legacy bool, bind string) 
 		algs = []string{"MD5"}
 	}
 	for _, alg := range algs {
-		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm=%s, qop="auth"`, a.realm, nonce, a.opaque, alg)
+		v := `Digest realm="` + a.realm + `", nonce="` + nonce + `", opaque="` + a.opaque + `", algorithm=` + alg + `, qop="auth"`
 		if stale {
 			v += ", stale=true"
 		}

@@ -194,6 +194,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		idle:       cfg.IdleTimeout,
 		msgTimeout: cfg.MessageTimeout,
 		server:     "Z5-MCS/" + cfg.Version,
+		serverHdr:  sipmsg.NewHeader("Server", "Z5-MCS/"+cfg.Version),
 		conns:      newConnTable(cfg.MaxConnsPerIP, cfg.MaxConns),
 		onClose: func(c *flowConn) {
 			s.reg.dropFlow(c.id)

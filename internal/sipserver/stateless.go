@@ -107,11 +107,17 @@ func (t *streamTx) Respond(res *sipmsg.Response) error {
 	if ended {
 		return sipmsg.ErrTransactionTerminated
 	}
+	// Stamped here (transport.stamp's Server header and count) rather
+	// than by copying the written bytes to insert the header.
+	if res.GetHeader("Server") == nil {
+		res.AppendHeader(t.c.t.serverHdr)
+	}
 	buf := respBufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	res.StringWrite(buf)
-	_, err := t.c.Write(buf.Bytes())
+	_, err := t.c.send(buf.Bytes(), buf.Len())
 	respBufs.Put(buf)
+	t.c.t.countResponse(res.StatusCode)
 	if err != nil {
 		t.end(err)
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // transport holds what the TCP, TLS and UDP wrappers share: limits, the
@@ -21,6 +22,9 @@ type transport struct {
 	idle       time.Duration
 	msgTimeout time.Duration
 	server     string // Server header value
+	// serverHdr is that header, shared by the responses built here
+	// (headers are never changed once written).
+	serverHdr sipmsg.Header
 
 	// conns admits TCP and TLS connections (conns.go).
 	conns *connTable
@@ -41,6 +45,9 @@ type transport struct {
 	stateless func(*sipmsg.Request, *flowConn)
 
 	nextID atomic.Uint64
+
+	// byCode caches the responses counter of each status code.
+	byCode [600]atomic.Pointer[prometheus.Counter]
 
 	// rbufs holds the read buffers of idle TCP flows (transport_tcp.go).
 	rbufs sync.Pool
@@ -98,8 +105,22 @@ func (t *transport) closeAll() {
 // Server header and are counted by status code.
 func (t *transport) stamp(b []byte) []byte {
 	out, code := stampResponse(b, t.server)
-	if code > 0 {
-		t.m.responses.WithLabelValues(strconv.Itoa(code)).Inc()
-	}
+	t.countResponse(code)
 	return out
+}
+
+// countResponse counts a response sent with status code (100-699; other
+// values are not responses). The counter of each code is looked up once:
+// a label lookup per response was a hash and a string per response.
+func (t *transport) countResponse(code int) {
+	if code < 100 || code > 699 {
+		return
+	}
+	c := t.byCode[code-100].Load()
+	if c == nil {
+		pc := t.m.responses.WithLabelValues(strconv.Itoa(code))
+		c = &pc
+		t.byCode[code-100].Store(c)
+	}
+	(*c).Inc()
 }

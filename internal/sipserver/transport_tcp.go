@@ -476,7 +476,12 @@ func (t *transport) putReadBuf(b []byte) {
 
 // Write sends one complete message (sipgo writes each in one call).
 func (c *flowConn) Write(b []byte) (int, error) {
-	out := c.t.stamp(b)
+	return c.send(c.t.stamp(b), len(b))
+}
+
+// send writes out, a complete message already stamped (transport.stamp),
+// and reports n written.
+func (c *flowConn) send(out []byte, n int) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
@@ -488,7 +493,7 @@ func (c *flowConn) Write(b []byte) (int, error) {
 		c.Conn.Close()
 		return 0, err
 	}
-	return len(b), nil
+	return n, nil
 }
 
 // Close closes the connection and, once, tells the registrar the flow is
