@@ -61,7 +61,7 @@ func TestNonceBinding(t *testing.T) {
 		{[2]string{"TCP", "192.0.2.1:40000"}, [2]string{"TCP", "192.0.2.2:40000"}, false},
 	} {
 		nonce := a.newNonce(now, nonceBinding(tc.issuedTo[0], tc.issuedTo[1]))
-		_, ok := a.nonceIssued(nonce, nonceBinding(tc.usedFrom[0], tc.usedFrom[1]))
+		_, _, ok := a.nonceIssued(nonce, nonceBinding(tc.usedFrom[0], tc.usedFrom[1]))
 		if ok != tc.want {
 			t.Errorf("issued to %v, used from %v: %v, want %v", tc.issuedTo, tc.usedFrom, ok, tc.want)
 		}

@@ -335,14 +335,16 @@ func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
 	rand.Read(key)
 	o := make([]byte, 12)
 	rand.Read(o)
-	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: newNonceCounts(maxTrackedNonces)}
+	return &digestAuth{realm: realm, ttl: ttl, algs: algs, key: key, opaque: hex.EncodeToString(o), nc: newNonceCounts(nonceSlotCount)}
 }
 
-// newNonce issues a nonce for the address bind (see nonceBinding).
+// newNonce issues a nonce for the address bind (see nonceBinding): its
+// issue time and its id in the replay table (nonceCounts), under a MAC,
+// so that neither can be forged.
 func (a *digestAuth) newNonce(now time.Time, bind string) string {
 	var b [8 + 8 + 16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
-	rand.Read(b[8:16])
+	binary.BigEndian.PutUint64(b[8:16], a.nc.issue())
 	copy(b[16:], a.nonceMAC(b[:16], bind))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
@@ -367,8 +369,8 @@ func (a *digestAuth) nonceMACTo(mac *[16]byte, head []byte, bind string) {
 }
 
 // nonceIssued verifies a nonce issued to bind and returns when it was
-// issued. A nonce issued to another address does not verify.
-func (a *digestAuth) nonceIssued(nonce, bind string) (time.Time, bool) {
+// issued and its id. A nonce issued to another address does not verify.
+func (a *digestAuth) nonceIssued(nonce, bind string) (issued time.Time, id uint64, ok bool) {
 	var b []byte
 	var in [43]byte
 	var dec [32]byte
@@ -377,21 +379,21 @@ func (a *digestAuth) nonceIssued(nonce, bind string) (time.Time, bool) {
 		copy(in[:], nonce)
 		n, err := base64.RawURLEncoding.Decode(dec[:], in[:])
 		if err != nil || n != len(dec) {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
 		b = dec[:]
 	} else {
 		var err error
 		if b, err = base64.RawURLEncoding.DecodeString(nonce); err != nil || len(b) != 32 {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
 	}
 	var mac [16]byte
 	a.nonceMACTo(&mac, b[:16], bind)
 	if !hmac.Equal(mac[:], b[16:]) {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
-	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), true
+	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), binary.BigEndian.Uint64(b[8:16]), true
 }
 
 // nonceBinding is what a nonce is bound to for a request from source
@@ -454,7 +456,7 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if err != nil || nc == 0 {
 		return fmt.Errorf("%w: nc", errDigestParams)
 	}
-	issued, ok := a.nonceIssued(c.Nonce, bind)
+	issued, id, ok := a.nonceIssued(c.Nonce, bind)
 	if !ok {
 		return errDigestBadNonce
 	}
@@ -468,11 +470,8 @@ func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Ti
 	if now.Sub(issued) > a.ttl || issued.After(now.Add(time.Minute)) {
 		return errDigestStale
 	}
-	return a.nc.use(c.Nonce, nc, issued, issued.Add(a.ttl))
+	return a.nc.use(id, nc)
 }
-
-// sweep forgets nonces past their TTL.
-func (a *digestAuth) sweep(now time.Time) { a.nc.sweep(now) }
 
 // failureLimiter counts failed authentications per key (a user and
 // source address, or an account) and refuses a key that has failed too

@@ -219,10 +219,10 @@ func TestDigestResponseInPlace(t *testing.T) {
 }
 
 // TestKeptKeysOwnTheirBytes: parseDigest returns slices of the
-// Authorization header, and the nonce-count table and the account
-// failure table outlive the request: their keys must be copies, or each
-// kept key holds the whole header (about 300 bytes a registration, seen
-// in the memory benchmark).
+// Authorization header, and the account failure table outlives the
+// request: its keys must be copies, or each kept key holds the whole
+// header (about 300 bytes a registration, seen in the memory benchmark).
+// (The nonce-count table keeps no strings: nonceCounts.)
 func TestKeptKeysOwnTheirBytes(t *testing.T) {
 	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256"})
 	now := time.Now()
@@ -232,11 +232,6 @@ func TestKeptKeysOwnTheirBytes(t *testing.T) {
 	header := func(nc string) (string, digestCredentials) {
 		c := digestCredentials{Username: "alice", Realm: "mcs.z5.test", Nonce: a.newNonce(now, bind), URI: "sip:mcs.z5.test",
 			Algorithm: "SHA-256", CNonce: "cn", QOP: "auth", NC: nc, Opaque: a.opaque}
-		if nc == "00000002" { // the same nonce as the first
-			for _, k := range a.nc.keys() {
-				c.Nonce = k
-			}
-		}
 		c.Response = digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, "REGISTER", c.URI)
 		v := fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, cnonce="%s", qop=%s, nc=%s, opaque="%s", response="%s"`,
 			c.Username, c.Realm, c.Nonce, c.URI, c.Algorithm, c.CNonce, c.QOP, c.NC, c.Opaque, c.Response)
@@ -249,21 +244,6 @@ func TestKeptKeysOwnTheirBytes(t *testing.T) {
 	within := func(s, in string) bool {
 		p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
 		return p >= start && p < start+uintptr(len(in))
-	}
-	any := func(string) bool { return true }
-	for _, nc := range []string{"00000001", "00000002"} {
-		v, c := header(nc)
-		if !within(c.Nonce, v) {
-			t.Fatal("parseDigest copied the nonce: this test no longer tests anything")
-		}
-		if err := a.verify(c, "REGISTER", ha1, now, bind, any); err != nil {
-			t.Fatalf("nc %s: %v", nc, err)
-		}
-		for _, k := range a.nc.keys() {
-			if within(k, v) {
-				t.Errorf("nc %s: the nonce-count key is a slice of the header", nc)
-			}
-		}
 	}
 
 	l := newFailureLimiter(5, time.Minute)

@@ -3,69 +3,113 @@ package sipserver
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
 
-// TestNonceCounts drives the replay table through its generations with a
-// capacity of 4 (two generations of 2).
+// TestNonceCounts drives the replay table with 4 slots: nonce ids 0-3
+// hold them until ids 4-7 take them over.
 func TestNonceCounts(t *testing.T) {
-	t0 := time.Unix(1_800_000_000, 0)
-	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	tab := newNonceCounts(4)
+	ids := make([]uint64, 6)
+	for i := range ids[:3] {
+		ids[i] = tab.issue()
+	}
 	steps := []struct {
-		nonce  string
-		nc     uint64
-		issued int
-		want   error
+		issue bool // issue the next nonce first
+		nonce int  // index in ids
+		nc    uint64
+		want  error
 	}{
-		{"a", 1, 0, nil},
-		{"a", 1, 0, errDigestReplay},
-		{"a", 2, 0, nil},
-		{"b", 1, 1, nil},
-		{"c", 1, 2, nil}, // the current generation (a, b) becomes the previous one
-		{"a", 3, 0, nil}, // still held, in the previous generation
-		{"a", 3, 0, errDigestReplay},
-		{"d", 1, 3, nil},
-		{"e", 1, 4, nil},            // (a, b) dropped: the floor is 1
-		{"a", 1, 0, errDigestStale}, // its count is gone: never from nc=1 again
-		{"b", 9, 1, errDigestStale},
-		{"x", 1, 1, errDigestStale}, // unseen, but issued at the floor
-		{"c", 2, 2, nil},
-		{"f", 1, 5, nil},
+		{false, 0, 1, nil},
+		{false, 0, 1, errDigestReplay},
+		{false, 0, 3, nil}, // counts may skip
+		{false, 0, 2, errDigestReplay},
+		{false, 1, 1, nil},
+		{false, 2, 0, errDigestReplay}, // nc=0 is never valid
+		{false, 2, 1 << 32, errDigestReplay},
+		{true, 3, 1, nil},             // id 3: the last slot
+		{true, 4, 1, nil},             // id 4 takes id 0's slot
+		{false, 0, 4, errDigestStale}, // never accepted again, whatever the count
+		{false, 1, 2, nil},            // id 1 keeps its slot
+		{true, 5, 1, nil},             // id 5 takes id 1's
+		{false, 1, 3, errDigestStale},
+		{false, 5, 1, errDigestReplay},
 	}
+	next := 3
 	for i, s := range steps {
-		if err := tab.use(s.nonce, s.nc, at(s.issued), at(s.issued+300)); !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
-			t.Fatalf("step %d: use(%s, nc=%d, issued %d) = %v, want %v", i, s.nonce, s.nc, s.issued, err, s.want)
+		if s.issue {
+			ids[next] = tab.issue()
+			next++
 		}
-		if n := tab.len(); n > 4 {
-			t.Fatalf("step %d: %d nonces held, more than 4", i, n)
-		}
-	}
-	tab.sweep(at(303)) // c (issued 2) and older expire
-	for _, k := range tab.keys() {
-		if k == "c" || k == "a" || k == "b" {
-			t.Errorf("%s held after it expired", k)
+		err := tab.use(ids[s.nonce], s.nc)
+		if !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
+			t.Fatalf("step %d: use(id %d, nc=%d) = %v, want %v", i, ids[s.nonce], s.nc, err, s.want)
 		}
 	}
 }
 
-// TestNonceCountsBounded: a flood of new nonces keeps the table within
-// its bound, and each stays usable until its generation is dropped.
-func TestNonceCountsBounded(t *testing.T) {
-	tab := newNonceCounts(1000)
-	now := time.Unix(1_800_000_000, 0)
-	for i := range 10_000 {
-		issued := now.Add(time.Duration(i) * time.Millisecond)
-		if err := tab.use(fmt.Sprint("n", i), 1, issued, issued.Add(time.Hour)); err != nil {
-			t.Fatalf("nonce %d: %v", i, err)
+// TestNonceCountsConcurrent: of many goroutines presenting the same
+// nonce-count at once, exactly one is accepted (go test -race).
+func TestNonceCountsConcurrent(t *testing.T) {
+	tab := newNonceCounts(1 << 10)
+	id := tab.issue()
+	for nc := uint64(1); nc <= 50; nc++ {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		accepted := 0
+		for range 8 {
+			wg.Go(func() {
+				if tab.use(id, nc) == nil {
+					mu.Lock()
+					accepted++
+					mu.Unlock()
+				}
+			})
 		}
-		if tab.len() > 1000 {
-			t.Fatalf("nonce %d: %d held", i, tab.len())
+		wg.Wait()
+		if accepted != 1 {
+			t.Fatalf("nc %d: accepted %d times", nc, accepted)
 		}
 	}
-	if err := tab.use("n9999", 2, now, now.Add(time.Hour)); err != nil {
-		t.Errorf("the newest nonce: %v", err)
+}
+
+// TestNonceReplayThroughVerify: a nonce whose slot a later nonce took is
+// stale through verify too (the client is challenged again, stale=true).
+func TestNonceReplayThroughVerify(t *testing.T) {
+	a := newDigestAuth("mcs.z5.test", time.Hour, []string{"MD5"})
+	a.nc = newNonceCounts(2)
+	now := time.Now()
+	const bind = "stream|192.0.2.7"
+	h, _ := digestHash("MD5")
+	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
+	cred := func(nonce, nc string) digestCredentials {
+		c := digestCredentials{Username: "alice", Realm: "mcs.z5.test", Nonce: nonce, URI: "sip:mcs.z5.test",
+			Algorithm: "MD5", CNonce: "cn", QOP: "auth", NC: nc, Opaque: a.opaque}
+		c.Response = digestResponse(h, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, "REGISTER", c.URI)
+		return c
+	}
+	any := func(string) bool { return true }
+	first := a.newNonce(now, bind)
+	for _, s := range []struct {
+		nonce, nc string // nonce "": a new one
+		want      error
+	}{
+		{first, "00000001", nil},
+		{first, "00000001", errDigestReplay},
+		{first, "00000002", nil},
+		{"", "00000001", nil},
+		{"", "00000001", nil}, // takes first's slot
+		{first, "00000003", errDigestStale},
+	} {
+		if s.nonce == "" {
+			s.nonce = a.newNonce(now, bind)
+		}
+		err := a.verify(cred(s.nonce, s.nc), "REGISTER", ha1, now, bind, any)
+		if !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
+			t.Fatalf("nonce %.8s nc %s: %v, want %v", s.nonce, s.nc, err, s.want)
+		}
 	}
 }
 

@@ -446,7 +446,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // maintain runs periodic housekeeping until the server closes: binding
-// expiry, the digest replay table, the failure counters, sipgo's UDP pool.
+// expiry, the failure counters, sipgo's UDP pool.
 func (s *Server) maintain() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -461,7 +461,6 @@ func (s *Server) maintain() {
 		s.reg.expire(now)
 		s.followDevices()
 		if n++; n%30 == 0 {
-			s.auth.sweep(now)
 			s.failures.sweep(now)
 			s.devices.sweep(now)
 			s.t.amp.sweep()
