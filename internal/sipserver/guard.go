@@ -207,21 +207,36 @@ func refuse(msg []byte, code int, reason string, retry int) []byte {
 // admit is the gate of handle for a parsed request: the in-flight limit
 // for requests outside calls and the calls-per-number cap for a new call.
 // When it refuses it has answered.
-func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) (release func(), ok bool) {
+func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) (admission, bool) {
 	sh := s.shield
 	switch {
 	case req.IsAck() || req.IsCancel() || sipcore.ToTag(req) != "":
-		return func() {}, true
+		return admission{}, true
 	case req.Method == sipmsg.INVITE:
-		return func() {}, s.callsWithinCap(req, tx)
+		return admission{}, s.callsWithinCap(req, tx)
 	}
 	src := sourceIP(req)
 	if !sh.enter(src) {
 		sh.m.shed.WithLabelValues("overloaded").Inc()
 		s.respond(tx, req, 503, "Service Unavailable (Overloaded)", retryAfter(overloadRetry()))
-		return nil, false
+		return admission{}, false
 	}
-	return func() { sh.leave(src) }, true
+	return admission{sh: sh, src: src}, true
+}
+
+// admission is an in-flight slot admit took (none when sh is nil); a
+// value rather than a release closure, which cost an allocation per
+// request.
+type admission struct {
+	sh  *shield
+	src netip.Addr
+}
+
+// release gives the slot back.
+func (a admission) release() {
+	if a.sh != nil {
+		a.sh.leave(a.src)
+	}
 }
 
 // enter takes an in-flight slot for a request from src, within the

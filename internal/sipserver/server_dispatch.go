@@ -36,11 +36,11 @@ func (s *Server) handle(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}()
 	tx, unwrap := s.wrapUDP(req, tx) // stateless until authenticated (amplify.go)
 	defer unwrap()
-	release, ok := s.admit(req, tx)
+	adm, ok := s.admit(req, tx)
 	if !ok {
 		return
 	}
-	defer release()
+	defer adm.release()
 	s.dispatch(s.ctx, req, tx)
 }
 
