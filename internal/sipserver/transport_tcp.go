@@ -176,8 +176,11 @@ type flowConn struct {
 	msgStart time.Time      // arrival of the current message's first byte; zero between messages
 	out      []byte         // an inspected message for sipgo, not yet read
 	msg      sipmsg.Message // out parsed; nil when it was rewritten
-	rerr     error          // read error held back until buffered bytes are handled
-	failed   error          // framing failed: the flow drains, then ends
+	// busy holds a token per stateless request of the flow being handled
+	// (stateless.go); made by the reader at the flow's first.
+	busy   chan struct{}
+	rerr   error // read error held back until buffered bytes are handled
+	failed error // framing failed: the flow drains, then ends
 
 	wmu sync.Mutex // serializes writes: messages must never interleave
 
