@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"bytes"
+	"iter"
 	"strings"
 )
 
@@ -97,31 +98,21 @@ func frameDatagram(b []byte, maxHeaders int) (hdrEnd int, err error) {
 // scanHeaders counts the header fields of a header section (start line and
 // final CRLF included) and returns the Content-Length value, -1 when absent.
 func scanHeaders(hdr []byte, maxHeaders int) (contentLength int, err error) {
-	if !folded(hdr) {
-		return scanUnfolded(hdr, maxHeaders)
-	}
-	return scanSplit(hdr, maxHeaders)
-}
-
-// scanSplit is scanHeaders through splitHeaders, which joins continuation
-// lines.
-func scanSplit(hdr []byte, maxHeaders int) (contentLength int, err error) {
 	contentLength = -1
 	count := 0
-	var lengthSeen string
-	for _, h := range splitHeaders(hdr) {
+	var lengthSeen []byte
+	for name, v := range fields(hdr) {
 		count++
 		if count > maxHeaders {
 			return 0, errTooManyHeaders
 		}
-		if h.name != "content-length" {
+		if !isHeader(name, "content-length", 'l') {
 			continue
 		}
-		v := h.value
-		if v == "" || len(v) > 9 || strings.Trim(v, "0123456789") != "" {
+		if len(v) == 0 || len(v) > 9 || len(bytes.Trim(v, "0123456789")) != 0 {
 			return 0, errBadContentLength
 		}
-		if lengthSeen != "" && strings.TrimLeft(lengthSeen, "0") != strings.TrimLeft(v, "0") {
+		if lengthSeen != nil && !bytes.Equal(bytes.TrimLeft(lengthSeen, "0"), bytes.TrimLeft(v, "0")) {
 			return 0, errConflictingLength
 		}
 		lengthSeen = v
@@ -135,46 +126,61 @@ func folded(hdr []byte) bool {
 	return bytes.Contains(hdr, []byte("\r\n ")) || bytes.Contains(hdr, []byte("\r\n\t"))
 }
 
-// scanUnfolded is scanHeaders for a header section without continuation
-// lines (nearly all), reading it in place rather than through
-// splitHeaders' copies: every message on a stream is framed by it.
-func scanUnfolded(hdr []byte, maxHeaders int) (contentLength int, err error) {
-	contentLength = -1
-	i := bytes.Index(hdr, []byte("\r\n"))
-	if i < 0 {
-		return contentLength, nil
+// fields ranges over the header fields of a header section (start line
+// first), each name and value trimmed; lines without a colon are skipped
+// (the parser reports them). A section without continuation lines, nearly
+// every one, is read in place; one with them goes through splitHeaders,
+// which joins them (a copy), and its names come lower-cased and expanded.
+// Every message is framed and inspected through it.
+func fields(hdr []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) {
+		if folded(hdr) {
+			for _, h := range splitHeaders(hdr) {
+				if !yield([]byte(h.name), []byte(h.value)) {
+					return
+				}
+			}
+			return
+		}
+		i := bytes.Index(hdr, []byte("\r\n"))
+		if i < 0 {
+			return
+		}
+		rest := hdr[i+2:]
+		for len(rest) > 0 {
+			var line []byte
+			line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+			if len(line) == 0 {
+				return // end of the header section
+			}
+			name, value, ok := bytes.Cut(line, []byte(":"))
+			if ok && !yield(bytes.TrimSpace(name), bytes.TrimSpace(value)) {
+				return
+			}
+		}
 	}
-	rest := hdr[i+2:]
-	count := 0
-	var lengthSeen []byte
-	for len(rest) > 0 {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(line) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		count++
-		if count > maxHeaders {
-			return 0, errTooManyHeaders
-		}
-		if headerName(bytes.TrimSpace(name)) != "content-length" {
-			continue
-		}
-		v := bytes.TrimSpace(value)
-		if len(v) == 0 || len(v) > 9 || len(bytes.Trim(v, "0123456789")) != 0 {
-			return 0, errBadContentLength
-		}
-		if lengthSeen != nil && !bytes.Equal(bytes.TrimLeft(lengthSeen, "0"), bytes.TrimLeft(v, "0")) {
-			return 0, errConflictingLength
-		}
-		lengthSeen = v
-		contentLength = atoiDigits(string(v))
+}
+
+// isHeader reports whether n, a header name as written (trimmed), names
+// the header long (lower case), or is its compact form short (0: none):
+// headerName(n) == long, without its lookup.
+func isHeader(n []byte, long string, short byte) bool {
+	if len(n) == 1 {
+		return short != 0 && n[0]|0x20 == short
 	}
-	return contentLength, nil
+	if len(n) != len(long) {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != long[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func atoiDigits[T ~string | ~[]byte](s T) int {

@@ -22,9 +22,10 @@ func TestHeaderName(t *testing.T) {
 	}
 }
 
-// TestScanUnfoldedAgrees: the in-place scan of a section without
-// continuation lines finds what the scan through splitHeaders finds.
-func TestScanUnfoldedAgrees(t *testing.T) {
+// TestScanHeadersAgrees: scanHeaders, which reads a section without
+// continuation lines in place, finds what a scan through splitHeaders
+// finds, folded or not.
+func TestScanHeadersAgrees(t *testing.T) {
 	for _, sec := range []string{
 		"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: 12\r\n\r\n",
 		"INVITE sip:a@b SIP/2.0\r\nl: 007\r\nContent-Length:7\r\n\r\n",
@@ -37,13 +38,43 @@ func TestScanUnfoldedAgrees(t *testing.T) {
 		"INVITE sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
 		"INVITE sip:a@b SIP/2.0",
 		"INVITE sip:a@b SIP/2.0\r\n\r\n",
+		"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n y\r\nContent-Length: 3\r\n\r\n",
+		"INVITE sip:a@b SIP/2.0\r\nContent-Length:\r\n 4\r\n\r\n",
+		"INVITE sip:a@b SIP/2.0\r\nl: 4\r\n\tx: y\r\nL: 5\r\n\r\n",
 	} {
 		for _, max := range []int{3, 70} {
-			n1, err1 := scanUnfolded([]byte(sec), max)
+			n1, err1 := scanHeaders([]byte(sec), max)
 			n2, err2 := scanSplit([]byte(sec), max)
 			if n1 != n2 || err1 != err2 {
 				t.Errorf("%q (max %d): in place %d, %v; split %d, %v", strings.ReplaceAll(sec, "\r\n", "|"), max, n1, err1, n2, err2)
 			}
 		}
 	}
+}
+
+// scanSplit is scanHeaders as it was written over splitHeaders alone: the
+// reference for TestScanHeadersAgrees.
+func scanSplit(hdr []byte, maxHeaders int) (contentLength int, err error) {
+	contentLength = -1
+	count := 0
+	var lengthSeen string
+	for _, h := range splitHeaders(hdr) {
+		count++
+		if count > maxHeaders {
+			return 0, errTooManyHeaders
+		}
+		if h.name != "content-length" {
+			continue
+		}
+		v := h.value
+		if v == "" || len(v) > 9 || strings.Trim(v, "0123456789") != "" {
+			return 0, errBadContentLength
+		}
+		if lengthSeen != "" && strings.TrimLeft(lengthSeen, "0") != strings.TrimLeft(v, "0") {
+			return 0, errConflictingLength
+		}
+		lengthSeen = v
+		contentLength = atoiDigits(v)
+	}
+	return contentLength, nil
 }

@@ -72,7 +72,7 @@ func (in *inspector) inspectMessage(b []byte, hdrEnd int, udp bool) verdict {
 		}
 		return verdict{deliver: b, msg: m}
 	case *sipmsg.Request:
-		if e := checkRequest(m, splitHeaders(b[:hdrEnd])); e != nil {
+		if e := checkRequest(m, b[:hdrEnd]); e != nil {
 			return reject(b, e)
 		}
 		var params string
@@ -104,26 +104,34 @@ func ownBranch(via *sipmsg.ViaHeader) bool {
 	return strings.HasPrefix(b, branchPrefix)
 }
 
-// singleHeaders may appear at most once (RFC 3261 §7.3, §20).
-var singleHeaders = [...]string{"call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires"}
+// singleHeaders may appear at most once (RFC 3261 §7.3, §20), with their
+// compact forms.
+var singleHeaders = [...]struct {
+	name    string
+	compact byte
+}{{"call-id", 'i'}, {"cseq", 0}, {"from", 'f'}, {"to", 't'}, {"max-forwards", 0}, {"content-type", 'c'}, {"expires", 0}}
 
 // checkRequest validates what sipgo's parser accepts but a request must
 // still satisfy (RFC 3261 §8.2, §16.3).
-func checkRequest(req *sipmsg.Request, hs []rawHeader) *sipError {
+func checkRequest(req *sipmsg.Request, hdr []byte) *sipError {
 	if req.SipVersion != "SIP/2.0" {
 		return &sipError{505, "Version Not Supported"}
 	}
 	var counts [len(singleHeaders)]int
-	for _, h := range hs {
-		for i, name := range singleHeaders {
-			if h.name == name {
+	badName := ""
+	for name, value := range fields(hdr) {
+		for i, h := range singleHeaders {
+			if isHeader(name, h.name, h.compact) {
 				counts[i]++
+				if (h.name == "from" || h.name == "to") && badName == "" && !validDisplayName(value) {
+					badName = h.name
+				}
 			}
 		}
 	}
-	for i, name := range singleHeaders {
+	for i, h := range singleHeaders {
 		if counts[i] > 1 {
-			return &sipError{400, "Duplicate " + canonicalName(name) + " Header"}
+			return &sipError{400, "Duplicate " + canonicalName(h.name) + " Header"}
 		}
 	}
 	switch {
@@ -146,10 +154,8 @@ func checkRequest(req *sipmsg.Request, hs []rawHeader) *sipError {
 	if req.CSeq().SeqNo > 1<<31-1 {
 		return &sipError{400, "CSeq Out Of Range"}
 	}
-	for _, h := range hs {
-		if (h.name == "from" || h.name == "to") && !validDisplayName(h.value) {
-			return &sipError{400, "Malformed " + canonicalName(h.name) + " Header"}
-		}
+	if badName != "" {
+		return &sipError{400, "Malformed " + canonicalName(badName) + " Header"}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package sipserver
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 
@@ -9,15 +10,15 @@ import (
 
 // validDisplayName checks the unquoted display-name of a name-addr:
 // display-name = *(token LWS) / quoted-string (RFC 3261 §25.1).
-func validDisplayName(v string) bool {
-	if strings.HasPrefix(v, `"`) {
+func validDisplayName(v []byte) bool {
+	if len(v) > 0 && v[0] == '"' {
 		return true // quoted: the parser checked the quotes
 	}
-	i := strings.IndexByte(v, '<')
+	i := bytes.IndexByte(v, '<')
 	if i < 0 {
 		return true // addr-spec form
 	}
-	for _, c := range []byte(v[:i]) {
+	for _, c := range v[:i] {
 		if !isTokenChar(c) && c != ' ' && c != '\t' {
 			return false
 		}

@@ -35,7 +35,7 @@ func checkRaw(hdr []byte) *sipError {
 	}
 	rest := hdr[eol+2:]
 	first := true
-	var name string
+	var name []byte // as written; headerName(name) only for an error
 	for len(rest) > 0 {
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
@@ -47,7 +47,7 @@ func checkRaw(hdr []byte) *sipError {
 				return &sipError{400, "Malformed Header Section"}
 			}
 			if badControl(line) {
-				return &sipError{400, "Malformed " + canonicalName(name) + " Header"}
+				return &sipError{400, "Malformed " + canonicalName(headerName(name)) + " Header"}
 			}
 			continue
 		}
@@ -61,11 +61,11 @@ func checkRaw(hdr []byte) *sipError {
 		if !isToken(n) {
 			return &sipError{400, "Malformed Header Name"}
 		}
-		name = headerName(n)
+		name = n
 		if badControl(value) {
-			return &sipError{400, "Malformed " + canonicalName(name) + " Header"}
+			return &sipError{400, "Malformed " + canonicalName(headerName(name)) + " Header"}
 		}
-		if name == "via" && !viaPortsValid(string(value)) {
+		if isHeader(n, "via", 'v') && !viaPortsValid(string(value)) {
 			return &sipError{400, "Malformed Via Header"}
 		}
 	}
