@@ -182,7 +182,16 @@ type flowConn struct {
 	rerr   error // read error held back until buffered bytes are handled
 	failed error // framing failed: the flow drains, then ends
 
-	wmu sync.Mutex // serializes writes: messages must never interleave
+	// Writes are serialized (messages must never interleave) and
+	// coalesced: while one sender writes, others queue their messages in
+	// wq and the writer sends them all in one write when its own is done
+	// (send). Guarded by wmu.
+	wmu      sync.Mutex
+	writing  bool       // a sender is writing
+	wq       []byte     // messages queued behind it
+	wspare   []byte     // the buffer being written, reused for the next queue
+	werr     error      // the write that failed: the flow is closed
+	wdrained *sync.Cond // made when a sender waits for a full queue
 
 	closeOnce sync.Once
 }
@@ -482,21 +491,83 @@ func (c *flowConn) Write(b []byte) (int, error) {
 	return c.send(c.t.stamp(b), len(b))
 }
 
+// maxQueuedWrite bounds the bytes queued behind a write; a sender finding
+// the queue fuller waits for it to be written.
+const maxQueuedWrite = 256 << 10
+
 // send writes out, a complete message already stamped (transport.stamp),
-// and reports n written.
+// and reports n written. When another sender is writing, out is queued
+// and the writer sends it with whatever else queued in one write: under
+// load, responses ready together (the stateless workers answer a flow's
+// requests side by side) cost one system call, not one each. A queued
+// message is reported sent once it is queued; if the write that carries
+// it fails, the flow is closed, as it is when a sender's own write fails.
 func (c *flowConn) send(out []byte, n int) (int, error) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	for c.writing && len(c.wq)+len(out) > maxQueuedWrite && c.werr == nil {
+		if c.wdrained == nil {
+			c.wdrained = sync.NewCond(&c.wmu)
+		}
+		c.wdrained.Wait()
+	}
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return 0, err
+	}
+	if c.writing {
+		c.wq = append(c.wq, out...)
+		c.wmu.Unlock()
+		return n, nil
+	}
+	c.writing = true
+	buf, queued := out, false
+	for {
+		c.wmu.Unlock()
+		err := c.writeNow(buf)
+		c.wmu.Lock()
+		if queued {
+			c.wspare = buf[:0] // a queue, written: the next one's buffer
+		}
+		if err != nil {
+			c.werr, c.wq = err, nil
+		}
+		if err != nil || len(c.wq) == 0 {
+			c.writing = false
+			if len(c.wspare) == 0 && cap(c.wspare) > readBufSize {
+				c.wspare = nil // a burst's buffer is not kept by an idle flow
+			}
+			if c.wdrained != nil {
+				c.wdrained.Broadcast()
+			}
+			c.wmu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return n, nil
+		}
+		buf, c.wq, queued = c.wq, c.wspare, true
+		c.wspare = nil
+		if c.wdrained != nil {
+			c.wdrained.Broadcast()
+		}
+	}
+}
+
+// writeNow writes b to the socket under the write deadline; a failed write
+// closes the flow: a peer that stopped reading (or a write cut short)
+// leaves the stream unusable, and the flow ends, its reader and bindings
+// with it.
+func (c *flowConn) writeNow(b []byte) error {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-		return 0, err
-	}
-	if _, err := c.Conn.Write(out); err != nil {
-		// A peer that stopped reading (or a write cut short) leaves the
-		// stream unusable: the flow ends, its reader and bindings with it.
 		c.Conn.Close()
-		return 0, err
+		return err
 	}
-	return n, nil
+	if _, err := c.Conn.Write(b); err != nil {
+		c.Conn.Close()
+		return err
+	}
+	return nil
 }
 
 // Close closes the connection and, once, tells the registrar the flow is
