@@ -138,14 +138,14 @@ func parseDigestParams(v string) (map[string]string, error) {
 // f with each parameter's lower-case name and its value, unquoted, until
 // f returns an error.
 func eachDigestParam(v string, f func(name, val string) error) error {
-	v = strings.TrimLeft(v, " \t")
+	v = trimLWS(v)
 	scheme, rest, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Digest") {
 		return fmt.Errorf("%w: scheme is not Digest", errDigestMalformed)
 	}
 	s := rest
 	for {
-		s = strings.TrimLeft(s, " \t")
+		s = trimLWS(s)
 		if s == "" {
 			break
 		}
@@ -154,11 +154,11 @@ func eachDigestParam(v string, f func(name, val string) error) error {
 			return fmt.Errorf("%w: expected a parameter name at %q", errDigestMalformed, clip.String(s, 24))
 		}
 		name := strings.ToLower(s[:i])
-		s = strings.TrimLeft(s[i:], " \t")
+		s = trimLWS(s[i:])
 		if s == "" || s[0] != '=' {
 			return fmt.Errorf("%w: parameter %q has no value", errDigestMalformed, name)
 		}
-		s = strings.TrimLeft(s[1:], " \t")
+		s = trimLWS(s[1:])
 		var val string
 		if end := quotedEnd(s); end > 0 {
 			// No quoted-pair: the value is the text between the quotes.
@@ -196,7 +196,7 @@ func eachDigestParam(v string, f func(name, val string) error) error {
 		if err := f(name, val); err != nil {
 			return err
 		}
-		s = strings.TrimLeft(s, " \t")
+		s = trimLWS(s)
 		if s == "" {
 			break
 		}
@@ -206,6 +206,15 @@ func eachDigestParam(v string, f func(name, val string) error) error {
 		s = s[1:]
 	}
 	return nil
+}
+
+// trimLWS drops leading spaces and tabs (strings.TrimLeft with a cutset
+// builds the set on every call, several times per credential).
+func trimLWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	return s
 }
 
 // quotedEnd is the index of the quote closing the quoted string s starts
