@@ -5,13 +5,14 @@ package config
 type Process struct {
 	// GCPercent is the collector's GOGC: the heap may grow this many
 	// percent past what was live after a collection before the next one
-	// starts. Default 400, not Go's 100: a node's live heap is small (its
-	// bindings and flows) next to what each request allocates and drops,
-	// so at 100 it collects many times a second under load, and every
-	// cycle also shrinks the stacks of idle request goroutines, which
-	// the next request grows (copies) again. 400 takes about a fifth off
-	// the CPU of a REGISTER at 11,000/s (BENCHMARKS.md) for a heap up to
-	// five times the live one between collections.
+	// starts. Default 100, Go's own. A node's live heap is small next to
+	// what each request allocates and drops, so under load it collects
+	// many times a second, and every cycle also shrinks the stacks of
+	// idle request goroutines, which the next request grows (copies)
+	// again: 400 takes about a quarter off the CPU of a REGISTER at
+	// 11,000/s, for a heap up to five times the live one between
+	// collections and about a third more heap held after one
+	// (BENCHMARKS.md, "REGISTER over one connection").
 	GCPercent int `toml:"gc_percent"`
 	// MemoryLimitMB is a soft limit on the Go heap and stacks (GOMEMLIMIT)
 	// in MiB: nearing it, the collector runs as often as it must to stay
@@ -20,7 +21,7 @@ type Process struct {
 }
 
 func (p *Process) applyDefaults() {
-	orDefault(&p.GCPercent, 400)
+	orDefault(&p.GCPercent, 100)
 }
 
 func (p *Process) validate() Errors {

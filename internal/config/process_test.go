@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestProcess: [process] gc_percent is 400 unless set, memory_limit_mb
+// TestProcess: [process] gc_percent is 100 unless set, memory_limit_mb
 // none; values out of range are refused with the key.
 func TestProcess(t *testing.T) {
 	for _, tc := range []struct {
@@ -13,9 +13,9 @@ func TestProcess(t *testing.T) {
 		gc, limitMB int
 		err         string
 	}{
-		{"", 400, 0, ""},
-		{"gc_percent = 100\n", 100, 0, ""},
-		{"memory_limit_mb = 2048\n", 400, 2048, ""},
+		{"", 100, 0, ""},
+		{"gc_percent = 400\n", 400, 0, ""},
+		{"memory_limit_mb = 2048\n", 100, 2048, ""},
 		{"gc_percent = 5\n", 0, 0, "process.gc_percent: 5: must be 25 to 10000"},
 		{"memory_limit_mb = -1\n", 0, 0, "process.memory_limit_mb: -1: must be 0 to"},
 	} {
