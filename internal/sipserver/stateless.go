@@ -114,8 +114,6 @@ type streamTx struct {
 
 var _ sipmsg.ServerTransaction = (*streamTx)(nil)
 
-var respBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 // Respond writes res to the flow. A final response ends the transaction.
 func (t *streamTx) Respond(res *sipmsg.Response) error {
 	t.mu.Lock()
@@ -129,11 +127,14 @@ func (t *streamTx) Respond(res *sipmsg.Response) error {
 	if res.GetHeader("Server") == nil {
 		res.AppendHeader(t.c.t.serverHdr)
 	}
-	buf := respBufs.Get().(*bytes.Buffer)
+	buf, _ := t.c.t.wbufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
 	buf.Reset()
 	res.StringWrite(buf)
 	_, err := t.c.send(buf.Bytes(), buf.Len())
-	respBufs.Put(buf)
+	t.c.t.wbufs.Put(buf)
 	t.c.t.countResponse(res.StatusCode)
 	if err != nil {
 		t.end(err)

@@ -49,6 +49,10 @@ type transport struct {
 	// byCode caches the responses counter of each status code.
 	byCode [600]atomic.Pointer[prometheus.Counter]
 
+	// wbufs holds the buffers stateless responses are written into
+	// (stateless.go).
+	wbufs sync.Pool
+
 	// rbufs holds the read buffers of idle TCP flows (transport_tcp.go).
 	rbufs sync.Pool
 
