@@ -1,6 +1,7 @@
 package sipcore
 
 import (
+	"iter"
 	"slices"
 	"strings"
 
@@ -14,6 +15,41 @@ var SupportedOptions = []string{"outbound"}
 func SupportedScheme(s string) bool {
 	s = strings.ToLower(s)
 	return s == "sip" || s == "sips"
+}
+
+// Named yields the headers of hs called name, matched as sipgo's
+// GetHeaders matches them (ASCII case folded), without building a slice
+// of them: every REGISTER has several headers looked up this way.
+func Named(hs []sipmsg.Header, name string) iter.Seq[sipmsg.Header] {
+	return func(yield func(sipmsg.Header) bool) {
+		for _, h := range hs {
+			if foldEqual(h.Name(), name) && !yield(h) {
+				return
+			}
+		}
+	}
+}
+
+// foldEqual reports whether a and b are equal with ASCII letters folded.
+// Unlike strings.EqualFold it does not fold non-ASCII letters (the Kelvin
+// sign is not a "k").
+func foldEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // OptionTags splits a Require, Proxy-Require or Supported value.
@@ -31,7 +67,7 @@ func OptionTags(v string) []string {
 // (header) lists an option tag not supported (RFC 3261 §8.2.2.3, §16.3).
 func UnsupportedRequire(req *sipmsg.Request, header string) Refusal {
 	var unsupported []string
-	for _, h := range req.GetHeaders(header) {
+	for h := range Named(req.Headers(), header) {
 		for _, tag := range OptionTags(h.Value()) {
 			if !slices.Contains(SupportedOptions, tag) && !slices.Contains(unsupported, tag) {
 				unsupported = append(unsupported, tag)

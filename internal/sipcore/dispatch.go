@@ -73,7 +73,7 @@ func Route(req *sipmsg.Request, local Local) (Handler, Refusal) {
 	if !SupportedScheme(req.Recipient.Scheme) {
 		return Refuse, refuse(416, "Unsupported URI Scheme")
 	}
-	for _, h := range req.GetHeaders("Via") {
+	for h := range Named(req.Headers(), "Via") {
 		if v, ok := h.(*sipmsg.ViaHeader); ok && local.OwnVia(v) {
 			return Refuse, refuse(482, "Loop Detected")
 		}

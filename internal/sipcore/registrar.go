@@ -2,6 +2,7 @@ package sipcore
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func Register(req *sipmsg.Request, dev Registrant, flow Flow, current []Binding,
 		headerExpires = v
 	}
 	var contacts []*sipmsg.ContactHeader
-	for _, h := range req.GetHeaders("Contact") {
+	for h := range Named(req.Headers(), "Contact") {
 		if c, ok := h.(*sipmsg.ContactHeader); ok {
 			contacts = append(contacts, c)
 		}
@@ -141,9 +142,13 @@ func Register(req *sipmsg.Request, dev Registrant, flow Flow, current []Binding,
 		}
 		expires = min(expires, lim.MaxExpires)
 
-		stored := c.Clone()
-		stored.Params = c.Params.Clone()
-		stored.Params.Remove("expires")
+		// Shares the request's parsed address: a binding keeps only the
+		// value written from it (the registrar's entry), not the header.
+		stored := *c
+		if c.Params.Has("expires") {
+			stored.Params = c.Params.Clone()
+			stored.Params.Remove("expires")
+		}
 		instance, _ := c.Params.Get("+sip.instance")
 		regID, _ := c.Params.Get("reg-id")
 		uri := c.Address.String()
@@ -168,7 +173,7 @@ func Register(req *sipmsg.Request, dev Registrant, flow Flow, current []Binding,
 			added++
 		}
 		changes = append(changes, Change{Old: old, New: &Binding{
-			Number: dev.Number, DeviceID: dev.DeviceID, Kind: dev.Kind, Contact: *stored, URI: uri,
+			Number: dev.Number, DeviceID: dev.DeviceID, Kind: dev.Kind, Contact: stored, URI: uri,
 			Instance: instance, RegID: regID, CallID: callID, CSeq: cseq,
 			Expires: now.Add(time.Duration(expires) * time.Second), FlowID: flow.ID,
 		}})
@@ -199,17 +204,24 @@ func udpBindingsOver(changes []Change, current []Binding, flow Flow, max int) bo
 	return n > max
 }
 
+// Registered is a live binding as the 200 to a REGISTER lists it.
+type Registered struct {
+	Contact string // the Contact value as stored: without an expires parameter
+	Expires time.Time
+}
+
 // RegisterOK is the 200 to a REGISTER: every live binding of the number
 // with its remaining time, the Date (RFC 3261 §20.17), and with outbound
 // (RFC 5626 §6) the Flow-Timer telling the client how often to ping so
-// its flow is not idled out.
-func RegisterOK(req *sipmsg.Request, bindings []Binding, now time.Time, flowTimer time.Duration) *sipmsg.Response {
-	res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
+// its flow is not idled out. A Contact is written from its stored value,
+// which Register took from a parsed header less its expires parameter, so
+// appending the remaining time gives the header a parse and a new
+// parameter would, without parsing every binding again.
+func RegisterOK(req *sipmsg.Request, bindings []Registered, now time.Time, flowTimer time.Duration) *sipmsg.Response {
+	res := Reply(req, 200, "OK")
 	for _, b := range bindings {
-		c := b.Contact.Clone()
-		c.Params = c.Params.Clone()
-		c.Params.Add("expires", strconv.Itoa(int(math.Ceil(b.Expires.Sub(now).Seconds()))))
-		res.AppendHeader(c)
+		secs := int(math.Ceil(b.Expires.Sub(now).Seconds()))
+		res.AppendHeader(sipmsg.NewHeader("Contact", b.Contact+";expires="+strconv.Itoa(secs)))
 	}
 	res.AppendHeader(sipmsg.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
 	if UsesOutbound(req) {
@@ -225,11 +237,12 @@ func UsesOutbound(req *sipmsg.Request) bool {
 	if c == nil || !c.Params.Has("reg-id") || !c.Params.Has("+sip.instance") {
 		return false
 	}
-	for _, h := range append(req.GetHeaders("Supported"), req.GetHeaders("k")...) {
-		for _, tag := range OptionTags(h.Value()) {
-			if tag == "outbound" {
-				return true
-			}
+	for _, h := range req.Headers() {
+		if !foldEqual(h.Name(), "Supported") && !foldEqual(h.Name(), "k") {
+			continue
+		}
+		if slices.Contains(OptionTags(h.Value()), "outbound") {
+			return true
 		}
 	}
 	return false

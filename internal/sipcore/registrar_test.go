@@ -188,7 +188,7 @@ func TestRegisterOK(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := RegisterOK(tc.req, []Binding{b}, t0, 2*time.Minute)
+			res := RegisterOK(tc.req, []Registered{{Contact: b.Contact.Value(), Expires: b.Expires}}, t0, 2*time.Minute)
 			var got []string
 			for _, name := range []string{"Contact", "Date", "Require", "Flow-Timer"} {
 				for _, h := range res.GetHeaders(name) {
@@ -202,6 +202,54 @@ func TestRegisterOK(t *testing.T) {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRegisterOKContacts: the 200 lists a binding as registered, its
+// expires parameter (if any) replaced by the time left, from the stored
+// value alone.
+func TestRegisterOKContacts(t *testing.T) {
+	for _, tc := range []struct{ contact, want string }{
+		{"Contact: <sip:5552340001@198.18.0.7:5060;transport=tcp>",
+			"Contact: <sip:5552340001@198.18.0.7:5060;transport=tcp>;expires=600"},
+		{"Contact: <sip:5552340001@198.18.0.7>;expires=120",
+			"Contact: <sip:5552340001@198.18.0.7>;expires=120"},
+		{`Contact: "Alice Z" <sip:5552340001@198.18.0.7>;expires=120;+sip.instance="<urn:uuid:1>";reg-id=1`,
+			`Contact: "Alice Z" <sip:5552340001@198.18.0.7>;+sip.instance="<urn:uuid:1>";reg-id=1;expires=120`},
+		{"m: sip:5552340001@198.18.0.7;q=0.5",
+			"Contact: <sip:5552340001@198.18.0.7>;q=0.5;expires=600"},
+	} {
+		t.Run(tc.contact, func(t *testing.T) {
+			req := register(t, "1", tc.contact)
+			cs, r := Register(req, alice, tcp, nil, limits, t0)
+			if r.Code != 0 || len(cs) != 1 || cs[0].New == nil {
+				t.Fatalf("Register: %+v, %+v", cs, r)
+			}
+			b := cs[0].New
+			res := RegisterOK(req, []Registered{{Contact: b.Contact.Value(), Expires: b.Expires}}, t0, 0)
+			var got []string
+			for h := range Named(res.Headers(), "Contact") {
+				got = append(got, h.Name()+": "+h.Value())
+			}
+			if diff := cmp.Diff([]string{tc.want}, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestNamed(t *testing.T) {
+	req := register(t, "1", "Supported: path", "k: outbound", "SUPPORTED: gruu", "Contact: <sip:a@198.18.0.7>")
+	var got []string
+	for h := range Named(req.Headers(), "supported") {
+		got = append(got, h.Value())
+	}
+	// "k" is the compact form, which sipgo keeps as its own name.
+	if diff := cmp.Diff([]string{"path", "gruu"}, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	if !UsesOutbound(register(t, "1", `Contact: <sip:a@198.18.0.7>;+sip.instance="<urn:uuid:1>";reg-id=1`, "k: outbound")) {
+		t.Error("compact Supported not read")
 	}
 }
 

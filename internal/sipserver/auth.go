@@ -10,6 +10,7 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/store"
 )
 
@@ -148,7 +149,7 @@ func (s *Server) authenticate(ctx context.Context, req *sipmsg.Request, tx sipms
 // ignored (RFC 4475 §3.3.7).
 func (s *Server) credentials(req *sipmsg.Request, kind authKind) (digestCredentials, bool, error) {
 	var firstErr error
-	for _, h := range req.GetHeaders(kind.answer) {
+	for h := range sipcore.Named(req.Headers(), kind.answer) {
 		v := strings.TrimSpace(h.Value())
 		scheme, _, _ := strings.Cut(v, " ")
 		if !strings.EqualFold(scheme, "Digest") {
@@ -211,19 +212,18 @@ func (s *Server) legacyDigest(req *sipmsg.Request) bool {
 	return slices.ContainsFunc(devs, func(d store.Device) bool { return d.Kind == store.DeviceSIP })
 }
 
-// sameURI reports whether a digest-uri names the request's target. The
-// strings usually match exactly; clients that re-serialise the URI are
-// compared by scheme, user, host and port.
+// sameURI reports whether a digest-uri names the request's target:
+// compared by scheme, user, host and port, so clients that re-serialise
+// the URI are matched too, or else as the target is written. Parsing the
+// digest-uri allocates less than writing the target out, which every
+// authenticated request did when the written form was compared first.
 func sameURI(digestURI string, target sipmsg.Uri) bool {
-	if digestURI == target.String() {
+	var u sipmsg.Uri
+	if err := sipmsg.ParseUri(digestURI, &u); err == nil && strings.EqualFold(u.Scheme, target.Scheme) &&
+		u.User == target.User && strings.EqualFold(u.Host, target.Host) && u.Port == target.Port {
 		return true
 	}
-	var u sipmsg.Uri
-	if err := sipmsg.ParseUri(digestURI, &u); err != nil {
-		return false
-	}
-	return strings.EqualFold(u.Scheme, target.Scheme) && u.User == target.User &&
-		strings.EqualFold(u.Host, target.Host) && u.Port == target.Port
+	return digestURI == target.String()
 }
 
 // sourceIP is the address a request came from.

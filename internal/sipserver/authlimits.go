@@ -31,7 +31,8 @@ const accountWindow = 10 * time.Minute
 
 // failureKey keys the per-(source, user) failure count.
 func failureKey(user string, src netip.Addr) string {
-	return user + "|" + floodguard.Key(src).String()
+	var b [96]byte // one allocation, the string, where formatting took three
+	return string(floodguard.Key(src).AppendTo(append(append(b[:0], user...), '|')))
 }
 
 // digestUser is the user name of a request's digest credentials for our

@@ -416,7 +416,8 @@ func nonceBinding(transport, source string) string {
 	if err != nil {
 		return "stream|" + source
 	}
-	return "stream|" + ap.Addr().Unmap().String()
+	var b [64]byte // one allocation, the string, where formatting took two
+	return string(ap.Addr().Unmap().AppendTo(append(b[:0], "stream|"...)))
 }
 
 // challenges returns one challenge value per algorithm, best first, or

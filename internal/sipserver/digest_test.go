@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -253,6 +254,31 @@ func TestKeptKeysOwnTheirBytes(t *testing.T) {
 	for k := range l.keys {
 		if within(k, v) {
 			t.Error("the failure table's key is a slice of the header")
+		}
+	}
+}
+
+func TestSameURI(t *testing.T) {
+	var target sipmsg.Uri
+	if err := sipmsg.ParseUri("sip:5552340001@MCS.z5.test:5060;transport=tcp", &target); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		digestURI string
+		want      bool
+	}{
+		{"sip:5552340001@MCS.z5.test:5060;transport=tcp", true},
+		{"sip:5552340001@mcs.z5.test:5060", true},
+		{"SIP:5552340001@mcs.z5.test:5060;lr", true},
+		{"sip:5552340001@mcs.z5.test", false},
+		{"sip:5552340002@mcs.z5.test:5060", false},
+		{"sips:5552340001@mcs.z5.test:5060", false},
+		{"sip:5552340001@other.z5.test:5060", false},
+		{"", false},
+		{"<garbage", false},
+	} {
+		if got := sameURI(tc.digestURI, target); got != tc.want {
+			t.Errorf("sameURI(%q) = %v, want %v", tc.digestURI, got, tc.want)
 		}
 	}
 }

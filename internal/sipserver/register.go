@@ -83,11 +83,7 @@ func (s *Server) register(ctx context.Context, req *sipmsg.Request, tx sipmsg.Se
 		}
 	}
 	now := s.now()
-	var live []sipcore.Binding
-	for _, b := range r.lookup(dev.Number) {
-		live = append(live, b.Binding)
-	}
-	if err := s.reply(tx, req, sipcore.RegisterOK(req, live, now, s.cfg.IdleTimeout)); err != nil {
+	if err := s.reply(tx, req, sipcore.RegisterOK(req, r.registered(dev.Number), now, s.cfg.IdleTimeout)); err != nil {
 		s.log.Debug("respond failed", "error", err)
 	}
 	for _, c := range changes {

@@ -390,17 +390,31 @@ func (r *registrar) delLocked(b *entry) {
 
 // lookup returns the live bindings of a number, most recent first.
 func (r *registrar) lookup(number string) []binding {
+	var out []binding
+	r.live(number, func(e *entry) { out = append(out, e.binding()) })
+	return out
+}
+
+// registered is the number's live bindings as a 200 to a REGISTER lists
+// them: the stored contacts, not parsed again.
+func (r *registrar) registered(number string) []sipcore.Registered {
+	var out []sipcore.Registered
+	r.live(number, func(e *entry) { out = append(out, sipcore.Registered{Contact: e.contact, Expires: e.Expires}) })
+	return out
+}
+
+// live calls f, under r.mu, with each live binding of number, the newest
+// first.
+func (r *registrar) live(number string, f func(*entry)) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []binding
-	for _, b := range r.byNumber[number] {
-		if b.Expires.After(now) && b.flow.alive(r.t) {
-			out = append(out, b.binding())
+	l := r.byNumber[number]
+	for i := len(l) - 1; i >= 0; i-- {
+		if e := l[i]; e.Expires.After(now) && e.flow.alive(r.t) {
+			f(e)
 		}
 	}
-	slices.Reverse(out)
-	return out
 }
 
 // flowDevice returns the device a flow is registered for, if a live

@@ -107,7 +107,7 @@ func (s *Server) rejectRequire(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 
 // respond sends a response built from req.
 func (s *Server) respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hs ...sipmsg.Header) {
-	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
+	res := sipcore.Reply(req, code, reason)
 	for _, h := range hs {
 		res.AppendHeader(h)
 	}

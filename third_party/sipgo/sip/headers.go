@@ -693,6 +693,8 @@ func (h *ContactHeader) Name() string { return "Contact" }
 
 func (h *ContactHeader) Value() string {
 	var buffer strings.Builder
+	// z5: sized up front, as Uri.String is.
+	buffer.Grow(len(h.DisplayName) + 6 + h.Address.sizeHint() + h.Params.sizeHint())
 	h.valueStringWrite(&buffer)
 	return buffer.String()
 }

@@ -83,8 +83,19 @@ func (headersParser HeadersParser) ParseHeader(out []Header, line []byte) ([]Hea
 		// We have no registered parser for this header type,
 		// so we encapsulate the header data in a GenericHeader struct.
 		// We do only forwarding on this with trimmed space. Validation and parsing is required by user
-		h := NewHeader(string(fieldName), string(fieldValue))
-		out = append(out, h)
+		// z5: the name and the value are cut from one copy of the line;
+		// they live as long as each other.
+		text := string(line)
+		var name, value string
+		if len(fieldName) > 0 {
+			i := cap(line) - cap(fieldName)
+			name = text[i : i+len(fieldName)]
+		}
+		if len(fieldValue) > 0 {
+			i := cap(line) - cap(fieldValue)
+			value = text[i : i+len(fieldValue)]
+		}
+		out = append(out, NewHeader(name, value))
 		return out, nil
 	}
 

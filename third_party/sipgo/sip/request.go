@@ -37,7 +37,7 @@ func NewRequest(method RequestMethod, recipient Uri) *Request {
 	req.SipVersion = "SIP/2.0"
 	// req.headers = newHeaders()
 	req.headers = headers{
-		headerOrder: make([]Header, 0, 10), // making capacity allows faster appending headers
+		headerOrder: make([]Header, 0, 16), // z5: room for a REGISTER's headers without growing
 	}
 	req.Method = method
 	req.Recipient = recipient

@@ -30,7 +30,7 @@ func NewResponse(
 	res.SipVersion = "SIP/2.0"
 	res.headers = headers{
 		// headers:     make(map[string]Header),
-		headerOrder: make([]Header, 0, 10),
+		headerOrder: make([]Header, 0, 16), // z5: room for a 200 to a REGISTER without growing
 	}
 	res.StatusCode = statusCode
 	res.Reason = reason
