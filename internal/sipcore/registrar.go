@@ -219,9 +219,11 @@ type Registered struct {
 // parameter would, without parsing every binding again.
 func RegisterOK(req *sipmsg.Request, bindings []Registered, now time.Time, flowTimer time.Duration) *sipmsg.Response {
 	res := Reply(req, 200, "OK")
+	var buf [256]byte
 	for _, b := range bindings {
-		secs := int(math.Ceil(b.Expires.Sub(now).Seconds()))
-		res.AppendHeader(sipmsg.NewHeader("Contact", b.Contact+";expires="+strconv.Itoa(secs)))
+		secs := int64(math.Ceil(b.Expires.Sub(now).Seconds()))
+		v := strconv.AppendInt(append(append(buf[:0], b.Contact...), ";expires="...), secs, 10)
+		res.AppendHeader(sipmsg.NewHeader("Contact", string(v)))
 	}
 	res.AppendHeader(sipmsg.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
 	if UsesOutbound(req) {

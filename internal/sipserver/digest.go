@@ -350,7 +350,7 @@ func newDigestAuth(realm string, ttl time.Duration, algs []string) *digestAuth {
 // newNonce issues a nonce for the address bind (see nonceBinding): its
 // issue time and its id in the replay table (nonceCounts), under a MAC,
 // so that neither can be forged.
-func (a *digestAuth) newNonce(now time.Time, bind string) string {
+func (a *digestAuth) newNonce(now time.Time, bind nonceBind) string {
 	var b [8 + 8 + 16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.Unix()))
 	binary.BigEndian.PutUint64(b[8:16], a.nc.issue())
@@ -358,20 +358,20 @@ func (a *digestAuth) newNonce(now time.Time, bind string) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (a *digestAuth) nonceMAC(head []byte, bind string) []byte {
+func (a *digestAuth) nonceMAC(head []byte, bind nonceBind) []byte {
 	var mac [16]byte
 	a.nonceMACTo(&mac, head, bind)
 	return mac[:]
 }
 
 // nonceMACTo writes the MAC of head and bind to mac.
-func (a *digestAuth) nonceMACTo(mac *[16]byte, head []byte, bind string) {
+func (a *digestAuth) nonceMACTo(mac *[16]byte, head []byte, bind nonceBind) {
 	m, _ := a.macs.Get().(*nonceMACState)
 	if m == nil {
 		m = &nonceMACState{h: hmac.New(sha256.New, a.key)}
 	}
 	m.h.Reset()
-	m.in = append(append(m.in[:0], head...), bind...)
+	m.in = bind.appendTo(append(m.in[:0], head...))
 	m.h.Write(m.in)
 	copy(mac[:], m.h.Sum(m.sum[:0]))
 	a.macs.Put(m)
@@ -379,7 +379,7 @@ func (a *digestAuth) nonceMACTo(mac *[16]byte, head []byte, bind string) {
 
 // nonceIssued verifies a nonce issued to bind and returns when it was
 // issued and its id. A nonce issued to another address does not verify.
-func (a *digestAuth) nonceIssued(nonce, bind string) (issued time.Time, id uint64, ok bool) {
+func (a *digestAuth) nonceIssued(nonce string, bind nonceBind) (issued time.Time, id uint64, ok bool) {
 	var b []byte
 	var in [43]byte
 	var dec [32]byte
@@ -405,24 +405,44 @@ func (a *digestAuth) nonceIssued(nonce, bind string) (issued time.Time, id uint6
 	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0), binary.BigEndian.Uint64(b[8:16]), true
 }
 
-// nonceBinding is what a nonce is bound to for a request from source
-// (ip:port) over transport: the full source for UDP, which can be forged,
-// the IP for TCP and TLS, where the handshake has proved it.
-func nonceBinding(transport, source string) string {
+// nonceBind is what a nonce is bound to for a request from a source
+// (ip:port) over a transport: the full source for UDP, which can be
+// forged, the IP for TCP and TLS, where the handshake has proved it. It
+// is written into the nonce's MAC (appendTo), not formatted as a string
+// of its own for every request.
+type nonceBind struct {
+	udp  bool
+	src  string     // the source as given: UDP's, or one that does not parse
+	addr netip.Addr // a stream source's IP
+}
+
+func nonceBinding(transport, source string) nonceBind {
 	if strings.EqualFold(transport, "UDP") {
-		return "udp|" + source
+		return nonceBind{udp: true, src: source}
 	}
 	ap, err := netip.ParseAddrPort(source)
 	if err != nil {
-		return "stream|" + source
+		return nonceBind{src: source}
 	}
-	var b [64]byte // one allocation, the string, where formatting took two
-	return string(ap.Addr().Unmap().AppendTo(append(b[:0], "stream|"...)))
+	return nonceBind{addr: ap.Addr().Unmap()}
+}
+
+// appendTo appends the binding as the MAC covers it: "udp|ip:port" or
+// "stream|ip".
+func (b nonceBind) appendTo(dst []byte) []byte {
+	switch {
+	case b.udp:
+		return append(append(dst, "udp|"...), b.src...)
+	case b.addr.IsValid():
+		return b.addr.AppendTo(append(dst, "stream|"...))
+	default:
+		return append(append(dst, "stream|"...), b.src...)
+	}
 }
 
 // challenges returns one challenge value per algorithm, best first, or
 // MD5 alone for legacy endpoints, with a nonce bound to bind.
-func (a *digestAuth) challenges(now time.Time, stale, legacy bool, bind string) []string {
+func (a *digestAuth) challenges(now time.Time, stale, legacy bool, bind nonceBind) []string {
 	nonce := a.newNonce(now, bind)
 	out := make([]string, 0, len(a.algs))
 	algs := a.algs
@@ -444,7 +464,7 @@ func (a *digestAuth) challenges(now time.Time, stale, legacy bool, bind string) 
 // verify checks credentials against the HA1 for their algorithm and the
 // request's method; the nonce must have been issued to bind. uriMatches
 // decides whether the digest-uri names the request's target.
-func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Time, bind string, uriMatches func(string) bool) error {
+func (a *digestAuth) verify(c digestCredentials, method, ha1 string, now time.Time, bind nonceBind, uriMatches func(string) bool) error {
 	alg := strings.ToUpper(c.Algorithm)
 	if alg == "" {
 		alg = "MD5" // RFC 7616 §3.3: absent means MD5

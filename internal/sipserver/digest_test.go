@@ -76,7 +76,7 @@ func TestParseDigest(t *testing.T) {
 func TestVerifyDigest(t *testing.T) {
 	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256", "MD5"})
 	now := time.Now()
-	const bind = "udp|192.0.2.7:5060"
+	bind := nonceBinding("UDP", "192.0.2.7:5060")
 	nonce := a.newNonce(now, bind)
 	h, _ := digestHash("SHA-256")
 	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
@@ -227,7 +227,7 @@ func TestDigestResponseInPlace(t *testing.T) {
 func TestKeptKeysOwnTheirBytes(t *testing.T) {
 	a := newDigestAuth("mcs.z5.test", time.Minute, []string{"SHA-256"})
 	now := time.Now()
-	const bind = "udp|192.0.2.7:5060"
+	bind := nonceBinding("UDP", "192.0.2.7:5060")
 	h, _ := digestHash("SHA-256")
 	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
 	header := func(nc string) (string, digestCredentials) {

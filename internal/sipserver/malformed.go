@@ -2,6 +2,7 @@ package sipserver
 
 import (
 	"bytes"
+	"iter"
 	"strconv"
 	"strings"
 
@@ -65,7 +66,7 @@ func checkRaw(hdr []byte) *sipError {
 		if badControl(value) {
 			return &sipError{400, "Malformed " + canonicalName(headerName(name)) + " Header"}
 		}
-		if isHeader(n, "via", 'v') && !viaPortsValid(string(value)) {
+		if isHeader(n, "via", 'v') && !viaPortsValid(value) {
 			return &sipError{400, "Malformed Via Header"}
 		}
 	}
@@ -148,37 +149,42 @@ func hostPort(hp string) string {
 
 // viaPortsValid checks the sent-by port of each Via value in a header
 // field: "SIP/2.0/TCP host:port;params".
-func viaPortsValid(v string) bool {
-	for _, val := range splitQuoted(v, ',') {
-		val = strings.TrimSpace(val)
+func viaPortsValid(v []byte) bool {
+	for val := range splitQuoted(v, ',') {
+		val = bytes.TrimSpace(val)
 		// sent-protocol, LWS, sent-by
-		i := strings.IndexAny(val, " \t")
+		i := bytes.IndexAny(val, " \t")
 		if i < 0 {
 			continue
 		}
-		sentBy := strings.TrimSpace(val[i:])
-		if j := strings.IndexAny(sentBy, ";"); j >= 0 {
+		sentBy := bytes.TrimSpace(val[i:])
+		if j := bytes.IndexByte(sentBy, ';'); j >= 0 {
 			sentBy = sentBy[:j]
 		}
-		if !validPort(strings.TrimSpace(hostPort(strings.TrimSpace(sentBy)))) {
+		if !validPort(strings.TrimSpace(hostPort(string(bytes.TrimSpace(sentBy))))) {
 			return false
 		}
 	}
 	return true
 }
 
-// splitQuoted splits s at sep outside double quotes.
-func splitQuoted(s string, sep byte) []string {
-	var out []string
-	quoted, from := false, 0
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '"':
-			quoted = !quoted
-		case s[i] == sep && !quoted:
-			out = append(out, s[from:i])
-			from = i + 1
+// splitQuoted yields the parts of s between each sep outside double
+// quotes: every REGISTER's Via is checked, and a slice of its parts was
+// an allocation each time.
+func splitQuoted(s []byte, sep byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		quoted, from := false, 0
+		for i := 0; i < len(s); i++ {
+			switch {
+			case s[i] == '"':
+				quoted = !quoted
+			case s[i] == sep && !quoted:
+				if !yield(s[from:i]) {
+					return
+				}
+				from = i + 1
+			}
 		}
+		yield(s[from:])
 	}
-	return append(out, s[from:])
 }

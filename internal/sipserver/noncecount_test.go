@@ -81,7 +81,7 @@ func TestNonceReplayThroughVerify(t *testing.T) {
 	a := newDigestAuth("mcs.z5.test", time.Hour, []string{"MD5"})
 	a.nc = newNonceCounts(2)
 	now := time.Now()
-	const bind = "stream|192.0.2.7"
+	bind := nonceBinding("TCP", "192.0.2.7:5071")
 	h, _ := digestHash("MD5")
 	ha1 := hexHash(h, "alice", "mcs.z5.test", "pw")
 	cred := func(nonce, nc string) digestCredentials {

@@ -124,7 +124,7 @@ func (t *streamTx) Respond(res *sipmsg.Response) error {
 	}
 	// Stamped here (transport.stamp's Server header and count) rather
 	// than by copying the written bytes to insert the header.
-	if res.GetHeader("Server") == nil {
+	if res.GetHeader("server") == nil { // lower case: no lower-casing copy
 		res.AppendHeader(t.c.t.serverHdr)
 	}
 	buf, _ := t.c.t.wbufs.Get().(*bytes.Buffer)

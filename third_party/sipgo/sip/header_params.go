@@ -151,7 +151,17 @@ func (hp HeaderParams) ToStringWrite(sep byte, buffer io.StringWriter) {
 		return
 	}
 
-	sepstr := string(sep)
+	// z5: the usual separators are constants; string(sep) allocated
+	// once for every header written.
+	var sepstr string
+	switch sep {
+	case ';':
+		sepstr = ";"
+	case '&':
+		sepstr = "&"
+	default:
+		sepstr = string(sep)
+	}
 	i := 0
 	for _, kv := range hp {
 		if i > 0 {
