@@ -459,38 +459,49 @@ reg_step() {
 		-t "$REG_MODE" -i $UA_IP -p 5073 "$REG_TARGET"
 }
 
-# reg_ladders NAME TARGET OUT START STOP: the one-connection (t1) and the
-# connection-per-REGISTER (tn) ladders against TARGET, appended to OUT, each
+# reg_ladder NAME MODE TARGET OUT START STOP: the one-connection (t1) or
+# the connection-per-REGISTER (tn) ladder against TARGET, appended to OUT,
 # against a system started afresh (START, and STOP with its PID variable),
 # so that the overload that ends one ladder does not carry into the next;
-# the best rates land in REG_T1 and REG_TN. The t1 ladder goes on past
-# 12,000/s until a system fails, so that a ratio is not capped by the
-# ladder's top.
-REG_T1=
-REG_TN=
-reg_ladders() {
-	local rates_t1="250 500 1000 1500 2000 3000 4000 6000 8000 10000 12000 16000 20000 24000 28000 32000" rates_tn="250 500 1000 1500 1750 2000 2250 2500 3000 4000 6000"
-	REG_TARGET=$2
-	$4 register || exit 1
-	REG_MODE=t1 REG_LABEL="$1 t1" ladder "$1 t1" "$3" "$rates_t1" reg_step
-	REG_T1=$BEST
-	$5
-	$4 register || exit 1
-	REG_MODE=tn REG_LABEL="$1 tn" ladder "$1 tn" "$3" "$rates_tn" reg_step
-	REG_TN=$BEST
-	$5
+# the best rate lands in BEST. The t1 ladder goes on past 12,000/s until a
+# system fails, so that a ratio is not capped by the ladder's top.
+reg_ladder() {
+	local rates
+	case $2 in
+	t1) rates="250 500 1000 1500 2000 3000 4000 6000 8000 10000 12000 16000 20000 24000 28000 32000" ;;
+	tn) rates="250 500 1000 1500 1750 2000 2250 2500 3000 4000 6000" ;;
+	esac
+	REG_TARGET=$3
+	$5 register || exit 1
+	REG_MODE=$2 REG_LABEL="$1 $2" ladder "$1 $2" "$4" "$rates" reg_step
+	$6
 }
 
-register_part() {
-	local out=$RES/register.txt z5_t1 z5_tn
-	: >"$out"
-	log "register: digest REGISTER over TCP, ${SIP_STEP}s per step, $LADDER_USERS users"
-	reg_ladders z5d "$Z5_IP:5060" "$out" z5_start z5_stop
-	z5_t1=$REG_T1 z5_tn=$REG_TN
-	reg_ladders kamailio "$KAM_IP:5060" "$out" kam_start kam_stop
+# The t1 ladders run REG_ROUNDS times, the two systems in turns (z5d,
+# Kamailio, z5d, ...), and each side's best round counts: on a shared
+# machine the same ladder moved by a fifth between runs minutes apart
+# (Kamailio's best: 30,525/s at 21:30, 21,145/s at 23:06 on 2026-12-07), so
+# one round each compared the systems and the moment.
+REG_ROUNDS=${REG_ROUNDS:-2}
 
-	row "REGISTER/s, one TCP connection (-t t1)" "$z5_t1" "$REG_T1" 'ratio>=1'
-	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$REG_TN" 'ratio>=1'
+register_part() {
+	local out=$RES/register.txt z5_t1=0 kam_t1=0 z5_tn round
+	: >"$out"
+	log "register: digest REGISTER over TCP, ${SIP_STEP}s per step, $LADDER_USERS users, t1 in $REG_ROUNDS rounds"
+	for round in $(seq "$REG_ROUNDS"); do
+		echo "round $round" | tee -a "$out" >&2
+		reg_ladder z5d t1 "$Z5_IP:5060" "$out" z5_start z5_stop
+		[ "$BEST" -gt "$z5_t1" ] && z5_t1=$BEST
+		reg_ladder kamailio t1 "$KAM_IP:5060" "$out" kam_start kam_stop
+		[ "$BEST" -gt "$kam_t1" ] && kam_t1=$BEST
+	done
+	echo "best z5d t1 max_per_s=$z5_t1 kamailio t1 max_per_s=$kam_t1 rounds=$REG_ROUNDS" | tee -a "$out" >&2
+	reg_ladder z5d tn "$Z5_IP:5060" "$out" z5_start z5_stop
+	z5_tn=$BEST
+	reg_ladder kamailio tn "$KAM_IP:5060" "$out" kam_start kam_stop
+
+	row "REGISTER/s, one TCP connection (-t t1), best of $REG_ROUNDS rounds" "$z5_t1" "$kam_t1" 'ratio>=1'
+	row "REGISTER/s, new TCP connection each (-t tn)" "$z5_tn" "$BEST" 'ratio>=1'
 }
 
 # --- 3. calls ---------------------------------------------------------------------

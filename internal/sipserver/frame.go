@@ -122,8 +122,19 @@ func scanHeaders(hdr []byte, maxHeaders int) (contentLength int, err error) {
 }
 
 // folded reports whether a header section has a continuation line.
+// One pass over the line ends, where a search for each of the two
+// continuations was two.
 func folded(hdr []byte) bool {
-	return bytes.Contains(hdr, []byte("\r\n ")) || bytes.Contains(hdr, []byte("\r\n\t"))
+	for {
+		i := bytes.Index(hdr, []byte("\r\n"))
+		if i < 0 || i+2 >= len(hdr) {
+			return false
+		}
+		if c := hdr[i+2]; c == ' ' || c == '\t' {
+			return true
+		}
+		hdr = hdr[i+2:]
+	}
 }
 
 // fields ranges over the header fields of a header section (start line

@@ -78,3 +78,22 @@ func scanSplit(hdr []byte, maxHeaders int) (contentLength int, err error) {
 	}
 	return contentLength, nil
 }
+
+func TestFolded(t *testing.T) {
+	for _, tc := range []struct {
+		hdr  string
+		want bool
+	}{
+		{"REGISTER sip:a SIP/2.0\r\nVia: x\r\n\r\n", false},
+		{"REGISTER sip:a SIP/2.0\r\nSubject: a\r\n b\r\n\r\n", true},
+		{"REGISTER sip:a SIP/2.0\r\nSubject: a\r\n\tb\r\n\r\n", true},
+		{"REGISTER sip:a SIP/2.0\r\nSubject: a \r\nb: c\r\n", false},
+		{"REGISTER sip:a SIP/2.0\r\n", false},
+		{"REGISTER sip:a SIP/2.0\r\n ", true},
+		{"", false},
+	} {
+		if got := folded([]byte(tc.hdr)); got != tc.want {
+			t.Errorf("folded(%q) = %v, want %v", tc.hdr, got, tc.want)
+		}
+	}
+}

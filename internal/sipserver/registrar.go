@@ -242,11 +242,12 @@ func (r *registrar) plan(req *sipmsg.Request, dev store.Device, flow flowRef) ([
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	current := r.byNumber[dev.Number]
-	cur := make([]sipcore.Binding, len(current))
-	for i, b := range current {
+	var few [4]sipcore.Binding // a number's bindings, without an allocation
+	cur := few[:0]
+	for _, b := range current {
 		// Register reads no current Contact: parsing each stored one
 		// again cost every refresh a header parse.
-		cur[i] = b.ident()
+		cur = append(cur, b.ident())
 	}
 	onFlow := r.byFlow[flow.id]
 	f := sipcore.Flow{ID: flow.id, UDP: flow.transport == "UDP"}
