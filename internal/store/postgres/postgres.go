@@ -140,6 +140,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
 	}
+	if err := s.Store.Prepare(ctx, s.db); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+	}
 	return s, nil
 }
 

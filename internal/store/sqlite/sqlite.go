@@ -159,6 +159,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	st := &Store{path: path, w: w, r: r, jobs: make(chan *writeJob), stop: make(chan struct{})}
 	st.Store = sqlstore.New(dialect, r, st.write)
+	if err := st.Store.Prepare(ctx, w); err != nil { // before the writer takes the connection
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	st.writerWG.Add(1)
 	go st.writer()
 	return st, nil

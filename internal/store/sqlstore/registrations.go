@@ -17,28 +17,37 @@ func (s *Store) ChangeRegistrations(ctx context.Context, cs []store.Registration
 		return nil
 	}
 	return s.update(ctx, fmt.Sprintf("change %d registrations", len(cs)), func(tx *sql.Tx) error {
-		// Prepared once per transaction: statement preparation, not the
-		// row, is most of the cost of a small write.
+		// Bound to the transaction from the statements Prepare made, or
+		// else prepared once per transaction: statement preparation, not
+		// the row, is most of the cost of a small write.
 		var sweep, put, del *sql.Stmt
-		prepare := func(st **sql.Stmt, query string) error {
+		prepare := func(st **sql.Stmt, query string, made *sql.Stmt) error {
 			if *st != nil {
+				return nil
+			}
+			if made != nil {
+				*st = tx.StmtContext(ctx, made)
 				return nil
 			}
 			var err error
 			*st, err = tx.PrepareContext(ctx, query)
 			return err
 		}
+		regs := s.regs
+		if regs == nil {
+			regs = &regStmts{}
+		}
 		defer func() {
 			for _, st := range []*sql.Stmt{sweep, put, del} {
 				if st != nil {
-					st.Close()
+					st.Close() // a statement Prepare made stays open
 				}
 			}
 		}()
 		for _, c := range cs {
 			r := c.Registration
 			if c.Delete {
-				if err := prepare(&del, `DELETE FROM registrations WHERE number = $1 AND device_id = $2 AND node = $3 AND flow_id = $4`); err != nil {
+				if err := prepare(&del, regDeleteSQL, regs.del); err != nil {
 					return err
 				}
 				if _, err := del.ExecContext(ctx, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil {
@@ -47,18 +56,13 @@ func (s *Store) ChangeRegistrations(ctx context.Context, cs []store.Registration
 				continue
 			}
 			r.UpdatedAt = orNow(r.UpdatedAt)
-			if err := prepare(&sweep, `DELETE FROM registrations WHERE number = $1 AND expires_at <= $2`); err != nil {
+			if err := prepare(&sweep, regSweepSQL, regs.sweep); err != nil {
 				return err
 			}
 			if _, err := sweep.ExecContext(ctx, r.Number, s.d.Time(r.UpdatedAt)); err != nil {
 				return err
 			}
-			if err := prepare(&put, `INSERT INTO registrations
-				(number, device_id, node, flow_id, contact, instance, expires_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-				ON CONFLICT (number, device_id, node, flow_id) DO UPDATE SET
-				contact = excluded.contact, instance = excluded.instance,
-				expires_at = excluded.expires_at, updated_at = excluded.updated_at`); err != nil {
+			if err := prepare(&put, regPutSQL, regs.put); err != nil {
 				return err
 			}
 			if _, err := put.ExecContext(ctx, r.Number, r.DeviceID, r.Node, r.FlowID, r.Contact, r.Instance,
@@ -69,3 +73,17 @@ func (s *Store) ChangeRegistrations(ctx context.Context, cs []store.Registration
 		return nil
 	})
 }
+
+// regStmts are ChangeRegistrations' statements as Prepare made them.
+type regStmts struct{ sweep, put, del *sql.Stmt }
+
+const (
+	regDeleteSQL = `DELETE FROM registrations WHERE number = $1 AND device_id = $2 AND node = $3 AND flow_id = $4`
+	regSweepSQL  = `DELETE FROM registrations WHERE number = $1 AND expires_at <= $2`
+	regPutSQL    = `INSERT INTO registrations
+		(number, device_id, node, flow_id, contact, instance, expires_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (number, device_id, node, flow_id) DO UPDATE SET
+		contact = excluded.contact, instance = excluded.instance,
+		expires_at = excluded.expires_at, updated_at = excluded.updated_at`
+)

@@ -82,6 +82,32 @@ type Store struct {
 	d     Dialect
 	read  *sql.DB
 	write WriteFunc
+	// regs are the registration writes' statements, prepared once on the
+	// write pool by Prepare (nil before): a write transaction binds them
+	// to its connection, where it prepared each afresh, and preparing
+	// was most of the cost of a small write.
+	regs *regStmts
+}
+
+// Prepare prepares the statements of the frequent writes on db, the pool
+// the driver's WriteFunc runs its transactions on, once the schema is in
+// place. A transaction binds them (sql.Tx.StmtContext) without preparing
+// them again on a connection that has them. The statements live as long
+// as db.
+func (s *Store) Prepare(ctx context.Context, db *sql.DB) error {
+	var r regStmts
+	for _, p := range []struct {
+		st    **sql.Stmt
+		query string
+	}{{&r.sweep, regSweepSQL}, {&r.put, regPutSQL}, {&r.del, regDeleteSQL}} {
+		st, err := db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("%s: prepare: %w", s.d.Name, err)
+		}
+		*p.st = st
+	}
+	s.regs = &r
+	return nil
 }
 
 // New returns a Store that reads through read and writes through write.
