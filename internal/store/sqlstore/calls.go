@@ -73,13 +73,22 @@ func (s *Store) CreateCall(ctx context.Context, c store.Call) error {
 	}
 	args := s.insertCallArgs(c, stats)
 	return s.update(ctx, fmt.Sprintf("create call %q", c.CallID), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, insertCallSQL, args...)
+		_, err := s.txExec(ctx, tx, insertCallSQL, args...)
 		return err
 	})
 }
 
 const insertCallSQL = `INSERT INTO calls (` + callCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
 	$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
+
+// insertCallAgainSQL ends insertCallSQL where a record already written
+// is not an error (WriteCalls).
+const insertCallAgainSQL = ` ON CONFLICT (call_id) DO NOTHING`
+
+// callForUpdateSQL reads a record for a change in the same transaction.
+func (s *Store) callForUpdateSQL() string {
+	return `SELECT ` + callCols + ` FROM calls WHERE call_id = $1` + s.d.ForUpdate
+}
 
 // insertCallArgs are insertCallSQL's values for c; StartedAt defaults to
 // now.
@@ -128,15 +137,19 @@ func (s *Store) writeCall(ctx context.Context, tx *sql.Tx, w store.CallWrite) (b
 		}
 		// DO NOTHING: a batch whose commit was acknowledged too late to
 		// be seen is written again, and must not fail then.
-		return affected(tx.ExecContext(ctx, insertCallSQL+` ON CONFLICT (call_id) DO NOTHING`, s.insertCallArgs(c, stats)...))
+		return affected(s.txExec(ctx, tx, insertCallSQL+insertCallAgainSQL, s.insertCallArgs(c, stats)...))
 	case store.CallReplace:
 		q, args, err := s.updateCallSQL(c)
 		if err != nil {
 			return false, err
 		}
-		return affected(tx.ExecContext(ctx, q, args...))
+		return affected(s.txExec(ctx, tx, q, args...))
 	case store.CallChange:
-		stored, err := scanCall(tx.QueryRowContext(ctx, `SELECT `+callCols+` FROM calls WHERE call_id = $1`+s.d.ForUpdate, c.CallID))
+		var stored store.Call
+		err := s.txScanRow(ctx, tx, s.callForUpdateSQL(), func(sc scanner) (err error) {
+			stored, err = scanCall(sc)
+			return err
+		}, c.CallID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil
 		} else if err != nil {
@@ -148,7 +161,7 @@ func (s *Store) writeCall(ctx context.Context, tx *sql.Tx, w store.CallWrite) (b
 		if err != nil {
 			return false, err
 		}
-		return affected(tx.ExecContext(ctx, q, args...))
+		return affected(s.txExec(ctx, tx, q, args...))
 	}
 	return false, fmt.Errorf("unknown call write kind %d", w.Kind)
 }
@@ -227,7 +240,7 @@ func (s *Store) UpdateCall(ctx context.Context, c store.Call) error {
 		return err
 	}
 	return s.update(ctx, fmt.Sprintf("update call %q", c.CallID), func(tx *sql.Tx) error {
-		return mustAffect(tx.ExecContext(ctx, q, args...))
+		return mustAffect(s.txExec(ctx, tx, q, args...))
 	})
 }
 
@@ -237,17 +250,25 @@ func (s *Store) updateCallSQL(c store.Call) (string, []any, error) {
 	if err != nil {
 		return "", nil, s.errorf("update call %q: %w", c.CallID, err)
 	}
+	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
+		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
+	if !c.StartedAt.IsZero() {
+		args = append(args, s.d.Time(c.StartedAt))
+	}
+	return s.updateCallQuery(!c.StartedAt.IsZero()), args, nil
+}
+
+// updateCallQuery is updateCallSQL's statement, with started_at ($22) or
+// without it.
+func (s *Store) updateCallQuery(started bool) string {
 	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
 		status = $8, media_stats = $9, direction = $10, ca_id = $11, dialed = $12, user_number = $13, user_ip = $14,
 		queued_at = $15, offered_at = $16, session_start = $17, session_end = $18, conversation_start = $19,
 		conversation_end = $20, requeue_of = $21`
-	args := append([]any{c.CallID, c.From, c.To, c.Node, s.d.NullTime(c.AnsweredAt), s.d.NullTime(c.EndedAt),
-		c.EndReason, c.Status, stats}, s.relayArgs(c)...)
-	if !c.StartedAt.IsZero() {
+	if started {
 		set += `, started_at = $22`
-		args = append(args, s.d.Time(c.StartedAt))
 	}
-	return `UPDATE calls SET ` + set + ` WHERE call_id = $1`, args, nil
+	return `UPDATE calls SET ` + set + ` WHERE call_id = $1`
 }
 
 // Call returns the record of callID, or store.ErrNotFound.

@@ -17,55 +17,19 @@ func (s *Store) ChangeRegistrations(ctx context.Context, cs []store.Registration
 		return nil
 	}
 	return s.update(ctx, fmt.Sprintf("change %d registrations", len(cs)), func(tx *sql.Tx) error {
-		// Bound to the transaction from the statements Prepare made, or
-		// else prepared once per transaction: statement preparation, not
-		// the row, is most of the cost of a small write.
-		var sweep, put, del *sql.Stmt
-		prepare := func(st **sql.Stmt, query string, made *sql.Stmt) error {
-			if *st != nil {
-				return nil
-			}
-			if made != nil {
-				*st = tx.StmtContext(ctx, made)
-				return nil
-			}
-			var err error
-			*st, err = tx.PrepareContext(ctx, query)
-			return err
-		}
-		regs := s.regs
-		if regs == nil {
-			regs = &regStmts{}
-		}
-		defer func() {
-			for _, st := range []*sql.Stmt{sweep, put, del} {
-				if st != nil {
-					st.Close() // a statement Prepare made stays open
-				}
-			}
-		}()
 		for _, c := range cs {
 			r := c.Registration
 			if c.Delete {
-				if err := prepare(&del, regDeleteSQL, regs.del); err != nil {
-					return err
-				}
-				if _, err := del.ExecContext(ctx, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil {
+				if _, err := s.txExec(ctx, tx, regDeleteSQL, r.Number, r.DeviceID, r.Node, r.FlowID); err != nil {
 					return err
 				}
 				continue
 			}
 			r.UpdatedAt = orNow(r.UpdatedAt)
-			if err := prepare(&sweep, regSweepSQL, regs.sweep); err != nil {
+			if _, err := s.txExec(ctx, tx, regSweepSQL, r.Number, s.d.Time(r.UpdatedAt)); err != nil {
 				return err
 			}
-			if _, err := sweep.ExecContext(ctx, r.Number, s.d.Time(r.UpdatedAt)); err != nil {
-				return err
-			}
-			if err := prepare(&put, regPutSQL, regs.put); err != nil {
-				return err
-			}
-			if _, err := put.ExecContext(ctx, r.Number, r.DeviceID, r.Node, r.FlowID, r.Contact, r.Instance,
+			if _, err := s.txExec(ctx, tx, regPutSQL, r.Number, r.DeviceID, r.Node, r.FlowID, r.Contact, r.Instance,
 				s.d.Time(r.ExpiresAt), s.d.Time(r.UpdatedAt)); err != nil {
 				return err
 			}
@@ -73,9 +37,6 @@ func (s *Store) ChangeRegistrations(ctx context.Context, cs []store.Registration
 		return nil
 	})
 }
-
-// regStmts are ChangeRegistrations' statements as Prepare made them.
-type regStmts struct{ sweep, put, del *sql.Stmt }
 
 const (
 	regDeleteSQL = `DELETE FROM registrations WHERE number = $1 AND device_id = $2 AND node = $3 AND flow_id = $4`

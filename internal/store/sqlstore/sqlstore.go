@@ -82,37 +82,60 @@ type Store struct {
 	d     Dialect
 	read  *sql.DB
 	write WriteFunc
-	// regs are the registration writes' statements, prepared once on the
-	// write pool by Prepare (nil before): a write transaction binds them
-	// to its connection, where it prepared each afresh, and preparing
-	// was most of the cost of a small write.
-	regs *regStmts
+	// stmts are the frequent writes' statements, prepared once on the
+	// write pool by Prepare (nil before), by query: a write transaction
+	// binds them to its connection (txExec, txScanRow) where it prepared
+	// each afresh, and preparing was most of the cost of a small write.
+	stmts map[string]*sql.Stmt
+}
+
+// New returns a Store that reads through read and writes through write.
+func New(d Dialect, read *sql.DB, write WriteFunc) *Store {
+	return &Store{d: d, read: read, write: write}
 }
 
 // Prepare prepares the statements of the frequent writes on db, the pool
 // the driver's WriteFunc runs its transactions on, once the schema is in
 // place. A transaction binds them (sql.Tx.StmtContext) without preparing
 // them again on a connection that has them. The statements live as long
-// as db.
+// as db. A Store not prepared prepares each statement in its transaction.
 func (s *Store) Prepare(ctx context.Context, db *sql.DB) error {
-	var r regStmts
-	for _, p := range []struct {
-		st    **sql.Stmt
-		query string
-	}{{&r.sweep, regSweepSQL}, {&r.put, regPutSQL}, {&r.del, regDeleteSQL}} {
-		st, err := db.PrepareContext(ctx, p.query)
+	stmts := map[string]*sql.Stmt{}
+	for _, q := range []string{regSweepSQL, regPutSQL, regDeleteSQL, insertCallSQL, insertCallSQL + insertCallAgainSQL,
+		s.updateCallQuery(false), s.updateCallQuery(true), s.callForUpdateSQL()} {
+		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
+			for _, st := range stmts {
+				st.Close()
+			}
 			return fmt.Errorf("%s: prepare: %w", s.d.Name, err)
 		}
-		*p.st = st
+		stmts[q] = st
 	}
-	s.regs = &r
+	s.stmts = stmts
 	return nil
 }
 
-// New returns a Store that reads through read and writes through write.
-func New(d Dialect, read *sql.DB, write WriteFunc) *Store {
-	return &Store{d: d, read: read, write: write}
+// txExec runs query in tx, through the statement Prepare made for it when
+// there is one.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := s.stmts[query]; st != nil {
+		ts := tx.StmtContext(ctx, st)
+		defer ts.Close() // the transaction's binding; st stays prepared
+		return ts.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// txScanRow runs the one-row query in tx and hands its row to scan, as
+// txExec does.
+func (s *Store) txScanRow(ctx context.Context, tx *sql.Tx, query string, scan func(scanner) error, args ...any) error {
+	if st := s.stmts[query]; st != nil {
+		ts := tx.StmtContext(ctx, st)
+		defer ts.Close() // after the scan: a statement closes once its rows have
+		return scan(ts.QueryRowContext(ctx, args...))
+	}
+	return scan(tx.QueryRowContext(ctx, query, args...))
 }
 
 // update runs fn as one durable write; op names the operation in the error.
