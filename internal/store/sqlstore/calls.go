@@ -85,9 +85,10 @@ const insertCallSQL = `INSERT INTO calls (` + callCols + `) VALUES ($1, $2, $3, 
 // is not an error (WriteCalls).
 const insertCallAgainSQL = ` ON CONFLICT (call_id) DO NOTHING`
 
-// callForUpdateSQL reads a record for a change in the same transaction.
-func (s *Store) callForUpdateSQL() string {
-	return `SELECT ` + callCols + ` FROM calls WHERE call_id = $1` + s.d.ForUpdate
+// callForUpdateSQL reads a record for a change in the same transaction;
+// New writes it out once for the dialect (Store.callForUpdate).
+func callForUpdateSQL(d Dialect) string {
+	return `SELECT ` + callCols + ` FROM calls WHERE call_id = $1` + d.ForUpdate
 }
 
 // insertCallArgs are insertCallSQL's values for c; StartedAt defaults to
@@ -146,7 +147,7 @@ func (s *Store) writeCall(ctx context.Context, tx *sql.Tx, w store.CallWrite) (b
 		return affected(s.txExec(ctx, tx, q, args...))
 	case store.CallChange:
 		var stored store.Call
-		err := s.txScanRow(ctx, tx, s.callForUpdateSQL(), func(sc scanner) (err error) {
+		err := s.txScanRow(ctx, tx, s.callForUpdate, func(sc scanner) (err error) {
 			stored, err = scanCall(sc)
 			return err
 		}, c.CallID)
@@ -255,20 +256,24 @@ func (s *Store) updateCallSQL(c store.Call) (string, []any, error) {
 	if !c.StartedAt.IsZero() {
 		args = append(args, s.d.Time(c.StartedAt))
 	}
-	return s.updateCallQuery(!c.StartedAt.IsZero()), args, nil
+	return updateCallQuery(!c.StartedAt.IsZero()), args, nil
 }
 
-// updateCallQuery is updateCallSQL's statement, with started_at ($22) or
-// without it.
-func (s *Store) updateCallQuery(started bool) string {
-	set := `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
+// updateCallSet is what an update of a call record sets; with
+// started_at, $22 too.
+const updateCallSet = `from_number = $2, to_number = $3, node = $4, answered_at = $5, ended_at = $6, end_reason = $7,
 		status = $8, media_stats = $9, direction = $10, ca_id = $11, dialed = $12, user_number = $13, user_ip = $14,
 		queued_at = $15, offered_at = $16, session_start = $17, session_end = $18, conversation_start = $19,
 		conversation_end = $20, requeue_of = $21`
+
+// updateCallQuery is updateCallSQL's statement, with started_at or
+// without it: constants, so that a write neither builds its query nor
+// finds another than Prepare made.
+func updateCallQuery(started bool) string {
 	if started {
-		set += `, started_at = $22`
+		return `UPDATE calls SET ` + updateCallSet + `, started_at = $22 WHERE call_id = $1`
 	}
-	return `UPDATE calls SET ` + set + ` WHERE call_id = $1`
+	return `UPDATE calls SET ` + updateCallSet + ` WHERE call_id = $1`
 }
 
 // Call returns the record of callID, or store.ErrNotFound.

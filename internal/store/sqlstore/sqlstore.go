@@ -87,11 +87,13 @@ type Store struct {
 	// binds them to its connection (txExec, txScanRow) where it prepared
 	// each afresh, and preparing was most of the cost of a small write.
 	stmts map[string]*sql.Stmt
+	// callForUpdate is callForUpdateSQL in this dialect.
+	callForUpdate string
 }
 
 // New returns a Store that reads through read and writes through write.
 func New(d Dialect, read *sql.DB, write WriteFunc) *Store {
-	return &Store{d: d, read: read, write: write}
+	return &Store{d: d, read: read, write: write, callForUpdate: callForUpdateSQL(d)}
 }
 
 // Prepare prepares the statements of the frequent writes on db, the pool
@@ -102,7 +104,7 @@ func New(d Dialect, read *sql.DB, write WriteFunc) *Store {
 func (s *Store) Prepare(ctx context.Context, db *sql.DB) error {
 	stmts := map[string]*sql.Stmt{}
 	for _, q := range []string{regSweepSQL, regPutSQL, regDeleteSQL, insertCallSQL, insertCallSQL + insertCallAgainSQL,
-		s.updateCallQuery(false), s.updateCallQuery(true), s.callForUpdateSQL()} {
+		updateCallQuery(false), updateCallQuery(true), s.callForUpdate} {
 		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			for _, st := range stmts {
