@@ -46,6 +46,13 @@ func (cs *calls) remove(c *call) {
 	}
 }
 
+// empty reports whether no call goes through this node.
+func (cs *calls) empty() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.byID) == 0
+}
+
 func (cs *calls) all() []*call {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()

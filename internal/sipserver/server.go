@@ -198,6 +198,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		conns:      newConnTable(cfg.MaxConnsPerIP, cfg.MaxConns),
 		onClose: func(c *flowConn) {
 			s.reg.dropFlow(c.id)
+			// With no call through the node, no call has lost its
+			// interpreter: devices connecting afresh for each REGISTER
+			// close a flow each, and need no goroutine for it.
+			if s.calls.empty() {
+				return
+			}
 			// Not here: sipgo may hold its connection pool's lock while
 			// closing, and ending a call sends requests through that pool.
 			s.goAsync(func() { s.stationLost(c.id) })

@@ -47,12 +47,30 @@ func answersStatelessly(msg sipmsg.Message) (*sipmsg.Request, bool) {
 	return req, ok && req.Method == sipmsg.REGISTER
 }
 
-// handleStateless hands req, read from c, to an idle stateless worker, or
-// to a new one. Once the server is closing it is handled (refused) on the
-// caller's goroutine.
+// handleStateless answers req, read from c, on the flow's reader (the
+// caller) when it is the flow's only request: nothing more of the flow is
+// buffered and none of its requests is being answered. Otherwise it hands
+// req to an idle stateless worker, or to a new one. Once the server is
+// closing it is handled (refused) on the caller's goroutine.
+//
+// A client with nothing else outstanding is waiting for this answer (a
+// device connecting to register sends the REGISTER and waits for the 401,
+// then for the 200): a worker would only add a hand-over, a wake-up and a
+// context switch per request, with the reader idle meanwhile (7% of the
+// node's CPU with a new connection per REGISTER). Workers answer
+// the requests a client has pipelined, side by side, which is how one
+// busy connection keeps both cores working, and a flow whose requests
+// wait on the store goes on being read, so that its excess is refused by
+// the in-flight limits rather than left unanswered.
 func (s *Server) handleStateless(req *sipmsg.Request, c *flowConn) {
 	req.SetTransport(c.transport)
 	req.SetSource(c.src)
+	if c.drained() && len(c.busy) == 0 {
+		tx := &streamTx{c: c}
+		s.handle(req, tx)
+		tx.Terminate()
+		return
+	}
 	if c.busy == nil {
 		c.busy = make(chan struct{}, statelessPerFlow) // the reader's, as is this call
 	}

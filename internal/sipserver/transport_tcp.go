@@ -230,6 +230,11 @@ func (c *flowConn) extendBinding(until time.Time) {
 	}
 }
 
+// drained reports whether nothing the flow has read is left to frame:
+// the message just handed over was the last one the peer has sent. The
+// reader's own state: only its goroutine may ask.
+func (c *flowConn) drained() bool { return c.r == c.w }
+
 // authenticated reports whether a digest-authenticated registration has
 // been bound to the flow.
 func (c *flowConn) authenticated() bool { return c.boundUntil.Load() != 0 }
