@@ -143,29 +143,41 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 		fail(503, "Service Unavailable (No Media Relay)", retryAfter(30))
 		return
 	}
-	// The caller's account and address are charged for the relay ports,
-	// so one customer cannot take the range from the others.
-	owner := relay.Owner{Source: callerFlow.remoteIP()}
-	if n, err := s.store.Number(ctx, callerNumber); err == nil {
-		owner.Customer = relay.CustomerKey(n.CustomerID)
-	}
-	rc := s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
-	c.mu.Lock() // the operator's view (ActiveCalls) reads rc of ringing calls
-	c.rc = rc
-	c.mu.Unlock()
-	s.m.calls.Inc()
-	offer := body
-	if len(body) > 0 {
-		var err error
-		offer, err = c.rc.RewriteSDP(relay.SideA, body, callerFlow.remoteIP())
-		if err != nil {
-			s.rejectSDP(c, req, tx, err)
-			return
-		}
+	rc, offer := s.anchor(ctx, c, req, tx, callerFlow.remoteIP(), callerNumber, body)
+	if rc == nil {
+		return
 	}
 	s.log.Info("call", "call_id", callID, "from", callerNumber, "to", callee, "forks", len(forks))
 	s.respond(tx, req, 100, "Trying")
 	s.fork(c, req, tx, forks, offer)
+}
+
+// anchor gives c its relay ports and moves the caller's offer, if any, onto
+// them. The caller's address and, when number is one of ours, its customer
+// are charged for the ports, so one customer cannot take the range from the
+// others; number "" charges the address alone. When the offer cannot be
+// anchored, the caller is answered, the call ended and rc is nil.
+func (s *Server) anchor(ctx context.Context, c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, caller netip.Addr, number string, offer []byte) (rc *relay.Call, _ []byte) {
+	owner := relay.Owner{Source: caller}
+	if number != "" {
+		if n, err := s.store.Number(ctx, number); err == nil {
+			owner.Customer = relay.CustomerKey(n.CustomerID)
+		}
+	}
+	rc = s.relay.NewCallFor(owner, c.id, func() { s.mediaTimeout(c) })
+	c.mu.Lock() // the operator's view (ActiveCalls) reads rc of ringing calls
+	c.rc = rc
+	c.mu.Unlock()
+	s.m.calls.Inc()
+	if len(offer) == 0 {
+		return rc, offer
+	}
+	offer, err := rc.RewriteSDP(relay.SideA, offer, caller)
+	if err != nil {
+		s.rejectSDP(c, req, tx, err)
+		return nil, nil
+	}
+	return rc, offer
 }
 
 // rejectSDP answers an offer the relay could not anchor and ends the call.

@@ -152,22 +152,13 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 		s.end(c, endError, 503)
 		return
 	}
-	owner := relay.Owner{Source: flow.remoteIP()}
-	if n, err := s.store.Number(ctx, e.User); err == nil && e.Direction != store.CallEmergency {
-		owner.Customer = relay.CustomerKey(n.CustomerID)
+	charged := e.User
+	if e.Direction == store.CallEmergency {
+		charged = "" // 911 is never refused for a customer's port quota
 	}
-	rc := s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
-	c.mu.Lock()
-	c.rc = rc
-	c.mu.Unlock()
-	s.m.calls.Inc()
-	offer := req.Body()
-	if len(offer) > 0 {
-		var err error
-		if offer, err = rc.RewriteSDP(relay.SideA, offer, flow.remoteIP()); err != nil {
-			s.rejectSDP(c, req, tx, err)
-			return
-		}
+	rc, offer := s.anchor(ctx, c, req, tx, flow.remoteIP(), charged, req.Body())
+	if rc == nil {
+		return
 	}
 	s.respond(tx, req, 100, "Trying")
 	s.acdq.add(c)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/z5vrs/z5/internal/acd"
 	"github.com/z5vrs/z5/internal/config"
-	"github.com/z5vrs/z5/internal/relay"
 	"github.com/z5vrs/z5/internal/sipcore"
 	"github.com/z5vrs/z5/internal/store"
 )
@@ -203,20 +202,9 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		c.decorate = s.trunkDecorator(ctx, rec, cl.Target)
 		c.trunkAuth = s.cfg.Trunk.Username != ""
 	}
-	owner := relay.Owner{Source: flow.remoteIP()}
-	if n, err := s.store.Number(ctx, station); err == nil {
-		owner.Customer = relay.CustomerKey(n.CustomerID)
-	}
-	rc := s.relay.NewCallFor(owner, callID, func() { s.mediaTimeout(c) })
-	c.mu.Lock()
-	c.rc = rc
-	c.mu.Unlock()
-	s.m.calls.Inc()
-	if len(body) > 0 {
-		if body, err = rc.RewriteSDP(relay.SideA, body, flow.remoteIP()); err != nil {
-			s.rejectSDP(c, req, tx, err)
-			return
-		}
+	rc, body := s.anchor(ctx, c, req, tx, flow.remoteIP(), station, body)
+	if rc == nil {
+		return
 	}
 	if rec.Dialed == "" && rec.Direction != store.CallInbound {
 		// Through the relay access number: the number is known now.
