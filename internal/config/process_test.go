@@ -19,16 +19,28 @@ func TestProcess(t *testing.T) {
 		{"gc_percent = 5\n", 0, 0, "process.gc_percent: 5: must be 25 to 10000"},
 		{"memory_limit_mb = -1\n", 0, 0, "process.memory_limit_mb: -1: must be 0 to"},
 	} {
-		c, err := Parse("test.toml", append(devTOML[:len(devTOML):len(devTOML)], "\n[process]\n"+tc.extra...))
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: error %v, want %q", tc.extra, err, tc.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tc.extra, err)
-		case c.Process.GCPercent != tc.gc || c.Process.MemoryLimitMB != tc.limitMB:
+		c := parseWant(t, tc.extra, append(devTOML[:len(devTOML):len(devTOML)], "\n[process]\n"+tc.extra...), tc.err)
+		if c != nil && (c.Process.GCPercent != tc.gc || c.Process.MemoryLimitMB != tc.limitMB) {
 			t.Errorf("%q: gc_percent %d, memory_limit_mb %d; want %d, %d", tc.extra, c.Process.GCPercent, c.Process.MemoryLimitMB, tc.gc, tc.limitMB)
 		}
 	}
+}
+
+// parseWant parses src, the case named by what it added, and checks its
+// error against wantErr (a part of the message; "" wants none). It returns
+// the config when there is one left to check, else nil.
+func parseWant(t *testing.T, added string, src []byte, wantErr string) *Config {
+	t.Helper()
+	c, err := Parse("test.toml", src)
+	switch {
+	case wantErr != "":
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%q: error %v, want %q", added, err, wantErr)
+		}
+		return nil
+	case err != nil:
+		t.Errorf("%q: %v", added, err)
+		return nil
+	}
+	return c
 }

@@ -48,15 +48,7 @@ func TestRelayKernelForwarding(t *testing.T) {
 		{"kernel_forwarding = \"auto\"\n", "auto", ""},
 		{"kernel_forwarding = \"on\"\n", "", `relay.kernel_forwarding: "on": want auto or off`},
 	} {
-		c, err := Parse("test.toml", withRelay(tc.extra))
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: error %v, want %q", tc.extra, err, tc.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tc.extra, err)
-		case c.Relay.KernelForwarding != tc.want:
+		if c := parseWant(t, tc.extra, withRelay(tc.extra), tc.err); c != nil && c.Relay.KernelForwarding != tc.want {
 			t.Errorf("%q: kernel_forwarding %q, want %q", tc.extra, c.Relay.KernelForwarding, tc.want)
 		}
 	}
