@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,17 @@ func loopbackIP(t *testing.T) string {
 	}
 	t.Fatal("no usable loopback address")
 	return ""
+}
+
+// freeTCP is a free TCP port on ip.
+func freeTCP(t *testing.T, ip string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return netip.MustParseAddrPort(l.Addr().String())
 }
 
 // stackConfig writes a one-node deployment config on ip with the dev

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,7 +507,7 @@ func tailOf(s string) string {
 func startBaresip(t *testing.T, name string, seconds int, command, caFile string) *proc {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	err := siptest.Baresip{Name: name, Listen: fmt.Sprintf("%s:%d", interopIP, freeTCPPort(t)), RTPPorts: 41000 + len(name)*20,
+	err := siptest.Baresip{Name: name, Listen: freeTCP(t, interopIP).String(), RTPPorts: 41000 + len(name)*20,
 		AOR: "sip:" + baresipNumber + "@mcs.z5.test", User: baresipUser, Pass: baresipPass, Outbound: interopNode + ":5060"}.Write(dir)
 	if err == nil && caFile != "" {
 		err = baresipSRTP(dir, caFile)
@@ -554,16 +553,6 @@ func startTool(t *testing.T, name string, args ...string) *proc {
 	})
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", interopIP+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // linphone is a running linphonec driven through its standard input.
 //
 // Headless linphonec needs three things: a data directory under $HOME
@@ -591,7 +580,7 @@ func startLinphone(t *testing.T, autoAnswer bool, caFile string) *linphone {
 	if err := writeToneWAV(wav, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	transport, sipPort, sipPorts := "tcp", 5060, fmt.Sprintf("sip_tcp_port=%d\nsip_tls_port=0", freeTCPPort(t))
+	transport, sipPort, sipPorts := "tcp", 5060, fmt.Sprintf("sip_tcp_port=%d\nsip_tls_port=0", freeTCP(t, interopIP).Port())
 	if caFile != "" {
 		// The chain is verified against the CA, not the name: belle-sip's
 		// mbedtls matches the proxy's host only against DNS names, and here
@@ -600,7 +589,7 @@ func startLinphone(t *testing.T, autoAnswer bool, caFile string) *linphone {
 		// the MCS names for Linphone.
 		transport, sipPort = "tls", 5061
 		sipPorts = fmt.Sprintf("sip_tcp_port=0\nsip_tls_port=%d\nroot_ca=%s\nverify_server_certs=1\nverify_server_cn=0\n"+
-			"media_encryption=srtp\nmedia_encryption_mandatory=1", freeTCPPort(t), caFile)
+			"media_encryption=srtp\nmedia_encryption_mandatory=1", freeTCP(t, interopIP).Port(), caFile)
 	}
 	rc := fmt.Sprintf(`[sip]
 sip_port=0

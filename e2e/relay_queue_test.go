@@ -504,7 +504,7 @@ func testRelayTwoSites(t *testing.T) {
 	dsn := pgtest.Start(t) // skips without the PostgreSQL server binaries
 	dir := t.TempDir()
 	ip := twoSites{aDNS: loopbackIP(t), aMCS: loopbackIP(t), bDNS: loopbackIP(t), bMCS: loopbackIP(t)}
-	trunk, psap := freeTCPOn(t, loopbackIP(t)), freeTCPOn(t, loopbackIP(t))
+	trunk, psap := freeTCP(t, loopbackIP(t)), freeTCP(t, loopbackIP(t))
 	extra := fmt.Sprintf("\n[health]\nheartbeat = \"1s\"\ndead_after = \"3s\"\n\n[store]\ndriver = \"postgres\"\ndsn = %q\n", dsn) +
 		relayTOML(`wrap_up = "1s"`, trunk, psap)
 	cfg := writeConfig(t, dir, devstack.Deployment("Z5 e2e two sites", dir, false, extra, twoSiteNodes(ip)...))

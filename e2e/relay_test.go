@@ -82,8 +82,8 @@ type relayStack struct {
 func startRelayStack(t *testing.T, acd string) *relayStack {
 	t.Helper()
 	r := &relayStack{stack: &stack{ip: loopbackIP(t), dir: t.TempDir()}}
-	r.trunk = freeTCPOn(t, loopbackIP(t))
-	r.psap = freeTCPOn(t, loopbackIP(t))
+	r.trunk = freeTCP(t, loopbackIP(t))
+	r.psap = freeTCP(t, loopbackIP(t))
 	r.cfg = stackConfig(t, r.dir, r.ip, relayTOML(acd, r.trunk, r.psap))
 	r.start(t)
 	r.provision(t)
@@ -104,17 +104,6 @@ allow = ["%s/32"]
 match = "911"
 target = "sip:911@%s;transport=tcp"
 `, acd, trunk, trunk.Addr(), psap)
-}
-
-// freeTCPOn is a free TCP port on ip.
-func freeTCPOn(t *testing.T, ip string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return netip.MustParseAddrPort(l.Addr().String())
 }
 
 // interpreter creates an interpreter account with caID and logs its

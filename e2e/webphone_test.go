@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -698,17 +696,6 @@ func waitJS(t *testing.T, p *webPage, expr, want string, timeout time.Duration) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// freeTCP is a free TCP port on ip.
-func freeTCP(t *testing.T, ip string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return netip.MustParseAddrPort(l.Addr().String())
 }
 
 // TestWebPhoneFirstFrameBench measures click-to-first-remote-frame over 20
