@@ -67,17 +67,12 @@ func fromJSON(in contactJSON, owner string) store.Contact {
 	return addressbook.Normalize(c)
 }
 
-// invalid turns a validation failure into 422 with one entry per field.
+// invalid turns a contact's validation failure into 422 with one entry per
+// field.
 func invalid(err error) error {
-	inv, ok := errors.AsType[addressbook.Invalid](err)
-	if !ok {
-		return err
-	}
-	ae := &apiError{status: http.StatusUnprocessableEntity, code: "invalid_contact", msg: inv.Error()}
-	for _, fe := range inv {
-		ae.fields = append(ae.fields, fieldJSON{Field: fe.Field, Message: fe.Msg})
-	}
-	return ae
+	return unprocessable[addressbook.Invalid](err, "invalid_contact", func(fe *addressbook.FieldError) fieldJSON {
+		return fieldJSON{Field: fe.Field, Message: fe.Msg}
+	})
 }
 
 func (s *Service) errBookFull() *apiError {

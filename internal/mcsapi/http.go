@@ -46,6 +46,24 @@ type errorJSON struct {
 	Property string      `json:"property,omitempty"`
 }
 
+// unprocessable turns a validation failure, a list E of field errors, into
+// 422 with code and one entry per field; any other error comes back as it
+// is.
+func unprocessable[E interface {
+	error
+	~[]F
+}, F any](err error, code string, field func(F) fieldJSON) error {
+	list, ok := errors.AsType[E](err)
+	if !ok {
+		return err
+	}
+	ae := &apiError{status: http.StatusUnprocessableEntity, code: code, msg: list.Error()}
+	for _, f := range list {
+		ae.fields = append(ae.fields, field(f))
+	}
+	return ae
+}
+
 var errInternal = &apiError{status: http.StatusInternalServerError, code: "internal",
 	msg: "the server failed to handle the request; try again later"}
 

@@ -83,15 +83,7 @@ func (s *Service) handlePutLocation(w http.ResponseWriter, r *http.Request, sess
 	}
 	a, err := location.Validate(location.Address(body))
 	if err != nil {
-		fe, ok := errors.AsType[location.Errors](err)
-		if !ok {
-			return err
-		}
-		ae := &apiError{status: http.StatusUnprocessableEntity, code: "invalid_location", msg: fe.Error()}
-		for _, f := range fe {
-			ae.fields = append(ae.fields, fieldJSON{Field: f.Field, Message: f.Message})
-		}
-		return ae
+		return unprocessable[location.Errors](err, "invalid_location", func(f location.FieldError) fieldJSON { return fieldJSON(f) })
 	}
 	if err := ls.SetLocation(r.Context(), store.Location{CustomerID: c.ID, Street: a.Street, City: a.City, State: a.State,
 		Zip: a.Zip, Country: a.Country, UpdatedBy: c.Username}); err != nil {
