@@ -249,12 +249,7 @@ func (s *Session) sendLoop(ctx context.Context, st *stream) {
 	next := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
+	for fired(ctx, timer) {
 		frame, dur, err := st.cfg.Source.Next()
 		if err == nil && dur <= 0 {
 			err = fmt.Errorf("frame duration %v", dur)
@@ -291,6 +286,16 @@ func (s *Session) sendLoop(ctx context.Context, st *stream) {
 	}
 }
 
+// fired waits for t to fire; false when ctx ends first.
+func fired(ctx context.Context, t *time.Timer) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // rtcpLoop sends a report at once (it opens the RTCP path through the
 // relay) and then at randomized intervals of 0.5-1.5 times the mean (RFC
 // 3550 6.3.1), with any keyframe request still pending.
@@ -298,12 +303,7 @@ func (s *Session) rtcpLoop(ctx context.Context, st *stream) {
 	s.sendRTCP(st, time.Now(), nil, false)
 	timer := time.NewTimer(s.reportDelay())
 	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
+	for fired(ctx, timer) {
 		now := time.Now()
 		s.sendRTCP(st, now, st.recv.Feedback(now), false)
 		timer.Reset(s.reportDelay())
