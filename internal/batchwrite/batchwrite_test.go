@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // fakeStore records what it was asked to write, and when, and can fail
@@ -33,12 +35,8 @@ func (f *fakeStore) write(ctx context.Context, batch []string) error {
 	f.tried = append(f.tried, fmt.Sprintf("+%s:%s", time.Since(f.begin), strings.Join(batch, ",")))
 	hold := f.hold
 	f.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := testenv.Hold(ctx, hold); err != nil {
+		return err
 	}
 	if f.fail != nil {
 		if err := f.fail(batch); err != nil {

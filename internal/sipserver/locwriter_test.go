@@ -71,12 +71,8 @@ func (f *fakeLocations) ChangeRegistrations(ctx context.Context, cs []store.Regi
 	f.mu.Lock()
 	hold := f.hold
 	f.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := testenv.Hold(ctx, hold); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

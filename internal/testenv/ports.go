@@ -1,7 +1,7 @@
 // Package testenv holds helpers that tests of several packages share:
-// free loopback port ranges, metric values, HTTP round trips and output
-// buffers goroutines write. Only tests import it; accounts in a store are
-// in its teststore package.
+// free loopback port ranges, metric values, HTTP round trips, output
+// buffers goroutines write, fakes' writes held in flight. Only tests
+// import it; accounts in a store are in its teststore package.
 package testenv
 
 import (

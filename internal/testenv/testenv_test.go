@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -66,5 +68,21 @@ func TestListenTCPUDP(t *testing.T) {
 	}
 	if ip := netip.MustParseAddrPort(ln.Addr().String()).Addr(); !ip.IsLoopback() {
 		t.Errorf("listening on %s, want loopback", ip)
+	}
+}
+
+func TestHold(t *testing.T) {
+	if err := Hold(context.Background(), nil); err != nil {
+		t.Errorf("nil hold: %v", err)
+	}
+	closed := make(chan struct{})
+	close(closed)
+	if err := Hold(context.Background(), closed); err != nil {
+		t.Errorf("closed hold: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Hold(ctx, make(chan struct{})); !errors.Is(err, context.Canceled) {
+		t.Errorf("open hold, ended ctx: %v, want %v", err, context.Canceled)
 	}
 }
