@@ -222,8 +222,7 @@ func (s *Server) transitInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	}
 	forks := s.reg.lookup(callee) // never on to another node
 	if len(forks) == 0 {
-		s.respond(tx, req, 480, "Temporarily Unavailable")
-		s.end(c, endUnavailable, 480)
+		s.fail(c, req, tx, 480, "Temporarily Unavailable")
 		return
 	}
 	s.peers.forwards.WithLabelValues("in").Inc()

@@ -108,25 +108,21 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 		return
 	}
 	s.records.insert(c.record) // queued: the INVITE goes on without it
-	fail := func(code int, reason string, hs ...sipmsg.Header) {
-		s.respond(tx, req, code, reason, hs...)
-		s.end(c, sipcore.EndReasonFor(code), code)
-	}
 	if !isNumber {
-		fail(404, "Not Found")
+		s.fail(c, req, tx, 404, "Not Found")
 		return
 	}
 	if _, err := s.store.Number(ctx, callee); errors.Is(err, store.ErrNotFound) {
-		fail(404, "Not Found")
+		s.fail(c, req, tx, 404, "Not Found")
 		return
 	} else if err != nil {
 		s.log.Error("number lookup failed", "number", callee, "error", err)
-		fail(500, "Server Internal Error", retryAfter(5))
+		s.fail(c, req, tx, 500, "Server Internal Error", retryAfter(5))
 		return
 	}
 	body := req.Body()
 	if len(body) > 0 && !isSDP(req) {
-		fail(415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
+		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
 		return
 	}
 	var forks []binding
@@ -136,11 +132,11 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 	}
 	forks = append(forks, s.peerForks(ctx, callee, local)...)
 	if len(forks) == 0 {
-		fail(480, "Temporarily Unavailable")
+		s.fail(c, req, tx, 480, "Temporarily Unavailable")
 		return
 	}
 	if s.relay == nil {
-		fail(503, "Service Unavailable (No Media Relay)", retryAfter(30))
+		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
 		return
 	}
 	rc, offer := s.anchor(ctx, c, req, tx, callerFlow.remoteIP(), callerNumber, body)
@@ -180,30 +176,33 @@ func (s *Server) anchor(ctx context.Context, c *call, req *sipmsg.Request, tx si
 	return rc, offer
 }
 
+// fail answers the call's INVITE with a failure and ends the call with
+// the reason the code stands for.
+func (s *Server) fail(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, code int, reason string, hs ...sipmsg.Header) {
+	s.respond(tx, req, code, reason, hs...)
+	s.end(c, sipcore.EndReasonFor(code), code)
+}
+
 // rejectSDP answers an offer the relay could not anchor and ends the call.
 func (s *Server) rejectSDP(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, err error) {
 	if errors.Is(err, relay.ErrQuota) {
 		s.log.Warn("relay port quota reached", "call_id", c.id)
-		s.respond(tx, req, 503, "Service Unavailable (Media Port Quota Reached)", retryAfter(30))
-		s.end(c, endError, 503)
+		s.fail(c, req, tx, 503, "Service Unavailable (Media Port Quota Reached)", retryAfter(30))
 		return
 	}
 	if errors.Is(err, relay.ErrNoPorts) {
 		s.log.Warn("relay out of ports", "call_id", c.id)
-		s.respond(tx, req, 503, "Service Unavailable (Media Ports Exhausted)", retryAfter(10))
-		s.end(c, endError, 503)
+		s.fail(c, req, tx, 503, "Service Unavailable (Media Ports Exhausted)", retryAfter(10))
 		return
 	}
 	if errors.Is(err, relay.ErrSRTPRequired) {
 		s.log.Info("offer without SRTP refused", "call_id", c.id, "error", err)
-		s.respond(tx, req, 488, "Not Acceptable Here (Encryption Required)",
+		s.fail(c, req, tx, 488, "Not Acceptable Here (Encryption Required)",
 			sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "this service requires SRTP (RTP/SAVP with a=crypto)"`))
-		s.end(c, endError, 488)
 		return
 	}
 	s.log.Info("offer not anchored", "call_id", c.id, "error", err)
-	s.respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "session description not accepted"`))
-	s.end(c, endError, 488)
+	s.fail(c, req, tx, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "session description not accepted"`))
 }
 
 // forkRequest builds the INVITE for one binding (RFC 3261 §16.6).
@@ -304,13 +303,11 @@ func (s *Server) answer(c *call, req *sipmsg.Request, tx sipmsg.ServerTransactio
 		s.hangUpLate(c, f, res)
 		if errors.Is(err, relay.ErrSRTPRequired) {
 			s.log.Info("answer without SRTP refused", "call_id", c.id, "error", err)
-			s.respond(tx, req, 488, "Not Acceptable Here (Encryption Required)",
+			s.fail(c, req, tx, 488, "Not Acceptable Here (Encryption Required)",
 				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "the called device answered without SRTP, which this service requires"`))
-			s.end(c, endError, 488)
 			return
 		}
-		s.respond(tx, req, 500, "Server Internal Error (Media Not Anchored)")
-		s.end(c, endError, 500)
+		s.fail(c, req, tx, 500, "Server Internal Error (Media Not Anchored)")
 		return
 	}
 	c.mu.Lock()

@@ -143,13 +143,11 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 	}
 	s.records.insert(c.record) // queued: the call goes on without it
 	if len(req.Body()) > 0 && !isSDP(req) {
-		s.respond(tx, req, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
-		s.end(c, endError, 415)
+		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
 		return
 	}
 	if s.relay == nil {
-		s.respond(tx, req, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
-		s.end(c, endError, 503)
+		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
 		return
 	}
 	charged := e.User
@@ -164,8 +162,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 	s.acdq.add(c)
 	if err := s.store.Enqueue(ctx, e); err != nil {
 		s.log.Error("call not queued", "call_id", callID, "error", err)
-		s.respond(tx, req, 500, "Server Internal Error", retryAfter(5))
-		s.end(c, endError, 500)
+		s.fail(c, req, tx, 500, "Server Internal Error", retryAfter(5))
 		return
 	}
 	s.log.Info("relay call queued", "call_id", callID, "direction", e.Direction, "user", e.User, "dialed", e.Dialed,

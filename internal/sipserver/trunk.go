@@ -149,16 +149,12 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		s.respond(tx, req, 482, "Loop Detected")
 		return
 	}
-	fail := func(code int, reason string, hs ...sipmsg.Header) {
-		s.respond(tx, req, code, reason, hs...)
-		s.end(c, sipcore.EndReasonFor(code), code)
-	}
 	if len(req.Body()) > 0 && !isSDP(req) {
-		fail(415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
+		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
 		return
 	}
 	if s.relay == nil {
-		fail(503, "Service Unavailable (No Media Relay)", retryAfter(30))
+		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
 		return
 	}
 	var forks []binding
@@ -172,7 +168,7 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 			removeHeaders(r, sipcore.RelayHeaders...)
 		}
 		if len(forks) == 0 {
-			fail(480, "Temporarily Unavailable")
+			s.fail(c, req, tx, 480, "Temporarily Unavailable")
 			return
 		}
 	} else {
@@ -184,14 +180,14 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		if errors.Is(err, errTrunkTLS) {
 			s.log.Warn("trunk not trusted", "call_id", callID, "error", err)
 			s.acdm.trunkFailures.WithLabelValues("tls").Inc()
-			fail(503, "Service Unavailable (Voice Trunk Not Trusted)", retryAfter(10),
+			s.fail(c, req, tx, 503, "Service Unavailable (Voice Trunk Not Trusted)", retryAfter(10),
 				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "the telephone network's TLS certificate was not accepted; retry or end the call"`))
 			return
 		}
 		if err != nil {
 			s.log.Warn("trunk unreachable", "call_id", callID, "error", err)
 			s.acdm.trunkFailures.WithLabelValues("connect").Inc()
-			fail(503, "Service Unavailable (Voice Trunk Unreachable)", retryAfter(10),
+			s.fail(c, req, tx, 503, "Service Unavailable (Voice Trunk Unreachable)", retryAfter(10),
 				sipmsg.NewHeader("Warning", `399 `+s.cfg.Domain+` "the telephone network cannot be reached; retry or end the call"`))
 			return
 		}
