@@ -26,14 +26,7 @@ func TestForwardingMarkFromClients(t *testing.T) {
 	t.Run("registered client", func(t *testing.T) {
 		// alice forges the mark: node a still anchors and records the
 		// call, and node b sees a's own mark only.
-		req := a.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: bob, Host: testDomain})
-		req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: bob, Host: testDomain}})
-		c := a.contact
-		req.AppendHeader(&c)
-		req.AppendHeader(sipmsg.NewHeader(hdrForwarded, "b"))
-		req.AppendHeader(sipmsg.NewHeader(hdrSource, "192.0.2.1"))
-		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-		req.SetBody(a.sdp())
+		req := a.inviteRequest(bob, a.sdp(), sipmsg.NewHeader(hdrForwarded, "b"), sipmsg.NewHeader(hdrSource, "192.0.2.1"))
 		sess, err := a.dcli.WriteInvite(ctx, req)
 		if err != nil {
 			t.Fatal(err)

@@ -209,13 +209,7 @@ func (p *phone) sdp() []byte {
 
 // invite calls a number and waits for the final answer.
 func (p *phone) invite(ctx context.Context, target string) (*sipgo.DialogClientSession, error) {
-	req := p.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain})
-	req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain}})
-	c := p.contact
-	req.AppendHeader(&c)
-	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(p.sdp())
-	sess, err := p.dcli.WriteInvite(ctx, req)
+	sess, err := p.dcli.WriteInvite(ctx, p.inviteRequest(target, p.sdp()))
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +218,21 @@ func (p *phone) invite(ctx context.Context, target string) (*sipgo.DialogClientS
 		return nil, err
 	}
 	return sess, nil
+}
+
+// inviteRequest is an INVITE from p to target offering body, with extra
+// headers.
+func (p *phone) inviteRequest(target string, body []byte, extra ...sipmsg.Header) *sipmsg.Request {
+	req := p.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain})
+	req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain}})
+	c := p.contact
+	req.AppendHeader(&c)
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	for _, h := range extra {
+		req.AppendHeader(h)
+	}
+	req.SetBody(body)
+	return req
 }
 
 // nextCall waits for an incoming INVITE.

@@ -106,18 +106,9 @@ func (p *phone) callQueued(t *testing.T, target string, extra ...sipmsg.Header) 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	q := &queuedCall{positions: make(chan int, 32), cancel: cancel}
-	req := p.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain})
-	req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain}})
-	c := p.contact
-	req.AppendHeader(&c)
-	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-	for _, h := range extra {
-		req.AppendHeader(h)
-	}
-	req.SetBody(p.sdp())
 	done := make(chan callResult, 1)
 	q.done = done
-	sess, err := p.dcli.WriteInvite(ctx, req)
+	sess, err := p.dcli.WriteInvite(ctx, p.inviteRequest(target, p.sdp(), extra...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,15 +258,9 @@ func (p *phone) secondLeg(target, relayCall string) <-chan callResult {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req := p.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain})
-		req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: target, Host: testDomain}})
-		c := p.contact
-		req.AppendHeader(&c)
-		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-		req.AppendHeader(sipmsg.NewHeader("X-Z5-Relay-Call", relayCall))
 		// Video too: the MCS must offer the trunk audio only.
-		req.SetBody(append(p.sdp(), "m=video 9 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"...))
-		sess, err := p.dcli.WriteInvite(ctx, req)
+		offer := append(p.sdp(), "m=video 9 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"...)
+		sess, err := p.dcli.WriteInvite(ctx, p.inviteRequest(target, offer, sipmsg.NewHeader("X-Z5-Relay-Call", relayCall)))
 		if err == nil {
 			if err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.user, Password: p.pass}); err == nil {
 				err = sess.Ack(ctx)

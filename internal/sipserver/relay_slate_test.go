@@ -48,13 +48,7 @@ func TestRelaySlateWhileQueued(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req := a.request(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: hearing, Host: testDomain})
-	req.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: hearing, Host: testDomain}})
-	c := a.contact
-	req.AppendHeader(&c)
-	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody([]byte(body))
-	sess, err := a.dcli.WriteInvite(ctx, req)
+	sess, err := a.dcli.WriteInvite(ctx, a.inviteRequest(hearing, []byte(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
