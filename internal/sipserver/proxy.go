@@ -148,6 +148,21 @@ func (s *Server) invite(ctx context.Context, req *sipmsg.Request, tx sipmsg.Serv
 	s.fork(c, req, tx, forks, offer)
 }
 
+// canAnchor refuses an INVITE whose body is not SDP (415) and, with no
+// media relay on this node, every INVITE (503), ending the call; it
+// reports whether the call may go on to anchor.
+func (s *Server) canAnchor(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	if len(req.Body()) > 0 && !isSDP(req) {
+		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
+		return false
+	}
+	if s.relay == nil {
+		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
+		return false
+	}
+	return true
+}
+
 // anchor gives c its relay ports and moves the caller's offer, if any, onto
 // them. The caller's address and, when number is one of ours, its customer
 // are charged for the ports, so one customer cannot take the range from the

@@ -142,12 +142,7 @@ func (s *Server) queueCall(ctx context.Context, req *sipmsg.Request, tx sipmsg.S
 		return
 	}
 	s.records.insert(c.record) // queued: the call goes on without it
-	if len(req.Body()) > 0 && !isSDP(req) {
-		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
-		return
-	}
-	if s.relay == nil {
-		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
+	if !s.canAnchor(c, req, tx) {
 		return
 	}
 	charged := e.User

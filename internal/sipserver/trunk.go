@@ -149,12 +149,7 @@ func (s *Server) placeSecondLeg(ctx context.Context, req *sipmsg.Request, tx sip
 		s.respond(tx, req, 482, "Loop Detected")
 		return
 	}
-	if len(req.Body()) > 0 && !isSDP(req) {
-		s.fail(c, req, tx, 415, "Unsupported Media Type", sipmsg.NewHeader("Accept", "application/sdp"))
-		return
-	}
-	if s.relay == nil {
-		s.fail(c, req, tx, 503, "Service Unavailable (No Media Relay)", retryAfter(30))
+	if !s.canAnchor(c, req, tx) {
 		return
 	}
 	var forks []binding
