@@ -50,10 +50,18 @@ func newClient(t testing.TB, rtcpPlus1 bool) *client {
 	return nil
 }
 
-func (c *client) sdp(version int) []byte {
+func (c *client) sdp(version int) []byte { return c.describe(version, "") }
+
+// describe is c's description. With crypto (a=crypto lines) both streams
+// are SDES-keyed: audio RTP/SAVP, video RTP/SAVPF.
+func (c *client) describe(version int, crypto string) []byte {
 	rtcpLine := fmt.Sprintf("a=rtcp:%d", c.audioRTCP.port())
 	if c.rtcpPlus1 {
 		rtcpLine = "a=ptime:20"
+	}
+	audio, video := "RTP/AVP", "RTP/AVPF"
+	if crypto != "" {
+		audio, video, crypto = "RTP/SAVP", "RTP/SAVPF", "\n"+crypto
 	}
 	return sdpText(fmt.Sprintf(`
 		v=0
@@ -61,12 +69,12 @@ func (c *client) sdp(version int) []byte {
 		s=-
 		c=IN IP4 127.0.0.1
 		t=0 0
-		m=audio %d RTP/AVP 0
+		m=audio %d %s 0
 		a=rtpmap:0 PCMU/8000
-		%s
-		m=video %d RTP/AVPF 96
+		%s%s
+		m=video %d %s 96
 		a=rtpmap:96 H264/90000
-		a=rtcp-mux`, version, c.audio.port(), rtcpLine, c.video.port()))
+		a=rtcp-mux%[5]s`, version, c.audio.port(), audio, rtcpLine, crypto, c.video.port(), video))
 }
 
 // relayPorts reads the RTP ports of a rewritten description.

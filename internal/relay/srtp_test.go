@@ -17,25 +17,6 @@ const (
 	cryptoCM  = "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:w8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PD"
 )
 
-// savpSDP is c's description with both streams SDES-keyed: audio
-// RTP/SAVP with RTCP on its own port, video RTP/SAVPF with rtcp-mux.
-func (c *client) savpSDP(version int, crypto string) []byte {
-	return sdpText(fmt.Sprintf(`
-		v=0
-		o=- 42 %d IN IP4 127.0.0.1
-		s=-
-		c=IN IP4 127.0.0.1
-		t=0 0
-		m=audio %d RTP/SAVP 0
-		a=rtpmap:0 PCMU/8000
-		a=rtcp:%d
-		%s
-		m=video %d RTP/SAVPF 96
-		a=rtpmap:96 H264/90000
-		a=rtcp-mux
-		%[4]s`, version, c.audio.port(), c.audioRTCP.port(), crypto, c.video.port()))
-}
-
 // TestSRTPSDPPassesThrough: the relay anchors an SDES offer like any
 // other, keeping the profile and every a=crypto line byte for byte.
 func TestSRTPSDPPassesThrough(t *testing.T) {
@@ -43,7 +24,7 @@ func TestSRTPSDPPassesThrough(t *testing.T) {
 	call := r.NewCall(t.Name(), nil)
 	defer call.Close()
 	a := newClient(t, false)
-	in := a.savpSDP(1, cryptoGCM+"\n"+cryptoCM)
+	in := a.describe(1, cryptoGCM+"\n"+cryptoCM)
 	out, err := call.RewriteSDP(SideA, in, loopback)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +94,7 @@ func TestRequireSRTPRewrite(t *testing.T) {
 	if n := r.AllocatedPorts(); n != 0 {
 		t.Errorf("%d ports bound for a refused offer", n)
 	}
-	if _, err := call.RewriteSDP(SideA, a.savpSDP(1, cryptoCM), loopback); err != nil {
+	if _, err := call.RewriteSDP(SideA, a.describe(1, cryptoCM), loopback); err != nil {
 		t.Fatalf("SRTP offer refused: %v", err)
 	}
 	// Without the policy a plain offer goes through (the default).
@@ -131,12 +112,12 @@ func setupSRTPCall(t testing.TB, r *Relay) (*callSetup, []byte) {
 	t.Helper()
 	cs := &callSetup{call: r.NewCall(t.Name(), nil), a: newClient(t, false), b: newClient(t, false)}
 	t.Cleanup(func() { cs.call.Close() })
-	offer, err := cs.call.RewriteSDP(SideA, cs.a.savpSDP(1, cryptoGCM), loopback)
+	offer, err := cs.call.RewriteSDP(SideA, cs.a.describe(1, cryptoGCM), loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs.relayBAudio, cs.relayBVideo = relayPorts(t, offer)
-	answer, err := cs.call.RewriteSDP(SideB, cs.b.savpSDP(1, cryptoGCM), loopback)
+	answer, err := cs.call.RewriteSDP(SideB, cs.b.describe(1, cryptoGCM), loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +216,7 @@ func TestForwardSRTP(t *testing.T) {
 	plain := r.NewCall(t.Name()+"-plain", nil)
 	defer plain.Close()
 	pa, pb2 := newClient(t, false), newClient(t, false)
-	if _, err := plain.RewriteSDP(SideA, pa.savpSDP(1, cryptoCM), loopback); err != nil {
+	if _, err := plain.RewriteSDP(SideA, pa.describe(1, cryptoCM), loopback); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := plain.RewriteSDP(SideB, pb2.sdp(1), loopback); err != nil {
