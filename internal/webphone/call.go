@@ -268,9 +268,7 @@ func (t *tab) dial(c *call, number, offer string, extra sipmsg.Header, srtp bool
 		defer sess.Close()
 		if err = t.startBridge(br, neg); err != nil {
 			t.g.log.Info("web phone answer unusable", "number", t.sess.Number, "error", err)
-			byeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			sess.Bye(byeCtx)
-			cancel()
+			hangUp(sess.Bye)
 			t.finish(c, "failed")
 			return
 		}
@@ -316,9 +314,7 @@ func (t *tab) invite(c *call, br *bridge, number string, srtp bool, extra sipmsg
 		if err == nil {
 			return sess, neg, nil
 		}
-		byeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		sess.Bye(byeCtx)
-		cancel()
+		hangUp(sess.Bye)
 		sess.Close()
 		if srtp && retryPlain(0, err) && c.ctx.Err() == nil {
 			t.g.log.Info("web phone srtp declined, calling again with plain rtp", "number", t.sess.Number)
@@ -342,13 +338,18 @@ func (t *tab) converse(c *call, dialog context.Context, bye func(context.Context
 	case <-dialog.Done():
 		t.finish(c, "ended")
 	case <-c.ctx.Done():
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := bye(ctx); err != nil {
+		if err := hangUp(bye); err != nil {
 			t.g.log.Info("web phone hang-up failed", "number", t.sess.Number, "error", err)
 		}
-		cancel()
 		t.finish(c, "ended")
 	}
+}
+
+// hangUp sends a BYE with bye and waits at most 2 s for its answer.
+func hangUp(bye func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return bye(ctx)
 }
 
 // incoming is an INVITE for the tab's number: it rings the page until the
@@ -414,9 +415,7 @@ func (t *tab) incoming(s *sipUA, req *sipmsg.Request, tx sipmsg.ServerTransactio
 	}
 	t.send(msg{Type: "sdp", SDP: answer})
 	if err := t.startBridge(br, neg); err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		dlg.Bye(ctx)
-		cancel()
+		hangUp(dlg.Bye)
 		t.finish(c, "failed")
 		return
 	}
