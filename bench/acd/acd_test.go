@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ import (
 	"github.com/z5vrs/z5/internal/backoffice"
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/config"
+	"github.com/z5vrs/z5/internal/devstack"
 	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/pgtest"
 	"github.com/z5vrs/z5/internal/profile"
@@ -223,28 +225,7 @@ func benchConfig(dir, dsn, acd string) (*config.Config, error) {
 	if dsn != "" {
 		store = fmt.Sprintf("[store]\ndriver = \"postgres\"\ndsn = %q\n", dsn)
 	}
-	toml := fmt.Sprintf(`data_dir = %q
-
-[provider]
-name = "Z5 acd bench"
-
-[names]
-zdial = "zdial.z5.test"
-lb_mcs = "lb.mcs.z5.test"
-sip_domain = "mcs.z5.test"
-
-[ports]
-dns = 5353
-zdial_https = 8443
-mcs_https = 9443
-sip = 5060
-sip_tls = 5061
-rtp = "10000-65000"
-metrics = 9090
-
-[dns]
-zones = ["z5.test"]
-# Every station resolves lb.mcs from 127.0.0.1, one /24, faster than the
+	extra := fmt.Sprintf(`# Every station resolves lb.mcs from 127.0.0.1, one /24, faster than the
 # default 50 answers a second: response rate limiting then drops some UDP
 # answers, and each drop cost a sample the resolver's 2 s UDP try before
 # TCP (the p99 of 2 s this bench once showed). It measures the queue.
@@ -277,16 +258,16 @@ max_ports_per_source = 55000
 address = "sip:%s:5080;transport=tcp"
 allow = ["%s/32"]
 
-%s
-[[site]]
-name = "a"
-
-[[site.node]]
-name = "n1"
-roles = ["dns", "zdial", "mcs"]
-address = %q
-hosts = ["mcs1.mcs.z5.test"]
-`, dir, acd, *trunkFlag, *trunkFlag, store, *ipFlag)
+%s`, acd, *trunkFlag, *trunkFlag, store)
+	toml := devstack.Deployment("Z5 acd bench", dir, true, extra, devstack.Site{Name: "a", Nodes: []devstack.Node{{
+		Name: "n1", Roles: []string{"dns", "zdial", "mcs"}, Address: *ipFlag, Hosts: []string{"mcs1.mcs.z5.test"},
+	}}})
+	// 10,000 waiting calls hold 40,000 relay ports: more than the dev range.
+	const devRTP, benchRTP = `rtp = "20000-20999"`, `rtp = "10000-65000"`
+	if !strings.Contains(toml, devRTP) {
+		return nil, fmt.Errorf("dev deployment has no %s to widen", devRTP)
+	}
+	toml = strings.Replace(toml, devRTP, benchRTP, 1)
 	p := filepath.Join(dir, "z5.toml")
 	if err := os.WriteFile(p, []byte(toml), 0o600); err != nil {
 		return nil, err
