@@ -19,6 +19,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/media"
 	"github.com/z5vrs/z5/internal/siptest"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // Standard SIP clients against the real z5d: baresip (Debian baresip-core)
@@ -72,7 +73,7 @@ func TestInteropStandardClients(t *testing.T) {
 		"ip addr add " + interopNode + "/24 dev v0 && ip link set v0 up && ip link set v1 up && " +
 		"ip route change local " + interopNode + " dev v0 table local proto kernel scope host src " + interopIP + " && " +
 		"ip route add default via 198.18.0.2 dev v0"
-	reexecInNetns(t, "^TestInteropStandardClients$", interopEnv, setup, 5*time.Minute)
+	testenv.ReexecInNetns(t, "^TestInteropStandardClients$", interopEnv, setup, 5*time.Minute)
 }
 
 // listenSummary is one call as `z5 listen --json` reports it.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/client"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestRelayRequeue: the interpreter's `z5 interpret` is killed in the
@@ -25,7 +26,7 @@ func TestRelayRequeue(t *testing.T) {
 		_, errU := exec.LookPath("unshare")
 		_, errI := exec.LookPath("ip")
 		if errU == nil && errI == nil {
-			reexecInNetns(t, "^TestRelayRequeue$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
+			testenv.ReexecInNetns(t, "^TestRelayRequeue$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
 			return
 		}
 		t.Log("unshare or ip not found: on the host's loopback")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/client"
 	"github.com/z5vrs/z5/internal/pstnpeer"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // Relay calls end to end: a deaf caller's `z5 call` to a hearing number is
@@ -48,7 +49,7 @@ func TestRelayCalls(t *testing.T) {
 		_, errU := exec.LookPath("unshare")
 		_, errI := exec.LookPath("ip")
 		if errU == nil && errI == nil {
-			reexecInNetns(t, "^TestRelayCalls$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
+			testenv.ReexecInNetns(t, "^TestRelayCalls$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
 			return
 		}
 		t.Log("unshare or ip not found: relay calls on the host's loopback")

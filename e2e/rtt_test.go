@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/devstack"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // Real-time text (RFC 4103) between two real z5 clients through the real
@@ -46,7 +47,7 @@ func TestRealTimeTextThroughLoss(t *testing.T) {
 			t.Skipf("real-time text loss test skipped: %s not found (util-linux, iproute2, nftables)", tool)
 		}
 	}
-	reexecInNetns(t, "^TestRealTimeTextThroughLoss$", rttEnv, loopbackOnly, 4*time.Minute)
+	testenv.ReexecInNetns(t, "^TestRealTimeTextThroughLoss$", rttEnv, loopbackOnly, 4*time.Minute)
 }
 
 // stamped is output read from a process, chunk by chunk, with the time

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 const tlsNetnsEnv = "Z5_TLS_NETNS"
@@ -232,7 +234,7 @@ func TestCheckNamesBlockedTLSRule(t *testing.T) {
 			t.Skipf("%s not found (util-linux, iproute2, nftables)", tool)
 		}
 	}
-	reexecInNetns(t, "^TestCheckNamesBlockedTLSRule$", tlsNetnsEnv, loopbackOnly, 3*time.Minute)
+	testenv.ReexecInNetns(t, "^TestCheckNamesBlockedTLSRule$", tlsNetnsEnv, loopbackOnly, 3*time.Minute)
 }
 
 func runBlockedTLS(t *testing.T) {

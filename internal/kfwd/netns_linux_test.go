@@ -4,7 +4,6 @@ package kfwd
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // routedNetnsEnv marks the copy of the test binary that runs inside the
@@ -215,23 +216,7 @@ func reexecInRelayNetns(t *testing.T) {
 			t.Fatalf("%s not found (util-linux, iproute2)", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := []string{"-test.run", "^TestForwardsRoutedFlow$", "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		routedSetup + ` && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), routedNetnsEnv+"=1")
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("in a network namespace:\n%s", out)
-	}
+	testenv.ReexecInNetns(t, "^TestForwardsRoutedFlow$", routedNetnsEnv, routedSetup, time.Minute)
 }
 
 // farNetns is a network namespace held by one OS thread of this process;

@@ -11,6 +11,7 @@ import (
 
 	"github.com/z5vrs/z5/internal/siptest"
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // A call between two baresip instances (Debian baresip-core) over TCP
@@ -47,27 +48,11 @@ func reexecInNetns(t *testing.T, test, envVar, setup string) {
 			t.Skipf("%s skipped: %s not found (util-linux, iproute2)", test, tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	script := "ip link set lo up"
 	if setup != "" {
 		script += " && " + setup
 	}
-	args := []string{"-test.run", "^" + test + "$", "-test.count", "1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--", "sh", "-c",
-		script + ` && exec "$0" "$@"`, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), envVar+"=1")
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s in a network namespace failed: %v\n%s", test, err, out)
-	}
-	if testing.Verbose() {
-		t.Logf("%s", out)
-	}
+	testenv.ReexecInNetns(t, "^"+test+"$", envVar, script, 3*time.Minute)
 }
 
 // baresipConfig writes a headless baresip config and account for number
