@@ -1,36 +1,17 @@
 package client
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/testenv"
 )
-
-// syncBuf is a screen both the test and the receiver touch.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestTextStreams runs two text streams against each other over loopback
 // UDP: what one side types (with a CR LF, a DEL and an escape sequence)
@@ -49,7 +30,7 @@ func TestTextStreams(t *testing.T) {
 			ClockRate: media.ClockText, Remote: to.LocalAddr().(*net.UDPAddr).AddrPort(), Send: true, Recv: true}}
 	}
 	typed := make(chan []byte)
-	var screen syncBuf
+	var screen testenv.SyncBuffer // the test and the receiver both touch it
 	dirA, dirB := t.TempDir(), t.TempDir()
 	sa, err := startText(t.Context(), a, 11, params(b), MediaOptions{RecordDir: dirA, Text: &TextOptions{Typed: typed}}, nil, "call 1 with b")
 	if err != nil {
@@ -96,7 +77,7 @@ func TestTextStreams(t *testing.T) {
 // starts a labelled line that repeats the side's unfinished text, so its
 // later erases still land on it.
 func TestTextEcho(t *testing.T) {
-	var screen syncBuf
+	var screen testenv.SyncBuffer
 	ts := &textStream{out: &screen, echo: true}
 	at := time.Now()
 	ts.local([]byte("hel"), at)
