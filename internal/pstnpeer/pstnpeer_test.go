@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // startPeer runs a peer on 127.0.0.1 port 0 until the test ends.
@@ -32,15 +34,10 @@ func startPeer(t *testing.T, ip string, status func(string) int) *Peer {
 	return p
 }
 
+// waitUntil polls cond for up to ten seconds.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // TestCallBetweenPeers: one peer dials the other as it would dial the

@@ -206,11 +206,5 @@ func rtpPacket(pt uint8, seq uint16, ts, ssrc uint32, payload string) []byte {
 // waitFor polls cond until it holds or two seconds pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 2*time.Second, what, cond)
 }

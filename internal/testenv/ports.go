@@ -1,8 +1,8 @@
 // Package testenv holds helpers that tests of several packages share:
 // free loopback port ranges, metric values, HTTP round trips, output
-// buffers goroutines write, fakes' writes held in flight, a test run
-// again in a network namespace of its own. Only tests import it; accounts
-// in a store are in its teststore package.
+// buffers goroutines write, fakes' writes held in flight, polling for a
+// condition, a test run again in a network namespace of its own. Only
+// tests import it; accounts in a store are in its teststore package.
 package testenv
 
 import (

@@ -3,9 +3,12 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -84,5 +87,36 @@ func TestHold(t *testing.T) {
 	cancel()
 	if err := Hold(ctx, make(chan struct{})); !errors.Is(err, context.Canceled) {
 		t.Errorf("open hold, ended ctx: %v, want %v", err, context.Canceled)
+	}
+}
+
+// fatalTB records a Fatalf and ends the goroutine, as testing.T does.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestWaitFor(t *testing.T) {
+	n := 0
+	WaitFor(t, time.Second, "third poll", func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Errorf("cond called %d times, want 3", n)
+	}
+	f := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WaitFor(f, 30*time.Millisecond, "never", func() bool { return false })
+	}()
+	<-done
+	if want := "not within 30ms: never"; f.msg != want {
+		t.Errorf("failure %q, want %q", f.msg, want)
 	}
 }
