@@ -355,10 +355,10 @@ func hungNodeFailover(t *testing.T, useTLS bool) {
 		t.Fatalf("registered with %s (%s), want mcs1 %s", host, srv, mcs1.addr())
 	}
 	// Pings flow and are answered before anything fails.
-	waitUntil(t, 10*time.Second, "two pings answered", func() bool { return mcs1.pings.Load() >= 2 })
+	testenv.WaitFor(t, 10*time.Second, "two pings answered", func() bool { return mcs1.pings.Load() >= 2 })
 
 	mcs1.hang()
-	waitUntil(t, 30*time.Second, "re-registered with mcs2", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "re-registered with mcs2", func() bool {
 		_, srv := ph.Server()
 		return srv == mcs2.addr()
 	})
@@ -373,16 +373,5 @@ func hungNodeFailover(t *testing.T, useTLS bool) {
 	}
 	// The new flow is watched the same way.
 	before := mcs2.pings.Load()
-	waitUntil(t, 10*time.Second, "pings to mcs2", func() bool { return mcs2.pings.Load() >= before+2 })
-}
-
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "pings to mcs2", func() bool { return mcs2.pings.Load() >= before+2 })
 }

@@ -17,6 +17,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/z5vrs/z5/internal/media"
+	"github.com/z5vrs/z5/internal/testenv"
 )
 
 func TestParseRelayOffer(t *testing.T) {
@@ -502,7 +503,7 @@ func startStation(t *testing.T, secondStatus int, tweak ...func(*StationOptions)
 			t.Error("the station did not stop")
 		}
 	})
-	waitUntil(t, 10*time.Second, "registered and ready", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "registered and ready", func() bool {
 		_, ok := r.log.find(EvState, "")
 		return ok && r.mcs.registered() != nil
 	})
@@ -544,7 +545,7 @@ func TestStationOutbound(t *testing.T) {
 	first := r.mcs.offer(t, ctx, user, map[string]string{HeaderRelayCall: "relay-1", HeaderDirection: "outbound",
 		HeaderDialed: "2125550100", HeaderUser: "3035550199", HeaderCaller: "3035550199"}, "3035550199")
 	r.acd.set(StateInCall)
-	waitUntil(t, 10*time.Second, "the hearing leg connected", func() bool { _, ok := r.log.find(EvConnected, LegHearing); return ok })
+	testenv.WaitFor(t, 10*time.Second, "the hearing leg connected", func() bool { _, ok := r.log.find(EvConnected, LegHearing); return ok })
 
 	r.mcs.mu.Lock()
 	second, hearing := r.mcs.second, r.mcs.secondEP
@@ -555,7 +556,7 @@ func TestStationOutbound(t *testing.T) {
 	if body := string(second.Body()); strings.Contains(body, "m=video") || strings.Contains(body, "m=text") || !strings.Contains(body, "m=audio") {
 		t.Errorf("the hearing leg's offer is not audio only:\n%s", body)
 	}
-	waitUntil(t, 10*time.Second, "media on both legs", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "media on both legs", func() bool {
 		return user.received("video") > 20 && user.received("audio") > 20 && hearing.received("audio") > 20
 	})
 	// One call at a time: another offer now is busy at once.
@@ -574,14 +575,14 @@ func TestStationOutbound(t *testing.T) {
 	if err := first.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the hearing leg ended by the station", func() bool { return r.mcs.byeFor(second.CallID().Value()) })
-	waitUntil(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
+	testenv.WaitFor(t, 10*time.Second, "the hearing leg ended by the station", func() bool { return r.mcs.byeFor(second.CallID().Value()) })
+	testenv.WaitFor(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
 	r.acd.set(StateWrapUp)
-	waitUntil(t, 5*time.Second, "wrap-up shown", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "wrap-up shown", func() bool {
 		return strings.Contains(r.log.names(), "state:in_call") && strings.Contains(r.log.names(), "state:wrap_up")
 	})
 	r.acd.set(StateReady)
-	waitUntil(t, 5*time.Second, "ready again", func() bool { return strings.HasSuffix(r.log.names(), "state:ready") })
+	testenv.WaitFor(t, 5*time.Second, "ready again", func() bool { return strings.HasSuffix(r.log.names(), "state:ready") })
 
 	offered, _ := r.log.find(EvOffered, "")
 	if offered.RelayCall != "relay-1" || offered.Direction != "outbound" || offered.Caller != "3035550199" || offered.Dialed != "2125550100" {
@@ -635,7 +636,7 @@ func TestStationSecondLegBusy(t *testing.T) {
 	if !ok || fail.Status != 486 || fail.Outcome != "busy" || !strings.Contains(fail.Text(), "busy (486 Busy Here)") {
 		t.Errorf("leg_failed: %+v %q", fail, fail.Text())
 	}
-	waitUntil(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
+	testenv.WaitFor(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
 	// An INVITE that is no relay offer is refused.
 	stranger := newEndpoint(t, true)
 	defer stranger.stop()
@@ -658,14 +659,14 @@ func TestStationInbound(t *testing.T) {
 	defer hearing.stop()
 	first := r.mcs.offer(t, ctx, hearing, map[string]string{HeaderRelayCall: "relay-3", HeaderDirection: "inbound",
 		HeaderDialed: "3035550199", HeaderUser: "3035550199", HeaderCaller: "2125550100"}, "2125550100")
-	waitUntil(t, 10*time.Second, "the user leg connected", func() bool { _, ok := r.log.find(EvConnected, LegUser); return ok })
+	testenv.WaitFor(t, 10*time.Second, "the user leg connected", func() bool { _, ok := r.log.find(EvConnected, LegUser); return ok })
 	r.mcs.mu.Lock()
 	second, user := r.mcs.second, r.mcs.secondEP
 	r.mcs.mu.Unlock()
 	if second.Recipient.User != "3035550199" || !strings.Contains(string(second.Body()), "m=video") {
 		t.Errorf("second leg to %s:\n%s", second.Recipient.User, second.Body())
 	}
-	waitUntil(t, 10*time.Second, "media on both legs", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "media on both legs", func() bool {
 		return user.received("video") > 20 && hearing.received("audio") > 20
 	})
 	if ans, _ := r.log.find(EvAnswered, ""); ans.Leg != LegHearing || ans.Video {
@@ -752,7 +753,7 @@ func TestStationRetryAfterHangup(t *testing.T) {
 		HeaderDialed: "2125550100", HeaderUser: "3035550199"}, "3035550199")
 	hangUpHearing := func(n int) string {
 		t.Helper()
-		waitUntil(t, 10*time.Second, fmt.Sprintf("hearing leg %d connected", n), func() bool {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("hearing leg %d connected", n), func() bool {
 			r.log.mu.Lock()
 			defer r.log.mu.Unlock()
 			c := 0
@@ -784,6 +785,6 @@ func TestStationRetryAfterHangup(t *testing.T) {
 	if one == two || n != 2 {
 		t.Errorf("second legs %s and %s, asked %d times: want two calls and two questions", one, two, n)
 	}
-	waitUntil(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
+	testenv.WaitFor(t, 10*time.Second, "call ended", func() bool { _, ok := r.log.find(EvCallEnded, ""); return ok })
 	r.stop(t)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/z5vrs/z5/internal/store"
+	"github.com/z5vrs/z5/internal/testenv"
 	"github.com/z5vrs/z5/internal/testenv/teststore"
 )
 
@@ -40,21 +41,11 @@ func TestHeartbeatsAndLeave(t *testing.T) {
 	go func() { doneA <- a.Serve(actx) }()
 	go func() { doneD <- dns.Serve(dctx) }()
 	defer func() { stopD(); <-doneD }()
-	waitFor(t, func() bool { return dns.Healthy("a-mcs") }, "a-mcs healthy")
+	testenv.WaitFor(t, 3*time.Second, "a-mcs healthy", func() bool { return dns.Healthy("a-mcs") })
 	if dns.Healthy("b-mcs") {
 		t.Fatal("unknown node healthy")
 	}
 	stopA()
 	<-doneA
-	waitFor(t, func() bool { return !dns.Healthy("a-mcs") }, "a-mcs gone after leaving")
-}
-
-func waitFor(t *testing.T, f func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if f() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testenv.WaitFor(t, 3*time.Second, "a-mcs gone after leaving", func() bool { return !dns.Healthy("a-mcs") })
 }
