@@ -61,14 +61,7 @@ func TestInteropStandardClients(t *testing.T) {
 	if _, err := exec.LookPath("baresip"); err != nil {
 		t.Skip("baresip not installed (Debian package baresip-core): interop test skipped")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("interop test skipped: it needs its own network namespace (unshare --net), which needs root")
-	}
-	for _, tool := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("interop test skipped: %s not found (util-linux, iproute2)", tool)
-		}
-	}
+	testenv.NeedNetns(t)
 	setup := "ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add " + interopIP + "/24 dev v0 && " +
 		"ip addr add " + interopNode + "/24 dev v0 && ip link set v0 up && ip link set v1 up && " +
 		"ip route change local " + interopNode + " dev v0 table local proto kernel scope host src " + interopIP + " && " +

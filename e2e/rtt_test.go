@@ -39,14 +39,7 @@ func TestRealTimeTextThroughLoss(t *testing.T) {
 		runRTT(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("real-time text loss test skipped: it needs its own network namespace (unshare --net), which needs root")
-	}
-	for _, tool := range []string{"unshare", "ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("real-time text loss test skipped: %s not found (util-linux, iproute2, nftables)", tool)
-		}
-	}
+	testenv.NeedNetns(t, "nft")
 	testenv.ReexecInNetns(t, "^TestRealTimeTextThroughLoss$", rttEnv, loopbackOnly, 4*time.Minute)
 }
 

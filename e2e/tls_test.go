@@ -226,14 +226,7 @@ func TestCheckNamesBlockedTLSRule(t *testing.T) {
 		runBlockedTLS(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs its own network namespace (unshare --net), which needs root")
-	}
-	for _, tool := range []string{"unshare", "ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found (util-linux, iproute2, nftables)", tool)
-		}
-	}
+	testenv.NeedNetns(t, "nft")
 	testenv.ReexecInNetns(t, "^TestCheckNamesBlockedTLSRule$", tlsNetnsEnv, loopbackOnly, 3*time.Minute)
 }
 

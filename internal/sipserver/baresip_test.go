@@ -40,14 +40,7 @@ func TestBaresipCall(t *testing.T) {
 // up, after setup (shell), with envVar=1 set; it skips when not root.
 func reexecInNetns(t *testing.T, test, envVar, setup string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("%s skipped: it needs its own network namespace (unshare --net), which needs root", test)
-	}
-	for _, tool := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s skipped: %s not found (util-linux, iproute2)", test, tool)
-		}
-	}
+	testenv.NeedNetns(t)
 	script := "ip link set lo up"
 	if setup != "" {
 		script += " && " + setup

@@ -8,6 +8,20 @@ import (
 	"time"
 )
 
+// NeedNetns skips t unless it can make network namespaces of its own: it
+// runs as root, and unshare, ip and the other tools named are installed.
+func NeedNetns(t testing.TB, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs its own network namespace (unshare --net), which needs root")
+	}
+	for _, tool := range append([]string{"unshare", "ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found (Debian packages util-linux, iproute2, nftables)", tool)
+		}
+	}
+}
+
 // ReexecInNetns runs this test binary again, only the tests matching run,
 // in a new network namespace (`unshare --net`) prepared by the shell
 // command setup, with env=1 so the tests know they are inside, for at

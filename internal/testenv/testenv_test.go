@@ -120,3 +120,15 @@ func TestWaitFor(t *testing.T) {
 		t.Errorf("failure %q, want %q", f.msg, want)
 	}
 }
+
+// TestNeedNetns: a missing tool skips the test before the line after.
+func TestNeedNetns(t *testing.T) {
+	reached := false
+	t.Run("missing tool", func(t *testing.T) {
+		NeedNetns(t, "z5-no-such-tool")
+		reached = true
+	})
+	if reached {
+		t.Error("NeedNetns did not skip without the tool")
+	}
+}
