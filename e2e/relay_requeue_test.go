@@ -3,14 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/z5vrs/z5/internal/client"
-	"github.com/z5vrs/z5/internal/testenv"
 )
 
 // TestRelayRequeue: the interpreter's `z5 interpret` is killed in the
@@ -22,14 +20,8 @@ import (
 // (requeue_of) and has the second CA ID. Like TestRelayCalls it runs in
 // a loopback-only network namespace when it can.
 func TestRelayRequeue(t *testing.T) {
-	if os.Getenv(relayNetnsEnv) != "1" && os.Geteuid() == 0 {
-		_, errU := exec.LookPath("unshare")
-		_, errI := exec.LookPath("ip")
-		if errU == nil && errI == nil {
-			testenv.ReexecInNetns(t, "^TestRelayRequeue$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
-			return
-		}
-		t.Log("unshare or ip not found: on the host's loopback")
+	if relayInNetns(t, "^TestRelayRequeue$") {
+		return
 	}
 	s := startRelayStack(t, `wrap_up = "1s"`)
 	peer := startTrunkPeer(t, s.trunk, nil)

@@ -45,14 +45,8 @@ const relayNetnsEnv = "Z5_RELAY_NETNS"
 // loopback (`unshare --net`, lo up): nothing they send can leave it. Without
 // root they run on the host's loopback, where every peer is one of ours.
 func TestRelayCalls(t *testing.T) {
-	if os.Getenv(relayNetnsEnv) != "1" && os.Geteuid() == 0 {
-		_, errU := exec.LookPath("unshare")
-		_, errI := exec.LookPath("ip")
-		if errU == nil && errI == nil {
-			testenv.ReexecInNetns(t, "^TestRelayCalls$", relayNetnsEnv, loopbackOnly, 10*time.Minute)
-			return
-		}
-		t.Log("unshare or ip not found: relay calls on the host's loopback")
+	if relayInNetns(t, "^TestRelayCalls$") {
+		return
 	}
 	for _, tc := range []struct {
 		name string
@@ -69,6 +63,24 @@ func TestRelayCalls(t *testing.T) {
 	} {
 		t.Run(tc.name, tc.run)
 	}
+}
+
+// relayInNetns runs the tests matching run again in a loopback-only
+// network namespace when it can (as root, with unshare and ip) and says
+// whether it did; if not, the caller goes on on the host's loopback.
+func relayInNetns(t *testing.T, run string) bool {
+	t.Helper()
+	if os.Getenv(relayNetnsEnv) == "1" || os.Geteuid() != 0 {
+		return false
+	}
+	_, errU := exec.LookPath("unshare")
+	_, errI := exec.LookPath("ip")
+	if errU != nil || errI != nil {
+		t.Log("unshare or ip not found: on the host's loopback")
+		return false
+	}
+	testenv.ReexecInNetns(t, run, relayNetnsEnv, loopbackOnly, 10*time.Minute)
+	return true
 }
 
 // relayStack is a one-node stack with a voice trunk and a PSAP route, each
