@@ -8,18 +8,28 @@ import (
 	"time"
 )
 
-// NeedNetns skips t unless it can make network namespaces of its own: it
-// runs as root, and unshare, ip and the other tools named are installed.
+// NeedNetns skips t unless it can make network namespaces of its own
+// (NetnsMissing).
 func NeedNetns(t testing.TB, tools ...string) {
 	t.Helper()
+	if why := NetnsMissing(tools...); why != "" {
+		t.Skip(why)
+	}
+}
+
+// NetnsMissing says why this process cannot make network namespaces of
+// its own, "" when it can: it must run as root, with unshare, ip and the
+// other tools named installed.
+func NetnsMissing(tools ...string) string {
 	if os.Geteuid() != 0 {
-		t.Skip("needs its own network namespace (unshare --net), which needs root")
+		return "needs its own network namespace (unshare --net), which needs root"
 	}
 	for _, tool := range append([]string{"unshare", "ip"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found (Debian packages util-linux, iproute2, nftables)", tool)
+			return tool + " not found (Debian packages util-linux, iproute2, nftables)"
 		}
 	}
+	return ""
 }
 
 // ReexecInNetns runs this test binary again, only the tests matching run,
